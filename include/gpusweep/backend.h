@@ -1,0 +1,74 @@
+// The Backend interface: every operation acts on a list of networks of the loaded batch at
+// once. The Newton driver talks only to this; the CPU (threads + LAPACK) and CUDA (kernels +
+// cuSOLVER) backends implement it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gpusweep/batch.h"
+
+namespace gs {
+
+enum class HessianKind : int { kExact = 0, kGaussNewton = 1 };
+enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
+
+struct BackendOptions {
+  DeviceKind device = DeviceKind::kCpu;
+  int threads = 0;  // CPU threads; 0 = all cores
+};
+
+// Per-call index lists name networks by their position in the loaded batch. All networks of
+// one call train the same stage block. Arrays indexed "per listed network" have nets.size()
+// entries in the order of nets.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Returns the backend the options ask for; throws std::runtime_error with one clear line
+  // when it cannot (no GPU visible, CUDA backend not built).
+  static std::unique_ptr<Backend> create(const BackendOptions& options);
+
+  virtual std::string describe() const = 0;
+
+  // Bytes this backend holds per network of num_params parameters while training; the
+  // planner sizes chunks with it.
+  virtual std::size_t bytes_per_network(int num_params) const = 0;
+  virtual std::size_t memory_budget() const = 0;
+
+  virtual void load(const Batch& batch) = 0;
+  virtual void read_params(std::vector<double>& params) = 0;
+
+  // Assembles gradient and Hessian of the training MSE over the stage's parameters and keeps
+  // them for solve(). Writes per listed network the loss and the Jacobi-scaled gradient norm
+  // max_i |g_i| / sqrt(|H_ii|) (over rows that are not singular).
+  virtual void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,
+                        double* scaled_grad) = 0;
+
+  // Copies network i's last assembled Hessian (m x m, column-major) and gradient; for tests
+  // and for comparing backends.
+  virtual void read_system(int i, std::vector<double>* H, std::vector<double>* g) = 0;
+
+  // Solves (S H S + lambda I) z = -S g with S = diag(1/sqrt|H_ii|), singular rows set to
+  // identity with zero rhs, step = S z. Writes per listed network the Cholesky info (0 ok,
+  // > 0 not positive definite) and g . step (meaningful when info == 0).
+  virtual void solve(const std::vector<int>& nets, const double* lambda, int* info,
+                     double* gdotp) = 0;
+
+  // Training losses at theta + alpha[t] * step for t < n_alpha, in one pass over the data.
+  // loss is per listed network, n_alpha entries each.
+  virtual void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
+                            double* loss) = 0;
+
+  // theta += alpha * step, alpha per listed network.
+  virtual void apply_step(const std::vector<int>& nets, const double* alpha) = 0;
+
+  // RMSE on the training and on the test points, for every network of the batch.
+  virtual void rmse(double* train, double* test) = 0;
+
+  // Compute seconds spent on each network of the batch since load().
+  virtual void network_seconds(double* seconds) = 0;
+};
+
+}  // namespace gs

@@ -1,0 +1,41 @@
+// A ragged batch: networks of any arch and width side by side in one flat parameter array,
+// each with its offset and the dataset it trains on. No per-network heap objects.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "gpusweep/network.h"
+
+namespace gs {
+
+// Training and test points of one target, shared by every network that fits it.
+// Inputs are row-major: point k is x[k*d .. k*d + d).
+struct Dataset {
+  std::string name;
+  int d = 1;
+  std::vector<double> x_train, y_train;
+  std::vector<double> x_test, y_test;
+  std::vector<double> lo, hi;  // per-dimension range of the training inputs, for initialization
+  int n_train() const { return static_cast<int>(y_train.size()); }
+  int n_test() const { return static_cast<int>(y_test.size()); }
+};
+
+struct NetDesc {
+  Shape shape;
+  int dataset;          // index into Batch::datasets
+  std::size_t offset;   // start of this network's parameters in Batch::params
+};
+
+struct Batch {
+  std::vector<NetDesc> nets;
+  std::vector<const Dataset*> datasets;
+  std::vector<double> params;  // all networks' parameters, concatenated
+
+  int size() const { return static_cast<int>(nets.size()); }
+  // Appends a network with the given parameters and returns its index.
+  int add(const Shape& s, int dataset, const double* theta);
+};
+
+}  // namespace gs

@@ -1,0 +1,51 @@
+// The backend-agnostic Newton driver: runs a schedule of stages over a batch, with
+// Levenberg-Marquardt damping on the Jacobi-scaled system, a batched Armijo line search,
+// per-network status and an active set so finished networks cost nothing.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "gpusweep/backend.h"
+
+namespace gs {
+
+struct StageSpec {
+  Block block;
+  int steps;
+};
+
+// Parses "D,U,Q,G,ALL*100": comma-separated blocks (D, U, Q, G, ALL), each with an optional
+// "*steps" (default 1). Throws std::invalid_argument naming the bad part.
+std::vector<StageSpec> parse_schedule(const std::string& text);
+std::string block_name(Block b);
+
+struct TrainOptions {
+  std::vector<StageSpec> schedule;
+  HessianKind hessian = HessianKind::kExact;
+  double ftol = 1e-10;        // converged when the loss falls by less than ftol * loss
+  double gtol = 1e-10;        // ... or when the scaled gradient is below gtol * sqrt(loss)
+  double lambda_init = 1e-9;  // damping relative to the unit diagonal of the scaled system
+  double lambda_min = 1e-12;
+  double lambda_max = 1e10;
+  double armijo = 1e-4;
+};
+
+enum class Status : int { kConverged = 0, kMaxSteps = 1, kFailed = 2 };
+const char* status_name(Status s);
+
+struct NetResult {
+  Status status = Status::kMaxSteps;
+  std::string reason;
+  int newton_steps = 0;
+  double train_rmse = 0.0;
+  double test_rmse = 0.0;
+  double seconds = 0.0;
+  std::vector<double> params;  // final parameters (filled by run_sweep)
+};
+
+// Trains every network of the batch already loaded into the backend through the schedule.
+// A network whose numbers go bad is marked failed and leaves the batch; the rest go on.
+std::vector<NetResult> train(Backend& backend, const Batch& batch, const TrainOptions& options);
+
+}  // namespace gs

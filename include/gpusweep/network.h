@@ -1,0 +1,190 @@
+// The math of one network: parameter layout, forward pass, Jacobian row and per-neuron second
+// derivatives, for mlp, glu and gqu with input x in R^d and a scalar output. Host and device.
+//
+// y(x) = d0 + sum_i D_i s(a_i0) prod_{b=1}^{nf-1} a_ib,  a_ib = W_b[i] . x + w_b[i]
+// with nf = 1 (mlp: gate G only), 2 (glu: G, U) or 3 (gqu: G, U, Q).
+//
+// Layout of one network's parameter vector (block order G, g | U, u | Q, q | D, d0):
+//   factor b occupies [b n (d+1), (b+1) n (d+1)): first its n x d weights (row i = neuron i),
+//   then its n biases; then D (n entries) and d0. So every stage is a contiguous range.
+#pragma once
+
+#include "gpusweep/activation.h"
+#include "gpusweep/hd.h"
+
+namespace gs {
+
+enum class Arch : int { kMlp = 0, kGlu = 1, kGqu = 2 };
+
+constexpr int kMaxFactors = 3;
+
+struct Shape {
+  Arch arch;
+  Act act;
+  int d;  // input dimension
+  int n;  // width (neurons)
+};
+
+HD inline int num_factors(Arch a) { return static_cast<int>(a) + 1; }
+HD inline int factor_offset(const Shape& s, int b) { return b * s.n * (s.d + 1); }
+HD inline int d_offset(const Shape& s) { return num_factors(s.arch) * s.n * (s.d + 1); }
+HD inline int num_params(const Shape& s) { return d_offset(s) + s.n + 1; }
+
+// Parameters of neuron i in local order [W_0[i] (d), w_0[i], ..., W_{nf-1}[i], w_{nf-1}[i], D_i].
+HD inline int neuron_num_params(const Shape& s) { return num_factors(s.arch) * (s.d + 1) + 1; }
+HD inline int neuron_param_index(const Shape& s, int i, int k) {
+  const int per = s.d + 1;
+  const int b = k / per;
+  if (b == num_factors(s.arch)) return d_offset(s) + i;
+  const int j = k - b * per;
+  return factor_offset(s, b) + (j < s.d ? i * s.d + j : s.n * s.d + i);
+}
+
+// Everything about neuron i at one point that the derivatives need.
+struct NeuronEval {
+  double a[kMaxFactors];      // pre-activations a_ib
+  ActEval g;                  // s, s', s'' at a_i0
+  double m;                   // prod_{b>=1} a_ib (1 for mlp)
+  double other[kMaxFactors];  // for b >= 1: prod_{c>=1, c!=b} a_ic
+  double D;
+};
+
+HD inline NeuronEval eval_neuron(const Shape& s, const double* theta, const double* x, int i) {
+  NeuronEval e;
+  const int nf = num_factors(s.arch);
+  for (int b = 0; b < nf; ++b) {
+    const double* W = theta + factor_offset(s, b) + i * s.d;
+    double a = theta[factor_offset(s, b) + s.n * s.d + i];
+    for (int j = 0; j < s.d; ++j) a += W[j] * x[j];
+    e.a[b] = a;
+  }
+  e.g = activate(s.act, e.a[0]);
+  e.m = 1.0;
+  e.other[0] = 1.0;
+  for (int b = 1; b < nf; ++b) e.m *= e.a[b];
+  for (int b = 1; b < nf; ++b) {
+    double p = 1.0;
+    for (int c = 1; c < nf; ++c)
+      if (c != b) p *= e.a[c];
+    e.other[b] = p;
+  }
+  e.D = theta[d_offset(s) + i];
+  return e;
+}
+
+HD inline double evaluate(const Shape& s, const double* theta, const double* x) {
+  double y = theta[num_params(s) - 1];
+  for (int i = 0; i < s.n; ++i) {
+    const NeuronEval e = eval_neuron(s, theta, x, i);
+    y += e.D * e.g.s * e.m;
+  }
+  return y;
+}
+
+// dy/da_ib for neuron i (b = 0 is the gate).
+HD inline double dy_dfactor(const NeuronEval& e, int b) {
+  return b == 0 ? e.D * e.g.ds * e.m : e.D * e.g.s * e.other[b];
+}
+
+// Writes the full Jacobian row dy/dtheta (num_params entries) at x and returns y(x).
+HD inline double jacobian_row(const Shape& s, const double* theta, const double* x, double* row) {
+  const int nf = num_factors(s.arch);
+  const int doff = d_offset(s);
+  double y = theta[num_params(s) - 1];
+  for (int i = 0; i < s.n; ++i) {
+    const NeuronEval e = eval_neuron(s, theta, x, i);
+    for (int b = 0; b < nf; ++b) {
+      const double da = dy_dfactor(e, b);
+      double* W = row + factor_offset(s, b) + i * s.d;
+      for (int j = 0; j < s.d; ++j) W[j] = da * x[j];
+      row[factor_offset(s, b) + s.n * s.d + i] = da;
+    }
+    const double hm = e.g.s * e.m;
+    row[doff + i] = hm;
+    y += e.D * hm;
+  }
+  row[doff + s.n] = 1.0;
+  return y;
+}
+
+// Second derivatives of y with respect to neuron i's own parameters, in the local order of
+// neuron_param_index: blk is k x k, row-major, symmetric, k = neuron_num_params(s).
+// Parameters of different neurons never interact, and d0 enters linearly, so these blocks
+// are the whole of d2y/dtheta2.
+HD inline void neuron_hessian(const Shape& s, const NeuronEval& e, const double* x, double* blk) {
+  const int nf = num_factors(s.arch);
+  const int per = s.d + 1;
+  const int k = nf * per + 1;
+  // d2y / da_b da_c and d2y / da_b dD.
+  double hab[kMaxFactors][kMaxFactors];
+  double hbD[kMaxFactors];
+  for (int b = 0; b < nf; ++b) {
+    for (int c = 0; c < nf; ++c) {
+      double v;
+      if (b == 0 && c == 0) {
+        v = e.D * e.g.d2s * e.m;
+      } else if (b == 0 || c == 0) {
+        v = e.D * e.g.ds * e.other[b == 0 ? c : b];
+      } else if (b == c) {
+        v = 0.0;
+      } else {
+        double p = 1.0;  // prod over factors other than 0, b, c
+        for (int f = 1; f < nf; ++f)
+          if (f != b && f != c) p *= e.a[f];
+        v = e.D * e.g.s * p;
+      }
+      hab[b][c] = v;
+    }
+    hbD[b] = b == 0 ? e.g.ds * e.m : e.g.s * e.other[b];
+  }
+  for (int p = 0; p < k; ++p) {
+    const int bp = p / per;
+    const int jp = p - bp * per;
+    const double xp = bp < nf ? (jp < s.d ? x[jp] : 1.0) : 1.0;
+    for (int q = 0; q < k; ++q) {
+      const int bq = q / per;
+      const int jq = q - bq * per;
+      const double xq = bq < nf ? (jq < s.d ? x[jq] : 1.0) : 1.0;
+      double v;
+      if (bp == nf && bq == nf) {
+        v = 0.0;
+      } else if (bp == nf) {
+        v = hbD[bq] * xq;
+      } else if (bq == nf) {
+        v = hbD[bp] * xp;
+      } else {
+        v = hab[bp][bq] * xp * xq;
+      }
+      blk[p * k + q] = v;
+    }
+  }
+}
+
+// A stage is a set of parameter blocks trained together; each is a contiguous range.
+enum class Block : int { kG = 0, kU = 1, kQ = 2, kD = 3, kAll = 4 };
+
+HD inline bool has_block(Arch a, Block b) {
+  return b == Block::kD || b == Block::kAll || static_cast<int>(b) < num_factors(a);
+}
+
+// [begin, end) of the stage's parameters; requires has_block(s.arch, b).
+HD inline void stage_range(const Shape& s, Block b, int* begin, int* end) {
+  if (b == Block::kAll) {
+    *begin = 0;
+    *end = num_params(s);
+  } else if (b == Block::kD) {
+    *begin = d_offset(s);
+    *end = num_params(s);
+  } else {
+    *begin = factor_offset(s, static_cast<int>(b));
+    *end = factor_offset(s, static_cast<int>(b) + 1);
+  }
+}
+
+// With the other blocks fixed, y is linear in D and d0 and in every non-gate factor, so one
+// undamped Newton step of such a stage is the exact least-squares solution.
+HD inline bool stage_is_linear(Arch a, Block b) {
+  return b == Block::kD || (b != Block::kAll && b != Block::kG && has_block(a, b));
+}
+
+}  // namespace gs

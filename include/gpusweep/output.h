@@ -1,0 +1,23 @@
+// Writing a sweep's results: results.csv, summary.json and the terminal table. Files are
+// written to a temporary name and renamed into place, so a reader never sees half a file.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "gpusweep/fit.h"
+
+namespace gs {
+
+std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
+                        const std::vector<NetResult>& results);
+nlohmann::json summary_json(const std::vector<GroupFit>& fits, int min_width,
+                            const nlohmann::json& config, const std::vector<NetResult>& results);
+void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, int min_width);
+
+// Writes text to path through path + ".tmp" and a rename. Throws std::runtime_error.
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace gs

@@ -1,0 +1,65 @@
+// The sweep: (target x arch x activation x width x seed) jobs, their initial parameters,
+// chunks that fit the backend's memory, and the run over all chunks.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gpusweep/backend.h"
+#include "gpusweep/driver.h"
+
+namespace gs {
+
+enum class InitKind : int { kMaso = 0, kRandom = 1 };
+
+struct Job {
+  int target;  // index into the sweep's datasets
+  Arch arch;
+  Act act;
+  int width;
+  int seed;
+};
+
+struct SweepSpec {
+  std::vector<Dataset> datasets;
+  std::vector<Arch> archs;
+  std::vector<Act> acts;
+  std::vector<int> widths;
+  int seeds = 1;
+  InitKind init = InitKind::kMaso;
+  TrainOptions train;
+};
+
+const char* arch_name(Arch a);
+const char* act_name(Act a);
+
+// Jobs in canonical order: target, arch, activation, width, seed.
+std::vector<Job> make_jobs(const SweepSpec& spec);
+
+// Initial parameters of one network. MASO (1D): knots evenly spaced just outside the data's
+// range, gates alternating in direction so no neuron is dead; the other blocks N(0, 1).
+// Random: gate rows N(0, 1/d) with each knot through a random point of the data's box.
+// MASO has no natural knot order for d > 1, so there it falls back to random.
+void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64_t seed,
+                 double* theta);
+std::uint64_t job_seed(const Job& job, const std::string& target_name);
+
+// Groups job indices into chunks whose backend memory fits the budget, largest first so the
+// threads stay busy. Throws std::invalid_argument when one network alone does not fit.
+std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
+                                          std::size_t bytes_budget,
+                                          const std::function<std::size_t(int)>& bytes_per_net);
+
+struct SweepProgress {
+  int chunks_done, chunks_total, nets_done, nets_total;
+  double elapsed;
+};
+
+// Trains every job; results come back in job order.
+std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                 Backend& backend,
+                                 const std::function<void(const SweepProgress&)>& progress = {});
+
+}  // namespace gs

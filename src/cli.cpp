@@ -1,0 +1,91 @@
+// Parsing of the list-valued options (--widths, --arch, --activation).
+#include "gpusweep/cli.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace gs {
+
+std::vector<std::string> split_list(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t next = text.find(sep, pos);
+    out.push_back(text.substr(pos, next == std::string::npos ? std::string::npos : next - pos));
+    if (next == std::string::npos) break;
+    pos = next + 1;
+  }
+  return out;
+}
+
+namespace {
+long parse_width_number(const std::string& text, const std::string& part) {
+  std::size_t used = 0;
+  long v = 0;
+  bool ok = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+  if (ok) {
+    try {
+      v = std::stol(part, &used);
+    } catch (const std::exception&) {
+      ok = false;
+    }
+  }
+  if (!ok || used != part.size())
+    throw std::invalid_argument("--widths '" + text + "': '" + part +
+                                "' is not a whole number (use A:B, A:B:S or a list like 4,8,16)");
+  if (v < 1 || v > kMaxWidth)
+    throw std::invalid_argument("--widths '" + text + "': width " + part + " is out of range 1.." +
+                                std::to_string(kMaxWidth));
+  return v;
+}
+}  // namespace
+
+std::vector<int> parse_widths(const std::string& text) {
+  std::vector<int> w;
+  if (text.find(':') != std::string::npos) {
+    const auto parts = split_list(text, ':');
+    if (parts.size() > 3)
+      throw std::invalid_argument("--widths '" + text + "': use A:B, A:B:S or a list like 4,8,16");
+    const long a = parse_width_number(text, parts[0]);
+    const long b = parse_width_number(text, parts[1]);
+    const long s = parts.size() == 3 ? parse_width_number(text, parts[2]) : 1;
+    if (b < a)
+      throw std::invalid_argument("--widths '" + text + "': the range is empty (" +
+                                  std::to_string(b) + " < " + std::to_string(a) + ")");
+    for (long v = a; v <= b; v += s) w.push_back(static_cast<int>(v));
+  } else {
+    for (const auto& part : split_list(text, ',')) w.push_back(static_cast<int>(parse_width_number(text, part)));
+  }
+  std::sort(w.begin(), w.end());
+  w.erase(std::unique(w.begin(), w.end()), w.end());
+  return w;
+}
+
+std::vector<Arch> parse_archs(const std::string& text) {
+  std::vector<Arch> out;
+  for (const auto& s : split_list(text, ',')) {
+    Arch a;
+    if (s == "mlp") a = Arch::kMlp;
+    else if (s == "glu") a = Arch::kGlu;
+    else if (s == "gqu") a = Arch::kGqu;
+    else throw std::invalid_argument("--arch: unknown architecture '" + s + "' (choose from mlp, glu, gqu)");
+    if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  }
+  return out;
+}
+
+std::vector<Act> parse_acts(const std::string& text) {
+  std::vector<Act> out;
+  for (const auto& s : split_list(text, ',')) {
+    Act a;
+    if (s == "relu") a = Act::kRelu;
+    else if (s == "gelu") a = Act::kGelu;
+    else if (s == "silu") a = Act::kSilu;
+    else if (s == "sigmoid") a = Act::kSigmoid;
+    else throw std::invalid_argument("--activation: unknown activation '" + s + "' (choose from relu, gelu, silu, sigmoid)");
+    if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  }
+  return out;
+}
+
+}  // namespace gs

@@ -1,0 +1,240 @@
+// CPU backend: OpenMP over networks, BLAS/LAPACK per network. See cpu_backend.h.
+#include "cpu_backend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "gpusweep/solve.h"
+#include "lapack.h"
+
+namespace gs {
+namespace {
+
+constexpr int kTile = 256;  // points per dsyrk update
+
+template <class F>
+void for_each_net(const std::vector<int>& nets, int threads, std::vector<double>& seconds, F&& f) {
+  const int count = static_cast<int>(nets.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int j = 0; j < count; ++j) {
+    const double t0 = omp_get_wtime();
+    f(j, nets[j]);
+    seconds[nets[j]] += omp_get_wtime() - t0;
+  }
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads) {
+  threads_ = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+  // Parallelism is over networks; each BLAS call runs on its caller's thread.
+  openblas_set_num_threads(1);
+  ws_.resize(threads_);
+}
+
+std::string CpuBackend::describe() const {
+  return "cpu (" + std::to_string(threads_) + " thread" + (threads_ == 1 ? "" : "s") +
+         ", OpenBLAS/LAPACK)";
+}
+
+std::size_t CpuBackend::bytes_per_network(int p) const {
+  return sizeof(double) * (static_cast<std::size_t>(p) * p + 4 * static_cast<std::size_t>(p));
+}
+
+std::size_t CpuBackend::memory_budget() const { return std::size_t(768) << 20; }
+
+CpuBackend::Workspace& CpuBackend::workspace() { return ws_[omp_get_thread_num()]; }
+
+void CpuBackend::load(const Batch& batch) {
+  nets_ = batch.nets;
+  data_ = batch.datasets;
+  theta_ = batch.params;
+  const int n = batch.size();
+  square_off_.assign(n + 1, 0);
+  vec_off_.assign(n + 1, 0);
+  for (int i = 0; i < n; ++i) {
+    const std::size_t p = num_params(nets_[i].shape);
+    square_off_[i + 1] = square_off_[i] + p * p;
+    vec_off_[i + 1] = vec_off_[i] + p;
+  }
+  H_.assign(square_off_[n], 0.0);
+  g_.assign(vec_off_[n], 0.0);
+  step_.assign(vec_off_[n], 0.0);
+  scale_.assign(vec_off_[n], 0.0);
+  stage_begin_.assign(n, 0);
+  stage_end_.assign(n, 0);
+  seconds_.assign(n, 0.0);
+}
+
+void CpuBackend::read_params(std::vector<double>& params) { params = theta_; }
+
+void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind kind,
+                          double* loss, double* scaled_grad) {
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    const NetDesc& nd = nets_[i];
+    const Shape& s = nd.shape;
+    const Dataset& ds = *data_[nd.dataset];
+    const double* theta = theta_.data() + nd.offset;
+    const int p = num_params(s);
+    int b, e;
+    stage_range(s, stage, &b, &e);
+    stage_begin_[i] = b;
+    stage_end_[i] = e;
+    const int m = e - b;
+    double* H = H_.data() + square_off_[i];
+    double* g = g_.data() + vec_off_[i];
+    std::fill(H, H + static_cast<std::size_t>(m) * m, 0.0);
+    std::fill(g, g + m, 0.0);
+
+    Workspace& w = workspace();
+    w.tile.resize(static_cast<std::size_t>(m) * kTile);
+    w.row.resize(p);
+    w.resid.resize(kTile);
+    const int k = neuron_num_params(s);
+    const bool second = kind == HessianKind::kExact && !stage_is_linear(s.arch, stage);
+    if (second) {
+      w.block.resize(static_cast<std::size_t>(k) * k);
+      w.local.assign(static_cast<std::size_t>(s.n) * k * k, 0.0);
+    }
+
+    const int npts = ds.n_train();
+    double sse = 0.0;
+    const double one = 1.0;
+    const int inc = 1;
+    for (int t0 = 0; t0 < npts; t0 += kTile) {
+      const int nb = std::min(kTile, npts - t0);
+      for (int q = 0; q < nb; ++q) {
+        const double* x = ds.x_train.data() + static_cast<std::size_t>(t0 + q) * s.d;
+        const double y = jacobian_row(s, theta, x, w.row.data());
+        const double r = y - ds.y_train[t0 + q];
+        sse += r * r;
+        w.resid[q] = r;
+        std::copy(w.row.begin() + b, w.row.begin() + e, w.tile.begin() + static_cast<std::size_t>(q) * m);
+        if (second) {
+          for (int nu = 0; nu < s.n; ++nu) {
+            const NeuronEval ne = eval_neuron(s, theta, x, nu);
+            neuron_hessian(s, ne, x, w.block.data());
+            double* acc = w.local.data() + static_cast<std::size_t>(nu) * k * k;
+            for (int c = 0; c < k * k; ++c) acc[c] += r * w.block[c];
+          }
+        }
+      }
+      dsyrk_("L", "N", &m, &nb, &one, w.tile.data(), &m, &one, H, &m);
+      dgemv_("N", &m, &nb, &one, w.tile.data(), &m, w.resid.data(), &inc, &one, g, &inc);
+    }
+    if (second) {
+      // Scatter sum_k r_k d2y_k into the lower triangle of the stage block.
+      for (int nu = 0; nu < s.n; ++nu) {
+        const double* acc = w.local.data() + static_cast<std::size_t>(nu) * k * k;
+        for (int pp = 0; pp < k; ++pp) {
+          const int gp = neuron_param_index(s, nu, pp);
+          if (gp < b || gp >= e) continue;
+          for (int qq = 0; qq < k; ++qq) {
+            const int gq = neuron_param_index(s, nu, qq);
+            if (gq < b || gq > gp) continue;
+            H[(gp - b) + static_cast<std::size_t>(gq - b) * m] += acc[pp * k + qq];
+          }
+        }
+      }
+    }
+    const double c = 2.0 / npts;
+    for (int col = 0; col < m; ++col) {
+      for (int r = col; r < m; ++r) {
+        double& lo = H[r + static_cast<std::size_t>(col) * m];
+        lo *= c;
+        H[col + static_cast<std::size_t>(r) * m] = lo;
+      }
+      g[col] *= c;
+    }
+    loss[j] = sse / npts;
+    scaled_grad[j] = jacobi_scale(m, H, g, scale_.data() + vec_off_[i]);
+  });
+}
+
+void CpuBackend::read_system(int i, std::vector<double>* H, std::vector<double>* g) {
+  const std::size_t m = stage_end_[i] - stage_begin_[i];
+  const double* h = H_.data() + square_off_[i];
+  H->assign(h, h + m * m);
+  g->assign(g_.data() + vec_off_[i], g_.data() + vec_off_[i] + m);
+}
+
+void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, int* info,
+                       double* gdotp) {
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    const int m = stage_end_[i] - stage_begin_[i];
+    Workspace& w = workspace();
+    w.work.resize(static_cast<std::size_t>(m) * m);
+    gdotp[j] = NAN;
+    info[j] = damped_solve(m, H_.data() + square_off_[i], g_.data() + vec_off_[i],
+                           scale_.data() + vec_off_[i], lambda[j], w.work.data(),
+                           step_.data() + vec_off_[i], &gdotp[j]);
+  });
+}
+
+void CpuBackend::trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
+                              double* loss) {
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    const NetDesc& nd = nets_[i];
+    const Shape& s = nd.shape;
+    const Dataset& ds = *data_[nd.dataset];
+    const int p = num_params(s);
+    const double* theta = theta_.data() + nd.offset;
+    const double* step = step_.data() + vec_off_[i];
+    const int b = stage_begin_[i], e = stage_end_[i];
+    Workspace& w = workspace();
+    w.trial.resize(static_cast<std::size_t>(n_alpha) * p);
+    for (int t = 0; t < n_alpha; ++t) {
+      double* th = w.trial.data() + static_cast<std::size_t>(t) * p;
+      std::copy(theta, theta + p, th);
+      for (int q = b; q < e; ++q) th[q] += alpha[t] * step[q - b];
+    }
+    const int npts = ds.n_train();
+    for (int t = 0; t < n_alpha; ++t) {
+      const double* th = w.trial.data() + static_cast<std::size_t>(t) * p;
+      double sse = 0.0;
+      for (int q = 0; q < npts; ++q) {
+        const double r = evaluate(s, th, ds.x_train.data() + static_cast<std::size_t>(q) * s.d) -
+                         ds.y_train[q];
+        sse += r * r;
+      }
+      loss[static_cast<std::size_t>(j) * n_alpha + t] = sse / npts;
+    }
+  });
+}
+
+void CpuBackend::apply_step(const std::vector<int>& nets, const double* alpha) {
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    double* theta = theta_.data() + nets_[i].offset;
+    const double* step = step_.data() + vec_off_[i];
+    for (int q = stage_begin_[i]; q < stage_end_[i]; ++q) theta[q] += alpha[j] * step[q - stage_begin_[i]];
+  });
+}
+
+void CpuBackend::rmse(double* train, double* test) {
+  std::vector<int> all(nets_.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  for_each_net(all, threads_, seconds_, [&](int, int i) {
+    const NetDesc& nd = nets_[i];
+    const Dataset& ds = *data_[nd.dataset];
+    const double* theta = theta_.data() + nd.offset;
+    auto run = [&](const std::vector<double>& x, const std::vector<double>& y) {
+      double sse = 0.0;
+      for (std::size_t q = 0; q < y.size(); ++q) {
+        const double r = evaluate(nd.shape, theta, x.data() + q * nd.shape.d) - y[q];
+        sse += r * r;
+      }
+      return y.empty() ? NAN : std::sqrt(sse / y.size());
+    };
+    train[i] = run(ds.x_train, ds.y_train);
+    test[i] = run(ds.x_test, ds.y_test);
+  });
+}
+
+void CpuBackend::network_seconds(double* seconds) {
+  std::copy(seconds_.begin(), seconds_.end(), seconds);
+}
+
+}  // namespace gs

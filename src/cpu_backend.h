@@ -1,0 +1,49 @@
+// The CPU backend: threads over the networks of a batch (OpenMP), Hessian assembly with BLAS
+// dsyrk on tiles of Jacobian rows, and LAPACK Cholesky. Each network's arithmetic runs on one
+// thread in a fixed order, so results do not depend on the thread count.
+#pragma once
+
+#include <vector>
+
+#include "gpusweep/backend.h"
+
+namespace gs {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads);
+  std::string describe() const override;
+  std::size_t bytes_per_network(int num_params) const override;
+  std::size_t memory_budget() const override;
+  void load(const Batch& batch) override;
+  void read_params(std::vector<double>& params) override;
+  void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,
+                double* scaled_grad) override;
+  void read_system(int i, std::vector<double>* H, std::vector<double>* g) override;
+  void solve(const std::vector<int>& nets, const double* lambda, int* info,
+             double* gdotp) override;
+  void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
+                    double* loss) override;
+  void apply_step(const std::vector<int>& nets, const double* alpha) override;
+  void rmse(double* train, double* test) override;
+  void network_seconds(double* seconds) override;
+
+ private:
+  struct Workspace {
+    std::vector<double> tile, row, resid, block, local, trial, work;
+  };
+  Workspace& workspace();
+
+  int threads_;
+  std::vector<NetDesc> nets_;
+  std::vector<const Dataset*> data_;
+  std::vector<double> theta_;
+  // Per network, at offset square_off_[i] (H: P^2) and vec_off_[i] (g, step, scale: P each).
+  std::vector<std::size_t> square_off_, vec_off_;
+  std::vector<double> H_, g_, step_, scale_;
+  std::vector<int> stage_begin_, stage_end_;
+  std::vector<double> seconds_;
+  std::vector<Workspace> ws_;
+};
+
+}  // namespace gs

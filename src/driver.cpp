@@ -1,0 +1,236 @@
+// The Newton cascade over a batch; backend-agnostic (see driver.h).
+#include "gpusweep/driver.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace gs {
+
+std::string block_name(Block b) {
+  switch (b) {
+    case Block::kG: return "G";
+    case Block::kU: return "U";
+    case Block::kQ: return "Q";
+    case Block::kD: return "D";
+    case Block::kAll: return "ALL";
+  }
+  return "?";
+}
+
+const char* status_name(Status s) {
+  switch (s) {
+    case Status::kConverged: return "converged";
+    case Status::kMaxSteps: return "max_steps";
+    case Status::kFailed: return "failed";
+  }
+  return "?";
+}
+
+std::vector<StageSpec> parse_schedule(const std::string& text) {
+  std::vector<StageSpec> out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    std::size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string item = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    const std::size_t star = item.find('*');
+    const std::string name = item.substr(0, star);
+    StageSpec st{Block::kAll, 1};
+    if (name == "D") st.block = Block::kD;
+    else if (name == "U") st.block = Block::kU;
+    else if (name == "Q") st.block = Block::kQ;
+    else if (name == "G") st.block = Block::kG;
+    else if (name == "ALL") st.block = Block::kAll;
+    else
+      throw std::invalid_argument("--schedule: unknown stage '" + item +
+                                  "' (stages are D, U, Q, G, ALL, each optionally *steps)");
+    if (star != std::string::npos) {
+      const std::string count = item.substr(star + 1);
+      std::size_t used = 0;
+      long steps = -1;
+      try {
+        steps = std::stol(count, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != count.size() || count.empty() || steps < 1 || steps > 1000000)
+        throw std::invalid_argument("--schedule: bad step count in '" + item +
+                                    "' (want a whole number from 1 to 1000000)");
+      st.steps = static_cast<int>(steps);
+    }
+    out.push_back(st);
+  }
+  return out;
+}
+
+namespace {
+
+// Trial step lengths of the backtracking line search, evaluated together in one pass.
+constexpr double kAlphas[] = {1.0, 0.5, 0.25, 0.125, 1.0 / 16, 1.0 / 64, 1.0 / 256, 1.0 / 2048};
+constexpr int kNumAlphas = sizeof(kAlphas) / sizeof(kAlphas[0]);
+
+struct StageState {
+  const Batch& batch;
+  const TrainOptions& opt;
+  Block block;
+  std::vector<NetResult>& res;
+  std::vector<double> lambda;   // per network of the batch
+  std::vector<double> loss0;    // loss at the start of the current step
+  std::vector<double> gdotp;    // g . step of the current candidate
+};
+
+void mark(NetResult& r, Status s, const std::string& why) {
+  r.status = s;
+  r.reason = why;
+}
+
+// Raises the damping of a network whose candidate step was refused. Returns true when it may
+// try again; otherwise the network leaves the stage with a final status.
+bool raise_damping(StageState& st, int i, const std::string& why, bool numeric_fault) {
+  st.lambda[i] *= 10.0;
+  if (st.lambda[i] <= st.opt.lambda_max) return true;
+  if (numeric_fault)
+    mark(st.res[i], Status::kFailed, why + " at maximum damping");
+  else
+    mark(st.res[i], Status::kConverged, "no decrease at maximum damping");
+  return false;
+}
+
+// Assemble, then test each network for a non-finite loss or a vanishing gradient.
+std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vector<int>& active) {
+  const std::size_t m = active.size();
+  std::vector<double> loss(m), sgrad(m);
+  be.assemble(active, st.block, st.opt.hessian, loss.data(), sgrad.data());
+  std::vector<int> pending;
+  for (std::size_t j = 0; j < m; ++j) {
+    const int i = active[j];
+    st.res[i].newton_steps++;
+    if (!std::isfinite(loss[j]) || !std::isfinite(sgrad[j])) {
+      mark(st.res[i], Status::kFailed, "non-finite loss or gradient");
+    } else if (loss[j] == 0.0 || sgrad[j] <= st.opt.gtol * std::sqrt(loss[j])) {
+      mark(st.res[i], Status::kConverged, "gradient below gtol");
+    } else {
+      st.loss0[i] = loss[j];
+      pending.push_back(i);
+    }
+  }
+  return pending;
+}
+
+// Factorize and choose a step for each pending network; returns those with a descent step,
+// and puts the ones to retry with more damping into retry.
+std::vector<int> choose_steps(Backend& be, StageState& st, const std::vector<int>& pending,
+                              std::vector<int>& retry) {
+  const std::size_t m = pending.size();
+  std::vector<double> lam(m), gd(m);
+  std::vector<int> info(m);
+  for (std::size_t j = 0; j < m; ++j) lam[j] = st.lambda[pending[j]];
+  be.solve(pending, lam.data(), info.data(), gd.data());
+  std::vector<int> ready;
+  for (std::size_t j = 0; j < m; ++j) {
+    const int i = pending[j];
+    if (info[j] == 0 && std::isfinite(gd[j]) && gd[j] < 0.0) {
+      st.gdotp[i] = gd[j];
+      ready.push_back(i);
+    } else if (info[j] > 0) {
+      if (raise_damping(st, i, "not positive definite", true)) retry.push_back(i);
+    } else if (!std::isfinite(gd[j])) {
+      if (raise_damping(st, i, "non-finite step", true)) retry.push_back(i);
+    } else if (raise_damping(st, i, "no descent direction", false)) {
+      retry.push_back(i);
+    }
+  }
+  return ready;
+}
+
+// Armijo backtracking over all trial lengths at once; accepted steps are applied. Networks
+// that leave the stage (converged) are dropped; the rest go to keep or retry.
+void line_search_and_accept(Backend& be, StageState& st, const std::vector<int>& ready,
+                            std::vector<int>& keep, std::vector<int>& retry) {
+  if (ready.empty()) return;
+  const std::size_t m = ready.size();
+  std::vector<double> trial(m * kNumAlphas);
+  be.trial_losses(ready, kAlphas, kNumAlphas, trial.data());
+  std::vector<int> accepted;
+  std::vector<double> alpha;
+  for (std::size_t j = 0; j < m; ++j) {
+    const int i = ready[j];
+    int t = 0;
+    for (; t < kNumAlphas; ++t) {
+      const double lt = trial[j * kNumAlphas + t];
+      if (std::isfinite(lt) && lt <= st.loss0[i] + st.opt.armijo * kAlphas[t] * st.gdotp[i]) break;
+    }
+    if (t == kNumAlphas) {
+      if (raise_damping(st, i, "no decrease", false)) retry.push_back(i);
+      continue;
+    }
+    accepted.push_back(i);
+    alpha.push_back(kAlphas[t]);
+    const double lam_used = st.lambda[i];
+    const double new_loss = trial[j * kNumAlphas + t];
+    if (t == 0)
+      st.lambda[i] = std::max(st.lambda[i] / 10.0, st.opt.lambda_min);
+    else if (kAlphas[t] < 0.25)
+      st.lambda[i] = std::min(st.lambda[i] * 10.0, st.opt.lambda_max);
+    const Shape& s = st.batch.nets[i].shape;
+    if (t == 0 && stage_is_linear(s.arch, st.block) && lam_used <= 1e-6) {
+      mark(st.res[i], Status::kConverged, "exact least-squares solve");
+    } else if (st.loss0[i] - new_loss <= st.opt.ftol * st.loss0[i]) {
+      mark(st.res[i], Status::kConverged, "loss change below ftol");
+    } else {
+      keep.push_back(i);
+    }
+  }
+  if (!accepted.empty()) be.apply_step(accepted, alpha.data());
+}
+
+// One Newton step of the stage for every active network; returns those still active.
+std::vector<int> newton_step(Backend& be, StageState& st, const std::vector<int>& active) {
+  std::vector<int> keep;
+  std::vector<int> pending = assemble_and_screen(be, st, active);
+  while (!pending.empty()) {
+    std::vector<int> retry;
+    const std::vector<int> ready = choose_steps(be, st, pending, retry);
+    line_search_and_accept(be, st, ready, keep, retry);
+    std::sort(retry.begin(), retry.end());
+    pending.swap(retry);
+  }
+  std::sort(keep.begin(), keep.end());
+  return keep;
+}
+
+}  // namespace
+
+std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions& options) {
+  const int n = batch.size();
+  std::vector<NetResult> res(n);
+  for (const StageSpec& spec : options.schedule) {
+    StageState st{batch, options, spec.block, res,
+                  std::vector<double>(n, options.lambda_init), std::vector<double>(n, 0.0),
+                  std::vector<double>(n, 0.0)};
+    std::vector<int> active;
+    for (int i = 0; i < n; ++i) {
+      if (res[i].status == Status::kFailed || !has_block(batch.nets[i].shape.arch, spec.block))
+        continue;
+      mark(res[i], Status::kMaxSteps, "step limit of stage " + block_name(spec.block));
+      active.push_back(i);
+    }
+    for (int step = 0; step < spec.steps && !active.empty(); ++step)
+      active = newton_step(be, st, active);
+  }
+  std::vector<double> train(n), test(n), secs(n);
+  be.rmse(train.data(), test.data());
+  be.network_seconds(secs.data());
+  for (int i = 0; i < n; ++i) {
+    res[i].train_rmse = train[i];
+    res[i].test_rmse = test[i];
+    res[i].seconds = secs[i];
+    if (res[i].status != Status::kFailed && !(std::isfinite(train[i]) && std::isfinite(test[i])))
+      mark(res[i], Status::kFailed, "non-finite RMSE");
+  }
+  return res;
+}
+
+}  // namespace gs

@@ -1,0 +1,222 @@
+// gpu-sweep: trains a sweep of tiny networks with Newton's method and reports L(P) slopes.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <stdexcept>
+
+#include "gpusweep/cli.h"
+#include "gpusweep/data.h"
+#include "gpusweep/fit.h"
+#include "gpusweep/output.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Options {
+  std::string arch = "mlp,glu,gqu";
+  std::string activation = "relu";
+  std::string widths = "1:50";
+  int seeds = 1;
+  std::string target = "invcos2";
+  std::string data;
+  double test_fraction = 0.2;
+  int points = 10000;
+  std::uint64_t data_seed = 0;
+  std::string schedule = "D,U,Q,G,ALL*100";
+  std::string hessian = "exact";
+  std::string init = "maso";
+  std::string device = "auto";
+  int threads = 0;
+  std::string out;
+  bool overwrite = false;
+  int fit_min_width = 4;
+  bool quiet = false;
+};
+
+std::string default_out_dir() {
+  const std::time_t now = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "runs/%Y%m%d-%H%M%S", std::localtime(&now));
+  return buf;
+}
+
+// Everything that can be wrong with the input is found here, before any output exists.
+gs::SweepSpec build_spec(const Options& o) {
+  gs::SweepSpec spec;
+  spec.archs = gs::parse_archs(o.arch);
+  spec.acts = gs::parse_acts(o.activation);
+  spec.widths = gs::parse_widths(o.widths);
+  spec.seeds = o.seeds;
+  if (o.init == "maso") spec.init = gs::InitKind::kMaso;
+  else if (o.init == "random") spec.init = gs::InitKind::kRandom;
+  else throw std::invalid_argument("--init: unknown initialization '" + o.init + "' (maso or random)");
+  spec.train.schedule = gs::parse_schedule(o.schedule);
+  if (o.hessian == "exact") spec.train.hessian = gs::HessianKind::kExact;
+  else if (o.hessian == "gn") spec.train.hessian = gs::HessianKind::kGaussNewton;
+  else throw std::invalid_argument("--hessian: unknown kind '" + o.hessian + "' (exact or gn)");
+  if (!o.data.empty()) {
+    spec.datasets.push_back(gs::load_csv_dataset(o.data, o.test_fraction, o.data_seed));
+  } else {
+    std::set<std::string> seen;
+    for (const auto& t : gs::split_list(o.target, ',')) {
+      if (t.empty()) throw std::invalid_argument("--target: empty target name in '" + o.target + "'");
+      if (seen.insert(t).second) spec.datasets.push_back(gs::make_target_dataset(t, o.points, o.data_seed));
+    }
+  }
+  return spec;
+}
+
+gs::DeviceKind parse_device(const std::string& d) {
+  if (d == "cpu") return gs::DeviceKind::kCpu;
+  if (d == "cuda") return gs::DeviceKind::kCuda;
+  if (d == "auto") return gs::DeviceKind::kAuto;
+  throw std::invalid_argument("--device: unknown device '" + d + "' (cpu, cuda or auto)");
+}
+
+nlohmann::json config_json(const Options& o, const std::string& backend) {
+  return {{"arch", o.arch},         {"activation", o.activation},
+          {"widths", o.widths},     {"seeds", o.seeds},
+          {"target", o.target},     {"data", o.data},
+          {"test_fraction", o.test_fraction}, {"points", o.points},
+          {"data_seed", o.data_seed}, {"schedule", o.schedule},
+          {"hessian", o.hessian},   {"init", o.init},
+          {"device", o.device},     {"backend", backend}};
+}
+
+// The output directory: created if missing; refuses to overwrite results unless asked.
+// Returns true when this run created it.
+bool prepare_out_dir(const std::string& dir, bool overwrite) {
+  std::error_code ec;
+  const bool existed = fs::exists(dir, ec);
+  if (existed && !fs::is_directory(dir, ec))
+    throw std::invalid_argument("--out " + dir + ": exists and is not a directory");
+  if (existed && !overwrite &&
+      (fs::exists(fs::path(dir) / "results.csv") || fs::exists(fs::path(dir) / "summary.json")))
+    throw std::invalid_argument("--out " + dir + ": already holds results (pass --overwrite to replace them)");
+  fs::create_directories(dir, ec);
+  if (ec) throw std::invalid_argument("--out " + dir + ": cannot create the directory: " + ec.message());
+  // Probe that we can write here before spending time on training.
+  const fs::path probe = fs::path(dir) / ".write-test.tmp";
+  std::FILE* f = std::fopen(probe.c_str(), "w");
+  if (!f) {
+    if (!existed) fs::remove(dir, ec);
+    throw std::invalid_argument("--out " + dir + ": the directory is not writable");
+  }
+  std::fclose(f);
+  fs::remove(probe, ec);
+  return !existed;
+}
+
+int run(const Options& o) {
+  gs::SweepSpec spec = build_spec(o);
+  gs::BackendOptions bo;
+  bo.device = parse_device(o.device);
+  bo.threads = o.threads;
+  auto backend = gs::Backend::create(bo);
+  const auto jobs = gs::make_jobs(spec);
+  // Refuse sizes that cannot fit before any output is made.
+  gs::plan_chunks(jobs, spec.datasets[0].d, backend->memory_budget(),
+                  [&](int p) { return backend->bytes_per_network(p); });
+
+  const std::string out = o.out.empty() ? default_out_dir() : o.out;
+  const bool created = prepare_out_dir(out, o.overwrite);
+  const bool tty = isatty(STDERR_FILENO);
+  if (!o.quiet)
+    std::cout << "gpu-sweep: " << jobs.size() << " networks on " << backend->describe() << ", output in "
+              << out << std::endl;
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto results = gs::run_sweep(spec, jobs, *backend, [&](const gs::SweepProgress& p) {
+      if (!tty || o.quiet) return;
+      const double eta = p.elapsed / p.nets_done * (p.nets_total - p.nets_done);
+      std::fprintf(stderr, "\rchunk %d/%d  networks %d/%d  elapsed %.1f s  eta %.1f s   ",
+                   p.chunks_done, p.chunks_total, p.nets_done, p.nets_total, p.elapsed, eta);
+      if (p.chunks_done == p.chunks_total) std::fprintf(stderr, "\n");
+    });
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto fits = gs::fit_groups(spec, jobs, results, o.fit_min_width);
+    auto summary = gs::summary_json(fits, o.fit_min_width, config_json(o, backend->describe()), results);
+    summary["seconds"] = secs;
+    const std::string results_path = (fs::path(out) / "results.csv").string();
+    gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
+    try {
+      gs::write_file_atomic((fs::path(out) / "summary.json").string(), summary.dump(2) + "\n");
+    } catch (...) {
+      std::remove(results_path.c_str());
+      throw;
+    }
+    if (!o.quiet) {
+      gs::print_fit_table(std::cout, fits, o.fit_min_width);
+      const auto& n = summary["networks"];
+      std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
+                << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
+                << n["failed"] << " failed. Wrote " << out << "/results.csv and summary.json\n";
+    }
+  } catch (...) {
+    std::error_code ec;
+    if (created) fs::remove_all(out, ec);
+    throw;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"gpu-sweep: train sweeps of tiny mlp/glu/gqu networks with Newton's method in float64 "
+               "and report the L(P) scaling slopes."};
+  app.add_option("--arch", o.arch, "architectures: mlp, glu, gqu (comma-separated)")->capture_default_str();
+  app.add_option("--activation", o.activation, "activations: relu, gelu, silu, sigmoid (comma-separated)")
+      ->capture_default_str();
+  app.add_option("--widths", o.widths, "widths: A:B (inclusive), A:B:S, or a list 4,8,16")->capture_default_str();
+  app.add_option("--seeds", o.seeds, "run seeds 0..K-1 (the seed drives initialization)")
+      ->capture_default_str()->check(CLI::Range(1, 1000000));
+  app.add_option("--target", o.target,
+                 "built-in target names (x2, x3, cos4, sin4, sin4sq, runge1, runge9, atan, invcos2) or "
+                 "expressions in x, comma-separated")
+      ->capture_default_str();
+  app.add_option("--data", o.data, "train on the points of a CSV file with header x,y");
+  app.add_option("--test-fraction", o.test_fraction, "with --data: fraction of the rows held out for test")
+      ->capture_default_str();
+  app.add_option("--points", o.points, "training points, uniform random on [-1, 1]; the test grid has as many")
+      ->capture_default_str()->check(CLI::Range(2, 100000000));
+  app.add_option("--data-seed", o.data_seed, "seed of the training points")->capture_default_str();
+  app.add_option("--schedule", o.schedule, "Newton stages: D, U, Q, G, ALL, each optionally *steps")
+      ->capture_default_str();
+  app.add_option("--hessian", o.hessian, "exact or gn (Gauss-Newton)")->capture_default_str();
+  app.add_option("--init", o.init, "maso (spline knots) or random")->capture_default_str();
+  app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
+  app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 4096));
+  app.add_option("--out", o.out, "output directory (default runs/<timestamp>)");
+  app.add_flag("--overwrite", o.overwrite, "replace results already in --out");
+  app.add_option("--fit-min-width", o.fit_min_width, "smallest width in the slope fits")
+      ->capture_default_str()->check(CLI::Range(1, gs::kMaxWidth));
+  app.add_flag("-q,--quiet", o.quiet, "print nothing but errors");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "gpu-sweep: error: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    return run(o);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "gpu-sweep: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "gpu-sweep: error: " << e.what() << "\n";
+    return 1;
+  }
+}

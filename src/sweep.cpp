@@ -1,0 +1,144 @@
+// Sweep planning and execution: jobs, initialization, memory-bounded chunks.
+#include "gpusweep/sweep.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <stdexcept>
+
+#include "gpusweep/data.h"
+
+namespace gs {
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::kMlp: return "mlp";
+    case Arch::kGlu: return "glu";
+    case Arch::kGqu: return "gqu";
+  }
+  return "?";
+}
+
+const char* act_name(Act a) {
+  switch (a) {
+    case Act::kRelu: return "relu";
+    case Act::kGelu: return "gelu";
+    case Act::kSilu: return "silu";
+    case Act::kSigmoid: return "sigmoid";
+  }
+  return "?";
+}
+
+std::vector<Job> make_jobs(const SweepSpec& spec) {
+  std::vector<Job> jobs;
+  for (int t = 0; t < static_cast<int>(spec.datasets.size()); ++t)
+    for (Arch a : spec.archs)
+      for (Act f : spec.acts)
+        for (int w : spec.widths)
+          for (int s = 0; s < spec.seeds; ++s) jobs.push_back({t, a, f, w, s});
+  return jobs;
+}
+
+std::uint64_t job_seed(const Job& job, const std::string& target_name) {
+  std::uint64_t h = mix_seed(static_cast<std::uint64_t>(job.seed), hash_string(target_name));
+  h = mix_seed(h, static_cast<std::uint64_t>(job.arch) * 16 + static_cast<std::uint64_t>(job.act));
+  return mix_seed(h, static_cast<std::uint64_t>(job.width));
+}
+
+void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64_t seed,
+                 double* theta) {
+  Rng rng(seed);
+  const int p = num_params(s);
+  for (int q = 0; q < p; ++q) theta[q] = rng.normal();
+  double* G = theta;                 // n x d gate weights
+  double* g = theta + s.n * s.d;     // n gate biases
+  if (kind == InitKind::kMaso && s.d == 1) {
+    const double lo = data.lo[0], hi = data.hi[0];
+    const double margin = 0.0005 * (hi - lo);
+    for (int i = 0; i < s.n; ++i) {
+      const double knot =
+          s.n == 1 ? lo - margin : (lo - margin) + (hi - lo + 2 * margin) * i / (s.n - 1);
+      G[i] = i % 2 == 0 ? 1.0 : -1.0;
+      g[i] = -G[i] * knot;
+    }
+    return;
+  }
+  const double sd = 1.0 / std::sqrt(static_cast<double>(s.d));
+  for (int i = 0; i < s.n; ++i) {
+    double b = 0.0;
+    for (int j = 0; j < s.d; ++j) {
+      G[i * s.d + j] = sd * rng.normal();
+      const double c = data.lo[j] + (data.hi[j] - data.lo[j]) * rng.uniform();
+      b -= G[i * s.d + j] * c;
+    }
+    g[i] = b;
+  }
+}
+
+std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
+                                          std::size_t bytes_budget,
+                                          const std::function<std::size_t(int)>& bytes_per_net) {
+  std::vector<int> order(jobs.size());
+  std::iota(order.begin(), order.end(), 0);
+  auto params = [&](int j) { return num_params(Shape{jobs[j].arch, jobs[j].act, d, jobs[j].width}); };
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return params(a) > params(b); });
+  std::vector<std::vector<int>> chunks;
+  std::size_t used = 0;
+  for (int j : order) {
+    const std::size_t need = bytes_per_net(params(j));
+    if (need > bytes_budget)
+      throw std::invalid_argument(
+          "width " + std::to_string(jobs[j].width) + " (" + arch_name(jobs[j].arch) + ", " +
+          std::to_string(params(j)) + " parameters) needs " + std::to_string(need >> 20) +
+          " MiB per network, more than the backend's budget of " +
+          std::to_string(bytes_budget >> 20) + " MiB");
+    if (chunks.empty() || used + need > bytes_budget) {
+      chunks.emplace_back();
+      used = 0;
+    }
+    chunks.back().push_back(j);
+    used += need;
+  }
+  return chunks;
+}
+
+std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                 Backend& backend,
+                                 const std::function<void(const SweepProgress&)>& progress) {
+  const int d = spec.datasets.empty() ? 1 : spec.datasets[0].d;
+  const auto chunks = plan_chunks(jobs, d, backend.memory_budget(),
+                                  [&](int p) { return backend.bytes_per_network(p); });
+  std::vector<NetResult> results(jobs.size());
+  const auto t0 = std::chrono::steady_clock::now();
+  int done = 0;
+  for (std::size_t c = 0; c < chunks.size(); ++c) {
+    Batch batch;
+    for (const auto& ds : spec.datasets) batch.datasets.push_back(&ds);
+    std::vector<double> theta;
+    for (int j : chunks[c]) {
+      const Job& job = jobs[j];
+      const Dataset& ds = spec.datasets[job.target];
+      const Shape s{job.arch, job.act, ds.d, job.width};
+      theta.resize(num_params(s));
+      init_params(s, spec.init, ds, job_seed(job, ds.name), theta.data());
+      batch.add(s, job.target, theta.data());
+    }
+    backend.load(batch);
+    auto res = train(backend, batch, spec.train);
+    backend.read_params(theta);
+    for (std::size_t k = 0; k < chunks[c].size(); ++k) {
+      const NetDesc& nd = batch.nets[k];
+      res[k].params.assign(theta.begin() + nd.offset, theta.begin() + nd.offset + num_params(nd.shape));
+      results[chunks[c][k]] = std::move(res[k]);
+    }
+    done += static_cast<int>(chunks[c].size());
+    if (progress) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      progress({static_cast<int>(c) + 1, static_cast<int>(chunks.size()), done,
+                static_cast<int>(jobs.size()), el});
+    }
+  }
+  return results;
+}
+
+}  // namespace gs
