@@ -1,0 +1,168 @@
+// Whole sweeps on the CPU backend: thread-count independence, a numerically broken network
+// contained in its batch, chunk planning, and the L(P) slopes the method exists to measure.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu_backend.h"
+#include "gpusweep/data.h"
+#include "gpusweep/fit.h"
+#include "gpusweep/sweep.h"
+
+namespace gs {
+namespace {
+
+SweepSpec small_spec(const std::string& schedule, int points) {
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("invcos2", points, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu};
+  spec.train.schedule = parse_schedule(schedule);
+  return spec;
+}
+
+TEST(Sweep, BitIdenticalWhateverTheThreadCount) {
+  SweepSpec spec = small_spec("D,U,Q,G,ALL*8", 300);
+  spec.acts = {Act::kRelu, Act::kSilu};
+  spec.widths = {2, 3, 5, 8, 13};
+  spec.seeds = 2;
+  const auto jobs = make_jobs(spec);
+  CpuBackend one(1), two(2), three(3);
+  const auto r1 = run_sweep(spec, jobs, one);
+  const auto r2 = run_sweep(spec, jobs, two);
+  const auto r3 = run_sweep(spec, jobs, three);
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    for (const auto* r : {&r2, &r3}) {
+      EXPECT_EQ(std::memcmp(&r1[j].train_rmse, &(*r)[j].train_rmse, sizeof(double)), 0) << "job " << j;
+      EXPECT_EQ(std::memcmp(&r1[j].test_rmse, &(*r)[j].test_rmse, sizeof(double)), 0) << "job " << j;
+      ASSERT_EQ(r1[j].params.size(), (*r)[j].params.size());
+      EXPECT_EQ(std::memcmp(r1[j].params.data(), (*r)[j].params.data(), r1[j].params.size() * sizeof(double)), 0)
+          << "job " << j;
+      EXPECT_EQ(r1[j].newton_steps, (*r)[j].newton_steps);
+      EXPECT_EQ(r1[j].status, (*r)[j].status);
+    }
+  }
+}
+
+TEST(Sweep, NonFiniteNetworkFailsAloneAndLeavesItsNeighboursUntouched) {
+  SweepSpec spec = small_spec("D,U,G,ALL*6", 400);
+  const Dataset& ds = spec.datasets[0];
+  auto make_batch = [&](bool plant) {
+    Batch batch;
+    batch.datasets.push_back(&ds);
+    for (int w : {4, 7, 12}) {
+      const Shape s{Arch::kGlu, Act::kRelu, 1, w};
+      std::vector<double> th(num_params(s));
+      init_params(s, InitKind::kMaso, ds, 100 + w, th.data());
+      batch.add(s, 0, th.data());
+      if (plant && w == 7) {
+        th[num_params(s) - 3] = NAN;  // a poisoned D
+        batch.add(s, 0, th.data());
+      }
+    }
+    return batch;
+  };
+  const Batch clean = make_batch(false), planted = make_batch(true);
+  CpuBackend be(2);
+  be.load(clean);
+  const auto rc = train(be, clean, spec.train);
+  std::vector<double> pc, pp;
+  be.read_params(pc);
+  be.load(planted);
+  const auto rp = train(be, planted, spec.train);
+  be.read_params(pp);
+  ASSERT_EQ(rp.size(), 4u);
+  EXPECT_EQ(rp[2].status, Status::kFailed);
+  EXPECT_NE(rp[2].reason.find("non-finite"), std::string::npos) << rp[2].reason;
+  const int map[3] = {0, 1, 3};  // clean index -> planted index
+  for (int k = 0; k < 3; ++k) {
+    const NetResult& a = rc[k];
+    const NetResult& b = rp[map[k]];
+    EXPECT_NE(a.status, Status::kFailed);
+    EXPECT_EQ(a.status, b.status);
+    EXPECT_EQ(a.newton_steps, b.newton_steps);
+    EXPECT_EQ(std::memcmp(&a.test_rmse, &b.test_rmse, sizeof(double)), 0);
+    const auto& na = clean.nets[k];
+    const auto& nb = planted.nets[map[k]];
+    EXPECT_EQ(std::memcmp(pc.data() + na.offset, pp.data() + nb.offset,
+                          num_params(na.shape) * sizeof(double)), 0);
+  }
+}
+
+TEST(Sweep, ChunksRespectTheBudgetAndCoverEveryJobOnce) {
+  SweepSpec spec = small_spec("D", 10);
+  spec.widths = {1, 2, 50, 100, 200};
+  spec.seeds = 3;
+  const auto jobs = make_jobs(spec);
+  const std::size_t budget = 40u << 20;
+  auto bytes = [](int p) { return static_cast<std::size_t>(p) * p * 8; };
+  const auto chunks = plan_chunks(jobs, 1, budget, bytes);
+  std::vector<int> seen(jobs.size(), 0);
+  for (const auto& c : chunks) {
+    std::size_t used = 0;
+    for (int j : c) {
+      seen[j]++;
+      used += bytes(num_params(Shape{jobs[j].arch, jobs[j].act, 1, jobs[j].width}));
+    }
+    EXPECT_LE(used, budget);
+  }
+  for (int s : seen) EXPECT_EQ(s, 1);
+  EXPECT_THROW(plan_chunks(jobs, 1, 1u << 20, bytes), std::invalid_argument);
+}
+
+TEST(Sweep, StatusesOfTheLinearSchedule) {
+  SweepSpec spec = small_spec("D,U,Q", 500);
+  spec.widths = {2, 6, 10};
+  const auto jobs = make_jobs(spec);
+  CpuBackend be(2);
+  for (const auto& r : run_sweep(spec, jobs, be)) {
+    EXPECT_EQ(r.status, Status::kConverged) << r.reason;
+    EXPECT_TRUE(std::isfinite(r.test_rmse));
+  }
+}
+
+// The slopes of the paper, on a small sweep: widths 4..32, 2 seeds, 2000 points.
+struct Slopes {
+  double mlp, glu, gqu;
+};
+
+Slopes sweep_slopes(const std::string& schedule) {
+  SweepSpec spec = small_spec(schedule, 2000);
+  for (int w = 4; w <= 32; ++w) spec.widths.push_back(w);
+  spec.seeds = 2;
+  const auto jobs = make_jobs(spec);
+  CpuBackend be(0);
+  const auto results = run_sweep(spec, jobs, be);
+  for (const auto& r : results) EXPECT_NE(r.status, Status::kFailed) << r.reason;
+  const auto fits = fit_groups(spec, jobs, results, 4);
+  EXPECT_EQ(fits.size(), 3u);
+  Slopes s{};
+  for (const auto& f : fits) {
+    EXPECT_TRUE(f.ok) << f.note;
+    EXPECT_GT(f.vs_width.r2, 0.9) << f.arch;
+    (f.arch == "mlp" ? s.mlp : f.arch == "glu" ? s.glu : s.gqu) = f.vs_width.slope;
+  }
+  std::printf("schedule %s: slopes vs width mlp %.3f glu %.3f gqu %.3f\n", schedule.c_str(), s.mlp, s.glu, s.gqu);
+  return s;
+}
+
+TEST(Science, FrozenKnotScheduleGivesSplineSlopes) {
+  const Slopes s = sweep_slopes("D,U,Q");
+  EXPECT_NEAR(s.mlp, -2.0, 0.35);
+  EXPECT_NEAR(s.glu, -3.0, 0.45);
+  EXPECT_LT(s.gqu, s.mlp - 0.5);
+}
+
+TEST(Science, DefaultScheduleSlopes) {
+  const Slopes s = sweep_slopes("D,U,Q,G,ALL*100");
+  EXPECT_NEAR(s.mlp, -2.0, 0.35);
+  // Measured -2.37 for glu and -1.98 for gqu here: 100 steps of the ALL stage leave the wider
+  // networks far from converged (see bench/RESULTS.md), which flattens both slopes.
+  EXPECT_LT(s.glu, s.mlp - 0.15);
+  EXPECT_LT(s.gqu, -1.5);
+}
+
+}  // namespace
+}  // namespace gs
