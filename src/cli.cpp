@@ -18,6 +18,20 @@ std::vector<std::string> split_list(const std::string& text, char sep) {
   return out;
 }
 
+std::vector<std::string> split_targets(const std::string& text) {
+  std::vector<std::string> out(1);
+  int depth = 0;
+  for (char c : text) {
+    if (c == '(') ++depth;
+    if (c == ')') --depth;
+    if (c == ',' && depth == 0)
+      out.emplace_back();
+    else
+      out.back() += c;
+  }
+  return out;
+}
+
 namespace {
 long parse_width_number(const std::string& text, const std::string& part) {
   std::size_t used = 0;

@@ -66,7 +66,7 @@ gs::SweepSpec build_spec(const Options& o) {
     spec.datasets.push_back(gs::load_csv_dataset(o.data, o.test_fraction, o.data_seed));
   } else {
     std::set<std::string> seen;
-    for (const auto& t : gs::split_list(o.target, ',')) {
+    for (const auto& t : gs::split_targets(o.target)) {
       if (t.empty()) throw std::invalid_argument("--target: empty target name in '" + o.target + "'");
       if (seen.insert(t).second) spec.datasets.push_back(gs::make_target_dataset(t, o.points, o.data_seed));
     }

@@ -15,5 +15,7 @@ std::vector<int> parse_widths(const std::string& text);
 std::vector<Arch> parse_archs(const std::string& text);
 std::vector<Act> parse_acts(const std::string& text);
 std::vector<std::string> split_list(const std::string& text, char sep);
+// Splits --target at the commas outside parentheses, so "max(x,0),sin4" is two targets.
+std::vector<std::string> split_targets(const std::string& text);
 
 }  // namespace gs

@@ -1,0 +1,161 @@
+// The program as a user runs it: bad input exits non-zero with one clear line and leaves no
+// output behind; a good run writes results.csv and summary.json.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Outcome {
+  int code;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path tmp_dir() {
+  const fs::path d = fs::path(GPUSWEEP_TEST_TMP) / ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+Outcome run(const std::string& args, const fs::path& dir) {
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string cmd = std::string(GPUSWEEP_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int status = std::system(cmd.c_str());
+  return Outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+struct BadInput {
+  std::string args;
+  std::string must_mention;
+};
+
+class Cli : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(Cli, BadInputGivesOneLineAndNoOutput) {
+  const fs::path dir = tmp_dir();
+  std::ofstream(dir / "malformed.csv") << "x,y\n0.1,0.2\n0.3,abc\n";
+  std::ofstream(dir / "ragged.csv") << "x,y\n0.1,0.2\n0.3\n";
+  std::ofstream(dir / "noheader.csv") << "0.1,0.2\n0.3,0.4\n";
+  std::ofstream(dir / "empty.csv") << "";
+  std::ofstream(dir / "nan.csv") << "x,y\n0.1,0.2\n0.3,nan\n0.5,0.1\n";
+  std::string args = GetParam().args;
+  for (std::size_t p; (p = args.find("@DIR")) != std::string::npos;) args.replace(p, 4, dir.string());
+  const fs::path out = dir / "out";
+  if (args.find("--points") == std::string::npos) args += " --points 50";
+  if (args.find("--widths") == std::string::npos) args += " --widths 2:3";
+  const Outcome r = run(args + " --out " + out.string(), dir);
+  EXPECT_NE(r.code, 0) << args;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(GetParam().must_mention), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("gpu-sweep: error: "), 0u) << r.err;
+  EXPECT_FALSE(fs::exists(out)) << "output directory left behind";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadInputs, Cli,
+    ::testing::Values(BadInput{"--widths 0:5", "--widths"}, BadInput{"--widths 5:1", "--widths"},
+                      BadInput{"--widths abc", "--widths"}, BadInput{"--widths 1:2:3:4", "--widths"},
+                      BadInput{"--widths 1:999999999", "--widths"},
+                      BadInput{"--widths 30000", "MiB"},
+                      BadInput{"--arch foo", "--arch"}, BadInput{"--arch mlp,", "--arch"},
+                      BadInput{"--activation tanh", "--activation"},
+                      BadInput{"--seeds 0", "--seeds"}, BadInput{"--seeds -3", "--seeds"},
+                      BadInput{"--target 'sin(4*x'", "--target"},
+                      BadInput{"--target 'x+y'", "--target"},
+                      BadInput{"--target 'sqrt(x)'", "not finite"},
+                      BadInput{"--target '1/x' --points 51", "not finite"},
+                      BadInput{"--schedule D,X", "--schedule"}, BadInput{"--schedule 'ALL*0'", "--schedule"},
+                      BadInput{"--hessian newton", "--hessian"}, BadInput{"--init zeros", "--init"},
+                      BadInput{"--device tpu", "--device"}, BadInput{"--device cuda", "CUDA"},
+                      BadInput{"--data @DIR/missing.csv", "missing.csv"},
+                      BadInput{"--data @DIR/malformed.csv", "not a number"},
+                      BadInput{"--data @DIR/ragged.csv", "columns"},
+                      BadInput{"--data @DIR/noheader.csv", "header"},
+                      BadInput{"--data @DIR/empty.csv", "empty"},
+                      BadInput{"--data @DIR/nan.csv", "not finite"},
+                      BadInput{"--no-such-option", "no-such-option"}),
+    [](const ::testing::TestParamInfo<BadInput>& info) { return "case" + std::to_string(info.index); });
+
+TEST(CliRun, WritesResultsAndSummary) {
+  const fs::path dir = tmp_dir();
+  const fs::path out = dir / "run";
+  const Outcome r = run("--arch mlp,glu --widths 4:8:2 --seeds 2 --points 200 --schedule D,U,G,ALL*3 --threads 2 --out " +
+                        out.string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("slope(P)"), std::string::npos) << r.out;
+  const std::string csv = slurp(out / "results.csv");
+  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,newton_steps,seconds\n", 0), 0u);
+  EXPECT_EQ(lines(csv), 1 + 2 * 3 * 2);
+  EXPECT_NE(csv.find("glu,relu,invcos2,6,31,1,"), std::string::npos);
+  const auto j = nlohmann::json::parse(slurp(out / "summary.json"));
+  ASSERT_EQ(j["fits"].size(), 2u);
+  for (const auto& f : j["fits"]) {
+    EXPECT_TRUE(f["ok"].get<bool>());
+    EXPECT_LT(f["vs_params"]["slope"].get<double>(), 0.0);
+    EXPECT_EQ(f["widths"].size(), 3u);
+  }
+  EXPECT_FALSE(fs::exists(out / "results.csv.tmp"));
+  // A second run into the same directory refuses to overwrite without --overwrite.
+  const Outcome again = run("--arch mlp --widths 4 --points 50 --out " + out.string(), dir);
+  EXPECT_NE(again.code, 0);
+  EXPECT_NE(again.err.find("--overwrite"), std::string::npos);
+}
+
+TEST(CliRun, UserDataAndExpressionTargets) {
+  const fs::path dir = tmp_dir();
+  {
+    std::ofstream csv(dir / "points.csv");
+    csv << "\xEF\xBB\xBFx,y\r\n";
+    for (int k = 0; k < 300; ++k) {
+      const double x = -2.0 + 4.0 * k / 299;
+      csv << x << "," << std::sin(2 * x) << "\r\n";
+    }
+  }
+  Outcome r = run("--arch glu --widths 4,8 --data " + (dir / "points.csv").string() + " --out " + (dir / "a").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(slurp(dir / "a" / "results.csv")), 3);
+  r = run("--arch mlp --widths 4,8 --points 100 --target 'exp(-x^2)*sin(5*x),x2,max(x,0)^2' --out " + (dir / "b").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string csv = slurp(dir / "b" / "results.csv");
+  EXPECT_NE(csv.find(",exp(-x^2)*sin(5*x),"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",\"max(x,0)^2\","), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",x2,"), std::string::npos);
+}
+
+TEST(CliRun, UnwritableOutputIsRefusedBeforeTraining) {
+  const fs::path dir = tmp_dir();
+  std::ofstream(dir / "file") << "not a directory";
+  const Outcome r = run("--widths 2 --points 20 --out " + (dir / "file" / "sub").string(), dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--out"), std::string::npos) << r.err;
+}
+
+TEST(CliRun, HelpExitsZero) {
+  const fs::path dir = tmp_dir();
+  const Outcome r = run("--help", dir);
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("--widths"), std::string::npos);
+}
+
+}  // namespace
