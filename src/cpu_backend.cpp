@@ -92,13 +92,20 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     Workspace& w = workspace();
     w.tile.resize(static_cast<std::size_t>(m) * kTile);
     w.row.resize(p);
+    w.row[p - 1] = 1.0;  // dy/dd0
     w.resid.resize(kTile);
-    const int k = neuron_num_params(s);
+    w.evals.resize(s.n);
+    const int nf = num_factors(s.arch);
+    const int per = s.d + 1;
+    // Per neuron: for factor pairs b <= c the moments sum_k r_k hab[b][c] x~ x~^T (per x per),
+    // then for each factor b the moments sum_k r_k hbD[b] x~ (per).
+    const int pair_len = per * per;
+    const int acc_len = nf * nf * pair_len + nf * per;
     const bool second = kind == HessianKind::kExact && !stage_is_linear(s.arch, stage);
-    if (second) {
-      w.block.resize(static_cast<std::size_t>(k) * k);
-      w.local.assign(static_cast<std::size_t>(s.n) * k * k, 0.0);
-    }
+    if (second) w.local.assign(static_cast<std::size_t>(s.n) * acc_len, 0.0);
+    std::vector<double>& xt = w.block;
+    xt.resize(per);
+    xt[s.d] = 1.0;
 
     const int npts = ds.n_train();
     double sse = 0.0;
@@ -108,17 +115,35 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
       const int nb = std::min(kTile, npts - t0);
       for (int q = 0; q < nb; ++q) {
         const double* x = ds.x_train.data() + static_cast<std::size_t>(t0 + q) * s.d;
-        const double y = jacobian_row(s, theta, x, w.row.data());
+        // Each neuron is evaluated once per point; its values serve the Jacobian row now and
+        // the residual curvature once the residual is known.
+        double y = theta[p - 1];
+        for (int nu = 0; nu < s.n; ++nu) {
+          w.evals[nu] = eval_neuron(s, theta, x, nu);
+          y += neuron_jacobian(s, w.evals[nu], x, nu, w.row.data());
+        }
         const double r = y - ds.y_train[t0 + q];
         sse += r * r;
         w.resid[q] = r;
         std::copy(w.row.begin() + b, w.row.begin() + e, w.tile.begin() + static_cast<std::size_t>(q) * m);
         if (second) {
+          std::copy(x, x + s.d, xt.begin());
           for (int nu = 0; nu < s.n; ++nu) {
-            const NeuronEval ne = eval_neuron(s, theta, x, nu);
-            neuron_hessian(s, ne, x, w.block.data());
-            double* acc = w.local.data() + static_cast<std::size_t>(nu) * k * k;
-            for (int c = 0; c < k * k; ++c) acc[c] += r * w.block[c];
+            double hab[kMaxFactors][kMaxFactors], hbD[kMaxFactors];
+            neuron_curvature(s, w.evals[nu], hab, hbD);
+            double* acc = w.local.data() + static_cast<std::size_t>(nu) * acc_len;
+            for (int fb = 0; fb < nf; ++fb) {
+              for (int fc = fb; fc < nf; ++fc) {
+                const double v = r * hab[fb][fc];
+                if (v == 0.0) continue;
+                double* mb = acc + (fb * nf + fc) * pair_len;
+                for (int u = 0; u < per; ++u)
+                  for (int z = 0; z < per; ++z) mb[u * per + z] += v * xt[u] * xt[z];
+              }
+              const double v = r * hbD[fb];
+              double* md = acc + nf * nf * pair_len + fb * per;
+              for (int u = 0; u < per; ++u) md[u] += v * xt[u];
+            }
           }
         }
       }
@@ -127,15 +152,24 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     }
     if (second) {
       // Scatter sum_k r_k d2y_k into the lower triangle of the stage block.
+      const int k = neuron_num_params(s);
       for (int nu = 0; nu < s.n; ++nu) {
-        const double* acc = w.local.data() + static_cast<std::size_t>(nu) * k * k;
+        const double* acc = w.local.data() + static_cast<std::size_t>(nu) * acc_len;
         for (int pp = 0; pp < k; ++pp) {
           const int gp = neuron_param_index(s, nu, pp);
           if (gp < b || gp >= e) continue;
+          const int bp = pp / per, jp = pp - bp * per;
           for (int qq = 0; qq < k; ++qq) {
             const int gq = neuron_param_index(s, nu, qq);
             if (gq < b || gq > gp) continue;
-            H[(gp - b) + static_cast<std::size_t>(gq - b) * m] += acc[pp * k + qq];
+            const int bq = qq / per, jq = qq - bq * per;
+            double v;
+            if (bp == nf && bq == nf) v = 0.0;
+            else if (bp == nf) v = acc[nf * nf * pair_len + bq * per + jq];
+            else if (bq == nf) v = acc[nf * nf * pair_len + bp * per + jp];
+            else if (bp <= bq) v = acc[(bp * nf + bq) * pair_len + jp * per + jq];
+            else v = acc[(bq * nf + bp) * pair_len + jq * per + jp];
+            H[(gp - b) + static_cast<std::size_t>(gq - b) * m] += v;
           }
         }
       }

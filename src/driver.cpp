@@ -150,9 +150,28 @@ std::vector<int> choose_steps(Backend& be, StageState& st, const std::vector<int
 void line_search_and_accept(Backend& be, StageState& st, const std::vector<int>& ready,
                             std::vector<int>& keep, std::vector<int>& retry) {
   if (ready.empty()) return;
+  // The full step is tried alone first; it is taken most of the time. Only the networks
+  // that refuse it evaluate the shorter steps, all of them in one pass.
   const std::size_t m = ready.size();
-  std::vector<double> trial(m * kNumAlphas);
-  be.trial_losses(ready, kAlphas, kNumAlphas, trial.data());
+  std::vector<double> trial(m * kNumAlphas, NAN), first(m);
+  be.trial_losses(ready, kAlphas, 1, first.data());
+  std::vector<int> backtrack;
+  std::vector<std::size_t> backtrack_pos;
+  for (std::size_t j = 0; j < m; ++j) {
+    const int i = ready[j];
+    trial[j * kNumAlphas] = first[j];
+    if (!(std::isfinite(first[j]) && first[j] <= st.loss0[i] + st.opt.armijo * st.gdotp[i])) {
+      backtrack.push_back(i);
+      backtrack_pos.push_back(j);
+    }
+  }
+  if (!backtrack.empty()) {
+    std::vector<double> rest(backtrack.size() * (kNumAlphas - 1));
+    be.trial_losses(backtrack, kAlphas + 1, kNumAlphas - 1, rest.data());
+    for (std::size_t q = 0; q < backtrack.size(); ++q)
+      for (int t = 1; t < kNumAlphas; ++t)
+        trial[backtrack_pos[q] * kNumAlphas + t] = rest[q * (kNumAlphas - 1) + t - 1];
+  }
   std::vector<int> accepted;
   std::vector<double> alpha;
   for (std::size_t j = 0; j < m; ++j) {

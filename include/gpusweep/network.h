@@ -86,38 +86,36 @@ HD inline double dy_dfactor(const NeuronEval& e, int b) {
   return b == 0 ? e.D * e.g.ds * e.m : e.D * e.g.s * e.other[b];
 }
 
+// Writes neuron i's entries of the Jacobian row dy/dtheta at x and returns its term of y.
+HD inline double neuron_jacobian(const Shape& s, const NeuronEval& e, const double* x, int i,
+                                 double* row) {
+  const int nf = num_factors(s.arch);
+  for (int b = 0; b < nf; ++b) {
+    const double da = dy_dfactor(e, b);
+    double* W = row + factor_offset(s, b) + i * s.d;
+    for (int j = 0; j < s.d; ++j) W[j] = da * x[j];
+    row[factor_offset(s, b) + s.n * s.d + i] = da;
+  }
+  const double hm = e.g.s * e.m;
+  row[d_offset(s) + i] = hm;
+  return e.D * hm;
+}
+
 // Writes the full Jacobian row dy/dtheta (num_params entries) at x and returns y(x).
 HD inline double jacobian_row(const Shape& s, const double* theta, const double* x, double* row) {
-  const int nf = num_factors(s.arch);
-  const int doff = d_offset(s);
   double y = theta[num_params(s) - 1];
-  for (int i = 0; i < s.n; ++i) {
-    const NeuronEval e = eval_neuron(s, theta, x, i);
-    for (int b = 0; b < nf; ++b) {
-      const double da = dy_dfactor(e, b);
-      double* W = row + factor_offset(s, b) + i * s.d;
-      for (int j = 0; j < s.d; ++j) W[j] = da * x[j];
-      row[factor_offset(s, b) + s.n * s.d + i] = da;
-    }
-    const double hm = e.g.s * e.m;
-    row[doff + i] = hm;
-    y += e.D * hm;
-  }
-  row[doff + s.n] = 1.0;
+  for (int i = 0; i < s.n; ++i) y += neuron_jacobian(s, eval_neuron(s, theta, x, i), x, i, row);
+  row[d_offset(s) + s.n] = 1.0;
   return y;
 }
 
-// Second derivatives of y with respect to neuron i's own parameters, in the local order of
-// neuron_param_index: blk is k x k, row-major, symmetric, k = neuron_num_params(s).
-// Parameters of different neurons never interact, and d0 enters linearly, so these blocks
-// are the whole of d2y/dtheta2.
-HD inline void neuron_hessian(const Shape& s, const NeuronEval& e, const double* x, double* blk) {
+// Curvature of y in neuron i's factor values: hab[b][c] = d2y / da_b da_c and
+// hbD[b] = d2y / da_b dD (b, c < nf); d2y/dD2 = 0. With x~ = (x, 1), the second derivative
+// of y in the parameters of factors b and c is hab[b][c] x~ x~^T, and in (factor b, D) it is
+// hbD[b] x~.
+HD inline void neuron_curvature(const Shape& s, const NeuronEval& e,
+                                double hab[kMaxFactors][kMaxFactors], double hbD[kMaxFactors]) {
   const int nf = num_factors(s.arch);
-  const int per = s.d + 1;
-  const int k = nf * per + 1;
-  // d2y / da_b da_c and d2y / da_b dD.
-  double hab[kMaxFactors][kMaxFactors];
-  double hbD[kMaxFactors];
   for (int b = 0; b < nf; ++b) {
     for (int c = 0; c < nf; ++c) {
       double v;
@@ -137,6 +135,19 @@ HD inline void neuron_hessian(const Shape& s, const NeuronEval& e, const double*
     }
     hbD[b] = b == 0 ? e.g.ds * e.m : e.g.s * e.other[b];
   }
+}
+
+// Second derivatives of y with respect to neuron i's own parameters, in the local order of
+// neuron_param_index: blk is k x k, row-major, symmetric, k = neuron_num_params(s).
+// Parameters of different neurons never interact, and d0 enters linearly, so these blocks
+// are the whole of d2y/dtheta2.
+HD inline void neuron_hessian(const Shape& s, const NeuronEval& e, const double* x, double* blk) {
+  const int nf = num_factors(s.arch);
+  const int per = s.d + 1;
+  const int k = nf * per + 1;
+  double hab[kMaxFactors][kMaxFactors];
+  double hbD[kMaxFactors];
+  neuron_curvature(s, e, hab, hbD);
   for (int p = 0; p < k; ++p) {
     const int bp = p / per;
     const int jp = p - bp * per;
