@@ -103,7 +103,7 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     const int acc_len = nf * nf * pair_len + nf * per;
     const bool second = kind == HessianKind::kExact && !stage_is_linear(s.arch, stage);
     if (second) w.local.assign(static_cast<std::size_t>(s.n) * acc_len, 0.0);
-    std::vector<double>& xt = w.block;
+    std::vector<double>& xt = w.xtilde;  // (x, 1)
     xt.resize(per);
     xt[s.d] = 1.0;
 

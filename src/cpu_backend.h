@@ -30,7 +30,7 @@ class CpuBackend final : public Backend {
 
  private:
   struct Workspace {
-    std::vector<double> tile, row, resid, block, local, trial, work;
+    std::vector<double> tile, row, resid, xtilde, local, trial, work;
     std::vector<NeuronEval> evals;
   };
   Workspace& workspace();
