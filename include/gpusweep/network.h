@@ -101,6 +101,39 @@ HD inline double neuron_jacobian(const Shape& s, const NeuronEval& e, const doub
   return e.D * hm;
 }
 
+// Inverse of neuron_param_index: the neuron i and local index k of global parameter q.
+// Returns false for d0, the one parameter that belongs to no neuron.
+HD inline bool param_owner(const Shape& s, int q, int* i, int* k) {
+  const int per = s.d + 1;
+  const int doff = d_offset(s);
+  if (q >= doff) {
+    if (q == num_params(s) - 1) return false;
+    *i = q - doff;
+    *k = num_factors(s.arch) * per;
+    return true;
+  }
+  const int b = q / (s.n * per);
+  const int r = q - b * s.n * per;
+  if (r < s.n * s.d) {
+    *i = r / s.d;
+    *k = b * per + r % s.d;
+  } else {
+    *i = r - s.n * s.d;
+    *k = b * per + s.d;
+  }
+  return true;
+}
+
+// One entry dy/dtheta_q of the Jacobian row at x, where q is neuron e's local parameter k.
+HD inline double jacobian_entry(const Shape& s, const NeuronEval& e, const double* x, int k) {
+  const int per = s.d + 1;
+  const int b = k / per;
+  if (b == num_factors(s.arch)) return e.g.s * e.m;
+  const int j = k - b * per;
+  const double da = dy_dfactor(e, b);
+  return j < s.d ? da * x[j] : da;
+}
+
 // Writes the full Jacobian row dy/dtheta (num_params entries) at x and returns y(x).
 HD inline double jacobian_row(const Shape& s, const double* theta, const double* x, double* row) {
   double y = theta[num_params(s) - 1];
