@@ -40,7 +40,7 @@ std::string CpuBackend::describe() const {
          ", OpenBLAS/LAPACK)";
 }
 
-std::size_t CpuBackend::bytes_per_network(int p) const {
+std::size_t CpuBackend::bytes_per_network(int p, int /*num_points*/) const {
   return sizeof(double) * (static_cast<std::size_t>(p) * p + 4 * static_cast<std::size_t>(p));
 }
 

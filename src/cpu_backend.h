@@ -13,7 +13,7 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads);
   std::string describe() const override;
-  std::size_t bytes_per_network(int num_params) const override;
+  std::size_t bytes_per_network(int num_params, int num_points) const override;
   std::size_t memory_budget() const override;
   void load(const Batch& batch) override;
   void read_params(std::vector<double>& params) override;

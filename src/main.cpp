@@ -124,7 +124,7 @@ int run(const Options& o) {
   const auto jobs = gs::make_jobs(spec);
   // Refuse sizes that cannot fit before any output is made.
   gs::plan_chunks(jobs, spec.datasets[0].d, backend->memory_budget(),
-                  [&](int p) { return backend->bytes_per_network(p); });
+                  [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); });
 
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
   const bool created = prepare_out_dir(out, o.overwrite);

@@ -102,12 +102,19 @@ std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
   return chunks;
 }
 
+int max_points(const std::vector<Dataset>& datasets) {
+  int most = 0;
+  for (const auto& ds : datasets) most = std::max(most, ds.n_train() + ds.n_test());
+  return most;
+}
+
 std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
                                  Backend& backend,
                                  const std::function<void(const SweepProgress&)>& progress) {
   const int d = spec.datasets.empty() ? 1 : spec.datasets[0].d;
+  const int points = max_points(spec.datasets);
   const auto chunks = plan_chunks(jobs, d, backend.memory_budget(),
-                                  [&](int p) { return backend.bytes_per_network(p); });
+                                  [&](int p) { return backend.bytes_per_network(p, points); });
   std::vector<NetResult> results(jobs.size());
   const auto t0 = std::chrono::steady_clock::now();
   int done = 0;

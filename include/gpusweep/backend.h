@@ -32,9 +32,9 @@ class Backend {
 
   virtual std::string describe() const = 0;
 
-  // Bytes this backend holds per network of num_params parameters while training; the
-  // planner sizes chunks with it.
-  virtual std::size_t bytes_per_network(int num_params) const = 0;
+  // Bytes this backend holds per network of num_params parameters, training on a dataset of
+  // num_points points (training and test together); the planner sizes chunks with it.
+  virtual std::size_t bytes_per_network(int num_params, int num_points) const = 0;
   virtual std::size_t memory_budget() const = 0;
 
   virtual void load(const Batch& batch) = 0;

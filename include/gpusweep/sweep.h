@@ -52,6 +52,9 @@ std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
                                           std::size_t bytes_budget,
                                           const std::function<std::size_t(int)>& bytes_per_net);
 
+// The most points (training and test) of any dataset: the planner's per-network point count.
+int max_points(const std::vector<Dataset>& datasets);
+
 struct SweepProgress {
   int chunks_done, chunks_total, nets_done, nets_total;
   double elapsed;
