@@ -3,6 +3,9 @@
 
 #include "cpu_backend.h"
 #include "gpusweep/backend.h"
+#ifdef GPUSWEEP_HAVE_CUDA
+#include "cuda_backend.h"
+#endif
 
 namespace gs {
 
@@ -16,9 +19,18 @@ int Batch::add(const Shape& s, int dataset, const double* theta) {
 std::unique_ptr<Backend> Backend::create(const BackendOptions& options) {
   switch (options.device) {
     case DeviceKind::kCuda:
+#ifdef GPUSWEEP_HAVE_CUDA
+      return std::make_unique<CudaBackend>(CudaOptions{});  // one clear line when no GPU
+#else
       throw std::runtime_error(
-          "--device cuda: the CUDA backend is not built yet in this version; use --device cpu");
+          "--device cuda: this build has no CUDA backend (nvcc was not found when it was "
+          "configured); use --device cpu");
+#endif
     case DeviceKind::kAuto:
+#ifdef GPUSWEEP_HAVE_CUDA
+      if (cuda_device_count(nullptr) > 0) return std::make_unique<CudaBackend>(CudaOptions{});
+#endif
+      break;
     case DeviceKind::kCpu:
       break;
   }

@@ -1,0 +1,435 @@
+// Kernels over a ragged batch of networks: residuals and losses, line-search trials, the
+// tiled J^T J assembly, the gradient, the per-neuron curvature, and the Jacobi-scaled damped
+// systems around cuSOLVER's Cholesky. See batch_kernels.h for the data layout.
+#include "batch_kernels.h"
+
+#include "cuda_check.h"
+#include "gpusweep/solve.h"
+#include "gpusweep/worklist.h"
+
+namespace gs {
+namespace {
+
+constexpr int kBlock = 256;      // threads of the per-call and point-tile kernels
+constexpr int kHPoints = 16;     // points per shared-memory stage of hessian_tiles_kernel
+constexpr int kCurvThreads = 128;
+
+// Deterministic tree reduction over a block of B threads; every thread gets the result.
+template <int B>
+__device__ double block_sum(double v, double* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = B / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  const double r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+template <int B>
+__device__ double block_max(double v, double* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = B / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] = fmax(sh[threadIdx.x], sh[threadIdx.x + s]);
+    __syncthreads();
+  }
+  const double r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+int grid_of(long long work) {
+  if (work > 0x7fffffffLL) throw std::runtime_error("CUDA work list too long for one launch");
+  return static_cast<int>(work);
+}
+
+// Thread j -> call j.
+__global__ void count_work_kernel(const CallNet* calls, int count, const DevNet* nets,
+                                  const DevSet* sets, WorkKind kind, long long* items) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= count) return;
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const int m = c.e - c.b;
+  long long v = 0;
+  switch (kind) {
+    case WorkKind::kPointTiles: v = ceil_div(sets[nd.data].n, kPointTile); break;
+    case WorkKind::kParamTiles: v = ceil_div(m, kParamTile); break;
+    case WorkKind::kHessianTiles: v = lower_tiles(m); break;
+    case WorkKind::kNeurons: v = nd.s.n; break;
+  }
+  items[j] = v;
+}
+
+// Block w -> point tile (w - work_off[j]) of call j; thread -> one point.
+__global__ void residuals_kernel(const CallNet* calls, int count, const long long* work_off,
+                                 const DevNet* nets, const DevSet* train, const double* theta,
+                                 double* resid, double* partial) {
+  __shared__ double sh[kBlock];
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const DevNet& nd = nets[calls[j].net];
+  const DevSet set = train[nd.data];
+  const int k = static_cast<int>(w - work_off[j]) * kPointTile + threadIdx.x;
+  double r2 = 0.0;
+  if (k < set.n) {
+    const double r = evaluate(nd.s, theta + nd.theta_off, set.x + static_cast<long long>(k) * nd.s.d) - set.y[k];
+    resid[nd.res_off + k] = r;
+    r2 = r * r;
+  }
+  const double sum = block_sum<kBlock>(r2, sh);
+  if (threadIdx.x == 0) partial[w] = sum;
+}
+
+// Block w -> point tile of call j; thread -> one point, all n_alpha parameter vectors.
+__global__ void squared_errors_kernel(const CallNet* calls, int count, const long long* work_off,
+                                      long long work, const DevNet* nets, const DevSet* sets,
+                                      const double* params, long long stride, int n_alpha,
+                                      double* partial) {
+  __shared__ double sh[kBlock];
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const DevNet& nd = nets[calls[j].net];
+  const DevSet set = sets[nd.data];
+  const int p = num_params(nd.s);
+  const int k = static_cast<int>(w - work_off[j]) * kPointTile + threadIdx.x;
+  for (int t = 0; t < n_alpha; ++t) {
+    double r2 = 0.0;
+    if (k < set.n) {
+      const double* th = params + nd.theta_off * stride + static_cast<long long>(t) * p;
+      const double r = evaluate(nd.s, th, set.x + static_cast<long long>(k) * nd.s.d) - set.y[k];
+      r2 = r * r;
+    }
+    const double sum = block_sum<kBlock>(r2, sh);
+    if (threadIdx.x == 0) partial[static_cast<long long>(t) * work + w] = sum;
+  }
+}
+
+// Block j -> call j; threads stride over its n_alpha * P trial entries.
+__global__ void make_trials_kernel(const CallNet* calls, const DevNet* nets, const double* theta,
+                                   const double* step, const double* alpha, int n_alpha,
+                                   double* trial) {
+  const CallNet c = calls[blockIdx.x];
+  const DevNet& nd = nets[c.net];
+  const int p = num_params(nd.s);
+  const double* th = theta + nd.theta_off;
+  const double* st = step + nd.vec_off;
+  double* out = trial + nd.theta_off * kMaxAlpha;
+  for (int idx = threadIdx.x; idx < n_alpha * p; idx += blockDim.x) {
+    const int t = idx / p, q = idx - t * p;
+    out[idx] = th[q] + (q >= c.b && q < c.e ? alpha[t] * st[q - c.b] : 0.0);
+  }
+}
+
+// dy/dtheta_{b+q} at x for stage column q of network nd.
+__device__ double stage_jacobian(const DevNet& nd, const double* th, const double* x, int gq) {
+  int i, lk;
+  if (!param_owner(nd.s, gq, &i, &lk)) return 1.0;  // d0
+  const NeuronEval e = eval_neuron(nd.s, th, x, i);
+  return jacobian_entry(nd.s, e, x, lk);
+}
+
+// Block w -> lower tile (ti, tj) of call j's stage Hessian, 16 x 16 threads, each owning a
+// 4 x 4 patch of the 64 x 64 tile. Points stream through shared memory kHPoints at a time:
+// Ja holds the Jacobian columns of tile row ti, Jb those of tile column tj.
+__global__ void __launch_bounds__(256)
+hessian_tiles_kernel(const CallNet* calls, int count, const long long* work_off,
+                     const DevNet* nets, const DevSet* train, const double* theta, double* H) {
+  __shared__ double Ja[kHPoints][kHTile];
+  __shared__ double Jb[kHPoints][kHTile];
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const DevSet set = train[nd.data];
+  const double* th = theta + nd.theta_off;
+  const int m = c.e - c.b;
+  int ti, tj;
+  lower_tile_coords(static_cast<int>(w - work_off[j]), &ti, &tj);
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  double acc[4][4] = {};
+  for (int p0 = 0; p0 < set.n; p0 += kHPoints) {
+    for (int idx = threadIdx.x; idx < 2 * kHPoints * kHTile; idx += blockDim.x) {
+      const int which = idx / (kHPoints * kHTile);
+      const int rem = idx - which * kHPoints * kHTile;
+      const int pt = rem / kHTile, col = rem - pt * kHTile;
+      const int q = (which == 0 ? ti : tj) * kHTile + col;
+      const int k = p0 + pt;
+      double v = 0.0;
+      if (q < m && k < set.n)
+        v = stage_jacobian(nd, th, set.x + static_cast<long long>(k) * nd.s.d, c.b + q);
+      (which == 0 ? Ja : Jb)[pt][col] = v;
+    }
+    __syncthreads();
+#pragma unroll 4
+    for (int pt = 0; pt < kHPoints; ++pt) {
+      double a[4], b[4];
+      for (int u = 0; u < 4; ++u) a[u] = Ja[pt][ty * 4 + u];
+      for (int v = 0; v < 4; ++v) b[v] = Jb[pt][tx * 4 + v];
+      for (int u = 0; u < 4; ++u)
+        for (int v = 0; v < 4; ++v) acc[u][v] = fma(a[u], b[v], acc[u][v]);
+    }
+    __syncthreads();
+  }
+  const double scale = 2.0 / set.n;
+  double* Hn = H + nd.sq_off;
+  for (int u = 0; u < 4; ++u) {
+    const int r = ti * kHTile + ty * 4 + u;
+    for (int v = 0; v < 4; ++v) {
+      const int cc = tj * kHTile + tx * 4 + v;
+      if (r >= m || cc >= m || (ti == tj && r < cc)) continue;
+      const double val = acc[u][v] * scale;
+      Hn[r + static_cast<long long>(cc) * m] = val;
+      Hn[cc + static_cast<long long>(r) * m] = val;
+    }
+  }
+}
+
+// Block w -> kParamTile stage parameters of call j; thread -> one parameter, looping over
+// every training point (all threads read the same point: broadcast loads).
+__global__ void gradient_kernel(const CallNet* calls, int count, const long long* work_off,
+                                const DevNet* nets, const DevSet* train, const double* theta,
+                                const double* resid, double* g) {
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const DevSet set = train[nd.data];
+  const int q = static_cast<int>(w - work_off[j]) * kParamTile + threadIdx.x;
+  if (q >= c.e - c.b) return;
+  const double* th = theta + nd.theta_off;
+  const double* r = resid + nd.res_off;
+  double sum = 0.0;
+  for (int k = 0; k < set.n; ++k)
+    sum += r[k] * stage_jacobian(nd, th, set.x + static_cast<long long>(k) * nd.s.d, c.b + q);
+  g[nd.vec_off + q] = sum * (2.0 / set.n);
+}
+
+// Block w -> neuron i of call j; threads over the training points. For each pair of the
+// neuron's own parameters inside the stage, the block sums r_k d2y_k/dp dq and adds it to H.
+// Neurons own disjoint entries of H, so no two blocks write the same entry.
+__global__ void curvature_kernel(const CallNet* calls, int count, const long long* work_off,
+                                 const DevNet* nets, const DevSet* train, const double* theta,
+                                 const double* resid, double* H) {
+  __shared__ double sh[kCurvThreads];
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const Shape s = nd.s;
+  const DevSet set = train[nd.data];
+  const int i = static_cast<int>(w - work_off[j]);
+  const double* th = theta + nd.theta_off;
+  const double* r = resid + nd.res_off;
+  const int m = c.e - c.b;
+  const int nf = num_factors(s.arch);
+  const int per = s.d + 1;
+  const int k = neuron_num_params(s);
+  double* Hn = H + nd.sq_off;
+  for (int pp = 0; pp < k; ++pp) {
+    const int gp = neuron_param_index(s, i, pp);
+    if (gp < c.b || gp >= c.e) continue;
+    const int bp = pp / per, jp = pp - bp * per;
+    for (int qq = 0; qq <= pp; ++qq) {
+      const int gq = neuron_param_index(s, i, qq);
+      const int bq = qq / per, jq = qq - bq * per;
+      if (gq < c.b || gq >= c.e || (bp == nf && bq == nf)) continue;
+      double sum = 0.0;
+      for (int kk = threadIdx.x; kk < set.n; kk += blockDim.x) {
+        const double* x = set.x + static_cast<long long>(kk) * s.d;
+        const NeuronEval e = eval_neuron(s, th, x, i);
+        double hab[kMaxFactors][kMaxFactors], hbD[kMaxFactors];
+        neuron_curvature(s, e, hab, hbD);
+        const double xp = bp < nf && jp < s.d ? x[jp] : 1.0;
+        const double xq = bq < nf && jq < s.d ? x[jq] : 1.0;
+        double v;
+        if (bp == nf) v = hbD[bq] * xq;
+        else if (bq == nf) v = hbD[bp] * xp;
+        else v = hab[bp][bq] * xp * xq;
+        sum += r[kk] * v;
+      }
+      const double tot = block_sum<kCurvThreads>(sum, sh);
+      if (threadIdx.x == 0) {
+        const double add = tot * (2.0 / set.n);
+        const int a = gp - c.b, b = gq - c.b;
+        Hn[a + static_cast<long long>(b) * m] += add;
+        if (a != b) Hn[b + static_cast<long long>(a) * m] += add;
+      }
+    }
+  }
+}
+
+// Block j -> call j; threads stride over the diagonal.
+__global__ void jacobi_scale_kernel(const CallNet* calls, const DevNet* nets, const double* H,
+                                    const double* g, double* scale, double* sgrad) {
+  __shared__ double sh[kBlock];
+  const CallNet c = calls[blockIdx.x];
+  const DevNet& nd = nets[c.net];
+  const int m = c.e - c.b;
+  const double* Hn = H + nd.sq_off;
+  const double* gn = g + nd.vec_off;
+  double* sc = scale + nd.vec_off;
+  double dmax = 0.0, bad = 0.0;
+  for (int i = threadIdx.x; i < m; i += blockDim.x) {
+    const double h = Hn[i + static_cast<long long>(i) * m];
+    dmax = fmax(dmax, fabs(h));
+    if (!isfinite(h) || !isfinite(gn[i])) bad = 1.0;
+  }
+  dmax = block_max<kBlock>(dmax, sh);
+  bad = block_max<kBlock>(bad, sh);
+  double gnorm = 0.0;
+  for (int i = threadIdx.x; i < m; i += blockDim.x) {
+    const double hii = fabs(Hn[i + static_cast<long long>(i) * m]);
+    double si = 0.0;
+    if (hii > kSingularRel * dmax && hii > 0.0) {
+      si = 1.0 / sqrt(hii);
+      gnorm = fmax(gnorm, fabs(gn[i]) * si);
+    }
+    sc[i] = si;
+  }
+  gnorm = block_max<kBlock>(gnorm, sh);
+  if (threadIdx.x == 0) sgrad[blockIdx.x] = bad != 0.0 ? NAN : gnorm;
+}
+
+// Block j -> call j; threads stride over the m * m entries (column-major).
+__global__ void build_damped_kernel(const CallNet* calls, const DevNet* nets, const double* H,
+                                    const double* g, const double* scale, const double* lambda,
+                                    double* A, double* step) {
+  const CallNet c = calls[blockIdx.x];
+  const DevNet& nd = nets[c.net];
+  const int m = c.e - c.b;
+  const double* Hn = H + nd.sq_off;
+  const double* sc = scale + nd.vec_off;
+  double* An = A + nd.sq_off;
+  const double lam = lambda[blockIdx.x];
+  const long long mm = static_cast<long long>(m) * m;
+  for (long long idx = threadIdx.x; idx < mm; idx += blockDim.x) {
+    const int col = static_cast<int>(idx / m), row = static_cast<int>(idx - static_cast<long long>(col) * m);
+    double a = sc[row] * Hn[idx] * sc[col];
+    if (row == col) a = sc[col] == 0.0 ? 1.0 : a + lam;
+    An[idx] = a;
+  }
+  for (int i = threadIdx.x; i < m; i += blockDim.x) step[nd.vec_off + i] = -g[nd.vec_off + i] * sc[i];
+}
+
+// Block j -> call j.
+__global__ void finish_step_kernel(const CallNet* calls, const DevNet* nets, const double* g,
+                                   const double* scale, double* step, double* gdotp) {
+  __shared__ double sh[kBlock];
+  const CallNet c = calls[blockIdx.x];
+  const DevNet& nd = nets[c.net];
+  const int m = c.e - c.b;
+  double sum = 0.0;
+  for (int i = threadIdx.x; i < m; i += blockDim.x) {
+    const double st = step[nd.vec_off + i] * scale[nd.vec_off + i];
+    step[nd.vec_off + i] = st;
+    sum += g[nd.vec_off + i] * st;
+  }
+  sum = block_sum<kBlock>(sum, sh);
+  if (threadIdx.x == 0) gdotp[blockIdx.x] = sum;
+}
+
+// Block j -> call j.
+__global__ void apply_step_kernel(const CallNet* calls, const DevNet* nets, const double* step,
+                                  const double* alpha, double* theta) {
+  const CallNet c = calls[blockIdx.x];
+  const DevNet& nd = nets[c.net];
+  const double a = alpha[blockIdx.x];
+  for (int q = c.b + threadIdx.x; q < c.e; q += blockDim.x)
+    theta[nd.theta_off + q] += a * step[nd.vec_off + q - c.b];
+}
+
+}  // namespace
+
+void count_work(const CallNet* calls, int count, const DevNet* nets, const DevSet* sets,
+                WorkKind kind, long long* items, cudaStream_t stream) {
+  if (count == 0) return;
+  count_work_kernel<<<ceil_div(count, kBlock), kBlock, 0, stream>>>(calls, count, nets, sets, kind, items);
+  CUDA_CHECK_LAUNCH("count_work_kernel");
+}
+
+void residuals(const CallNet* calls, int count, const long long* work_off, long long work,
+               const DevNet* nets, const DevSet* train, const double* theta, double* resid,
+               double* partial, cudaStream_t stream) {
+  if (work == 0) return;
+  residuals_kernel<<<grid_of(work), kPointTile, 0, stream>>>(calls, count, work_off, nets, train,
+                                                             theta, resid, partial);
+  CUDA_CHECK_LAUNCH("residuals_kernel");
+}
+
+void squared_errors(const CallNet* calls, int count, const long long* work_off, long long work,
+                    const DevNet* nets, const DevSet* sets, const double* params,
+                    long long per_net_stride, int n_alpha, double* partial, cudaStream_t stream) {
+  if (work == 0) return;
+  squared_errors_kernel<<<grid_of(work), kPointTile, 0, stream>>>(
+      calls, count, work_off, work, nets, sets, params, per_net_stride, n_alpha, partial);
+  CUDA_CHECK_LAUNCH("squared_errors_kernel");
+}
+
+void make_trials(const CallNet* calls, int count, const DevNet* nets, const double* theta,
+                 const double* step, const double* alpha, int n_alpha, double* trial,
+                 cudaStream_t stream) {
+  if (count == 0) return;
+  make_trials_kernel<<<count, kBlock, 0, stream>>>(calls, nets, theta, step, alpha, n_alpha, trial);
+  CUDA_CHECK_LAUNCH("make_trials_kernel");
+}
+
+void hessian_tiles(const CallNet* calls, int count, const long long* work_off, long long work,
+                   const DevNet* nets, const DevSet* train, const double* theta, double* H,
+                   cudaStream_t stream) {
+  if (work == 0) return;
+  hessian_tiles_kernel<<<grid_of(work), 256, 0, stream>>>(calls, count, work_off, nets, train, theta, H);
+  CUDA_CHECK_LAUNCH("hessian_tiles_kernel");
+}
+
+void gradient(const CallNet* calls, int count, const long long* work_off, long long work,
+              const DevNet* nets, const DevSet* train, const double* theta,
+              const double* resid, double* g, cudaStream_t stream) {
+  if (work == 0) return;
+  gradient_kernel<<<grid_of(work), kParamTile, 0, stream>>>(calls, count, work_off, nets, train,
+                                                            theta, resid, g);
+  CUDA_CHECK_LAUNCH("gradient_kernel");
+}
+
+void add_curvature(const CallNet* calls, int count, const long long* work_off, long long work,
+                   const DevNet* nets, const DevSet* train, const double* theta,
+                   const double* resid, double* H, cudaStream_t stream) {
+  if (work == 0) return;
+  curvature_kernel<<<grid_of(work), kCurvThreads, 0, stream>>>(calls, count, work_off, nets,
+                                                               train, theta, resid, H);
+  CUDA_CHECK_LAUNCH("curvature_kernel");
+}
+
+void jacobi_scale(const CallNet* calls, int count, const DevNet* nets, const double* H,
+                  const double* g, double* scale, double* sgrad, cudaStream_t stream) {
+  if (count == 0) return;
+  jacobi_scale_kernel<<<count, kBlock, 0, stream>>>(calls, nets, H, g, scale, sgrad);
+  CUDA_CHECK_LAUNCH("jacobi_scale_kernel");
+}
+
+void build_damped(const CallNet* calls, int count, const DevNet* nets, const double* H,
+                  const double* g, const double* scale, const double* lambda, double* A,
+                  double* step, cudaStream_t stream) {
+  if (count == 0) return;
+  build_damped_kernel<<<count, kBlock, 0, stream>>>(calls, nets, H, g, scale, lambda, A, step);
+  CUDA_CHECK_LAUNCH("build_damped_kernel");
+}
+
+void finish_step(const CallNet* calls, int count, const DevNet* nets, const double* g,
+                 const double* scale, double* step, double* gdotp, cudaStream_t stream) {
+  if (count == 0) return;
+  finish_step_kernel<<<count, kBlock, 0, stream>>>(calls, nets, g, scale, step, gdotp);
+  CUDA_CHECK_LAUNCH("finish_step_kernel");
+}
+
+void apply_step(const CallNet* calls, int count, const DevNet* nets, const double* step,
+                const double* alpha, double* theta, cudaStream_t stream) {
+  if (count == 0) return;
+  apply_step_kernel<<<count, kBlock, 0, stream>>>(calls, nets, step, alpha, theta);
+  CUDA_CHECK_LAUNCH("apply_step_kernel");
+}
+
+}  // namespace gs

@@ -1,0 +1,98 @@
+// Kernels of the CUDA backend over a ragged batch, and their host launchers. All pointers
+// are device memory unless a parameter says otherwise. Every launcher enqueues on the given
+// stream, checks the launch and does not synchronize.
+//
+// A "call list" names the networks one backend operation acts on: CallNet j is network
+// calls[j].net of the loaded batch, training its stage parameters [b, e). Work lists are
+// ragged: work_off (count + 1 entries, an exclusive scan of items per call) maps work item
+// w to its call with find_segment (gpusweep/worklist.h).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "gpusweep/network.h"
+
+namespace gs {
+
+constexpr int kMaxAlpha = 8;  // line-search trial steps per pass
+
+struct DevNet {
+  Shape s;
+  int data;             // dataset index
+  long long theta_off;  // into theta (P entries); trial params live at theta_off * kMaxAlpha
+  long long sq_off;     // into H and A (P * P entries)
+  long long vec_off;    // into g, step, scale (P entries)
+  long long res_off;    // into resid (one entry per training point)
+};
+
+// The points of one dataset's training or test set.
+struct DevSet {
+  const double* x;  // n x d, row-major
+  const double* y;  // n
+  int n;
+};
+
+struct CallNet {
+  int net;
+  int b, e;  // stage range; m = e - b
+};
+
+// Items per call of each work list, written to count[j] (device), for the Thrust scan.
+enum class WorkKind : int { kPointTiles, kParamTiles, kHessianTiles, kNeurons };
+void count_work(const CallNet* calls, int count, const DevNet* nets, const DevSet* sets,
+                WorkKind kind, long long* items, cudaStream_t stream);
+
+// Residuals r_k = y(x_k) - f(x_k) on the training points into resid, and per work item
+// (point tile) the partial sum of r^2 into partial[w].
+void residuals(const CallNet* calls, int count, const long long* work_off, long long work,
+               const DevNet* nets, const DevSet* train, const double* theta, double* resid,
+               double* partial, cudaStream_t stream);
+
+// Sum of squared errors of each call at n_alpha parameter vectors: vector t of call j starts
+// at params + theta_off * per_net_stride + t * P. partial[t * work + w] per point tile.
+void squared_errors(const CallNet* calls, int count, const long long* work_off, long long work,
+                    const DevNet* nets, const DevSet* sets, const double* params,
+                    long long per_net_stride, int n_alpha, double* partial, cudaStream_t stream);
+
+// trial[theta_off * kMaxAlpha + t * P + q] = theta + alpha[t] * step on the stage range.
+void make_trials(const CallNet* calls, int count, const DevNet* nets, const double* theta,
+                 const double* step, const double* alpha, int n_alpha, double* trial,
+                 cudaStream_t stream);
+
+// (2/N) J^T J over the stage block into H (m x m, column-major, both triangles), one
+// 64 x 64 lower tile per work item.
+void hessian_tiles(const CallNet* calls, int count, const long long* work_off, long long work,
+                   const DevNet* nets, const DevSet* train, const double* theta, double* H,
+                   cudaStream_t stream);
+
+// g = (2/N) J^T r over the stage block, one tile of kParamTile parameters per work item.
+void gradient(const CallNet* calls, int count, const long long* work_off, long long work,
+              const DevNet* nets, const DevSet* train, const double* theta,
+              const double* resid, double* g, cudaStream_t stream);
+
+// H += (2/N) sum_k r_k d2y_k / dtheta2, the per-neuron blocks; one neuron per work item.
+// Must run after hessian_tiles on the same stream.
+void add_curvature(const CallNet* calls, int count, const long long* work_off, long long work,
+                   const DevNet* nets, const DevSet* train, const double* theta,
+                   const double* resid, double* H, cudaStream_t stream);
+
+// Jacobi scale of each call's system, as gs::jacobi_scale: scale (P entries at vec_off) and
+// the scaled gradient norm sgrad[j] (NaN when H or g holds a non-finite value).
+void jacobi_scale(const CallNet* calls, int count, const DevNet* nets, const double* H,
+                  const double* g, double* scale, double* sgrad, cudaStream_t stream);
+
+// A = S H S + lambda[j] I with singular rows as identity rows, and the right-hand side
+// z = -S g (into step), as gs::damped_solve before its factorization.
+void build_damped(const CallNet* calls, int count, const DevNet* nets, const double* H,
+                  const double* g, const double* scale, const double* lambda, double* A,
+                  double* step, cudaStream_t stream);
+
+// step = S z in place, and gdotp[j] = g . step.
+void finish_step(const CallNet* calls, int count, const DevNet* nets, const double* g,
+                 const double* scale, double* step, double* gdotp, cudaStream_t stream);
+
+// theta += alpha[j] * step on each call's stage range.
+void apply_step(const CallNet* calls, int count, const DevNet* nets, const double* step,
+                const double* alpha, double* theta, cudaStream_t stream);
+
+}  // namespace gs

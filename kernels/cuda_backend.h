@@ -1,0 +1,65 @@
+// The CUDA backend: the batch lives in flat device arrays, kernels (batch_kernels.h) assemble
+// every network's system in one launch per operation, and cuSOLVER factorizes them grouped by
+// size. A plain C++ header, free of CUDA types, so host code can include it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "gpusweep/backend.h"
+
+namespace gs {
+
+// Number of CUDA devices visible to this process; 0 with the reason in *why when there are
+// none (no driver, no device, CUDA_VISIBLE_DEVICES empty).
+int cuda_device_count(std::string* why);
+
+struct CudaOptions {
+  int device = 0;
+  // Matrices of at least this size are factorized one cusolverDnDpotrf call each, spread
+  // over streams, instead of by cusolverDnDpotrfBatched; 0 = always batched.
+  int potrf_loop_min = 0;
+  double memory_fraction = 0.85;  // of the free device memory at creation
+};
+
+// Counters for the benchmark: time on the device and useful FP64 operations.
+struct CudaStats {
+  double assemble_seconds = 0.0;  // J^T J tiles + gradient + curvature kernels
+  double assemble_flops = 0.0;    // 2 N m(m+1)/2 per system (J^T J, lower triangle)
+  double factor_seconds = 0.0;    // potrf + potrs
+  double factor_flops = 0.0;      // m^3 / 3 per factorization
+  long long factorizations = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const CudaOptions& options);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string describe() const override;
+  std::size_t bytes_per_network(int num_params, int num_points) const override;
+  std::size_t memory_budget() const override;
+  void load(const Batch& batch) override;
+  void read_params(std::vector<double>& params) override;
+  void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,
+                double* scaled_grad) override;
+  void read_system(int i, std::vector<double>* H, std::vector<double>* g) override;
+  void solve(const std::vector<int>& nets, const double* lambda, int* info,
+             double* gdotp) override;
+  void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
+                    double* loss) override;
+  void apply_step(const std::vector<int>& nets, const double* alpha) override;
+  void rmse(double* train, double* test) override;
+  void network_seconds(double* seconds) override;
+
+  const CudaStats& stats() const;
+  void reset_stats();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gs

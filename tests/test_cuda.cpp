@@ -1,0 +1,256 @@
+// The CUDA backend against the CPU backend, and one body run on both backends. Every test
+// that needs a GPU skips itself where none is visible, so this binary passes on the build
+// machines and proves the backend on a GPU machine.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu_backend.h"
+#include "cuda_backend.h"
+#include "gpusweep/data.h"
+#include "gpusweep/driver.h"
+#include "gpusweep/fit.h"
+#include "gpusweep/solve.h"
+#include "gpusweep/sweep.h"
+
+namespace gs {
+namespace {
+
+bool gpu_visible() {
+  std::string why;
+  return cuda_device_count(&why) > 0;
+}
+
+#define SKIP_WITHOUT_GPU() \
+  if (!gpu_visible()) GTEST_SKIP() << "no CUDA device visible"
+
+std::unique_ptr<Backend> make_backend(const std::string& which) {
+  if (which == "cuda") return std::make_unique<CudaBackend>(CudaOptions{});
+  return std::make_unique<CpuBackend>(2);
+}
+
+// A batch of random networks of every arch at the given widths, on one dataset.
+Batch random_batch(const Dataset& ds, const std::vector<int>& widths, Act act, std::uint64_t seed) {
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  Rng rng(seed);
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+    for (int w : widths) {
+      const Shape s{a, act, ds.d, w};
+      std::vector<double> th(num_params(s));
+      init_params(s, InitKind::kMaso, ds, rng.next(), th.data());
+      for (auto& v : th) v += 0.05 * rng.normal();  // off the symmetric init
+      batch.add(s, 0, th.data());
+    }
+  }
+  return batch;
+}
+
+double rel_diff(const std::vector<double>& a, const std::vector<double>& ref) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    num += (a[i] - ref[i]) * (a[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+bool close(double a, double ref, double rel) { return std::fabs(a - ref) <= rel * std::fabs(ref) + 1e-300; }
+
+std::vector<int> all_of(const Batch& b) {
+  std::vector<int> v(b.size());
+  for (int i = 0; i < b.size(); ++i) v[i] = i;
+  return v;
+}
+
+// One body, both backends: the assembled gradient is the derivative of the backend's own
+// loss (central differences through trial_losses along each stage coordinate).
+class AnyBackend : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AnyBackend, GradientIsTheDerivativeOfItsOwnLoss) {
+  if (GetParam() == "cuda") SKIP_WITHOUT_GPU();
+  Dataset ds = make_target_dataset("sin4", 300, 3);
+  Batch batch = random_batch(ds, {3}, Act::kSilu, 11);
+  auto be = make_backend(GetParam());
+  be->load(batch);
+  const std::vector<int> nets = all_of(batch);
+  std::vector<double> loss(nets.size()), sg(nets.size());
+  be->assemble(nets, Block::kAll, HessianKind::kExact, loss.data(), sg.data());
+  for (int i : nets) {
+    std::vector<double> H, g;
+    be->read_system(i, &H, &g);
+    const int m = static_cast<int>(g.size());
+    // Probe coordinate q by solving with a huge damping: the step is then -S^2 g / lambda,
+    // a tiny move along every coordinate at once; the loss change must match g . step.
+    std::vector<double> lam{1e8}, gd(1);
+    std::vector<int> info(1);
+    be->solve({i}, lam.data(), info.data(), gd.data());
+    ASSERT_EQ(info[0], 0);
+    const double h = 1.0;
+    const double alpha[2] = {h, -h};
+    double lt[2];
+    be->trial_losses({i}, alpha, 2, lt);
+    const double fd = (lt[0] - lt[1]) / (2.0 * h);
+    EXPECT_NEAR(fd, gd[0], 1e-6 * std::fabs(gd[0]) + 1e-18) << "network " << i << " m " << m;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AnyBackend, ::testing::Values("cpu", "cuda"),
+                         [](const auto& info) { return info.param; });
+
+TEST(Cuda, NoDeviceIsOneClearError) {
+  if (gpu_visible()) GTEST_SKIP() << "a CUDA device is visible";
+  try {
+    CudaBackend be{CudaOptions{}};
+    FAIL() << "created a CUDA backend without a device";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("no CUDA device"), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+}
+
+// Assembled gradient and Hessian of every arch, widths 1..200, every stage, exact and
+// Gauss-Newton, agree with the CPU backend to 1e-12 relative (Frobenius).
+TEST(Cuda, AssemblyMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  Dataset ds = make_target_dataset("invcos2", 2000, 1);
+  for (Act act : {Act::kRelu, Act::kGelu}) {
+    Batch batch = random_batch(ds, {1, 2, 5, 17, 64, 65, 128, 200}, act, 5);
+    CpuBackend cpu(2);
+    CudaBackend gpu{CudaOptions{}};
+    cpu.load(batch);
+    gpu.load(batch);
+    for (Block stage : {Block::kD, Block::kU, Block::kQ, Block::kG, Block::kAll}) {
+      for (HessianKind kind : {HessianKind::kExact, HessianKind::kGaussNewton}) {
+        std::vector<int> nets;
+        for (int i = 0; i < batch.size(); ++i)
+          if (has_block(batch.nets[i].shape.arch, stage)) nets.push_back(i);
+        std::vector<double> lc(nets.size()), lg(nets.size()), sc(nets.size()), sgg(nets.size());
+        cpu.assemble(nets, stage, kind, lc.data(), sc.data());
+        gpu.assemble(nets, stage, kind, lg.data(), sgg.data());
+        for (std::size_t j = 0; j < nets.size(); ++j) {
+          const int i = nets[j];
+          const std::string where = std::string(act_name(act)) + " " + arch_name(batch.nets[i].shape.arch) +
+                                    " n=" + std::to_string(batch.nets[i].shape.n) + " stage " +
+                                    block_name(stage) + (kind == HessianKind::kExact ? " exact" : " gn");
+          EXPECT_TRUE(close(lg[j], lc[j], 1e-12)) << where << ": loss " << lg[j] << " vs " << lc[j];
+          EXPECT_TRUE(close(sgg[j], sc[j], 1e-10)) << where << ": scaled gradient " << sgg[j] << " vs " << sc[j];
+          std::vector<double> Hc, gc, Hg, gg;
+          cpu.read_system(i, &Hc, &gc);
+          gpu.read_system(i, &Hg, &gg);
+          ASSERT_EQ(Hc.size(), Hg.size()) << where;
+          EXPECT_LE(rel_diff(Hg, Hc), 1e-12) << where;
+          EXPECT_LE(rel_diff(gg, gc), 1e-12) << where;
+        }
+      }
+    }
+  }
+}
+
+// The damped solve on the device agrees with LAPACK on the same systems, and reports the
+// same per-matrix info for the indefinite ones.
+TEST(Cuda, DampedSolveMatchesLapack) {
+  SKIP_WITHOUT_GPU();
+  Dataset ds = make_target_dataset("invcos2", 1000, 2);
+  Batch batch = random_batch(ds, {1, 3, 8, 40, 90, 200}, Act::kRelu, 9);
+  for (int loop_min : {0, 64}) {
+    CpuBackend cpu(2);
+    CudaOptions o;
+    o.potrf_loop_min = loop_min;
+    CudaBackend gpu{o};
+    cpu.load(batch);
+    gpu.load(batch);
+    const std::vector<int> nets = all_of(batch);
+    std::vector<double> l(nets.size()), s(nets.size());
+    cpu.assemble(nets, Block::kAll, HessianKind::kExact, l.data(), s.data());
+    gpu.assemble(nets, Block::kAll, HessianKind::kExact, l.data(), s.data());
+    for (double lam : {1e-9, 1e-3, 1.0}) {
+      std::vector<double> lams(nets.size(), lam), gc(nets.size()), gg(nets.size());
+      std::vector<int> ic(nets.size()), ig(nets.size());
+      cpu.solve(nets, lams.data(), ic.data(), gc.data());
+      gpu.solve(nets, lams.data(), ig.data(), gg.data());
+      for (std::size_t j = 0; j < nets.size(); ++j) {
+        EXPECT_EQ(ig[j] == 0, ic[j] == 0) << "network " << j << " lambda " << lam << " loop_min " << loop_min;
+        if (ic[j] == 0 && ig[j] == 0)
+          EXPECT_TRUE(close(gg[j], gc[j], 1e-8)) << "network " << j << " lambda " << lam << ": " << gg[j] << " vs " << gc[j];
+      }
+    }
+  }
+}
+
+// A few Newton steps of the whole cascade: RMSE to 1e-8 relative, status and step counts
+// exactly.
+TEST(Cuda, NewtonStepsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu, Act::kSilu};
+  spec.widths = {1, 2, 4, 9, 33, 100, 200};
+  spec.seeds = 2;
+  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+  const auto jobs = make_jobs(spec);
+  CpuBackend cpu(0);
+  CudaBackend gpu{CudaOptions{}};
+  const auto rc = run_sweep(spec, jobs, cpu);
+  const auto rg = run_sweep(spec, jobs, gpu);
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const std::string where = std::string(arch_name(jobs[j].arch)) + " " + act_name(jobs[j].act) +
+                              " n=" + std::to_string(jobs[j].width) + " seed " + std::to_string(jobs[j].seed);
+    EXPECT_EQ(rg[j].status, rc[j].status) << where << ": " << rg[j].reason << " vs " << rc[j].reason;
+    EXPECT_EQ(rg[j].newton_steps, rc[j].newton_steps) << where;
+    EXPECT_TRUE(close(rg[j].train_rmse, rc[j].train_rmse, 1e-8)) << where << ": " << rg[j].train_rmse << " vs " << rc[j].train_rmse;
+    EXPECT_TRUE(close(rg[j].test_rmse, rc[j].test_rmse, 1e-8)) << where << ": " << rg[j].test_rmse << " vs " << rc[j].test_rmse;
+  }
+}
+
+// The slopes of a whole sweep agree within 0.05.
+TEST(Cuda, SweepSlopesMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu};
+  for (int w = 4; w <= 32; ++w) spec.widths.push_back(w);
+  spec.seeds = 2;
+  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*100");
+  const auto jobs = make_jobs(spec);
+  CpuBackend cpu(0);
+  CudaBackend gpu{CudaOptions{}};
+  const auto fc = fit_groups(spec, jobs, run_sweep(spec, jobs, cpu), 4);
+  const auto fg = fit_groups(spec, jobs, run_sweep(spec, jobs, gpu), 4);
+  ASSERT_EQ(fc.size(), fg.size());
+  for (std::size_t k = 0; k < fc.size(); ++k) {
+    ASSERT_TRUE(fc[k].ok && fg[k].ok) << fc[k].arch;
+    EXPECT_NEAR(fg[k].vs_width.slope, fc[k].vs_width.slope, 0.05) << fc[k].arch;
+    EXPECT_NEAR(fg[k].vs_params.slope, fc[k].vs_params.slope, 0.05) << fc[k].arch;
+  }
+}
+
+// Chunks planned from the device's free memory hold every network of a large sweep.
+TEST(Cuda, MemoryPlanCoversTheFullSweep) {
+  SKIP_WITHOUT_GPU();
+  CudaBackend gpu{CudaOptions{}};
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("invcos2", 10000, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu};
+  for (int w = 1; w <= 200; ++w) spec.widths.push_back(w);
+  spec.seeds = 32;
+  const auto jobs = make_jobs(spec);
+  ASSERT_EQ(jobs.size(), 19200u);
+  const int pts = max_points(spec.datasets);
+  const auto chunks = plan_chunks(jobs, 1, gpu.memory_budget(),
+                                  [&](int p) { return gpu.bytes_per_network(p, pts); });
+  std::size_t total = 0;
+  for (const auto& c : chunks) total += c.size();
+  EXPECT_EQ(total, jobs.size());
+}
+
+}  // namespace
+}  // namespace gs
