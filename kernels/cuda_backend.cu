@@ -232,7 +232,7 @@ CudaBackend::~CudaBackend() {
 
 std::string CudaBackend::describe() const { return impl_->name; }
 
-std::size_t CudaBackend::bytes_per_network(int p, int num_points) const {
+std::size_t cuda_bytes_per_network(int p, int num_points) {
   const std::size_t P = p, N = num_points;
   const std::size_t doubles = 2 * P * P                   // H and its damped copy A
                               + 5 * P                      // theta, g, step, scale, slack
@@ -242,12 +242,20 @@ std::size_t CudaBackend::bytes_per_network(int p, int num_points) const {
   return doubles * sizeof(double) + 256;  // + call lists, offsets, pointers, info
 }
 
-std::size_t CudaBackend::memory_budget() const {
+std::size_t cuda_memory_budget(std::size_t free_bytes, double fraction) {
   // Leave room for the CUDA context's own growth, cuSOLVER and Thrust temporaries and the
   // datasets.
   const std::size_t reserve = std::size_t(512) << 20;
-  const double usable = impl_->opt.memory_fraction * static_cast<double>(impl_->free_at_start);
+  const double usable = fraction * static_cast<double>(free_bytes);
   return usable > reserve ? static_cast<std::size_t>(usable) - reserve : 0;
+}
+
+std::size_t CudaBackend::bytes_per_network(int p, int num_points) const {
+  return cuda_bytes_per_network(p, num_points);
+}
+
+std::size_t CudaBackend::memory_budget() const {
+  return cuda_memory_budget(impl_->free_at_start, impl_->opt.memory_fraction);
 }
 
 void CudaBackend::load(const Batch& batch) {

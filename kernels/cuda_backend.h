@@ -14,6 +14,11 @@ namespace gs {
 // none (no driver, no device, CUDA_VISIBLE_DEVICES empty).
 int cuda_device_count(std::string* why);
 
+// Device bytes the CUDA backend holds per network of num_params parameters on num_points
+// points, and the share of a card's free memory it plans chunks into.
+std::size_t cuda_bytes_per_network(int num_params, int num_points);
+std::size_t cuda_memory_budget(std::size_t free_bytes, double fraction);
+
 struct CudaOptions {
   int device = 0;
   // Matrices of at least this size are factorized one cusolverDnDpotrf call each, spread

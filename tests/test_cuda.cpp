@@ -232,10 +232,9 @@ TEST(Cuda, SweepSlopesMatchCpu) {
   }
 }
 
-// Chunks planned from the device's free memory hold every network of a large sweep.
-TEST(Cuda, MemoryPlanCoversTheFullSweep) {
-  SKIP_WITHOUT_GPU();
-  CudaBackend gpu{CudaOptions{}};
+// Chunks planned from a card's free memory hold every network of the full sweep, on a small
+// card and on an 80 GB one, and never exceed the budget. Plain arithmetic: runs everywhere.
+TEST(CudaPlan, FullSweepFitsSmallAndLargeCards) {
   SweepSpec spec;
   spec.datasets.push_back(make_target_dataset("invcos2", 10000, 0));
   spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
@@ -245,11 +244,22 @@ TEST(Cuda, MemoryPlanCoversTheFullSweep) {
   const auto jobs = make_jobs(spec);
   ASSERT_EQ(jobs.size(), 19200u);
   const int pts = max_points(spec.datasets);
-  const auto chunks = plan_chunks(jobs, 1, gpu.memory_budget(),
-                                  [&](int p) { return gpu.bytes_per_network(p, pts); });
-  std::size_t total = 0;
-  for (const auto& c : chunks) total += c.size();
-  EXPECT_EQ(total, jobs.size());
+  for (double gib : {4.0, 79.0}) {
+    const std::size_t budget = cuda_memory_budget(static_cast<std::size_t>(gib * 1073741824.0), 0.85);
+    const auto bytes = [&](int p) { return cuda_bytes_per_network(p, pts); };
+    const auto chunks = plan_chunks(jobs, 1, budget, bytes);
+    std::size_t total = 0;
+    for (const auto& c : chunks) {
+      std::size_t used = 0;
+      for (int j : c) used += bytes(num_params(Shape{jobs[j].arch, jobs[j].act, 1, jobs[j].width}));
+      EXPECT_LE(used, budget);
+      total += c.size();
+    }
+    EXPECT_EQ(total, jobs.size());
+    std::printf("%.0f GiB card: %zu chunks\n", gib, chunks.size());
+  }
+  // The largest network (gqu, width 200: P = 1401) needs about 32 MiB.
+  EXPECT_LT(cuda_bytes_per_network(1401, 20000), std::size_t(40) << 20);
 }
 
 }  // namespace
