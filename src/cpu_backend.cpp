@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <thread>
 
+#include "gpusweep/relu1d.h"
 #include "gpusweep/solve.h"
 #include "lapack.h"
 
@@ -28,7 +30,7 @@ void for_each_net(const std::vector<int>& nets, int threads, std::vector<double>
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads) {
+CpuBackend::CpuBackend(int threads, bool fast_relu1d) : fast_relu1d_(fast_relu1d) {
   threads_ = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
   // Parallelism is over networks; each BLAS call runs on its caller's thread.
   openblas_set_num_threads(1);
@@ -67,6 +69,149 @@ void CpuBackend::load(const Batch& batch) {
   stage_begin_.assign(n, 0);
   stage_end_.assign(n, 0);
   seconds_.assign(n, 0.0);
+  sorted_.assign(data_.size(), Sorted{});
+  for (std::size_t k = 0; k < data_.size(); ++k) {
+    const Dataset& ds = *data_[k];
+    if (ds.d != 1) continue;
+    const int npts = ds.n_train();
+    std::vector<int> order(npts);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
+    Sorted& so = sorted_[k];
+    so.x.resize(npts);
+    so.y.resize(npts);
+    for (int q = 0; q < npts; ++q) {
+      so.x[q] = ds.x_train[order[q]];
+      so.y[q] = ds.y_train[order[q]];
+    }
+    so.pre.resize(static_cast<std::size_t>(kNumMoments) * (npts + 1) * 2);
+    build_prefix(so.x.data(), nullptr, npts, kNumMoments, so.pre.data());
+  }
+}
+
+// relu, d = 1: the assembly of relu1d.h in O(N n + m^2) instead of O(N m^2). Writes both
+// triangles of H, unscaled by 2/N like the general path before its final loop.
+void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* loss) {
+  const NetDesc& nd = nets_[i];
+  const Shape& s = nd.shape;
+  const Sorted& so = sorted_[nd.dataset];
+  const double* theta = theta_.data() + nd.offset;
+  const int npts = static_cast<int>(so.x.size());
+  const int nf = num_factors(s.arch);
+  const int b = stage_begin_[i], e = stage_end_[i];
+  const int m = e - b;
+  double* H = H_.data() + square_off_[i];
+  double* g = g_.data() + vec_off_[i];
+  Workspace& w = workspace();
+
+  // Residuals on the sorted points, and the prefix sums of r x^j, j <= nf.
+  w.resid.resize(npts);
+  double sse = 0.0;
+  for (int k = 0; k < npts; ++k) {
+    const double r = evaluate(s, theta, &so.x[k]) - so.y[k];
+    w.resid[k] = r;
+    sse += r * r;
+  }
+  *loss = sse / npts;
+  const int nr = nf + 1;
+  w.rpre.resize(static_cast<std::size_t>(nr) * (npts + 1) * 2);
+  build_prefix(so.x.data(), w.resid.data(), npts, nr, w.rpre.data());
+
+  // Active ranges; the stage's columns grouped by neuron (neuron s.n stands for d0).
+  const int k_loc = neuron_num_params(s);
+  w.range.resize(2 * (s.n + 1));
+  for (int nu = 0; nu < s.n; ++nu) {
+    const NeuronLines L = neuron_lines(s, theta, nu);
+    active_range(so.x.data(), npts, L.W[0], L.w[0], &w.range[2 * nu], &w.range[2 * nu + 1]);
+  }
+  w.range[2 * s.n] = 0;
+  w.range[2 * s.n + 1] = npts;
+  // neuron_cols[nu * (k_loc + 1)]: count, then the stage columns; cols: their polynomials.
+  w.neuron_cols.assign(static_cast<std::size_t>(s.n + 1) * (k_loc + 1), 0);
+  w.cols.assign(static_cast<std::size_t>(m) * kColCoef, 0.0);
+  for (int q = b; q < e; ++q) {
+    int nu, lk;
+    double* c = &w.cols[static_cast<std::size_t>(q - b) * kColCoef];
+    if (param_owner(s, q, &nu, &lk)) {
+      column_poly(neuron_lines(s, theta, nu), lk, c);
+    } else {
+      nu = s.n;
+      c[0] = 1.0;
+    }
+    int* list = &w.neuron_cols[static_cast<std::size_t>(nu) * (k_loc + 1)];
+    list[1 + list[0]++] = q - b;
+  }
+
+  // Gradient: sum over the active range of r times the column polynomial.
+  for (int nu = 0; nu <= s.n; ++nu) {
+    const int* list = &w.neuron_cols[static_cast<std::size_t>(nu) * (k_loc + 1)];
+    if (list[0] == 0) continue;
+    double R[kColCoef] = {};
+    for (int jm = 0; jm < nr; ++jm)
+      R[jm] = prefix_moment(w.rpre.data(), npts, jm, w.range[2 * nu], w.range[2 * nu + 1]);
+    for (int t = 0; t < list[0]; ++t) {
+      const double* c = &w.cols[static_cast<std::size_t>(list[1 + t]) * kColCoef];
+      double v = 0.0;
+      for (int jm = 0; jm < nr; ++jm) v += c[jm] * R[jm];
+      g[list[1 + t]] = v;
+    }
+  }
+
+  // J^T J: for each pair of neurons (d0 included), the moments of x over the intersection
+  // of their active ranges, then one Hankel form per pair of their columns.
+  const int nmom = 2 * nf + 1;
+  for (int n1 = 0; n1 <= s.n; ++n1) {
+    const int* l1 = &w.neuron_cols[static_cast<std::size_t>(n1) * (k_loc + 1)];
+    if (l1[0] == 0) continue;
+    for (int n2 = 0; n2 <= n1; ++n2) {
+      const int* l2 = &w.neuron_cols[static_cast<std::size_t>(n2) * (k_loc + 1)];
+      if (l2[0] == 0) continue;
+      const int lo = std::max(w.range[2 * n1], w.range[2 * n2]);
+      const int hi = std::min(w.range[2 * n1 + 1], w.range[2 * n2 + 1]);
+      double M[kNumMoments] = {};
+      if (lo < hi)
+        for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(so.pre.data(), npts, jm, lo, hi);
+      for (int t1 = 0; t1 < l1[0]; ++t1) {
+        const int c1 = l1[1 + t1];
+        const double* p1 = &w.cols[static_cast<std::size_t>(c1) * kColCoef];
+        for (int t2 = 0; t2 < l2[0]; ++t2) {
+          const int c2 = l2[1 + t2];
+          const double v = lo < hi ? hankel_form(p1, &w.cols[static_cast<std::size_t>(c2) * kColCoef], M) : 0.0;
+          H[c1 + static_cast<std::size_t>(c2) * m] = v;
+          H[c2 + static_cast<std::size_t>(c1) * m] = v;
+        }
+      }
+    }
+  }
+
+  // The residual curvature, neuron by neuron: polynomials against the moments of r x^j.
+  if (kind == HessianKind::kExact && !stage_is_linear(s.arch, stage)) {
+    for (int nu = 0; nu < s.n; ++nu) {
+      const int lo = w.range[2 * nu], hi = w.range[2 * nu + 1];
+      if (lo >= hi) continue;
+      const NeuronLines L = neuron_lines(s, theta, nu);
+      double R[kColCoef] = {};
+      for (int jm = 0; jm < nr; ++jm) R[jm] = prefix_moment(w.rpre.data(), npts, jm, lo, hi);
+      for (int pp = 0; pp < k_loc; ++pp) {
+        const int gp = neuron_param_index(s, nu, pp);
+        if (gp < b || gp >= e) continue;
+        for (int qq = 0; qq <= pp; ++qq) {
+          const int gq = neuron_param_index(s, nu, qq);
+          if (gq < b || gq >= e) continue;
+          double c[kColCoef];
+          curvature_poly(L, pp, qq, c);
+          double v = 0.0;
+          for (int jm = 0; jm < nr; ++jm) v += c[jm] * R[jm];
+          H[(gp - b) + static_cast<std::size_t>(gq - b) * m] += v;
+          if (gp != gq) H[(gq - b) + static_cast<std::size_t>(gp - b) * m] += v;
+        }
+      }
+    }
+  }
+  const double scale = 2.0 / npts;
+  for (std::size_t q = 0; q < static_cast<std::size_t>(m) * m; ++q) H[q] *= scale;
+  for (int q = 0; q < m; ++q) g[q] *= scale;
 }
 
 void CpuBackend::read_params(std::vector<double>& params) { params = theta_; }
@@ -86,6 +231,11 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     const int m = e - b;
     double* H = H_.data() + square_off_[i];
     double* g = g_.data() + vec_off_[i];
+    if (relu1d_fast_path(s) && fast_relu1d_) {
+      assemble_relu1d(i, stage, kind, &loss[j]);
+      scaled_grad[j] = jacobi_scale(m, H, g, scale_.data() + vec_off_[i]);
+      return;
+    }
     std::fill(H, H + static_cast<std::size_t>(m) * m, 0.0);
     std::fill(g, g + m, 0.0);
 

@@ -11,7 +11,9 @@ namespace gs {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads);
+  // fast_relu1d: relu networks on 1D data use the O(N n + m^2) assembly of relu1d.h; off,
+  // they take the general per-point path (its correctness oracle in the tests).
+  explicit CpuBackend(int threads, bool fast_relu1d = true);
   std::string describe() const override;
   std::size_t bytes_per_network(int num_params, int num_points) const override;
   std::size_t memory_budget() const override;
@@ -32,10 +34,19 @@ class CpuBackend final : public Backend {
   struct Workspace {
     std::vector<double> tile, row, resid, xtilde, local, trial, work;
     std::vector<NeuronEval> evals;
+    // relu on 1D inputs (relu1d.h): prefix sums of r x^j, active ranges, column polynomials.
+    std::vector<double> rpre, cols;
+    std::vector<int> range, col_index, neuron_cols;
   };
+  // A dataset's training points sorted by x, with the prefix sums of x^j (relu1d.h).
+  struct Sorted {
+    std::vector<double> x, y, pre;
+  };
+  void assemble_relu1d(int i, Block stage, HessianKind kind, double* loss);
   Workspace& workspace();
 
   int threads_;
+  bool fast_relu1d_;
   std::vector<NetDesc> nets_;
   std::vector<const Dataset*> data_;
   std::vector<double> theta_;
@@ -45,6 +56,7 @@ class CpuBackend final : public Backend {
   std::vector<int> stage_begin_, stage_end_;
   std::vector<double> seconds_;
   std::vector<Workspace> ws_;
+  std::vector<Sorted> sorted_;  // per dataset; empty for d > 1
 };
 
 }  // namespace gs
