@@ -4,6 +4,7 @@
 #include "batch_kernels.h"
 
 #include "cuda_check.h"
+#include "gpusweep/relu1d.h"
 #include "gpusweep/solve.h"
 #include "gpusweep/worklist.h"
 
@@ -60,6 +61,7 @@ __global__ void count_work_kernel(const CallNet* calls, int count, const DevNet*
     case WorkKind::kParamTiles: v = ceil_div(m, kParamTile); break;
     case WorkKind::kHessianTiles: v = lower_tiles(m); break;
     case WorkKind::kNeurons: v = nd.s.n; break;
+    case WorkKind::kNeuronsAndBias: v = nd.s.n + 1; break;
   }
   items[j] = v;
 }
@@ -262,6 +264,143 @@ __global__ void curvature_kernel(const CallNet* calls, int count, const long lon
   }
 }
 
+// Block w -> entry nu of call j (nu < n: neuron nu; nu == n: d0, active everywhere);
+// threads over the points of its active range.
+__global__ void relu1d_neurons_kernel(const CallNet* calls, int count, const long long* work_off,
+                                      const DevNet* nets, const DevSet* train, const double* theta,
+                                      const double* resid, int* range, double* rmom) {
+  __shared__ double sh[kCurvThreads];
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const DevNet& nd = nets[calls[j].net];
+  const DevSet set = train[nd.data];
+  const int nu = static_cast<int>(w - work_off[j]);
+  int lo = 0, hi = set.n;
+  if (nu < nd.s.n) {
+    const NeuronLines L = neuron_lines(nd.s, theta + nd.theta_off, nu);
+    active_range(set.x, set.n, L.W[0], L.w[0], &lo, &hi);
+  }
+  const int nr = num_factors(nd.s.arch) + 1;
+  const double* r = resid + nd.res_off;
+  double acc[kColCoef] = {};
+  for (int k = lo + threadIdx.x; k < hi; k += blockDim.x) {
+    double v = r[k];
+    for (int jm = 0; jm < nr; ++jm) {
+      acc[jm] += v;
+      v *= set.x[k];
+    }
+  }
+  for (int jm = 0; jm < kColCoef; ++jm) {
+    const double tot = block_sum<kCurvThreads>(acc[jm], sh);
+    if (threadIdx.x == 0) rmom[(nd.nrn_off + nu) * kColCoef + jm] = tot;
+  }
+  if (threadIdx.x == 0) {
+    range[2 * (nd.nrn_off + nu)] = lo;
+    range[2 * (nd.nrn_off + nu) + 1] = hi;
+  }
+}
+
+// Block w -> kParamTile stage parameters of call j; thread -> one parameter.
+__global__ void relu1d_gradient_kernel(const CallNet* calls, int count, const long long* work_off,
+                                       const DevNet* nets, const DevSet* train, const double* theta,
+                                       const double* rmom, double* cols, int* colnrn, double* g) {
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const int q = static_cast<int>(w - work_off[j]) * kParamTile + threadIdx.x;
+  if (q >= c.e - c.b) return;
+  double cp[kColCoef] = {1.0, 0.0, 0.0, 0.0};
+  int nu, lk;
+  if (param_owner(nd.s, c.b + q, &nu, &lk)) column_poly(neuron_lines(nd.s, theta + nd.theta_off, nu), lk, cp);
+  else nu = nd.s.n;
+  const double* R = rmom + (nd.nrn_off + nu) * kColCoef;
+  double v = 0.0;
+  for (int a = 0; a < kColCoef; ++a) {
+    cols[(nd.vec_off + q) * kColCoef + a] = cp[a];
+    v += cp[a] * R[a];
+  }
+  colnrn[nd.vec_off + q] = nu;
+  g[nd.vec_off + q] = v * (2.0 / train[nd.data].n);
+}
+
+// Block w -> lower tile (ti, tj) of call j; threads stride over the tile's entries, one
+// entry each: the moments of x over the intersection of the two columns' active ranges,
+// then their Hankel form.
+__global__ void relu1d_hessian_kernel(const CallNet* calls, int count, const long long* work_off,
+                                      const DevNet* nets, const DevSet* train, const double* cols,
+                                      const int* colnrn, const int* range, double* H) {
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const DevSet set = train[nd.data];
+  const int m = c.e - c.b;
+  const int nmom = 2 * num_factors(nd.s.arch) + 1;
+  int ti, tj;
+  lower_tile_coords(static_cast<int>(w - work_off[j]), &ti, &tj);
+  const double scale = 2.0 / set.n;
+  double* Hn = H + nd.sq_off;
+  for (int idx = threadIdx.x; idx < kHTile * kHTile; idx += blockDim.x) {
+    const int r = ti * kHTile + idx / kHTile;
+    const int cc = tj * kHTile + idx % kHTile;
+    if (r >= m || cc >= m || (ti == tj && r < cc)) continue;
+    const int n1 = colnrn[nd.vec_off + r], n2 = colnrn[nd.vec_off + cc];
+    const int lo = max(range[2 * (nd.nrn_off + n1)], range[2 * (nd.nrn_off + n2)]);
+    const int hi = min(range[2 * (nd.nrn_off + n1) + 1], range[2 * (nd.nrn_off + n2) + 1]);
+    double v = 0.0;
+    if (lo < hi) {
+      double M[kNumMoments] = {};
+      for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(set.pre, set.n, jm, lo, hi);
+      double cp[kColCoef], cq[kColCoef];
+      for (int a = 0; a < kColCoef; ++a) {
+        cp[a] = cols[(nd.vec_off + r) * kColCoef + a];
+        cq[a] = cols[(nd.vec_off + cc) * kColCoef + a];
+      }
+      v = hankel_form(cp, cq, M) * scale;
+    }
+    Hn[r + static_cast<long long>(cc) * m] = v;
+    Hn[cc + static_cast<long long>(r) * m] = v;
+  }
+}
+
+// Thread w -> neuron (w - work_off[j]) of call j; adds its residual curvature to H. Neurons
+// own disjoint entries, so threads never write the same entry.
+__global__ void relu1d_curvature_kernel(const CallNet* calls, int count, const long long* work_off,
+                                        long long work, const DevNet* nets, const DevSet* train,
+                                        const double* theta, const int* range, const double* rmom,
+                                        double* H) {
+  const long long w = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (w >= work) return;
+  const int j = find_segment(work_off, count, w);
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const Shape s = nd.s;
+  const int nu = static_cast<int>(w - work_off[j]);
+  if (range[2 * (nd.nrn_off + nu)] >= range[2 * (nd.nrn_off + nu) + 1]) return;
+  const NeuronLines L = neuron_lines(s, theta + nd.theta_off, nu);
+  const double* R = rmom + (nd.nrn_off + nu) * kColCoef;
+  const int m = c.e - c.b;
+  const int k = neuron_num_params(s);
+  const double scale = 2.0 / train[nd.data].n;
+  double* Hn = H + nd.sq_off;
+  for (int pp = 0; pp < k; ++pp) {
+    const int gp = neuron_param_index(s, nu, pp);
+    if (gp < c.b || gp >= c.e) continue;
+    for (int qq = 0; qq <= pp; ++qq) {
+      const int gq = neuron_param_index(s, nu, qq);
+      if (gq < c.b || gq >= c.e) continue;
+      double cpoly[kColCoef];
+      curvature_poly(L, pp, qq, cpoly);
+      double v = 0.0;
+      for (int a = 0; a < kColCoef; ++a) v += cpoly[a] * R[a];
+      v *= scale;
+      Hn[(gp - c.b) + static_cast<long long>(gq - c.b) * m] += v;
+      if (gp != gq) Hn[(gq - c.b) + static_cast<long long>(gp - c.b) * m] += v;
+    }
+  }
+}
+
 // Block j -> call j; threads stride over the diagonal.
 __global__ void jacobi_scale_kernel(const CallNet* calls, const DevNet* nets, const double* H,
                                     const double* g, double* scale, double* sgrad) {
@@ -401,6 +540,43 @@ void add_curvature(const CallNet* calls, int count, const long long* work_off, l
   curvature_kernel<<<grid_of(work), kCurvThreads, 0, stream>>>(calls, count, work_off, nets,
                                                                train, theta, resid, H);
   CUDA_CHECK_LAUNCH("curvature_kernel");
+}
+
+void relu1d_neurons(const CallNet* calls, int count, const long long* work_off, long long work,
+                    const DevNet* nets, const DevSet* train, const double* theta,
+                    const double* resid, int* range, double* rmom, cudaStream_t stream) {
+  if (work == 0) return;
+  relu1d_neurons_kernel<<<grid_of(work), kCurvThreads, 0, stream>>>(calls, count, work_off, nets, train,
+                                                                    theta, resid, range, rmom);
+  CUDA_CHECK_LAUNCH("relu1d_neurons_kernel");
+}
+
+void relu1d_gradient(const CallNet* calls, int count, const long long* work_off, long long work,
+                     const DevNet* nets, const DevSet* train, const double* theta,
+                     const double* rmom, double* cols, int* colnrn, double* g, cudaStream_t stream) {
+  if (work == 0) return;
+  relu1d_gradient_kernel<<<grid_of(work), kParamTile, 0, stream>>>(calls, count, work_off, nets, train,
+                                                                   theta, rmom, cols, colnrn, g);
+  CUDA_CHECK_LAUNCH("relu1d_gradient_kernel");
+}
+
+void relu1d_hessian(const CallNet* calls, int count, const long long* work_off, long long work,
+                    const DevNet* nets, const DevSet* train, const double* cols, const int* colnrn,
+                    const int* range, double* H, cudaStream_t stream) {
+  if (work == 0) return;
+  relu1d_hessian_kernel<<<grid_of(work), kBlock, 0, stream>>>(calls, count, work_off, nets, train, cols,
+                                                              colnrn, range, H);
+  CUDA_CHECK_LAUNCH("relu1d_hessian_kernel");
+}
+
+void relu1d_curvature(const CallNet* calls, int count, const long long* work_off, long long work,
+                      const DevNet* nets, const DevSet* train, const double* theta,
+                      const int* range, const double* rmom, double* H, cudaStream_t stream) {
+  if (work == 0) return;
+  const long long blocks = (work + kBlock - 1) / kBlock;
+  relu1d_curvature_kernel<<<grid_of(blocks), kBlock, 0, stream>>>(calls, count, work_off, work, nets,
+                                                                   train, theta, range, rmom, H);
+  CUDA_CHECK_LAUNCH("relu1d_curvature_kernel");
 }
 
 void jacobi_scale(const CallNet* calls, int count, const DevNet* nets, const double* H,

@@ -23,13 +23,15 @@ struct DevNet {
   long long sq_off;     // into H and A (P * P entries)
   long long vec_off;    // into g, step, scale (P entries)
   long long res_off;    // into resid (one entry per training point)
+  long long nrn_off;    // into range (2 ints) and rmom (kColCoef) per neuron, n + 1 per net
 };
 
 // The points of one dataset's training or test set.
 struct DevSet {
-  const double* x;  // n x d, row-major
+  const double* x;  // n x d, row-major; training sets with d = 1 are sorted by x
   const double* y;  // n
   int n;
+  const double* pre;  // d = 1 training sets: prefix sums of x^j (relu1d.h), else null
 };
 
 struct CallNet {
@@ -38,7 +40,7 @@ struct CallNet {
 };
 
 // Items per call of each work list, written to count[j] (device), for the Thrust scan.
-enum class WorkKind : int { kPointTiles, kParamTiles, kHessianTiles, kNeurons };
+enum class WorkKind : int { kPointTiles, kParamTiles, kHessianTiles, kNeurons, kNeuronsAndBias };
 void count_work(const CallNet* calls, int count, const DevNet* nets, const DevSet* sets,
                 WorkKind kind, long long* items, cudaStream_t stream);
 
@@ -75,6 +77,26 @@ void gradient(const CallNet* calls, int count, const long long* work_off, long l
 void add_curvature(const CallNet* calls, int count, const long long* work_off, long long work,
                    const DevNet* nets, const DevSet* train, const double* theta,
                    const double* resid, double* H, cudaStream_t stream);
+
+// The relu / 1D assembly (relu1d.h) for calls whose networks take it. In order:
+// relu1d_neurons: per neuron (and d0 as neuron n) its active range and the moments
+//   sum r x^j over it, j <= nf;
+// relu1d_gradient: per stage parameter its column polynomial (kept in cols / colnrn at
+//   vec_off) and g;
+// relu1d_hessian: J^T J from the prefix sums of x^j, one 64 x 64 lower tile per work item;
+// relu1d_curvature: adds the residual curvature, one neuron per thread.
+void relu1d_neurons(const CallNet* calls, int count, const long long* work_off, long long work,
+                    const DevNet* nets, const DevSet* train, const double* theta,
+                    const double* resid, int* range, double* rmom, cudaStream_t stream);
+void relu1d_gradient(const CallNet* calls, int count, const long long* work_off, long long work,
+                     const DevNet* nets, const DevSet* train, const double* theta,
+                     const double* rmom, double* cols, int* colnrn, double* g, cudaStream_t stream);
+void relu1d_hessian(const CallNet* calls, int count, const long long* work_off, long long work,
+                    const DevNet* nets, const DevSet* train, const double* cols, const int* colnrn,
+                    const int* range, double* H, cudaStream_t stream);
+void relu1d_curvature(const CallNet* calls, int count, const long long* work_off, long long work,
+                      const DevNet* nets, const DevSet* train, const double* theta,
+                      const int* range, const double* rmom, double* H, cudaStream_t stream);
 
 // Jacobi scale of each call's system, as gs::jacobi_scale: scale (P entries at vec_off) and
 // the scaled gradient norm sgrad[j] (NaN when H or g holds a non-finite value).

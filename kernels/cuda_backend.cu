@@ -17,11 +17,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 #include <cmath>
 #include <stdexcept>
 
 #include "batch_kernels.h"
 #include "cuda_check.h"
+#include "gpusweep/relu1d.h"
 #include "gpusweep/worklist.h"
 
 namespace gs {
@@ -109,6 +111,7 @@ struct CudaBackend::Impl {
   // Host mirror of the batch.
   std::vector<DevNet> nets;
   std::vector<int> stage_b, stage_e, n_train, n_test;
+  std::vector<char> fast;  // relu on 1D data: the relu1d assembly
   std::vector<double> seconds;
   long long total_params = 0;
 
@@ -118,25 +121,32 @@ struct CudaBackend::Impl {
   DeviceBuffer<DevNet> d_nets;
   DeviceBuffer<double> theta, H, A, g, step, scale, trial, resid, partial, sums, per_call;
   DeviceBuffer<double> coef;  // damping per call, or the line search's trial lengths
+  DeviceBuffer<double> cols, rmom;  // relu1d: column polynomials, moments of r x^j
+  DeviceBuffer<int> colnrn, range;  // relu1d: owner of each column, active ranges
+  DeviceBuffer<CallNet> calls_fast, calls_slow;
   DeviceBuffer<CallNet> calls;
   DeviceBuffer<long long> items, work_off, keys;
   DeviceBuffer<int> info, potrs_info;
   DeviceBuffer<double*> ptrs;
   DeviceBuffer<double> loop_work[kLoopStreams];
 
-  // Uploads the call list for nets (stage ranges from stage_b/e).
-  void upload_calls(const std::vector<int>& list) {
+  // Uploads the call list for nets (stage ranges from stage_b/e) into buf.
+  void upload_calls(const std::vector<int>& list, DeviceBuffer<CallNet>& buf) {
     std::vector<CallNet> h(list.size());
     for (std::size_t j = 0; j < list.size(); ++j) h[j] = {list[j], stage_b[list[j]], stage_e[list[j]]};
-    calls.upload(h.data(), h.size(), stream);
+    buf.upload(h.data(), h.size(), stream);
   }
+  void upload_calls(const std::vector<int>& list) { upload_calls(list, calls); }
 
   // Scans the items per call of one work list into work_off; returns the total.
   long long build_work(int count, WorkKind kind, const DevSet* sets) {
+    return build_work(calls.get(), count, kind, sets);
+  }
+  long long build_work(const CallNet* cl, int count, WorkKind kind, const DevSet* sets) {
     items.reserve(count + 1);
     work_off.reserve(count + 1);
     CUDA_CHECK(cudaMemsetAsync(items.get(), 0, (count + 1) * sizeof(long long), stream));
-    count_work(calls.get(), count, d_nets.get(), sets, kind, items.get(), stream);
+    count_work(cl, count, d_nets.get(), sets, kind, items.get(), stream);
     thrust::exclusive_scan(thrust::cuda::par_nosync.on(stream),
                            thrust::device_ptr<long long>(items.get()),
                            thrust::device_ptr<long long>(items.get() + count + 1),
@@ -238,6 +248,7 @@ std::size_t cuda_bytes_per_network(int p, int num_points) {
                               + 5 * P                      // theta, g, step, scale, slack
                               + static_cast<std::size_t>(kMaxAlpha) * P  // trial parameters
                               + N                          // residuals
+                              + 5 * P + 8                  // relu1d columns, owners, ranges, moments
                               + static_cast<std::size_t>(kMaxAlpha) * (N / kPointTile + 1) * 3;
   return doubles * sizeof(double) + 256;  // + call lists, offsets, pointers, info
 }
@@ -267,13 +278,16 @@ void CudaBackend::load(const Batch& batch) {
   I.n_train.resize(n);
   I.n_test.resize(n);
   I.seconds.assign(n, 0.0);
-  long long sq = 0, vec = 0, res = 0;
+  I.fast.resize(n);
+  long long sq = 0, vec = 0, res = 0, nrn = 0;
   for (int i = 0; i < n; ++i) {
     const NetDesc& nd = batch.nets[i];
     const long long p = num_params(nd.shape);
-    I.nets[i] = DevNet{nd.shape, nd.dataset, static_cast<long long>(nd.offset), sq, vec, res};
+    I.nets[i] = DevNet{nd.shape, nd.dataset, static_cast<long long>(nd.offset), sq, vec, res, nrn};
+    I.fast[i] = relu1d_fast_path(nd.shape);
     sq += p * p;
     vec += p;
+    nrn += nd.shape.n + 1;
     I.n_train[i] = batch.datasets[nd.dataset]->n_train();
     I.n_test[i] = batch.datasets[nd.dataset]->n_test();
     res += I.n_train[i];
@@ -281,16 +295,36 @@ void CudaBackend::load(const Batch& batch) {
   I.total_params = static_cast<long long>(batch.params.size());
   const int nd = static_cast<int>(batch.datasets.size());
   I.data.clear();
-  I.data.resize(4 * nd);
+  I.data.resize(5 * nd);
   std::vector<DevSet> tr(nd), te(nd);
   for (int k = 0; k < nd; ++k) {
     const Dataset& ds = *batch.datasets[k];
-    I.data[4 * k + 0].upload(ds.x_train.data(), ds.x_train.size(), I.stream);
-    I.data[4 * k + 1].upload(ds.y_train.data(), ds.y_train.size(), I.stream);
-    I.data[4 * k + 2].upload(ds.x_test.data(), ds.x_test.size(), I.stream);
-    I.data[4 * k + 3].upload(ds.y_test.data(), ds.y_test.size(), I.stream);
-    tr[k] = DevSet{I.data[4 * k].get(), I.data[4 * k + 1].get(), ds.n_train()};
-    te[k] = DevSet{I.data[4 * k + 2].get(), I.data[4 * k + 3].get(), ds.n_test()};
+    const int npts = ds.n_train();
+    if (ds.d == 1) {
+      // Sorted by x, with the prefix sums of x^j, for the relu1d assembly. The order of the
+      // points changes no sum but the rounding of the losses.
+      std::vector<int> order(npts);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
+      std::vector<double> xs(npts), ys(npts), pre(static_cast<std::size_t>(kNumMoments) * (npts + 1) * 2);
+      for (int q = 0; q < npts; ++q) {
+        xs[q] = ds.x_train[order[q]];
+        ys[q] = ds.y_train[order[q]];
+      }
+      build_prefix(xs.data(), nullptr, npts, kNumMoments, pre.data());
+      I.data[5 * k + 0].upload(xs.data(), xs.size(), I.stream);
+      I.data[5 * k + 1].upload(ys.data(), ys.size(), I.stream);
+      I.data[5 * k + 4].upload(pre.data(), pre.size(), I.stream);
+      CUDA_CHECK(cudaStreamSynchronize(I.stream));  // before the host vectors go
+    } else {
+      I.data[5 * k + 0].upload(ds.x_train.data(), ds.x_train.size(), I.stream);
+      I.data[5 * k + 1].upload(ds.y_train.data(), ds.y_train.size(), I.stream);
+    }
+    I.data[5 * k + 2].upload(ds.x_test.data(), ds.x_test.size(), I.stream);
+    I.data[5 * k + 3].upload(ds.y_test.data(), ds.y_test.size(), I.stream);
+    tr[k] = DevSet{I.data[5 * k].get(), I.data[5 * k + 1].get(), npts, ds.d == 1 ? I.data[5 * k + 4].get() : nullptr};
+    te[k] = DevSet{I.data[5 * k + 2].get(), I.data[5 * k + 3].get(), ds.n_test(), nullptr};
   }
   I.train_sets.upload(tr.data(), nd, I.stream);
   I.test_sets.upload(te.data(), nd, I.stream);
@@ -303,6 +337,10 @@ void CudaBackend::load(const Batch& batch) {
   I.scale.reserve(vec);
   I.trial.reserve(static_cast<std::size_t>(I.total_params) * kMaxAlpha);
   I.resid.reserve(res);
+  I.cols.reserve(vec * kColCoef);
+  I.colnrn.reserve(vec);
+  I.range.reserve(2 * nrn);
+  I.rmom.reserve(nrn * kColCoef);
   I.per_call.reserve(n);
   CUDA_CHECK(cudaStreamSynchronize(I.stream));
 }
@@ -339,16 +377,52 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
 
   CUDA_CHECK(cudaEventRecord(I.ev_a, I.stream));
-  const long long wg = I.build_work(count, WorkKind::kParamTiles, nullptr);
-  gradient(I.calls.get(), count, I.work_off.get(), wg, I.d_nets.get(), I.train_sets.get(),
-           I.theta.get(), I.resid.get(), I.g.get(), I.stream);
-  const long long wh = I.build_work(count, WorkKind::kHessianTiles, nullptr);
-  hessian_tiles(I.calls.get(), count, I.work_off.get(), wh, I.d_nets.get(), I.train_sets.get(),
-                I.theta.get(), I.H.get(), I.stream);
-  if (kind == HessianKind::kExact && nonlinear) {
-    const long long wn = I.build_work(count, WorkKind::kNeurons, nullptr);
-    add_curvature(I.calls.get(), count, I.work_off.get(), wn, I.d_nets.get(), I.train_sets.get(),
-                  I.theta.get(), I.resid.get(), I.H.get(), I.stream);
+  std::vector<int> fast, slow;
+  for (int i : list) (I.fast[i] ? fast : slow).push_back(i);
+  if (!slow.empty()) {
+    // The general assembly: J^T J tiles over every point, gradient and curvature per point.
+    const int cs = static_cast<int>(slow.size());
+    I.upload_calls(slow, I.calls_slow);
+    const CallNet* cl = I.calls_slow.get();
+    const long long wg = I.build_work(cl, cs, WorkKind::kParamTiles, nullptr);
+    gradient(cl, cs, I.work_off.get(), wg, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+             I.resid.get(), I.g.get(), I.stream);
+    const long long wh = I.build_work(cl, cs, WorkKind::kHessianTiles, nullptr);
+    hessian_tiles(cl, cs, I.work_off.get(), wh, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+                  I.H.get(), I.stream);
+    if (kind == HessianKind::kExact && nonlinear) {
+      const long long wn = I.build_work(cl, cs, WorkKind::kNeurons, nullptr);
+      add_curvature(cl, cs, I.work_off.get(), wn, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+                    I.resid.get(), I.H.get(), I.stream);
+    }
+    for (int i : slow) {
+      const double m = I.stage_e[i] - I.stage_b[i];
+      I.stats.assemble_flops += m * (m + 1.0) * I.n_train[i];
+    }
+  }
+  if (!fast.empty()) {
+    // relu on 1D data: moments and Hankel forms (relu1d.h).
+    const int cf = static_cast<int>(fast.size());
+    I.upload_calls(fast, I.calls_fast);
+    const CallNet* cl = I.calls_fast.get();
+    const long long wn = I.build_work(cl, cf, WorkKind::kNeuronsAndBias, nullptr);
+    relu1d_neurons(cl, cf, I.work_off.get(), wn, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+                   I.resid.get(), I.range.get(), I.rmom.get(), I.stream);
+    const long long wg = I.build_work(cl, cf, WorkKind::kParamTiles, nullptr);
+    relu1d_gradient(cl, cf, I.work_off.get(), wg, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+                    I.rmom.get(), I.cols.get(), I.colnrn.get(), I.g.get(), I.stream);
+    const long long wh = I.build_work(cl, cf, WorkKind::kHessianTiles, nullptr);
+    relu1d_hessian(cl, cf, I.work_off.get(), wh, I.d_nets.get(), I.train_sets.get(), I.cols.get(),
+                   I.colnrn.get(), I.range.get(), I.H.get(), I.stream);
+    if (kind == HessianKind::kExact && nonlinear) {
+      const long long wc = I.build_work(cl, cf, WorkKind::kNeurons, nullptr);
+      relu1d_curvature(cl, cf, I.work_off.get(), wc, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+                       I.range.get(), I.rmom.get(), I.H.get(), I.stream);
+    }
+    for (int i : fast) {
+      const double m = I.stage_e[i] - I.stage_b[i];
+      I.stats.relu1d_entries += m * (m + 1.0) / 2.0;
+    }
   }
   CUDA_CHECK(cudaEventRecord(I.ev_b, I.stream));
 
@@ -360,10 +434,6 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   float ms = 0.0f;
   CUDA_CHECK(cudaEventElapsedTime(&ms, I.ev_a, I.ev_b));
   I.stats.assemble_seconds += ms * 1e-3;
-  for (int i : list) {
-    const double m = I.stage_e[i] - I.stage_b[i];
-    I.stats.assemble_flops += m * (m + 1.0) * I.n_train[i];
-  }
   I.charge(list, now() - t0);
 }
 
