@@ -220,11 +220,38 @@ std::vector<int> newton_step(Backend& be, StageState& st, const std::vector<int>
   return keep;
 }
 
+// Variable projection after a step of the ALL stage: one exact least-squares solve of each
+// linear block (D, U, Q) with the others held, so the next ALL step starts from the optimal
+// linear coefficients for the current knots. The sub-steps' own statuses are scratch; only a
+// numerical failure is carried over to the network.
+void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
+                    std::vector<NetResult>& res, std::vector<NetResult>& scratch,
+                    const std::vector<int>& active) {
+  for (Block b : {Block::kD, Block::kU, Block::kQ}) {
+    std::vector<int> sub;
+    for (int i : active)
+      if (has_block(batch.nets[i].shape.arch, b) && res[i].status != Status::kFailed) {
+        scratch[i] = NetResult{};
+        sub.push_back(i);
+      }
+    if (sub.empty()) continue;
+    const int n = batch.size();
+    StageState st{batch, opt, b, scratch, std::vector<double>(n, opt.lambda_init),
+                  std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
+    newton_step(be, st, sub);
+    for (int i : sub) {
+      res[i].newton_steps += scratch[i].newton_steps;
+      if (scratch[i].status == Status::kFailed)
+        mark(res[i], Status::kFailed, scratch[i].reason + " (stage " + block_name(b) + ")");
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions& options) {
   const int n = batch.size();
-  std::vector<NetResult> res(n);
+  std::vector<NetResult> res(n), scratch(n);
   for (const StageSpec& spec : options.schedule) {
     StageState st{batch, options, spec.block, res,
                   std::vector<double>(n, options.lambda_init), std::vector<double>(n, 0.0),
@@ -236,8 +263,16 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
       mark(res[i], Status::kMaxSteps, "step limit of stage " + block_name(spec.block));
       active.push_back(i);
     }
-    for (int step = 0; step < spec.steps && !active.empty(); ++step)
+    const bool project = spec.block == Block::kAll && options.project;
+    for (int step = 0; step < spec.steps && !active.empty(); ++step) {
       active = newton_step(be, st, active);
+      if (project) {
+        project_linear(be, batch, options, res, scratch, active);
+        active.erase(std::remove_if(active.begin(), active.end(),
+                                    [&](int i) { return res[i].status == Status::kFailed; }),
+                     active.end());
+      }
+    }
   }
   std::vector<double> train(n), test(n), secs(n);
   be.rmse(train.data(), test.data());

@@ -29,6 +29,7 @@ struct TrainOptions {
   double lambda_min = 1e-12;
   double lambda_max = 1e10;
   double armijo = 1e-4;
+  bool project = true;        // after each ALL step, re-solve the linear blocks exactly
 };
 
 enum class Status : int { kConverged = 0, kMaxSteps = 1, kFailed = 2 };
