@@ -28,11 +28,13 @@ class CpuBackend final : public Backend {
   void rmse(double* train, double* test) override;
   void network_seconds(double* seconds) override;
 
- private:
+  // Scratch of one thread.
   struct Workspace {
     std::vector<double> tile, row, resid, xtilde, local, trial, work;
     std::vector<NeuronEval> evals;
   };
+
+ private:
   Workspace& workspace();
 
   int threads_;
