@@ -249,8 +249,8 @@ void CpuBackend::read_system(int i, std::vector<double>* H, std::vector<double>*
   g->assign(g_.data() + vec_off_[i], g_.data() + vec_off_[i] + m);
 }
 
-void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, int* info,
-                       double* gdotp) {
+void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool damp_values,
+                       int* info, double* gdotp) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     const int m = stage_end_[i] - stage_begin_[i];
     Workspace& w = workspace();
@@ -258,7 +258,9 @@ void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, int* 
     gdotp[j] = NAN;
     info[j] = damped_solve(m, H_.data() + square_off_[i], g_.data() + vec_off_[i],
                            scale_.data() + vec_off_[i], lambda[j], w.work.data(),
-                           step_.data() + vec_off_[i], &gdotp[j]);
+                           step_.data() + vec_off_[i], &gdotp[j],
+                           damp_values ? theta_.data() + nets_[i].offset + stage_begin_[i]
+                                       : nullptr);
   });
 }
 

@@ -75,6 +75,7 @@ struct StageState {
   const Batch& batch;
   const TrainOptions& opt;
   Block block;
+  bool damp_values;  // solve for minimum-norm values (the linear stages of the schedule)
   std::vector<NetResult>& res;
   std::vector<double> lambda;   // per network of the batch
   std::vector<double> loss0;    // loss at the start of the current step
@@ -127,7 +128,7 @@ std::vector<int> choose_steps(Backend& be, StageState& st, const std::vector<int
   std::vector<double> lam(m), gd(m);
   std::vector<int> info(m);
   for (std::size_t j = 0; j < m; ++j) lam[j] = st.lambda[pending[j]];
-  be.solve(pending, lam.data(), info.data(), gd.data());
+  be.solve(pending, lam.data(), st.damp_values, info.data(), gd.data());
   std::vector<int> ready;
   for (std::size_t j = 0; j < m; ++j) {
     const int i = pending[j];
@@ -236,7 +237,7 @@ void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
       }
     if (sub.empty()) continue;
     const int n = batch.size();
-    StageState st{batch, opt, b, scratch, std::vector<double>(n, opt.lambda_init),
+    StageState st{batch, opt, b, false, scratch, std::vector<double>(n, opt.lambda_init),
                   std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
     newton_step(be, st, sub);
     for (int i : sub) {
@@ -253,7 +254,14 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
   const int n = batch.size();
   std::vector<NetResult> res(n), scratch(n);
   for (const StageSpec& spec : options.schedule) {
-    StageState st{batch, options, spec.block, res,
+    // The linear stages of the schedule start from random coefficients; their systems are
+    // rank-deficient (MASO's first and last neurons span the same functions as d0 on the
+    // data), and a minimum-norm step would carry those random components along, as large
+    // cancelling coefficients that the knot steps then turn into spikes where no training
+    // point sits (the ends of the domain). The projection inside ALL keeps step damping.
+    const bool damp_values = options.min_norm_linear && spec.block != Block::kAll &&
+                             spec.block != Block::kG;
+    StageState st{batch, options, spec.block, damp_values, res,
                   std::vector<double>(n, options.lambda_init), std::vector<double>(n, 0.0),
                   std::vector<double>(n, 0.0)};
     std::vector<int> active;
