@@ -156,7 +156,7 @@ TEST(Science, FrozenKnotScheduleGivesSplineSlopes) {
 }
 
 TEST(Science, DefaultScheduleSlopes) {
-  // r^2 is 0.87 for gqu (0.97 for mlp and glu): at a few widths the ALL stage moves a knot
+  // r^2 is 0.87 for gqu (0.96 for mlp and glu): at a few widths the ALL stage moves a knot
   // into the gap between the last training point and the end of the domain, and the test
   // grid, which reaches the ends, sees the kink there (bench/RESULTS.md).
   const Slopes s = sweep_slopes("D,U,Q,G,ALL*100", 0.85);
