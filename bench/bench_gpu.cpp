@@ -35,7 +35,7 @@ double newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double m
   const auto t0 = Clock::now();
   do {
     be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
-    be.solve(nets, lam.data(), info.data(), gd.data());
+    be.solve(nets, lam.data(), false, info.data(), gd.data());
     be.trial_losses(nets, &one, 1, trials.data());
     be.apply_step(nets, alpha.data());
     steps += n;
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
       std::vector<int> info(nets.size());
       be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
       be.reset_stats();
-      for (int r = 0; r < 5; ++r) be.solve(nets, lam.data(), info.data(), gd.data());
+      for (int r = 0; r < 5; ++r) be.solve(nets, lam.data(), false, info.data(), gd.data());
       secs[mode] = be.stats().factor_seconds / 5;
     }
     std::printf("%6d %8d %16.4f %16.4f\n", p, batch.size(), secs[0], secs[1]);

@@ -526,8 +526,8 @@ void CudaBackend::Impl::factorize(const std::vector<int>& list, std::vector<int>
   }
 }
 
-void CudaBackend::solve(const std::vector<int>& list, const double* lambda, int* info,
-                        double* gdotp) {
+void CudaBackend::solve(const std::vector<int>& list, const double* lambda, bool damp_values,
+                        int* info, double* gdotp) {
   Impl& I = *impl_;
   const double t0 = now();
   const int count = static_cast<int>(list.size());
@@ -535,7 +535,7 @@ void CudaBackend::solve(const std::vector<int>& list, const double* lambda, int*
   I.upload_calls(list);
   I.coef.upload(lambda, count, I.stream);
   build_damped(I.calls.get(), count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(),
-               I.coef.get(), I.A.get(), I.step.get(), I.stream);
+               I.coef.get(), I.theta.get(), damp_values, I.A.get(), I.step.get(), I.stream);
   std::vector<int> h_info;
   I.factorize(list, h_info);
   finish_step(I.calls.get(), count, I.d_nets.get(), I.g.get(), I.scale.get(), I.step.get(),

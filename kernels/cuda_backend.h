@@ -52,7 +52,7 @@ class CudaBackend final : public Backend {
   void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,
                 double* scaled_grad) override;
   void read_system(int i, std::vector<double>* H, std::vector<double>* g) override;
-  void solve(const std::vector<int>& nets, const double* lambda, int* info,
+  void solve(const std::vector<int>& nets, const double* lambda, bool damp_values, int* info,
              double* gdotp) override;
   void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                     double* loss) override;

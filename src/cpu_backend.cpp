@@ -28,6 +28,89 @@ void for_each_net(const std::vector<int>& nets, int threads, std::vector<double>
   }
 }
 
+// The per-point work of assemble() on one tile of training points: Jacobian rows of the stage
+// into w.tile, residuals into w.resid and, when second, the residual curvature moments of each
+// neuron into w.local. Returns the tile's sum of squared residuals. kNf and kD, when nonzero,
+// are the factor count and the input dimension fixed at compile time: the network math then
+// unrolls, and that scalar work is most of a step. A neuron whose activation and its two
+// derivatives vanish at a point (relu off) has no curvature there and is skipped; its
+// Jacobian entries are still written, so a non-finite parameter still shows.
+struct TileArgs {
+  const Shape& shape;
+  const double* theta;
+  const double* x;  // first point of the tile
+  const double* f;  // its targets
+  int count, b, e;
+  bool second;
+  CpuBackend::Workspace* w;
+};
+
+template <int kNf, int kD>
+double tile_points(const TileArgs& t, double sse) {
+  const Shape s{kNf > 0 ? static_cast<Arch>(kNf - 1) : t.shape.arch, t.shape.act,
+                kD > 0 ? kD : t.shape.d, t.shape.n};
+  CpuBackend::Workspace& w = *t.w;
+  const int p = num_params(s);
+  const int m = t.e - t.b;
+  const int nf = num_factors(s.arch);
+  const int per = s.d + 1;
+  const int pair_len = per * per;
+  const int acc_len = nf * nf * pair_len + nf * per;
+  double* xt = w.xtilde.data();
+  for (int q = 0; q < t.count; ++q) {
+    const double* x = t.x + static_cast<std::size_t>(q) * s.d;
+    // Each neuron is evaluated once per point; its values serve the Jacobian row now and
+    // the residual curvature once the residual is known.
+    double y = t.theta[p - 1];
+    for (int nu = 0; nu < s.n; ++nu) {
+      w.evals[nu] = eval_neuron(s, t.theta, x, nu);
+      y += neuron_jacobian(s, w.evals[nu], x, nu, w.row.data());
+    }
+    const double r = y - t.f[q];
+    sse += r * r;
+    w.resid[q] = r;
+    std::copy(w.row.begin() + t.b, w.row.begin() + t.e,
+              w.tile.begin() + static_cast<std::size_t>(q) * m);
+    if (!t.second) continue;
+    for (int u = 0; u < s.d; ++u) xt[u] = x[u];
+    for (int nu = 0; nu < s.n; ++nu) {
+      const NeuronEval& ev = w.evals[nu];
+      if (ev.g.s == 0.0 && ev.g.ds == 0.0 && ev.g.d2s == 0.0) continue;
+      double hab[kMaxFactors][kMaxFactors], hbD[kMaxFactors];
+      neuron_curvature(s, ev, hab, hbD);
+      double* acc = w.local.data() + static_cast<std::size_t>(nu) * acc_len;
+      for (int fb = 0; fb < nf; ++fb) {
+        for (int fc = fb; fc < nf; ++fc) {
+          const double v = r * hab[fb][fc];
+          if (v == 0.0) continue;
+          double* mb = acc + (fb * nf + fc) * pair_len;
+          for (int u = 0; u < per; ++u)
+            for (int z = 0; z < per; ++z) mb[u * per + z] += v * xt[u] * xt[z];
+        }
+        const double v = r * hbD[fb];
+        double* md = acc + nf * nf * pair_len + fb * per;
+        for (int u = 0; u < per; ++u) md[u] += v * xt[u];
+      }
+    }
+  }
+  return sse;
+}
+
+// Sum of squared residuals over the points x (row-major) with targets f; kNf and kD as in
+// tile_points.
+template <int kNf, int kD>
+double sum_squares(const Shape& shape, const double* theta, const std::vector<double>& x,
+                   const std::vector<double>& f) {
+  const Shape s{kNf > 0 ? static_cast<Arch>(kNf - 1) : shape.arch, shape.act,
+                kD > 0 ? kD : shape.d, shape.n};
+  double sse = 0.0;
+  for (std::size_t q = 0; q < f.size(); ++q) {
+    const double r = evaluate(s, theta, x.data() + q * s.d) - f[q];
+    sse += r * r;
+  }
+  return sse;
+}
+
 }  // namespace
 
 CpuBackend::CpuBackend(int threads, bool fast_relu1d) : fast_relu1d_(fast_relu1d) {
@@ -253,9 +336,8 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     const int acc_len = nf * nf * pair_len + nf * per;
     const bool second = kind == HessianKind::kExact && !stage_is_linear(s.arch, stage);
     if (second) w.local.assign(static_cast<std::size_t>(s.n) * acc_len, 0.0);
-    std::vector<double>& xt = w.xtilde;  // (x, 1)
-    xt.resize(per);
-    xt[s.d] = 1.0;
+    w.xtilde.resize(per);
+    w.xtilde[s.d] = 1.0;  // (x, 1)
 
     const int npts = ds.n_train();
     double sse = 0.0;
@@ -263,40 +345,12 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     const int inc = 1;
     for (int t0 = 0; t0 < npts; t0 += kTile) {
       const int nb = std::min(kTile, npts - t0);
-      for (int q = 0; q < nb; ++q) {
-        const double* x = ds.x_train.data() + static_cast<std::size_t>(t0 + q) * s.d;
-        // Each neuron is evaluated once per point; its values serve the Jacobian row now and
-        // the residual curvature once the residual is known.
-        double y = theta[p - 1];
-        for (int nu = 0; nu < s.n; ++nu) {
-          w.evals[nu] = eval_neuron(s, theta, x, nu);
-          y += neuron_jacobian(s, w.evals[nu], x, nu, w.row.data());
-        }
-        const double r = y - ds.y_train[t0 + q];
-        sse += r * r;
-        w.resid[q] = r;
-        std::copy(w.row.begin() + b, w.row.begin() + e, w.tile.begin() + static_cast<std::size_t>(q) * m);
-        if (second) {
-          std::copy(x, x + s.d, xt.begin());
-          for (int nu = 0; nu < s.n; ++nu) {
-            double hab[kMaxFactors][kMaxFactors], hbD[kMaxFactors];
-            neuron_curvature(s, w.evals[nu], hab, hbD);
-            double* acc = w.local.data() + static_cast<std::size_t>(nu) * acc_len;
-            for (int fb = 0; fb < nf; ++fb) {
-              for (int fc = fb; fc < nf; ++fc) {
-                const double v = r * hab[fb][fc];
-                if (v == 0.0) continue;
-                double* mb = acc + (fb * nf + fc) * pair_len;
-                for (int u = 0; u < per; ++u)
-                  for (int z = 0; z < per; ++z) mb[u * per + z] += v * xt[u] * xt[z];
-              }
-              const double v = r * hbD[fb];
-              double* md = acc + nf * nf * pair_len + fb * per;
-              for (int u = 0; u < per; ++u) md[u] += v * xt[u];
-            }
-          }
-        }
-      }
+      TileArgs a{s, theta, ds.x_train.data() + static_cast<std::size_t>(t0) * s.d,
+                 ds.y_train.data() + t0, nb, b, e, second, &w};
+      if (s.d == 1 && s.arch == Arch::kMlp) sse = tile_points<1, 1>(a, sse);
+      else if (s.d == 1 && s.arch == Arch::kGlu) sse = tile_points<2, 1>(a, sse);
+      else if (s.d == 1 && s.arch == Arch::kGqu) sse = tile_points<3, 1>(a, sse);
+      else sse = tile_points<0, 0>(a, sse);
       dsyrk_("L", "N", &m, &nb, &one, w.tile.data(), &m, &one, H, &m);
       dgemv_("N", &m, &nb, &one, w.tile.data(), &m, w.resid.data(), &inc, &one, g, &inc);
     }
@@ -345,8 +399,8 @@ void CpuBackend::read_system(int i, std::vector<double>* H, std::vector<double>*
   g->assign(g_.data() + vec_off_[i], g_.data() + vec_off_[i] + m);
 }
 
-void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, int* info,
-                       double* gdotp) {
+void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool damp_values,
+                       int* info, double* gdotp) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     const int m = stage_end_[i] - stage_begin_[i];
     Workspace& w = workspace();
@@ -354,7 +408,9 @@ void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, int* 
     gdotp[j] = NAN;
     info[j] = damped_solve(m, H_.data() + square_off_[i], g_.data() + vec_off_[i],
                            scale_.data() + vec_off_[i], lambda[j], w.work.data(),
-                           step_.data() + vec_off_[i], &gdotp[j]);
+                           step_.data() + vec_off_[i], &gdotp[j],
+                           damp_values ? theta_.data() + nets_[i].offset + stage_begin_[i]
+                                       : nullptr);
   });
 }
 
@@ -378,12 +434,11 @@ void CpuBackend::trial_losses(const std::vector<int>& nets, const double* alpha,
     const int npts = ds.n_train();
     for (int t = 0; t < n_alpha; ++t) {
       const double* th = w.trial.data() + static_cast<std::size_t>(t) * p;
-      double sse = 0.0;
-      for (int q = 0; q < npts; ++q) {
-        const double r = evaluate(s, th, ds.x_train.data() + static_cast<std::size_t>(q) * s.d) -
-                         ds.y_train[q];
-        sse += r * r;
-      }
+      double sse;
+      if (s.d == 1 && s.arch == Arch::kMlp) sse = sum_squares<1, 1>(s, th, ds.x_train, ds.y_train);
+      else if (s.d == 1 && s.arch == Arch::kGlu) sse = sum_squares<2, 1>(s, th, ds.x_train, ds.y_train);
+      else if (s.d == 1 && s.arch == Arch::kGqu) sse = sum_squares<3, 1>(s, th, ds.x_train, ds.y_train);
+      else sse = sum_squares<0, 0>(s, th, ds.x_train, ds.y_train);
       loss[static_cast<std::size_t>(j) * n_alpha + t] = sse / npts;
     }
   });

@@ -22,7 +22,7 @@ class CpuBackend final : public Backend {
   void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,
                 double* scaled_grad) override;
   void read_system(int i, std::vector<double>* H, std::vector<double>* g) override;
-  void solve(const std::vector<int>& nets, const double* lambda, int* info,
+  void solve(const std::vector<int>& nets, const double* lambda, bool damp_values, int* info,
              double* gdotp) override;
   void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                     double* loss) override;
@@ -30,7 +30,7 @@ class CpuBackend final : public Backend {
   void rmse(double* train, double* test) override;
   void network_seconds(double* seconds) override;
 
- private:
+  // Scratch of one thread.
   struct Workspace {
     std::vector<double> tile, row, resid, xtilde, local, trial, work;
     std::vector<NeuronEval> evals;
@@ -43,6 +43,8 @@ class CpuBackend final : public Backend {
     std::vector<double> x, y, pre;
   };
   void assemble_relu1d(int i, Block stage, HessianKind kind, double* loss);
+
+ private:
   Workspace& workspace();
 
   int threads_;

@@ -75,6 +75,7 @@ struct StageState {
   const Batch& batch;
   const TrainOptions& opt;
   Block block;
+  bool damp_values;  // solve for minimum-norm values (the linear stages of the schedule)
   std::vector<NetResult>& res;
   std::vector<double> lambda;   // per network of the batch
   std::vector<double> loss0;    // loss at the start of the current step
@@ -127,7 +128,7 @@ std::vector<int> choose_steps(Backend& be, StageState& st, const std::vector<int
   std::vector<double> lam(m), gd(m);
   std::vector<int> info(m);
   for (std::size_t j = 0; j < m; ++j) lam[j] = st.lambda[pending[j]];
-  be.solve(pending, lam.data(), info.data(), gd.data());
+  be.solve(pending, lam.data(), st.damp_values, info.data(), gd.data());
   std::vector<int> ready;
   for (std::size_t j = 0; j < m; ++j) {
     const int i = pending[j];
@@ -220,13 +221,47 @@ std::vector<int> newton_step(Backend& be, StageState& st, const std::vector<int>
   return keep;
 }
 
+// Variable projection after a step of the ALL stage: one exact least-squares solve of each
+// linear block (D, U, Q) with the others held, so the next ALL step starts from the optimal
+// linear coefficients for the current knots. The sub-steps' own statuses are scratch; only a
+// numerical failure is carried over to the network.
+void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
+                    std::vector<NetResult>& res, std::vector<NetResult>& scratch,
+                    const std::vector<int>& active) {
+  for (Block b : {Block::kD, Block::kU, Block::kQ}) {
+    std::vector<int> sub;
+    for (int i : active)
+      if (has_block(batch.nets[i].shape.arch, b) && res[i].status != Status::kFailed) {
+        scratch[i] = NetResult{};
+        sub.push_back(i);
+      }
+    if (sub.empty()) continue;
+    const int n = batch.size();
+    StageState st{batch, opt, b, false, scratch, std::vector<double>(n, opt.lambda_init),
+                  std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
+    newton_step(be, st, sub);
+    for (int i : sub) {
+      res[i].newton_steps += scratch[i].newton_steps;
+      if (scratch[i].status == Status::kFailed)
+        mark(res[i], Status::kFailed, scratch[i].reason + " (stage " + block_name(b) + ")");
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions& options) {
   const int n = batch.size();
-  std::vector<NetResult> res(n);
+  std::vector<NetResult> res(n), scratch(n);
   for (const StageSpec& spec : options.schedule) {
-    StageState st{batch, options, spec.block, res,
+    // The linear stages of the schedule start from random coefficients; their systems are
+    // rank-deficient (MASO's first and last neurons span the same functions as d0 on the
+    // data), and a minimum-norm step would carry those random components along, as large
+    // cancelling coefficients that the knot steps then turn into spikes where no training
+    // point sits (the ends of the domain). The projection inside ALL keeps step damping.
+    const bool damp_values = options.min_norm_linear && spec.block != Block::kAll &&
+                             spec.block != Block::kG;
+    StageState st{batch, options, spec.block, damp_values, res,
                   std::vector<double>(n, options.lambda_init), std::vector<double>(n, 0.0),
                   std::vector<double>(n, 0.0)};
     std::vector<int> active;
@@ -236,8 +271,16 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
       mark(res[i], Status::kMaxSteps, "step limit of stage " + block_name(spec.block));
       active.push_back(i);
     }
-    for (int step = 0; step < spec.steps && !active.empty(); ++step)
+    const bool project = spec.block == Block::kAll && options.project;
+    for (int step = 0; step < spec.steps && !active.empty(); ++step) {
       active = newton_step(be, st, active);
+      if (project) {
+        project_linear(be, batch, options, res, scratch, active);
+        active.erase(std::remove_if(active.begin(), active.end(),
+                                    [&](int i) { return res[i].status == Status::kFailed; }),
+                     active.end());
+      }
+    }
   }
   std::vector<double> train(n), test(n), secs(n);
   be.rmse(train.data(), test.data());

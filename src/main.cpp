@@ -33,6 +33,7 @@ struct Options {
   std::string schedule = "D,U,Q,G,ALL*100";
   std::string hessian = "exact";
   std::string init = "maso";
+  std::string projection = "on";
   std::string device = "auto";
   int threads = 0;
   std::string out;
@@ -62,6 +63,9 @@ gs::SweepSpec build_spec(const Options& o) {
   if (o.hessian == "exact") spec.train.hessian = gs::HessianKind::kExact;
   else if (o.hessian == "gn") spec.train.hessian = gs::HessianKind::kGaussNewton;
   else throw std::invalid_argument("--hessian: unknown kind '" + o.hessian + "' (exact or gn)");
+  if (o.projection == "on") spec.train.project = true;
+  else if (o.projection == "off") spec.train.project = false;
+  else throw std::invalid_argument("--projection: want on or off, not '" + o.projection + "'");
   if (!o.data.empty()) {
     spec.datasets.push_back(gs::load_csv_dataset(o.data, o.test_fraction, o.data_seed));
   } else {
@@ -87,7 +91,7 @@ nlohmann::json config_json(const Options& o, const std::string& backend) {
           {"target", o.target},     {"data", o.data},
           {"test_fraction", o.test_fraction}, {"points", o.points},
           {"data_seed", o.data_seed}, {"schedule", o.schedule},
-          {"hessian", o.hessian},   {"init", o.init},
+          {"hessian", o.hessian},   {"init", o.init}, {"projection", o.projection},
           {"device", o.device},     {"backend", backend}};
 }
 
@@ -193,6 +197,9 @@ int main(int argc, char** argv) {
   app.add_option("--schedule", o.schedule, "Newton stages: D, U, Q, G, ALL, each optionally *steps")
       ->capture_default_str();
   app.add_option("--hessian", o.hessian, "exact or gn (Gauss-Newton)")->capture_default_str();
+  app.add_option("--projection", o.projection,
+                 "on: after each ALL step, solve the linear blocks (D, U, Q) exactly; off: plain Newton")
+      ->capture_default_str();
   app.add_option("--init", o.init, "maso (spline knots) or random")->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 4096));

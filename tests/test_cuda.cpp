@@ -88,7 +88,7 @@ TEST_P(AnyBackend, GradientIsTheDerivativeOfItsOwnLoss) {
     // a tiny move along every coordinate at once; the loss change must match g . step.
     std::vector<double> lam{1e8}, gd(1);
     std::vector<int> info(1);
-    be->solve({i}, lam.data(), info.data(), gd.data());
+    be->solve({i}, lam.data(), false, info.data(), gd.data());
     ASSERT_EQ(info[0], 0);
     const double h = 1.0;
     const double alpha[2] = {h, -h};
@@ -170,14 +170,18 @@ TEST(Cuda, DampedSolveMatchesLapack) {
     cpu.assemble(nets, Block::kAll, HessianKind::kExact, l.data(), s.data());
     gpu.assemble(nets, Block::kAll, HessianKind::kExact, l.data(), s.data());
     for (double lam : {1e-9, 1e-3, 1.0}) {
-      std::vector<double> lams(nets.size(), lam), gc(nets.size()), gg(nets.size());
-      std::vector<int> ic(nets.size()), ig(nets.size());
-      cpu.solve(nets, lams.data(), ic.data(), gc.data());
-      gpu.solve(nets, lams.data(), ig.data(), gg.data());
-      for (std::size_t j = 0; j < nets.size(); ++j) {
-        EXPECT_EQ(ig[j] == 0, ic[j] == 0) << "network " << j << " lambda " << lam << " loop_min " << loop_min;
-        if (ic[j] == 0 && ig[j] == 0)
-          EXPECT_TRUE(close(gg[j], gc[j], 1e-8)) << "network " << j << " lambda " << lam << ": " << gg[j] << " vs " << gc[j];
+      for (bool values : {false, true}) {
+        std::vector<double> lams(nets.size(), lam), gc(nets.size()), gg(nets.size());
+        std::vector<int> ic(nets.size()), ig(nets.size());
+        cpu.solve(nets, lams.data(), values, ic.data(), gc.data());
+        gpu.solve(nets, lams.data(), values, ig.data(), gg.data());
+        const std::string where = " lambda " + std::to_string(lam) + (values ? " values" : " step") +
+                                  " loop_min " + std::to_string(loop_min);
+        for (std::size_t j = 0; j < nets.size(); ++j) {
+          EXPECT_EQ(ig[j] == 0, ic[j] == 0) << "network " << j << where;
+          if (ic[j] == 0 && ig[j] == 0)
+            EXPECT_TRUE(close(gg[j], gc[j], 1e-8)) << "network " << j << where << ": " << gg[j] << " vs " << gc[j];
+        }
       }
     }
   }

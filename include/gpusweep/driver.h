@@ -29,6 +29,8 @@ struct TrainOptions {
   double lambda_min = 1e-12;
   double lambda_max = 1e10;
   double armijo = 1e-4;
+  bool project = true;        // after each ALL step, re-solve the linear blocks exactly
+  bool min_norm_linear = true;  // D, U, Q stages of the schedule: minimum-norm solutions
 };
 
 enum class Status : int { kConverged = 0, kMaxSteps = 1, kFailed = 2 };
