@@ -1,8 +1,9 @@
 // GPU against CPU on the same machine: network-Newton-steps per second of a full (ALL-stage)
-// Newton step at widths 8, 32, 128 and 200 for each arch on both backends; batched against
-// looped cuSOLVER Cholesky at the large sizes; the achieved FP64 rate of assembly and of
-// factorization against the card's peak; and the full sweep --widths 1:200 --seeds 32.
+// Newton step at widths 8, 32, 128 and 200 for each arch on both backends; the achieved FP64
+// rate of the general J^T J assembly (gelu) and of the factorization against the card's peak;
+// batched against looped cuSOLVER Cholesky; and the full sweep --widths 1:200 --seeds 32.
 //   usage: bench_gpu [points=10000] [peak_fp64_tflops=0 (unknown)] [full_sweep=1]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,27 +21,45 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// The driver's common path for every network of the batch: assemble the exact ALL-stage
-// system, solve it, evaluate the full step, apply it (with length 0, so every repetition does
-// the same work), repeated for at least min_seconds.
-double newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double min_seconds) {
+struct StepRate {
+  double per_second = 0.0;
+  int failed = 0;  // factorizations that failed at the damping used (their step is not applied)
+};
+
+// The driver's common path for every network of the batch: assemble the exact system of the
+// stage, solve it, evaluate the full step, apply it with length 0 (so every repetition does
+// the same work) to the networks whose factorization succeeded. One untimed warm-up.
+StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, gs::Act act,
+                                 double min_seconds, gs::CudaBackend* stats_of = nullptr) {
   be.load(batch);
   const int n = batch.size();
   std::vector<int> nets(n);
   for (int i = 0; i < n; ++i) nets[i] = i;
-  std::vector<double> loss(n), sg(n), gd(n), lam(n, 1.0), alpha(n, 0.0), trials(n);
+  std::vector<double> loss(n), sg(n), gd(n), lam(n, 1e-2), alpha(n, 0.0), trials(n);
   std::vector<int> info(n);
   const double one = 1.0;
+  StepRate out;
+  auto step = [&]() {
+    be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
+    be.solve(nets, lam.data(), false, info.data(), gd.data());
+    std::vector<int> ok;
+    for (int j = 0; j < n; ++j)
+      if (info[j] == 0) ok.push_back(nets[j]);
+    out.failed = n - static_cast<int>(ok.size());
+    be.trial_losses(ok, &one, 1, trials.data());
+    be.apply_step(ok, alpha.data());
+  };
+  step();
+  if (stats_of) stats_of->reset_stats();
   int steps = 0;
   const auto t0 = Clock::now();
   do {
-    be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
-    be.solve(nets, lam.data(), false, info.data(), gd.data());
-    be.trial_losses(nets, &one, 1, trials.data());
-    be.apply_step(nets, alpha.data());
+    step();
     steps += n;
   } while (since(t0) < min_seconds);
-  return steps / since(t0);
+  out.per_second = steps / since(t0);
+  (void)act;
+  return out;
 }
 
 gs::Batch make_batch(const gs::Dataset& ds, const gs::Shape& s, int count) {
@@ -54,6 +73,10 @@ gs::Batch make_batch(const gs::Dataset& ds, const gs::Shape& s, int count) {
   return batch;
 }
 
+int gpu_batch(int p, int points) {
+  return std::max(64, std::min(4096, static_cast<int>(4e9 / (8.0 * 2 * p * p + 8.0 * points * 20))));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -64,35 +87,53 @@ int main(int argc, char** argv) {
   const gs::Dataset ds = gs::make_target_dataset("invcos2", points, 0);
   gs::CudaBackend gpu{gs::CudaOptions{}};
   std::printf("%s; CPU: %d threads; %d points\n", gpu.describe().c_str(), cores, points);
+  auto pct = [&](double tflops) { return peak > 0 ? 100.0 * tflops / peak : 0.0; };
 
-  std::printf("\nNewton steps (ALL stage, exact Hessian)\n");
-  std::printf("%-5s %6s %6s %8s %16s %16s %9s %12s %12s\n", "arch", "width", "P", "batch",
-              "CPU steps/s", "GPU steps/s", "GPU/CPU", "asm TFLOP/s", "chol TFLOP/s");
+  std::printf("\nNewton steps, ALL stage, exact Hessian, relu (the relu / 1D assembly on both backends)\n");
+  std::printf("%-5s %6s %6s %8s %14s %14s %9s %12s %14s %8s\n", "arch", "width", "P", "batch",
+              "CPU steps/s", "GPU steps/s", "GPU/CPU", "asm ms/call", "chol TFLOP/s", "failed");
   for (gs::Arch arch : {gs::Arch::kMlp, gs::Arch::kGlu, gs::Arch::kGqu}) {
     for (int w : {8, 32, 128, 200}) {
       const gs::Shape s{arch, gs::Act::kRelu, 1, w};
       const int p = gs::num_params(s);
-      // Enough networks to fill the GPU; the CPU runs a smaller batch of the same networks.
-      const int gpu_count = std::max(64, std::min(4096, static_cast<int>(4e9 / (8.0 * 2 * p * p + 8.0 * points * 20))));
+      const int count = gpu_batch(p, points);
       gs::CpuBackend cpu(cores);
-      const double rc = newton_steps_per_second(cpu, make_batch(ds, s, 2 * cores), 2.0);
-      gpu.reset_stats();
-      const double rg = newton_steps_per_second(gpu, make_batch(ds, s, gpu_count), 2.0);
+      const StepRate rc = newton_steps_per_second(cpu, make_batch(ds, s, 2 * cores), s.act, 2.0);
+      const StepRate rg = newton_steps_per_second(gpu, make_batch(ds, s, count), s.act, 2.0, &gpu);
       const gs::CudaStats& st = gpu.stats();
-      std::printf("%-5s %6d %6d %8d %16.1f %16.1f %9.1f %12.3f %12.3f\n", gs::arch_name(arch), w, p,
-                  gpu_count, rc, rg, rg / rc, st.assemble_flops / st.assemble_seconds * 1e-12,
-                  st.factor_flops / st.factor_seconds * 1e-12);
+      const double calls = st.factorizations / static_cast<double>(count);
+      std::printf("%-5s %6d %6d %8d %14.1f %14.1f %9.1f %12.3f %14.3f %8d\n", gs::arch_name(arch), w, p, count,
+                  rc.per_second, rg.per_second, rg.per_second / rc.per_second, 1e3 * st.relu1d_seconds / calls,
+                  st.factor_flops / st.factor_seconds * 1e-12, rg.failed);
     }
   }
-  if (peak > 0) std::printf("(card's FP64 peak given: %.1f TFLOP/s)\n", peak);
+
+  std::printf("\nGeneral J^T J assembly (gelu, every point), ALL stage, exact Hessian\n");
+  std::printf("%-5s %6s %6s %8s %14s %14s %9s %14s %8s\n", "arch", "width", "P", "batch", "CPU steps/s",
+              "GPU steps/s", "GPU/CPU", "asm TFLOP/s", "% peak");
+  for (gs::Arch arch : {gs::Arch::kGlu, gs::Arch::kGqu}) {
+    for (int w : {32, 128, 200}) {
+      const gs::Shape s{arch, gs::Act::kGelu, 1, w};
+      const int p = gs::num_params(s);
+      const int count = std::max(16, gpu_batch(p, points) / 4);
+      gs::CpuBackend cpu(cores);
+      const StepRate rc = newton_steps_per_second(cpu, make_batch(ds, s, 2 * cores), s.act, 2.0);
+      const StepRate rg = newton_steps_per_second(gpu, make_batch(ds, s, count), s.act, 2.0, &gpu);
+      const gs::CudaStats& st = gpu.stats();
+      const double tf = st.assemble_flops / st.assemble_seconds * 1e-12;
+      std::printf("%-5s %6d %6d %8d %14.1f %14.1f %9.1f %14.3f %8.1f\n", gs::arch_name(arch), w, p, count,
+                  rc.per_second, rg.per_second, rg.per_second / rc.per_second, tf, pct(tf));
+    }
+  }
 
   std::printf("\nCholesky: cusolverDnDpotrfBatched against one cusolverDnDpotrf per matrix on 4 streams\n");
-  std::printf("%6s %8s %16s %16s\n", "P", "batch", "batched s/solve", "looped s/solve");
-  for (int w : {64, 128, 200}) {
+  std::printf("%6s %8s %18s %18s %12s\n", "P", "batch", "batched ms/call", "looped ms/call", "failed");
+  for (int w : {32, 64, 128, 200}) {
     const gs::Shape s{gs::Arch::kGqu, gs::Act::kRelu, 1, w};
     const int p = gs::num_params(s);
     const gs::Batch batch = make_batch(ds, s, 256);
-    double secs[2];
+    double ms[2];
+    int failed = 0;
     for (int mode = 0; mode < 2; ++mode) {
       gs::CudaOptions o;
       o.potrf_loop_min = mode == 0 ? 0 : 1;
@@ -100,14 +141,16 @@ int main(int argc, char** argv) {
       be.load(batch);
       std::vector<int> nets(batch.size());
       for (int i = 0; i < batch.size(); ++i) nets[i] = i;
-      std::vector<double> loss(nets.size()), sg(nets.size()), gd(nets.size()), lam(nets.size(), 1.0);
+      std::vector<double> loss(nets.size()), sg(nets.size()), gd(nets.size()), lam(nets.size(), 1e-2);
       std::vector<int> info(nets.size());
-      be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
+      be.assemble(nets, gs::Block::kAll, gs::HessianKind::kGaussNewton, loss.data(), sg.data());
+      be.solve(nets, lam.data(), false, info.data(), gd.data());  // warm-up
       be.reset_stats();
       for (int r = 0; r < 5; ++r) be.solve(nets, lam.data(), false, info.data(), gd.data());
-      secs[mode] = be.stats().factor_seconds / 5;
+      ms[mode] = 1e3 * be.stats().factor_seconds / 5;
+      failed = static_cast<int>(std::count_if(info.begin(), info.end(), [](int v) { return v != 0; }));
     }
-    std::printf("%6d %8d %16.4f %16.4f\n", p, batch.size(), secs[0], secs[1]);
+    std::printf("%6d %8d %18.3f %18.3f %12d\n", p, batch.size(), ms[0], ms[1], failed);
   }
 
   if (full) {
@@ -128,9 +171,9 @@ int main(int argc, char** argv) {
     const gs::CudaStats& st = gpu.stats();
     std::printf("\nfull sweep --widths 1:200 --seeds 32 (%zu networks, %d points): %.1f s; %d converged, %d failed\n",
                 jobs.size(), points, el, conv, failed);
-    std::printf("  assembly %.1f s at %.3f TFLOP/s, factorization %.1f s at %.3f TFLOP/s (%lld factorizations)\n",
-                st.assemble_seconds, st.assemble_flops / st.assemble_seconds * 1e-12, st.factor_seconds,
-                st.factor_flops / st.factor_seconds * 1e-12, st.factorizations);
+    const double tf = st.factor_flops / st.factor_seconds * 1e-12;
+    std::printf("  relu/1D assembly kernels %.1f s; factorization %.1f s at %.3f TFLOP/s (%.1f %% of peak), %lld factorizations\n",
+                st.relu1d_seconds, st.factor_seconds, tf, pct(tf), st.factorizations);
   }
   return 0;
 }

@@ -14,6 +14,10 @@ namespace {
 constexpr int kBlock = 256;      // threads of the per-call and point-tile kernels
 constexpr int kHPoints = 16;     // points per shared-memory stage of hessian_tiles_kernel
 constexpr int kCurvThreads = 128;
+// The point-tile kernels reduce over kBlock threads and launch kPointTile; the Hessian tile
+// kernel maps 16 x 16 threads to 4 x 4 patches of a 64 x 64 tile.
+static_assert(kPointTile == kBlock, "point tiles are reduced by block_sum<kBlock>");
+static_assert(kHTile == 64 && kBlock == 256, "hessian_tiles_kernel assumes 256 threads on 64 x 64 tiles");
 
 // Deterministic tree reduction over a block of B threads; every thread gets the result.
 template <int B>

@@ -104,8 +104,9 @@ struct CudaBackend::Impl {
   std::size_t free_at_start = 0;
   cudaStream_t stream = nullptr;
   cudaStream_t loop_streams[kLoopStreams] = {};
-  cudaEvent_t ev_a = nullptr, ev_b = nullptr, ev_join = nullptr;
+  cudaEvent_t ev_a = nullptr, ev_b = nullptr, ev_c = nullptr, ev_d = nullptr, ev_join = nullptr;
   cusolverDnHandle_t solver = nullptr;
+  cusolverDnHandle_t loop_solvers[kLoopStreams] = {};  // one per loop stream, bound to it
   CudaStats stats;
 
   // Host mirror of the batch.
@@ -126,6 +127,7 @@ struct CudaBackend::Impl {
   DeviceBuffer<CallNet> calls_fast, calls_slow;
   DeviceBuffer<CallNet> calls;
   DeviceBuffer<long long> items, work_off, keys;
+  DeviceBuffer<long long> asm_off[4];  // the assembly's work lists, built before it is timed
   DeviceBuffer<int> info, potrs_info;
   DeviceBuffer<double*> ptrs;
   DeviceBuffer<double> loop_work[kLoopStreams];
@@ -143,16 +145,20 @@ struct CudaBackend::Impl {
     return build_work(calls.get(), count, kind, sets);
   }
   long long build_work(const CallNet* cl, int count, WorkKind kind, const DevSet* sets) {
+    return build_work(cl, count, kind, sets, work_off);
+  }
+  long long build_work(const CallNet* cl, int count, WorkKind kind, const DevSet* sets,
+                       DeviceBuffer<long long>& off) {
     items.reserve(count + 1);
-    work_off.reserve(count + 1);
+    off.reserve(count + 1);
     CUDA_CHECK(cudaMemsetAsync(items.get(), 0, (count + 1) * sizeof(long long), stream));
     count_work(cl, count, d_nets.get(), sets, kind, items.get(), stream);
     thrust::exclusive_scan(thrust::cuda::par_nosync.on(stream),
                            thrust::device_ptr<long long>(items.get()),
                            thrust::device_ptr<long long>(items.get() + count + 1),
-                           thrust::device_ptr<long long>(work_off.get()));
+                           thrust::device_ptr<long long>(off.get()));
     long long total = 0;
-    CUDA_CHECK(cudaMemcpyAsync(&total, work_off.get() + count, sizeof total, cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaMemcpyAsync(&total, off.get() + count, sizeof total, cudaMemcpyDeviceToHost, stream));
     CUDA_CHECK(cudaStreamSynchronize(stream));
     return total;
   }
@@ -222,9 +228,15 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   for (auto& s : I.loop_streams) CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   CUDA_CHECK(cudaEventCreate(&I.ev_a));
   CUDA_CHECK(cudaEventCreate(&I.ev_b));
+  CUDA_CHECK(cudaEventCreate(&I.ev_c));
+  CUDA_CHECK(cudaEventCreate(&I.ev_d));
   CUDA_CHECK(cudaEventCreateWithFlags(&I.ev_join, cudaEventDisableTiming));
   CUSOLVER_CHECK(cusolverDnCreate(&I.solver));
   CUSOLVER_CHECK(cusolverDnSetStream(I.solver, I.stream));
+  for (int k = 0; k < kLoopStreams; ++k) {
+    CUSOLVER_CHECK(cusolverDnCreate(&I.loop_solvers[k]));
+    CUSOLVER_CHECK(cusolverDnSetStream(I.loop_solvers[k], I.loop_streams[k]));
+  }
 }
 
 CudaBackend::~CudaBackend() {
@@ -232,8 +244,12 @@ CudaBackend::~CudaBackend() {
   Impl& I = *impl_;
   // Teardown errors cannot be reported from a destructor; they are ignored.
   if (I.solver) cusolverDnDestroy(I.solver);
+  for (auto& h : I.loop_solvers)
+    if (h) cusolverDnDestroy(h);
   if (I.ev_a) cudaEventDestroy(I.ev_a);
   if (I.ev_b) cudaEventDestroy(I.ev_b);
+  if (I.ev_c) cudaEventDestroy(I.ev_c);
+  if (I.ev_d) cudaEventDestroy(I.ev_d);
   if (I.ev_join) cudaEventDestroy(I.ev_join);
   for (auto& s : I.loop_streams)
     if (s) cudaStreamDestroy(s);
@@ -248,7 +264,7 @@ std::size_t cuda_bytes_per_network(int p, int num_points) {
                               + 5 * P                      // theta, g, step, scale, slack
                               + static_cast<std::size_t>(kMaxAlpha) * P  // trial parameters
                               + N                          // residuals
-                              + 5 * P + 8                  // relu1d columns, owners, ranges, moments
+                              + 7 * P + 8                  // relu1d columns, owners, ranges, moments
                               + static_cast<std::size_t>(kMaxAlpha) * (N / kPointTile + 1) * 3;
   return doubles * sizeof(double) + 256;  // + call lists, offsets, pointers, info
 }
@@ -376,55 +392,60 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   I.segmented_sums(count, wp, 1, sse);
   for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
 
-  CUDA_CHECK(cudaEventRecord(I.ev_a, I.stream));
   std::vector<int> fast, slow;
   for (int i : list) (I.fast[i] ? fast : slow).push_back(i);
-  if (!slow.empty()) {
-    // The general assembly: J^T J tiles over every point, gradient and curvature per point.
-    const int cs = static_cast<int>(slow.size());
+  const bool curvature = kind == HessianKind::kExact && nonlinear;
+  const int cs = static_cast<int>(slow.size()), cf = static_cast<int>(fast.size());
+  // Work lists first, so that the timed window holds only the assembly kernels.
+  long long wk[4] = {0, 0, 0, 0};
+  if (cs > 0) {
     I.upload_calls(slow, I.calls_slow);
     const CallNet* cl = I.calls_slow.get();
-    const long long wg = I.build_work(cl, cs, WorkKind::kParamTiles, nullptr);
-    gradient(cl, cs, I.work_off.get(), wg, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+    wk[0] = I.build_work(cl, cs, WorkKind::kParamTiles, nullptr, I.asm_off[0]);
+    wk[1] = I.build_work(cl, cs, WorkKind::kHessianTiles, nullptr, I.asm_off[1]);
+    if (curvature) wk[2] = I.build_work(cl, cs, WorkKind::kNeurons, nullptr, I.asm_off[2]);
+  }
+  CUDA_CHECK(cudaEventRecord(I.ev_a, I.stream));
+  if (cs > 0) {
+    // The general assembly: J^T J tiles over every point, gradient and curvature per point.
+    const CallNet* cl = I.calls_slow.get();
+    gradient(cl, cs, I.asm_off[0].get(), wk[0], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
              I.resid.get(), I.g.get(), I.stream);
-    const long long wh = I.build_work(cl, cs, WorkKind::kHessianTiles, nullptr);
-    hessian_tiles(cl, cs, I.work_off.get(), wh, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+    hessian_tiles(cl, cs, I.asm_off[1].get(), wk[1], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                   I.H.get(), I.stream);
-    if (kind == HessianKind::kExact && nonlinear) {
-      const long long wn = I.build_work(cl, cs, WorkKind::kNeurons, nullptr);
-      add_curvature(cl, cs, I.work_off.get(), wn, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+    if (curvature)
+      add_curvature(cl, cs, I.asm_off[2].get(), wk[2], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                     I.resid.get(), I.H.get(), I.stream);
-    }
     for (int i : slow) {
       const double m = I.stage_e[i] - I.stage_b[i];
       I.stats.assemble_flops += m * (m + 1.0) * I.n_train[i];
     }
   }
-  if (!fast.empty()) {
-    // relu on 1D data: moments and Hankel forms (relu1d.h).
-    const int cf = static_cast<int>(fast.size());
+  CUDA_CHECK(cudaEventRecord(I.ev_b, I.stream));
+  if (cf > 0) {
+    // relu on 1D data: moments and Hankel forms (relu1d.h), timed separately.
     I.upload_calls(fast, I.calls_fast);
     const CallNet* cl = I.calls_fast.get();
-    const long long wn = I.build_work(cl, cf, WorkKind::kNeuronsAndBias, nullptr);
-    relu1d_neurons(cl, cf, I.work_off.get(), wn, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+    const long long wn = I.build_work(cl, cf, WorkKind::kNeuronsAndBias, nullptr, I.asm_off[0]);
+    const long long wg = I.build_work(cl, cf, WorkKind::kParamTiles, nullptr, I.asm_off[1]);
+    const long long wh = I.build_work(cl, cf, WorkKind::kHessianTiles, nullptr, I.asm_off[2]);
+    const long long wc = curvature ? I.build_work(cl, cf, WorkKind::kNeurons, nullptr, I.asm_off[3]) : 0;
+    CUDA_CHECK(cudaEventRecord(I.ev_c, I.stream));
+    relu1d_neurons(cl, cf, I.asm_off[0].get(), wn, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                    I.resid.get(), I.range.get(), I.rmom.get(), I.stream);
-    const long long wg = I.build_work(cl, cf, WorkKind::kParamTiles, nullptr);
-    relu1d_gradient(cl, cf, I.work_off.get(), wg, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+    relu1d_gradient(cl, cf, I.asm_off[1].get(), wg, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                     I.rmom.get(), I.cols.get(), I.colnrn.get(), I.g.get(), I.stream);
-    const long long wh = I.build_work(cl, cf, WorkKind::kHessianTiles, nullptr);
-    relu1d_hessian(cl, cf, I.work_off.get(), wh, I.d_nets.get(), I.train_sets.get(), I.cols.get(),
+    relu1d_hessian(cl, cf, I.asm_off[2].get(), wh, I.d_nets.get(), I.train_sets.get(), I.cols.get(),
                    I.colnrn.get(), I.range.get(), I.H.get(), I.stream);
-    if (kind == HessianKind::kExact && nonlinear) {
-      const long long wc = I.build_work(cl, cf, WorkKind::kNeurons, nullptr);
-      relu1d_curvature(cl, cf, I.work_off.get(), wc, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+    if (curvature)
+      relu1d_curvature(cl, cf, I.asm_off[3].get(), wc, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                        I.range.get(), I.rmom.get(), I.H.get(), I.stream);
-    }
+    CUDA_CHECK(cudaEventRecord(I.ev_d, I.stream));
     for (int i : fast) {
       const double m = I.stage_e[i] - I.stage_b[i];
       I.stats.relu1d_entries += m * (m + 1.0) / 2.0;
     }
   }
-  CUDA_CHECK(cudaEventRecord(I.ev_b, I.stream));
 
   jacobi_scale(I.calls.get(), count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(),
                I.per_call.get(), I.stream);
@@ -432,8 +453,14 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
                              cudaMemcpyDeviceToHost, I.stream));
   CUDA_CHECK(cudaStreamSynchronize(I.stream));
   float ms = 0.0f;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, I.ev_a, I.ev_b));
-  I.stats.assemble_seconds += ms * 1e-3;
+  if (cs > 0) {
+    CUDA_CHECK(cudaEventElapsedTime(&ms, I.ev_a, I.ev_b));
+    I.stats.assemble_seconds += ms * 1e-3;
+  }
+  if (cf > 0) {
+    CUDA_CHECK(cudaEventElapsedTime(&ms, I.ev_c, I.ev_d));
+    I.stats.relu1d_seconds += ms * 1e-3;
+  }
   I.charge(list, now() - t0);
 }
 
@@ -470,38 +497,46 @@ void CudaBackend::Impl::factorize(const std::vector<int>& list, std::vector<int>
   }
   ptrs.upload(hp.data(), hp.size(), stream);
   info.reserve(count);
-  potrs_info.reserve(groups.size() + 1);
-  CUDA_CHECK(cudaMemsetAsync(potrs_info.get(), 0, (groups.size() + 1) * sizeof(int), stream));
+  // potrs reports only illegal arguments; one slot per matrix so that no two calls share one.
+  potrs_info.reserve(count);
+  CUDA_CHECK(cudaMemsetAsync(potrs_info.get(), 0, count * sizeof(int), stream));
+  // The looped sizes' workspace, reserved before anything is enqueued on the loop streams.
+  int lwork = 0;
+  for (std::size_t gi = 0, q = 0; gi < groups.size(); q += groups[gi].second.size(), ++gi) {
+    const int m = groups[gi].first;
+    if (opt.potrf_loop_min > 0 && m >= opt.potrf_loop_min) {
+      int lw = 0;
+      CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(loop_solvers[0], CUBLAS_FILL_MODE_LOWER, m, hp[q], m, &lw));
+      lwork = std::max(lwork, lw);
+    }
+  }
+  if (lwork > 0)
+    for (auto& w : loop_work) w.reserve(lwork);
   CUDA_CHECK(cudaEventRecord(ev_a, stream));
   int q0 = 0;
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     const int m = groups[gi].first;
     const int batch = static_cast<int>(groups[gi].second.size());
     if (opt.potrf_loop_min > 0 && m >= opt.potrf_loop_min) {
-      int lwork = 0;
-      CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, m, hp[q0], m, &lwork));
-      for (auto& w : loop_work) w.reserve(std::max(lwork, 1));
       CUDA_CHECK(cudaEventRecord(ev_join, stream));
       for (int s = 0; s < kLoopStreams; ++s) CUDA_CHECK(cudaStreamWaitEvent(loop_streams[s], ev_join, 0));
       for (int b = 0; b < batch; ++b) {
         const int s = b % kLoopStreams;
-        CUSOLVER_CHECK(cusolverDnSetStream(solver, loop_streams[s]));
-        CUSOLVER_CHECK(cusolverDnDpotrf(solver, CUBLAS_FILL_MODE_LOWER, m, hp[q0 + b], m,
+        CUSOLVER_CHECK(cusolverDnDpotrf(loop_solvers[s], CUBLAS_FILL_MODE_LOWER, m, hp[q0 + b], m,
                                         loop_work[s].get(), lwork, info.get() + q0 + b));
         // potrs on a failed factorization yields garbage that the info check discards.
-        CUSOLVER_CHECK(cusolverDnDpotrs(solver, CUBLAS_FILL_MODE_LOWER, m, 1, hp[q0 + b], m,
-                                        hp[count + q0 + b], m, potrs_info.get() + gi));
+        CUSOLVER_CHECK(cusolverDnDpotrs(loop_solvers[s], CUBLAS_FILL_MODE_LOWER, m, 1, hp[q0 + b], m,
+                                        hp[count + q0 + b], m, potrs_info.get() + q0 + b));
       }
       for (int s = 0; s < kLoopStreams; ++s) {
         CUDA_CHECK(cudaEventRecord(ev_join, loop_streams[s]));
         CUDA_CHECK(cudaStreamWaitEvent(stream, ev_join, 0));
       }
-      CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
     } else {
       CUSOLVER_CHECK(cusolverDnDpotrfBatched(solver, CUBLAS_FILL_MODE_LOWER, m, ptrs.get() + q0, m,
                                              info.get() + q0, batch));
       CUSOLVER_CHECK(cusolverDnDpotrsBatched(solver, CUBLAS_FILL_MODE_LOWER, m, 1, ptrs.get() + q0, m,
-                                             ptrs.get() + count + q0, m, potrs_info.get() + gi,
+                                             ptrs.get() + count + q0, m, potrs_info.get() + q0,
                                              batch));
     }
     stats.factor_flops += batch * std::pow(double(m), 3) / 3.0;
@@ -509,7 +544,7 @@ void CudaBackend::Impl::factorize(const std::vector<int>& list, std::vector<int>
     q0 += batch;
   }
   CUDA_CHECK(cudaEventRecord(ev_b, stream));
-  std::vector<int> by_group(count), ps(groups.size() + 1);
+  std::vector<int> by_group(count), ps(count);
   CUDA_CHECK(cudaMemcpyAsync(by_group.data(), info.get(), count * sizeof(int), cudaMemcpyDeviceToHost, stream));
   CUDA_CHECK(cudaMemcpyAsync(ps.data(), potrs_info.get(), ps.size() * sizeof(int), cudaMemcpyDeviceToHost, stream));
   CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -601,8 +636,10 @@ void CudaBackend::rmse(double* train, double* test) {
     I.segmented_sums(count, wp, 1, sse);
     for (int i = 0; i < count; ++i) out[i] = npts[i] > 0 ? std::sqrt(sse[i] / npts[i]) : NAN;
   };
+  const double t0 = now();
   run(I.train_sets.get(), I.n_train, train);
   run(I.test_sets.get(), I.n_test, test);
+  I.charge(all, now() - t0);
 }
 
 void CudaBackend::network_seconds(double* seconds) {

@@ -29,8 +29,9 @@ struct CudaOptions {
 
 // Counters for the benchmark: time on the device and useful FP64 operations.
 struct CudaStats {
-  double assemble_seconds = 0.0;  // gradient + Hessian kernels, both paths
+  double assemble_seconds = 0.0;  // general path: gradient, J^T J tiles, curvature kernels
   double assemble_flops = 0.0;    // general path: 2 N m(m+1)/2 per system (J^T J, lower)
+  double relu1d_seconds = 0.0;    // relu / 1D path: its four kernels
   double relu1d_entries = 0.0;    // relu / 1D path: Hessian entries (lower) from moments
   double factor_seconds = 0.0;    // potrf + potrs
   double factor_flops = 0.0;      // m^3 / 3 per factorization

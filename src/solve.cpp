@@ -13,6 +13,7 @@ double jacobi_scale(int m, const double* H, const double* g, double* scale) {
   double dmax = 0.0;
   for (int i = 0; i < m; ++i) dmax = std::fmax(dmax, std::fabs(H[i + i * m]));
   double gnorm = 0.0;
+  bool bad = false;
   for (int i = 0; i < m; ++i) {
     const double hii = std::fabs(H[i + i * m]);
     if (hii > kSingularRel * dmax && hii > 0.0) {
@@ -21,9 +22,9 @@ double jacobi_scale(int m, const double* H, const double* g, double* scale) {
     } else {
       scale[i] = 0.0;
     }
-    if (!std::isfinite(H[i + i * m]) || !std::isfinite(g[i])) gnorm = NAN;
+    if (!std::isfinite(H[i + i * m]) || !std::isfinite(g[i])) bad = true;
   }
-  return gnorm;
+  return bad ? NAN : gnorm;
 }
 
 int damped_solve(int m, const double* H, const double* g, const double* scale, double lambda,

@@ -141,6 +141,10 @@ TEST(DampedSolve, NonFiniteInputIsReported) {
   System s{2, {1.0, 0.0, 0.0, NAN}, {1.0, 1.0}};
   std::vector<double> scale(2);
   EXPECT_TRUE(std::isnan(jacobi_scale(2, s.H.data(), s.g.data(), scale.data())));
+  // A bad first row is not forgotten by the rows after it.
+  System t{3, {1.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 9.0}, {NAN, 1.0, 1.0}};
+  std::vector<double> sc(3);
+  EXPECT_TRUE(std::isnan(jacobi_scale(3, t.H.data(), t.g.data(), sc.data())));
 }
 
 }  // namespace

@@ -29,12 +29,16 @@ TEST(WorkList, LowerTilesCoverTheLowerTriangleOnce) {
     }
     EXPECT_EQ(static_cast<int>(seen.size()), t * (t + 1) / 2);
   }
-  // Far beyond any width, the square root must still land on the right row.
-  for (int k : {0, 1, 2, 3, 5, 6, 9, 10, 4950, 4951, 5049, 500499, 500500, 2000000}) {
-    int ti, tj;
-    lower_tile_coords(k, &ti, &tj);
-    EXPECT_EQ(ti * (ti + 1) / 2 + tj, k);
-    EXPECT_LE(tj, ti);
+  // Far beyond any width, the square root must still land on the right row: row i holds
+  // tiles i(i+1)/2 .. i(i+1)/2 + i.
+  for (int row : {0, 1, 2, 99, 100, 999, 1999}) {
+    const int first = row * (row + 1) / 2;
+    for (int k : {first, first + row}) {
+      int ti = -1, tj = -1;
+      lower_tile_coords(k, &ti, &tj);
+      EXPECT_EQ(ti, row) << "k " << k;
+      EXPECT_EQ(tj, k - first) << "k " << k;
+    }
   }
 }
 
@@ -47,6 +51,12 @@ TEST(WorkList, FindSegmentWalksRaggedListsWithEmptySegments) {
     for (int q = 0; q < items[s]; ++q) expect.push_back(static_cast<int>(s));
   for (long long w = 0; w < off.back(); ++w)
     EXPECT_EQ(find_segment(off.data(), static_cast<int>(items.size()), w), expect[w]) << "w " << w;
+  // Empty segments at both ends.
+  const std::vector<int> ends = {0, 0, 2, 0, 1, 0};
+  const auto eo = scan_offsets(ends);
+  EXPECT_EQ(find_segment(eo.data(), 6, 0), 2);
+  EXPECT_EQ(find_segment(eo.data(), 6, 1), 2);
+  EXPECT_EQ(find_segment(eo.data(), 6, 2), 4);
   const std::vector<long long> one = {0, 7};
   EXPECT_EQ(find_segment(one.data(), 1, 0), 0);
   EXPECT_EQ(find_segment(one.data(), 1, 6), 0);
