@@ -272,6 +272,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
       active.push_back(i);
     }
     const bool project = spec.block == Block::kAll && options.project;
+    const int stage_index = static_cast<int>(&spec - options.schedule.data());
     for (int step = 0; step < spec.steps && !active.empty(); ++step) {
       active = newton_step(be, st, active);
       if (project) {
@@ -280,6 +281,9 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
                                     [&](int i) { return res[i].status == Status::kFailed; }),
                      active.end());
       }
+      if (options.on_step)
+        options.on_step({stage_index, static_cast<int>(options.schedule.size()), spec.block, step + 1,
+                         spec.steps, static_cast<int>(active.size()), n});
     }
   }
   std::vector<double> train(n), test(n), secs(n);

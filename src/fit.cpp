@@ -1,4 +1,5 @@
-// Slope fitting of L(P) on log-log axes.
+// Slope fitting of L(P) on log-log axes: the median curve across seeds, and per-seed slopes
+// with a bootstrap interval of their median.
 #include "gpusweep/fit.h"
 
 #include <algorithm>
@@ -6,6 +7,8 @@
 #include <map>
 #include <stdexcept>
 #include <tuple>
+
+#include "gpusweep/data.h"
 
 namespace gs {
 
@@ -39,51 +42,171 @@ LineFit fit_loglog(const std::vector<double>& x, const std::vector<double>& y) {
   return f;
 }
 
-std::vector<GroupFit> fit_groups(const SweepSpec& spec, const std::vector<Job>& jobs,
-                                 const std::vector<NetResult>& results, int min_width) {
-  using Key = std::tuple<int, int, int>;  // target, arch, act
-  std::map<Key, std::map<int, std::vector<double>>> rmse;
-  std::vector<Key> order;
-  for (std::size_t j = 0; j < jobs.size(); ++j) {
-    const Key key{jobs[j].target, static_cast<int>(jobs[j].arch), static_cast<int>(jobs[j].act)};
-    if (!rmse.count(key)) order.push_back(key);
-    auto& by_width = rmse[key];
-    auto& v = by_width[jobs[j].width];
-    if (results[j].status != Status::kFailed) v.push_back(results[j].test_rmse);
+namespace {
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
+// Quantile q of sorted values, by linear interpolation between order statistics.
+double quantile(const std::vector<double>& sorted, double q) {
+  const double pos = q * (sorted.size() - 1);
+  const std::size_t k = static_cast<std::size_t>(pos);
+  if (k + 1 >= sorted.size()) return sorted.back();
+  return sorted[k] + (pos - k) * (sorted[k + 1] - sorted[k]);
+}
+
+// Names the first RMSE that a log-log fit cannot take, or returns "".
+std::string bad_rmse(const std::vector<const FitRow*>& rows) {
+  for (const FitRow* r : rows)
+    if (!(r->test_rmse > 0.0 && std::isfinite(r->test_rmse)))
+      return "test RMSE " + std::to_string(r->test_rmse) + " at width " + std::to_string(r->width) +
+             " (seed " + std::to_string(r->seed) + "): a log-log fit needs positive finite values";
+  return "";
+}
+
+}  // namespace
+
+SlopeStat bootstrap_median(const std::vector<double>& values, const std::vector<double>& r2,
+                           int resamples, double level, std::uint64_t seed) {
+  SlopeStat st;
+  st.seeds = static_cast<int>(values.size());
+  if (values.empty()) return st;
+  st.median = median_of(values);
+  st.r2 = r2.empty() ? 0.0 : median_of(r2);
+  if (values.size() == 1 || resamples < 1) {
+    st.lo = st.hi = st.median;
+    return st;
   }
+  Rng rng(seed);
+  std::vector<double> meds(resamples), pick(values.size());
+  for (int b = 0; b < resamples; ++b) {
+    for (auto& v : pick) v = values[rng.next() % values.size()];
+    meds[b] = median_of(pick);
+  }
+  std::sort(meds.begin(), meds.end());
+  const double tail = 0.5 * (1.0 - level);
+  st.lo = quantile(meds, tail);
+  st.hi = quantile(meds, 1.0 - tail);
+  return st;
+}
+
+std::vector<FitRow> fit_rows(const SweepSpec& spec, const std::vector<Job>& jobs,
+                             const std::vector<NetResult>& results) {
+  std::vector<FitRow> rows(jobs.size());
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const Dataset& ds = spec.datasets[jobs[j].target];
+    FitRow& r = rows[j];
+    r.arch = arch_name(jobs[j].arch);
+    r.activation = act_name(jobs[j].act);
+    r.target = ds.name;
+    r.width = jobs[j].width;
+    r.params = num_params(Shape{jobs[j].arch, jobs[j].act, ds.d, jobs[j].width});
+    r.seed = jobs[j].seed;
+    r.test_rmse = results[j].test_rmse;
+    r.failed = results[j].status == Status::kFailed;
+  }
+  return rows;
+}
+
+std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptions& opt) {
+  using Key = std::tuple<std::string, std::string, std::string>;  // target, arch, activation
+  std::map<Key, std::vector<const FitRow*>> groups;
+  std::vector<Key> order;
+  for (const FitRow& r : rows) {
+    if (r.failed || r.width < opt.min_width || (opt.max_width > 0 && r.width > opt.max_width)) continue;
+    const Key key{r.target, r.arch, r.activation};
+    if (!groups.count(key)) order.push_back(key);
+    groups[key].push_back(&r);
+  }
+  // Groups with no usable network at all still get a row that says so.
+  for (const FitRow& r : rows) {
+    const Key key{r.target, r.arch, r.activation};
+    if (!groups.count(key)) {
+      order.push_back(key);
+      groups[key];
+    }
+  }
+  const std::string range = "widths " + std::to_string(opt.min_width) + ".." +
+                            (opt.max_width > 0 ? std::to_string(opt.max_width) : std::string("any"));
   std::vector<GroupFit> fits;
   for (const Key& key : order) {
+    const auto& g = groups[key];
     GroupFit gf;
-    const Arch arch = static_cast<Arch>(std::get<1>(key));
-    const Dataset& ds = spec.datasets[std::get<0>(key)];
-    gf.target = ds.name;
-    gf.arch = arch_name(arch);
-    gf.activation = act_name(static_cast<Act>(std::get<2>(key)));
+    gf.target = std::get<0>(key);
+    gf.arch = std::get<1>(key);
+    gf.activation = std::get<2>(key);
+    std::map<int, std::vector<double>> by_width;
+    std::map<int, int> params_of;
+    std::map<int, std::vector<const FitRow*>> by_seed;
+    for (const FitRow* r : g) {
+      by_width[r->width].push_back(r->test_rmse);
+      params_of[r->width] = r->params;
+      by_seed[r->seed].push_back(r);
+    }
+    if (const std::string bad = bad_rmse(g); !bad.empty()) {
+      gf.note = bad;
+      fits.push_back(std::move(gf));
+      continue;
+    }
     std::vector<double> xw, xp, y;
-    for (auto& [w, v] : rmse[key]) {
-      if (w < min_width || v.empty()) continue;
-      std::sort(v.begin(), v.end());
-      const std::size_t h = v.size() / 2;
-      const double med = v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
-      const int p = num_params(Shape{arch, Act::kRelu, ds.d, w});
+    for (auto& [w, v] : by_width) {
       gf.widths.push_back(w);
-      gf.params.push_back(p);
-      gf.median_rmse.push_back(med);
+      gf.params.push_back(params_of[w]);
+      gf.median_rmse.push_back(median_of(v));
+      gf.min_rmse.push_back(*std::min_element(v.begin(), v.end()));
+      gf.max_rmse.push_back(*std::max_element(v.begin(), v.end()));
       xw.push_back(w);
-      xp.push_back(p);
-      y.push_back(med);
+      xp.push_back(params_of[w]);
+      y.push_back(gf.median_rmse.back());
     }
-    try {
-      gf.vs_width = fit_loglog(xw, y);
-      gf.vs_params = fit_loglog(xp, y);
-      gf.ok = true;
-    } catch (const std::invalid_argument& e) {
-      gf.note = std::string(e.what()) + " (widths >= " + std::to_string(min_width) +
-                " with a non-failed network: " + std::to_string(xw.size()) + ")";
+    if (xw.size() < 2) {
+      gf.note = "fit: need at least two widths with a non-failed network in " + range + ", have " +
+                std::to_string(xw.size());
+      fits.push_back(std::move(gf));
+      continue;
     }
+    gf.vs_width = fit_loglog(xw, y);
+    gf.vs_params = fit_loglog(xp, y);
+    gf.ok = true;
+    // Per seed: its own curve, when it has two widths or more.
+    std::vector<double> sw, sp, rw, rp;
+    int skipped = 0;
+    for (auto& [seed, rs] : by_seed) {
+      std::vector<double> x1, x2, yy;
+      for (const FitRow* r : rs) {
+        x1.push_back(r->width);
+        x2.push_back(r->params);
+        yy.push_back(r->test_rmse);
+      }
+      std::vector<double> distinct = x1;
+      std::sort(distinct.begin(), distinct.end());
+      if (std::unique(distinct.begin(), distinct.end()) - distinct.begin() < 2) {
+        ++skipped;
+        continue;
+      }
+      const LineFit a = fit_loglog(x1, yy), b = fit_loglog(x2, yy);
+      sw.push_back(a.slope);
+      rw.push_back(a.r2);
+      sp.push_back(b.slope);
+      rp.push_back(b.r2);
+    }
+    if (skipped > 0)
+      gf.seed_note = std::to_string(skipped) + " seed(s) with fewer than two widths left out";
+    gf.seed_vs_width = bootstrap_median(sw, rw, opt.bootstrap, opt.level, opt.seed);
+    gf.seed_vs_params = bootstrap_median(sp, rp, opt.bootstrap, opt.level, opt.seed);
     fits.push_back(std::move(gf));
   }
   return fits;
+}
+
+std::vector<GroupFit> fit_groups(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                 const std::vector<NetResult>& results, int min_width) {
+  FitOptions o;
+  o.min_width = min_width;
+  return fit_groups(fit_rows(spec, jobs, results), o);
 }
 
 }  // namespace gs

@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
 #include <iostream>
 #include <set>
 #include <stdexcept>
@@ -39,7 +42,10 @@ struct Options {
   std::string out;
   bool overwrite = false;
   int fit_min_width = 4;
+  int fit_max_width = 0;
+  int bootstrap = 2000;
   bool quiet = false;
+  std::string fit_dir;  // the `fit DIR` subcommand
 };
 
 std::string default_out_dir() {
@@ -119,15 +125,114 @@ bool prepare_out_dir(const std::string& dir, bool overwrite) {
   return !existed;
 }
 
+gs::FitOptions fit_options(const Options& o) {
+  gs::FitOptions f;
+  f.min_width = o.fit_min_width;
+  f.max_width = o.fit_max_width;
+  f.bootstrap = o.bootstrap;
+  if (f.max_width > 0 && f.max_width < f.min_width)
+    throw std::invalid_argument("--fit-max-width " + std::to_string(f.max_width) + " is below --fit-min-width " +
+                                std::to_string(f.min_width));
+  return f;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot read it");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// `gpu-sweep fit DIR`: the fits again, from DIR/results.csv, with the fit options given now.
+// Rewrites the fits in DIR/summary.json (the run's config and counts are kept) and prints
+// the table.
+int refit(const Options& o) {
+  const gs::FitOptions f = fit_options(o);
+  const fs::path dir(o.fit_dir);
+  if (!fs::is_directory(dir)) throw std::invalid_argument("fit " + o.fit_dir + ": not a directory");
+  const std::string rpath = (dir / "results.csv").string();
+  if (!fs::exists(rpath)) throw std::invalid_argument("fit " + o.fit_dir + ": no results.csv in it");
+  const auto rows = gs::parse_results_csv(read_text(rpath), rpath);
+  const auto fits = gs::fit_groups(rows, f);
+  bool any = false;
+  for (const auto& g : fits) any = any || g.ok;
+  if (!any)
+    throw std::invalid_argument("fit " + o.fit_dir + ": no group can be fitted: " + fits.front().note);
+  const std::string spath = (dir / "summary.json").string();
+  nlohmann::json summary;
+  if (fs::exists(spath)) {
+    try {
+      summary = nlohmann::json::parse(read_text(spath));
+    } catch (const nlohmann::json::exception& e) {
+      throw std::invalid_argument(spath + ": not valid JSON (" + std::string(e.what()) + ")");
+    }
+  }
+  gs::put_fits(summary, fits, f);
+  gs::write_file_atomic(spath, summary.dump(2) + "\n");
+  if (!o.quiet) gs::print_fit_table(std::cout, fits, f);
+  return 0;
+}
+
+// Progress on a terminal: chunk, stage, step, active networks, elapsed time and an estimate.
+class Progress {
+ public:
+  // The estimate counts Newton steps: stage k of the schedule is steps[k] of them.
+  Progress(bool on, int total, const std::vector<gs::StageSpec>& schedule)
+      : on_(on), total_(total), t0_(std::chrono::steady_clock::now()) {
+    for (const auto& st : schedule) {
+      before_.push_back(all_steps_);
+      all_steps_ += st.steps;
+    }
+  }
+  void step(const gs::StepInfo& s) {
+    if (!on_) return;
+    const double el = elapsed();
+    if (el - last_ < 0.2 && !(s.stage + 1 == s.stages && s.step == s.steps)) return;
+    last_ = el;
+    const double stage_frac = (before_[s.stage] + s.step) / all_steps_;
+    const double frac = (done_ + s.batch * stage_frac) / total_;
+    std::fprintf(stderr, "\rchunk %d/%d  stage %s (%d/%d) step %d/%d  active %d/%d  elapsed %.1f s  eta %s   ",
+                 chunk_ + 1, chunks_, gs::block_name(s.block).c_str(), s.stage + 1, s.stages, s.step, s.steps,
+                 s.active, s.batch, el, eta(el, frac).c_str());
+  }
+  void chunk(const gs::SweepProgress& p) {
+    done_ = p.nets_done;
+    chunk_ = p.chunks_done;
+    chunks_ = p.chunks_total;
+    if (!on_) return;
+    if (p.chunks_done == p.chunks_total) std::fprintf(stderr, "\r%-110s\r", "");
+  }
+  void set_chunks(int n) { chunks_ = n; }
+
+ private:
+  double elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+  static std::string eta(double el, double frac) {
+    if (frac <= 0.01) return "?";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f s", el / frac * (1.0 - frac));
+    return buf;
+  }
+  bool on_;
+  int total_, done_ = 0, chunk_ = 0, chunks_ = 1;
+  std::vector<double> before_;
+  double all_steps_ = 0.0;
+  double last_ = -1.0;
+  std::chrono::steady_clock::time_point t0_;
+};
+
 int run(const Options& o) {
   gs::SweepSpec spec = build_spec(o);
+  const gs::FitOptions fit = fit_options(o);
   gs::BackendOptions bo;
   bo.device = parse_device(o.device);
   bo.threads = o.threads;
   auto backend = gs::Backend::create(bo);
   const auto jobs = gs::make_jobs(spec);
   // Refuse sizes that cannot fit before any output is made.
-  gs::plan_chunks(jobs, spec.datasets[0].d, backend->memory_budget(),
+  const auto planned = gs::plan_chunks(jobs, spec.datasets[0].d, backend->memory_budget(),
                   [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); });
 
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
@@ -138,16 +243,14 @@ int run(const Options& o) {
               << out << std::endl;
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto results = gs::run_sweep(spec, jobs, *backend, [&](const gs::SweepProgress& p) {
-      if (!tty || o.quiet) return;
-      const double eta = p.elapsed / p.nets_done * (p.nets_total - p.nets_done);
-      std::fprintf(stderr, "\rchunk %d/%d  networks %d/%d  elapsed %.1f s  eta %.1f s   ",
-                   p.chunks_done, p.chunks_total, p.nets_done, p.nets_total, p.elapsed, eta);
-      if (p.chunks_done == p.chunks_total) std::fprintf(stderr, "\n");
-    });
+    Progress progress(tty && !o.quiet, static_cast<int>(jobs.size()), spec.train.schedule);
+    progress.set_chunks(static_cast<int>(planned.size()));
+    spec.train.on_step = [&](const gs::StepInfo& s) { progress.step(s); };
+    const auto results =
+        gs::run_sweep(spec, jobs, *backend, [&](const gs::SweepProgress& p) { progress.chunk(p); });
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const auto fits = gs::fit_groups(spec, jobs, results, o.fit_min_width);
-    auto summary = gs::summary_json(fits, o.fit_min_width, config_json(o, backend->describe()), results);
+    const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
+    auto summary = gs::summary_json(fits, fit, config_json(o, backend->describe()), results);
     summary["seconds"] = secs;
     const std::string results_path = (fs::path(out) / "results.csv").string();
     gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
@@ -158,7 +261,7 @@ int run(const Options& o) {
       throw;
     }
     if (!o.quiet) {
-      gs::print_fit_table(std::cout, fits, o.fit_min_width);
+      gs::print_fit_table(std::cout, fits, fit);
       const auto& n = summary["networks"];
       std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
                 << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
@@ -207,7 +310,22 @@ int main(int argc, char** argv) {
   app.add_flag("--overwrite", o.overwrite, "replace results already in --out");
   app.add_option("--fit-min-width", o.fit_min_width, "smallest width in the slope fits")
       ->capture_default_str()->check(CLI::Range(1, gs::kMaxWidth));
+  app.add_option("--fit-max-width", o.fit_max_width, "largest width in the slope fits (0 = no limit)")
+      ->capture_default_str()->check(CLI::Range(0, gs::kMaxWidth));
+  app.add_option("--bootstrap", o.bootstrap, "resamples of the seeds for the slope intervals")
+      ->capture_default_str()->check(CLI::Range(0, 1000000));
   app.add_flag("-q,--quiet", o.quiet, "print nothing but errors");
+  CLI::App* fit_cmd = app.add_subcommand(
+      "fit", "recompute the slope fits of a results directory (its results.csv) with the fit options "
+             "given here, rewrite its summary.json fits and print them");
+  fit_cmd->add_option("DIR", o.fit_dir, "a directory written by gpu-sweep")->required();
+  fit_cmd->add_option("--fit-min-width", o.fit_min_width, "smallest width in the slope fits")
+      ->check(CLI::Range(1, gs::kMaxWidth));
+  fit_cmd->add_option("--fit-max-width", o.fit_max_width, "largest width in the slope fits (0 = no limit)")
+      ->check(CLI::Range(0, gs::kMaxWidth));
+  fit_cmd->add_option("--bootstrap", o.bootstrap, "resamples of the seeds for the slope intervals")
+      ->check(CLI::Range(0, 1000000));
+  fit_cmd->add_flag("-q,--quiet", o.quiet, "print nothing but errors");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -218,6 +336,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    if (*fit_cmd) return refit(o);
     return run(o);
   } catch (const std::invalid_argument& e) {
     std::cerr << "gpu-sweep: error: " << e.what() << "\n";

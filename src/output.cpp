@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <cmath>
 #include <iomanip>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -36,54 +38,165 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
   return os.str();
 }
 
-nlohmann::json summary_json(const std::vector<GroupFit>& fits, int min_width,
+nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results) {
   nlohmann::json j;
   j["config"] = config;
   nlohmann::json counts = {{"converged", 0}, {"max_steps", 0}, {"failed", 0}};
   for (const auto& r : results) counts[status_name(r.status)] = counts[status_name(r.status)].get<int>() + 1;
   j["networks"] = counts;
-  j["fit_min_width"] = min_width;
+  put_fits(j, fits, fit);
+  return j;
+}
+
+namespace {
+nlohmann::json line_json(const LineFit& f) {
+  return {{"slope", f.slope}, {"intercept", f.intercept}, {"r2", f.r2}, {"points", f.points}};
+}
+nlohmann::json stat_json(const SlopeStat& s) {
+  return {{"median", s.median}, {"lo", s.lo}, {"hi", s.hi}, {"r2_median", s.r2}, {"seeds", s.seeds}};
+}
+}  // namespace
+
+void put_fits(nlohmann::json& j, const std::vector<GroupFit>& fits, const FitOptions& fit) {
+  j["fit_min_width"] = fit.min_width;
+  j["fit_max_width"] = fit.max_width > 0 ? nlohmann::json(fit.max_width) : nlohmann::json(nullptr);
+  j["bootstrap"] = {{"resamples", fit.bootstrap}, {"level", fit.level}, {"seed", fit.seed}};
   nlohmann::json arr = nlohmann::json::array();
   for (const auto& f : fits) {
     nlohmann::json g = {{"arch", f.arch},     {"activation", f.activation},
                         {"target", f.target}, {"widths", f.widths},
                         {"params", f.params}, {"median_test_rmse", f.median_rmse},
+                        {"min_test_rmse", f.min_rmse}, {"max_test_rmse", f.max_rmse},
                         {"ok", f.ok}};
     if (f.ok) {
-      g["vs_width"] = {{"slope", f.vs_width.slope}, {"intercept", f.vs_width.intercept},
-                       {"r2", f.vs_width.r2}, {"points", f.vs_width.points}};
-      g["vs_params"] = {{"slope", f.vs_params.slope}, {"intercept", f.vs_params.intercept},
-                        {"r2", f.vs_params.r2}, {"points", f.vs_params.points}};
+      // The fit of the median curve across seeds.
+      g["vs_width"] = line_json(f.vs_width);
+      g["vs_params"] = line_json(f.vs_params);
+      // Each seed's own fit: the median slope and its bootstrap interval.
+      g["seed_slopes"] = {{"vs_width", stat_json(f.seed_vs_width)},
+                          {"vs_params", stat_json(f.seed_vs_params)}};
+      if (!f.seed_note.empty()) g["seed_slopes"]["note"] = f.seed_note;
     } else {
       g["note"] = f.note;
     }
     arr.push_back(g);
   }
   j["fits"] = arr;
-  return j;
 }
 
-void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, int min_width) {
-  os << "\nL(P) slopes of the median test RMSE across seeds (log-log least squares, width >= "
-     << min_width << ")\n";
-  os << std::left << std::setw(6) << "arch" << std::setw(9) << "act" << std::setw(22) << "target"
-     << std::right << std::setw(10) << "slope(n)" << std::setw(10) << "slope(P)" << std::setw(8)
-     << "r2" << std::setw(10) << "widths" << "\n";
+void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const FitOptions& fit) {
+  os << "\nL(P) slopes: median over seeds of each seed's log-log fit of test RMSE, with a "
+     << static_cast<int>(std::lround(100 * fit.level)) << "% bootstrap interval (widths "
+     << fit.min_width << ".." << (fit.max_width > 0 ? std::to_string(fit.max_width) : std::string("any"))
+     << ")\n";
+  os << std::left << std::setw(15) << "arch" << std::setw(9) << "act" << std::setw(22) << "target"
+     << std::right << std::setw(26) << "slope(n)" << std::setw(26) << "slope(P)" << std::setw(8)
+     << "r2" << std::setw(10) << "widths" << std::setw(7) << "seeds" << "\n";
+  auto cell = [](const SlopeStat& s) {
+    std::ostringstream c;
+    c << std::fixed << std::setprecision(3) << s.median;
+    if (s.seeds > 1) c << " [" << s.lo << ", " << s.hi << "]";
+    return c.str();
+  };
   for (const auto& f : fits) {
     std::string target = f.target.size() > 21 ? f.target.substr(0, 18) + "..." : f.target;
-    os << std::left << std::setw(6) << f.arch << std::setw(9) << f.activation << std::setw(22)
+    os << std::left << std::setw(15) << f.arch << std::setw(9) << f.activation << std::setw(22)
        << target << std::right;
     if (f.ok) {
       std::ostringstream range;
       range << f.widths.front() << "-" << f.widths.back();
-      os << std::fixed << std::setprecision(3) << std::setw(10) << f.vs_width.slope
-         << std::setw(10) << f.vs_params.slope << std::setw(8) << f.vs_width.r2 << std::setw(10)
-         << range.str() << std::defaultfloat << "\n";
+      os << std::setw(26) << cell(f.seed_vs_width) << std::setw(26) << cell(f.seed_vs_params)
+         << std::fixed << std::setprecision(3) << std::setw(8) << f.seed_vs_width.r2 << std::setw(10)
+         << range.str() << std::setw(7) << f.seed_vs_width.seeds << std::defaultfloat << "\n";
     } else {
       os << "  no fit: " << f.note << "\n";
     }
   }
+}
+
+namespace {
+
+// Splits one CSV line into fields; a field may be quoted, with "" for a quote inside.
+bool split_csv_line(const std::string& line, std::vector<std::string>& out) {
+  out.clear();
+  std::string cur;
+  bool quoted = false, was_quoted = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cur += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c == '"' && cur.empty() && !was_quoted) {
+      quoted = was_quoted = true;
+    } else if (c == ',') {
+      out.push_back(cur);
+      cur.clear();
+      was_quoted = false;
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return !quoted;
+}
+
+}  // namespace
+
+std::vector<FitRow> parse_results_csv(const std::string& text, const std::string& path) {
+  std::istringstream in(text);
+  std::string line;
+  std::vector<std::string> f;
+  auto fail = [&](int ln, const std::string& why) {
+    throw std::invalid_argument(path + ":" + std::to_string(ln) + ": " + why);
+  };
+  if (!std::getline(in, line)) fail(1, "empty file, expected the results.csv header");
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  split_csv_line(line, f);
+  std::map<std::string, int> col;
+  for (std::size_t k = 0; k < f.size(); ++k) col[f[k]] = static_cast<int>(k);
+  for (const char* need : {"arch", "activation", "target", "width", "params", "seed", "test_rmse", "status"})
+    if (!col.count(need)) fail(1, std::string("no column '") + need + "' in the header (not a gpu-sweep results.csv?)");
+  std::vector<FitRow> rows;
+  int ln = 1;
+  while (std::getline(in, line)) {
+    ++ln;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    if (!split_csv_line(line, f)) fail(ln, "unterminated quote");
+    if (f.size() != col.size()) fail(ln, "has " + std::to_string(f.size()) + " fields, the header " + std::to_string(col.size()));
+    FitRow r;
+    r.arch = f[col["arch"]];
+    r.activation = f[col["activation"]];
+    r.target = f[col["target"]];
+    try {
+      std::size_t used = 0;
+      const std::string& w = f[col["width"]];
+      r.width = std::stoi(w, &used);
+      if (used != w.size()) throw std::invalid_argument(w);
+      const std::string& p = f[col["params"]];
+      r.params = std::stoi(p, &used);
+      if (used != p.size()) throw std::invalid_argument(p);
+      const std::string& sd = f[col["seed"]];
+      r.seed = std::stoi(sd, &used);
+      if (used != sd.size()) throw std::invalid_argument(sd);
+      const std::string& t = f[col["test_rmse"]];
+      r.test_rmse = t == "nan" || t == "-nan" ? NAN : std::stod(t, &used);
+      if (t != "nan" && t != "-nan" && used != t.size()) throw std::invalid_argument(t);
+    } catch (const std::exception&) {
+      fail(ln, "width, params, seed or test_rmse is not a number");
+    }
+    r.failed = f[col["status"]] == "failed";
+    rows.push_back(std::move(r));
+  }
+  if (rows.empty()) fail(ln, "no result rows");
+  return rows;
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {

@@ -3,6 +3,7 @@
 // per-network status and an active set so finished networks cost nothing.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,15 @@ struct StageSpec {
 std::vector<StageSpec> parse_schedule(const std::string& text);
 std::string block_name(Block b);
 
+// Where training is, reported after every Newton step of a batch.
+struct StepInfo {
+  int stage, stages;  // index of the stage in the schedule, and their number
+  Block block;
+  int step, steps;    // steps done in this stage, and its limit
+  int active;         // networks still training in this stage
+  int batch;          // networks in the batch
+};
+
 struct TrainOptions {
   std::vector<StageSpec> schedule;
   HessianKind hessian = HessianKind::kExact;
@@ -31,6 +41,7 @@ struct TrainOptions {
   double armijo = 1e-4;
   bool project = true;        // after each ALL step, re-solve the linear blocks exactly
   bool min_norm_linear = true;  // D, U, Q stages of the schedule: minimum-norm solutions
+  std::function<void(const StepInfo&)> on_step;  // progress; may be empty
 };
 
 enum class Status : int { kConverged = 0, kMaxSteps = 1, kFailed = 2 };

@@ -13,9 +13,15 @@ namespace gs {
 
 std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
                         const std::vector<NetResult>& results);
-nlohmann::json summary_json(const std::vector<GroupFit>& fits, int min_width,
+nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results);
-void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, int min_width);
+// The "fits" part of summary.json (and the fit options), for summary_json and `gpu-sweep fit`.
+void put_fits(nlohmann::json& summary, const std::vector<GroupFit>& fits, const FitOptions& fit);
+void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const FitOptions& fit);
+
+// Reads the rows of a results.csv written by results_csv. Throws std::invalid_argument with
+// one line naming the file, the line and the problem.
+std::vector<FitRow> parse_results_csv(const std::string& text, const std::string& path);
 
 // Writes text to path through path + ".tmp" and a rename. Throws std::runtime_error.
 void write_file_atomic(const std::string& path, const std::string& text);

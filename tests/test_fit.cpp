@@ -1,0 +1,174 @@
+// Slope fits: per-seed slopes with a bootstrap interval that covers a known exponent, the
+// clear refusals (too few widths, RMSE that is not positive), results.csv read back, and
+// `gpu-sweep fit DIR` as a user runs it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "gpusweep/data.h"
+#include "gpusweep/fit.h"
+#include "gpusweep/output.h"
+
+namespace fs = std::filesystem;
+
+namespace gs {
+namespace {
+
+// RMSE = c n^slope with lognormal noise of the given size, seeds 0..seeds-1.
+std::vector<FitRow> synthetic(double slope, int seeds, double noise, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<FitRow> rows;
+  for (int s = 0; s < seeds; ++s) {
+    const double c = std::exp(0.3 * rng.normal());  // each seed its own constant
+    for (int w = 4; w <= 64; w += 4) {
+      FitRow r;
+      r.arch = "glu";
+      r.activation = "relu";
+      r.target = "synthetic";
+      r.width = w;
+      r.params = 5 * w + 1;
+      r.seed = s;
+      r.test_rmse = c * std::pow(w, slope) * std::exp(noise * rng.normal());
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+TEST(Fit, BootstrapIntervalCoversTheTrueSlope) {
+  int covered = 0;
+  const int trials = 60;
+  for (int t = 0; t < trials; ++t) {
+    FitOptions o;
+    o.bootstrap = 1000;
+    o.seed = 100 + t;
+    const auto fits = fit_groups(synthetic(-3.0, 9, 0.2, t), o);
+    ASSERT_EQ(fits.size(), 1u);
+    ASSERT_TRUE(fits[0].ok) << fits[0].note;
+    const SlopeStat& s = fits[0].seed_vs_width;
+    EXPECT_EQ(s.seeds, 9);
+    EXPECT_LE(s.lo, s.median);
+    EXPECT_GE(s.hi, s.median);
+    EXPECT_LT(s.hi - s.lo, 0.5);
+    covered += s.lo <= -3.0 && -3.0 <= s.hi;
+  }
+  // A 95% interval; the bootstrap of a median from 9 seeds is a little narrow, so ask for 85%.
+  EXPECT_GE(covered, trials * 85 / 100) << covered << " of " << trials;
+  // Without noise every seed has slope -3 exactly, and so has the interval.
+  const auto exact = fit_groups(synthetic(-3.0, 5, 0.0, 1), FitOptions{});
+  EXPECT_NEAR(exact[0].seed_vs_width.lo, -3.0, 1e-12);
+  EXPECT_NEAR(exact[0].seed_vs_width.hi, -3.0, 1e-12);
+  EXPECT_NEAR(exact[0].vs_width.slope, -3.0, 1e-12);
+}
+
+TEST(Fit, WidthRangeIsHonoured) {
+  FitOptions o;
+  o.min_width = 10;
+  o.max_width = 40;
+  const auto fits = fit_groups(synthetic(-2.0, 3, 0.0, 2), o);
+  ASSERT_TRUE(fits[0].ok);
+  EXPECT_EQ(fits[0].widths.front(), 12);
+  EXPECT_EQ(fits[0].widths.back(), 40);
+  EXPECT_EQ(fits[0].vs_width.points, 8);
+}
+
+TEST(Fit, TooFewWidthsOrNonPositiveRmseIsAClearNoFit) {
+  FitOptions o;
+  o.min_width = 64;
+  auto fits = fit_groups(synthetic(-2.0, 2, 0.1, 3), o);
+  ASSERT_EQ(fits.size(), 1u);
+  EXPECT_FALSE(fits[0].ok);
+  EXPECT_NE(fits[0].note.find("at least two widths"), std::string::npos) << fits[0].note;
+
+  auto rows = synthetic(-2.0, 2, 0.1, 4);
+  rows[5].test_rmse = 0.0;
+  fits = fit_groups(rows, FitOptions{});
+  EXPECT_FALSE(fits[0].ok);
+  EXPECT_NE(fits[0].note.find("positive"), std::string::npos) << fits[0].note;
+  EXPECT_NE(fits[0].note.find("width " + std::to_string(rows[5].width)), std::string::npos) << fits[0].note;
+  rows[5].test_rmse = -1.0;
+  EXPECT_FALSE(fit_groups(rows, FitOptions{})[0].ok);
+
+  // A failed network is left out, not fitted.
+  rows[5].failed = true;
+  EXPECT_TRUE(fit_groups(rows, FitOptions{})[0].ok);
+}
+
+TEST(Fit, ResultsCsvReadsBack) {
+  const std::string text =
+      "arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,newton_steps,seconds\n"
+      "glu,relu,\"exp(-x^2)*min(x,1)\",8,41,0,0.001,0.002,converged,gradient below gtol,12,0.01\n"
+      "glu,relu,\"a \"\"quoted\"\" name\",16,81,1,0.001,0.0005,failed,non-finite loss or gradient,3,0.02\n";
+  const auto rows = parse_results_csv(text, "results.csv");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].target, "exp(-x^2)*min(x,1)");
+  EXPECT_EQ(rows[0].width, 8);
+  EXPECT_EQ(rows[0].params, 41);
+  EXPECT_DOUBLE_EQ(rows[0].test_rmse, 0.002);
+  EXPECT_FALSE(rows[0].failed);
+  EXPECT_EQ(rows[1].target, "a \"quoted\" name");
+  EXPECT_TRUE(rows[1].failed);
+  EXPECT_THROW(parse_results_csv("x,y\n1,2\n", "r.csv"), std::invalid_argument);
+  EXPECT_THROW(parse_results_csv(text.substr(0, text.find('\n') + 1) + "glu,relu,t,eight,41,0,1,1,converged,,1,1\n", "r.csv"),
+               std::invalid_argument);
+}
+
+// The program: a run, then `fit DIR` with other widths; and its refusals.
+struct Outcome {
+  int code;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Outcome run(const std::string& args, const fs::path& dir) {
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string cmd = std::string(GPUSWEEP_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int status = std::system(cmd.c_str());
+  return Outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+TEST(FitCommand, RefitsARunWithOtherWidths) {
+  const fs::path dir = fs::path(GPUSWEEP_TEST_TMP) / "fit_command";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string out = (dir / "run").string();
+  Outcome r = run("--arch mlp,glu --widths 2:10 --seeds 3 --points 300 --schedule D,U,Q --out " + out, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("bootstrap interval"), std::string::npos) << r.out;
+  auto summary = nlohmann::json::parse(slurp(fs::path(out) / "summary.json"));
+  EXPECT_EQ(summary["fits"][0]["widths"].front().get<int>(), 4);
+  EXPECT_EQ(summary["fits"][0]["seed_slopes"]["vs_width"]["seeds"].get<int>(), 3);
+
+  r = run("fit " + out + " --fit-min-width 6 --fit-max-width 9", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("widths 6..9"), std::string::npos) << r.out;
+  summary = nlohmann::json::parse(slurp(fs::path(out) / "summary.json"));
+  EXPECT_EQ(summary["fit_min_width"].get<int>(), 6);
+  EXPECT_EQ(summary["fit_max_width"].get<int>(), 9);
+  EXPECT_EQ(summary["fits"][0]["widths"].front().get<int>(), 6);
+  EXPECT_EQ(summary["fits"][0]["widths"].back().get<int>(), 9);
+  EXPECT_EQ(summary["config"]["arch"].get<std::string>(), "mlp,glu");  // the run's config is kept
+
+  for (const std::string& bad : {std::string("fit ") + (dir / "nowhere").string(), "fit " + out + " --fit-min-width 10",
+                                 "fit " + out + " --fit-min-width 8 --fit-max-width 5", std::string("fit")}) {
+    r = run(bad, dir);
+    EXPECT_NE(r.code, 0) << bad;
+    int lines = 0;
+    for (char c : r.err) lines += c == '\n';
+    EXPECT_EQ(lines, 1) << bad << ": " << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace gs
