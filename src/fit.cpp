@@ -41,11 +41,12 @@ LineFit fit_loglog(const std::vector<double>& x, const std::vector<double>& y) {
 
 std::vector<GroupFit> fit_groups(const SweepSpec& spec, const std::vector<Job>& jobs,
                                  const std::vector<NetResult>& results, int min_width) {
-  using Key = std::tuple<int, int, int>;  // target, arch, act
+  using Key = std::tuple<int, int, int, int, int>;  // target, method, arch, degree, act
   std::map<Key, std::map<int, std::vector<double>>> rmse;
   std::vector<Key> order;
   for (std::size_t j = 0; j < jobs.size(); ++j) {
-    const Key key{jobs[j].target, static_cast<int>(jobs[j].arch), static_cast<int>(jobs[j].act)};
+    const Key key{jobs[j].target, static_cast<int>(jobs[j].method), static_cast<int>(jobs[j].arch),
+                  jobs[j].degree, static_cast<int>(jobs[j].act)};
     if (!rmse.count(key)) order.push_back(key);
     auto& by_width = rmse[key];
     auto& v = by_width[jobs[j].width];
@@ -54,18 +55,19 @@ std::vector<GroupFit> fit_groups(const SweepSpec& spec, const std::vector<Job>& 
   std::vector<GroupFit> fits;
   for (const Key& key : order) {
     GroupFit gf;
-    const Arch arch = static_cast<Arch>(std::get<1>(key));
+    const Model model(static_cast<Method>(std::get<1>(key)), static_cast<Arch>(std::get<2>(key)),
+                      std::get<3>(key));
     const Dataset& ds = spec.datasets[std::get<0>(key)];
     gf.target = ds.name;
-    gf.arch = arch_name(arch);
-    gf.activation = act_name(static_cast<Act>(std::get<2>(key)));
+    gf.arch = model_name(model);
+    gf.activation = model_act_name(model, static_cast<Act>(std::get<4>(key)));
     std::vector<double> xw, xp, y;
     for (auto& [w, v] : rmse[key]) {
       if (w < min_width || v.empty()) continue;
       std::sort(v.begin(), v.end());
       const std::size_t h = v.size() / 2;
       const double med = v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
-      const int p = num_params(Shape{arch, Act::kRelu, ds.d, w});
+      const int p = model_num_params(model, ds.d, w);
       gf.widths.push_back(w);
       gf.params.push_back(p);
       gf.median_rmse.push_back(med);

@@ -27,8 +27,8 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
       for (char c : target) q += c == '"' ? std::string("\"\"") : std::string(1, c);
       target = q + "\"";
     }
-    os << arch_name(job.arch) << ',' << act_name(job.act) << ',' << target << ',' << job.width
-       << ',' << num_params(Shape{job.arch, job.act, ds.d, job.width}) << ',' << job.seed << ','
+    os << model_name(job.model()) << ',' << model_act_name(job.model(), job.act) << ',' << target
+       << ',' << job.width << ',' << model_num_params(job.model(), ds.d, job.width) << ',' << job.seed << ','
        << r.train_rmse << ',' << r.test_rmse << ',' << status_name(r.status) << ',' << r.reason
        << ',' << r.newton_steps << ',' << std::setprecision(6) << r.seconds
        << std::setprecision(17) << '\n';
@@ -67,12 +67,12 @@ nlohmann::json summary_json(const std::vector<GroupFit>& fits, int min_width,
 void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, int min_width) {
   os << "\nL(P) slopes of the median test RMSE across seeds (log-log least squares, width >= "
      << min_width << ")\n";
-  os << std::left << std::setw(6) << "arch" << std::setw(9) << "act" << std::setw(22) << "target"
+  os << std::left << std::setw(14) << "arch" << std::setw(9) << "act" << std::setw(22) << "target"
      << std::right << std::setw(10) << "slope(n)" << std::setw(10) << "slope(P)" << std::setw(8)
      << "r2" << std::setw(10) << "widths" << "\n";
   for (const auto& f : fits) {
     std::string target = f.target.size() > 21 ? f.target.substr(0, 18) + "..." : f.target;
-    os << std::left << std::setw(6) << f.arch << std::setw(9) << f.activation << std::setw(22)
+    os << std::left << std::setw(14) << f.arch << std::setw(9) << f.activation << std::setw(22)
        << target << std::right;
     if (f.ok) {
       std::ostringstream range;
