@@ -75,14 +75,15 @@ std::vector<int> parse_widths(const std::string& text) {
   return w;
 }
 
-std::vector<Arch> parse_archs(const std::string& text) {
-  std::vector<Arch> out;
+std::vector<Model> parse_archs(const std::string& text) {
+  std::vector<Model> out;
   for (const auto& s : split_list(text, ',')) {
-    Arch a;
-    if (s == "mlp") a = Arch::kMlp;
-    else if (s == "glu") a = Arch::kGlu;
-    else if (s == "gqu") a = Arch::kGqu;
-    else throw std::invalid_argument("--arch: unknown architecture '" + s + "' (choose from mlp, glu, gqu)");
+    Model a;
+    if (!parse_model(s, &a)) {
+      std::string names;
+      for (const auto& n : model_names()) names += (names.empty() ? "" : ", ") + n;
+      throw std::invalid_argument("--arch: unknown architecture '" + s + "' (choose from " + names + ")");
+    }
     if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
   }
   return out;

@@ -140,7 +140,14 @@ Dataset make_target_dataset(const std::string& target, int points, std::uint64_t
   ds.y_test = eval_expression(target, expr, ds.x_test);
   ds.lo = {-1.0};
   ds.hi = {1.0};
+  ds.expression = expr;
   return ds;
+}
+
+std::vector<double> evaluate_target(const Dataset& ds, const std::vector<double>& xs) {
+  if (ds.expression.empty())
+    throw std::invalid_argument("the data " + ds.name + " gives points only, not f(x) between them");
+  return eval_expression(ds.name, ds.expression, xs);
 }
 
 // ---- CSV ---------------------------------------------------------------------------------

@@ -99,11 +99,12 @@ std::vector<FitRow> fit_rows(const SweepSpec& spec, const std::vector<Job>& jobs
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     const Dataset& ds = spec.datasets[jobs[j].target];
     FitRow& r = rows[j];
-    r.arch = arch_name(jobs[j].arch);
-    r.activation = act_name(jobs[j].act);
+    const Model model = jobs[j].model();
+    r.arch = model_name(model);
+    r.activation = model_act_name(model, jobs[j].act);
     r.target = ds.name;
     r.width = jobs[j].width;
-    r.params = num_params(Shape{jobs[j].arch, jobs[j].act, ds.d, jobs[j].width});
+    r.params = model_num_params(model, ds.d, jobs[j].width);
     r.seed = jobs[j].seed;
     r.test_rmse = results[j].test_rmse;
     r.failed = results[j].status == Status::kFailed;

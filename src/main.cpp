@@ -281,7 +281,9 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"gpu-sweep: train sweeps of tiny mlp/glu/gqu networks with Newton's method in float64 "
                "and report the L(P) scaling slopes."};
-  app.add_option("--arch", o.arch, "architectures: mlp, glu, gqu (comma-separated)")->capture_default_str();
+  app.add_option("--arch", o.arch,
+                 "architectures: mlp, glu, gqu (trained); baselines mlp-construct, glu-construct, "
+                 "spline1, spline2, spline3 (comma-separated)")->capture_default_str();
   app.add_option("--activation", o.activation, "activations: relu, gelu, silu, sigmoid (comma-separated)")
       ->capture_default_str();
   app.add_option("--widths", o.widths, "widths: A:B (inclusive), A:B:S, or a list 4,8,16")->capture_default_str();

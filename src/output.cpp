@@ -29,8 +29,8 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
       for (char c : target) q += c == '"' ? std::string("\"\"") : std::string(1, c);
       target = q + "\"";
     }
-    os << arch_name(job.arch) << ',' << act_name(job.act) << ',' << target << ',' << job.width
-       << ',' << num_params(Shape{job.arch, job.act, ds.d, job.width}) << ',' << job.seed << ','
+    os << model_name(job.model()) << ',' << model_act_name(job.model(), job.act) << ',' << target
+       << ',' << job.width << ',' << model_num_params(job.model(), ds.d, job.width) << ',' << job.seed << ','
        << r.train_rmse << ',' << r.test_rmse << ',' << status_name(r.status) << ',' << r.reason
        << ',' << r.newton_steps << ',' << std::setprecision(6) << r.seconds
        << std::setprecision(17) << '\n';

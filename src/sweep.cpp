@@ -29,13 +29,41 @@ const char* act_name(Act a) {
   return "?";
 }
 
+namespace {
+// The most host memory one spline fit may take for its dense least-squares matrix.
+constexpr std::size_t kSplineFitBytes = std::size_t{2} << 30;
+
+void check_baseline(const Model& m, const Dataset& ds, const std::vector<int>& widths) {
+  const std::string name = "--arch " + model_name(m);
+  if (ds.d != 1) throw std::invalid_argument(name + ": defined for 1D inputs only");
+  if (m.method == Method::kConstruct && ds.expression.empty())
+    throw std::invalid_argument(name + ": the construction evaluates f between the data points, "
+                                "so it needs --target, not --data");
+  if (m.method == Method::kSpline && !widths.empty()) {
+    const std::size_t need = spline_fit_bytes(m.degree, widths.back(), ds.n_train());
+    if (need > kSplineFitBytes)
+      throw std::invalid_argument(name + ": width " + std::to_string(widths.back()) + " on " +
+                                  std::to_string(ds.n_train()) + " points needs " +
+                                  std::to_string(need >> 20) + " MiB for its least-squares matrix (at most " +
+                                  std::to_string(kSplineFitBytes >> 20) +
+                                  " MiB); use fewer --points or widths");
+  }
+}
+}  // namespace
+
 std::vector<Job> make_jobs(const SweepSpec& spec) {
   std::vector<Job> jobs;
   for (int t = 0; t < static_cast<int>(spec.datasets.size()); ++t)
-    for (Arch a : spec.archs)
+    for (const Model& m : spec.archs) {
+      if (m.method != Method::kTrain) {
+        check_baseline(m, spec.datasets[t], spec.widths);
+        for (int w : spec.widths) jobs.push_back({t, m.arch, Act::kRelu, w, 0, m.method, m.degree});
+        continue;
+      }
       for (Act f : spec.acts)
         for (int w : spec.widths)
-          for (int s = 0; s < spec.seeds; ++s) jobs.push_back({t, a, f, w, s});
+          for (int s = 0; s < spec.seeds; ++s) jobs.push_back({t, m.arch, f, w, s});
+    }
   return jobs;
 }
 
@@ -85,6 +113,7 @@ std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
   std::vector<std::vector<int>> chunks;
   std::size_t used = 0;
   for (int j : order) {
+    if (jobs[j].method != Method::kTrain) continue;
     const std::size_t need = bytes_per_net(params(j));
     if (need > bytes_budget)
       throw std::invalid_argument(
@@ -118,6 +147,13 @@ std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& 
   std::vector<NetResult> results(jobs.size());
   const auto t0 = std::chrono::steady_clock::now();
   int done = 0;
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    if (jobs[j].method == Method::kTrain) continue;
+    const Dataset& ds = spec.datasets[jobs[j].target];
+    results[j] = run_baseline(jobs[j].model(), jobs[j].width, ds,
+                              [&ds](const std::vector<double>& xs) { return evaluate_target(ds, xs); });
+    ++done;
+  }
   for (std::size_t c = 0; c < chunks.size(); ++c) {
     Batch batch;
     for (const auto& ds : spec.datasets) batch.datasets.push_back(&ds);

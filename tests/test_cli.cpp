@@ -58,6 +58,7 @@ TEST_P(Cli, BadInputGivesOneLineAndNoOutput) {
   std::ofstream(dir / "noheader.csv") << "0.1,0.2\n0.3,0.4\n";
   std::ofstream(dir / "empty.csv") << "";
   std::ofstream(dir / "nan.csv") << "x,y\n0.1,0.2\n0.3,nan\n0.5,0.1\n";
+  std::ofstream(dir / "good.csv") << "x,y\n0.1,0.2\n0.3,0.4\n0.5,0.1\n0.7,0.3\n0.9,0.2\n";
   std::string args = GetParam().args;
   for (std::size_t p; (p = args.find("@DIR")) != std::string::npos;) args.replace(p, 4, dir.string());
   const fs::path out = dir / "out";
@@ -78,6 +79,10 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"--widths 1:999999999", "--widths"},
                       BadInput{"--widths 30000", "MiB"},
                       BadInput{"--arch foo", "--arch"}, BadInput{"--arch mlp,", "--arch"},
+                      BadInput{"--arch spline4", "--arch"}, BadInput{"--arch spline", "--arch"},
+                      BadInput{"--arch mlp,mlp-constructed", "--arch"},
+                      BadInput{"--arch gqu-construct", "--arch"},
+                      BadInput{"--arch glu-construct --data @DIR/good.csv", "--target, not --data"},
                       BadInput{"--activation tanh", "--activation"},
                       BadInput{"--seeds 0", "--seeds"}, BadInput{"--seeds -3", "--seeds"},
                       BadInput{"--target 'sin(4*x'", "--target"},
@@ -119,6 +124,30 @@ TEST(CliRun, WritesResultsAndSummary) {
   const Outcome again = run("--arch mlp --widths 4 --points 50 --out " + out.string(), dir);
   EXPECT_NE(again.code, 0);
   EXPECT_NE(again.err.find("--overwrite"), std::string::npos);
+}
+
+TEST(CliRun, BaselinesMixWithTrainedArchs) {
+  const fs::path dir = tmp_dir();
+  const fs::path out = dir / "run";
+  const Outcome r = run("--arch mlp,glu-construct,spline2 --activation relu,silu --widths 4:8:2 --seeds 2 "
+                        "--points 200 --schedule D,U,G --threads 2 --out " + out.string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("glu-construct"), std::string::npos) << r.out;
+  const std::string csv = slurp(out / "results.csv");
+  // mlp: 2 activations x 3 widths x 2 seeds; each baseline one row per width.
+  EXPECT_EQ(lines(csv), 1 + 12 + 3 + 3);
+  EXPECT_NE(csv.find("\nglu-construct,relu,invcos2,6,31,0,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",converged,construction,0,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nspline2,none,invcos2,6,8,0,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",converged,least squares,0,"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("glu-construct,silu"), std::string::npos) << csv;
+  const auto j = nlohmann::json::parse(slurp(out / "summary.json"));
+  ASSERT_EQ(j["fits"].size(), 4u);
+  EXPECT_EQ(j["fits"][2]["arch"], "glu-construct");
+  EXPECT_EQ(j["fits"][3]["arch"], "spline2");
+  EXPECT_EQ(j["fits"][3]["activation"], "none");
+  EXPECT_EQ(j["fits"][3]["params"], nlohmann::json::array({6, 8, 10}));
+  for (const auto& f : j["fits"]) EXPECT_TRUE(f["ok"].get<bool>()) << f.dump();
 }
 
 TEST(CliRun, UserDataAndExpressionTargets) {

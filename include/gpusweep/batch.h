@@ -14,6 +14,7 @@ namespace gs {
 // Inputs are row-major: point k is x[k*d .. k*d + d).
 struct Dataset {
   std::string name;
+  std::string expression;  // f(x) for a target; empty for points read from a file
   int d = 1;
   std::vector<double> x_train, y_train;
   std::vector<double> x_test, y_test;

@@ -12,7 +12,8 @@ namespace gs {
 // Throws std::invalid_argument with a one-line message naming --widths.
 constexpr int kMaxWidth = 100000;
 std::vector<int> parse_widths(const std::string& text);
-std::vector<Arch> parse_archs(const std::string& text);
+// Trained archs (mlp, glu, gqu) and baselines (mlp-construct, glu-construct, spline1..3).
+std::vector<Model> parse_archs(const std::string& text);
 std::vector<Act> parse_acts(const std::string& text);
 std::vector<std::string> split_list(const std::string& text, char sep);
 // Splits --target at the commas outside parentheses, so "max(x,0),sin4" is two targets.

@@ -20,6 +20,10 @@ std::vector<std::string> builtin_target_names();
 // is not finite on the domain).
 Dataset make_target_dataset(const std::string& target, int points, std::uint64_t data_seed);
 
+// f of a dataset made from a target, at any points (its expression evaluated again). Throws
+// std::invalid_argument for a dataset read from a file, which has no f between its points.
+std::vector<double> evaluate_target(const Dataset& ds, const std::vector<double>& xs);
+
 // Reads a CSV with a header and columns x, y. A random test_fraction of the rows (from
 // data_seed) is held out as test points; with test_fraction 0 the test points are the
 // training points. Throws std::invalid_argument with one line naming the file and problem.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gpusweep/backend.h"
+#include "gpusweep/baselines.h"
 #include "gpusweep/driver.h"
 
 namespace gs {
@@ -20,11 +21,14 @@ struct Job {
   Act act;
   int width;
   int seed;
+  Method method = Method::kTrain;  // constructions and splines skip the backend
+  int degree = 0;                  // spline degree
+  Model model() const { return Model(method, arch, degree); }
 };
 
 struct SweepSpec {
   std::vector<Dataset> datasets;
-  std::vector<Arch> archs;
+  std::vector<Model> archs;  // what --arch names: trained archs and baselines
   std::vector<Act> acts;
   std::vector<int> widths;
   int seeds = 1;
@@ -35,7 +39,11 @@ struct SweepSpec {
 const char* arch_name(Arch a);
 const char* act_name(Act a);
 
-// Jobs in canonical order: target, arch, activation, width, seed.
+// Jobs in canonical order: target, arch, activation, width, seed. A baseline (construction
+// or spline) is deterministic and has no activation to choose: one job per target and
+// width, seed 0, act relu. Throws std::invalid_argument, before anything runs, for a
+// baseline its data cannot give: a construction on --data points (no f between them),
+// d > 1, or a spline whose dense least-squares matrix would not fit in memory.
 std::vector<Job> make_jobs(const SweepSpec& spec);
 
 // Initial parameters of one network. MASO (1D): knots evenly spaced just outside the data's
@@ -46,8 +54,8 @@ void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64
                  double* theta);
 std::uint64_t job_seed(const Job& job, const std::string& target_name);
 
-// Groups job indices into chunks whose backend memory fits the budget, largest first so the
-// threads stay busy. Throws std::invalid_argument when one network alone does not fit.
+// Groups the trained jobs' indices into chunks whose backend memory fits the budget, largest
+// first so the threads stay busy; baseline jobs are in no chunk. Throws std::invalid_argument when one network alone does not fit.
 std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
                                           std::size_t bytes_budget,
                                           const std::function<std::size_t(int)>& bytes_per_net);
@@ -60,7 +68,8 @@ struct SweepProgress {
   double elapsed;
 };
 
-// Trains every job; results come back in job order.
+// Trains every trained job on the backend and computes the baselines on the host; results
+// come back in job order.
 std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
                                  Backend& backend,
                                  const std::function<void(const SweepProgress&)>& progress = {});

@@ -1,0 +1,278 @@
+// The untrained baselines: the paper's constructions are real networks that are exact where
+// they are built to be, splines reproduce polynomials of their degree, both have the textbook
+// slopes, and they ride along in a sweep with the trained archs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "cpu_backend.h"
+#include "gpusweep/baselines.h"
+#include "gpusweep/cli.h"
+#include "gpusweep/data.h"
+#include "gpusweep/fit.h"
+#include "gpusweep/sweep.h"
+
+namespace gs {
+namespace {
+
+TargetFn pointwise(double (*f)(double)) {
+  return [f](const std::vector<double>& xs) {
+    std::vector<double> y(xs.size());
+    for (std::size_t k = 0; k < xs.size(); ++k) y[k] = f(xs[k]);
+    return y;
+  };
+}
+
+double sin4(double x) { return std::sin(4 * x); }
+double expx(double x) { return std::exp(x); }
+
+// Test values compared with a tolerance that scales with the reference.
+void expect_close(double got, double want, double tol, const std::string& where) {
+  EXPECT_LE(std::abs(got - want), tol * (1.0 + std::abs(want)))
+      << where << ": got " << got << " want " << want;
+}
+
+TEST(Construction, MlpInterpolatesTheTargetAtTheCellBoundaries) {
+  for (const auto& [lo, hi, f] : {std::tuple{-1.0, 1.0, &sin4}, std::tuple{0.5, 3.0, &expx}}) {
+    for (int n : {1, 2, 7, 40}) {
+      const Shape s{Arch::kMlp, Act::kRelu, 1, n};
+      const auto th = construct_network(Arch::kMlp, n, lo, hi, pointwise(f));
+      ASSERT_EQ(static_cast<int>(th.size()), num_params(s));
+      for (int k = 0; k <= n; ++k) {
+        const double x = k == n ? hi : lo + k * (hi - lo) / n;
+        expect_close(evaluate(s, th.data(), &x), f(x), 1e-13,
+                     "n=" + std::to_string(n) + " k=" + std::to_string(k));
+      }
+      // Between the boundaries it is the chord, not f: the error there is what the slope measures.
+      const double mid = lo + 0.5 * (hi - lo) / n;
+      const double chord = 0.5 * (f(lo) + f(lo + (hi - lo) / n));
+      expect_close(evaluate(s, th.data(), &mid), chord, 1e-13, "chord n=" + std::to_string(n));
+    }
+  }
+}
+
+TEST(Construction, GluMatchesTheTargetAtEachCellsMiddleAndRightEnd) {
+  for (const auto& [lo, hi, f] : {std::tuple{-1.0, 1.0, &sin4}, std::tuple{0.5, 3.0, &expx}}) {
+    for (int n : {1, 2, 7, 40}) {
+      const Shape s{Arch::kGlu, Act::kRelu, 1, n};
+      const auto th = construct_network(Arch::kGlu, n, lo, hi, pointwise(f));
+      ASSERT_EQ(static_cast<int>(th.size()), num_params(s));
+      const double h = (hi - lo) / n;
+      for (int k = 0; k < n; ++k) {
+        const double left = lo + k * h, right = k + 1 == n ? hi : lo + (k + 1) * h;
+        for (double x : {left, 0.5 * (left + right), right})
+          expect_close(evaluate(s, th.data(), &x), f(x), 1e-12,
+                       "n=" + std::to_string(n) + " cell " + std::to_string(k) + " x=" + std::to_string(x));
+      }
+    }
+  }
+}
+
+TEST(Construction, ReproducesPolynomialsOfItsOwnDegreeEverywhere) {
+  auto line = [](double x) { return 0.3 - 1.7 * x; };
+  auto parabola = [](double x) { return 0.3 - 1.7 * x + 2.2 * x * x; };
+  for (int n : {1, 5, 16}) {
+    const Shape sm{Arch::kMlp, Act::kRelu, 1, n}, sg{Arch::kGlu, Act::kRelu, 1, n};
+    const auto tm = construct_network(Arch::kMlp, n, -1, 1, pointwise(+line));
+    const auto tg = construct_network(Arch::kGlu, n, -1, 1, pointwise(+parabola));
+    for (int k = 0; k <= 100; ++k) {
+      const double x = -1.0 + 0.02 * k;
+      expect_close(evaluate(sm, tm.data(), &x), line(x), 1e-13, "mlp x=" + std::to_string(x));
+      expect_close(evaluate(sg, tg.data(), &x), parabola(x), 1e-13, "glu x=" + std::to_string(x));
+    }
+  }
+}
+
+TEST(Construction, OnlyMlpAndGluHaveOne) {
+  EXPECT_THROW(construct_network(Arch::kGqu, 4, -1, 1, pointwise(&sin4)), std::invalid_argument);
+  EXPECT_THROW(construct_network(Arch::kMlp, 0, -1, 1, pointwise(&sin4)), std::invalid_argument);
+  EXPECT_THROW(construct_network(Arch::kGlu, 4, 1, 1, pointwise(&sin4)), std::invalid_argument);
+}
+
+std::vector<double> random_points(int m, double lo, double hi, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<double> x(m);
+  for (auto& v : x) v = lo + (hi - lo) * rng.uniform();
+  return x;
+}
+
+TEST(Spline, ReproducesAPolynomialOfItsDegreeExactly) {
+  const double lo = -1.3, hi = 2.1;
+  const auto x = random_points(500, lo, hi, 7);
+  std::vector<double> grid;
+  for (int k = 0; k <= 200; ++k) grid.push_back(lo + (hi - lo) * k / 200);
+  const double c[] = {0.4, -1.1, 0.7, 0.25};  // p_k(x) = sum_{i <= k} c_i x^i
+  auto poly = [&](int deg, double v) {
+    double y = 0.0;
+    for (int i = deg; i >= 0; --i) y = y * v + c[i];
+    return y;
+  };
+  for (int deg = 1; deg <= kMaxSplineDegree; ++deg) {
+    std::vector<double> y;
+    for (double v : x) y.push_back(poly(deg, v));
+    for (int cells : {1, 4, 13, 60}) {
+      const UniformSpline sp = fit_spline(deg, cells, lo, hi, x, y);
+      ASSERT_EQ(static_cast<int>(sp.coef.size()), cells + deg);
+      double sse = 0.0;
+      for (double v : grid) sse += std::pow(sp(v) - poly(deg, v), 2);
+      EXPECT_LT(std::sqrt(sse / grid.size()), 1e-13) << "degree " << deg << " cells " << cells;
+      // One degree more is beyond it.
+      if (deg < kMaxSplineDegree && cells == 4) {
+        std::vector<double> y2;
+        for (double v : x) y2.push_back(poly(deg + 1, v));
+        const UniformSpline sp2 = fit_spline(deg, cells, lo, hi, x, y2);
+        double e2 = 0.0;
+        for (double v : grid) e2 += std::pow(sp2(v) - poly(deg + 1, v), 2);
+        EXPECT_GT(std::sqrt(e2 / grid.size()), 1e-4) << "degree " << deg;
+      }
+    }
+  }
+}
+
+TEST(Spline, FewerPointsThanCoefficientsGiveAFiniteInterpolant) {
+  // 5 points, 23 coefficients and empty cells: dgelsd's minimum-norm solution passes
+  // through every point and stays finite everywhere.
+  const std::vector<double> x = {-0.9, -0.2, 0.1, 0.55, 0.95};
+  std::vector<double> y;
+  for (double v : x) y.push_back(sin4(v));
+  const UniformSpline sp = fit_spline(3, 20, -1, 1, x, y);
+  for (std::size_t k = 0; k < x.size(); ++k)
+    expect_close(sp(x[k]), y[k], 1e-12, "point " + std::to_string(k));
+  for (int k = 0; k <= 100; ++k) EXPECT_TRUE(std::isfinite(sp(-1.0 + 0.02 * k)));
+  EXPECT_THROW(fit_spline(0, 4, -1, 1, x, y), std::invalid_argument);
+  EXPECT_THROW(fit_spline(4, 4, -1, 1, x, y), std::invalid_argument);
+  EXPECT_THROW(fit_spline(2, 4, 1, -1, x, y), std::invalid_argument);
+}
+
+// A baseline-only sweep over sin4, widths 8..96: the slopes the paper and the textbooks give.
+struct Slopes {
+  double vs_width, vs_params;
+};
+
+std::map<std::string, Slopes> baseline_slopes() {
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("sin4", 2000, 0));
+  spec.archs = parse_archs("mlp-construct,glu-construct,spline1,spline2,spline3");
+  spec.acts = {Act::kRelu};
+  for (int w = 8; w <= 96; w += 2) spec.widths.push_back(w);
+  const auto jobs = make_jobs(spec);
+  CpuBackend backend(1);
+  const auto results = run_sweep(spec, jobs, backend);
+  std::map<std::string, Slopes> out;
+  for (const auto& f : fit_groups(spec, jobs, results, 8)) {
+    EXPECT_TRUE(f.ok) << f.arch << ": " << f.note;
+    EXPECT_GT(f.vs_width.r2, 0.99) << f.arch;
+    out[f.arch] = {f.vs_width.slope, f.vs_params.slope};
+  }
+  return out;
+}
+
+TEST(BaselineSlopes, ConstructionsAndSplinesOnSin4) {
+  const auto s = baseline_slopes();
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_NEAR(s.at("mlp-construct").vs_width, -2.0, 0.1);
+  EXPECT_NEAR(s.at("mlp-construct").vs_params, -2.0, 0.1);
+  EXPECT_NEAR(s.at("glu-construct").vs_width, -3.0, 0.15);
+  EXPECT_NEAR(s.at("glu-construct").vs_params, -3.0, 0.15);
+  // Against the number of cells n. Against P = n + degree the fitted slope over 8..96 is
+  // steeper (the offset shrinks log P's range), and tends to the same value as n grows.
+  EXPECT_NEAR(s.at("spline1").vs_width, -2.0, 0.15);
+  EXPECT_NEAR(s.at("spline2").vs_width, -3.0, 0.15);
+  EXPECT_NEAR(s.at("spline3").vs_width, -4.0, 0.15);
+  for (const char* k : {"spline1", "spline2", "spline3"}) EXPECT_LT(s.at(k).vs_params, s.at(k).vs_width) << k;
+}
+
+TEST(BaselineSweep, MixesWithTrainedArchsAndSkipsTheDriver) {
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("sin4", 200, 0));
+  spec.archs = parse_archs("mlp,glu-construct,spline2");
+  spec.acts = {Act::kRelu, Act::kSilu};
+  spec.widths = {3, 6};
+  spec.seeds = 3;
+  spec.train.schedule = parse_schedule("D,U,G");
+  const auto jobs = make_jobs(spec);
+  // mlp: 2 acts x 2 widths x 3 seeds; each baseline: one job per width.
+  ASSERT_EQ(jobs.size(), 12u + 2u + 2u);
+  int baselines = 0;
+  for (const Job& j : jobs)
+    if (j.method != Method::kTrain) {
+      ++baselines;
+      EXPECT_EQ(j.seed, 0);
+    }
+  EXPECT_EQ(baselines, 4);
+  int chunked = 0;
+  for (const auto& c : plan_chunks(jobs, 1, std::size_t{1} << 30, [](int) { return std::size_t{1}; })) {
+    for (int j : c) EXPECT_EQ(jobs[j].method, Method::kTrain);
+    chunked += static_cast<int>(c.size());
+  }
+  EXPECT_EQ(chunked, 12);
+  CpuBackend backend(2);
+  const auto results = run_sweep(spec, jobs, backend);
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const Model m = jobs[j].model();
+    if (m.method == Method::kTrain) {
+      EXPECT_GT(results[j].newton_steps, 0);
+      continue;
+    }
+    EXPECT_EQ(results[j].status, Status::kConverged);
+    EXPECT_EQ(results[j].newton_steps, 0);
+    EXPECT_EQ(results[j].reason, m.method == Method::kConstruct ? "construction" : "least squares");
+    EXPECT_EQ(static_cast<int>(results[j].params.size()), model_num_params(m, 1, jobs[j].width));
+    EXPECT_GT(results[j].test_rmse, 0.0);
+  }
+  const auto fits = fit_groups(spec, jobs, results, 3);
+  ASSERT_EQ(fits.size(), 4u);
+  EXPECT_EQ(fits[2].arch, "glu-construct");
+  EXPECT_EQ(fits[2].activation, "relu");
+  EXPECT_EQ(fits[2].params, (std::vector<int>{16, 31}));
+  EXPECT_EQ(fits[3].arch, "spline2");
+  EXPECT_EQ(fits[3].activation, "none");
+  EXPECT_EQ(fits[3].params, (std::vector<int>{5, 8}));
+}
+
+TEST(BaselineSweep, RefusesWhatTheDataCannotGive) {
+  SweepSpec spec;
+  Dataset csv = make_target_dataset("sin4", 50, 0);
+  csv.name = "points.csv";
+  csv.expression.clear();  // as if read from a file: no f between the points
+  spec.datasets.push_back(csv);
+  spec.acts = {Act::kRelu};
+  spec.widths = {4};
+  spec.archs = parse_archs("spline3");
+  EXPECT_EQ(make_jobs(spec).size(), 1u);  // splines need only the points
+  spec.archs = parse_archs("mlp-construct");
+  EXPECT_THROW(make_jobs(spec), std::invalid_argument);
+  spec.datasets[0] = make_target_dataset("sin4", 200000, 0);
+  spec.archs = parse_archs("spline1");
+  spec.widths = {2000};  // 200000 x 2001 doubles: more than a spline fit may take
+  EXPECT_THROW(make_jobs(spec), std::invalid_argument);
+}
+
+TEST(ModelNames, RoundTripAndNearMissesFail) {
+  for (const auto& name : model_names()) {
+    Model m;
+    ASSERT_TRUE(parse_model(name, &m)) << name;
+    EXPECT_EQ(model_name(m), name);
+  }
+  const auto all = parse_archs("mlp,glu,gqu,mlp-construct,glu-construct,spline1,spline2,spline3,spline2");
+  EXPECT_EQ(all.size(), 8u);
+  for (const char* bad : {"spline", "spline0", "spline4", "Spline2", "spline 2", "spline2 ",
+                          "mlp-constructed", "mlpconstruct", "gqu-construct", "construct",
+                          "glu_construct", ""}) {
+    Model m;
+    EXPECT_FALSE(parse_model(bad, &m)) << bad;
+    EXPECT_THROW(parse_archs(std::string("mlp,") + bad), std::invalid_argument) << bad;
+  }
+  EXPECT_EQ(model_num_params(Model(Method::kSpline, Arch::kMlp, 3), 1, 10), 13);
+  EXPECT_EQ(model_num_params(Model(Method::kConstruct, Arch::kGlu, 0), 1, 10), 51);
+  EXPECT_STREQ(model_act_name(Model(Method::kConstruct, Arch::kMlp, 0), Act::kSilu), "relu");
+  EXPECT_STREQ(model_act_name(Model(Method::kSpline, Arch::kMlp, 1), Act::kSilu), "none");
+  EXPECT_STREQ(model_act_name(Model(Arch::kGlu), Act::kSilu), "silu");
+}
+
+}  // namespace
+}  // namespace gs
