@@ -15,6 +15,7 @@
 #include "gpusweep/data.h"
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
+#include "gpusweep/params_io.h"
 
 namespace fs = std::filesystem;
 
@@ -149,6 +150,7 @@ int run(const Options& o) {
     const auto fits = gs::fit_groups(spec, jobs, results, o.fit_min_width);
     auto summary = gs::summary_json(fits, o.fit_min_width, config_json(o, backend->describe()), results);
     summary["seconds"] = secs;
+    gs::write_params(out, spec, jobs, results);
     const std::string results_path = (fs::path(out) / "results.csv").string();
     gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
     try {
@@ -162,7 +164,7 @@ int run(const Options& o) {
       const auto& n = summary["networks"];
       std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
                 << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
-                << n["failed"] << " failed. Wrote " << out << "/results.csv and summary.json\n";
+                << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
     }
   } catch (...) {
     std::error_code ec;
