@@ -16,6 +16,7 @@
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
 #include "gpusweep/params_io.h"
+#include "gpusweep/plots.h"
 
 namespace fs = std::filesystem;
 
@@ -41,6 +42,7 @@ struct Options {
   bool overwrite = false;
   int fit_min_width = 4;
   bool quiet = false;
+  bool no_plots = false;
 };
 
 std::string default_out_dir() {
@@ -120,6 +122,20 @@ bool prepare_out_dir(const std::string& dir, bool overwrite) {
   return !existed;
 }
 
+// The figures after a run: a missing gnuplot or a failed plot costs one line, never the results.
+void write_plots(const std::string& dir, const std::vector<gs::NetPick>& picks, bool quiet) {
+  try {
+    const auto rep = gs::plot_run(dir, picks);
+    if (quiet) return;
+    for (const auto& n : rep.notes) std::cerr << "gpu-sweep: note: " << n << "\n";
+    std::cout << "Wrote " << rep.files.size() << " plots to " << (fs::path(dir) / "plots").string() << "\n";
+  } catch (const gs::GnuplotMissing& e) {
+    std::cerr << "gpu-sweep: " << e.what() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "gpu-sweep: warning: no plots: " << e.what() << "\n";
+  }
+}
+
 int run(const Options& o) {
   gs::SweepSpec spec = build_spec(o);
   gs::BackendOptions bo;
@@ -171,6 +187,7 @@ int run(const Options& o) {
     if (created) fs::remove_all(out, ec);
     throw;
   }
+  if (!o.no_plots) write_plots(out, {}, o.quiet);
   return 0;
 }
 
@@ -210,16 +227,30 @@ int main(int argc, char** argv) {
   app.add_option("--fit-min-width", o.fit_min_width, "smallest width in the slope fits")
       ->capture_default_str()->check(CLI::Range(1, gs::kMaxWidth));
   app.add_flag("-q,--quiet", o.quiet, "print nothing but errors");
+  app.add_flag("--no-plots", o.no_plots, "do not write the figures into DIR/plots");
+  std::string plot_dir, plot_nets;
+  CLI::App* plot = app.add_subcommand("plot", "draw the figures of a results directory into DIR/plots");
+  plot->add_option("DIR", plot_dir, "a directory written by gpu-sweep (--out)")->required();
+  plot->add_option("--nets", plot_nets,
+                   "networks for the per-network figures, arch:width:seed,... (default: each arch's widest "
+                   "width, seed 0)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    std::cout << app.help();
+    std::cout << (plot->parsed() ? plot->help() : app.help());
     return 0;
   } catch (const CLI::ParseError& e) {
     std::cerr << "gpu-sweep: error: " << e.what() << "\n";
     return 2;
   }
   try {
+    if (*plot) {
+      const auto rep = gs::plot_run(plot_dir, plot_nets.empty() ? std::vector<gs::NetPick>{}
+                                                                : gs::parse_net_picks(plot_nets));
+      for (const auto& n : rep.notes) std::cerr << "gpu-sweep: note: " << n << "\n";
+      if (!o.quiet) std::cout << "Wrote " << rep.files.size() << " plots to " << plot_dir << "/plots\n";
+      return 0;
+    }
     return run(o);
   } catch (const std::invalid_argument& e) {
     std::cerr << "gpu-sweep: error: " << e.what() << "\n";
