@@ -227,6 +227,28 @@ TEST(PlotCommand, WithoutGnuplotTheSweepStillWritesItsResults) {
   EXPECT_NE(p.err.find("gnuplot"), std::string::npos) << p.err;
 }
 
+TEST(PlotCommand, AFailingGnuplotIsReportedAndKeepsTheResults) {
+  const fs::path dir = tmp_dir();
+  const fs::path bin = dir / "bin";
+  fs::create_directories(bin);
+  std::ofstream(bin / "gnuplot") << "#!/bin/sh\necho '\"plots.gp\" line 7: broken on purpose' >&2\nexit 1\n";
+  fs::permissions(bin / "gnuplot", fs::perms::owner_all);
+  const std::string env = "PATH=" + bin.string() + ":/usr/bin:/bin";
+  const fs::path out = dir / "run";
+  const Outcome r = run(std::string(kRunArgs) + " --out " + out.string(), dir, env);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out / "results.csv"));
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("broken on purpose"), std::string::npos) << r.err;
+  const Outcome p = run("plot " + out.string(), dir, env);
+  EXPECT_NE(p.code, 0);
+  EXPECT_EQ(lines(p.err), 1) << p.err;
+  EXPECT_NE(p.err.find("gnuplot failed"), std::string::npos) << p.err;
+  // No temporary folder or half-made image is left behind.
+  if (fs::exists(out / "plots"))
+    for (const auto& e : fs::directory_iterator(out / "plots")) ADD_FAILURE() << "left behind: " << e.path();
+}
+
 struct BadDir {
   std::string name;
   std::string damage;  // what to do to a good run directory
