@@ -30,6 +30,7 @@ namespace gs {
 namespace {
 
 constexpr int kGrid = 2001;         // points of the fine grid the curves are drawn on
+constexpr int kNeuronGrid = 501;    // coarser for the neurons figure (n curves), plus the knots
 constexpr int kMaxNeuronKey = 12;   // neurons figure: a key entry per neuron up to this width
 const char* const kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
                                 "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
@@ -450,8 +451,13 @@ void network_figures(const ParamsEntry& e, const Shape& s, const std::vector<dou
 
   // One curve per neuron: D_i s(a_i0) prod a_ib.
   {
+    // The curves are polynomial between knots, so a coarse grid with the knots added is exact
+    // at the kinks and keeps the SVG small at large widths.
+    std::vector<double> nx(knots);
+    for (int k = 0; k < kNeuronGrid; ++k) nx.push_back(lo + (hi - lo) * k / (kNeuronGrid - 1));
+    std::sort(nx.begin(), nx.end());
     std::ostringstream d;
-    for (double x : gx) {
+    for (double x : nx) {
       d << num(x);
       double sum = 0.0;
       for (int i = 0; i < s.n; ++i) {
@@ -471,7 +477,8 @@ void network_figures(const ParamsEntry& e, const Shape& s, const std::vector<dou
     b << "set title " << gq("Neuron contributions: " + title) << " noenhanced\n"
       << "set xrange [" << num(lo) << ":" << num(hi) << "]\nset xlabel 'x'\nset ylabel " << gq(ylabel) << "\n"
       << "set grid lc rgb '#eeeeee'\n" << (s.n <= kMaxNeuronKey ? arrows : std::string())
-      << "set key outside right top Left reverse noenhanced\n"
+      << (s.n <= kMaxNeuronKey ? "set key outside right top Left reverse noenhanced\n"
+                               : "set key below Left reverse noenhanced height 1.5\n")
       << "colours = '";
     for (const char* c : kColours) b << c << ' ';
     b << "'\n"
