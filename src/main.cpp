@@ -18,6 +18,8 @@
 #include "gpusweep/data.h"
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
+#include "gpusweep/params_io.h"
+#include "gpusweep/plots.h"
 
 namespace fs = std::filesystem;
 
@@ -46,6 +48,7 @@ struct Options {
   int bootstrap = 2000;
   bool quiet = false;
   std::string fit_dir;  // the `fit DIR` subcommand
+  bool no_plots = false;
 };
 
 std::string default_out_dir() {
@@ -223,6 +226,20 @@ class Progress {
   std::chrono::steady_clock::time_point t0_;
 };
 
+// The figures after a run: a missing gnuplot or a failed plot costs one line, never the results.
+void write_plots(const std::string& dir, const std::vector<gs::NetPick>& picks, bool quiet) {
+  try {
+    const auto rep = gs::plot_run(dir, picks);
+    if (quiet) return;
+    for (const auto& n : rep.notes) std::cerr << "gpu-sweep: note: " << n << "\n";
+    std::cout << "Wrote " << rep.files.size() << " plots to " << (fs::path(dir) / "plots").string() << "\n";
+  } catch (const gs::GnuplotMissing& e) {
+    std::cerr << "gpu-sweep: " << e.what() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "gpu-sweep: warning: no plots: " << e.what() << "\n";
+  }
+}
+
 int run(const Options& o) {
   gs::SweepSpec spec = build_spec(o);
   const gs::FitOptions fit = fit_options(o);
@@ -252,6 +269,7 @@ int run(const Options& o) {
     const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
     auto summary = gs::summary_json(fits, fit, config_json(o, backend->describe()), results);
     summary["seconds"] = secs;
+    gs::write_params(out, spec, jobs, results);
     const std::string results_path = (fs::path(out) / "results.csv").string();
     gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
     try {
@@ -265,13 +283,14 @@ int run(const Options& o) {
       const auto& n = summary["networks"];
       std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
                 << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
-                << n["failed"] << " failed. Wrote " << out << "/results.csv and summary.json\n";
+                << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
     }
   } catch (...) {
     std::error_code ec;
     if (created) fs::remove_all(out, ec);
     throw;
   }
+  if (!o.no_plots) write_plots(out, {}, o.quiet);
   return 0;
 }
 
@@ -328,10 +347,17 @@ int main(int argc, char** argv) {
   fit_cmd->add_option("--bootstrap", o.bootstrap, "resamples of the seeds for the slope intervals")
       ->check(CLI::Range(0, 1000000));
   fit_cmd->add_flag("-q,--quiet", o.quiet, "print nothing but errors");
+  app.add_flag("--no-plots", o.no_plots, "do not write the figures into DIR/plots");
+  std::string plot_dir, plot_nets;
+  CLI::App* plot = app.add_subcommand("plot", "draw the figures of a results directory into DIR/plots");
+  plot->add_option("DIR", plot_dir, "a directory written by gpu-sweep (--out)")->required();
+  plot->add_option("--nets", plot_nets,
+                   "networks for the per-network figures, arch:width:seed,... (default: each arch's widest "
+                   "width, seed 0)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    std::cout << app.help();
+    std::cout << (plot->parsed() ? plot->help() : app.help());
     return 0;
   } catch (const CLI::ParseError& e) {
     std::cerr << "gpu-sweep: error: " << e.what() << "\n";
@@ -339,6 +365,13 @@ int main(int argc, char** argv) {
   }
   try {
     if (*fit_cmd) return refit(o);
+    if (*plot) {
+      const auto rep = gs::plot_run(plot_dir, plot_nets.empty() ? std::vector<gs::NetPick>{}
+                                                                : gs::parse_net_picks(plot_nets));
+      for (const auto& n : rep.notes) std::cerr << "gpu-sweep: note: " << n << "\n";
+      if (!o.quiet) std::cout << "Wrote " << rep.files.size() << " plots to " << plot_dir << "/plots\n";
+      return 0;
+    }
     return run(o);
   } catch (const std::invalid_argument& e) {
     std::cerr << "gpu-sweep: error: " << e.what() << "\n";

@@ -1,0 +1,213 @@
+// params.bin and params_index.csv: writing them after a sweep and reading them back; the CSV
+// reader that the plots and the tests use for results.csv too.
+#include "gpusweep/params_io.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "gpusweep/cli.h"
+#include "gpusweep/output.h"
+
+namespace fs = std::filesystem;
+
+namespace gs {
+
+std::string csv_quote(const std::string& field) {
+  if (field.find_first_of(",\"\n\r") == std::string::npos) return field;
+  std::string q = "\"";
+  for (char c : field) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+void write_params(const std::string& dir, const SweepSpec& spec, const std::vector<Job>& jobs,
+                  const std::vector<NetResult>& results) {
+  std::size_t total = 0;
+  for (const auto& r : results) total += r.params.size();
+  // Little-endian whatever the host: each value's bit pattern, low byte first.
+  std::string bin;
+  bin.reserve(total * 8);
+  std::ostringstream idx;
+  idx << "arch,activation,target,width,seed,d,n,factors,offset,count\n";
+  std::size_t offset = 0;
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const Job& job = jobs[j];
+    const Dataset& ds = spec.datasets[job.target];
+    const auto& p = results[j].params;
+    for (double v : p) {
+      std::uint64_t u;
+      std::memcpy(&u, &v, 8);
+      for (int b = 0; b < 8; ++b) bin.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+    }
+    // The names of results.csv; a spline's row holds its B-spline coefficients (factors 0).
+    const Model model = job.model();
+    idx << model_name(model) << ',' << model_act_name(model, job.act) << ',' << csv_quote(ds.name) << ','
+        << job.width << ',' << job.seed << ',' << ds.d << ',' << job.width << ','
+        << (model.method == Method::kSpline ? 0 : num_factors(job.arch)) << ',' << offset << ','
+        << p.size() << '\n';
+    offset += p.size();
+  }
+  write_file_atomic((fs::path(dir) / "params.bin").string(), bin);
+  write_file_atomic((fs::path(dir) / "params_index.csv").string(), idx.str());
+}
+
+double parse_double_field(const std::string& s, const std::string& where) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = s.empty() ? 0.0 : std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size())
+    throw std::invalid_argument(where + ": '" + s + "' is not a number");
+  return v;
+}
+
+long long parse_int_field(const std::string& s, const std::string& where) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = s.empty() ? 0 : std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || end != s.c_str() + s.size() || errno == ERANGE)
+    throw std::invalid_argument(where + ": '" + s + "' is not an integer");
+  return v;
+}
+
+int CsvTable::column(const std::string& name) const {
+  for (std::size_t c = 0; c < header.size(); ++c)
+    if (header[c] == name) return static_cast<int>(c);
+  throw std::invalid_argument(path + ": no column '" + name + "' in the header");
+}
+
+CsvTable read_csv_table(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot open the file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  CsvTable t;
+  t.path = path;
+  std::vector<std::vector<std::string>> records;
+  std::vector<std::string> rec;
+  std::string field;
+  bool quoted = false, any = false;
+  int line = 1;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+        field += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        if (c == '\n') ++line;
+        field += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+      any = true;
+    } else if (c == ',') {
+      rec.push_back(field);
+      field.clear();
+      any = true;
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+      if (any || !field.empty()) {
+        rec.push_back(field);
+        records.push_back(rec);
+      }
+      rec.clear();
+      field.clear();
+      any = false;
+      ++line;
+    } else {
+      field += c;
+      any = true;
+    }
+  }
+  if (quoted) throw std::invalid_argument(path + ": line " + std::to_string(line) + ": unterminated quote");
+  if (any || !field.empty()) {
+    rec.push_back(field);
+    records.push_back(rec);
+  }
+  if (records.empty()) throw std::invalid_argument(path + ": the file is empty");
+  t.header = records[0];
+  for (std::size_t r = 1; r < records.size(); ++r) {
+    if (records[r].size() != t.header.size())
+      throw std::invalid_argument(path + ": row " + std::to_string(r + 1) + " has " +
+                                  std::to_string(records[r].size()) + " fields, while the header has " +
+                                  std::to_string(t.header.size()));
+    t.rows.push_back(std::move(records[r]));
+  }
+  return t;
+}
+
+std::vector<ParamsEntry> read_params_index(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "params_index.csv").string();
+  const CsvTable t = read_csv_table(path);
+  const int c_arch = t.column("arch"), c_act = t.column("activation"), c_target = t.column("target"),
+            c_width = t.column("width"), c_seed = t.column("seed"), c_d = t.column("d"),
+            c_n = t.column("n"), c_f = t.column("factors"), c_off = t.column("offset"),
+            c_count = t.column("count");
+  std::vector<ParamsEntry> out;
+  for (std::size_t r = 0; r < t.rows.size(); ++r) {
+    const auto& row = t.rows[r];
+    const std::string where = path + ": row " + std::to_string(r + 2);
+    ParamsEntry e;
+    e.arch = row[c_arch];
+    e.activation = row[c_act];
+    e.target = row[c_target];
+    e.width = static_cast<int>(parse_int_field(row[c_width], where));
+    e.seed = static_cast<int>(parse_int_field(row[c_seed], where));
+    e.d = static_cast<int>(parse_int_field(row[c_d], where));
+    e.n = static_cast<int>(parse_int_field(row[c_n], where));
+    e.factors = static_cast<int>(parse_int_field(row[c_f], where));
+    const long long off = parse_int_field(row[c_off], where), cnt = parse_int_field(row[c_count], where);
+    if (off < 0 || cnt < 0 || e.d < 1 || e.n < 0)
+      throw std::invalid_argument(where + ": negative offset, count or size");
+    e.offset = static_cast<std::size_t>(off);
+    e.count = static_cast<std::size_t>(cnt);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<double> read_params(const std::string& dir, const ParamsEntry& e) {
+  const std::string path = (fs::path(dir) / "params.bin").string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot open the file");
+  in.seekg(static_cast<std::streamoff>(e.offset * 8));
+  std::string bytes(e.count * 8, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (static_cast<std::size_t>(in.gcount()) != bytes.size())
+    throw std::invalid_argument(path + ": too short for " + std::to_string(e.count) +
+                                " values at offset " + std::to_string(e.offset) +
+                                " (does it belong to params_index.csv?)");
+  std::vector<double> v(e.count);
+  for (std::size_t k = 0; k < e.count; ++k) {
+    std::uint64_t u = 0;
+    for (int b = 0; b < 8; ++b) u |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[k * 8 + b])) << (8 * b);
+    std::memcpy(&v[k], &u, 8);
+  }
+  return v;
+}
+
+bool entry_shape(const ParamsEntry& e, Shape* s) {
+  try {
+    const auto models = parse_archs(e.arch);
+    const auto acts = parse_acts(e.activation);
+    // Trained and constructed models are networks; a spline's coefficients are not.
+    if (models.size() != 1 || acts.size() != 1 || models[0].method == Method::kSpline) return false;
+    *s = Shape{models[0].arch, acts[0], e.d, e.n};
+    if (model_name(models[0]) != e.arch) return false;
+  } catch (const std::exception&) {
+    return false;
+  }
+  return num_factors(s->arch) == e.factors &&
+         static_cast<std::size_t>(num_params(*s)) == e.count;
+}
+
+}  // namespace gs

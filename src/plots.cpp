@@ -1,0 +1,680 @@
+// The figures of a results directory: data files and one gnuplot script written into a
+// temporary folder inside DIR/plots, gnuplot run once over it, the images renamed into place.
+#include "gpusweep/plots.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "gpusweep/cli.h"
+#include "gpusweep/data.h"
+#include "gpusweep/network.h"
+#include "gpusweep/params_io.h"
+
+namespace fs = std::filesystem;
+
+namespace gs {
+
+namespace {
+
+constexpr int kGrid = 2001;         // points of the fine grid the curves are drawn on
+constexpr int kNeuronGrid = 501;    // coarser for the neurons figure (n curves), plus the knots
+constexpr int kMaxNeuronKey = 12;   // neurons figure: a key entry per neuron up to this width
+const char* const kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
+                                "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
+
+// A string inside a gnuplot single-quoted string: a quote is written twice.
+std::string gq(const std::string& s) {
+  std::string r = "'";
+  for (char c : s) {
+    if (c == '\'') r += "''";
+    else if (c == '\n' || c == '\r') r += ' ';
+    else r += c;
+  }
+  return r + "'";
+}
+
+// A string inside a gnuplot double-quoted string, where "\\n" is a line break.
+std::string gqq(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += '\\', r += c;
+    else if (c == '\n') r += "\\n";
+    else if (c != '\r') r += c;
+  }
+  return r + "\"";
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string r = "'";
+  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+
+// A file-name-safe form of a name; a hash keeps names that differ only in odd characters apart.
+std::string slug(const std::string& s) {
+  std::string r;
+  bool changed = false;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') {
+      r += c;
+    } else {
+      r += '_';
+      changed = c != '_';
+    }
+  }
+  if (r.size() > 40) {
+    r.resize(40);
+    changed = true;
+  }
+  if (changed || r.empty()) {
+    char h[16];
+    std::snprintf(h, sizeof h, "%08x", static_cast<unsigned>(hash_string(s) & 0xffffffffu));
+    r += (r.empty() ? "" : "_") + std::string(h);
+  }
+  return r;
+}
+
+std::string num(double v) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+
+std::string fixed(double v, int digits) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+std::string sci(double v) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%.2e", v);
+  return b;
+}
+
+// Tick marks of a log axis over [lo, hi]: powers of ten when it spans many decades, else 1, 2
+// and 5 times them, so that a narrow range still has labels.
+std::string log_tics(const char* axis, double lo, double hi) {
+  const double decades = std::log10(hi / lo);
+  const std::vector<double> mant = decades > 3.0 ? std::vector<double>{1.0}
+                                   : decades > 1.2 ? std::vector<double>{1.0, 3.0}
+                                                   : std::vector<double>{1.0, 2.0, 5.0};
+  std::ostringstream os;
+  os << "set " << axis << "tics (";
+  int k = 0;
+  for (int e = static_cast<int>(std::floor(std::log10(lo))); e <= static_cast<int>(std::ceil(std::log10(hi))); ++e)
+    for (double m : mant) {
+      const double v = m * std::pow(10.0, e);
+      if (v < lo || v > hi) continue;
+      char label[32];
+      if (decades > 3.0) std::snprintf(label, sizeof label, "10^{%d}", e);
+      else std::snprintf(label, sizeof label, "%g", v);
+      os << (k++ ? ", " : "") << "'" << label << "' " << num(v);
+    }
+  os << ")\n";
+  return k >= 2 ? os.str() : std::string();
+}
+
+double json_number(const nlohmann::json& j, const char* key, double fallback) {
+  if (j.is_object() && j.contains(key) && j[key].is_number()) return j[key].get<double>();
+  return fallback;
+}
+
+std::string json_string(const nlohmann::json& j, const char* key, const std::string& fallback) {
+  if (j.is_object() && j.contains(key) && j[key].is_string()) return j[key].get<std::string>();
+  return fallback;
+}
+
+// ---- reading the directory ---------------------------------------------------------------
+
+struct ResultRow {
+  std::string arch, activation, target, status;
+  int width, seed;
+  double params, test_rmse;
+};
+
+std::vector<ResultRow> read_results(const std::string& dir) {
+  const CsvTable t = read_csv_table((fs::path(dir) / "results.csv").string());
+  const int c_arch = t.column("arch"), c_act = t.column("activation"), c_target = t.column("target"),
+            c_width = t.column("width"), c_params = t.column("params"), c_seed = t.column("seed"),
+            c_rmse = t.column("test_rmse"), c_status = t.column("status");
+  std::vector<ResultRow> rows;
+  for (std::size_t r = 0; r < t.rows.size(); ++r) {
+    const auto& f = t.rows[r];
+    const std::string where = t.path + ": row " + std::to_string(r + 2);
+    rows.push_back(ResultRow{f[c_arch], f[c_act], f[c_target], f[c_status],
+                             static_cast<int>(parse_int_field(f[c_width], where)),
+                             static_cast<int>(parse_int_field(f[c_seed], where)),
+                             parse_double_field(f[c_params], where),
+                             parse_double_field(f[c_rmse], where)});
+  }
+  if (rows.empty()) throw std::invalid_argument(t.path + ": no networks in the file");
+  return rows;
+}
+
+nlohmann::json read_summary(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "summary.json").string();
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(path + ": cannot open the file");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    std::string what = e.what();
+    std::replace(what.begin(), what.end(), '\n', ' ');
+    throw std::invalid_argument(path + ": not valid JSON (" + what + ")");
+  }
+  if (!j.is_object()) throw std::invalid_argument(path + ": not a JSON object");
+  return j;
+}
+
+// ---- figures -------------------------------------------------------------------------------
+
+struct Figure {
+  std::string name;  // file name without extension
+  int width, height;
+  std::string body;  // gnuplot commands after the terminal and output are set
+};
+
+struct Work {
+  std::map<std::string, std::string> data;  // data file name -> contents
+  std::vector<Figure> figures;
+};
+
+// The scaling figure: per (arch, activation, target) the median test RMSE over seeds at each
+// P with a min-max band, the fitted line from summary.json, the slope in the key.
+void scaling_figure(const std::vector<ResultRow>& rows, const nlohmann::json& summary, Work* w,
+                    PlotReport* rep) {
+  using Key = std::tuple<std::string, std::string, std::string>;
+  std::vector<Key> order;
+  std::map<Key, std::map<double, std::vector<double>>> by_p;  // group -> P -> RMSEs
+  std::map<Key, std::map<double, int>> width_of;
+  std::set<std::string> acts, targets;
+  int seeds = 0;
+  for (const auto& r : rows) {
+    const Key k{r.arch, r.activation, r.target};
+    if (!by_p.count(k)) order.push_back(k);
+    auto& g = by_p[k];
+    acts.insert(r.activation);
+    targets.insert(r.target);
+    seeds = std::max(seeds, r.seed + 1);
+    width_of[k][r.params] = r.width;
+    if (r.status != "failed" && std::isfinite(r.test_rmse) && r.test_rmse > 0.0) g[r.params].push_back(r.test_rmse);
+  }
+  const nlohmann::json fits = summary.contains("fits") && summary["fits"].is_array() ? summary["fits"]
+                                                                                     : nlohmann::json::array();
+  const double min_width = json_number(summary, "fit_min_width", 1.0);
+  std::ostringstream plot;
+  int gi = 0, drawn = 0;
+  double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+  for (const auto& k : order) {
+    const auto& [arch, act, target] = k;
+    const auto& g = by_p[k];
+    if (g.empty()) {
+      rep->notes.push_back("scaling figure: " + arch + " " + act + " " + target + " has no positive RMSE; left out");
+      continue;
+    }
+    const std::string colour = kColours[gi++ % (sizeof kColours / sizeof kColours[0])];
+    std::string label = arch;
+    if (acts.size() > 1) label += " " + act;
+    if (targets.size() > 1) label += " " + target;
+    std::ostringstream dat;
+    for (const auto& [p, v] : g) {
+      std::vector<double> s = v;
+      std::sort(s.begin(), s.end());
+      const std::size_t m = s.size();
+      const double med = m % 2 ? s[m / 2] : 0.5 * (s[m / 2 - 1] + s[m / 2]);
+      dat << num(p) << ' ' << num(med) << ' ' << num(s.front()) << ' ' << num(s.back()) << '\n';
+      xlo = std::min(xlo, p), xhi = std::max(xhi, p), ylo = std::min(ylo, s.front()), yhi = std::max(yhi, s.back());
+    }
+    const std::string file = "scaling_" + std::to_string(gi) + ".dat";
+    w->data[file] = dat.str();
+    // The fit of this group, if summary.json has one.
+    const nlohmann::json* fit = nullptr;
+    for (const auto& f : fits)
+      if (json_string(f, "arch", "") == arch && json_string(f, "activation", "") == act &&
+          json_string(f, "target", "") == target)
+        fit = &f;
+    std::string key_text = label;
+    std::string fit_file;
+    if (fit && fit->value("ok", true) && fit->contains("vs_params") && (*fit)["vs_params"].contains("slope") &&
+        (*fit)["vs_params"]["slope"].is_number()) {
+      const auto& vp = (*fit)["vs_params"];
+      const double slope = vp["slope"].get<double>();
+      // The P range of the fit: summary.json's list, else the widths from fit_min_width on.
+      double plo = INFINITY, phi = -INFINITY;
+      if (fit->contains("params") && (*fit)["params"].is_array())
+        for (const auto& p : (*fit)["params"])
+          if (p.is_number()) plo = std::min(plo, p.get<double>()), phi = std::max(phi, p.get<double>());
+      if (!(plo < phi))
+        for (const auto& [p, v] : g)
+          if (width_of[k][p] >= min_width) plo = std::min(plo, p), phi = std::max(phi, p);
+      // The intercept of log(RMSE) = b + slope log(P); when absent, the one that best fits the
+      // medians with this slope.
+      double b = json_number(vp, "intercept", NAN);
+      if (!std::isfinite(b)) {
+        double sum = 0.0;
+        int cnt = 0;
+        std::istringstream in(dat.str());
+        double p, med, lo, hi;
+        while (in >> p >> med >> lo >> hi)
+          if (p >= plo && p <= phi) sum += std::log(med) - slope * std::log(p), ++cnt;
+        b = cnt ? sum / cnt : NAN;
+      }
+      key_text += ": slope " + fixed(slope, 2);
+      if (std::isfinite(b) && plo < phi) {
+        fit_file = "scaling_fit_" + std::to_string(gi) + ".dat";
+        std::ostringstream fd;
+        for (int t = 0; t <= 20; ++t) {
+          const double p = std::exp(std::log(plo) + (std::log(phi) - std::log(plo)) * t / 20.0);
+          const double y = std::exp(b + slope * std::log(p));
+          fd << num(p) << ' ' << num(y) << '\n';
+          ylo = std::min(ylo, y), yhi = std::max(yhi, y);
+        }
+        w->data[fit_file] = fd.str();
+      }
+    } else {
+      key_text += ": no fit";
+    }
+    plot << (drawn++ ? ", \\\n     " : "plot ") << gq(file) << " using 1:3:4 with filledcurves lc rgb " << gq(colour)
+         << " fs transparent solid 0.18 noborder notitle, \\\n     " << gq(file)
+         << " using 1:2 with linespoints lw 2 pt 7 ps 0.7 lc rgb " << gq(colour) << " title " << gq(key_text);
+    if (!fit_file.empty())
+      plot << ", \\\n     " << gq(fit_file) << " using 1:2 with lines lw 1.5 dt (8,5) lc rgb " << gq(colour)
+           << " notitle";
+  }
+  if (!drawn) {
+    rep->notes.push_back("scaling figure: no network has a positive test RMSE; not drawn");
+    return;
+  }
+  std::string title = "Test RMSE against parameters P";
+  if (acts.size() == 1) title += ", " + *acts.begin();
+  if (targets.size() == 1) title += ", target " + *targets.begin();
+  std::string sub = seeds > 1 ? "line: median over " + std::to_string(seeds) + " seeds, band: min to max; "
+                              : "one seed; ";
+  sub += "dashed: log-log fit, widths >= " + std::to_string(static_cast<int>(min_width));
+  std::ostringstream b;
+  b << "set title " << gqq(title + "\n" + sub) << " noenhanced\n"
+    << "set logscale xy\nset format x '10^{%L}'\nset format y '10^{%L}'\n"
+    << "set xrange [" << num(xlo / 1.12) << ":" << num(xhi * 1.12) << "]\n"
+    << "set yrange [" << num(ylo / 1.5) << ":" << num(yhi * 1.3) << "]\n"
+    << log_tics("x", xlo / 1.12, xhi * 1.12) << log_tics("y", ylo / 1.5, yhi * 1.3)
+    << "set mxtics 10\nset mytics 10\nset grid xtics ytics mxtics mytics lc rgb '#dddddd', lc rgb '#f3f3f3'\n"
+    << "set xlabel 'parameters P'\nset ylabel 'test RMSE'\n"
+    << (drawn <= 4 ? "set key bottom left Left reverse box opaque noenhanced spacing 1.2 width 1\n"
+                   : "set key below Left reverse noenhanced spacing 1.2 width 2\n")
+    << plot.str() << "\n";
+  const std::string body = b.str();
+  w->figures.push_back(Figure{"scaling", 1000, drawn <= 4 ? 700 : 700 + 25 * ((drawn + 1) / 2), body});
+}
+
+// What the per-network figures compare against: the target on a fine grid (built-in names
+// and expressions) or the data points of a --data run.
+struct Reference {
+  bool ok = false;
+  bool grid = false;  // x, y on a fine grid; else scattered data points
+  std::vector<double> x, y;
+  double lo = -1.0, hi = 1.0;
+  std::string note;
+};
+
+Reference make_reference(const std::string& target, const nlohmann::json& config) {
+  Reference ref;
+  const std::string data = json_string(config, "data", "");
+  const auto seed = static_cast<std::uint64_t>(json_number(config, "data_seed", 0.0));
+  try {
+    if (!data.empty() && data == target) {
+      const Dataset ds = load_csv_dataset(data, json_number(config, "test_fraction", 0.2), seed);
+      ref.x = ds.x_train;
+      ref.y = ds.y_train;
+      ref.x.insert(ref.x.end(), ds.x_test.begin(), ds.x_test.end());
+      ref.y.insert(ref.y.end(), ds.y_test.begin(), ds.y_test.end());
+      std::vector<std::size_t> idx(ref.x.size());
+      for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+      std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return ref.x[a] < ref.x[b]; });
+      std::vector<double> xs, ys;
+      for (auto i : idx) xs.push_back(ref.x[i]), ys.push_back(ref.y[i]);
+      ref.x = xs;
+      ref.y = ys;
+      ref.lo = ref.x.front();
+      ref.hi = ref.x.back();
+    } else {
+      const Dataset ds = make_target_dataset(target, kGrid, seed);
+      ref.x = ds.x_test;
+      ref.y = ds.y_test;
+      ref.grid = true;
+    }
+    ref.ok = true;
+  } catch (const std::exception& e) {
+    ref.note = std::string("cannot rebuild the target '") + target + "' (" + e.what() +
+               "); drawing the network alone";
+  }
+  return ref;
+}
+
+// Where neuron i's gate crosses zero, when that is inside [lo, hi] (1D).
+std::vector<double> cell_boundaries(const Shape& s, const std::vector<double>& th, double lo, double hi) {
+  std::vector<double> k;
+  for (int i = 0; i < s.n; ++i) {
+    const double G = th[factor_offset(s, 0) + i], g = th[factor_offset(s, 0) + s.n + i];
+    if (G != 0.0) {
+      const double x = -g / G;
+      if (x > lo && x < hi) k.push_back(x);
+    }
+  }
+  std::sort(k.begin(), k.end());
+  return k;
+}
+
+std::string boundary_arrows(const std::vector<double>& knots) {
+  std::ostringstream os;
+  for (double x : knots)
+    os << "set arrow from " << num(x) << ", graph 0 to " << num(x)
+       << ", graph 1 nohead back lw 1 dt (4,4) lc rgb '#999999'\n";
+  return os.str();
+}
+
+// The fitted function over the target with the cell boundaries, and the error below; and each
+// neuron's contribution.
+void network_figures(const ParamsEntry& e, const Shape& s, const std::vector<double>& th,
+                     const Reference& ref, double test_rmse, Work* w) {
+  // A --data run's target is its file's path; its name is enough for a file name.
+  const std::string target = e.target.find('/') != std::string::npos ? fs::path(e.target).filename().string()
+                                                                     : e.target;
+  const std::string tag = e.arch + "_" + e.activation + "_" + slug(target) + "_n" + std::to_string(e.width) +
+                          "_s" + std::to_string(e.seed);
+  const double lo = ref.lo, hi = ref.hi;
+  std::vector<double> gx(kGrid);
+  for (int k = 0; k < kGrid; ++k) gx[k] = lo + (hi - lo) * k / (kGrid - 1);
+  if (ref.ok && ref.grid) gx = ref.x;
+  const auto knots = cell_boundaries(s, th, lo, hi);
+  const std::string arrows = boundary_arrows(knots);
+  std::string title = e.arch + " " + e.activation + ", target " + e.target + ", width " + std::to_string(e.width) +
+                      " (P = " + std::to_string(num_params(s)) + "), seed " + std::to_string(e.seed);
+  if (std::isfinite(test_rmse)) title += ", test RMSE " + sci(test_rmse);
+
+  // Fitted function and error.
+  {
+    std::ostringstream d, err;
+    for (std::size_t k = 0; k < gx.size(); ++k) {
+      const double y = evaluate(s, th.data(), &gx[k]);
+      d << num(gx[k]) << ' ' << num(y);
+      if (ref.ok && ref.grid) d << ' ' << num(ref.y[k]) << ' ' << num(y - ref.y[k]);
+      d << '\n';
+    }
+    if (ref.ok && !ref.grid)
+      for (std::size_t k = 0; k < ref.x.size(); ++k)
+        err << num(ref.x[k]) << ' ' << num(ref.y[k]) << ' ' << num(evaluate(s, th.data(), &ref.x[k]) - ref.y[k])
+            << '\n';
+    const std::string f = "fit_" + tag + ".dat", fe = "fit_" + tag + "_data.dat";
+    w->data[f] = d.str();
+    if (ref.ok && !ref.grid) w->data[fe] = err.str();
+    std::ostringstream b;
+    b << "set multiplot title " << gq(title) << " noenhanced\n"
+      << "set lmargin at screen 0.11\nset rmargin at screen 0.97\n"
+      << "set tmargin at screen 0.88\nset bmargin at screen 0.40\n"
+      << "set xrange [" << num(lo) << ":" << num(hi) << "]\nset format x ''\nunset xlabel\n"
+      << "set ylabel 'y'\nset grid lc rgb '#eeeeee'\n"
+      << "set key horizontal center top at screen 0.54, screen 0.935 noenhanced samplen 3\n" << arrows
+      << "plot ";
+    if (ref.ok && ref.grid)
+      b << gq(f) << " using 1:3 with lines lw 4 lc rgb '#bbbbbb' title 'target f', ";
+    if (ref.ok && !ref.grid)
+      b << gq(fe) << " using 1:2 with points pt 7 ps 0.3 lc rgb '#888888' title 'data', ";
+    b << gq(f) << " using 1:2 with lines lw 1.5 lc rgb '#d62728' title 'network y'";
+    if (!knots.empty()) b << ", NaN with lines lw 1 dt (4,4) lc rgb '#999999' title 'cell boundaries'";
+    b << "\nunset key\nset tmargin at screen 0.36\nset bmargin at screen 0.09\n"
+      << "set format x '%g'\nset xlabel 'x'\nset format y '%g'\n";
+    if (ref.ok && ref.grid)
+      b << "set ylabel 'error y - f'\nplot " << gq(f) << " using 1:4 with lines lw 1.2 lc rgb '#1f77b4'\n";
+    else if (ref.ok)
+      b << "set ylabel 'error y - data'\nplot " << gq(fe) << " using 1:3 with points pt 7 ps 0.3 lc rgb '#1f77b4'\n";
+    else
+      b << "set ylabel 'error'\nset label 1 'target not available' at graph 0.5, graph 0.5 center\n"
+        << "plot NaN notitle\n";
+    b << "unset multiplot\n";
+    w->figures.push_back(Figure{"fit_" + tag, 1000, 750, b.str()});
+  }
+
+  // One curve per neuron: D_i s(a_i0) prod a_ib.
+  {
+    // The curves are polynomial between knots, so a coarse grid with the knots added is exact
+    // at the kinks and keeps the SVG small at large widths.
+    std::vector<double> nx(knots);
+    for (int k = 0; k < kNeuronGrid; ++k) nx.push_back(lo + (hi - lo) * k / (kNeuronGrid - 1));
+    std::sort(nx.begin(), nx.end());
+    std::ostringstream d;
+    for (double x : nx) {
+      d << num(x);
+      double sum = 0.0;
+      for (int i = 0; i < s.n; ++i) {
+        const NeuronEval ne = eval_neuron(s, th.data(), &x, i);
+        const double c = ne.D * ne.g.s * ne.m;
+        sum += c;
+        d << ' ' << num(c);
+      }
+      d << ' ' << num(sum) << '\n';
+    }
+    const std::string f = "neurons_" + tag + ".dat";
+    w->data[f] = d.str();
+    std::string ylabel = "D_i s(G_i x + g_i)";
+    if (s.arch == Arch::kGlu || s.arch == Arch::kGqu) ylabel += " (U_i x + u_i)";
+    if (s.arch == Arch::kGqu) ylabel += " (Q_i x + q_i)";
+    std::ostringstream b;
+    b << "set title " << gq("Neuron contributions: " + title) << " noenhanced\n"
+      << "set xrange [" << num(lo) << ":" << num(hi) << "]\nset xlabel 'x'\nset ylabel " << gq(ylabel) << "\n"
+      << "set grid lc rgb '#eeeeee'\n" << (s.n <= kMaxNeuronKey ? arrows : std::string())
+      << (s.n <= kMaxNeuronKey ? "set key outside right top Left reverse noenhanced\n"
+                               : "set key below Left reverse noenhanced height 1.5\n")
+      << "colours = '";
+    for (const char* c : kColours) b << c << ' ';
+    b << "'\n"
+      << "plot for [i=2:" << s.n + 1 << "] " << gq(f)
+      << " using 1:i with lines lw 1.5 lc rgb word(colours, (i-2)%words(colours)+1) title "
+      << (s.n <= kMaxNeuronKey ? "sprintf('neuron %d', i-2)" : "''") << ", \\\n     " << gq(f) << " using 1:"
+      << s.n + 2 << " with lines lw 2.5 dt (6,4) lc rgb 'black' title 'sum (y - d0)'\n";
+    w->figures.push_back(Figure{"neurons_" + tag, 1000, 650, b.str()});
+  }
+}
+
+// Runs gnuplot over the work in a temporary folder inside plots_dir, then renames the images
+// into plots_dir. Returns their paths.
+std::vector<std::string> render(const Work& w, const fs::path& plots_dir, const std::string& gnuplot) {
+  std::error_code ec;
+  fs::create_directories(plots_dir, ec);
+  if (ec) throw std::runtime_error("cannot create " + plots_dir.string() + ": " + ec.message());
+  std::string tmpl = (plots_dir / ".tmp-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary folder in " + plots_dir.string());
+  const fs::path tmp = tmpl;
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(p, e);
+    }
+  } cleanup{tmp};
+  for (const auto& [name, text] : w.data) {
+    std::ofstream out(tmp / name);
+    out << text;
+    if (!out) throw std::runtime_error("cannot write " + (tmp / name).string());
+  }
+  std::ostringstream gp;
+  gp << "# gpu-sweep figures: each one as PNG and as SVG.\n"
+     << "pngterm = strstrt(GPVAL_TERMINALS, 'pngcairo') > 0 ? 'pngcairo' : 'png'\n";
+  std::vector<std::string> outputs;
+  for (const auto& f : w.figures) {
+    for (int svg = 0; svg < 2; ++svg) {
+      const std::string out = f.name + (svg ? ".svg" : ".png");
+      gp << "reset\n";
+      if (svg)
+        gp << "set terminal svg size " << f.width << "," << f.height
+           << " dynamic enhanced font 'Sans,13' background rgb 'white'\n";
+      else
+        gp << "set terminal @pngterm size " << f.width << "," << f.height << " enhanced font 'Sans,11'\n";
+      gp << "set output " << gq(out) << "\n" << f.body << "unset output\n";
+      outputs.push_back(out);
+    }
+  }
+  {
+    std::ofstream out(tmp / "plots.gp");
+    out << gp.str();
+    if (!out) throw std::runtime_error("cannot write " + (tmp / "plots.gp").string());
+  }
+  const std::string cmd = "cd " + shell_quote(tmp.string()) + " && " + shell_quote(gnuplot) +
+                          " plots.gp >gnuplot.log 2>&1";
+  const int status = std::system(cmd.c_str());
+  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::ifstream log(tmp / "gnuplot.log");
+    std::string line, last, located;
+    while (std::getline(log, line)) {
+      if (line.find_first_not_of(" \t^") == std::string::npos) continue;
+      last = line;
+      if (line.find("plots.gp\" line") != std::string::npos) located = line;
+    }
+    throw std::runtime_error("gnuplot failed (exit status " +
+                             std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + "): " +
+                             (located.empty() ? last : located));
+  }
+  std::vector<std::string> written;
+  for (const auto& out : outputs) {
+    const fs::path from = tmp / out, to = plots_dir / out;
+    if (!fs::exists(from, ec) || fs::file_size(from, ec) == 0)
+      throw std::runtime_error("gnuplot did not write " + out);
+    fs::rename(from, to, ec);
+    if (ec) throw std::runtime_error("cannot move " + out + " into " + plots_dir.string() + ": " + ec.message());
+    written.push_back(to.string());
+  }
+  return written;
+}
+
+}  // namespace
+
+std::vector<NetPick> parse_net_picks(const std::string& text) {
+  std::vector<NetPick> picks;
+  for (const auto& item : split_list(text, ',')) {
+    const auto parts = split_list(item, ':');
+    NetPick p;
+    bool ok = parts.size() == 3 && !parts[0].empty();
+    if (ok) {
+      p.arch = parts[0];
+      try {
+        std::size_t u1 = 0, u2 = 0;
+        p.width = std::stoi(parts[1], &u1);
+        p.seed = std::stoi(parts[2], &u2);
+        ok = u1 == parts[1].size() && u2 == parts[2].size() && p.width >= 1 && p.seed >= 0;
+      } catch (const std::exception&) {
+        ok = false;
+      }
+    }
+    if (!ok) throw std::invalid_argument("--nets: '" + item + "' is not arch:width:seed (e.g. glu:16:0)");
+    picks.push_back(p);
+  }
+  if (picks.empty()) throw std::invalid_argument("--nets: no networks given (e.g. glu:16:0,mlp:16:0)");
+  return picks;
+}
+
+std::string find_gnuplot() {
+  const char* path = std::getenv("PATH");
+  if (!path) return "";
+  for (const auto& d : split_list(path, ':')) {
+    if (d.empty()) continue;
+    const fs::path p = fs::path(d) / "gnuplot";
+    if (::access(p.c_str(), X_OK) == 0 && !fs::is_directory(p)) return p.string();
+  }
+  return "";
+}
+
+PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw std::invalid_argument(dir + ": no such directory");
+  if (!fs::exists(fs::path(dir) / "results.csv", ec))
+    throw std::invalid_argument(dir + ": no results.csv (not a gpu-sweep output directory?)");
+  PlotReport rep;
+  const auto rows = read_results(dir);
+  const nlohmann::json summary = read_summary(dir);
+  const nlohmann::json config = summary.contains("config") ? summary["config"] : nlohmann::json::object();
+
+  Work w;
+  scaling_figure(rows, summary, &w, &rep);
+
+  // The networks of the per-network figures.
+  const bool have_params = fs::exists(fs::path(dir) / "params_index.csv", ec);
+  if (!have_params && !picks.empty())
+    throw std::invalid_argument(dir + ": no params_index.csv, so no network can be drawn (--nets)");
+  if (!have_params) rep.notes.push_back(dir + " has no params_index.csv; drew the scaling figure only");
+  if (have_params) {
+    const auto index = read_params_index(dir);
+    std::vector<NetPick> chosen = picks;
+    if (chosen.empty()) {
+      std::vector<std::string> archs;
+      for (const auto& e : index)  // spline coefficients are no network: not drawn by default
+        if (e.factors > 0 && std::find(archs.begin(), archs.end(), e.arch) == archs.end()) archs.push_back(e.arch);
+      for (const auto& a : archs) {
+        int seed = -1, width = 0;
+        for (const auto& e : index)
+          if (e.arch == a && (seed < 0 || e.seed < seed)) seed = e.seed;
+        if (seed > 0) seed = std::min(seed, 0);
+        for (const auto& e : index)
+          if (e.arch == a && e.seed == seed) width = std::max(width, e.width);
+        chosen.push_back(NetPick{a, width, seed});
+      }
+    }
+    std::map<std::string, Reference> refs;
+    for (const auto& p : chosen) {
+      int matched = 0;
+      for (const auto& e : index) {
+        if (e.arch != p.arch || e.width != p.width || e.seed != p.seed) continue;
+        ++matched;
+        const std::string who = e.arch + ":" + std::to_string(e.width) + ":" + std::to_string(e.seed) + " (" +
+                                e.activation + ", " + e.target + ")";
+        Shape s;
+        if (!entry_shape(e, &s) || s.d != 1) {
+          rep.notes.push_back(who + ": no 1D mlp/glu/gqu parameter layout to draw");
+          continue;
+        }
+        const auto th = read_params(dir, e);
+        if (!std::all_of(th.begin(), th.end(), [](double v) { return std::isfinite(v); })) {
+          rep.notes.push_back(who + ": parameters are not finite; not drawn");
+          continue;
+        }
+        if (!refs.count(e.target)) {
+          refs[e.target] = make_reference(e.target, config);
+          if (!refs[e.target].ok) rep.notes.push_back(refs[e.target].note);
+        }
+        double rmse = NAN;
+        for (const auto& r : rows)
+          if (r.arch == e.arch && r.activation == e.activation && r.target == e.target && r.width == e.width &&
+              r.seed == e.seed)
+            rmse = r.test_rmse;
+        network_figures(e, s, th, refs[e.target], rmse, &w);
+      }
+      if (!matched)
+        throw std::invalid_argument("--nets " + p.arch + ":" + std::to_string(p.width) + ":" +
+                                    std::to_string(p.seed) + ": no such network in " +
+                                    (fs::path(dir) / "params_index.csv").string());
+    }
+  }
+  if (w.figures.empty()) throw std::invalid_argument(dir + ": nothing to plot");
+
+  const std::string gnuplot = find_gnuplot();
+  if (gnuplot.empty())
+    throw GnuplotMissing("gnuplot not found on PATH, so no plots were written (install gnuplot-nox, then run: "
+                         "gpu-sweep plot " + dir + ")");
+  rep.files = render(w, fs::path(dir) / "plots", gnuplot);
+  return rep;
+}
+
+}  // namespace gs
