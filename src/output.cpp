@@ -11,6 +11,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "gpusweep/csv.h"
+
 namespace gs {
 
 std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
@@ -23,12 +25,7 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
     const Job& job = jobs[j];
     const NetResult& r = results[j];
     const Dataset& ds = spec.datasets[job.target];
-    std::string target = ds.name;
-    if (target.find_first_of(",\"\n") != std::string::npos) {
-      std::string q = "\"";
-      for (char c : target) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-      target = q + "\"";
-    }
+    const std::string target = csv_quote(ds.name);
     os << model_name(job.model()) << ',' << model_act_name(job.model(), job.act) << ',' << target
        << ',' << job.width << ',' << model_num_params(job.model(), ds.d, job.width) << ',' << job.seed << ','
        << r.train_rmse << ',' << r.test_rmse << ',' << status_name(r.status) << ',' << r.reason
@@ -115,87 +112,30 @@ void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const 
   }
 }
 
-namespace {
-
-// Splits one CSV line into fields; a field may be quoted, with "" for a quote inside.
-bool split_csv_line(const std::string& line, std::vector<std::string>& out) {
-  out.clear();
-  std::string cur;
-  bool quoted = false, was_quoted = false;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        cur += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        cur += c;
-      }
-    } else if (c == '"' && cur.empty() && !was_quoted) {
-      quoted = was_quoted = true;
-    } else if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-      was_quoted = false;
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(cur);
-  return !quoted;
-}
-
-}  // namespace
-
 std::vector<FitRow> parse_results_csv(const std::string& text, const std::string& path) {
-  std::istringstream in(text);
-  std::string line;
-  std::vector<std::string> f;
-  auto fail = [&](int ln, const std::string& why) {
-    throw std::invalid_argument(path + ":" + std::to_string(ln) + ": " + why);
-  };
-  if (!std::getline(in, line)) fail(1, "empty file, expected the results.csv header");
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  split_csv_line(line, f);
-  std::map<std::string, int> col;
-  for (std::size_t k = 0; k < f.size(); ++k) col[f[k]] = static_cast<int>(k);
+  const CsvTable t = parse_csv_table(text, path);
   for (const char* need : {"arch", "activation", "target", "width", "params", "seed", "test_rmse", "status"})
-    if (!col.count(need)) fail(1, std::string("no column '") + need + "' in the header (not a gpu-sweep results.csv?)");
+    if (std::find(t.header.begin(), t.header.end(), need) == t.header.end())
+      throw std::invalid_argument(path + ": no column '" + need + "' in the header (not a gpu-sweep results.csv?)");
+  const int c_arch = t.column("arch"), c_act = t.column("activation"), c_target = t.column("target"),
+            c_width = t.column("width"), c_params = t.column("params"), c_seed = t.column("seed"),
+            c_rmse = t.column("test_rmse"), c_status = t.column("status");
   std::vector<FitRow> rows;
-  int ln = 1;
-  while (std::getline(in, line)) {
-    ++ln;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
-    if (!split_csv_line(line, f)) fail(ln, "unterminated quote");
-    if (f.size() != col.size()) fail(ln, "has " + std::to_string(f.size()) + " fields, the header " + std::to_string(col.size()));
+  for (std::size_t k = 0; k < t.rows.size(); ++k) {
+    const auto& f = t.rows[k];
+    const std::string where = path + ": row " + std::to_string(k + 2);
     FitRow r;
-    r.arch = f[col["arch"]];
-    r.activation = f[col["activation"]];
-    r.target = f[col["target"]];
-    try {
-      std::size_t used = 0;
-      const std::string& w = f[col["width"]];
-      r.width = std::stoi(w, &used);
-      if (used != w.size()) throw std::invalid_argument(w);
-      const std::string& p = f[col["params"]];
-      r.params = std::stoi(p, &used);
-      if (used != p.size()) throw std::invalid_argument(p);
-      const std::string& sd = f[col["seed"]];
-      r.seed = std::stoi(sd, &used);
-      if (used != sd.size()) throw std::invalid_argument(sd);
-      const std::string& t = f[col["test_rmse"]];
-      r.test_rmse = t == "nan" || t == "-nan" ? NAN : std::stod(t, &used);
-      if (t != "nan" && t != "-nan" && used != t.size()) throw std::invalid_argument(t);
-    } catch (const std::exception&) {
-      fail(ln, "width, params, seed or test_rmse is not a number");
-    }
-    r.failed = f[col["status"]] == "failed";
+    r.arch = f[c_arch];
+    r.activation = f[c_act];
+    r.target = f[c_target];
+    r.width = static_cast<int>(parse_int_field(f[c_width], where));
+    r.params = static_cast<int>(parse_int_field(f[c_params], where));
+    r.seed = static_cast<int>(parse_int_field(f[c_seed], where));
+    r.test_rmse = parse_double_field(f[c_rmse], where);  // strtod reads nan too
+    r.failed = f[c_status] == "failed";
     rows.push_back(std::move(r));
   }
-  if (rows.empty()) fail(ln, "no result rows");
+  if (rows.empty()) throw std::invalid_argument(path + ": no result rows");
   return rows;
 }
 

@@ -7,36 +7,16 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include "program.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Outcome {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-fs::path tmp_dir() {
-  const fs::path d = fs::path(GPUSWEEP_TEST_TMP) / ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-Outcome run(const std::string& args, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = std::string(GPUSWEEP_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
-  const int status = std::system(cmd.c_str());
-  return Outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-}
+using gs_test::Outcome;
+using gs_test::run;
+using gs_test::slurp;
+using gs_test::tmp_dir;
 
 int lines(const std::string& s) {
   int n = 0;

@@ -13,6 +13,7 @@
 #include "gpusweep/data.h"
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
+#include "program.h"
 
 namespace fs = std::filesystem;
 
@@ -119,24 +120,9 @@ TEST(Fit, ResultsCsvReadsBack) {
 }
 
 // The program: a run, then `fit DIR` with other widths; and its refusals.
-struct Outcome {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-Outcome run(const std::string& args, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = std::string(GPUSWEEP_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
-  const int status = std::system(cmd.c_str());
-  return Outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-}
+using gs_test::Outcome;
+using gs_test::run;
+using gs_test::slurp;
 
 TEST(FitCommand, RefitsARunWithOtherWidths) {
   const fs::path dir = fs::path(GPUSWEEP_TEST_TMP) / "fit_command";

@@ -14,42 +14,16 @@
 #include "gpusweep/network.h"
 #include "gpusweep/params_io.h"
 #include "gpusweep/plots.h"
+#include "program.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Outcome {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-fs::path tmp_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = std::string(info->test_suite_name()) + "." + info->name();
-  for (char& c : name)
-    if (c == '/') c = '_';
-  const fs::path d = fs::path(GPUSWEEP_TEST_TMP) / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-// Runs the program; `env` goes before it on the command line (e.g. "PATH=/nonexistent").
-Outcome run(const std::string& args, const fs::path& dir, const std::string& env = "") {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = env + (env.empty() ? "" : " ") + std::string(GPUSWEEP_BIN) + " " + args + " >" +
-                          out.string() + " 2>" + err.string();
-  const int status = std::system(cmd.c_str());
-  return Outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-}
+using gs_test::Outcome;
+using gs_test::run;
+using gs_test::slurp;
+using gs_test::tmp_dir;
 
 int lines(const std::string& s) {
   int n = 0;
