@@ -17,6 +17,9 @@ class CpuBackend final : public Backend {
   std::string describe() const override;
   std::size_t bytes_per_network(int num_params, int num_points) const override;
   std::size_t memory_budget() const override;
+  // A few networks per thread: enough to balance the threads, small enough that a chunk
+  // finishes (and is saved) often.
+  int max_chunk_networks() const override { return 8 * threads_; }
   void load(const Batch& batch) override;
   void read_params(std::vector<double>& params) override;
   void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,

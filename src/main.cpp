@@ -2,8 +2,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -11,9 +13,13 @@
 #include <iomanip>
 #include <sstream>
 #include <iostream>
+#include <map>
+#include <numeric>
 #include <set>
 #include <stdexcept>
+#include <type_traits>
 
+#include "gpusweep/checkpoint.h"
 #include "gpusweep/cli.h"
 #include "gpusweep/data.h"
 #include "gpusweep/fit.h"
@@ -49,6 +55,101 @@ struct Options {
   bool quiet = false;
   std::string fit_dir;  // the `fit DIR` subcommand
   bool no_plots = false;
+  std::string resume;   // a directory of an unfinished sweep
+  std::string shard;    // "k/N"
+  int chunk_networks = 0;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot read it");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The options that decide a sweep's results, as manifest.json records them. Each entry maps
+// the manifest key to its option (key "data_seed" is --data-seed) and the Options field.
+template <class F>
+void for_each_sweep_option(Options& o, F&& f) {
+  f("arch", o.arch);
+  f("activation", o.activation);
+  f("widths", o.widths);
+  f("seeds", o.seeds);
+  f("target", o.target);
+  f("data", o.data);
+  f("test_fraction", o.test_fraction);
+  f("points", o.points);
+  f("data_seed", o.data_seed);
+  f("schedule", o.schedule);
+  f("hessian", o.hessian);
+  f("init", o.init);
+  f("projection", o.projection);
+  f("device", o.device);
+  f("shard", o.shard);
+}
+
+std::string option_of(const std::string& key) {
+  std::string opt = "--" + key;
+  std::replace(opt.begin(), opt.end(), '_', '-');
+  return opt;
+}
+
+nlohmann::json manifest_json(Options o, std::size_t jobs) {
+  nlohmann::json m;
+  for_each_sweep_option(o, [&](const char* key, auto& value) { m["sweep"][key] = value; });
+  m["jobs"] = jobs;
+  return m;
+}
+
+nlohmann::json read_manifest(const std::string& dir, const std::string& what) {
+  const std::string mpath = (fs::path(dir) / "manifest.json").string();
+  if (!fs::exists(mpath)) throw std::invalid_argument(what + " " + dir + ": no manifest.json there (not a gpu-sweep directory)");
+  try {
+    return nlohmann::json::parse(read_text(mpath));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(mpath + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+}
+
+// --resume: the sweep options come from DIR/manifest.json. One given on the command line
+// must agree with it; the others are taken from it.
+// app: the command line, or null when nothing was given on it.
+void apply_manifest(Options& o, const nlohmann::json& m, const CLI::App* app, const std::string& path) {
+  for_each_sweep_option(o, [&](const char* key, auto& value) {
+    using T = std::decay_t<decltype(value)>;
+    if (!m.contains("sweep") || !m["sweep"].contains(key))
+      throw std::invalid_argument(path + ": no '" + key + "' (not a gpu-sweep manifest?)");
+    T recorded;
+    try {
+      recorded = m["sweep"][key].get<T>();
+    } catch (const nlohmann::json::exception&) {
+      throw std::invalid_argument(path + ": '" + key + "' has the wrong type");
+    }
+    const std::string opt = option_of(key);
+    if (app && app->count(opt) > 0 && !(value == recorded)) {
+      std::ostringstream given, was;
+      given << value;
+      was << recorded;
+      throw std::invalid_argument("--resume: " + opt + " is '" + given.str() + "' here but '" + was.str() +
+                                  "' in " + path + "; a resumed sweep keeps its options");
+    }
+    value = recorded;
+  });
+}
+
+// Set by SIGINT and SIGTERM; the running sweep stops at its next Newton step.
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop) {  // a second signal: stop now
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+  g_stop = 1;
+}
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
 };
 
 std::string default_out_dir() {
@@ -114,6 +215,9 @@ bool prepare_out_dir(const std::string& dir, bool overwrite) {
   if (existed && !overwrite &&
       (fs::exists(fs::path(dir) / "results.csv") || fs::exists(fs::path(dir) / "summary.json")))
     throw std::invalid_argument("--out " + dir + ": already holds results (pass --overwrite to replace them)");
+  if (existed && !overwrite && fs::exists(fs::path(dir) / "manifest.json"))
+    throw std::invalid_argument("--out " + dir + ": holds an unfinished sweep (continue it with --resume " + dir +
+                                ", or pass --overwrite to start again)");
   fs::create_directories(dir, ec);
   if (ec) throw std::invalid_argument("--out " + dir + ": cannot create the directory: " + ec.message());
   // Probe that we can write here before spending time on training.
@@ -137,14 +241,6 @@ gs::FitOptions fit_options(const Options& o) {
     throw std::invalid_argument("--fit-max-width " + std::to_string(f.max_width) + " is below --fit-min-width " +
                                 std::to_string(f.min_width));
   return f;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::invalid_argument(path + ": cannot read it");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // `gpu-sweep fit DIR`: the fits again, from DIR/results.csv, with the fit options given now.
@@ -240,51 +336,250 @@ void write_plots(const std::string& dir, const std::vector<gs::NetPick>& picks, 
   }
 }
 
-int run(const Options& o) {
-  gs::SweepSpec spec = build_spec(o);
+// The finished sweep's files: params.bin and its index, results.csv, summary.json (results
+// and summary stand or fall together), and the slope table.
+void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec& spec,
+                   const std::vector<gs::Job>& jobs, const std::vector<gs::NetResult>& results,
+                   const nlohmann::json& config, double secs) {
   const gs::FitOptions fit = fit_options(o);
+  const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
+  auto summary = gs::summary_json(fits, fit, config, results);
+  summary["seconds"] = secs;
+  gs::write_params(out, spec, jobs, results);
+  const std::string results_path = (fs::path(out) / "results.csv").string();
+  gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
+  try {
+    gs::write_file_atomic((fs::path(out) / "summary.json").string(), summary.dump(2) + "\n");
+  } catch (...) {
+    std::remove(results_path.c_str());
+    throw;
+  }
+  if (!o.quiet) {
+    gs::print_fit_table(std::cout, fits, fit);
+    const auto& n = summary["networks"];
+    std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
+              << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
+              << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
+  }
+}
+
+int run(Options o, const CLI::App& app) {
+  if (!o.resume.empty()) {
+    if (app.count("--out") > 0 && o.out != o.resume)
+      throw std::invalid_argument("--resume " + o.resume + ": writes into that directory; leave out --out");
+    const nlohmann::json manifest = read_manifest(o.resume, "--resume");
+    // summary.json is written last: with it the sweep is complete; without it the saved
+    // chunks (still there) give the results again.
+    if (fs::exists(fs::path(o.resume) / "results.csv") && fs::exists(fs::path(o.resume) / "summary.json"))
+      throw std::invalid_argument("--resume " + o.resume + ": the sweep is complete; nothing to resume");
+    apply_manifest(o, manifest, &app, (fs::path(o.resume) / "manifest.json").string());
+    o.out = o.resume;
+  }
+  gs::SweepSpec spec = build_spec(o);
+  spec.chunk_networks = o.chunk_networks;
+  fit_options(o);  // refuse bad fit options before any work
   gs::BackendOptions bo;
   bo.device = parse_device(o.device);
   bo.threads = o.threads;
   auto backend = gs::Backend::create(bo);
-  const auto jobs = gs::make_jobs(spec);
+  const auto all_jobs = gs::make_jobs(spec);
+  // This run's jobs: all of them, or one shard; canonical[i] is job i's index in all_jobs.
+  std::vector<int> canonical(all_jobs.size());
+  std::iota(canonical.begin(), canonical.end(), 0);
+  if (!o.shard.empty()) {
+    int k = 0, n = 0;
+    gs::parse_shard(o.shard, &k, &n);
+    canonical = gs::shard_jobs(all_jobs, spec.datasets[0].d, k, n);
+  }
+  std::vector<gs::Job> jobs;
+  for (int c : canonical) jobs.push_back(all_jobs[c]);
   // Refuse sizes that cannot fit before any output is made.
   const auto planned = gs::plan_chunks(jobs, spec.datasets[0].d, backend->memory_budget(),
-                  [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); });
+                  [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); },
+                  spec.chunk_networks > 0 ? spec.chunk_networks : backend->max_chunk_networks());
 
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
-  const bool created = prepare_out_dir(out, o.overwrite);
+  bool created = false;
+  std::vector<gs::NetResult> results(jobs.size());
+  std::vector<char> have(jobs.size(), 0);
+  int saved = 0;
+  if (!o.resume.empty()) {
+    const auto done = gs::read_chunks(out, static_cast<int>(all_jobs.size()));
+    std::map<int, int> position;
+    for (std::size_t i = 0; i < canonical.size(); ++i) position[canonical[i]] = static_cast<int>(i);
+    for (const auto& [job, r] : done) {
+      if (!position.count(job))
+        throw std::invalid_argument("--resume " + out + ": its chunks hold job " + std::to_string(job) +
+                                    ", which is not in this sweep");
+      results[position[job]] = r;
+      have[position[job]] = 1;
+      ++saved;
+    }
+  } else {
+    created = prepare_out_dir(out, o.overwrite);
+    // With --overwrite, the earlier sweep's files go first: a stopped run must never leave
+    // them looking like its own results.
+    for (const char* f : {"results.csv", "summary.json", "params.bin", "params_index.csv", "manifest.json"})
+      fs::remove(fs::path(out) / f);
+    std::error_code ec;
+    fs::remove_all(fs::path(out) / "plots", ec);
+    gs::remove_chunks(out);
+    gs::write_file_atomic((fs::path(out) / "manifest.json").string(),
+                          manifest_json(o, jobs.size()).dump(2) + "\n");
+  }
+  std::vector<gs::Job> todo;
+  std::vector<int> todo_pos;  // position in jobs of each todo entry
+  for (std::size_t i = 0; i < jobs.size(); ++i)
+    if (!have[i]) {
+      todo.push_back(jobs[i]);
+      todo_pos.push_back(static_cast<int>(i));
+    }
   const bool tty = isatty(STDERR_FILENO);
-  if (!o.quiet)
-    std::cout << "gpu-sweep: " << jobs.size() << " networks on " << backend->describe() << ", output in "
-              << out << std::endl;
+  if (!o.quiet) {
+    std::cout << "gpu-sweep: " << jobs.size() << " networks on " << backend->describe() << ", output in " << out;
+    if (saved > 0) std::cout << " (" << saved << " already done, " << todo.size() << " to go)";
+    std::cout << std::endl;
+  }
+  g_stop = 0;
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  int next_chunk = gs::count_chunks(out);
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    Progress progress(tty && !o.quiet, static_cast<int>(jobs.size()), spec.train.schedule);
+    Progress progress(tty && !o.quiet, static_cast<int>(todo.size()), spec.train.schedule);
     progress.set_chunks(static_cast<int>(planned.size()));
-    spec.train.on_step = [&](const gs::StepInfo& s) { progress.step(s); };
-    const auto results =
-        gs::run_sweep(spec, jobs, *backend, [&](const gs::SweepProgress& p) { progress.chunk(p); });
+    spec.train.on_step = [&](const gs::StepInfo& s) {
+      if (g_stop) throw Interrupted();
+      progress.step(s);
+    };
+    // Each finished chunk goes to disk at once, under the jobs' canonical indices.
+    const auto fresh = gs::run_sweep(
+        spec, todo, *backend, [&](const gs::SweepProgress& p) { progress.chunk(p); },
+        [&](const std::vector<int>& done, const std::vector<gs::NetResult>& res) {
+          std::vector<int> ids;
+          std::vector<gs::NetResult> by_id(all_jobs.size());
+          for (int t : done) {
+            const int pos = todo_pos[t];
+            ids.push_back(canonical[pos]);
+            by_id[canonical[pos]] = res[t];
+            saved++;
+          }
+          gs::write_chunk(out, next_chunk++, ids, by_id);
+          if (g_stop) throw Interrupted();
+        });
+    for (std::size_t t = 0; t < todo.size(); ++t) results[todo_pos[t]] = fresh[t];
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
-    auto summary = gs::summary_json(fits, fit, config_json(o, backend->describe()), results);
-    summary["seconds"] = secs;
-    gs::write_params(out, spec, jobs, results);
-    const std::string results_path = (fs::path(out) / "results.csv").string();
-    gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
+    auto config = config_json(o, backend->describe());
+    if (!o.shard.empty()) config["shard"] = o.shard;
+    write_outputs(out, o, spec, jobs, results, config, secs);
+    gs::remove_chunks(out);
+  } catch (const Interrupted&) {
+    std::cerr << "\ngpu-sweep: interrupted: " << saved << " of " << jobs.size() << " networks are saved in "
+              << out << "; continue with: gpu-sweep --resume " << out << "\n";
+    return 130;
+  } catch (...) {
+    // Nothing finished: leave nothing behind. Finished chunks stay for --resume.
+    std::error_code ec;
+    if (created && gs::count_chunks(out) == 0) fs::remove_all(out, ec);
+    throw;
+  }
+  if (!o.no_plots) write_plots(out, {}, o.quiet);
+  return 0;
+}
+
+// `gpu-sweep merge DIR... --out DIR`: the shards 1/N..N/N of one sweep into one directory,
+// as if the sweep had run whole.
+int merge(Options o, const std::vector<std::string>& dirs, const CLI::App& app) {
+  if (o.out.empty()) throw std::invalid_argument("merge: give the merged directory with --out");
+  std::vector<nlohmann::json> manifests;
+  for (const auto& d : dirs) {
+    manifests.push_back(read_manifest(d, "merge"));
+    if (!fs::exists(fs::path(d) / "results.csv"))
+      throw std::invalid_argument("merge " + d + ": unfinished (no results.csv); finish it with --resume " + d);
+  }
+  // One sweep: every option but the shard agrees.
+  for (std::size_t i = 1; i < dirs.size(); ++i)
+    for (const auto& [key, value] : manifests[0]["sweep"].items())
+      if (key != "shard" && manifests[i]["sweep"].value(key, nlohmann::json()) != value)
+        throw std::invalid_argument("merge: " + dirs[i] + " and " + dirs[0] + " are not shards of one sweep: " +
+                                    option_of(key) + " is " + manifests[i]["sweep"].value(key, nlohmann::json()).dump() +
+                                    " against " + value.dump());
+  int n_shards = 0;
+  std::vector<std::string> by_k;
+  for (std::size_t i = 0; i < dirs.size(); ++i) {
+    const std::string shard = manifests[i]["sweep"].value("shard", std::string());
+    if (shard.empty()) throw std::invalid_argument("merge " + dirs[i] + ": not a shard (it ran without --shard)");
+    int k = 0, n = 0;
+    gs::parse_shard(shard, &k, &n);
+    if (n_shards == 0) {
+      n_shards = n;
+      by_k.assign(n + 1, "");
+    }
+    if (n != n_shards)
+      throw std::invalid_argument("merge " + dirs[i] + ": shard " + shard + " of a split into " + std::to_string(n) +
+                                  ", the others into " + std::to_string(n_shards));
+    if (!by_k[k].empty()) throw std::invalid_argument("merge: shard " + shard + " twice: " + by_k[k] + " and " + dirs[i]);
+    by_k[k] = dirs[i];
+  }
+  for (int k = 1; k <= n_shards; ++k)
+    if (by_k[k].empty())
+      throw std::invalid_argument("merge: shard " + std::to_string(k) + "/" + std::to_string(n_shards) + " is missing");
+
+  // The sweep's jobs, from its options; each shard's rows are its jobs in order.
+  Options sweep_opt = o;
+  apply_manifest(sweep_opt, manifests[0], nullptr, (fs::path(dirs[0]) / "manifest.json").string());
+  gs::SweepSpec spec = build_spec(sweep_opt);
+  const auto jobs = gs::make_jobs(spec);
+  std::vector<gs::NetResult> results(jobs.size());
+  double secs = 0.0;
+  for (int k = 1; k <= n_shards; ++k) {
+    const std::string& d = by_k[k];
+    const auto ids = gs::shard_jobs(jobs, spec.datasets[0].d, k, n_shards);
+    const auto table = gs::read_csv_table((fs::path(d) / "results.csv").string());
+    const auto index = gs::read_params_index(d);
+    if (table.rows.size() != ids.size() || index.size() != ids.size())
+      throw std::invalid_argument("merge " + d + ": " + std::to_string(table.rows.size()) + " results for the " +
+                                  std::to_string(ids.size()) + " networks of shard " + std::to_string(k) + "/" +
+                                  std::to_string(n_shards));
+    const int c_arch = table.column("arch"), c_act = table.column("activation"), c_target = table.column("target"),
+              c_width = table.column("width"), c_seed = table.column("seed"), c_status = table.column("status"),
+              c_reason = table.column("reason"), c_steps = table.column("newton_steps"),
+              c_train = table.column("train_rmse"), c_test = table.column("test_rmse"), c_secs = table.column("seconds");
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto& row = table.rows[i];
+      const gs::Job& job = jobs[ids[i]];
+      const std::string where = d + "/results.csv: row " + std::to_string(i + 2);
+      const gs::Model model = job.model();
+      if (row[c_arch] != gs::model_name(model) || row[c_act] != gs::model_act_name(model, job.act) ||
+          row[c_target] != spec.datasets[job.target].name ||
+          gs::parse_int_field(row[c_width], where) != job.width || gs::parse_int_field(row[c_seed], where) != job.seed)
+        throw std::invalid_argument(where + ": not the network shard " + std::to_string(k) + " should hold there");
+      gs::NetResult& r = results[ids[i]];
+      r.status = gs::status_from(row[c_status]);
+      r.reason = row[c_reason];
+      r.newton_steps = static_cast<int>(gs::parse_int_field(row[c_steps], where));
+      r.train_rmse = gs::parse_double_field(row[c_train], where);
+      r.test_rmse = gs::parse_double_field(row[c_test], where);
+      r.seconds = gs::parse_double_field(row[c_secs], where);
+      r.params = gs::read_params(d, index[i]);
+    }
+    nlohmann::json summary;
     try {
-      gs::write_file_atomic((fs::path(out) / "summary.json").string(), summary.dump(2) + "\n");
-    } catch (...) {
-      std::remove(results_path.c_str());
-      throw;
+      summary = nlohmann::json::parse(read_text((fs::path(d) / "summary.json").string()));
+      secs += summary.value("seconds", 0.0);
+    } catch (const std::exception&) {
     }
-    if (!o.quiet) {
-      gs::print_fit_table(std::cout, fits, fit);
-      const auto& n = summary["networks"];
-      std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
-                << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
-                << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
-    }
+  }
+  (void)app;
+  const std::string out = o.out;
+  const bool created = prepare_out_dir(out, o.overwrite);
+  try {
+    sweep_opt.shard.clear();
+    gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest_json(sweep_opt, jobs.size()).dump(2) + "\n");
+    auto config = config_json(sweep_opt, manifests[0]["sweep"].value("device", std::string()));
+    config["merged_from"] = dirs;
+    sweep_opt.quiet = o.quiet;
+    write_outputs(out, sweep_opt, spec, jobs, results, config, secs);
   } catch (...) {
     std::error_code ec;
     if (created) fs::remove_all(out, ec);
@@ -348,6 +643,21 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1000000));
   fit_cmd->add_flag("-q,--quiet", o.quiet, "print nothing but errors");
   app.add_flag("--no-plots", o.no_plots, "do not write the figures into DIR/plots");
+  app.add_option("--resume", o.resume,
+                 "continue the unfinished sweep in DIR (its manifest.json gives the options; results "
+                 "already saved are kept)");
+  app.add_option("--shard", o.shard, "run shard k of N of the sweep (k/N), balanced by cost");
+  app.add_option("--chunk-networks", o.chunk_networks,
+                 "networks per chunk at most (each finished chunk is saved at once); 0: the backend's choice")
+      ->capture_default_str()->check(CLI::Range(0, 100000000));
+  std::vector<std::string> merge_dirs;
+  CLI::App* merge_cmd = app.add_subcommand(
+      "merge", "merge the finished shards 1/N..N/N of one sweep into --out, with their fits and plots");
+  merge_cmd->add_option("DIR", merge_dirs, "the shards' directories")->required();
+  merge_cmd->add_option("--out", o.out, "the merged directory")->required();
+  merge_cmd->add_flag("--overwrite", o.overwrite, "replace results already in --out");
+  merge_cmd->add_flag("--no-plots", o.no_plots, "do not write the figures");
+  merge_cmd->add_flag("-q,--quiet", o.quiet, "print nothing but errors");
   std::string plot_dir, plot_nets;
   CLI::App* plot = app.add_subcommand("plot", "draw the figures of a results directory into DIR/plots");
   plot->add_option("DIR", plot_dir, "a directory written by gpu-sweep (--out)")->required();
@@ -365,6 +675,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*fit_cmd) return refit(o);
+    if (*merge_cmd) return merge(o, merge_dirs, app);
     if (*plot) {
       const auto rep = gs::plot_run(plot_dir, plot_nets.empty() ? std::vector<gs::NetPick>{}
                                                                 : gs::parse_net_picks(plot_nets));
@@ -372,7 +683,7 @@ int main(int argc, char** argv) {
       if (!o.quiet) std::cout << "Wrote " << rep.files.size() << " plots to " << plot_dir << "/plots\n";
       return 0;
     }
-    return run(o);
+    return run(o, app);
   } catch (const std::invalid_argument& e) {
     std::cerr << "gpu-sweep: error: " << e.what() << "\n";
     return 2;

@@ -105,7 +105,8 @@ void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64
 
 std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
                                           std::size_t bytes_budget,
-                                          const std::function<std::size_t(int)>& bytes_per_net) {
+                                          const std::function<std::size_t(int)>& bytes_per_net,
+                                          int max_networks) {
   std::vector<int> order(jobs.size());
   std::iota(order.begin(), order.end(), 0);
   auto params = [&](int j) { return num_params(Shape{jobs[j].arch, jobs[j].act, d, jobs[j].width}); };
@@ -121,7 +122,8 @@ std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
           std::to_string(params(j)) + " parameters) needs " + std::to_string(need >> 20) +
           " MiB per network, more than the backend's budget of " +
           std::to_string(bytes_budget >> 20) + " MiB");
-    if (chunks.empty() || used + need > bytes_budget) {
+    if (chunks.empty() || used + need > bytes_budget ||
+        (max_networks > 0 && static_cast<int>(chunks.back().size()) >= max_networks)) {
       chunks.emplace_back();
       used = 0;
     }
@@ -139,21 +141,26 @@ int max_points(const std::vector<Dataset>& datasets) {
 
 std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
                                  Backend& backend,
-                                 const std::function<void(const SweepProgress&)>& progress) {
+                                 const std::function<void(const SweepProgress&)>& progress,
+                                 const ChunkDone& chunk_done) {
   const int d = spec.datasets.empty() ? 1 : spec.datasets[0].d;
   const int points = max_points(spec.datasets);
   const auto chunks = plan_chunks(jobs, d, backend.memory_budget(),
-                                  [&](int p) { return backend.bytes_per_network(p, points); });
+                                  [&](int p) { return backend.bytes_per_network(p, points); },
+                                  spec.chunk_networks > 0 ? spec.chunk_networks : backend.max_chunk_networks());
   std::vector<NetResult> results(jobs.size());
   const auto t0 = std::chrono::steady_clock::now();
   int done = 0;
+  std::vector<int> baselines;
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     if (jobs[j].method == Method::kTrain) continue;
     const Dataset& ds = spec.datasets[jobs[j].target];
     results[j] = run_baseline(jobs[j].model(), jobs[j].width, ds,
                               [&ds](const std::vector<double>& xs) { return evaluate_target(ds, xs); });
+    baselines.push_back(static_cast<int>(j));
     ++done;
   }
+  if (chunk_done && !baselines.empty()) chunk_done(baselines, results);
   for (std::size_t c = 0; c < chunks.size(); ++c) {
     Batch batch;
     for (const auto& ds : spec.datasets) batch.datasets.push_back(&ds);
@@ -175,6 +182,7 @@ std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& 
       results[chunks[c][k]] = std::move(res[k]);
     }
     done += static_cast<int>(chunks[c].size());
+    if (chunk_done) chunk_done(chunks[c], results);
     if (progress) {
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       progress({static_cast<int>(c) + 1, static_cast<int>(chunks.size()), done,

@@ -36,6 +36,9 @@ class Backend {
   // num_points points (training and test together); the planner sizes chunks with it.
   virtual std::size_t bytes_per_network(int num_params, int num_points) const = 0;
   virtual std::size_t memory_budget() const = 0;
+  // The most networks one chunk should hold (0: as many as memory allows). Every finished
+  // chunk is saved to disk, so smaller chunks lose less to an interruption.
+  virtual int max_chunk_networks() const { return 0; }
 
   virtual void load(const Batch& batch) = 0;
   virtual void read_params(std::vector<double>& params) = 0;

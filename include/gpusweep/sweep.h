@@ -32,6 +32,7 @@ struct SweepSpec {
   std::vector<Act> acts;
   std::vector<int> widths;
   int seeds = 1;
+  int chunk_networks = 0;  // networks per chunk at most; 0: the backend's choice
   InitKind init = InitKind::kMaso;
   TrainOptions train;
 };
@@ -55,10 +56,12 @@ void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64
 std::uint64_t job_seed(const Job& job, const std::string& target_name);
 
 // Groups the trained jobs' indices into chunks whose backend memory fits the budget, largest
-// first so the threads stay busy; baseline jobs are in no chunk. Throws std::invalid_argument when one network alone does not fit.
+// first so the threads stay busy, and of at most max_networks each (0: no limit); baseline
+// jobs are in no chunk. Throws std::invalid_argument when one network alone does not fit.
 std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
                                           std::size_t bytes_budget,
-                                          const std::function<std::size_t(int)>& bytes_per_net);
+                                          const std::function<std::size_t(int)>& bytes_per_net,
+                                          int max_networks = 0);
 
 // The most points (training and test) of any dataset: the planner's per-network point count.
 int max_points(const std::vector<Dataset>& datasets);
@@ -68,10 +71,15 @@ struct SweepProgress {
   double elapsed;
 };
 
+// Called as results become final: the indices (into jobs) of the networks just finished, and
+// the results so far (indexed like jobs). The baselines come first, then each chunk.
+using ChunkDone = std::function<void(const std::vector<int>& done, const std::vector<NetResult>& results)>;
+
 // Trains every trained job on the backend and computes the baselines on the host; results
 // come back in job order.
 std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
                                  Backend& backend,
-                                 const std::function<void(const SweepProgress&)>& progress = {});
+                                 const std::function<void(const SweepProgress&)>& progress = {},
+                                 const ChunkDone& chunk_done = {});
 
 }  // namespace gs

@@ -1,0 +1,200 @@
+// Long sweeps that survive: a sweep killed (SIGKILL) at random points and resumed again and
+// again ends with the results of an uninterrupted run; SIGINT stops cleanly and says how to
+// resume; a resume with other options is refused; shards 1/3..3/3 merged equal the whole.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gpusweep/checkpoint.h"
+#include "gpusweep/data.h"
+#include "program.h"
+
+namespace fs = std::filesystem;
+using gs_test::Outcome;
+using gs_test::run;
+using gs_test::slurp;
+using gs_test::tmp_dir;
+
+namespace {
+
+// Chunks of 4 networks on one thread (a few tenths of a second each), so that kills land
+// between and inside many chunks.
+std::string sweep(const std::string& widths) {
+  return "--arch mlp,glu,gqu,spline1 --widths " + widths +
+         " --seeds 2 --points 800 --schedule D,U,Q,G,ALL*10 --chunk-networks 4 --no-plots -q";
+}
+const std::string kSweep = sweep("2:30");
+
+// results.csv without its seconds column (a measurement, not a result).
+std::vector<std::string> rows_without_seconds(const fs::path& csv) {
+  std::istringstream in(slurp(csv));
+  std::vector<std::string> rows;
+  std::string line;
+  while (std::getline(in, line)) rows.push_back(line.substr(0, line.rfind(',')));
+  return rows;
+}
+
+void expect_same_results(const fs::path& a, const fs::path& b) {
+  const auto ra = rows_without_seconds(a / "results.csv"), rb = rows_without_seconds(b / "results.csv");
+  ASSERT_GT(ra.size(), 80u);
+  ASSERT_EQ(ra.size(), rb.size());
+  for (std::size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i], rb[i]) << "row " << i;
+  EXPECT_EQ(slurp(a / "params.bin"), slurp(b / "params.bin"));
+  EXPECT_EQ(slurp(a / "params_index.csv"), slurp(b / "params_index.csv"));
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+TEST(Resume, KilledAgainAndAgainThenResumedEqualsAnUninterruptedRun) {
+  const fs::path dir = tmp_dir();
+  const fs::path whole = dir / "whole", broken = dir / "broken";
+  Outcome r = run(kSweep + " --threads 2 --out " + whole.string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  std::mt19937 rng(12345);
+  std::uniform_real_distribution<double> when(0.1, 0.4);
+  // Kill at a random moment, again and again, resuming each time. A run that finishes
+  // before its kill is checked against the uninterrupted one, and the next round starts
+  // the sweep again.
+  int kills = 0, progress = 0, completions = 0, last_saved = 0;
+  for (int round = 0; round < 80 && kills < 12; ++round) {
+    char t[32];
+    std::snprintf(t, sizeof t, "%.3f", when(rng));
+    // summary.json is the last file a run writes.
+    const bool unfinished = fs::exists(broken / "manifest.json") && !fs::exists(broken / "summary.json");
+    const std::string args = unfinished ? "--resume " + broken.string() + " --threads 1 --no-plots -q"
+                                        : kSweep + " --threads 1 --overwrite --out " + broken.string();
+    r = run(args, dir, std::string("timeout -s KILL ") + t);
+    if (r.code == 0) {
+      expect_same_results(whole, broken);
+      ++completions;
+      last_saved = 0;
+      continue;
+    }
+    ASSERT_EQ(r.code, 137) << "round " << round << ": " << r.err;  // timeout's status for SIGKILL
+    ++kills;
+    // Killed after its last file: complete, and right.
+    if (fs::exists(broken / "summary.json")) expect_same_results(whole, broken);
+    const int saved = gs::count_chunks(broken.string());
+    progress += saved > last_saved;
+    last_saved = saved;
+  }
+  EXPECT_GE(kills, 10);
+  EXPECT_GE(progress, 3) << "the resumed runs must make progress between kills";
+  if (!fs::exists(broken / "summary.json")) {
+    r = run("--resume " + broken.string() + " --threads 2 --no-plots -q", dir);
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  expect_same_results(whole, broken);
+}
+
+TEST(Resume, InterruptStopsCleanlyAndSaysHowToResume) {
+  const fs::path dir = tmp_dir();
+  const fs::path out = dir / "run";
+  // SIGINT after a moment; the run ends at its next Newton step.
+  Outcome r = run(kSweep + " --threads 1 --out " + out.string(), dir, "timeout --preserve-status -s INT 0.5");
+  if (r.code == 0) GTEST_SKIP() << "the sweep finished before the signal";
+  EXPECT_EQ(r.code, 130) << r.err;
+  EXPECT_EQ(lines(r.err), 2) << r.err;  // a blank line after the progress, then the message
+  EXPECT_NE(r.err.find("--resume " + out.string()), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out / "results.csv"));
+  r = run("--resume " + out.string() + " --threads 2 -q --no-plots", dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out / "results.csv"));
+}
+
+TEST(Resume, OtherOptionsAreRefusedByName) {
+  const fs::path dir = tmp_dir();
+  const fs::path out = dir / "run";
+  Outcome r = run(kSweep + " --threads 1 --out " + out.string(), dir, "timeout -s KILL 0.4");
+  ASSERT_NE(r.code, 0) << "the sweep must still be running at the kill";
+  ASSERT_TRUE(fs::exists(out / "manifest.json"));
+  for (const auto& [arg, name] : std::vector<std::pair<std::string, std::string>>{
+           {"--widths 2:20", "--widths"}, {"--seeds 3", "--seeds"}, {"--schedule D,U,Q", "--schedule"},
+           {"--points 1000", "--points"}, {"--arch mlp", "--arch"}, {"--data-seed 7", "--data-seed"}}) {
+    r = run("--resume " + out.string() + " " + arg, dir);
+    EXPECT_EQ(r.code, 2) << arg;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
+  }
+  // The same options again are fine, and so is a fresh run refused into the unfinished dir.
+  r = run(kSweep + " --threads 2 --out " + out.string(), dir);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
+  r = run("--resume " + out.string() + " --widths 2:30 --seeds 2 --threads 2 -q --no-plots", dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(Shards, ThreeShardsMergedEqualTheWholeSweep) {
+  const fs::path dir = tmp_dir();
+  Outcome r = run(kSweep + " --threads 2 --out " + (dir / "whole").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string dirs;
+  for (int k = 1; k <= 3; ++k) {
+    const fs::path s = dir / ("s" + std::to_string(k));
+    r = run(kSweep + " --threads 2 --shard " + std::to_string(k) + "/3 --out " + s.string(), dir);
+    ASSERT_EQ(r.code, 0) << r.err;
+    dirs += " " + s.string();
+  }
+  r = run("merge" + dirs + " --no-plots -q --out " + (dir / "merged").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_same_results(dir / "whole", dir / "merged");
+
+  // Missing, repeated and foreign shards are refused with one line, and leave nothing.
+  r = run(sweep("2:20") + " --shard 2/3 --out " + (dir / "other").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string s1 = (dir / "s1").string(), s2 = (dir / "s2").string(), s3 = (dir / "s3").string();
+  for (const auto& [args, mention] : std::vector<std::pair<std::string, std::string>>{
+           {s1 + " " + s3, "missing"}, {s1 + " " + s1 + " " + s3, "twice"},
+           {s1 + " " + (dir / "other").string() + " " + s3, "--widths"}, {(dir / "whole").string(), "not a shard"}}) {
+    const fs::path out = dir / "bad";
+    r = run("merge " + args + " --out " + out.string(), dir);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(mention), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(out)) << args;
+  }
+}
+
+TEST(Shards, DealtByCostEveryJobOnce) {
+  gs::SweepSpec spec;
+  spec.datasets.push_back(gs::make_target_dataset("invcos2", 100, 0));
+  spec.archs = {gs::Arch::kMlp, gs::Arch::kGlu, gs::Arch::kGqu};
+  spec.acts = {gs::Act::kRelu};
+  for (int w = 1; w <= 200; ++w) spec.widths.push_back(w);
+  spec.seeds = 4;
+  const auto jobs = gs::make_jobs(spec);
+  for (int n : {1, 3, 7, 64}) {
+    std::vector<int> seen(jobs.size(), 0);
+    std::vector<double> cost(n, 0.0);
+    for (int k = 1; k <= n; ++k)
+      for (int j : gs::shard_jobs(jobs, 1, k, n)) {
+        seen[j]++;
+        const double p = gs::num_params(gs::Shape{jobs[j].arch, jobs[j].act, 1, jobs[j].width});
+        cost[k - 1] += p * p;
+      }
+    for (int s : seen) EXPECT_EQ(s, 1);
+    const auto [lo, hi] = std::minmax_element(cost.begin(), cost.end());
+    EXPECT_LT(*hi / *lo, 1.05) << n << " shards";
+  }
+  int k, n;
+  EXPECT_THROW(gs::parse_shard("0/3", &k, &n), std::invalid_argument);
+  EXPECT_THROW(gs::parse_shard("4/3", &k, &n), std::invalid_argument);
+  EXPECT_THROW(gs::parse_shard("1/", &k, &n), std::invalid_argument);
+  EXPECT_THROW(gs::parse_shard("a/b", &k, &n), std::invalid_argument);
+  gs::parse_shard("2/5", &k, &n);
+  EXPECT_EQ(k, 2);
+  EXPECT_EQ(n, 5);
+}
+
+}  // namespace
