@@ -398,4 +398,53 @@ TEST(MalformedProgramInput, CrlfBomAndLoneCrFilesAreRead) {
   }
 }
 
+TEST(MalformedProgramInput, DamagedResultDirectoriesNeverCrashFitOrPlot) {
+  // `fit DIR` and `plot DIR` read results.csv and params_index.csv back; out-of-range
+  // integers there were wrapped into ints and overflowed the parameter count.
+  const fs::path dir = tmp_dir();
+  const fs::path good = dir / "good";
+  ASSERT_EQ(run_args({"--arch", "mlp", "--widths", "2,3", "--points", "40", "--schedule", "D", "--no-plots",
+                      "-q", "--out", good.string()},
+                     dir)
+                .code,
+            0);
+  const std::string index = slurp(good / "params_index.csv"), results = slurp(good / "results.csv");
+  // Field k of the first data row of a CSV text replaced.
+  const auto with_field = [](const std::string& text, int k, const std::string& v) {
+    std::size_t b = text.find('\n') + 1;
+    for (int j = 0; j < k; ++j) b = text.find(',', b) + 1;
+    return text.substr(0, b) + v + text.substr(text.find_first_of(",\n", b));
+  };
+  const char* const values[] = {"4294967298", "-1", "0", "99999999999999999999", "1073741824", "x"};
+  // results.csv: width, params, seed; params_index.csv: width, seed, d, n, factors, offset, count.
+  const std::pair<const char*, int> fields[] = {{"results.csv", 3}, {"results.csv", 4}, {"results.csv", 5},
+                                                {"params_index.csv", 3}, {"params_index.csv", 4},
+                                                {"params_index.csv", 5}, {"params_index.csv", 6},
+                                                {"params_index.csv", 7}, {"params_index.csv", 8},
+                                                {"params_index.csv", 9}};
+  int n = 0;
+  for (const auto& [file, field] : fields) {
+    for (const char* v : values) {
+      const fs::path d = dir / ("case" + std::to_string(n++));
+      fs::create_directories(d);
+      fs::copy(good, d, fs::copy_options::recursive);
+      std::ofstream(d / file, std::ios::binary)
+          << with_field(std::string(file) == "results.csv" ? results : index, field, v);
+      for (const auto& args : {std::vector<std::string>{"plot", d.string(), "--nets", "mlp:2:0"},
+                               std::vector<std::string>{"fit", d.string(), "-q"}}) {
+        const Exit r = run_args(args, dir);
+        const std::string shown =
+            args[0] + " with " + file + " field " + std::to_string(field) + " = '" + v + "'";
+        EXPECT_FALSE(r.timed_out) << shown;
+        EXPECT_FALSE(r.signaled) << shown << "\n" << r.err;
+        if (r.code != 0) {
+          EXPECT_EQ(count_lines(r.err), 1) << shown << "\n" << r.err;
+          EXPECT_EQ(r.err.rfind("gpu-sweep: error: ", 0), 0u) << shown << "\n" << r.err;
+        }
+      }
+      fs::remove_all(d);
+    }
+  }
+}
+
 }  // namespace
