@@ -244,8 +244,8 @@ Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uin
   if (n - n_test < 2 || (test_fraction > 0.0 && n_test < 1))
     throw std::invalid_argument(where + ": " + std::to_string(n) +
                                 " data rows are too few (need 2 training and 1 test point)");
-  // The data are a function of x: a repeated x would make the held-out split and the
-  // initial knots depend on which copy lands where.
+  // The points sample a function of x: a repeated x is a copied row or two values at one x,
+  // and it could leave the training rows with no range of x.
   std::vector<int> by_x(n);
   for (int k = 0; k < n; ++k) by_x[k] = k;
   std::sort(by_x.begin(), by_x.end(), [&](int a, int b) { return xs[a] < xs[b] || (xs[a] == xs[b] && a < b); });
