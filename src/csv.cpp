@@ -34,6 +34,14 @@ long long parse_int_field(const std::string& s, const std::string& where) {
   return v;
 }
 
+int parse_int_field(const std::string& s, const std::string& where, int lo, int hi) {
+  const long long v = parse_int_field(s, where);
+  if (v < lo || v > hi)
+    throw std::invalid_argument(where + ": " + s + " is out of range " + std::to_string(lo) + ".." +
+                                std::to_string(hi));
+  return static_cast<int>(v);
+}
+
 int CsvTable::column(const std::string& name) const {
   for (std::size_t c = 0; c < header.size(); ++c)
     if (header[c] == name) return static_cast<int>(c);

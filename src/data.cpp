@@ -1,10 +1,13 @@
 // Targets (built-in names and muparser expressions), CSV datasets, and the random streams.
 #include "gpusweep/data.h"
 
+#include "gpusweep/cli.h"
+
 #include <muParser.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -175,45 +178,63 @@ bool parse_number(const std::string& s, double* v) {
   *v = std::strtod(s.c_str(), &end);
   return end == s.c_str() + s.size();
 }
+
+// The lines of a text with LF, CRLF or lone CR line ends.
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t e = text.find_first_of("\r\n", pos);
+    if (e == std::string::npos) {
+      lines.push_back(text.substr(pos));
+      break;
+    }
+    lines.push_back(text.substr(pos, e - pos));
+    pos = e + (text[e] == '\r' && e + 1 < text.size() && text[e + 1] == '\n' ? 2 : 1);
+  }
+  return lines;
+}
 }  // namespace
 
 Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uint64_t data_seed) {
   if (!(test_fraction >= 0.0 && test_fraction < 1.0))
     throw std::invalid_argument("--test-fraction must be in [0, 1)");
+  const std::string where = "--data " + printable(path);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw std::invalid_argument(where + ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::invalid_argument("--data " + path + ": cannot open the file");
-  const std::string where = "--data " + path;
-  std::string line;
+  if (!in) throw std::invalid_argument(where + ": cannot open the file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw std::invalid_argument(where + ": cannot read the file");
+  std::vector<std::string> lines = split_lines(text.str());
+  if (!lines.empty() && lines[0].compare(0, 3, "\xEF\xBB\xBF") == 0) lines[0].erase(0, 3);
   std::vector<double> xs, ys;
-  int lineno = 0;
   bool header = false;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (lineno == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
+  for (std::size_t k = 0; k < lines.size(); ++k) {
+    const std::string& line = lines[k];
+    const std::string at = where + ": line " + std::to_string(k + 1);
     if (trim(line).empty()) continue;
     const auto cells = split_csv_line(line);
     if (!header) {
       if (cells.size() != 2 || cells[0] != "x" || cells[1] != "y")
-        throw std::invalid_argument(where + ": line " + std::to_string(lineno) +
-                                    ": the header must be 'x,y'");
+        throw std::invalid_argument(at + ": the header must be 'x,y'");
       header = true;
       continue;
     }
     if (cells.size() != 2)
-      throw std::invalid_argument(where + ": line " + std::to_string(lineno) + ": expected 2 columns, found " +
-                                  std::to_string(cells.size()));
-    double x, y;
+      throw std::invalid_argument(at + ": expected 2 columns, found " + std::to_string(cells.size()));
+    double v[2];
     for (int c = 0; c < 2; ++c) {
-      double* v = c == 0 ? &x : &y;
-      if (!parse_number(cells[c], v))
-        throw std::invalid_argument(where + ": line " + std::to_string(lineno) + ": '" + cells[c] +
-                                    "' is not a number");
-      if (!std::isfinite(*v))
-        throw std::invalid_argument(where + ": line " + std::to_string(lineno) + ": '" + cells[c] +
-                                    "' is not finite");
+      const std::string cell = "'" + printable(cells[c], 40) + "'";
+      if (!parse_number(cells[c], &v[c])) throw std::invalid_argument(at + ": " + cell + " is not a number");
+      if (!std::isfinite(v[c])) throw std::invalid_argument(at + ": " + cell + " is not finite");
+      // Squared errors summed over the rows must stay finite.
+      if (std::fabs(v[c]) > kMaxDataMagnitude)
+        throw std::invalid_argument(at + ": " + cell + " is too large (the limit is 1e100; rescale the data)");
     }
-    xs.push_back(x);
-    ys.push_back(y);
+    xs.push_back(v[0]);
+    ys.push_back(v[1]);
   }
   if (!header) throw std::invalid_argument(where + ": the file is empty (want a header 'x,y' and rows)");
   const int n = static_cast<int>(xs.size());
@@ -221,6 +242,8 @@ Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uin
   if (n - n_test < 2 || (test_fraction > 0.0 && n_test < 1))
     throw std::invalid_argument(where + ": " + std::to_string(n) +
                                 " data rows are too few (need 2 training and 1 test point)");
+  // A repeated x is allowed (repeated measurements; least squares takes them as they are),
+  // but the inputs need a range.
   if (*std::min_element(xs.begin(), xs.end()) == *std::max_element(xs.begin(), xs.end()))
     throw std::invalid_argument(where + ": every x is the same; the inputs have no range");
 
@@ -248,6 +271,9 @@ Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uin
   }
   ds.lo = {*std::min_element(ds.x_train.begin(), ds.x_train.end())};
   ds.hi = {*std::max_element(ds.x_train.begin(), ds.x_train.end())};
+  if (ds.lo[0] == ds.hi[0])
+    throw std::invalid_argument(where + ": the training rows (after holding out --test-fraction) all have x = " +
+                                std::to_string(ds.lo[0]) + "; they need a range of x");
   return ds;
 }
 

@@ -176,6 +176,8 @@ gs::SweepSpec build_spec(const Options& o) {
   if (o.projection == "on") spec.train.project = true;
   else if (o.projection == "off") spec.train.project = false;
   else throw std::invalid_argument("--projection: want on or off, not '" + o.projection + "'");
+  if (!(o.test_fraction >= 0.0 && o.test_fraction < 1.0))
+    throw std::invalid_argument("--test-fraction must be in [0, 1)");
   if (!o.data.empty()) {
     spec.datasets.push_back(gs::load_csv_dataset(o.data, o.test_fraction, o.data_seed));
   } else {
@@ -364,6 +366,10 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
 }
 
 int run(Options o, const CLI::App& app) {
+  // Before anything is written: a signal during setup stops the sweep at its first Newton
+  // step, with the same message, instead of killing the process half-way through.
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   if (!o.resume.empty()) {
     if (app.count("--out") > 0 && o.out != o.resume)
       throw std::invalid_argument("--resume " + o.resume + ": writes into that directory; leave out --out");
@@ -440,9 +446,6 @@ int run(Options o, const CLI::App& app) {
     if (saved > 0) std::cout << " (" << saved << " already done, " << todo.size() << " to go)";
     std::cout << std::endl;
   }
-  g_stop = 0;
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
   int next_chunk = gs::count_chunks(out);
   try {
     const auto t0 = std::chrono::steady_clock::now();
@@ -607,12 +610,15 @@ int main(int argc, char** argv) {
                  "built-in target names (x2, x3, cos4, sin4, sin4sq, runge1, runge9, atan, invcos2) or "
                  "expressions in x, comma-separated")
       ->capture_default_str();
-  app.add_option("--data", o.data, "train on the points of a CSV file with header x,y");
+  const CLI::Validator non_empty(gs::check_path_text, "");
+  app.add_option("--data", o.data, "train on the points of a CSV file with header x,y")->check(non_empty);
   app.add_option("--test-fraction", o.test_fraction, "with --data: fraction of the rows held out for test")
       ->capture_default_str();
   app.add_option("--points", o.points, "training points, uniform random on [-1, 1]; the test grid has as many")
       ->capture_default_str()->check(CLI::Range(2, 100000000));
-  app.add_option("--data-seed", o.data_seed, "seed of the training points")->capture_default_str();
+  app.add_option("--data-seed", o.data_seed, "seed of the training points")
+      ->capture_default_str()
+      ->check(CLI::Validator(gs::check_uint64_text, ""));
   app.add_option("--schedule", o.schedule, "Newton stages: D, U, Q, G, ALL, each optionally *steps")
       ->capture_default_str();
   app.add_option("--hessian", o.hessian, "exact or gn (Gauss-Newton)")->capture_default_str();
@@ -622,7 +628,7 @@ int main(int argc, char** argv) {
   app.add_option("--init", o.init, "maso (spline knots) or random")->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 4096));
-  app.add_option("--out", o.out, "output directory (default runs/<timestamp>)");
+  app.add_option("--out", o.out, "output directory (default runs/<timestamp>)")->check(non_empty);
   app.add_flag("--overwrite", o.overwrite, "replace results already in --out");
   app.add_option("--fit-min-width", o.fit_min_width, "smallest width in the slope fits")
       ->capture_default_str()->check(CLI::Range(1, gs::kMaxWidth));
@@ -670,7 +676,7 @@ int main(int argc, char** argv) {
     std::cout << (plot->parsed() ? plot->help() : app.help());
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::cerr << "gpu-sweep: error: " << e.what() << "\n";
+    std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
     return 2;
   }
   try {
@@ -685,10 +691,11 @@ int main(int argc, char** argv) {
     }
     return run(o, app);
   } catch (const std::invalid_argument& e) {
-    std::cerr << "gpu-sweep: error: " << e.what() << "\n";
+    // Messages quote the user's text, which may hold a newline; the error stays one line.
+    std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "gpu-sweep: error: " << e.what() << "\n";
+    std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
     return 1;
   }
 }

@@ -2,6 +2,7 @@
 #include "gpusweep/output.h"
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -128,9 +129,9 @@ std::vector<FitRow> parse_results_csv(const std::string& text, const std::string
     r.arch = f[c_arch];
     r.activation = f[c_act];
     r.target = f[c_target];
-    r.width = static_cast<int>(parse_int_field(f[c_width], where));
-    r.params = static_cast<int>(parse_int_field(f[c_params], where));
-    r.seed = static_cast<int>(parse_int_field(f[c_seed], where));
+    r.width = parse_int_field(f[c_width], where, 1, INT_MAX);
+    r.params = parse_int_field(f[c_params], where, 1, INT_MAX);
+    r.seed = parse_int_field(f[c_seed], where, 0, kMaxSeed);
     r.test_rmse = parse_double_field(f[c_rmse], where);  // strtod reads nan too
     r.failed = f[c_status] == "failed";
     rows.push_back(std::move(r));

@@ -3,6 +3,7 @@
 #include "gpusweep/params_io.h"
 
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -65,14 +66,14 @@ std::vector<ParamsEntry> read_params_index(const std::string& dir) {
     e.arch = row[c_arch];
     e.activation = row[c_act];
     e.target = row[c_target];
-    e.width = static_cast<int>(parse_int_field(row[c_width], where));
-    e.seed = static_cast<int>(parse_int_field(row[c_seed], where));
-    e.d = static_cast<int>(parse_int_field(row[c_d], where));
-    e.n = static_cast<int>(parse_int_field(row[c_n], where));
-    e.factors = static_cast<int>(parse_int_field(row[c_f], where));
+    e.width = parse_int_field(row[c_width], where, 1, INT_MAX);
+    e.seed = parse_int_field(row[c_seed], where, 0, kMaxSeed);
+    // Bounds that keep num_params (an int) from overflowing for any arch.
+    e.d = parse_int_field(row[c_d], where, 1, 1000);
+    e.n = parse_int_field(row[c_n], where, 0, kMaxWidth);
+    e.factors = parse_int_field(row[c_f], where, 0, INT_MAX);
     const long long off = parse_int_field(row[c_off], where), cnt = parse_int_field(row[c_count], where);
-    if (off < 0 || cnt < 0 || e.d < 1 || e.n < 0)
-      throw std::invalid_argument(where + ": negative offset, count or size");
+    if (off < 0 || cnt < 0) throw std::invalid_argument(where + ": negative offset or count");
     e.offset = static_cast<std::size_t>(off);
     e.count = static_cast<std::size_t>(cnt);
     out.push_back(std::move(e));
@@ -84,6 +85,12 @@ std::vector<double> read_params(const std::string& dir, const ParamsEntry& e) {
   const std::string path = (fs::path(dir) / "params.bin").string();
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::invalid_argument(path + ": cannot open the file");
+  // Checked against the file's size first, so a bad index never asks for a huge buffer.
+  std::error_code ec;
+  const std::size_t values = static_cast<std::size_t>(fs::file_size(path, ec)) / 8;
+  if (ec || e.offset > values || e.count > values - e.offset)
+    throw std::invalid_argument(path + ": too short for " + std::to_string(e.count) + " values at offset " +
+                                std::to_string(e.offset) + " (does it belong to params_index.csv?)");
   in.seekg(static_cast<std::streamoff>(e.offset * 8));
   std::string bytes(e.count * 8, '\0');
   in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));

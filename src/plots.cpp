@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -108,6 +109,8 @@ std::string sci(double v) {
 // Tick marks of a log axis over [lo, hi]: powers of ten when it spans many decades, else 1, 2
 // and 5 times them, so that a narrow range still has labels.
 std::string log_tics(const char* axis, double lo, double hi) {
+  // Only a positive, finite range has decades to label (and ints for its exponents).
+  if (!(lo > 0.0 && hi > lo && std::isfinite(hi) && hi < 1e300 && lo > 1e-300)) return "";
   const double decades = std::log10(hi / lo);
   const std::vector<double> mant = decades > 3.0 ? std::vector<double>{1.0}
                                    : decades > 1.2 ? std::vector<double>{1.0, 3.0}
@@ -156,10 +159,12 @@ std::vector<ResultRow> read_results(const std::string& dir) {
     const auto& f = t.rows[r];
     const std::string where = t.path + ": row " + std::to_string(r + 2);
     rows.push_back(ResultRow{f[c_arch], f[c_act], f[c_target], f[c_status],
-                             static_cast<int>(parse_int_field(f[c_width], where)),
-                             static_cast<int>(parse_int_field(f[c_seed], where)),
+                             parse_int_field(f[c_width], where, 1, INT_MAX),
+                             parse_int_field(f[c_seed], where, 0, kMaxSeed),
                              parse_double_field(f[c_params], where),
                              parse_double_field(f[c_rmse], where)});
+    if (!(rows.back().params >= 1.0 && rows.back().params <= 1e12))
+      throw std::invalid_argument(where + ": params " + f[c_params] + " is not a count of parameters");
   }
   if (rows.empty()) throw std::invalid_argument(t.path + ": no networks in the file");
   return rows;

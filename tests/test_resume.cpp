@@ -101,8 +101,14 @@ TEST(Resume, KilledAgainAndAgainThenResumedEqualsAnUninterruptedRun) {
 TEST(Resume, InterruptStopsCleanlyAndSaysHowToResume) {
   const fs::path dir = tmp_dir();
   const fs::path out = dir / "run";
-  // SIGINT after a moment; the run ends at its next Newton step.
-  Outcome r = run(kSweep + " --threads 1 --out " + out.string(), dir, "timeout --preserve-status -s INT 0.5");
+  // SIGINT once the sweep has begun (its manifest is written) and a moment later; the run
+  // ends at its next Newton step. The shell's `wait` gives the program's exit status.
+  const fs::path so = dir / "stdout.txt", se = dir / "stderr.txt";
+  const std::string cmd = "sh -c '" + std::string(GPUSWEEP_BIN) + " " + kSweep + " --threads 1 --out " +
+                          out.string() + " >" + so.string() + " 2>" + se.string() + " & p=$!; until [ -f " +
+                          (out / "manifest.json").string() + " ]; do sleep 0.02; done; sleep 0.2; kill -INT $p; wait $p'";
+  const int status = std::system(cmd.c_str());
+  Outcome r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(so), slurp(se)};
   if (r.code == 0) GTEST_SKIP() << "the sweep finished before the signal";
   EXPECT_EQ(r.code, 130) << r.err;
   EXPECT_EQ(lines(r.err), 2) << r.err;  // a blank line after the progress, then the message
@@ -116,9 +122,14 @@ TEST(Resume, InterruptStopsCleanlyAndSaysHowToResume) {
 TEST(Resume, OtherOptionsAreRefusedByName) {
   const fs::path dir = tmp_dir();
   const fs::path out = dir / "run";
-  Outcome r = run(kSweep + " --threads 1 --out " + out.string(), dir, "timeout -s KILL 0.4");
-  ASSERT_NE(r.code, 0) << "the sweep must still be running at the kill";
+  // Killed once it has begun.
+  const std::string cmd = "sh -c '" + std::string(GPUSWEEP_BIN) + " " + kSweep + " --threads 1 --out " +
+                          out.string() + " >/dev/null 2>&1 & p=$!; until [ -f " + (out / "manifest.json").string() +
+                          " ]; do sleep 0.02; done; kill -KILL $p; wait $p'";
+  ASSERT_NE(std::system(cmd.c_str()), 0) << "the sweep must still be running at the kill";
   ASSERT_TRUE(fs::exists(out / "manifest.json"));
+  ASSERT_FALSE(fs::exists(out / "summary.json"));
+  Outcome r;
   for (const auto& [arg, name] : std::vector<std::pair<std::string, std::string>>{
            {"--widths 2:20", "--widths"}, {"--seeds 3", "--seeds"}, {"--schedule D,U,Q", "--schedule"},
            {"--points 1000", "--points"}, {"--arch mlp", "--arch"}, {"--data-seed 7", "--data-seed"}}) {

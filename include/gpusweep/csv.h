@@ -28,6 +28,11 @@ CsvTable read_csv_table(const std::string& path);
 // Number parsing for the readers: the whole field must be a number, else
 // std::invalid_argument naming where.
 double parse_double_field(const std::string& s, const std::string& where);
+// An integer field within [lo, hi]: widths, seeds and sizes become ints, so a value past
+// them is refused, not wrapped.
+int parse_int_field(const std::string& s, const std::string& where, int lo, int hi);
+// The largest seed a run writes (--seeds is at most 1000000).
+constexpr int kMaxSeed = 999999;
 long long parse_int_field(const std::string& s, const std::string& where);
 
 }  // namespace gs

@@ -24,9 +24,12 @@ Dataset make_target_dataset(const std::string& target, int points, std::uint64_t
 // std::invalid_argument for a dataset read from a file, which has no f between its points.
 std::vector<double> evaluate_target(const Dataset& ds, const std::vector<double>& xs);
 
-// Reads a CSV with a header and columns x, y. A random test_fraction of the rows (from
-// data_seed) is held out as test points; with test_fraction 0 the test points are the
-// training points. Throws std::invalid_argument with one line naming the file and problem.
+// Reads a CSV with a header and columns x, y (LF, CRLF or CR line ends, an optional UTF-8
+// BOM). A random test_fraction of the rows (from data_seed) is held out as test points; with
+// test_fraction 0 the test points are the training points. Throws std::invalid_argument with
+// one line naming the file and problem: no header, a row without two numbers, a value that is
+// not finite or beyond kMaxDataMagnitude, a repeated x, too few rows.
+constexpr double kMaxDataMagnitude = 1e100;
 Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uint64_t data_seed);
 
 // Deterministic random numbers that do not depend on the standard library's distributions.
