@@ -62,26 +62,35 @@ TEST(Resume, KilledAgainAndAgainThenResumedEqualsAnUninterruptedRun) {
   ASSERT_EQ(r.code, 0) << r.err;
 
   std::mt19937 rng(12345);
-  std::uniform_real_distribution<double> when(0.1, 0.4);
-  // Kill at a random moment, again and again, resuming each time. A run that finishes
-  // before its kill is checked against the uninterrupted one, and the next round starts
-  // the sweep again.
+  std::uniform_int_distribution<int> chunks_more(0, 3);
+  std::uniform_real_distribution<double> extra(0.0, 0.15);
+  // Kill again and again, resuming each time: once the run has saved 0 to 3 more chunks,
+  // after a random fraction of the next one, so kills land before, inside and between
+  // chunks whatever the machine's speed. A run that finishes before its kill is checked
+  // against the uninterrupted one, and the next round starts the sweep again.
   int kills = 0, progress = 0, completions = 0, last_saved = 0;
   for (int round = 0; round < 80 && kills < 12; ++round) {
-    char t[32];
-    std::snprintf(t, sizeof t, "%.3f", when(rng));
     // summary.json is the last file a run writes.
     const bool unfinished = fs::exists(broken / "manifest.json") && !fs::exists(broken / "summary.json");
     const std::string args = unfinished ? "--resume " + broken.string() + " --threads 1 --no-plots -q"
                                         : kSweep + " --threads 1 --overwrite --out " + broken.string();
-    r = run(args, dir, std::string("timeout -s KILL ") + t);
-    if (r.code == 0) {
+    const int target = (unfinished ? gs::count_chunks(broken.string()) : 0) + chunks_more(rng);
+    char wait_more[32];
+    std::snprintf(wait_more, sizeof wait_more, "%.3f", extra(rng));
+    const std::string chunks = (broken / "chunks").string();
+    const std::string cmd = "sh -c '" + std::string(GPUSWEEP_BIN) + " " + args + " >/dev/null 2>&1 & p=$!; " +
+                            "until [ $(ls " + chunks + " 2>/dev/null | grep -c \\.json$) -ge " +
+                            std::to_string(target) + " ] || ! kill -0 $p 2>/dev/null; do sleep 0.01; done; sleep " +
+                            wait_more + "; kill -KILL $p 2>/dev/null; wait $p' 2>/dev/null";
+    const int status = std::system(cmd.c_str());
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == 0) {
       expect_same_results(whole, broken);
       ++completions;
       last_saved = 0;
       continue;
     }
-    ASSERT_EQ(r.code, 137) << "round " << round << ": " << r.err;  // timeout's status for SIGKILL
+    ASSERT_EQ(code, 137) << "round " << round;  // the shell's status for a child killed by SIGKILL
     ++kills;
     // Killed after its last file: complete, and right.
     if (fs::exists(broken / "summary.json")) expect_same_results(whole, broken);
