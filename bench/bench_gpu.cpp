@@ -29,8 +29,8 @@ struct StepRate {
 // The driver's common path for every network of the batch: assemble the exact system of the
 // stage, solve it, evaluate the full step, apply it with length 0 (so every repetition does
 // the same work) to the networks whose factorization succeeded. One untimed warm-up.
-StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, gs::Act act,
-                                 double min_seconds, gs::CudaBackend* stats_of = nullptr) {
+StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double min_seconds,
+                                 gs::CudaBackend* stats_of = nullptr) {
   be.load(batch);
   const int n = batch.size();
   std::vector<int> nets(n);
@@ -58,7 +58,6 @@ StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, gs::Ac
     steps += n;
   } while (since(t0) < min_seconds);
   out.per_second = steps / since(t0);
-  (void)act;
   return out;
 }
 
@@ -98,8 +97,8 @@ int main(int argc, char** argv) {
       const int p = gs::num_params(s);
       const int count = gpu_batch(p, points);
       gs::CpuBackend cpu(cores);
-      const StepRate rc = newton_steps_per_second(cpu, make_batch(ds, s, 2 * cores), s.act, 2.0);
-      const StepRate rg = newton_steps_per_second(gpu, make_batch(ds, s, count), s.act, 2.0, &gpu);
+      const StepRate rc = newton_steps_per_second(cpu, make_batch(ds, s, 2 * cores), 2.0);
+      const StepRate rg = newton_steps_per_second(gpu, make_batch(ds, s, count), 2.0, &gpu);
       const gs::CudaStats& st = gpu.stats();
       const double calls = st.factorizations / static_cast<double>(count);
       std::printf("%-5s %6d %6d %8d %14.1f %14.1f %9.1f %12.3f %14.3f %8d\n", gs::arch_name(arch), w, p, count,
@@ -117,8 +116,8 @@ int main(int argc, char** argv) {
       const int p = gs::num_params(s);
       const int count = std::max(16, gpu_batch(p, points) / 4);
       gs::CpuBackend cpu(cores);
-      const StepRate rc = newton_steps_per_second(cpu, make_batch(ds, s, 2 * cores), s.act, 2.0);
-      const StepRate rg = newton_steps_per_second(gpu, make_batch(ds, s, count), s.act, 2.0, &gpu);
+      const StepRate rc = newton_steps_per_second(cpu, make_batch(ds, s, 2 * cores), 2.0);
+      const StepRate rg = newton_steps_per_second(gpu, make_batch(ds, s, count), 2.0, &gpu);
       const gs::CudaStats& st = gpu.stats();
       const double tf = st.assemble_flops / st.assemble_seconds * 1e-12;
       std::printf("%-5s %6d %6d %8d %14.1f %14.1f %9.1f %14.3f %8.1f\n", gs::arch_name(arch), w, p, count,
