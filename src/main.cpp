@@ -492,7 +492,7 @@ int run(Options o, const CLI::App& app) {
 
 // `gpu-sweep merge DIR... --out DIR`: the shards 1/N..N/N of one sweep into one directory,
 // as if the sweep had run whole.
-int merge(Options o, const std::vector<std::string>& dirs, const CLI::App& app) {
+int merge(Options o, const std::vector<std::string>& dirs) {
   if (o.out.empty()) throw std::invalid_argument("merge: give the merged directory with --out");
   std::vector<nlohmann::json> manifests;
   for (const auto& d : dirs) {
@@ -573,7 +573,6 @@ int merge(Options o, const std::vector<std::string>& dirs, const CLI::App& app) 
     } catch (const std::exception&) {
     }
   }
-  (void)app;
   const std::string out = o.out;
   const bool created = prepare_out_dir(out, o.overwrite);
   try {
@@ -681,7 +680,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*fit_cmd) return refit(o);
-    if (*merge_cmd) return merge(o, merge_dirs, app);
+    if (*merge_cmd) return merge(o, merge_dirs);
     if (*plot) {
       const auto rep = gs::plot_run(plot_dir, plot_nets.empty() ? std::vector<gs::NetPick>{}
                                                                 : gs::parse_net_picks(plot_nets));
