@@ -22,6 +22,7 @@
 #include "gpusweep/cli.h"
 #include "gpusweep/data.h"
 #include "gpusweep/network.h"
+#include "gpusweep/output.h"
 #include "gpusweep/params_io.h"
 
 namespace fs = std::filesystem;
@@ -143,31 +144,14 @@ std::string json_string(const nlohmann::json& j, const char* key, const std::str
 
 // ---- reading the directory ---------------------------------------------------------------
 
-struct ResultRow {
-  std::string arch, activation, target, status;
-  int width, seed;
-  double params, test_rmse;
-};
-
-std::vector<ResultRow> read_results(const std::string& dir) {
-  const CsvTable t = read_csv_table((fs::path(dir) / "results.csv").string());
-  const int c_arch = t.column("arch"), c_act = t.column("activation"), c_target = t.column("target"),
-            c_width = t.column("width"), c_params = t.column("params"), c_seed = t.column("seed"),
-            c_rmse = t.column("test_rmse"), c_status = t.column("status");
-  std::vector<ResultRow> rows;
-  for (std::size_t r = 0; r < t.rows.size(); ++r) {
-    const auto& f = t.rows[r];
-    const std::string where = t.path + ": row " + std::to_string(r + 2);
-    rows.push_back(ResultRow{f[c_arch], f[c_act], f[c_target], f[c_status],
-                             parse_int_field(f[c_width], where, 1, INT_MAX),
-                             parse_int_field(f[c_seed], where, 0, kMaxSeed),
-                             parse_double_field(f[c_params], where),
-                             parse_double_field(f[c_rmse], where)});
-    if (!(rows.back().params >= 1.0 && rows.back().params <= 1e12))
-      throw std::invalid_argument(where + ": params " + f[c_params] + " is not a count of parameters");
-  }
-  if (rows.empty()) throw std::invalid_argument(t.path + ": no networks in the file");
-  return rows;
+// results.csv, through the reader that `gpu-sweep fit` uses.
+std::vector<FitRow> read_results(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "results.csv").string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot open the file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_results_csv(ss.str(), path);
 }
 
 nlohmann::json read_summary(const std::string& dir) {
@@ -201,7 +185,7 @@ struct Work {
 
 // The scaling figure: per (arch, activation, target) the median test RMSE over seeds at each
 // P with a min-max band, the fitted line from summary.json, the slope in the key.
-void scaling_figure(const std::vector<ResultRow>& rows, const nlohmann::json& summary, Work* w,
+void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summary, Work* w,
                     PlotReport* rep) {
   using Key = std::tuple<std::string, std::string, std::string>;
   std::vector<Key> order;
@@ -217,7 +201,7 @@ void scaling_figure(const std::vector<ResultRow>& rows, const nlohmann::json& su
     targets.insert(r.target);
     seeds = std::max(seeds, r.seed + 1);
     width_of[k][r.params] = r.width;
-    if (r.status != "failed" && std::isfinite(r.test_rmse) && r.test_rmse > 0.0) g[r.params].push_back(r.test_rmse);
+    if (!r.failed && std::isfinite(r.test_rmse) && r.test_rmse > 0.0) g[r.params].push_back(r.test_rmse);
   }
   const nlohmann::json fits = summary.contains("fits") && summary["fits"].is_array() ? summary["fits"]
                                                                                      : nlohmann::json::array();

@@ -26,6 +26,13 @@ inline std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
+// The number of lines (newlines) in s.
+inline int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
 // An empty directory under the test build's tmp/, named after the running test.
 inline fs::path tmp_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

@@ -18,11 +18,7 @@ using gs_test::run;
 using gs_test::slurp;
 using gs_test::tmp_dir;
 
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
+using gs_test::lines;
 
 struct BadInput {
   std::string args;

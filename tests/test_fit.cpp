@@ -150,9 +150,7 @@ TEST(FitCommand, RefitsARunWithOtherWidths) {
                                  "fit " + out + " --fit-min-width 8 --fit-max-width 5", std::string("fit")}) {
     r = run(bad, dir);
     EXPECT_NE(r.code, 0) << bad;
-    int lines = 0;
-    for (char c : r.err) lines += c == '\n';
-    EXPECT_EQ(lines, 1) << bad << ": " << r.err;
+    EXPECT_EQ(gs_test::lines(r.err), 1) << bad << ": " << r.err;
   }
 }
 

@@ -25,11 +25,7 @@ using gs_test::run;
 using gs_test::slurp;
 using gs_test::tmp_dir;
 
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
+using gs_test::lines;
 
 const char* const kRunArgs = "--widths 2:6 --points 300 --schedule D,U,Q --seeds 2 --threads 1";
 

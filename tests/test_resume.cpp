@@ -49,11 +49,7 @@ void expect_same_results(const fs::path& a, const fs::path& b) {
   EXPECT_EQ(slurp(a / "params_index.csv"), slurp(b / "params_index.csv"));
 }
 
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
+using gs_test::lines;
 
 TEST(Resume, KilledAgainAndAgainThenResumedEqualsAnUninterruptedRun) {
   const fs::path dir = tmp_dir();
