@@ -127,10 +127,10 @@ void parse_shard(const std::string& text, int* k, int* n) {
     throw std::invalid_argument("--shard: want k/N with 1 <= k <= N, not '" + text + "'");
 }
 
-std::vector<int> shard_jobs(const std::vector<Job>& jobs, int d, int k, int n) {
+std::vector<int> shard_jobs(const std::vector<Job>& jobs, const std::vector<int>& dims, int k, int n) {
   std::vector<double> cost(jobs.size());
   for (std::size_t j = 0; j < jobs.size(); ++j) {
-    const double p = model_num_params(jobs[j].model(), d, jobs[j].width);
+    const double p = job_params(jobs[j], dims);
     cost[j] = jobs[j].method == Method::kTrain ? p * p : p;
   }
   std::vector<int> order(jobs.size());

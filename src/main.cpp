@@ -40,10 +40,12 @@ struct Options {
   std::string data;
   double test_fraction = 0.2;
   int points = 10000;
+  int dim = 0;  // input dimension of expression targets; 0: from the expression
+  std::string standardize = "on";
   std::uint64_t data_seed = 0;
   std::string schedule = "D,U,Q,G,ALL*100";
   std::string hessian = "exact";
-  std::string init = "maso";
+  std::string init = "auto";
   std::string projection = "on";
   std::string device = "auto";
   int threads = 0;
@@ -80,6 +82,8 @@ void for_each_sweep_option(Options& o, F&& f) {
   f("data", o.data);
   f("test_fraction", o.test_fraction);
   f("points", o.points);
+  f("dim", o.dim);
+  f("standardize", o.standardize);
   f("data_seed", o.data_seed);
   f("schedule", o.schedule);
   f("hessian", o.hessian);
@@ -118,6 +122,9 @@ nlohmann::json read_manifest(const std::string& dir, const std::string& what) {
 void apply_manifest(Options& o, const nlohmann::json& m, const CLI::App* app, const std::string& path) {
   for_each_sweep_option(o, [&](const char* key, auto& value) {
     using T = std::decay_t<decltype(value)>;
+    // Options added after a manifest was written keep their defaults.
+    const bool optional = std::string(key) == "dim" || std::string(key) == "standardize";
+    if (m.contains("sweep") && !m["sweep"].contains(key) && optional) return;
     if (!m.contains("sweep") || !m["sweep"].contains(key))
       throw std::invalid_argument(path + ": no '" + key + "' (not a gpu-sweep manifest?)");
     T recorded;
@@ -168,7 +175,8 @@ gs::SweepSpec build_spec(const Options& o) {
   spec.seeds = o.seeds;
   if (o.init == "maso") spec.init = gs::InitKind::kMaso;
   else if (o.init == "random") spec.init = gs::InitKind::kRandom;
-  else throw std::invalid_argument("--init: unknown initialization '" + o.init + "' (maso or random)");
+  else if (o.init == "auto") spec.init = gs::InitKind::kAuto;
+  else throw std::invalid_argument("--init: unknown initialization '" + o.init + "' (auto, maso or random)");
   spec.train.schedule = gs::parse_schedule(o.schedule);
   if (o.hessian == "exact") spec.train.hessian = gs::HessianKind::kExact;
   else if (o.hessian == "gn") spec.train.hessian = gs::HessianKind::kGaussNewton;
@@ -178,15 +186,23 @@ gs::SweepSpec build_spec(const Options& o) {
   else throw std::invalid_argument("--projection: want on or off, not '" + o.projection + "'");
   if (!(o.test_fraction >= 0.0 && o.test_fraction < 1.0))
     throw std::invalid_argument("--test-fraction must be in [0, 1)");
+  if (o.standardize != "on" && o.standardize != "off")
+    throw std::invalid_argument("--standardize: want on or off, not '" + o.standardize + "'");
   if (!o.data.empty()) {
-    spec.datasets.push_back(gs::load_csv_dataset(o.data, o.test_fraction, o.data_seed));
+    if (o.dim != 0) throw std::invalid_argument("--dim applies to --target expressions; --data takes d from its columns");
+    spec.datasets.push_back(gs::load_csv_dataset(o.data, o.test_fraction, o.data_seed, o.standardize == "on"));
   } else {
     std::set<std::string> seen;
     for (const auto& t : gs::split_targets(o.target)) {
       if (t.empty()) throw std::invalid_argument("--target: empty target name in '" + o.target + "'");
-      if (seen.insert(t).second) spec.datasets.push_back(gs::make_target_dataset(t, o.points, o.data_seed));
+      if (seen.insert(t).second) spec.datasets.push_back(gs::make_target_dataset(t, o.points, o.data_seed, o.dim));
     }
   }
+  if (spec.init == gs::InitKind::kMaso)
+    for (const auto& ds : spec.datasets)
+      if (ds.d != 1)
+        throw std::invalid_argument("--init maso: the spline knots need 1D inputs, and '" + gs::printable(ds.name, 80) +
+                                    "' has d = " + std::to_string(ds.d) + " (use auto or random)");
   return spec;
 }
 
@@ -202,6 +218,7 @@ nlohmann::json config_json(const Options& o, const std::string& backend) {
           {"widths", o.widths},     {"seeds", o.seeds},
           {"target", o.target},     {"data", o.data},
           {"test_fraction", o.test_fraction}, {"points", o.points},
+          {"dim", o.dim},           {"standardize", o.standardize},
           {"data_seed", o.data_seed}, {"schedule", o.schedule},
           {"hessian", o.hessian},   {"init", o.init}, {"projection", o.projection},
           {"device", o.device},     {"backend", backend}};
@@ -347,6 +364,7 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
   const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
   auto summary = gs::summary_json(fits, fit, config, results);
   summary["seconds"] = secs;
+  summary["datasets"] = gs::datasets_json(spec.datasets);
   gs::write_params(out, spec, jobs, results);
   const std::string results_path = (fs::path(out) / "results.csv").string();
   gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
@@ -395,12 +413,12 @@ int run(Options o, const CLI::App& app) {
   if (!o.shard.empty()) {
     int k = 0, n = 0;
     gs::parse_shard(o.shard, &k, &n);
-    canonical = gs::shard_jobs(all_jobs, spec.datasets[0].d, k, n);
+    canonical = gs::shard_jobs(all_jobs, gs::dataset_dims(spec.datasets), k, n);
   }
   std::vector<gs::Job> jobs;
   for (int c : canonical) jobs.push_back(all_jobs[c]);
   // Refuse sizes that cannot fit before any output is made.
-  const auto planned = gs::plan_chunks(jobs, spec.datasets[0].d, backend->memory_budget(),
+  const auto planned = gs::plan_chunks(jobs, gs::dataset_dims(spec.datasets), backend->memory_budget(),
                   [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); },
                   spec.chunk_networks > 0 ? spec.chunk_networks : backend->max_chunk_networks());
 
@@ -537,7 +555,7 @@ int merge(Options o, const std::vector<std::string>& dirs) {
   double secs = 0.0;
   for (int k = 1; k <= n_shards; ++k) {
     const std::string& d = by_k[k];
-    const auto ids = gs::shard_jobs(jobs, spec.datasets[0].d, k, n_shards);
+    const auto ids = gs::shard_jobs(jobs, gs::dataset_dims(spec.datasets), k, n_shards);
     const auto table = gs::read_csv_table((fs::path(d) / "results.csv").string());
     const auto index = gs::read_params_index(d);
     if (table.rows.size() != ids.size() || index.size() != ids.size())
@@ -606,14 +624,25 @@ int main(int argc, char** argv) {
   app.add_option("--seeds", o.seeds, "run seeds 0..K-1 (the seed drives initialization)")
       ->capture_default_str()->check(CLI::Range(1, 1000000));
   app.add_option("--target", o.target,
-                 "built-in target names (x2, x3, cos4, sin4, sin4sq, runge1, runge9, atan, invcos2) or "
-                 "expressions in x, comma-separated")
+                 "targets, comma-separated: built-in names (" + gs::builtin_target_list() +
+                 ") or expressions in x (1D), x and y (2D), or x1..xd")
       ->capture_default_str();
+  app.add_option("--dim", o.dim,
+                 "input dimension of --target expressions (default: the largest input the expression uses)")
+      ->check(CLI::Range(0, gs::kMaxDim));
   const CLI::Validator non_empty(gs::check_path_text, "");
-  app.add_option("--data", o.data, "train on the points of a CSV file with header x,y")->check(non_empty);
+  app.add_option("--data", o.data,
+                 "train on the rows of a CSV file whose header names the inputs and then y (x,y or x1,...,xd,y)")
+      ->check(non_empty);
+  app.add_option("--standardize", o.standardize,
+                 "with --data: on shifts and scales each input and y to mean 0, deviation 1 on the training rows "
+                 "(RMSE is then in units of y's deviation); off keeps the file's units")
+      ->capture_default_str();
   app.add_option("--test-fraction", o.test_fraction, "with --data: fraction of the rows held out for test")
       ->capture_default_str();
-  app.add_option("--points", o.points, "training points, uniform random on [-1, 1]; the test grid has as many")
+  app.add_option("--points", o.points,
+                 "training points, uniform random on [-1, 1]^d (Friedman: their input ranges); test points: as "
+                 "many, a grid in 1D and 2D, a separate random draw beyond")
       ->capture_default_str()->check(CLI::Range(2, 100000000));
   app.add_option("--data-seed", o.data_seed, "seed of the training points")
       ->capture_default_str()
@@ -624,7 +653,10 @@ int main(int argc, char** argv) {
   app.add_option("--projection", o.projection,
                  "on: after each ALL step, solve the linear blocks (D, U, Q) exactly; off: plain Newton")
       ->capture_default_str();
-  app.add_option("--init", o.init, "maso (spline knots) or random")->capture_default_str();
+  app.add_option("--init", o.init,
+                 "auto (maso for 1D inputs, random beyond), maso (spline knots, 1D only) or random (gate rows "
+                 "N(0, 1/d) through random data points)")
+      ->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 4096));
   app.add_option("--out", o.out, "output directory (default runs/<timestamp>)")->check(non_empty);

@@ -36,6 +36,19 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
   return os.str();
 }
 
+nlohmann::json datasets_json(const std::vector<Dataset>& datasets) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& ds : datasets) {
+    nlohmann::json j = {{"name", ds.name}, {"d", ds.d}, {"train_points", ds.n_train()}, {"test_points", ds.n_test()},
+                        {"standardized", ds.standardized}};
+    if (!ds.expression.empty()) j["expression"] = ds.expression;
+    if (ds.standardized)
+      j["map"] = {{"x_center", ds.x_center}, {"x_scale", ds.x_scale}, {"y_center", ds.y_center}, {"y_scale", ds.y_scale}};
+    arr.push_back(j);
+  }
+  return arr;
+}
+
 nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results) {
   nlohmann::json j;

@@ -326,7 +326,8 @@ Reference make_reference(const std::string& target, const nlohmann::json& config
   const auto seed = static_cast<std::uint64_t>(json_number(config, "data_seed", 0.0));
   try {
     if (!data.empty() && data == target) {
-      const Dataset ds = load_csv_dataset(data, json_number(config, "test_fraction", 0.2), seed);
+      const Dataset ds = load_csv_dataset(data, json_number(config, "test_fraction", 0.2), seed,
+                                          json_string(config, "standardize", "on") != "off");
       ref.x = ds.x_train;
       ref.y = ds.y_train;
       ref.x.insert(ref.x.end(), ds.x_test.begin(), ds.x_test.end());

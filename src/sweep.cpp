@@ -80,7 +80,7 @@ void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64
   for (int q = 0; q < p; ++q) theta[q] = rng.normal();
   double* G = theta;                 // n x d gate weights
   double* g = theta + s.n * s.d;     // n gate biases
-  if (kind == InitKind::kMaso && s.d == 1) {
+  if (kind != InitKind::kRandom && s.d == 1) {
     const double lo = data.lo[0], hi = data.hi[0];
     const double margin = 0.0005 * (hi - lo);
     for (int i = 0; i < s.n; ++i) {
@@ -91,25 +91,42 @@ void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64
     }
     return;
   }
+  // Random: each gate's hyperplane passes through a point c, uniform on the data's range in
+  // 1D and a random training point for d > 1 (the corners of a box in many dimensions hold
+  // no data, so a plane through one of them could miss every point).
   const double sd = 1.0 / std::sqrt(static_cast<double>(s.d));
+  const int n_train = data.n_train();
   for (int i = 0; i < s.n; ++i) {
+    const double* at = s.d > 1 && n_train > 0
+                           ? data.x_train.data() + static_cast<std::size_t>(rng.next() % n_train) * s.d
+                           : nullptr;
     double b = 0.0;
     for (int j = 0; j < s.d; ++j) {
       G[i * s.d + j] = sd * rng.normal();
-      const double c = data.lo[j] + (data.hi[j] - data.lo[j]) * rng.uniform();
+      const double c = at ? at[j] : data.lo[j] + (data.hi[j] - data.lo[j]) * rng.uniform();
       b -= G[i * s.d + j] * c;
     }
     g[i] = b;
   }
 }
 
-std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
+std::vector<int> dataset_dims(const std::vector<Dataset>& datasets) {
+  std::vector<int> dims;
+  for (const auto& ds : datasets) dims.push_back(ds.d);
+  return dims;
+}
+
+int job_params(const Job& job, const std::vector<int>& dims) {
+  return model_num_params(job.model(), dims.at(job.target), job.width);
+}
+
+std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, const std::vector<int>& dims,
                                           std::size_t bytes_budget,
                                           const std::function<std::size_t(int)>& bytes_per_net,
                                           int max_networks) {
   std::vector<int> order(jobs.size());
   std::iota(order.begin(), order.end(), 0);
-  auto params = [&](int j) { return num_params(Shape{jobs[j].arch, jobs[j].act, d, jobs[j].width}); };
+  auto params = [&](int j) { return job_params(jobs[j], dims); };
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return params(a) > params(b); });
   std::vector<std::vector<int>> chunks;
   std::size_t used = 0;
@@ -143,9 +160,8 @@ std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& 
                                  Backend& backend,
                                  const std::function<void(const SweepProgress&)>& progress,
                                  const ChunkDone& chunk_done) {
-  const int d = spec.datasets.empty() ? 1 : spec.datasets[0].d;
   const int points = max_points(spec.datasets);
-  const auto chunks = plan_chunks(jobs, d, backend.memory_budget(),
+  const auto chunks = plan_chunks(jobs, dataset_dims(spec.datasets), backend.memory_budget(),
                                   [&](int p) { return backend.bytes_per_network(p, points); },
                                   spec.chunk_networks > 0 ? spec.chunk_networks : backend.max_chunk_networks());
   std::vector<NetResult> results(jobs.size());

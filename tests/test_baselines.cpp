@@ -205,7 +205,7 @@ TEST(BaselineSweep, MixesWithTrainedArchsAndSkipsTheDriver) {
     }
   EXPECT_EQ(baselines, 4);
   int chunked = 0;
-  for (const auto& c : plan_chunks(jobs, 1, std::size_t{1} << 30, [](int) { return std::size_t{1}; })) {
+  for (const auto& c : plan_chunks(jobs, {1}, std::size_t{1} << 30, [](int) { return std::size_t{1}; })) {
     for (int j : c) EXPECT_EQ(jobs[j].method, Method::kTrain);
     chunked += static_cast<int>(c.size());
   }

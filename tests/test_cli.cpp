@@ -35,6 +35,7 @@ TEST_P(Cli, BadInputGivesOneLineAndNoOutput) {
   std::ofstream(dir / "empty.csv") << "";
   std::ofstream(dir / "nan.csv") << "x,y\n0.1,0.2\n0.3,nan\n0.5,0.1\n";
   std::ofstream(dir / "good.csv") << "x,y\n0.1,0.2\n0.3,0.4\n0.5,0.1\n0.7,0.3\n0.9,0.2\n";
+  std::ofstream(dir / "twoin_ragged.csv") << "x1,x2,y\n0.1,0.2,0.3\n0.3,0.4\n0.5,0.1,0.2\n";
   std::string args = GetParam().args;
   for (std::size_t p; (p = args.find("@DIR")) != std::string::npos;) args.replace(p, 4, dir.string());
   const fs::path out = dir / "out";
@@ -62,7 +63,15 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"--activation tanh", "--activation"},
                       BadInput{"--seeds 0", "--seeds"}, BadInput{"--seeds -3", "--seeds"},
                       BadInput{"--target 'sin(4*x'", "--target"},
-                      BadInput{"--target 'x+y'", "--target"},
+                      BadInput{"--target 'x+z'", "unknown variable 'z'"},
+                      BadInput{"--target 'x+x2'", "not both"},
+                      BadInput{"--target sin_sin --init maso", "--init maso"},
+                      BadInput{"--target sin_sin --dim 3", "--dim 3"},
+                      BadInput{"--target x4 --dim 2", "--dim is 2"},
+                      BadInput{"--dim -1", "--dim"},
+                      BadInput{"--data @DIR/good.csv --dim 2", "--dim"},
+                      BadInput{"--data @DIR/good.csv --standardize maybe", "--standardize"},
+                      BadInput{"--data @DIR/twoin_ragged.csv", "expected 3 columns"},
                       BadInput{"--target 'sqrt(x)'", "not finite"},
                       BadInput{"--target '1/x' --points 51", "not finite"},
                       BadInput{"--schedule D,X", "--schedule"}, BadInput{"--schedule 'ALL*0'", "--schedule"},
@@ -145,6 +154,57 @@ TEST(CliRun, UserDataAndExpressionTargets) {
   EXPECT_NE(csv.find(",exp(-x^2)*sin(5*x),"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",\"max(x,0)^2\","), std::string::npos) << csv;
   EXPECT_NE(csv.find(",x2,"), std::string::npos);
+}
+
+// d > 1 from the command line: built-in 2D and Friedman targets next to a 1D one in one sweep,
+// and a CSV with two input columns.
+TEST(CliRun, InputsOfAnyDimension) {
+  const fs::path dir = tmp_dir();
+  Outcome r = run("--arch mlp,glu --widths 2,3 --seeds 2 --points 200 --schedule D,U,G,ALL*2 --threads 2 "
+                  "--target sin4,sin_sin,friedman1,'x1*x2*x3' --out " + (dir / "a").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string csv = slurp(dir / "a" / "results.csv");
+  EXPECT_EQ(lines(csv), 1 + 4 * 2 * 2 * 2);
+  // P = (d+2)n+1 for mlp and (2d+3)n+1 for glu.
+  EXPECT_NE(csv.find("\nmlp,relu,sin4,3,10,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nmlp,relu,sin_sin,3,13,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nglu,relu,sin_sin,3,22,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nmlp,relu,friedman1,3,22,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nglu,relu,friedman1,2,27,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nglu,relu,x1*x2*x3,2,19,"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find(",failed,"), std::string::npos) << csv;
+  auto j = nlohmann::json::parse(slurp(dir / "a" / "summary.json"));
+  ASSERT_EQ(j["datasets"].size(), 4u);
+  EXPECT_EQ(j["datasets"][1]["d"], 2);
+  EXPECT_EQ(j["datasets"][1]["test_points"], 14 * 14);
+  EXPECT_EQ(j["datasets"][2]["d"], 5);
+  EXPECT_TRUE(j["datasets"][2]["standardized"].get<bool>());
+  EXPECT_EQ(j["datasets"][2]["map"]["x_scale"].size(), 5u);
+  EXPECT_EQ(j["datasets"][3]["d"], 3);
+  EXPECT_EQ(j["config"]["init"], "auto");
+  // Two input columns; --standardize off keeps the file's units.
+  {
+    std::ofstream f(dir / "plane.csv");
+    f << "u,v,y\n";
+    for (int k = 0; k < 120; ++k) {
+      const double u = std::sin(0.7 * k), v = std::cos(1.3 * k);
+      f << u << "," << v << "," << 3 * u - v << "\n";
+    }
+  }
+  for (const std::string stdz : {"on", "off"}) {
+    const fs::path out = dir / ("b" + stdz);
+    r = run("--arch mlp --widths 2,4 --schedule D,U,G,ALL*3 --no-plots --standardize " + stdz + " --data " +
+            (dir / "plane.csv").string() + " --out " + out.string(), dir);
+    ASSERT_EQ(r.code, 0) << r.err;
+    csv = slurp(out / "results.csv");
+    EXPECT_EQ(lines(csv), 3) << csv;
+    EXPECT_NE(csv.find(",4,17,0,"), std::string::npos) << csv;  // P = (2+2)4+1
+    j = nlohmann::json::parse(slurp(out / "summary.json"));
+    EXPECT_EQ(j["datasets"][0]["d"], 2);
+    EXPECT_EQ(j["datasets"][0]["train_points"], 96);
+    EXPECT_EQ(j["datasets"][0]["test_points"], 24);
+    EXPECT_EQ(j["datasets"][0]["standardized"].get<bool>(), stdz == "on");
+  }
 }
 
 TEST(CliRun, UnwritableOutputIsRefusedBeforeTraining) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cpu_backend.h"
@@ -98,13 +99,15 @@ std::vector<int> all_of(const Batch& b) {
 
 // One body, both backends: the assembled gradient is the derivative of the backend's own
 // loss (central differences through trial_losses along each stage coordinate).
-class AnyBackend : public ::testing::TestWithParam<std::string> {};
+// Inputs of dimension 1, 2 and 5; relu and silu.
+class AnyBackend : public ::testing::TestWithParam<std::tuple<std::string, const char*, Act>> {};
 
 TEST_P(AnyBackend, GradientIsTheDerivativeOfItsOwnLoss) {
-  if (GetParam() == "cuda") SKIP_WITHOUT_GPU();
-  Dataset ds = make_target_dataset("sin4", 300, 3);
-  Batch batch = random_batch(ds, {3}, Act::kSilu, 11);
-  auto be = make_backend(GetParam());
+  const auto& [backend, target, act] = GetParam();
+  if (backend == "cuda") SKIP_WITHOUT_GPU();
+  Dataset ds = make_target_dataset(target, 300, 3);
+  Batch batch = random_batch(ds, {3, 8}, act, 11);
+  auto be = make_backend(backend);
   be->load(batch);
   const std::vector<int> nets = all_of(batch);
   std::vector<double> loss(nets.size()), sg(nets.size());
@@ -129,8 +132,14 @@ TEST_P(AnyBackend, GradientIsTheDerivativeOfItsOwnLoss) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, AnyBackend, ::testing::Values("cpu", "cuda"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Backends, AnyBackend,
+                         ::testing::Combine(::testing::Values("cpu", "cuda"),
+                                            ::testing::Values("sin4", "sin_sin", "friedman1"),
+                                            ::testing::Values(Act::kRelu, Act::kSilu)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param) + "_" +
+                                  act_name(std::get<2>(info.param));
+                         });
 
 TEST(Cuda, NoDeviceIsOneClearError) {
   if (gpu_visible()) GTEST_SKIP() << "a CUDA device is visible";
@@ -146,15 +155,17 @@ TEST(Cuda, NoDeviceIsOneClearError) {
 
 // Assembled gradient and Hessian of every arch, widths 1..200, every stage, exact and
 // Gauss-Newton, agree with the CPU backend to 1e-12 relative (Frobenius). Three datasets of
-// different sizes, one of them with d = 2, share the batch; relu takes the relu / 1D path on
-// the 1D sets and the general one on the other.
+// different sizes and dimensions (1, 2 and 5) share the batch; relu takes the relu / 1D path
+// on the 1D sets and the general one on the others.
 TEST(Cuda, AssemblyMatchesCpu) {
   SKIP_WITHOUT_GPU();
   const Dataset d1 = make_target_dataset("invcos2", 2000, 1);
   const Dataset d2 = make_target_dataset("sin4", 777, 2);
   const Dataset d3 = plane_dataset(2, 501, 3);
+  const Dataset d4 = make_target_dataset("friedman1", 613, 4);
+  const Dataset d5 = make_target_dataset("sin_sin", 900, 5);
   for (Act act : {Act::kRelu, Act::kGelu}) {
-    Batch batch = random_batch({&d1, &d2, &d3}, {1, 2, 5, 17, 64, 65, 128, 200}, act, 5);
+    Batch batch = random_batch({&d1, &d2, &d3, &d4, &d5}, {1, 2, 5, 17, 64, 65, 128, 200}, act, 5);
     CpuBackend cpu(2);
     CudaBackend gpu{CudaOptions{}};
     cpu.load(batch);
@@ -248,6 +259,32 @@ TEST(Cuda, NewtonStepsMatchCpu) {
   }
 }
 
+// The same in d = 2 and d = 5, where every activation takes the general assembly.
+TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
+  SKIP_WITHOUT_GPU();
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("sin_sin", 1500, 0));
+  spec.datasets.push_back(make_target_dataset("friedman1", 1200, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu, Act::kGelu};
+  spec.widths = {1, 3, 16, 40};
+  spec.seeds = 2;
+  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+  const auto jobs = make_jobs(spec);
+  CpuBackend cpu(0);
+  CudaBackend gpu{CudaOptions{}};
+  const auto rc = run_sweep(spec, jobs, cpu);
+  const auto rg = run_sweep(spec, jobs, gpu);
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const std::string where = spec.datasets[jobs[j].target].name + " " + arch_name(jobs[j].arch) + " " +
+                              act_name(jobs[j].act) + " n=" + std::to_string(jobs[j].width) + " seed " +
+                              std::to_string(jobs[j].seed);
+    EXPECT_EQ(rg[j].status, rc[j].status) << where << ": " << rg[j].reason << " vs " << rc[j].reason;
+    EXPECT_TRUE(close(rg[j].train_rmse, rc[j].train_rmse, 1e-8)) << where << ": " << rg[j].train_rmse << " vs " << rc[j].train_rmse;
+    EXPECT_TRUE(close(rg[j].test_rmse, rc[j].test_rmse, 1e-8)) << where << ": " << rg[j].test_rmse << " vs " << rc[j].test_rmse;
+  }
+}
+
 // The slopes of a whole sweep agree within 0.05.
 TEST(Cuda, SweepSlopesMatchCpu) {
   SKIP_WITHOUT_GPU();
@@ -310,7 +347,7 @@ TEST(CudaPlan, FullSweepFitsSmallAndLargeCards) {
   for (double gib : {4.0, 79.0}) {
     const std::size_t budget = cuda_memory_budget(static_cast<std::size_t>(gib * 1073741824.0), 0.85);
     const auto bytes = [&](int p) { return cuda_bytes_per_network(p, pts); };
-    const auto chunks = plan_chunks(jobs, 1, budget, bytes);
+    const auto chunks = plan_chunks(jobs, {1}, budget, bytes);
     std::size_t total = 0;
     for (const auto& c : chunks) total += c.size();
     EXPECT_EQ(total, jobs.size());

@@ -194,7 +194,7 @@ TEST(Shards, DealtByCostEveryJobOnce) {
     std::vector<int> seen(jobs.size(), 0);
     std::vector<double> cost(n, 0.0);
     for (int k = 1; k <= n; ++k)
-      for (int j : gs::shard_jobs(jobs, 1, k, n)) {
+      for (int j : gs::shard_jobs(jobs, {1}, k, n)) {
         seen[j]++;
         const double p = gs::num_params(gs::Shape{jobs[j].arch, jobs[j].act, 1, jobs[j].width});
         cost[k - 1] += p * p;

@@ -98,7 +98,7 @@ TEST(Sweep, ChunksRespectTheBudgetAndCoverEveryJobOnce) {
   const auto jobs = make_jobs(spec);
   const std::size_t budget = 40u << 20;
   auto bytes = [](int p) { return static_cast<std::size_t>(p) * p * 8; };
-  const auto chunks = plan_chunks(jobs, 1, budget, bytes);
+  const auto chunks = plan_chunks(jobs, {1}, budget, bytes);
   std::vector<int> seen(jobs.size(), 0);
   for (const auto& c : chunks) {
     std::size_t used = 0;
@@ -109,7 +109,7 @@ TEST(Sweep, ChunksRespectTheBudgetAndCoverEveryJobOnce) {
     EXPECT_LE(used, budget);
   }
   for (int s : seen) EXPECT_EQ(s, 1);
-  EXPECT_THROW(plan_chunks(jobs, 1, 1u << 20, bytes), std::invalid_argument);
+  EXPECT_THROW(plan_chunks(jobs, {1}, 1u << 20, bytes), std::invalid_argument);
 }
 
 TEST(Sweep, StatusesOfTheLinearSchedule) {

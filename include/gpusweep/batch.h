@@ -19,6 +19,11 @@ struct Dataset {
   std::vector<double> x_train, y_train;
   std::vector<double> x_test, y_test;
   std::vector<double> lo, hi;  // per-dimension range of the training inputs, for initialization
+  // The affine map from the source's units to the ones trained on: x = (x_src - x_center) /
+  // x_scale per input, y = (y_src - y_center) / y_scale. The identity unless standardized.
+  std::vector<double> x_center, x_scale;
+  double y_center = 0.0, y_scale = 1.0;
+  bool standardized = false;
   int n_train() const { return static_cast<int>(y_train.size()); }
   int n_test() const { return static_cast<int>(y_test.size()); }
 };

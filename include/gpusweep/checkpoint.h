@@ -31,6 +31,6 @@ void parse_shard(const std::string& text, int* k, int* n);
 // Shard k of n (1-based) of the job indices: the jobs are dealt largest cost first (about P^2
 // each for trained networks, P for baselines) to the shard with the least cost so far, so
 // every shard gets about 1/n of the work. Deterministic; sorted indices.
-std::vector<int> shard_jobs(const std::vector<Job>& jobs, int d, int k, int n);
+std::vector<int> shard_jobs(const std::vector<Job>& jobs, const std::vector<int>& dims, int k, int n);
 
 }  // namespace gs

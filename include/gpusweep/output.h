@@ -13,6 +13,9 @@ namespace gs {
 
 std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
                         const std::vector<NetResult>& results);
+// Each dataset's dimension, point counts and standardization map, for summary.json.
+nlohmann::json datasets_json(const std::vector<Dataset>& datasets);
+
 nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results);
 // The "fits" part of summary.json (and the fit options), for summary_json and `gpu-sweep fit`.

@@ -13,7 +13,8 @@
 
 namespace gs {
 
-enum class InitKind : int { kMaso = 0, kRandom = 1 };
+// kAuto: MASO for 1D inputs, random for d > 1.
+enum class InitKind : int { kMaso = 0, kRandom = 1, kAuto = 2 };
 
 struct Job {
   int target;  // index into the sweep's datasets
@@ -33,7 +34,7 @@ struct SweepSpec {
   std::vector<int> widths;
   int seeds = 1;
   int chunk_networks = 0;  // networks per chunk at most; 0: the backend's choice
-  InitKind init = InitKind::kMaso;
+  InitKind init = InitKind::kAuto;
   TrainOptions train;
 };
 
@@ -49,16 +50,21 @@ std::vector<Job> make_jobs(const SweepSpec& spec);
 
 // Initial parameters of one network. MASO (1D): knots evenly spaced just outside the data's
 // range, gates alternating in direction so no neuron is dead; the other blocks N(0, 1).
-// Random: gate rows N(0, 1/d) with each knot through a random point of the data's box.
-// MASO has no natural knot order for d > 1, so there it falls back to random.
+// Random: gate rows N(0, 1/d); each gate's hyperplane passes through a uniform point of the
+// data's range (1D) or through a random training point (d > 1). MASO has no natural knot order
+// for d > 1, so kMaso and kAuto are random there (the CLI refuses --init maso for d > 1).
 void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64_t seed,
                  double* theta);
 std::uint64_t job_seed(const Job& job, const std::string& target_name);
 
+// The input dimension of each dataset, and a job's parameter count given those.
+std::vector<int> dataset_dims(const std::vector<Dataset>& datasets);
+int job_params(const Job& job, const std::vector<int>& dims);
+
 // Groups the trained jobs' indices into chunks whose backend memory fits the budget, largest
 // first so the threads stay busy, and of at most max_networks each (0: no limit); baseline
 // jobs are in no chunk. Throws std::invalid_argument when one network alone does not fit.
-std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, int d,
+std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, const std::vector<int>& dims,
                                           std::size_t bytes_budget,
                                           const std::function<std::size_t(int)>& bytes_per_net,
                                           int max_networks = 0);
