@@ -631,8 +631,13 @@ PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
         const std::string who = e.arch + ":" + std::to_string(e.width) + ":" + std::to_string(e.seed) + " (" +
                                 e.activation + ", " + e.target + ")";
         Shape s;
-        if (!entry_shape(e, &s) || s.d != 1) {
-          rep.notes.push_back(who + ": no 1D mlp/glu/gqu parameter layout to draw");
+        if (!entry_shape(e, &s)) {
+          rep.notes.push_back(who + ": no mlp/glu/gqu parameter layout to draw");
+          continue;
+        }
+        if (s.d != 1) {
+          rep.notes.push_back(who + ": inputs of dimension " + std::to_string(s.d) +
+                              "; the per-network figures are drawn for 1D inputs only");
           continue;
         }
         const auto th = read_params(dir, e);

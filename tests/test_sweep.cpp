@@ -165,5 +165,32 @@ TEST(Science, DefaultScheduleSlopes) {
   EXPECT_LT(s.gqu, s.glu);
 }
 
+// In 2D (sin(4x) sin(4y), random initialization), the glu's error falls faster with width
+// than the mlp's, as in the paper's Table 1. Widths 4..16 are pre-asymptotic, so only the
+// order and a loose range are asserted (bench/RESULTS.md has the wider sweeps).
+TEST(Science, GluScalesFasterThanMlpIn2d) {
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("sin_sin", 2000, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu};
+  spec.acts = {Act::kRelu};
+  spec.widths = {4, 6, 8, 11, 16};
+  spec.seeds = 2;
+  const auto jobs = make_jobs(spec);
+  CpuBackend be(0);
+  const auto results = run_sweep(spec, jobs, be);
+  for (const auto& r : results) EXPECT_NE(r.status, Status::kFailed) << r.reason;
+  const auto fits = fit_groups(spec, jobs, results, 4);
+  ASSERT_EQ(fits.size(), 2u);
+  for (const auto& f : fits) {
+    ASSERT_TRUE(f.ok) << f.note;
+    EXPECT_GT(f.vs_width.r2, 0.75) << f.arch;
+  }
+  const double mlp = fits[0].vs_width.slope, glu = fits[1].vs_width.slope;
+  std::printf("sin_sin, widths 4..16: slopes vs width mlp %.3f glu %.3f\n", mlp, glu);
+  EXPECT_LT(mlp, -0.7);
+  EXPECT_GT(mlp, -1.8);
+  EXPECT_LT(glu, mlp - 0.25);
+}
+
 }  // namespace
 }  // namespace gs
