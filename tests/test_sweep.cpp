@@ -175,6 +175,7 @@ TEST(Science, GluScalesFasterThanMlpIn2d) {
   spec.acts = {Act::kRelu};
   spec.widths = {4, 6, 8, 11, 16};
   spec.seeds = 2;
+  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*100");
   const auto jobs = make_jobs(spec);
   CpuBackend be(0);
   const auto results = run_sweep(spec, jobs, be);
