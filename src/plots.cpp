@@ -480,6 +480,158 @@ void network_figures(const ParamsEntry& e, const Shape& s, const std::vector<dou
   }
 }
 
+// ---- 2D inputs ------------------------------------------------------------------------------
+
+constexpr int kGrid2d = 121;  // grid side of the 2D heat maps
+
+// What a 2D figure compares against: the target on a grid over its box, or the points of a
+// --data run.
+struct Reference2d {
+  bool ok = false;
+  bool grid = false;  // f on the kGrid2d x kGrid2d grid; else scattered data points
+  std::vector<double> x, f;  // points (x, y pairs) and values
+  double lo[2] = {-1.0, -1.0}, hi[2] = {1.0, 1.0};
+  std::string note;
+};
+
+Reference2d make_reference_2d(const std::string& target, const nlohmann::json& config) {
+  Reference2d ref;
+  const std::string data = json_string(config, "data", "");
+  const auto seed = static_cast<std::uint64_t>(json_number(config, "data_seed", 0.0));
+  try {
+    if (!data.empty() && data == target) {
+      const Dataset ds = load_csv_dataset(data, json_number(config, "test_fraction", 0.2), seed,
+                                          json_string(config, "standardize", "on") != "off");
+      if (ds.d != 2) throw std::invalid_argument("the data have d = " + std::to_string(ds.d));
+      ref.x = ds.x_train;
+      ref.f = ds.y_train;
+      if (ds.x_test != ds.x_train) {
+        ref.x.insert(ref.x.end(), ds.x_test.begin(), ds.x_test.end());
+        ref.f.insert(ref.f.end(), ds.y_test.begin(), ds.y_test.end());
+      }
+      for (int j = 0; j < 2; ++j) {
+        ref.lo[j] = ref.hi[j] = ref.x[j];
+        for (std::size_t k = j; k < ref.x.size(); k += 2) {
+          ref.lo[j] = std::min(ref.lo[j], ref.x[k]);
+          ref.hi[j] = std::max(ref.hi[j], ref.x[k]);
+        }
+      }
+    } else {
+      const Dataset ds = make_target_dataset(target, 4, seed, static_cast<int>(json_number(config, "dim", 0.0)));
+      if (ds.d != 2) throw std::invalid_argument("the target has d = " + std::to_string(ds.d));
+      for (int j = 0; j < 2; ++j) {
+        ref.lo[j] = ds.lo[j];
+        ref.hi[j] = ds.hi[j];
+      }
+      for (int i = 0; i < kGrid2d; ++i)
+        for (int k = 0; k < kGrid2d; ++k) {
+          ref.x.push_back(ref.lo[0] + (ref.hi[0] - ref.lo[0]) * k / (kGrid2d - 1));
+          ref.x.push_back(ref.lo[1] + (ref.hi[1] - ref.lo[1]) * i / (kGrid2d - 1));
+        }
+      ref.f = evaluate_target(ds, ref.x);
+      ref.grid = true;
+    }
+    ref.ok = true;
+  } catch (const std::exception& e) {
+    ref.note = std::string("cannot rebuild the target '") + target + "' (" + e.what() +
+               "); drawing the network alone";
+  }
+  return ref;
+}
+
+// The part of the line a0 x + a1 y + c = 0 inside the box, as a gnuplot arrow; "" when the
+// line misses the box.
+std::string hinge_arrow(double a0, double a1, double c, const double lo[2], const double hi[2]) {
+  std::vector<std::pair<double, double>> p;
+  const double eps = 1e-12 * (1.0 + std::fabs(hi[0] - lo[0]) + std::fabs(hi[1] - lo[1]));
+  if (a1 != 0.0)
+    for (double x : {lo[0], hi[0]}) {
+      const double y = -(a0 * x + c) / a1;
+      if (y >= lo[1] - eps && y <= hi[1] + eps) p.push_back({x, y});
+    }
+  if (a0 != 0.0)
+    for (double y : {lo[1], hi[1]}) {
+      const double x = -(a1 * y + c) / a0;
+      if (x >= lo[0] - eps && x <= hi[0] + eps) p.push_back({x, y});
+    }
+  if (p.size() < 2) return "";
+  // The two intersections farthest apart (a corner can appear twice).
+  std::size_t a = 0, b = 1;
+  double best = -1.0;
+  for (std::size_t i = 0; i < p.size(); ++i)
+    for (std::size_t j = i + 1; j < p.size(); ++j) {
+      const double d = std::hypot(p[i].first - p[j].first, p[i].second - p[j].second);
+      if (d > best) best = d, a = i, b = j;
+    }
+  if (best <= eps) return "";
+  return "set arrow from " + num(p[a].first) + "," + num(p[a].second) + " to " + num(p[b].first) + "," +
+         num(p[b].second) + " nohead front lw 0.8 dt (4,3) lc rgb '#333333'\n";
+}
+
+// A network on 2D inputs: its output as a heat map and its error against the target (or at
+// the data points), both with the gates' hinge lines G_i x + g_i = 0.
+void network_figure_2d(const ParamsEntry& e, const Shape& s, const std::vector<double>& th, const Reference2d& ref,
+                       double test_rmse, Work* w) {
+  const std::string target = e.target.find('/') != std::string::npos ? fs::path(e.target).filename().string()
+                                                                     : e.target;
+  const std::string tag = e.arch + "_" + e.activation + "_" + slug(target) + "_n" + std::to_string(e.width) +
+                          "_s" + std::to_string(e.seed);
+  std::string title = e.arch + " " + e.activation + ", target " + e.target + ", width " + std::to_string(e.width) +
+                      " (P = " + std::to_string(num_params(s)) + "), seed " + std::to_string(e.seed);
+  if (std::isfinite(test_rmse)) title += ", test RMSE " + sci(test_rmse);
+  std::string arrows;
+  for (int i = 0; i < s.n; ++i) {
+    const double* G = th.data() + factor_offset(s, 0) + i * 2;
+    arrows += hinge_arrow(G[0], G[1], th[factor_offset(s, 0) + s.n * 2 + i], ref.lo, ref.hi);
+  }
+  // The network on the grid (the reference's own grid when it has one), then the error.
+  std::ostringstream d, pts;
+  double emax = 0.0;
+  for (int i = 0; i < kGrid2d; ++i) {
+    for (int k = 0; k < kGrid2d; ++k) {
+      const double x[2] = {ref.lo[0] + (ref.hi[0] - ref.lo[0]) * k / (kGrid2d - 1),
+                           ref.lo[1] + (ref.hi[1] - ref.lo[1]) * i / (kGrid2d - 1)};
+      const double y = evaluate(s, th.data(), x);
+      d << num(x[0]) << ' ' << num(x[1]) << ' ' << num(y);
+      if (ref.ok && ref.grid) {
+        const double err = y - ref.f[static_cast<std::size_t>(i) * kGrid2d + k];
+        emax = std::max(emax, std::fabs(err));
+        d << ' ' << num(err);
+      }
+      d << '\n';
+    }
+    d << '\n';
+  }
+  if (ref.ok && !ref.grid)
+    for (std::size_t k = 0; k < ref.f.size(); ++k) {
+      const double err = evaluate(s, th.data(), &ref.x[2 * k]) - ref.f[k];
+      emax = std::max(emax, std::fabs(err));
+      pts << num(ref.x[2 * k]) << ' ' << num(ref.x[2 * k + 1]) << ' ' << num(err) << '\n';
+    }
+  if (!(emax > 0.0) || !std::isfinite(emax)) emax = 1.0;
+  const std::string f = "fit_" + tag + ".dat", fe = "fit_" + tag + "_data.dat";
+  w->data[f] = d.str();
+  if (ref.ok && !ref.grid) w->data[fe] = pts.str();
+  std::ostringstream b;
+  b << "set multiplot layout 1,2 title " << gq(title) << " noenhanced\n"
+    << "set size ratio -1\nset xrange [" << num(ref.lo[0]) << ":" << num(ref.hi[0]) << "]\n"
+    << "set yrange [" << num(ref.lo[1]) << ":" << num(ref.hi[1]) << "]\n"
+    << "set xlabel 'x1'\nset ylabel 'x2'\n" << arrows
+    << "set palette defined (0 '#440154', 1 '#31688e', 2 '#35b779', 3 '#fde725')\n"
+    << "set title 'network y, hinges G_i x + g_i = 0' noenhanced\n"
+    << "plot " << gq(f) << " using 1:2:3 with image notitle\n"
+    << "set palette defined (-1 '#2166ac', 0 '#f7f7f7', 1 '#b2182b')\nset cbrange [" << num(-emax) << ":"
+    << num(emax) << "]\n";
+  if (ref.ok && ref.grid)
+    b << "set title 'error y - f'\nplot " << gq(f) << " using 1:2:4 with image notitle\n";
+  else if (ref.ok)
+    b << "set title 'error y - data'\nplot " << gq(fe) << " using 1:2:3 with points pt 7 ps 0.4 palette notitle\n";
+  else
+    b << "set title 'target not available'\nplot NaN notitle\n";
+  b << "unset multiplot\n";
+  w->figures.push_back(Figure{"fit_" + tag, 1300, 620, b.str()});
+}
+
 // Runs gnuplot over the work in a temporary folder inside plots_dir, then renames the images
 // into plots_dir. Returns their paths.
 std::vector<std::string> render(const Work& w, const fs::path& plots_dir, const std::string& gnuplot) {
@@ -623,6 +775,7 @@ PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
       }
     }
     std::map<std::string, Reference> refs;
+    std::map<std::string, Reference2d> refs2d;
     for (const auto& p : chosen) {
       int matched = 0;
       for (const auto& e : index) {
@@ -635,9 +788,9 @@ PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
           rep.notes.push_back(who + ": no mlp/glu/gqu parameter layout to draw");
           continue;
         }
-        if (s.d != 1) {
+        if (s.d > 2) {
           rep.notes.push_back(who + ": inputs of dimension " + std::to_string(s.d) +
-                              "; the per-network figures are drawn for 1D inputs only");
+                              "; the per-network figures are drawn for 1D and 2D inputs");
           continue;
         }
         const auto th = read_params(dir, e);
@@ -645,15 +798,23 @@ PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
           rep.notes.push_back(who + ": parameters are not finite; not drawn");
           continue;
         }
-        if (!refs.count(e.target)) {
-          refs[e.target] = make_reference(e.target, config);
-          if (!refs[e.target].ok) rep.notes.push_back(refs[e.target].note);
-        }
         double rmse = NAN;
         for (const auto& r : rows)
           if (r.arch == e.arch && r.activation == e.activation && r.target == e.target && r.width == e.width &&
               r.seed == e.seed)
             rmse = r.test_rmse;
+        if (s.d == 2) {
+          if (!refs2d.count(e.target)) {
+            refs2d[e.target] = make_reference_2d(e.target, config);
+            if (!refs2d[e.target].ok) rep.notes.push_back(refs2d[e.target].note);
+          }
+          network_figure_2d(e, s, th, refs2d[e.target], rmse, &w);
+          continue;
+        }
+        if (!refs.count(e.target)) {
+          refs[e.target] = make_reference(e.target, config);
+          if (!refs[e.target].ok) rep.notes.push_back(refs[e.target].note);
+        }
         network_figures(e, s, th, refs[e.target], rmse, &w);
       }
       if (!matched)

@@ -126,6 +126,35 @@ TEST(Plots, EveryFigureIsAValidPngAndSvg) {
   EXPECT_EQ(files, 2 * static_cast<int>(names.size()));
 }
 
+// 2D inputs: the per-network figure is a pair of heat maps (network, error) with the hinge
+// lines; a 2D --data run draws the error at its points; d > 2 gets the scaling figure and a
+// note.
+TEST(Plots, TwoDimensionalNetworksAreDrawnAsHeatMaps) {
+  const fs::path dir = tmp_dir();
+  {
+    std::ofstream f(dir / "surface.csv");
+    f << "a,b,y\n";
+    for (int k = 0; k < 200; ++k) f << std::sin(0.37 * k) << "," << std::cos(0.91 * k) << "," << std::sin(k) << "\n";
+  }
+  const fs::path out = dir / "run";
+  Outcome r = run(std::string(kRunArgs) + " --arch mlp,glu --target sin_sin,friedman1 --out " + out.string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("friedman1): inputs of dimension 5"), std::string::npos) << r.err;
+  r = run(std::string(kRunArgs) + " --arch glu --data " + (dir / "surface.csv").string() + " -q --out " +
+              (dir / "data").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const fs::path& p : {out / "plots" / "fit_mlp_relu_sin_sin_n6_s0", out / "plots" / "fit_glu_relu_sin_sin_n6_s0",
+                            dir / "data" / "plots" / "fit_glu_relu_surface.csv_n6_s0", out / "plots" / "scaling"}) {
+    const fs::path png = p.string() + ".png", svg = p.string() + ".svg";
+    ASSERT_TRUE(fs::exists(png)) << png;
+    EXPECT_TRUE(is_png(slurp(png))) << png;
+    EXPECT_EQ(svg_problem(slurp(svg)), "") << svg;
+    EXPECT_GT(fs::file_size(png), 5000u) << png;
+  }
+  // d = 5: no per-network figure.
+  EXPECT_FALSE(fs::exists(out / "plots" / "fit_mlp_relu_friedman1_n6_s0.png"));
+}
+
 TEST(Plots, SvgCheckRejectsBrokenFiles) {
   EXPECT_EQ(svg_problem("<?xml version=\"1.0\"?>\n<svg a='>'><g><path d=\"M0\"/></g></svg>"), "");
   EXPECT_NE(svg_problem("<svg><g></svg>"), "");
