@@ -320,14 +320,42 @@ struct Reference {
   std::string note;
 };
 
+// The dataset of a run's target as the run had it: its --data file, read with the run's
+// options, or the target sampled at `points` (only its test points and f are used).
+bool is_data_run(const std::string& target, const nlohmann::json& config) {
+  const std::string data = json_string(config, "data", "");
+  return !data.empty() && data == target;
+}
+
+Dataset rebuild_dataset(const std::string& target, const nlohmann::json& config, int points) {
+  const auto seed = static_cast<std::uint64_t>(json_number(config, "data_seed", 0.0));
+  if (is_data_run(target, config))
+    return load_csv_dataset(target, json_number(config, "test_fraction", 0.2), seed,
+                            json_string(config, "standardize", "on") != "off");
+  return make_target_dataset(target, points, seed, static_cast<int>(json_number(config, "dim", 0.0)));
+}
+
+// A per-network figure's file-name tag and title.
+std::string figure_tag(const ParamsEntry& e) {
+  // A --data run's target is its file's path; its name is enough for a file name.
+  const std::string target = e.target.find('/') != std::string::npos ? fs::path(e.target).filename().string()
+                                                                     : e.target;
+  return e.arch + "_" + e.activation + "_" + slug(target) + "_n" + std::to_string(e.width) + "_s" +
+         std::to_string(e.seed);
+}
+
+std::string figure_title(const ParamsEntry& e, const Shape& s, double test_rmse) {
+  std::string title = e.arch + " " + e.activation + ", target " + e.target + ", width " + std::to_string(e.width) +
+                      " (P = " + std::to_string(num_params(s)) + "), seed " + std::to_string(e.seed);
+  if (std::isfinite(test_rmse)) title += ", test RMSE " + sci(test_rmse);
+  return title;
+}
+
 Reference make_reference(const std::string& target, const nlohmann::json& config) {
   Reference ref;
-  const std::string data = json_string(config, "data", "");
-  const auto seed = static_cast<std::uint64_t>(json_number(config, "data_seed", 0.0));
   try {
-    if (!data.empty() && data == target) {
-      const Dataset ds = load_csv_dataset(data, json_number(config, "test_fraction", 0.2), seed,
-                                          json_string(config, "standardize", "on") != "off");
+    if (is_data_run(target, config)) {
+      const Dataset ds = rebuild_dataset(target, config, 0);
       ref.x = ds.x_train;
       ref.y = ds.y_train;
       ref.x.insert(ref.x.end(), ds.x_test.begin(), ds.x_test.end());
@@ -342,7 +370,7 @@ Reference make_reference(const std::string& target, const nlohmann::json& config
       ref.lo = ref.x.front();
       ref.hi = ref.x.back();
     } else {
-      const Dataset ds = make_target_dataset(target, kGrid, seed);
+      const Dataset ds = rebuild_dataset(target, config, kGrid);
       ref.x = ds.x_test;
       ref.y = ds.y_test;
       ref.grid = true;
@@ -381,20 +409,14 @@ std::string boundary_arrows(const std::vector<double>& knots) {
 // neuron's contribution.
 void network_figures(const ParamsEntry& e, const Shape& s, const std::vector<double>& th,
                      const Reference& ref, double test_rmse, Work* w) {
-  // A --data run's target is its file's path; its name is enough for a file name.
-  const std::string target = e.target.find('/') != std::string::npos ? fs::path(e.target).filename().string()
-                                                                     : e.target;
-  const std::string tag = e.arch + "_" + e.activation + "_" + slug(target) + "_n" + std::to_string(e.width) +
-                          "_s" + std::to_string(e.seed);
+  const std::string tag = figure_tag(e);
   const double lo = ref.lo, hi = ref.hi;
   std::vector<double> gx(kGrid);
   for (int k = 0; k < kGrid; ++k) gx[k] = lo + (hi - lo) * k / (kGrid - 1);
   if (ref.ok && ref.grid) gx = ref.x;
   const auto knots = cell_boundaries(s, th, lo, hi);
   const std::string arrows = boundary_arrows(knots);
-  std::string title = e.arch + " " + e.activation + ", target " + e.target + ", width " + std::to_string(e.width) +
-                      " (P = " + std::to_string(num_params(s)) + "), seed " + std::to_string(e.seed);
-  if (std::isfinite(test_rmse)) title += ", test RMSE " + sci(test_rmse);
+  const std::string title = figure_title(e, s, test_rmse);
 
   // Fitted function and error.
   {
@@ -496,12 +518,9 @@ struct Reference2d {
 
 Reference2d make_reference_2d(const std::string& target, const nlohmann::json& config) {
   Reference2d ref;
-  const std::string data = json_string(config, "data", "");
-  const auto seed = static_cast<std::uint64_t>(json_number(config, "data_seed", 0.0));
   try {
-    if (!data.empty() && data == target) {
-      const Dataset ds = load_csv_dataset(data, json_number(config, "test_fraction", 0.2), seed,
-                                          json_string(config, "standardize", "on") != "off");
+    const Dataset ds = rebuild_dataset(target, config, 4);
+    if (is_data_run(target, config)) {
       if (ds.d != 2) throw std::invalid_argument("the data have d = " + std::to_string(ds.d));
       ref.x = ds.x_train;
       ref.f = ds.y_train;
@@ -517,7 +536,6 @@ Reference2d make_reference_2d(const std::string& target, const nlohmann::json& c
         }
       }
     } else {
-      const Dataset ds = make_target_dataset(target, 4, seed, static_cast<int>(json_number(config, "dim", 0.0)));
       if (ds.d != 2) throw std::invalid_argument("the target has d = " + std::to_string(ds.d));
       for (int j = 0; j < 2; ++j) {
         ref.lo[j] = ds.lo[j];
@@ -572,13 +590,8 @@ std::string hinge_arrow(double a0, double a1, double c, const double lo[2], cons
 // the data points), both with the gates' hinge lines G_i x + g_i = 0.
 void network_figure_2d(const ParamsEntry& e, const Shape& s, const std::vector<double>& th, const Reference2d& ref,
                        double test_rmse, Work* w) {
-  const std::string target = e.target.find('/') != std::string::npos ? fs::path(e.target).filename().string()
-                                                                     : e.target;
-  const std::string tag = e.arch + "_" + e.activation + "_" + slug(target) + "_n" + std::to_string(e.width) +
-                          "_s" + std::to_string(e.seed);
-  std::string title = e.arch + " " + e.activation + ", target " + e.target + ", width " + std::to_string(e.width) +
-                      " (P = " + std::to_string(num_params(s)) + "), seed " + std::to_string(e.seed);
-  if (std::isfinite(test_rmse)) title += ", test RMSE " + sci(test_rmse);
+  const std::string tag = figure_tag(e);
+  const std::string title = figure_title(e, s, test_rmse);
   std::string arrows;
   for (int i = 0; i < s.n; ++i) {
     const double* G = th.data() + factor_offset(s, 0) + i * 2;

@@ -234,42 +234,8 @@ TEST(Cuda, DampedSolveMatchesLapack) {
   }
 }
 
-// A few Newton steps of the whole cascade: RMSE to 1e-8 relative, status and step counts
-// exactly.
-TEST(Cuda, NewtonStepsMatchCpu) {
-  SKIP_WITHOUT_GPU();
-  SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
-  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
-  spec.acts = {Act::kRelu, Act::kSilu};
-  spec.widths = {1, 2, 4, 9, 33, 100, 200};
-  spec.seeds = 2;
-  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
-  const auto jobs = make_jobs(spec);
-  CpuBackend cpu(0);
-  CudaBackend gpu{CudaOptions{}};
-  const auto rc = run_sweep(spec, jobs, cpu);
-  const auto rg = run_sweep(spec, jobs, gpu);
-  for (std::size_t j = 0; j < jobs.size(); ++j) {
-    const std::string where = std::string(arch_name(jobs[j].arch)) + " " + act_name(jobs[j].act) +
-                              " n=" + std::to_string(jobs[j].width) + " seed " + std::to_string(jobs[j].seed);
-    EXPECT_EQ(rg[j].status, rc[j].status) << where << ": " << rg[j].reason << " vs " << rc[j].reason;
-    EXPECT_TRUE(close(rg[j].train_rmse, rc[j].train_rmse, 1e-8)) << where << ": " << rg[j].train_rmse << " vs " << rc[j].train_rmse;
-    EXPECT_TRUE(close(rg[j].test_rmse, rc[j].test_rmse, 1e-8)) << where << ": " << rg[j].test_rmse << " vs " << rc[j].test_rmse;
-  }
-}
-
-// The same in d = 2 and d = 5, where every activation takes the general assembly.
-TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
-  SKIP_WITHOUT_GPU();
-  SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("sin_sin", 1500, 0));
-  spec.datasets.push_back(make_target_dataset("friedman1", 1200, 0));
-  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
-  spec.acts = {Act::kRelu, Act::kGelu};
-  spec.widths = {1, 3, 16, 40};
-  spec.seeds = 2;
-  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+// A few Newton steps of the cascade on both backends: RMSE to 1e-8 relative, status exactly.
+void expect_same_training(const SweepSpec& spec) {
   const auto jobs = make_jobs(spec);
   CpuBackend cpu(0);
   CudaBackend gpu{CudaOptions{}};
@@ -283,6 +249,32 @@ TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
     EXPECT_TRUE(close(rg[j].train_rmse, rc[j].train_rmse, 1e-8)) << where << ": " << rg[j].train_rmse << " vs " << rc[j].train_rmse;
     EXPECT_TRUE(close(rg[j].test_rmse, rc[j].test_rmse, 1e-8)) << where << ": " << rg[j].test_rmse << " vs " << rc[j].test_rmse;
   }
+}
+
+TEST(Cuda, NewtonStepsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu, Act::kSilu};
+  spec.widths = {1, 2, 4, 9, 33, 100, 200};
+  spec.seeds = 2;
+  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+  expect_same_training(spec);
+}
+
+// The same in d = 2 and d = 5, where every activation takes the general assembly.
+TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
+  SKIP_WITHOUT_GPU();
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("sin_sin", 1500, 0));
+  spec.datasets.push_back(make_target_dataset("friedman1", 1200, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu, Act::kGelu};
+  spec.widths = {1, 3, 16, 40};
+  spec.seeds = 2;
+  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+  expect_same_training(spec);
 }
 
 // The slopes of a whole sweep agree within 0.05.
