@@ -820,8 +820,14 @@ int main(int argc, char** argv) {
     if (*merge_cmd) return merge(o, merge_dirs);
     if (*ntk_cmd) return ntk(ntk_args, o);
     if (*plot) {
-      const auto rep = gs::plot_run(plot_dir, plot_nets.empty() ? std::vector<gs::NetPick>{}
-                                                                : gs::parse_net_picks(plot_nets));
+      // A directory of `gpu-sweep ntk` has its own figures.
+      const bool ntk_dir = !fs::exists(fs::path(plot_dir) / "results.csv") &&
+                           fs::exists(fs::path(plot_dir) / "ntk_summary.json");
+      if (ntk_dir && !plot_nets.empty())
+        throw std::invalid_argument("--nets: " + plot_dir + " is an ntk directory, which has no per-network figures");
+      const auto rep = ntk_dir ? gs::plot_ntk(plot_dir)
+                               : gs::plot_run(plot_dir, plot_nets.empty() ? std::vector<gs::NetPick>{}
+                                                                          : gs::parse_net_picks(plot_nets));
       for (const auto& n : rep.notes) std::cerr << "gpu-sweep: note: " << n << "\n";
       if (!o.quiet) std::cout << "Wrote " << rep.files.size() << " plots to " << plot_dir << "/plots\n";
       return 0;

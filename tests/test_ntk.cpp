@@ -315,6 +315,12 @@ TEST(NtkCli, WritesTheTablesWithTheRequiredColumns) {
   EXPECT_EQ(x.rows.size(), 2u * 2 * 2);  // activation, d, width
   EXPECT_GT(lines(slurp(out / "ntk_hist.csv")), 1);
   EXPECT_TRUE(fs::exists(out / "ntk_summary.json"));
+  // The figures, drawn again by `plot` (needs gnuplot on PATH, as test_plots does).
+  const auto p = run("plot " + out.string(), dir);
+  ASSERT_EQ(p.code, 0) << p.err;
+  for (const char* f : {"ntk_cond_vs_d.png", "ntk_cond_vs_width.svg", "ntk_hist_relu_d3_w8.png",
+                        "ntk_hist_gelu_d5_w16_trained.png", "ntk_loss_relu_d3_w8.png"})
+    EXPECT_TRUE(fs::exists(out / "plots" / f)) << f;
 }
 
 TEST(NtkCli, MatchedWidthsAndOneDimensionalTargets) {
