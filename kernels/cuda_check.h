@@ -2,6 +2,7 @@
 // std::runtime_error naming the call site and the library's error string.
 #pragma once
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <cusolverDn.h>
 
@@ -37,10 +38,18 @@ inline void cusolver_check(cusolverStatus_t s, const char* what, const char* fil
                              std::to_string(static_cast<int>(s)) + ")");
 }
 
+inline void cublas_check(cublasStatus_t s, const char* what, const char* file, int line) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw std::runtime_error(std::string("cuBLAS error in ") + what + " at " + file + ":" +
+                             std::to_string(line) + ": " + cublasGetStatusString(s) + " (" +
+                             std::to_string(static_cast<int>(s)) + ")");
+}
+
 }  // namespace gs
 
 #define CUDA_CHECK(call) ::gs::cuda_check((call), #call, __FILE__, __LINE__)
 #define CUSOLVER_CHECK(call) ::gs::cusolver_check((call), #call, __FILE__, __LINE__)
+#define CUBLAS_CHECK(call) ::gs::cublas_check((call), #call, __FILE__, __LINE__)
 // After a kernel launch: launch-configuration errors surface here, execution errors at the
 // next synchronizing call.
 #define CUDA_CHECK_LAUNCH(name) ::gs::cuda_check(cudaGetLastError(), name, __FILE__, __LINE__)

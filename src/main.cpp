@@ -23,6 +23,7 @@
 #include "gpusweep/cli.h"
 #include "gpusweep/data.h"
 #include "gpusweep/fit.h"
+#include "gpusweep/ntk_run.h"
 #include "gpusweep/output.h"
 #include "gpusweep/params_io.h"
 #include "gpusweep/plots.h"
@@ -224,15 +225,16 @@ nlohmann::json config_json(const Options& o, const std::string& backend) {
           {"device", o.device},     {"backend", backend}};
 }
 
-// The output directory: created if missing; refuses to overwrite results unless asked.
-// Returns true when this run created it.
-bool prepare_out_dir(const std::string& dir, bool overwrite) {
+// The output directory: created if missing; refuses to overwrite results (any of the files
+// `results` names) unless asked. Returns true when this run created it.
+bool prepare_out_dir(const std::string& dir, bool overwrite,
+                     const std::vector<std::string>& results = {"results.csv", "summary.json"}) {
   std::error_code ec;
   const bool existed = fs::exists(dir, ec);
   if (existed && !fs::is_directory(dir, ec))
     throw std::invalid_argument("--out " + dir + ": exists and is not a directory");
   if (existed && !overwrite &&
-      (fs::exists(fs::path(dir) / "results.csv") || fs::exists(fs::path(dir) / "summary.json")))
+      std::any_of(results.begin(), results.end(), [&](const std::string& f) { return fs::exists(fs::path(dir) / f); }))
     throw std::invalid_argument("--out " + dir + ": already holds results (pass --overwrite to replace them)");
   if (existed && !overwrite && fs::exists(fs::path(dir) / "manifest.json"))
     throw std::invalid_argument("--out " + dir + ": holds an unfinished sweep (continue it with --resume " + dir +
@@ -609,6 +611,64 @@ int merge(Options o, const std::vector<std::string>& dirs) {
   return 0;
 }
 
+// `gpu-sweep ntk`: the NTK spectra of a sweep of networks and, with --steps, their loss
+// curves under gradient descent. Everything is computed before the first file is written.
+int ntk(const gs::NtkArgs& a, const Options& o) {
+  const gs::NtkSpec spec = gs::make_ntk_spec(a);
+  const std::string out = o.out.empty() ? default_out_dir() : o.out;
+  const bool created = prepare_out_dir(out, o.overwrite, {"ntk.csv", "ntk_summary.json"});
+  nlohmann::json summary;
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto res = gs::run_ntk(spec, [&](const std::string& line) {
+      if (!o.quiet) std::cerr << "gpu-sweep: " << line << "\n";
+    });
+    const nlohmann::json config = {
+        {"problem", a.problem},     {"arch", a.arch},       {"activation", a.activation},
+        {"dims", a.dims},           {"widths", a.widths},   {"points", a.points},
+        {"seeds", a.seeds},         {"match_params", a.match_params}, {"noise", a.noise},
+        {"data_seed", a.data_seed}, {"device", a.device},   {"hist_bins", a.hist_bins},
+        {"spectra_after", a.spectra_after}, {"steps", a.steps}, {"lr_c", a.lr_c}, {"lr_rule", a.lr_rule},
+        {"batch", a.batch},         {"record_every", spec.dyn.record_every},
+        {"init", spec.lecun ? "lecun" : "maso"}};
+    auto files = gs::ntk_files(spec, res, config);
+    files.summary["seconds"]["total"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const fs::path dir(out);
+    gs::write_file_atomic((dir / "ntk_hist.csv").string(), files.hist_csv);
+    if (!files.loss_csv.empty()) {
+      gs::write_file_atomic((dir / "ntk_loss.csv").string(), files.loss_csv);
+      gs::write_file_atomic((dir / "ntk_loss_median.csv").string(), files.median_csv);
+      gs::write_file_atomic((dir / "ntk_crossing.csv").string(), files.crossing_csv);
+    }
+    gs::write_file_atomic((dir / "ntk_summary.json").string(), files.summary.dump(2) + "\n");
+    gs::write_file_atomic((dir / "ntk.csv").string(), files.ntk_csv);  // last: it marks a finished run
+    summary = files.summary;
+  } catch (...) {
+    std::error_code ec;
+    if (created) fs::remove_all(out, ec);
+    throw;
+  }
+  if (!o.quiet) {
+    gs::print_ntk_table(std::cout, summary);
+    std::cout << "Wrote " << (fs::path(out) / "ntk.csv").string() << "\n";
+  }
+  if (!o.no_plots) {
+    try {
+      const auto rep = gs::plot_ntk(out);
+      if (!o.quiet) {
+        for (const auto& n : rep.notes) std::cerr << "gpu-sweep: note: " << n << "\n";
+        std::cout << "Wrote " << rep.files.size() << " plots to " << (fs::path(out) / "plots").string() << "\n";
+      }
+    } catch (const gs::GnuplotMissing& e) {
+      std::cerr << "gpu-sweep: " << e.what() << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "gpu-sweep: warning: no plots: " << e.what() << "\n";
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -701,10 +761,55 @@ int main(int argc, char** argv) {
   plot->add_option("--nets", plot_nets,
                    "networks for the per-network figures, arch:width:seed,... (default: each arch's widest "
                    "width, seed 0)");
+  gs::NtkArgs ntk_args;
+  CLI::App* ntk_cmd = app.add_subcommand(
+      "ntk", "NTK spectra (K = J J^T over the training points and all parameters) of a sweep of networks: "
+             "condition numbers, eigenvalue histograms and, with --steps, gradient-descent loss curves and the "
+             "loss crossing of each gated arch against the mlp; writes DIR/ntk.csv and its companions");
+  ntk_cmd->add_option("--problem", ntk_args.problem,
+                      "linear (x ~ N(0, I_d), y = x . w + noise, LeCun init) or a 1D target of the sweeps "
+                      "(name or expression in x, MASO init)")->capture_default_str();
+  ntk_cmd->add_option("--arch", ntk_args.arch, "mlp, glu, gqu (comma-separated)")->capture_default_str();
+  ntk_cmd->add_option("--activation", ntk_args.activation, "relu, gelu, silu, sigmoid (comma-separated)")
+      ->capture_default_str();
+  ntk_cmd->add_option("--dims", ntk_args.dims, "input dimensions of the linear problem, comma-separated (20)");
+  ntk_cmd->add_option("--widths", ntk_args.widths, "widths: A:B, A:B:S or a list")->capture_default_str();
+  ntk_cmd->add_flag("--match-params", ntk_args.match_params,
+                    "give gated archs the width n (d+1)/(nf d+1) (glu: n (d+1)/(2d+1)), about the mlp's P");
+  ntk_cmd->add_option("--points", ntk_args.points, "training points N")->capture_default_str()
+      ->check(CLI::Range(2, 10000000));
+  ntk_cmd->add_option("--seeds", ntk_args.seeds, "seeds 0..K-1 per network")->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  ntk_cmd->add_option("--noise", ntk_args.noise, "linear problem: the noise's standard deviation")
+      ->capture_default_str();
+  ntk_cmd->add_option("--data-seed", ntk_args.data_seed, "seed of the points, w and the SGD order")
+      ->capture_default_str()->check(CLI::Validator(gs::check_uint64_text, ""));
+  ntk_cmd->add_option("--device", ntk_args.device, "spectra on cpu, cuda or auto (dynamics run on the CPU)")
+      ->capture_default_str();
+  ntk_cmd->add_option("--threads", ntk_args.threads, "CPU threads (0 = all cores)")->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  ntk_cmd->add_option("--hist-bins", ntk_args.hist_bins, "bins of the log10 eigenvalue histograms")
+      ->capture_default_str();
+  ntk_cmd->add_option("--steps", ntk_args.steps, "gradient-descent steps (0: spectra only)")->capture_default_str();
+  ntk_cmd->add_option("--lr-c", ntk_args.lr_c, "step size eta = c N / lambda_max(K) of each network")
+      ->capture_default_str();
+  ntk_cmd->add_option("--lr-rule", ntk_args.lr_rule,
+                      "own: each network's lambda_max sets its eta; shared: the archs of one (d, activation, width, "
+                      "seed) share the eta of their largest lambda_max")
+      ->capture_default_str();
+  ntk_cmd->add_option("--batch", ntk_args.batch, "SGD minibatch size (0: full-batch gradient descent)")
+      ->capture_default_str();
+  ntk_cmd->add_option("--record-every", ntk_args.record_every, "record the loss every k steps (0: about 500 records)")
+      ->capture_default_str();
+  ntk_cmd->add_flag("--spectra-after", ntk_args.spectra_after, "the spectra again after training (rows 'trained')");
+  ntk_cmd->add_option("--out", o.out, "output directory (default runs/<timestamp>)")->check(non_empty);
+  ntk_cmd->add_flag("--overwrite", o.overwrite, "replace results already in --out");
+  ntk_cmd->add_flag("--no-plots", o.no_plots, "do not write the figures");
+  ntk_cmd->add_flag("-q,--quiet", o.quiet, "print nothing but errors");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    std::cout << (plot->parsed() ? plot->help() : app.help());
+    std::cout << (plot->parsed() ? plot->help() : ntk_cmd->parsed() ? ntk_cmd->help() : app.help());
     return 0;
   } catch (const CLI::ParseError& e) {
     std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
@@ -713,9 +818,16 @@ int main(int argc, char** argv) {
   try {
     if (*fit_cmd) return refit(o);
     if (*merge_cmd) return merge(o, merge_dirs);
+    if (*ntk_cmd) return ntk(ntk_args, o);
     if (*plot) {
-      const auto rep = gs::plot_run(plot_dir, plot_nets.empty() ? std::vector<gs::NetPick>{}
-                                                                : gs::parse_net_picks(plot_nets));
+      // A directory of `gpu-sweep ntk` has its own figures.
+      const bool ntk_dir = !fs::exists(fs::path(plot_dir) / "results.csv") &&
+                           fs::exists(fs::path(plot_dir) / "ntk_summary.json");
+      if (ntk_dir && !plot_nets.empty())
+        throw std::invalid_argument("--nets: " + plot_dir + " is an ntk directory, which has no per-network figures");
+      const auto rep = ntk_dir ? gs::plot_ntk(plot_dir)
+                               : gs::plot_run(plot_dir, plot_nets.empty() ? std::vector<gs::NetPick>{}
+                                                                          : gs::parse_net_picks(plot_nets));
       for (const auto& n : rep.notes) std::cerr << "gpu-sweep: note: " << n << "\n";
       if (!o.quiet) std::cout << "Wrote " << rep.files.size() << " plots to " << plot_dir << "/plots\n";
       return 0;

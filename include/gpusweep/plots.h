@@ -40,4 +40,10 @@ struct PlotReport {
 // gnuplot fails.
 PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks);
 
+// The figures of a `gpu-sweep ntk` directory into DIR/plots: the condition number against d
+// and against width (ntk_cond_vs_d, ntk_cond_vs_width), the log10 eigenvalue histograms of
+// the archs overlaid (ntk_hist_*), and with dynamics the median loss curves with the
+// crossing marked (ntk_loss_*). Throws as plot_run does.
+PlotReport plot_ntk(const std::string& dir);
+
 }  // namespace gs
