@@ -10,9 +10,9 @@
 #include <limits>
 #include <numeric>
 #include <stdexcept>
-#include <thread>
 
 #include "gpusweep/data.h"
+#include "gpusweep/util.h"
 #include "lapack.h"
 #ifdef GPUSWEEP_HAVE_CUDA
 #include "cuda_backend.h"
@@ -24,10 +24,6 @@ namespace gs {
 namespace {
 
 constexpr double kEps = 0x1p-52;
-
-int thread_count(int threads) {
-  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
 
 }  // namespace
 
@@ -365,15 +361,6 @@ std::vector<LossCurve> train_gd(Batch& batch, const std::vector<double>& lambda_
     if (!c.loss.empty() && !std::isfinite(c.loss.back())) c.diverged = true;
   }
   return out;
-}
-
-double median_of(std::vector<double> v) {
-  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-  for (auto& x : v)
-    if (std::isnan(x)) x = std::numeric_limits<double>::infinity();
-  std::sort(v.begin(), v.end());
-  const std::size_t h = v.size() / 2;
-  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
 Crossing find_crossing(const std::vector<int>& steps, const std::vector<double>& base,

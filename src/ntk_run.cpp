@@ -16,6 +16,7 @@
 #include "gpusweep/csv.h"
 #include "gpusweep/data.h"
 #include "gpusweep/sweep.h"
+#include "gpusweep/util.h"
 
 namespace gs {
 
@@ -41,12 +42,8 @@ std::vector<int> parse_dims(const std::string& text) {
   return out;
 }
 
-std::string num(double v) {
-  if (std::isnan(v)) return "";
-  char b[40];
-  std::snprintf(b, sizeof b, "%.17g", v);
-  return b;
-}
+// A CSV cell: the number, or empty for NaN.
+std::string cell(double v) { return std::isnan(v) ? "" : num(v); }
 
 double elapsed(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -266,10 +263,10 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
       csv << csv_quote(spec.problem) << "," << arch_name(n.arch) << "," << act_of(n.act) << "," << ds.d << ","
           << n.base_width << "," << n.width << "," << p << "," << n.seed << "," << ds.n_train() << ","
           << (w == 0 ? "init" : "trained") << "," << gram_name(gram_kind(ds.n_train(), p)) << ","
-          << (s.ok ? num(s.lambda_max) : "") << "," << (s.ok ? num(s.lambda_min) : "") << ","
-          << (s.ok ? num(s.cond) : "") << "," << (s.ok ? std::to_string(s.below_floor) : "") << ","
-          << (s.ok ? num(s.floor) : "") << "," << (dyn && s.ok ? num(eta) : "") << ","
-          << (dyn && s.ok ? num(fl) : "") << "," << status << "," << csv_quote(reason) << "\n";
+          << (s.ok ? cell(s.lambda_max) : "") << "," << (s.ok ? cell(s.lambda_min) : "") << ","
+          << (s.ok ? cell(s.cond) : "") << "," << (s.ok ? std::to_string(s.below_floor) : "") << ","
+          << (s.ok ? cell(s.floor) : "") << "," << (dyn && s.ok ? cell(eta) : "") << ","
+          << (dyn && s.ok ? cell(fl) : "") << "," << status << "," << csv_quote(reason) << "\n";
     }
   }
   f.ntk_csv = csv.str();
@@ -313,8 +310,8 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
         for (int b = 0; b < bins; ++b)
           hist << csv_quote(spec.problem) << "," << arch_name(static_cast<Arch>(arch)) << ","
                << act_of(static_cast<Act>(act)) << "," << spec.datasets[t].d << "," << bw << ","
-               << (w == 0 ? "init" : "trained") << "," << num(lo + b * width) << "," << num(lo + (b + 1) * width)
-               << "," << c[b] << "," << num(total ? static_cast<double>(c[b]) / total : 0.0) << "\n";
+               << (w == 0 ? "init" : "trained") << "," << cell(lo + b * width) << "," << cell(lo + (b + 1) * width)
+               << "," << c[b] << "," << cell(total ? static_cast<double>(c[b]) / total : 0.0) << "\n";
       }
     }
   }
@@ -387,8 +384,8 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
       for (std::size_t t = 0; t < r.steps.size(); ++t)
         loss << csv_quote(spec.problem) << "," << arch_name(n.arch) << "," << act_of(n.act) << ","
              << spec.datasets[n.dataset].d << "," << n.base_width << "," << n.width << "," << n.seed << ","
-             << num(r.curves[i].eta) << "," << r.steps[t] << ","
-             << (std::isnan(r.curves[i].loss[t]) ? "nan" : num(r.curves[i].loss[t])) << "\n";
+             << cell(r.curves[i].eta) << "," << r.steps[t] << ","
+             << (std::isnan(r.curves[i].loss[t]) ? "nan" : cell(r.curves[i].loss[t])) << "\n";
     }
     std::map<GroupKey, std::vector<double>> medians;
     med << "problem,arch,activation,d,base_width,step,median_loss\n";
@@ -404,7 +401,7 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
       for (std::size_t t = 0; t < r.steps.size(); ++t)
         med << csv_quote(spec.problem) << "," << arch_name(static_cast<Arch>(arch)) << ","
             << act_of(static_cast<Act>(act)) << "," << spec.datasets[ds].d << "," << bw << "," << r.steps[t] << ","
-            << (std::isfinite(m[t]) ? num(m[t]) : "inf") << "\n";
+            << (std::isfinite(m[t]) ? cell(m[t]) : "inf") << "\n";
     }
     cross << "problem,arch,base_arch,activation,d,base_width,found,step,note\n";
     js["crossings"] = nlohmann::json::array();

@@ -27,6 +27,7 @@
 #include "gpusweep/network.h"
 #include "gpusweep/output.h"
 #include "gpusweep/params_io.h"
+#include "gpusweep/util.h"
 
 namespace fs = std::filesystem;
 
@@ -90,12 +91,6 @@ std::string slug(const std::string& s) {
     r += (r.empty() ? "" : "_") + std::string(h);
   }
   return r;
-}
-
-std::string num(double v) {
-  char b[40];
-  std::snprintf(b, sizeof b, "%.17g", v);
-  return b;
 }
 
 std::string fixed(double v, int digits) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gpusweep/backend.h"
+#include "gpusweep/util.h"  // median_of
 
 namespace gs {
 
@@ -120,8 +121,5 @@ struct Crossing {
 };
 Crossing find_crossing(const std::vector<int>& steps, const std::vector<double>& base,
                        const std::vector<double>& gated);
-
-// Median of values, NaN counted as +infinity; NaN for an empty list.
-double median_of(std::vector<double> values);
 
 }  // namespace gs
