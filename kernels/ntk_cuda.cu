@@ -10,7 +10,9 @@
 #include <thrust/device_vector.h>
 
 #include <algorithm>
+#include <climits>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <utility>
 
@@ -22,23 +24,32 @@
 namespace gs {
 namespace {
 
-// The library handles of one call, released however it ends.
+// The library handles of one call, each in its own holder, so that those already created are
+// released however the call ends, a constructor that throws half way included.
+struct BlasDel {
+  void operator()(cublasContext* h) const { cublasDestroy(h); }
+};
+struct SolverDel {
+  void operator()(cusolverDnContext* h) const { cusolverDnDestroy(h); }
+};
+struct ParamsDel {
+  void operator()(cusolverDnParams* p) const { cusolverDnDestroyParams(p); }
+};
 struct Handles {
+  std::unique_ptr<cublasContext, BlasDel> blas_h;
+  std::unique_ptr<cusolverDnContext, SolverDel> solver_h;
+  std::unique_ptr<cusolverDnParams, ParamsDel> params_h;
   cublasHandle_t blas = nullptr;
   cusolverDnHandle_t solver = nullptr;
   cusolverDnParams_t params = nullptr;
   Handles() {
     CUBLAS_CHECK(cublasCreate(&blas));
+    blas_h.reset(blas);
     CUSOLVER_CHECK(cusolverDnCreate(&solver));
+    solver_h.reset(solver);
     CUSOLVER_CHECK(cusolverDnCreateParams(&params));
+    params_h.reset(params);
   }
-  ~Handles() {  // never throws from a destructor
-    if (params) cusolverDnDestroyParams(params);
-    if (solver) cusolverDnDestroy(solver);
-    if (blas) cublasDestroy(blas);
-  }
-  Handles(const Handles&) = delete;
-  Handles& operator=(const Handles&) = delete;
 };
 
 template <class T>
@@ -47,10 +58,20 @@ T* raw(thrust::device_vector<T>& v) {
 }
 
 // Device bytes of one network of a group: its J, Gram matrix, eigenvalues and parameters
-// (the eigensolver's workspace is asked for per sub-batch and kept within the slack).
+// (the eigensolver's workspace comes on top: solver_workspace).
 std::size_t bytes_per_net(int points, int params) {
   const std::size_t m = static_cast<std::size_t>(gram_size(points, params));
   return sizeof(double) * (static_cast<std::size_t>(points) * params + m * m + m + params) + 64;
+}
+
+// Device bytes of cusolverDnXsyevBatched's workspace for count m x m matrices. The query
+// reads only the sizes, so it takes no matrices (null pointers).
+std::size_t solver_workspace(Handles& h, int m, int count) {
+  std::size_t dev_bytes = 0, host_bytes = 0;
+  CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(h.solver, h.params, CUSOLVER_EIG_MODE_NOVECTOR,
+                                                   CUBLAS_FILL_MODE_LOWER, m, CUDA_R_64F, nullptr, m, CUDA_R_64F,
+                                                   nullptr, CUDA_R_64F, &dev_bytes, &host_bytes, count));
+  return dev_bytes;
 }
 
 // One sub-batch: networks ids (all with N points and P parameters) into out.
@@ -151,18 +172,30 @@ std::vector<NtkSpectrum> ntk_spectra_cuda(const Batch& batch, int device, std::s
     const auto [points, params] = key;
     std::size_t free_bytes = 0, total_bytes = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    // The rest of the free memory is the eigensolver's workspace and the libraries' slack.
-    const std::size_t budget = free_bytes / 10 * 6;
+    // The budget holds the sub-batch's buffers and the eigensolver's workspace; the rest of
+    // the free memory is the libraries' slack.
+    const std::size_t budget = free_bytes / 10 * 7;
     const std::size_t per = bytes_per_net(points, params);
-    if (per > budget) {
+    const long long m = gram_size(points, params);
+    if (m * m > INT32_MAX) {
       for (int i : ids) {
         out[i].gram = gram_kind(points, params);
-        out[i].reason = "J and its Gram matrix do not fit in device memory";
+        out[i].reason = "the Gram matrix is larger than cusolverDnXsyevBatched takes (m^2 > INT32_MAX)";
       }
       continue;
     }
-    const std::size_t fit = budget / per;
-    const int chunk = static_cast<int>(std::min<std::size_t>(fit, 1u << 16));
+    // cusolverDnXsyevBatched needs m * lda * batchSize <= INT32_MAX.
+    std::size_t chunk = std::min<std::size_t>({budget / per, 1u << 16, static_cast<std::size_t>(INT32_MAX / (m * m)),
+                                               ids.size()});
+    while (chunk > 0 && chunk * per + solver_workspace(h, static_cast<int>(m), static_cast<int>(chunk)) > budget)
+      chunk = chunk * 3 / 4;  // a quarter less until the workspace fits too
+    if (chunk == 0) {
+      for (int i : ids) {
+        out[i].gram = gram_kind(points, params);
+        out[i].reason = "J, its Gram matrix and the eigensolver's workspace do not fit in device memory";
+      }
+      continue;
+    }
     for (std::size_t b = 0; b < ids.size(); b += chunk) {
       const std::vector<int> part(ids.begin() + b, ids.begin() + std::min(ids.size(), b + chunk));
       spectra_of(batch, part, points, params, x_dev, h, out);

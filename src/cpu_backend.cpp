@@ -10,6 +10,7 @@
 
 #include "gpusweep/relu1d.h"
 #include "gpusweep/solve.h"
+#include "gpusweep/util.h"
 #include "lapack.h"
 
 namespace gs {
@@ -114,7 +115,7 @@ double sum_squares(const Shape& shape, const double* theta, const std::vector<do
 }  // namespace
 
 CpuBackend::CpuBackend(int threads, bool fast_relu1d) : fast_relu1d_(fast_relu1d) {
-  threads_ = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+  threads_ = thread_count(threads);
   // Parallelism is over networks; each BLAS call runs on its caller's thread.
   openblas_set_num_threads(1);
   ws_.resize(threads_);

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "gpusweep/data.h"
+#include "gpusweep/util.h"
 
 namespace gs {
 
@@ -43,12 +44,6 @@ LineFit fit_loglog(const std::vector<double>& x, const std::vector<double>& y) {
 }
 
 namespace {
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t h = v.size() / 2;
-  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
-}
 
 // Quantile q of sorted values, by linear interpolation between order statistics.
 double quantile(const std::vector<double>& sorted, double q) {

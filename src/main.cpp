@@ -226,9 +226,11 @@ nlohmann::json config_json(const Options& o, const std::string& backend) {
 }
 
 // The output directory: created if missing; refuses to overwrite results (any of the files
-// `results` names) unless asked. Returns true when this run created it.
+// `results` names: by default those of a sweep and of an ntk run, so that neither kind lands
+// on the other) unless asked. Returns true when this run created it.
 bool prepare_out_dir(const std::string& dir, bool overwrite,
-                     const std::vector<std::string>& results = {"results.csv", "summary.json"}) {
+                     const std::vector<std::string>& results = {"results.csv", "summary.json", "ntk.csv",
+                                                                "ntk_summary.json"}) {
   std::error_code ec;
   const bool existed = fs::exists(dir, ec);
   if (existed && !fs::is_directory(dir, ec))
@@ -251,6 +253,18 @@ bool prepare_out_dir(const std::string& dir, bool overwrite,
   std::fclose(f);
   fs::remove(probe, ec);
   return !existed;
+}
+
+// With --overwrite, the earlier run's files go first, of either kind (a sweep's or an ntk
+// run's) and with its figures: a stopped run must never leave them looking like its own
+// results, and `plot` must not draw them again.
+void remove_earlier_results(const std::string& dir) {
+  for (const char* f : {"results.csv", "summary.json", "params.bin", "params_index.csv", "manifest.json", "ntk.csv",
+                        "ntk_summary.json", "ntk_hist.csv", "ntk_loss.csv", "ntk_loss_median.csv", "ntk_crossing.csv"})
+    fs::remove(fs::path(dir) / f);
+  std::error_code ec;
+  fs::remove_all(fs::path(dir) / "plots", ec);
+  gs::remove_chunks(dir);
 }
 
 gs::FitOptions fit_options(const Options& o) {
@@ -443,13 +457,7 @@ int run(Options o, const CLI::App& app) {
     }
   } else {
     created = prepare_out_dir(out, o.overwrite);
-    // With --overwrite, the earlier sweep's files go first: a stopped run must never leave
-    // them looking like its own results.
-    for (const char* f : {"results.csv", "summary.json", "params.bin", "params_index.csv", "manifest.json"})
-      fs::remove(fs::path(out) / f);
-    std::error_code ec;
-    fs::remove_all(fs::path(out) / "plots", ec);
-    gs::remove_chunks(out);
+    remove_earlier_results(out);
     gs::write_file_atomic((fs::path(out) / "manifest.json").string(),
                           manifest_json(o, jobs.size()).dump(2) + "\n");
   }
@@ -616,9 +624,10 @@ int merge(Options o, const std::vector<std::string>& dirs) {
 int ntk(const gs::NtkArgs& a, const Options& o) {
   const gs::NtkSpec spec = gs::make_ntk_spec(a);
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
-  const bool created = prepare_out_dir(out, o.overwrite, {"ntk.csv", "ntk_summary.json"});
+  const bool created = prepare_out_dir(out, o.overwrite);
   nlohmann::json summary;
   try {
+    remove_earlier_results(out);
     const auto t0 = std::chrono::steady_clock::now();
     const auto res = gs::run_ntk(spec, [&](const std::string& line) {
       if (!o.quiet) std::cerr << "gpu-sweep: " << line << "\n";
@@ -628,7 +637,7 @@ int ntk(const gs::NtkArgs& a, const Options& o) {
         {"dims", a.dims},           {"widths", a.widths},   {"points", a.points},
         {"seeds", a.seeds},         {"match_params", a.match_params}, {"noise", a.noise},
         {"data_seed", a.data_seed}, {"device", a.device},   {"hist_bins", a.hist_bins},
-        {"spectra_after", a.spectra_after}, {"steps", a.steps}, {"lr_c", a.lr_c}, {"lr_rule", a.lr_rule},
+        {"spectra_after", a.spectra_after}, {"steps", a.steps}, {"lr_c", a.lr_c}, {"lr_rule", spec.shared_lr ? "shared" : "own"},
         {"batch", a.batch},         {"record_every", spec.dyn.record_every},
         {"init", spec.lecun ? "lecun" : "maso"}};
     auto files = gs::ntk_files(spec, res, config);
@@ -795,8 +804,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ntk_cmd->add_option("--lr-rule", ntk_args.lr_rule,
                       "own: each network's lambda_max sets its eta; shared: the archs of one (d, activation, width, "
-                      "seed) share the eta of their largest lambda_max")
-      ->capture_default_str();
+                      "seed) share the eta of their largest lambda_max (default own; needs --steps)");
   ntk_cmd->add_option("--batch", ntk_args.batch, "SGD minibatch size (0: full-batch gradient descent)")
       ->capture_default_str();
   ntk_cmd->add_option("--record-every", ntk_args.record_every, "record the loss every k steps (0: about 500 records)")

@@ -10,9 +10,9 @@
 #include <limits>
 #include <numeric>
 #include <stdexcept>
-#include <thread>
 
 #include "gpusweep/data.h"
+#include "gpusweep/util.h"
 #include "lapack.h"
 #ifdef GPUSWEEP_HAVE_CUDA
 #include "cuda_backend.h"
@@ -24,10 +24,6 @@ namespace gs {
 namespace {
 
 constexpr double kEps = 0x1p-52;
-
-int thread_count(int threads) {
-  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
 
 }  // namespace
 
@@ -90,7 +86,7 @@ int matched_width(Arch arch, int d, int n) {
 
 const char* gram_name(Gram g) { return g == Gram::kJJt ? "JJt" : "JtJ"; }
 
-SpectrumSummary summarize_spectrum(const std::vector<double>& eig) {
+SpectrumSummary summarize_spectrum(const std::vector<double>& eig, int points, int params) {
   SpectrumSummary s;
   if (eig.empty()) {
     s.reason = "no eigenvalues";
@@ -106,7 +102,9 @@ SpectrumSummary summarize_spectrum(const std::vector<double>& eig) {
     s.reason = "the kernel is zero (lambda_max <= 0)";
     return s;
   }
-  s.floor = s.lambda_max * static_cast<double>(eig.size()) * kEps;
+  // The Gram matrix's rounding grows with both its size and the length of the products that
+  // form it, so the scale is max(N, P) either way (numpy's matrix_rank rule).
+  s.floor = s.lambda_max * static_cast<double>(std::max(points, params)) * kEps;
   for (double v : eig) {
     if (v <= s.floor) {
       ++s.below_floor;
@@ -319,7 +317,35 @@ double minibatch_grad(const Shape& s, const double* theta, const Dataset& data, 
 
 }  // namespace
 
-std::vector<LossCurve> train_gd(Batch& batch, const std::vector<double>& lambda_max, const DynamicsOptions& opt) {
+double max_kernel_diagonal(const Shape& s, const double* theta, const Dataset& data) {
+  std::vector<double> row(num_params(s));
+  double top = 0.0;
+  for (int k = 0; k < data.n_train(); ++k) {
+    jacobian_row(s, theta, data.x_train.data() + static_cast<std::size_t>(k) * s.d, row.data());
+    double sq = 0.0;
+    for (double v : row) sq += v * v;
+    top = std::max(top, sq);
+  }
+  return top;
+}
+
+std::vector<double> step_sizes(const Batch& batch, const std::vector<double>& lambda_max, const DynamicsOptions& opt) {
+  const int count = batch.size();
+  std::vector<double> eta(count, std::numeric_limits<double>::quiet_NaN());
+  for (int i = 0; i < count; ++i) {
+    const NetDesc& nd = batch.nets[i];
+    const Dataset& data = *batch.datasets[nd.dataset];
+    const int n = data.n_train();
+    if (!(lambda_max[i] > 0.0 && std::isfinite(lambda_max[i]))) continue;  // no spectrum: no step size
+    double curvature = lambda_max[i] / n;
+    if (opt.batch > 0 && opt.batch < n)
+      curvature = std::max(curvature, max_kernel_diagonal(nd.shape, batch.params.data() + nd.offset, data) / opt.batch);
+    eta[i] = opt.lr_c / curvature;
+  }
+  return eta;
+}
+
+std::vector<LossCurve> train_gd(Batch& batch, const std::vector<double>& eta, const DynamicsOptions& opt) {
   openblas_set_num_threads(1);
   const int count = batch.size();
   const std::vector<int> rec = record_steps(opt.steps, opt.record_every);
@@ -333,47 +359,45 @@ std::vector<LossCurve> train_gd(Batch& batch, const std::vector<double>& lambda_
     const int p = num_params(s);
     double* theta = batch.params.data() + nd.offset;
     LossCurve& c = out[i];
-    c.loss.assign(rec.size(), std::numeric_limits<double>::quiet_NaN());
-    if (!(lambda_max[i] > 0.0 && std::isfinite(lambda_max[i]))) continue;  // no spectrum: no step size
-    c.eta = opt.lr_c * n / lambda_max[i];
-    const bool sgd = opt.batch > 0 && opt.batch < n;
-    const int per_step = sgd ? opt.batch : n;
-    std::vector<int> all(n);
-    std::iota(all.begin(), all.end(), 0);
-    MinibatchStream stream(n, sgd ? opt.batch : n, mix_seed(opt.data_seed, hash_string("sgd:" + data.name + ":" +
-                                                                                        std::to_string(s.d))));
-    std::vector<double> row(p), grad(p);
-    std::size_t next_rec = 0;
-    for (int t = 0; t <= opt.steps; ++t) {
-      const bool record = next_rec < rec.size() && rec[next_rec] == t;
-      if (t == opt.steps) {  // the last point: the loss only
-        if (record) c.loss[next_rec] = full_loss(s, theta, data);
-        break;
-      }
-      const int* idx = sgd ? stream.next() : all.data();
-      double L = minibatch_grad(s, theta, data, idx, per_step, row.data(), grad.data());
-      if (sgd && record) L = full_loss(s, theta, data);
-      if (record) {
-        c.loss[next_rec++] = L;
-        if (!std::isfinite(L)) {
-          c.diverged = true;
+    try {
+      c.loss.assign(rec.size(), std::numeric_limits<double>::quiet_NaN());
+      if (!(eta[i] > 0.0 && std::isfinite(eta[i]))) continue;  // no spectrum: no step size
+      c.eta = eta[i];
+      const bool sgd = opt.batch > 0 && opt.batch < n;
+      const int per_step = sgd ? opt.batch : n;
+      std::vector<int> all(n);
+      std::iota(all.begin(), all.end(), 0);
+      MinibatchStream stream(n, sgd ? opt.batch : n,
+                             mix_seed(opt.data_seed, hash_string("sgd:" + data.name + ":" + std::to_string(s.d))));
+      std::vector<double> row(p), grad(p);
+      std::size_t next_rec = 0;
+      for (int t = 0; t <= opt.steps; ++t) {
+        const bool record = next_rec < rec.size() && rec[next_rec] == t;
+        if (t == opt.steps) {  // the last point: the loss only
+          if (record) c.loss[next_rec] = full_loss(s, theta, data);
           break;
         }
+        const int* idx = sgd ? stream.next() : all.data();
+        double L = minibatch_grad(s, theta, data, idx, per_step, row.data(), grad.data());
+        if (sgd && record) L = full_loss(s, theta, data);
+        if (record) {
+          c.loss[next_rec++] = L;
+          if (!std::isfinite(L)) {
+            c.diverged = true;
+            break;
+          }
+        }
+        for (int q = 0; q < p; ++q) theta[q] -= c.eta * grad[q];
       }
-      for (int q = 0; q < p; ++q) theta[q] -= c.eta * grad[q];
+      if (!c.loss.empty() && !std::isfinite(c.loss.back())) c.diverged = true;
+    } catch (const std::exception& e) {  // out of memory: this network fails, not the run
+      c.failed = true;
+      c.reason = std::string("training stopped: ") +
+                 (dynamic_cast<const std::bad_alloc*>(&e) ? "out of memory" : e.what());
+      c.loss.assign(rec.size(), std::numeric_limits<double>::quiet_NaN());
     }
-    if (!c.loss.empty() && !std::isfinite(c.loss.back())) c.diverged = true;
   }
   return out;
-}
-
-double median_of(std::vector<double> v) {
-  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-  for (auto& x : v)
-    if (std::isnan(x)) x = std::numeric_limits<double>::infinity();
-  std::sort(v.begin(), v.end());
-  const std::size_t h = v.size() / 2;
-  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
 Crossing find_crossing(const std::vector<int>& steps, const std::vector<double>& base,

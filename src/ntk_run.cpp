@@ -2,6 +2,8 @@
 // spectra and the dynamics in one batch each, and the CSV and JSON records. See ntk_run.h.
 #include "gpusweep/ntk_run.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -16,14 +18,17 @@
 #include "gpusweep/csv.h"
 #include "gpusweep/data.h"
 #include "gpusweep/sweep.h"
+#include "gpusweep/util.h"
 
 namespace gs {
 
 namespace {
 
-// Gram matrices above this size per network are refused up front: J (N x P doubles) must
+// A network whose Jacobian J (N x P doubles) is larger than this is refused up front: J must
 // fit in memory once per thread.
 constexpr double kMaxJacobianBytes = 8.0 * (1ull << 30);
+// The share of physical memory a whole run may take.
+constexpr double kMemoryShare = 0.5;
 constexpr int kMaxSteps = 10000000;
 constexpr int kDefaultRecords = 500;
 
@@ -41,11 +46,59 @@ std::vector<int> parse_dims(const std::string& text) {
   return out;
 }
 
-std::string num(double v) {
-  if (std::isnan(v)) return "";
+// A CSV cell: the number, or empty for NaN.
+std::string cell(double v) { return std::isnan(v) ? "" : num(v); }
+
+double physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
+}
+
+std::string gib(double bytes) {
   char b[40];
-  std::snprintf(b, sizeof b, "%.17g", v);
+  std::snprintf(b, sizeof b, "%.3g GiB", bytes / (1ull << 30));
   return b;
+}
+
+// Refuses a run whose networks or memory are out of reach, before anything large is built:
+// the datasets (train and test, points x d each), every network's parameters, per thread a
+// Jacobian and its Gram matrix (the CPU spectra), every network's eigenvalues (twice with
+// spectra_after) and the recorded losses.
+void check_run_size(const NtkSpec& spec, const std::vector<int>& dims, int points, int threads) {
+  const double nets_per_d = static_cast<double>(spec.archs.size()) * spec.acts.size() * spec.widths.size() * spec.seeds;
+  const double nets = nets_per_d * dims.size();
+  if (nets > std::numeric_limits<int>::max())
+    throw std::invalid_argument("ntk: " + cell(nets) + " networks (dims x archs x activations x widths x seeds) is more than " +
+                                std::to_string(std::numeric_limits<int>::max()) + "; use fewer --widths or --seeds");
+  const double records =
+      spec.dyn.steps > 0 ? static_cast<double>(spec.dyn.steps) / std::max(1, spec.dyn.record_every) + 2.0 : 0.0;
+  const double spectra = spec.spectra_after ? 2.0 : 1.0;
+  const double n = points;
+  double bytes = 0.0, per_thread = 0.0;
+  for (int d : dims) {
+    bytes += 2.0 * n * (d + 1) * 8.0;  // x and y, train and test
+    for (Arch arch : spec.archs)
+      for (int w : spec.widths) {
+        const double width = spec.match_params ? matched_width(arch, d, w) : w;
+        const double p = (num_factors(arch) * (d + 1.0) + 1.0) * width + 1.0;
+        if (p * n * 8.0 > kMaxJacobianBytes)
+          throw std::invalid_argument("ntk: " + std::string(arch_name(arch)) + " of width " +
+                                      std::to_string(static_cast<long long>(width)) + " at d = " + std::to_string(d) +
+                                      " on " + std::to_string(points) + " points: its Jacobian would need " +
+                                      std::to_string(static_cast<long long>(p * n * 8.0 / (1 << 20))) +
+                                      " MiB (limit 8 GiB); use fewer --points or smaller --widths");
+        const double m = std::min(n, p);
+        const double per_net = spec.acts.size() * static_cast<double>(spec.seeds);
+        bytes += per_net * 8.0 * (p + spectra * m + records);
+        per_thread = std::max(per_thread, 8.0 * (n * p + m * m));
+      }
+  }
+  bytes += per_thread * thread_count(threads);
+  const double phys = physical_memory_bytes();
+  if (phys > 0.0 && bytes > kMemoryShare * phys)
+    throw std::invalid_argument("ntk: " + cell(nets) + " networks would need about " + gib(bytes) +
+                                " of memory, more than half of this machine's " + gib(phys) +
+                                "; use fewer --widths, --seeds, --dims or --points");
 }
 
 double elapsed(std::chrono::steady_clock::time_point t0) {
@@ -78,15 +131,20 @@ NtkSpec make_ntk_spec(const NtkArgs& a) {
   spec.threads = a.threads;
   if (a.steps < 0 || a.steps > kMaxSteps)
     throw std::invalid_argument("--steps must be from 0 to " + std::to_string(kMaxSteps));
-  if (!(a.lr_c > 0.0 && a.lr_c < 1e6)) throw std::invalid_argument("--lr-c must be positive (below 2 for stability)");
+  if (!(a.lr_c > 0.0 && a.lr_c < 1e6))
+    throw std::invalid_argument("--lr-c must be above 0 and below 1e6 (below 2 for stability)");
   if (a.batch < 0) throw std::invalid_argument("--batch must be >= 0 (0: full batch)");
   if (a.batch > a.points)
     throw std::invalid_argument("--batch " + std::to_string(a.batch) + " is more than --points " +
                                 std::to_string(a.points));
   if (a.record_every < 0) throw std::invalid_argument("--record-every must be >= 0 (0: automatic)");
-  if (a.lr_rule != "own" && a.lr_rule != "shared")
+  if (!a.lr_rule.empty() && a.lr_rule != "own" && a.lr_rule != "shared")
     throw std::invalid_argument("--lr-rule: want own or shared, not '" + printable(a.lr_rule, 40) + "'");
   spec.shared_lr = a.lr_rule == "shared";
+  if (a.steps == 0) {  // the options of the dynamics mean nothing without them
+    const char* given = a.batch > 0 ? "--batch" : !a.lr_rule.empty() ? "--lr-rule" : a.record_every > 0 ? "--record-every" : nullptr;
+    if (given) throw std::invalid_argument(std::string(given) + " sets up training: give --steps too");
+  }
   if (a.spectra_after && a.steps == 0)
     throw std::invalid_argument("--spectra-after needs training: give --steps");
   spec.spectra_after = a.spectra_after;
@@ -97,34 +155,26 @@ NtkSpec make_ntk_spec(const NtkArgs& a) {
   spec.dyn.data_seed = a.data_seed;
   spec.dyn.threads = a.threads;
 
-  if (a.problem == "linear") {
-    spec.lecun = true;
-    const auto dims = parse_dims(a.dims.empty() ? "20" : a.dims);
+  // The input dimensions, checked and measured before any dataset is built.
+  std::vector<int> dims = {1};
+  spec.lecun = a.problem == "linear";  // LeCun init (linear); MASO for a 1D target of the sweeps
+  if (spec.lecun) {
+    dims = parse_dims(a.dims.empty() ? "20" : a.dims);
+  } else if (!a.dims.empty() && parse_dims(a.dims) != std::vector<int>{1}) {
+    throw std::invalid_argument("--dims: the problem '" + printable(a.problem, 80) +
+                                "' is a 1D target; only --dims 1 goes with it (or --problem linear)");
+  }
+  check_run_size(spec, dims, a.points, a.threads);
+
+  if (spec.lecun) {
     for (int d : dims) spec.datasets.push_back(make_linear_problem(d, a.points, a.noise, a.data_seed));
   } else {
-    // A 1D target of the sweeps, with their MASO initialization.
-    spec.lecun = false;
-    if (!a.dims.empty() && parse_dims(a.dims) != std::vector<int>{1})
-      throw std::invalid_argument("--dims: the problem '" + printable(a.problem, 80) +
-                                  "' is a 1D target; only --dims 1 goes with it (or --problem linear)");
     Dataset ds = make_target_dataset(a.problem, a.points, a.data_seed);
     if (ds.d != 1)
       throw std::invalid_argument("--problem '" + printable(a.problem, 80) + "': has d = " + std::to_string(ds.d) +
                                   "; ntk takes 'linear' or a 1D target (MASO initialization)");
     spec.datasets.push_back(std::move(ds));
   }
-  for (const auto& ds : spec.datasets)
-    for (Arch arch : spec.archs)
-      for (int w : spec.widths) {
-        const int n = spec.match_params ? matched_width(arch, ds.d, w) : w;
-        const double p = static_cast<double>(num_params(Shape{arch, Act::kRelu, ds.d, n}));
-        if (p * ds.n_train() * 8.0 > kMaxJacobianBytes)
-          throw std::invalid_argument("ntk: " + std::string(arch_name(arch)) + " of width " + std::to_string(n) +
-                                      " at d = " + std::to_string(ds.d) + " on " + std::to_string(ds.n_train()) +
-                                      " points: its Jacobian would need " +
-                                      std::to_string(static_cast<long long>(p * ds.n_train() * 8.0 / (1 << 20))) +
-                                      " MiB (limit 8 GiB); use fewer --points or smaller --widths");
-      }
   return spec;
 }
 
@@ -158,10 +208,14 @@ std::vector<double> initial_params(const NtkSpec& spec, const NtkNet& net) {
   return th;
 }
 
-std::vector<SpectrumSummary> summarize_all(std::vector<NtkSpectrum>& sp, std::vector<std::vector<double>>* eig) {
+std::vector<SpectrumSummary> summarize_all(const Batch& batch, std::vector<NtkSpectrum>& sp,
+                                           std::vector<std::vector<double>>* eig) {
   std::vector<SpectrumSummary> out;
-  for (auto& s : sp) {
-    SpectrumSummary sum = s.ok ? summarize_spectrum(s.eig) : SpectrumSummary{};
+  for (std::size_t i = 0; i < sp.size(); ++i) {
+    auto& s = sp[i];
+    const NetDesc& nd = batch.nets[i];
+    SpectrumSummary sum = s.ok ? summarize_spectrum(s.eig, batch.datasets[nd.dataset]->n_train(), num_params(nd.shape))
+                               : SpectrumSummary{};
     if (!s.ok) sum.reason = s.reason;
     out.push_back(sum);
     eig->push_back(std::move(s.eig));
@@ -182,7 +236,7 @@ NtkResult run_ntk(const NtkSpec& spec, const std::function<void(const std::strin
   }
   auto t0 = std::chrono::steady_clock::now();
   auto sp = ntk_spectra(batch, spec.device, spec.threads, &r.backend);
-  r.init = summarize_all(sp, &r.eig_init);
+  r.init = summarize_all(batch, sp, &r.eig_init);
   r.seconds_spectra = elapsed(t0);
   if (progress) progress("spectra of " + std::to_string(batch.size()) + " networks at initialization on " + r.backend);
   if (spec.dyn.steps > 0) {
@@ -190,16 +244,22 @@ NtkResult run_ntk(const NtkSpec& spec, const std::function<void(const std::strin
     std::vector<double> lmax(r.nets.size(), std::numeric_limits<double>::quiet_NaN());
     for (std::size_t i = 0; i < r.nets.size(); ++i)
       if (r.init[i].ok) lmax[i] = r.init[i].lambda_max;
+    std::vector<double> eta = step_sizes(batch, lmax, spec.dyn);
     if (spec.shared_lr) {
-      // The largest lambda_max among the archs of each (d, activation, width, seed).
-      std::map<std::tuple<int, int, int, int>, double> top;
+      // The smallest step among the archs of each (d, activation, width, seed): with full
+      // batches, the step of their largest lambda_max.
+      std::map<std::tuple<int, int, int, int>, double> step;
       auto key = [](const NtkNet& n) { return std::make_tuple(n.dataset, static_cast<int>(n.act), n.base_width, n.seed); };
       for (std::size_t i = 0; i < r.nets.size(); ++i)
-        if (r.init[i].ok) top[key(r.nets[i])] = std::max(top[key(r.nets[i])], lmax[i]);
+        if (std::isfinite(eta[i])) {
+          auto it = step.find(key(r.nets[i]));
+          if (it == step.end()) step[key(r.nets[i])] = eta[i];
+          else it->second = std::min(it->second, eta[i]);
+        }
       for (std::size_t i = 0; i < r.nets.size(); ++i)
-        if (r.init[i].ok) lmax[i] = top[key(r.nets[i])];
+        if (std::isfinite(eta[i])) eta[i] = step[key(r.nets[i])];
     }
-    r.curves = train_gd(batch, lmax, spec.dyn);
+    r.curves = train_gd(batch, eta, spec.dyn);
     r.steps = record_steps(spec.dyn.steps, spec.dyn.record_every);
     r.seconds_dynamics = elapsed(t0);
     if (progress) progress(std::to_string(spec.dyn.steps) + " steps of " + (spec.dyn.batch > 0 ? "SGD" : "GD") +
@@ -208,7 +268,7 @@ NtkResult run_ntk(const NtkSpec& spec, const std::function<void(const std::strin
       t0 = std::chrono::steady_clock::now();
       std::string backend;
       auto after = ntk_spectra(batch, spec.device, spec.threads, &backend);
-      r.after = summarize_all(after, &r.eig_after);
+      r.after = summarize_all(batch, after, &r.eig_after);
       r.seconds_spectra += elapsed(t0);
     }
   }
@@ -262,14 +322,15 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
       const double eta = dyn ? r.curves[i].eta : std::numeric_limits<double>::quiet_NaN();
       const double fl = dyn && !r.curves[i].loss.empty() ? r.curves[i].loss.back() : std::numeric_limits<double>::quiet_NaN();
       std::string status = s.ok ? "ok" : "failed", reason = s.ok ? "" : s.reason;
-      if (s.ok && dyn && r.curves[i].diverged) status = "diverged", reason = "the loss became non-finite";
+      if (s.ok && dyn && r.curves[i].failed) status = "failed", reason = r.curves[i].reason;
+      else if (s.ok && dyn && r.curves[i].diverged) status = "diverged", reason = "the loss became non-finite";
       csv << csv_quote(spec.problem) << "," << arch_name(n.arch) << "," << act_of(n.act) << "," << ds.d << ","
           << n.base_width << "," << n.width << "," << p << "," << n.seed << "," << ds.n_train() << ","
           << (w == 0 ? "init" : "trained") << "," << gram_name(gram_kind(ds.n_train(), p)) << ","
-          << (s.ok ? num(s.lambda_max) : "") << "," << (s.ok ? num(s.lambda_min) : "") << ","
-          << (s.ok ? num(s.cond) : "") << "," << (s.ok ? std::to_string(s.below_floor) : "") << ","
-          << (s.ok ? num(s.floor) : "") << "," << (dyn && s.ok ? num(eta) : "") << ","
-          << (dyn && s.ok ? num(fl) : "") << "," << status << "," << csv_quote(reason) << "\n";
+          << (s.ok ? cell(s.lambda_max) : "") << "," << (s.ok ? cell(s.lambda_min) : "") << ","
+          << (s.ok ? cell(s.cond) : "") << "," << (s.ok ? std::to_string(s.below_floor) : "") << ","
+          << (s.ok ? cell(s.floor) : "") << "," << (dyn && s.ok ? cell(eta) : "") << ","
+          << (dyn && s.ok ? cell(fl) : "") << "," << status << "," << csv_quote(reason) << "\n";
     }
   }
   f.ntk_csv = csv.str();
@@ -313,8 +374,8 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
         for (int b = 0; b < bins; ++b)
           hist << csv_quote(spec.problem) << "," << arch_name(static_cast<Arch>(arch)) << ","
                << act_of(static_cast<Act>(act)) << "," << spec.datasets[t].d << "," << bw << ","
-               << (w == 0 ? "init" : "trained") << "," << num(lo + b * width) << "," << num(lo + (b + 1) * width)
-               << "," << c[b] << "," << num(total ? static_cast<double>(c[b]) / total : 0.0) << "\n";
+               << (w == 0 ? "init" : "trained") << "," << cell(lo + b * width) << "," << cell(lo + (b + 1) * width)
+               << "," << c[b] << "," << cell(total ? static_cast<double>(c[b]) / total : 0.0) << "\n";
       }
     }
   }
@@ -325,8 +386,10 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
   js["config"] = config;
   js["backend"] = r.backend;
   js["seconds"] = {{"spectra", r.seconds_spectra}, {"dynamics", r.seconds_dynamics}};
-  js["floor"] = "eigenvalues <= lambda_max * m * 2^-52 (m = min(N, P)) count as zero; lambda_min is the smallest above";
-  js["eta"] = "eta = lr_c * N / lambda_max(K), K = J J^T, for L = (1/2N) sum (y - f)^2";
+  js["floor"] = "eigenvalues <= lambda_max * max(N, P) * 2^-52 count as zero; lambda_min is the smallest above";
+  js["eta"] = spec.dyn.batch > 0
+                  ? "eta = lr_c / max(lambda_max(K) / N, max_k K_kk / B), K = J J^T, B = --batch, for L = (1/2N) sum (y - f)^2"
+                  : "eta = lr_c * N / lambda_max(K), K = J J^T, for L = (1/2N) sum (y - f)^2";
   std::map<GroupKey, std::vector<std::size_t>> members;
   std::vector<GroupKey> order;
   for (std::size_t i = 0; i < r.nets.size(); ++i) {
@@ -387,8 +450,8 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
       for (std::size_t t = 0; t < r.steps.size(); ++t)
         loss << csv_quote(spec.problem) << "," << arch_name(n.arch) << "," << act_of(n.act) << ","
              << spec.datasets[n.dataset].d << "," << n.base_width << "," << n.width << "," << n.seed << ","
-             << num(r.curves[i].eta) << "," << r.steps[t] << ","
-             << (std::isnan(r.curves[i].loss[t]) ? "nan" : num(r.curves[i].loss[t])) << "\n";
+             << cell(r.curves[i].eta) << "," << r.steps[t] << ","
+             << (std::isnan(r.curves[i].loss[t]) ? "nan" : cell(r.curves[i].loss[t])) << "\n";
     }
     std::map<GroupKey, std::vector<double>> medians;
     med << "problem,arch,activation,d,base_width,step,median_loss\n";
@@ -397,14 +460,14 @@ NtkFiles ntk_files(const NtkSpec& spec, const NtkResult& r, const nlohmann::json
       for (std::size_t t = 0; t < r.steps.size(); ++t) {
         std::vector<double> v;
         for (auto i : members[key])
-          if (r.init[i].ok) v.push_back(r.curves[i].loss[t]);
+          if (r.init[i].ok && !r.curves[i].failed) v.push_back(r.curves[i].loss[t]);
         m.push_back(median_of(v));
       }
       const auto [ds, arch, act, bw] = key;
       for (std::size_t t = 0; t < r.steps.size(); ++t)
         med << csv_quote(spec.problem) << "," << arch_name(static_cast<Arch>(arch)) << ","
             << act_of(static_cast<Act>(act)) << "," << spec.datasets[ds].d << "," << bw << "," << r.steps[t] << ","
-            << (std::isfinite(m[t]) ? num(m[t]) : "inf") << "\n";
+            << (std::isfinite(m[t]) ? cell(m[t]) : "inf") << "\n";
     }
     cross << "problem,arch,base_arch,activation,d,base_width,found,step,note\n";
     js["crossings"] = nlohmann::json::array();

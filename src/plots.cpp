@@ -27,6 +27,7 @@
 #include "gpusweep/network.h"
 #include "gpusweep/output.h"
 #include "gpusweep/params_io.h"
+#include "gpusweep/util.h"
 
 namespace fs = std::filesystem;
 
@@ -90,12 +91,6 @@ std::string slug(const std::string& s) {
     r += (r.empty() ? "" : "_") + std::string(h);
   }
   return r;
-}
-
-std::string num(double v) {
-  char b[40];
-  std::snprintf(b, sizeof b, "%.17g", v);
-  return b;
 }
 
 std::string fixed(double v, int digits) {
@@ -895,8 +890,11 @@ void ntk_cond_figure(const nlohmann::json& summary, const std::string& var, cons
     << "set logscale xy\nset xrange [" << num(xlo / 1.15) << ":" << num(xhi * 1.15) << "]\n"
     << "set yrange [" << num(ylo / 2) << ":" << num(yhi * 2) << "]\n"
     << "set xtics (" ;
+  std::set<double> xs;  // every line's x values: the lines need not share them
+  for (const auto& key : order)
+    for (const auto& [x, v] : lines[key]) xs.insert(x);
   int t = 0;
-  for (const auto& [x, v] : lines[order[0]]) b << (t++ ? ", " : "") << "'" << num(x) << "' " << num(x);
+  for (double x : xs) b << (t++ ? ", " : "") << "'" << num(x) << "' " << num(x);
   b << ")\nset format y '10^{%L}'\nset grid xtics ytics lc rgb '#dddddd'\n"
     << "set xlabel " << gq(label) << "\nset ylabel 'cond = lambda_max / lambda_min' noenhanced\n"
     << "set key top left Left reverse box opaque noenhanced\n" << plot.str() << "\n";

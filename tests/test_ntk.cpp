@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <fstream>
+#include <map>
 #include <vector>
 
 #include "gpusweep/csv.h"
@@ -119,7 +122,7 @@ TEST(NtkSpectrum, TallPathHasTheNonzeroSpectrumOfK) {
   for (int k = 0; k < n - p; ++k) EXPECT_LE(std::abs(big[k]), 1e-12 * big.back());
   // y is unchanged when neuron i's U_i, u_i scale by c and D_i by 1/c, so J has one null
   // direction per neuron: J^T J has exactly n zero eigenvalues, which the floor sets aside.
-  const SpectrumSummary small = summarize_spectrum(sp[0].eig);
+  const SpectrumSummary small = summarize_spectrum(sp[0].eig, n, p);
   ASSERT_TRUE(small.ok);
   EXPECT_EQ(small.below_floor, s.n);
   const double first_above = *std::find_if(big.begin(), big.end(), [&](double v) { return v > small.floor; });
@@ -143,7 +146,7 @@ TEST(NtkSpectrum, HandBuiltConditionNumber) {
   ASSERT_EQ(sp[0].eig.size(), 2u);
   EXPECT_NEAR(sp[0].eig[0], 1.0 / (phi * phi), 1e-15);
   EXPECT_NEAR(sp[0].eig[1], phi * phi, 1e-14);
-  const SpectrumSummary sum = summarize_spectrum(sp[0].eig);
+  const SpectrumSummary sum = summarize_spectrum(sp[0].eig, 2, 4);
   ASSERT_TRUE(sum.ok);
   EXPECT_NEAR(sum.cond, std::pow(phi, 4), 1e-13 * std::pow(phi, 4));
   EXPECT_EQ(sum.below_floor, 0);
@@ -154,7 +157,7 @@ TEST(NtkSpectrum, HandBuiltConditionNumber) {
   ds.y_train = {0.0, 0.0, 0.0};
   const auto sp3 = ntk_spectra_cpu(one_net(ds, s, th), 1);
   ASSERT_TRUE(sp3[0].ok);
-  const SpectrumSummary s3 = summarize_spectrum(sp3[0].eig);
+  const SpectrumSummary s3 = summarize_spectrum(sp3[0].eig, 3, 4);
   ASSERT_TRUE(s3.ok);
   EXPECT_EQ(s3.below_floor, 1);
   EXPECT_NEAR(s3.lambda_min, (5.0 - std::sqrt(17.0)) / 2.0, 1e-14);
@@ -163,15 +166,25 @@ TEST(NtkSpectrum, HandBuiltConditionNumber) {
 }
 
 TEST(NtkSpectrum, SummaryFloorAndFailures) {
-  const SpectrumSummary s = summarize_spectrum({-1e-14, 0.0, 1e-3, 2.0, 10.0});
+  // Five eigenvalues of a 5 x 5 K = J J^T with P = 7 parameters: the floor scales with
+  // max(N, P) = 7, the longer of the matrix size and the inner dimension.
+  const SpectrumSummary s = summarize_spectrum({-1e-14, 0.0, 1e-3, 2.0, 10.0}, 5, 7);
   ASSERT_TRUE(s.ok);
-  EXPECT_DOUBLE_EQ(s.floor, 10.0 * 5 * 0x1p-52);
+  EXPECT_DOUBLE_EQ(s.floor, 10.0 * 7 * 0x1p-52);
   EXPECT_EQ(s.below_floor, 2);
   EXPECT_DOUBLE_EQ(s.lambda_min, 1e-3);
   EXPECT_DOUBLE_EQ(s.cond, 1e4);
-  EXPECT_FALSE(summarize_spectrum({0.0, 0.0}).ok);
-  EXPECT_FALSE(summarize_spectrum({1.0, NAN}).ok);
-  EXPECT_FALSE(summarize_spectrum({}).ok);
+  // J^T J (P = 3 < N = 1000): the floor follows N, the inner dimension, and sets aside a
+  // value far above the floor of the matrix size (3 * 2^-52) that rounding over 1000 terms
+  // can reach.
+  const SpectrumSummary t = summarize_spectrum({500 * 0x1p-52, 0.5, 1.0}, 1000, 3);
+  ASSERT_TRUE(t.ok);
+  EXPECT_DOUBLE_EQ(t.floor, 1000 * 0x1p-52);
+  EXPECT_EQ(t.below_floor, 1);
+  EXPECT_DOUBLE_EQ(t.lambda_min, 0.5);
+  EXPECT_FALSE(summarize_spectrum({0.0, 0.0}, 2, 2).ok);
+  EXPECT_FALSE(summarize_spectrum({1.0, NAN}, 2, 2).ok);
+  EXPECT_FALSE(summarize_spectrum({}, 2, 2).ok);
 
   // A non-finite parameter fails its network, not the batch.
   const Dataset ds = make_linear_problem(2, 5, 0.1, 1);
@@ -192,13 +205,15 @@ TEST(NtkSetup, LecunInitAndMatchedWidth) {
   const Shape s{Arch::kGlu, Act::kRelu, 50, 400};
   std::vector<double> th(num_params(s));
   init_lecun(s, 9, th.data());
-  double g2 = 0.0, d2 = 0.0, bias = 0.0;
+  double g2 = 0.0, u2 = 0.0, d2 = 0.0, bias = 0.0;
   for (int q = 0; q < s.n * s.d; ++q) g2 += th[q] * th[q];
+  for (int q = 0; q < s.n * s.d; ++q) u2 += th[factor_offset(s, 1) + q] * th[factor_offset(s, 1) + q];
   for (int i = 0; i < s.n; ++i) {
     d2 += th[d_offset(s) + i] * th[d_offset(s) + i];
     bias += std::abs(th[s.n * s.d + i]) + std::abs(th[factor_offset(s, 1) + s.n * s.d + i]);
   }
   EXPECT_NEAR(g2 / (s.n * s.d), 1.0 / s.d, 0.1 / s.d);  // var 1/d, 20000 samples
+  EXPECT_NEAR(u2 / (s.n * s.d), 1.0 / s.d, 0.1 / s.d);  // the glu's U: LeCun too
   EXPECT_NEAR(d2 / s.n, 1.0 / s.n, 0.2 / s.n);          // var 1/n, 400 samples
   EXPECT_EQ(bias, 0.0);
   EXPECT_EQ(th.back(), 0.0);  // d0
@@ -226,7 +241,7 @@ TEST(NtkDynamics, GradientDescentFollowsTheKernel) {
   opt.steps = 1;
   opt.lr_c = 0.5;
   opt.threads = 1;
-  const auto c = train_gd(b, {phi2}, opt);
+  const auto c = train_gd(b, step_sizes(b, {phi2}, opt), opt);
   ASSERT_EQ(c[0].loss.size(), 2u);
   const double eta = 0.5 * 2 / phi2;
   EXPECT_DOUBLE_EQ(c[0].eta, eta);
@@ -243,14 +258,14 @@ TEST(NtkDynamics, GradientDescentFollowsTheKernel) {
   const Shape g{Arch::kGlu, Act::kRelu, 5, 30};
   std::vector<double> p0(num_params(g));
   init_lecun(g, 3, p0.data());
-  const double lmax = summarize_spectrum(ntk_spectra_cpu(one_net(lin, g, p0), 1)[0].eig).lambda_max;
+  const double lmax = summarize_spectrum(ntk_spectra_cpu(one_net(lin, g, p0), 1)[0].eig, 60, num_params(g)).lambda_max;
   for (int batch : {0, 10}) {
     Batch bb = one_net(lin, g, p0);
     DynamicsOptions o;
     o.steps = 200;
     o.record_every = 50;
     o.batch = batch;
-    const auto cc = train_gd(bb, {lmax}, o);
+    const auto cc = train_gd(bb, step_sizes(bb, {lmax}, o), o);
     EXPECT_EQ(cc[0].loss.size(), 5u);
     EXPECT_FALSE(cc[0].diverged);
     EXPECT_LT(cc[0].loss.back(), 0.2 * cc[0].loss.front()) << "batch " << batch;
@@ -259,7 +274,35 @@ TEST(NtkDynamics, GradientDescentFollowsTheKernel) {
   DynamicsOptions o;
   o.steps = 300;
   o.lr_c = 20.0;
-  EXPECT_TRUE(train_gd(bad, {lmax}, o)[0].diverged);
+  EXPECT_TRUE(train_gd(bad, step_sizes(bad, {lmax}, o), o)[0].diverged);
+}
+
+// SGD with a small batch at the default c: a minibatch's curvature reaches max_k K_kk / B,
+// far above lambda_max(K) / N, so the full-batch step c N / lambda_max would diverge; the
+// minibatch rule takes the larger curvature and stays stable.
+TEST(NtkDynamics, SmallBatchSgdIsStableAtTheDefaultStep) {
+  const Dataset lin = make_linear_problem(5, 60, 0.1, 4);
+  const Shape g{Arch::kMlp, Act::kRelu, 5, 30};
+  std::vector<double> p0(num_params(g));
+  init_lecun(g, 3, p0.data());
+  const double lmax = summarize_spectrum(ntk_spectra_cpu(one_net(lin, g, p0), 1)[0].eig, 60, num_params(g)).lambda_max;
+  const double diag = max_kernel_diagonal(g, p0.data(), lin);
+  DynamicsOptions o;  // lr_c 0.5, the default
+  o.steps = 600;
+  o.record_every = 100;
+  o.batch = 1;
+  o.threads = 1;
+  ASSERT_GT(o.lr_c * 60 / lmax * diag, 2.0) << "the full-batch step would not be unstable here";
+  Batch b = one_net(lin, g, p0);
+  const auto eta = step_sizes(b, {lmax}, o);
+  EXPECT_DOUBLE_EQ(eta[0], o.lr_c / std::max(lmax / 60, diag / o.batch));
+  const auto c = train_gd(b, eta, o);
+  EXPECT_FALSE(c[0].diverged);
+  EXPECT_TRUE(std::isfinite(c[0].loss.back()));
+  EXPECT_LT(c[0].loss.back(), c[0].loss.front());
+  // Full batch keeps c N / lambda_max.
+  o.batch = 0;
+  EXPECT_DOUBLE_EQ(step_sizes(b, {lmax}, o)[0], o.lr_c * 60 / lmax);
 }
 
 TEST(NtkDynamics, CrossingRule) {
@@ -323,6 +366,36 @@ TEST(NtkCli, WritesTheTablesWithTheRequiredColumns) {
     EXPECT_TRUE(fs::exists(out / "plots" / f)) << f;
 }
 
+// --lr-rule shared: the archs of one (d, activation, width, seed) step with the same eta, that
+// of the largest lambda_max among them; own: each its own.
+TEST(NtkCli, SharedLearningRateIsEqualWithinAGroup) {
+  const auto dir = tmp_dir();
+  for (const char* rule : {"shared", "own"}) {
+    const auto out = dir / rule;
+    const auto r = run(std::string("ntk --arch mlp,glu --dims 3 --points 10 --widths 6 --seeds 2 --steps 3 --lr-rule ") +
+                           rule + " --device cpu --no-plots -q --out " + out.string(), dir);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const CsvTable t = read_csv_table((out / "ntk.csv").string());
+    const int c_arch = t.column("arch"), c_seed = t.column("seed"), c_eta = t.column("eta"), c_max = t.column("lambda_max");
+    std::map<std::string, std::map<std::string, std::pair<double, double>>> by_seed;  // seed -> arch -> (eta, lmax)
+    for (const auto& row : t.rows)
+      by_seed[row[c_seed]][row[c_arch]] = {parse_double_field(row[c_eta], "eta"), parse_double_field(row[c_max], "max")};
+    ASSERT_EQ(by_seed.size(), 2u);
+    for (const auto& [seed, archs] : by_seed) {
+      const auto [eta_m, lmax_m] = archs.at("mlp");
+      const auto [eta_g, lmax_g] = archs.at("glu");
+      ASSERT_NE(lmax_m, lmax_g);
+      if (std::string(rule) == "shared") {
+        EXPECT_EQ(eta_m, eta_g) << "seed " << seed;
+        EXPECT_DOUBLE_EQ(eta_m, 0.5 * 10 / std::max(lmax_m, lmax_g)) << "seed " << seed;
+      } else {
+        EXPECT_DOUBLE_EQ(eta_m, 0.5 * 10 / lmax_m) << "seed " << seed;
+        EXPECT_DOUBLE_EQ(eta_g, 0.5 * 10 / lmax_g) << "seed " << seed;
+      }
+    }
+  }
+}
+
 TEST(NtkCli, MatchedWidthsAndOneDimensionalTargets) {
   const auto dir = tmp_dir();
   auto r = run("ntk --arch mlp,glu --dims 20 --points 10 --widths 100 --match-params --device cpu --no-plots -q "
@@ -344,32 +417,59 @@ TEST(NtkCli, MatchedWidthsAndOneDimensionalTargets) {
 
 TEST(NtkCli, BadInputGivesOneLineAndNoOutput) {
   const auto dir = tmp_dir();
+  // Each case with the text its one line must hold. The base options (--dims 3 --points 10
+  // --widths 4 --device cpu) are added only where the case does not set them itself, so that each case
+  // fails for its own reason and not for a repeated option.
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"--dims 0", "--dims"},
-      {"--dims 3,x", "--dims"},
+      {"--dims 0", "is not an input dimension"},
+      {"--dims 3,x", "is not an input dimension"},
       {"--widths abc", "--widths"},
       {"--widths 0", "--widths"},
       {"--arch foo", "--arch"},
-      {"--arch spline1", "--arch"},
+      {"--arch spline1", "not the baseline"},
       {"--activation tanh", "--activation"},
-      {"--batch 50", "--batch"},
-      {"--steps -1", "--steps"},
-      {"--lr-c 0", "--lr-c"},
-      {"--lr-rule fast", "--lr-rule"},
-      {"--spectra-after", "--spectra-after"},
-      {"--problem sin4 --dims 5", "--dims"},
+      {"--batch 50 --steps 5", "is more than --points"},
+      {"--steps -1", "--steps must be from 0"},
+      {"--lr-c 0", "--lr-c must be above 0"},
+      {"--lr-c 1e7", "below 1e6"},
+      {"--lr-rule fast --steps 5", "want own or shared"},
+      {"--spectra-after", "needs training"},
+      {"--problem sin4 --dims 5", "is a 1D target"},
       {"--problem 'x+' ", "x+"},
-      {"--device tpu", "--device"},
+      {"--device tpu", "unknown device"},
       {"--points 1", "--points"},
+      {"--noise -1", "--noise must be finite and >= 0"},
+      {"--noise nan", "--noise"},
+      {"--hist-bins 0", "--hist-bins must be from 1"},
+      {"--record-every -1 --steps 5", "--record-every must be >= 0"},
+      // The options of the dynamics without --steps.
+      {"--batch 5", "--batch sets up training"},
+      {"--lr-rule shared", "--lr-rule sets up training"},
+      {"--record-every 5", "--record-every sets up training"},
+      {"--batch 5 --steps 0", "--batch sets up training"},
+      // Runs out of reach, refused before anything is built: more networks than an int counts,
+      // and more memory than half the machine's (a million-parameter network, 100000 seeds).
+      {"--widths 1:100000 --seeds 1000000", "networks (dims x archs x activations x widths x seeds) is more than"},
+      {"--dims 1000 --widths 1000 --seeds 100000", "of memory, more than half of this machine's"},
+      {"--dims 1000 --widths 100000 --points 20", "its Jacobian would need"},
   };
-  for (const auto& [args, name] : cases) {
+  const std::vector<std::pair<std::string, std::string>> base = {{"--dims", "3"}, {"--points", "10"}, {"--widths", "4"},
+                                                                   {"--device", "cpu"}};
+  for (const auto& [args, text] : cases) {
+    std::string cmd = "ntk ";
+    for (const auto& [opt, value] : base)
+      if (args.find(opt + " ") == std::string::npos && !(opt == "--dims" && args.find("--problem") != std::string::npos))
+        cmd += opt + " " + value + " ";
     const auto out = dir / "never";
-    const auto r = run("ntk --dims 3 --points 10 --widths 4 " + args + " --no-plots --out " + out.string(), dir);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = run(cmd + args + " --no-plots --out " + out.string(), dir);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_NE(r.code, 0) << args;
     EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
     EXPECT_EQ(r.err.rfind("gpu-sweep: error: ", 0), 0u) << args << ": " << r.err;
-    EXPECT_NE(r.err.find(name), std::string::npos) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(text), std::string::npos) << args << ": " << r.err;
     EXPECT_FALSE(fs::exists(out)) << args;
+    EXPECT_LT(secs, 10.0) << args << ": the refusal must come before the work";
   }
   // An existing run is not overwritten without --overwrite.
   const auto out = dir / "done";
@@ -377,6 +477,37 @@ TEST(NtkCli, BadInputGivesOneLineAndNoOutput) {
   const auto r = run("ntk --dims 3 --points 10 --widths 4 --no-plots -q --device cpu --out " + out.string(), dir);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("--overwrite"), std::string::npos);
+}
+
+// --overwrite removes the earlier run's files and figures: a spectra-only run after a run
+// with dynamics leaves no loss files behind for `plot` to draw. And neither kind of run lands
+// on the other's directory without --overwrite.
+TEST(NtkCli, OverwriteRemovesTheEarlierRunAndKindsDoNotMix) {
+  const auto dir = tmp_dir();
+  const auto out = dir / "run";
+  const std::string base = "ntk --dims 3 --points 10 --widths 4 --device cpu --no-plots -q --out " + out.string();
+  ASSERT_EQ(run(base + " --steps 5", dir).code, 0);
+  ASSERT_TRUE(fs::exists(out / "ntk_loss.csv"));
+  fs::create_directories(out / "plots");
+  std::ofstream(out / "plots" / "ntk_loss_relu_d3_w4.png") << "old";
+  const auto r = run(base + " --overwrite", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out / "ntk.csv"));
+  for (const char* f : {"ntk_loss.csv", "ntk_loss_median.csv", "ntk_crossing.csv", "plots/ntk_loss_relu_d3_w4.png"})
+    EXPECT_FALSE(fs::exists(out / f)) << f;
+
+  // A sweep's directory refuses an ntk run, and an ntk run's directory a sweep.
+  const auto sweep = dir / "sweep";
+  fs::create_directories(sweep);
+  std::ofstream(sweep / "results.csv") << "arch\n";
+  auto x = run("ntk --dims 3 --points 10 --widths 4 --device cpu --no-plots -q --out " + sweep.string(), dir);
+  EXPECT_NE(x.code, 0);
+  EXPECT_NE(x.err.find("--overwrite"), std::string::npos) << x.err;
+  EXPECT_FALSE(fs::exists(sweep / "ntk.csv"));
+  x = run("--arch mlp --widths 4 --points 50 --no-plots -q --out " + out.string(), dir);
+  EXPECT_NE(x.code, 0);
+  EXPECT_NE(x.err.find("--overwrite"), std::string::npos) << x.err;
+  EXPECT_FALSE(fs::exists(out / "results.csv"));
 }
 
 }  // namespace

@@ -64,7 +64,9 @@ TEST(NtkCuda, SpectraMatchTheCpu) {
       if (std::abs(gpu[i].eig[q] - cpu[i].eig[q]) > 1e-11 * scale && shown++ < 3)
         ADD_FAILURE() << "network " << i << " eigenvalue " << q << ": gpu " << gpu[i].eig[q] << " cpu "
                       << cpu[i].eig[q];
-    const SpectrumSummary sg = summarize_spectrum(gpu[i].eig), sc = summarize_spectrum(cpu[i].eig);
+    const NetDesc& nd = batch.nets[i];
+    const int n = batch.datasets[nd.dataset]->n_train(), p = num_params(nd.shape);
+    const SpectrumSummary sg = summarize_spectrum(gpu[i].eig, n, p), sc = summarize_spectrum(cpu[i].eig, n, p);
     if (sc.below_floor == 0) EXPECT_NEAR(sg.cond, sc.cond, 1e-8 * sc.cond) << i;
     ++compared;
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gpusweep/backend.h"
+#include "gpusweep/util.h"  // median_of
 
 namespace gs {
 
@@ -44,8 +45,9 @@ struct NtkSpectrum {
   std::vector<double> eig;
 };
 
-// The figures of one spectrum. Eigenvalues at or below floor = lambda_max * m * 2^-52 (m the
-// size of the factorized matrix) are numerically zero: below_floor counts them, and
+// The figures of one spectrum of a network with N points and P parameters. Eigenvalues at or
+// below floor = lambda_max * max(N, P) * 2^-52 are numerically zero (the rounding of J J^T or
+// J^T J scales with both the matrix size and the inner dimension): below_floor counts them, and
 // lambda_min is the smallest eigenvalue above it, so cond = lambda_max / lambda_min is finite
 // whenever lambda_max > 0. A zero or non-finite lambda_max gives ok = false.
 struct SpectrumSummary {
@@ -54,7 +56,7 @@ struct SpectrumSummary {
   double lambda_max = 0.0, lambda_min = 0.0, cond = 0.0, floor = 0.0;
   int below_floor = 0;
 };
-SpectrumSummary summarize_spectrum(const std::vector<double>& eig_ascending);
+SpectrumSummary summarize_spectrum(const std::vector<double>& eig_ascending, int points, int params);
 
 // Fills J (N x P, row-major: row k is dy/dtheta at training point k) of one network.
 void ntk_jacobian(const Shape& s, const double* theta, const Dataset& data, double* J);
@@ -79,7 +81,8 @@ std::vector<NtkSpectrum> ntk_spectra(const Batch& batch, DeviceKind device, int 
 
 // Plain gradient descent on L = (1/2N) sum_k (y(x_k) - f_k)^2, whose Gauss-Newton Hessian is
 // J^T J / N with top eigenvalue lambda_max(K) / N. Each network steps with its own
-// eta = lr_c N / lambda_max(K) (lr_c < 2 keeps the linearized dynamics stable). batch > 0
+// eta = lr_c N / lambda_max(K) (lr_c < 2 keeps the linearized dynamics stable; step_sizes()
+// has the minibatch rule). batch > 0
 // takes the gradient of the same loss over a minibatch of that many points instead (SGD;
 // the points are reshuffled every epoch, in the same order for every network of a dataset,
 // from data_seed). The recorded loss is always L over all N points.
@@ -99,20 +102,35 @@ struct LossCurve {
   double eta = 0.0;
   std::vector<double> loss;  // at record_steps(); NaN once the network has diverged
   bool diverged = false;     // L became non-finite
+  bool failed = false;       // training could not run (out of memory): reason says why
+  std::string reason;
 };
 
-// Trains every network of the batch in place (batch.params) for opt.steps steps on the CPU.
-// lambda_max: each network's lambda_max(K) at the start; a network whose value is not a
-// positive number (its spectrum failed) is left untouched, with a curve of NaN.
-std::vector<LossCurve> train_gd(Batch& batch, const std::vector<double>& lambda_max, const DynamicsOptions& opt);
+// max_k K_kk = max_k |J_k|^2, the largest curvature one training point contributes.
+double max_kernel_diagonal(const Shape& s, const double* theta, const Dataset& data);
+
+// Each network's step size from its lambda_max(K) (NaN where that is not a positive number:
+// the network is not trained). Full batch: eta = lr_c N / lambda_max(K). Minibatches of
+// B < N points: the curvature of one minibatch's loss (1/2B) sum_{k in batch} r_k^2 reaches
+// max_k K_kk / B (a batch of copies of the stiffest point) rather than lambda_max(K) / N, so
+// eta = lr_c / max(lambda_max(K) / N, max_k K_kk / B), which is stable for lr_c < 2 on any
+// minibatch of the linearized model and equals the full-batch rule when that bound is lower.
+std::vector<double> step_sizes(const Batch& batch, const std::vector<double>& lambda_max, const DynamicsOptions& opt);
+
+// Trains every network of the batch in place (batch.params) for opt.steps steps on the CPU
+// with the step sizes eta (step_sizes()); a network whose eta is not a positive number is left
+// untouched, with a curve of NaN. A network that cannot be trained (out of memory) is marked
+// failed; the others go on.
+std::vector<LossCurve> train_gd(Batch& batch, const std::vector<double>& eta, const DynamicsOptions& opt);
 
 // The loss crossing of two median curves at the same recorded steps. A diverged value (NaN)
 // counts as +infinity. The crossing is the first recorded step from which the gated curve
 // stays strictly below the base curve to the end, provided the base curve was at or below the
 // gated one at some earlier recorded step other than step 0 (where the two may tie by
-// construction). found = false otherwise; note says which: the gated curve is below from the
-// first recorded step after 0 ("gated ahead throughout"), or never stays below to the end
-// ("no crossing").
+// construction). found = false otherwise; note says which: "no crossing: the gated curve is
+// below from the first step on" (below from the first recorded step after 0), "no crossing:
+// the gated curve does not stay below to the end", or "too few recorded steps" (fewer than 2).
+// With found, note is "crossing".
 struct Crossing {
   bool found = false;
   int step = -1;
@@ -120,8 +138,5 @@ struct Crossing {
 };
 Crossing find_crossing(const std::vector<int>& steps, const std::vector<double>& base,
                        const std::vector<double>& gated);
-
-// Median of values, NaN counted as +infinity; NaN for an empty list.
-double median_of(std::vector<double> values);
 
 }  // namespace gs

@@ -33,7 +33,7 @@ struct NtkArgs {
   bool spectra_after = false;
   int steps = 0;
   double lr_c = 0.5;
-  std::string lr_rule = "own";  // own or shared (see NtkSpec::shared_lr)
+  std::string lr_rule;  // own (the default when empty) or shared (see NtkSpec::shared_lr)
   int batch = 0;
   int record_every = 0;  // 0: about 500 records over the run
 };
