@@ -16,11 +16,11 @@ int Batch::add(const Shape& s, int dataset, const double* theta) {
   return size() - 1;
 }
 
-std::unique_ptr<Backend> Backend::create(const BackendOptions& options) {
-  switch (options.device) {
+bool use_cuda(DeviceKind device) {
+  switch (device) {
     case DeviceKind::kCuda:
 #ifdef GPUSWEEP_HAVE_CUDA
-      return std::make_unique<CudaBackend>(CudaOptions{});  // one clear line when no GPU
+      return true;  // the backend says in one line when no GPU is visible
 #else
       throw std::runtime_error(
           "--device cuda: this build has no CUDA backend (nvcc was not found when it was "
@@ -28,12 +28,22 @@ std::unique_ptr<Backend> Backend::create(const BackendOptions& options) {
 #endif
     case DeviceKind::kAuto:
 #ifdef GPUSWEEP_HAVE_CUDA
-      if (cuda_device_count(nullptr) > 0) return std::make_unique<CudaBackend>(CudaOptions{});
+      return cuda_device_count(nullptr) > 0;
+#else
+      return false;
 #endif
-      break;
     case DeviceKind::kCpu:
       break;
   }
+  return false;
+}
+
+std::unique_ptr<Backend> Backend::create(const BackendOptions& options) {
+#ifdef GPUSWEEP_HAVE_CUDA
+  if (use_cuda(options.device)) return std::make_unique<CudaBackend>(CudaOptions{});
+#else
+  use_cuda(options.device);  // throws for --device cuda
+#endif
   return std::make_unique<CpuBackend>(options.threads);
 }
 

@@ -220,23 +220,11 @@ std::vector<NtkSpectrum> ntk_spectra_cpu(const Batch& batch, int threads) {
 }
 
 std::vector<NtkSpectrum> ntk_spectra(const Batch& batch, DeviceKind device, int threads, std::string* backend) {
-  switch (device) {
-    case DeviceKind::kCuda:
 #ifdef GPUSWEEP_HAVE_CUDA
-      return ntk_spectra_cuda(batch, 0, backend);  // one clear line when no GPU
+  if (use_cuda(device)) return ntk_spectra_cuda(batch, 0, backend);
 #else
-      throw std::runtime_error(
-          "--device cuda: this build has no CUDA backend (nvcc was not found when it was "
-          "configured); use --device cpu");
+  use_cuda(device);  // throws for --device cuda
 #endif
-    case DeviceKind::kAuto:
-#ifdef GPUSWEEP_HAVE_CUDA
-      if (cuda_device_count(nullptr) > 0) return ntk_spectra_cuda(batch, 0, backend);
-#endif
-      break;
-    case DeviceKind::kCpu:
-      break;
-  }
   const int t = thread_count(threads);
   if (backend) *backend = "cpu (" + std::to_string(t) + " thread" + (t == 1 ? "" : "s") + ", LAPACK dsyevd)";
   return ntk_spectra_cpu(batch, t);

@@ -333,6 +333,10 @@ Dataset rebuild_dataset(const std::string& target, const nlohmann::json& config,
   return make_target_dataset(target, points, seed, static_cast<int>(json_number(config, "dim", 0.0)));
 }
 
+std::string rebuild_failed(const std::string& target, const std::exception& e) {
+  return "cannot rebuild the target '" + target + "' (" + e.what() + "); drawing the network alone";
+}
+
 // A per-network figure's file-name tag and title.
 std::string figure_tag(const ParamsEntry& e) {
   // A --data run's target is its file's path; its name is enough for a file name.
@@ -375,8 +379,7 @@ Reference make_reference(const std::string& target, const nlohmann::json& config
     }
     ref.ok = true;
   } catch (const std::exception& e) {
-    ref.note = std::string("cannot rebuild the target '") + target + "' (" + e.what() +
-               "); drawing the network alone";
+    ref.note = rebuild_failed(target, e);
   }
   return ref;
 }
@@ -549,8 +552,7 @@ Reference2d make_reference_2d(const std::string& target, const nlohmann::json& c
     }
     ref.ok = true;
   } catch (const std::exception& e) {
-    ref.note = std::string("cannot rebuild the target '") + target + "' (" + e.what() +
-               "); drawing the network alone";
+    ref.note = rebuild_failed(target, e);
   }
   return ref;
 }

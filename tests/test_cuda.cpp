@@ -13,6 +13,7 @@
 
 #include "cpu_backend.h"
 #include "cuda_backend.h"
+#include "gpu_skip.h"
 #include "gpusweep/data.h"
 #include "gpusweep/driver.h"
 #include "gpusweep/fit.h"
@@ -21,14 +22,6 @@
 
 namespace gs {
 namespace {
-
-bool gpu_visible() {
-  std::string why;
-  return cuda_device_count(&why) > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!gpu_visible()) GTEST_SKIP() << "no CUDA device visible"
 
 std::unique_ptr<Backend> make_backend(const std::string& which) {
   if (which == "cuda") return std::make_unique<CudaBackend>(CudaOptions{});
@@ -142,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, AnyBackend,
                          });
 
 TEST(Cuda, NoDeviceIsOneClearError) {
-  if (gpu_visible()) GTEST_SKIP() << "a CUDA device is visible";
+  if (gs_test::gpu_visible()) GTEST_SKIP() << "a CUDA device is visible";
   try {
     CudaBackend be{CudaOptions{}};
     FAIL() << "created a CUDA backend without a device";

@@ -8,20 +8,13 @@
 #include <vector>
 
 #include "cuda_backend.h"
+#include "gpu_skip.h"
 #include "gpusweep/data.h"
 #include "gpusweep/ntk.h"
 #include "ntk_cuda.h"
 
 namespace gs {
 namespace {
-
-bool gpu_visible() {
-  std::string why;
-  return cuda_device_count(&why) > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!gpu_visible()) GTEST_SKIP() << "no CUDA device visible"
 
 TEST(NtkCuda, SpectraMatchTheCpu) {
   SKIP_WITHOUT_GPU();
@@ -75,7 +68,7 @@ TEST(NtkCuda, SpectraMatchTheCpu) {
 }
 
 TEST(NtkCuda, ReportsNoDeviceInOneLine) {
-  if (gpu_visible()) GTEST_SKIP() << "a GPU is visible; this checks the message without one";
+  if (gs_test::gpu_visible()) GTEST_SKIP() << "a GPU is visible; this checks the message without one";
   const Dataset a = make_linear_problem(2, 5, 0.1, 1);
   Batch batch;
   batch.datasets = {&a};

@@ -14,6 +14,11 @@ namespace gs {
 enum class HessianKind : int { kExact = 0, kGaussNewton = 1 };
 enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
 
+// Whether a run on `device` goes to the CUDA backend: --device cuda always (throws
+// std::runtime_error with one clear line when this build has no CUDA backend), auto when a GPU
+// is visible, cpu never.
+bool use_cuda(DeviceKind device);
+
 struct BackendOptions {
   DeviceKind device = DeviceKind::kCpu;
   int threads = 0;  // CPU threads; 0 = all cores
