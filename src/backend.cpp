@@ -16,6 +16,10 @@ int Batch::add(const Shape& s, int dataset, const double* theta) {
   return size() - 1;
 }
 
+void Backend::least_squares(const std::vector<int>&, Block, int*) {
+  throw std::logic_error("least_squares: this backend has no least-squares solve");
+}
+
 bool use_cuda(DeviceKind device) {
   switch (device) {
     case DeviceKind::kCuda:

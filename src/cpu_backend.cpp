@@ -8,6 +8,7 @@
 #include <numeric>
 #include <thread>
 
+#include "gpusweep/least_squares.h"
 #include "gpusweep/relu1d.h"
 #include "gpusweep/solve.h"
 #include "gpusweep/util.h"
@@ -412,6 +413,34 @@ void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool 
                            step_.data() + vec_off_[i], &gdotp[j],
                            damp_values ? theta_.data() + nets_[i].offset + stage_begin_[i]
                                        : nullptr);
+  });
+}
+
+void CpuBackend::least_squares(const std::vector<int>& nets, Block stage, int* rank) {
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    const NetDesc& nd = nets_[i];
+    const Shape& s = nd.shape;
+    const Dataset& ds = *data_[nd.dataset];
+    const double* theta = theta_.data() + nd.offset;
+    int b, e;
+    stage_range(s, stage, &b, &e);
+    stage_begin_[i] = b;
+    stage_end_[i] = e;
+    Workspace& w = workspace();
+    LsSystem sys;
+    const int npts = ds.n_train();
+    if (relu1d_fast_path(s) && fast_relu1d_) {
+      const Sorted& so = sorted_[nd.dataset];
+      w.resid.resize(npts);
+      for (int k = 0; k < npts; ++k) w.resid[k] = evaluate(s, theta, &so.x[k]) - so.y[k];
+      compress_relu1d(s, theta, b, e, so.x.data(), w.resid.data(), npts, &sys);
+    } else {
+      compress_rows(s, theta, b, e, ds.x_train.data(), ds.y_train.data(), npts, &sys);
+    }
+    w.values.resize(e - b);
+    rank[j] = least_squares_values(sys, theta + b, npts, w.values.data());
+    double* step = step_.data() + vec_off_[i];
+    for (int q = b; q < e; ++q) step[q - b] = w.values[q - b] - theta[q];
   });
 }
 

@@ -27,6 +27,8 @@ class CpuBackend final : public Backend {
   void read_system(int i, std::vector<double>* H, std::vector<double>* g) override;
   void solve(const std::vector<int>& nets, const double* lambda, bool damp_values, int* info,
              double* gdotp) override;
+  bool has_least_squares() const override { return true; }
+  void least_squares(const std::vector<int>& nets, Block stage, int* rank) override;
   void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                     double* loss) override;
   void apply_step(const std::vector<int>& nets, const double* alpha) override;
@@ -40,6 +42,7 @@ class CpuBackend final : public Backend {
     // relu on 1D inputs (relu1d.h): prefix sums of r x^j, active ranges, column polynomials.
     std::vector<double> rpre, cols;
     std::vector<int> range, col_index, neuron_cols;
+    std::vector<double> values;  // least_squares: the stage's new values
   };
   // A dataset's training points sorted by x, with the prefix sums of x^j (relu1d.h).
   struct Sorted {

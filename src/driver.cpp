@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 namespace gs {
 
@@ -221,6 +222,36 @@ std::vector<int> newton_step(Backend& be, StageState& st, const std::vector<int>
   return keep;
 }
 
+// The linear stage `block` of every listed network solved to its least-squares optimum in one
+// rank-revealing solve (Backend::least_squares). The solution is kept unless it would raise
+// the training loss, which only rounding at an optimum already reached can do.
+void least_squares_stage(Backend& be, Block block, std::vector<NetResult>& res,
+                         const std::vector<int>& nets) {
+  const std::size_t m = nets.size();
+  if (m == 0) return;
+  std::vector<int> rank(m);
+  be.least_squares(nets, block, rank.data());
+  const double alphas[2] = {0.0, 1.0};
+  std::vector<double> loss(2 * m);
+  be.trial_losses(nets, alphas, 2, loss.data());
+  std::vector<int> accepted;
+  for (std::size_t j = 0; j < m; ++j) {
+    const int i = nets[j];
+    res[i].newton_steps++;
+    const double before = loss[2 * j], after = loss[2 * j + 1];
+    if (!std::isfinite(after)) {
+      mark(res[i], Status::kFailed, "non-finite least-squares solution");
+    } else if (after <= before) {
+      accepted.push_back(i);
+      mark(res[i], Status::kConverged, "least-squares solve (rank " + std::to_string(rank[j]) + ")");
+    } else {
+      mark(res[i], Status::kConverged, "least-squares optimum already reached");
+    }
+  }
+  const std::vector<double> ones(accepted.size(), 1.0);
+  if (!accepted.empty()) be.apply_step(accepted, ones.data());
+}
+
 // Variable projection after a step of the ALL stage: one exact least-squares solve of each
 // linear block (D, U, Q) with the others held, so the next ALL step starts from the optimal
 // linear coefficients for the current knots. The sub-steps' own statuses are scratch; only a
@@ -236,10 +267,14 @@ void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
         sub.push_back(i);
       }
     if (sub.empty()) continue;
-    const int n = batch.size();
-    StageState st{batch, opt, b, false, scratch, std::vector<double>(n, opt.lambda_init),
-                  std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
-    newton_step(be, st, sub);
+    if (be.has_least_squares()) {
+      least_squares_stage(be, b, scratch, sub);
+    } else {
+      const int n = batch.size();
+      StageState st{batch, opt, b, false, scratch, std::vector<double>(n, opt.lambda_init),
+                    std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
+      newton_step(be, st, sub);
+    }
     for (int i : sub) {
       res[i].newton_steps += scratch[i].newton_steps;
       if (scratch[i].status == Status::kFailed)
@@ -273,6 +308,14 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
     }
     const bool project = spec.block == Block::kAll && options.project;
     const int stage_index = static_cast<int>(&spec - options.schedule.data());
+    if (spec.block != Block::kAll && spec.block != Block::kG && be.has_least_squares()) {
+      // A linear stage: its optimum in one solve, whatever its step count.
+      least_squares_stage(be, spec.block, res, active);
+      if (options.on_step)
+        options.on_step({stage_index, static_cast<int>(options.schedule.size()), spec.block, 1,
+                         spec.steps, 0, n});
+      continue;
+    }
     for (int step = 0; step < spec.steps && !active.empty(); ++step) {
       active = newton_step(be, st, active);
       if (project) {

@@ -66,6 +66,17 @@ class Backend {
   virtual void solve(const std::vector<int>& nets, const double* lambda, bool damp_values,
                      int* info, double* gdotp) = 0;
 
+  // Whether least_squares() is available. Without it the driver solves a linear stage with
+  // one damped Newton step on the normal equations (solve() with damp_values), which stops
+  // short of the optimum when J^T J is ill-conditioned.
+  virtual bool has_least_squares() const { return false; }
+
+  // For a linear stage (stage_is_linear) of each listed network: puts into the step the change
+  // from the stage's current values to the least-squares optimum of the training loss with the
+  // other blocks held, of least Jacobi-scaled norm in the exact null space (least_squares.h);
+  // trial_losses and apply_step then act on it. Writes per listed network the numerical rank.
+  virtual void least_squares(const std::vector<int>& nets, Block stage, int* rank);
+
   // Training losses at theta + alpha[t] * step for t < n_alpha, in one pass over the data.
   // loss is per listed network, n_alpha entries each.
   virtual void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,

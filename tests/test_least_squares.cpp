@@ -1,0 +1,265 @@
+// Linear stages against an independent least-squares solve: the explicit Jacobian of the
+// training points (jacobian_row) and LAPACK's SVD solver dgelsd, at widths up to 200, for the
+// relu/1D compression and the general streaming QR; the schedule D,U,Q against an SVD fit on
+// the trained network's own knots.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cpu_backend.h"
+#include "gpusweep/data.h"
+#include "gpusweep/driver.h"
+#include "gpusweep/least_squares.h"
+#include "gpusweep/sweep.h"
+#include "lapack.h"
+
+namespace gs {
+namespace {
+
+// Minimum-norm least-squares solution of A x = b (rows x m, column-major) by dgelsd with
+// numpy lstsq's threshold, columns scaled to unit norm first (the norm that least_squares_values
+// minimizes).
+std::vector<double> svd_solve(int rows, int m, std::vector<double> A, std::vector<double> b) {
+  std::vector<double> c(m, 1.0);
+  for (int q = 0; q < m; ++q) {
+    double s = 0.0;
+    for (int k = 0; k < rows; ++k) s += A[k + q * rows] * A[k + q * rows];
+    if (s > 0.0) c[q] = std::sqrt(s);
+    for (int k = 0; k < rows; ++k) A[k + q * rows] /= c[q];
+  }
+  const int ldb = std::max(rows, m), nrhs = 1;
+  b.resize(ldb, 0.0);
+  std::vector<double> sv(std::min(rows, m));
+  const double rcond = 2.220446049250313e-16 * std::max(rows, m);
+  int rank = 0, info = 0, lwork = -1;
+  double wq = 0.0;
+  int iwq = 0;
+  dgelsd_(&rows, &m, &nrhs, A.data(), &rows, b.data(), &ldb, sv.data(), &rcond, &rank, &wq, &lwork,
+          &iwq, &info);
+  lwork = static_cast<int>(wq);
+  std::vector<double> work(lwork);
+  std::vector<int> iwork(std::max(1, iwq));
+  dgelsd_(&rows, &m, &nrhs, A.data(), &rows, b.data(), &ldb, sv.data(), &rcond, &rank,
+          work.data(), &lwork, iwork.data(), &info);
+  EXPECT_EQ(info, 0);
+  std::vector<double> x(m);
+  for (int q = 0; q < m; ++q) x[q] = b[q] / c[q];
+  return x;
+}
+
+double train_mse(const Shape& s, const double* th, const Dataset& ds) {
+  double sse = 0.0;
+  for (int k = 0; k < ds.n_train(); ++k) {
+    const double r = evaluate(s, th, &ds.x_train[static_cast<std::size_t>(k) * s.d]) - ds.y_train[k];
+    sse += r * r;
+  }
+  return sse / ds.n_train();
+}
+
+// The stage [b, e) of theta by the explicit Jacobian and dgelsd: new values, and their MSE.
+std::vector<double> reference_values(const Shape& s, const std::vector<double>& th, int b, int e,
+                                     const Dataset& ds) {
+  const int n = ds.n_train(), m = e - b;
+  std::vector<double> A(static_cast<std::size_t>(n) * m), rhs(n), row(num_params(s));
+  for (int k = 0; k < n; ++k) {
+    const double y = jacobian_row(s, th.data(), &ds.x_train[static_cast<std::size_t>(k) * s.d], row.data());
+    double lin = 0.0;
+    for (int q = 0; q < m; ++q) {
+      A[k + static_cast<std::size_t>(q) * n] = row[b + q];
+      lin += row[b + q] * th[b + q];
+    }
+    rhs[k] = ds.y_train[k] - (y - lin);  // the target less the part the stage does not hold
+  }
+  return svd_solve(n, m, A, rhs);
+}
+
+struct Case {
+  Shape s;
+  std::vector<double> th;
+};
+
+std::vector<Case> cases(const Dataset& ds, Act act) {
+  std::vector<Case> out;
+  Rng rng(11);
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+    for (int w : {3, 10, 50, 200}) {
+      for (int variant = 0; variant < 2; ++variant) {
+        const Shape s{a, act, ds.d, w};
+        std::vector<double> th(num_params(s));
+        init_params(s, variant == 0 ? InitKind::kMaso : InitKind::kRandom, ds, rng.next(), th.data());
+        if (variant == 1 && w > 3 && ds.d == 1) {
+          th[factor_offset(s, 0) + s.n + 1] = -5.0 * std::fabs(th[factor_offset(s, 0) + 1]) - 5.0;  // a dead neuron
+        }
+        out.push_back({s, th});
+      }
+    }
+  }
+  return out;
+}
+
+// Every linear stage of every case: the backend's solve reaches the SVD solution's RMSE to tol
+// relative, or to floor * rms(f) where both are at the rank threshold's precision: smooth
+// activations give columns whose singular values decay without a gap, so the two
+// rank-revealing methods cut them at slightly different places, and a fit of 1e-9 differs
+// between them in its leading digit.
+void check_against_svd(const Dataset& ds, Act act, bool fast, double tol, double floor) {
+  double rms_f = 0.0;
+  for (double v : ds.y_train) rms_f += v * v;
+  rms_f = std::sqrt(rms_f / ds.n_train());
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  const std::vector<Case> cs = cases(ds, act);
+  for (const Case& c : cs) batch.add(c.s, 0, c.th.data());
+  for (Block stage : {Block::kD, Block::kU, Block::kQ}) {
+    CpuBackend be(2, fast);
+    be.load(batch);
+    std::vector<int> nets;
+    for (int i = 0; i < batch.size(); ++i)
+      if (has_block(batch.nets[i].shape.arch, stage)) nets.push_back(i);
+    std::vector<int> rank(nets.size());
+    be.least_squares(nets, stage, rank.data());
+    const std::vector<double> ones(nets.size(), 1.0);
+    be.apply_step(nets, ones.data());
+    std::vector<double> after;
+    be.read_params(after);
+    for (std::size_t j = 0; j < nets.size(); ++j) {
+      const int i = nets[j];
+      const Shape& s = batch.nets[i].shape;
+      int b, e;
+      stage_range(s, stage, &b, &e);
+      std::vector<double> ref(batch.params.begin() + batch.nets[i].offset,
+                              batch.params.begin() + batch.nets[i].offset + num_params(s));
+      const std::vector<double> x = reference_values(s, ref, b, e, ds);
+      std::copy(x.begin(), x.end(), ref.begin() + b);
+      const double* got = after.data() + batch.nets[i].offset;
+      const double mse_ref = train_mse(s, ref.data(), ds);
+      const double mse_got = train_mse(s, got, ds);
+      const std::string where = std::string(arch_name(s.arch)) + " n=" + std::to_string(s.n) +
+                                " net " + std::to_string(i) + " stage " + block_name(stage);
+      EXPECT_LE(std::fabs(std::sqrt(mse_got) - std::sqrt(mse_ref)), tol * std::sqrt(mse_ref) + floor * rms_f)
+          << where << ": rmse " << std::sqrt(mse_got) << " against dgelsd " << std::sqrt(mse_ref);
+      EXPECT_GT(rank[j], 0) << where;
+    }
+  }
+}
+
+TEST(LeastSquares, Relu1dCompressionMatchesTheSvdSolveOfTheFullJacobian) {
+  const Dataset ds = make_target_dataset("runge9", 2000, 3);
+  check_against_svd(ds, Act::kRelu, true, 1e-6, 1e-14);
+}
+
+TEST(LeastSquares, StreamingQrMatchesTheSvdSolveOfTheFullJacobian) {
+  const Dataset ds = make_target_dataset("runge9", 2000, 3);
+  check_against_svd(ds, Act::kRelu, false, 1e-6, 1e-14);
+  const Dataset smooth = make_target_dataset("sin4", 700, 5);
+  check_against_svd(smooth, Act::kSilu, true, 1e-6, 1e-8);
+  const Dataset two = make_target_dataset("sin_sin", 600, 6);
+  check_against_svd(two, Act::kRelu, true, 1e-6, 1e-8);
+}
+
+// The compression is an isometry: ||B s + h||^2 + rest = ||J s + r||^2 for any step s.
+TEST(LeastSquares, CompressionKeepsTheResidualNormOfEveryStep) {
+  const Dataset ds = make_target_dataset("invcos2", 1500, 2);
+  Rng rng(4);
+  std::vector<double> sorted_x(ds.x_train), sorted_y(ds.y_train);
+  std::vector<int> order(ds.n_train());
+  for (int k = 0; k < ds.n_train(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
+  for (int k = 0; k < ds.n_train(); ++k) {
+    sorted_x[k] = ds.x_train[order[k]];
+    sorted_y[k] = ds.y_train[order[k]];
+  }
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+    for (int w : {1, 7, 60}) {
+      const Shape s{a, Act::kRelu, 1, w};
+      std::vector<double> th(num_params(s)), row(num_params(s)), r(ds.n_train());
+      init_params(s, InitKind::kRandom, ds, rng.next(), th.data());
+      for (int k = 0; k < ds.n_train(); ++k) r[k] = evaluate(s, th.data(), &sorted_x[k]) - sorted_y[k];
+      for (Block stage : {Block::kD, Block::kU, Block::kQ, Block::kG, Block::kAll}) {
+        if (!has_block(a, stage)) continue;
+        int b, e;
+        stage_range(s, stage, &b, &e);
+        LsSystem fast, rows;
+        compress_relu1d(s, th.data(), b, e, sorted_x.data(), r.data(), ds.n_train(), &fast);
+        compress_rows(s, th.data(), b, e, ds.x_train.data(), ds.y_train.data(), ds.n_train(), &rows);
+        for (int t = 0; t < 3; ++t) {
+          std::vector<double> step(e - b);
+          for (auto& v : step) v = 1e-3 * rng.normal();
+          double direct = 0.0;
+          for (int k = 0; k < ds.n_train(); ++k) {
+            const double y = jacobian_row(s, th.data(), &sorted_x[k], row.data());
+            double v = y - sorted_y[k];
+            for (int q = b; q < e; ++q) v += row[q] * step[q - b];
+            direct += v * v;
+          }
+          for (const LsSystem* sys : {&fast, &rows}) {
+            double v = sys->rest;
+            for (int k = 0; k < sys->rows; ++k) {
+              double z = sys->h[k];
+              for (int q = 0; q < sys->m; ++q) z += sys->B[k + static_cast<std::size_t>(q) * sys->rows] * step[q];
+              v += z * z;
+            }
+            EXPECT_NEAR(v, direct, 1e-10 * direct)
+                << arch_name(a) << " n=" << w << " stage " << block_name(stage)
+                << (sys == &fast ? " relu1d" : " rows");
+          }
+        }
+        EXPECT_LE(fast.rows, (s.n + 1) * (num_factors(a) + 1));
+      }
+    }
+  }
+}
+
+// The user's frozen-knot fit (schedule D,U,Q): every mlp and glu reaches the SVD fit on its own
+// final knots, with the columns 1, relu(G_i x + g_i) and, for the glu, x relu(G_i x + g_i).
+TEST(LeastSquares, FrozenKnotScheduleReachesTheSvdFitOnItsKnots) {
+  const Dataset ds = make_target_dataset("runge9", 2000, 0);
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  for (Arch a : {Arch::kMlp, Arch::kGlu})
+    for (int w : {10, 70, 100, 200}) {
+      const Shape s{a, Act::kRelu, 1, w};
+      std::vector<double> th(num_params(s));
+      init_params(s, InitKind::kMaso, ds, 17 + w, th.data());
+      batch.add(s, 0, th.data());
+    }
+  CpuBackend be(2);
+  be.load(batch);
+  TrainOptions opt;
+  opt.schedule = parse_schedule("D,U,Q");
+  const std::vector<NetResult> res = train(be, batch, opt);
+  std::vector<double> params;
+  be.read_params(params);
+  for (int i = 0; i < batch.size(); ++i) {
+    const Shape& s = batch.nets[i].shape;
+    const double* th = params.data() + batch.nets[i].offset;
+    const int per = s.arch == Arch::kGlu ? 2 : 1;
+    const int n = ds.n_train(), m = 1 + per * s.n;
+    std::vector<double> A(static_cast<std::size_t>(n) * m), y(ds.y_train);
+    for (int k = 0; k < n; ++k) {
+      const double x = ds.x_train[k];
+      A[k] = 1.0;
+      for (int nu = 0; nu < s.n; ++nu) {
+        const double h = std::max(0.0, th[nu] * x + th[s.n + nu]);
+        A[k + static_cast<std::size_t>(1 + per * nu) * n] = h;
+        if (per == 2) A[k + static_cast<std::size_t>(2 + per * nu) * n] = x * h;
+      }
+    }
+    const std::vector<double> c = svd_solve(n, m, A, y);
+    double sse = 0.0;
+    for (int k = 0; k < n; ++k) {
+      double v = -y[k];
+      for (int q = 0; q < m; ++q) v += A[k + static_cast<std::size_t>(q) * n] * c[q];
+      sse += v * v;
+    }
+    const double ref = std::sqrt(sse / n);
+    EXPECT_EQ(res[i].status, Status::kConverged);
+    EXPECT_LE(res[i].train_rmse, 1.01 * ref) << arch_name(s.arch) << " n=" << s.n;
+    EXPECT_GE(res[i].train_rmse, 0.99 * ref) << arch_name(s.arch) << " n=" << s.n;
+  }
+}
+
+}  // namespace
+}  // namespace gs
