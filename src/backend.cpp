@@ -16,7 +16,7 @@ int Batch::add(const Shape& s, int dataset, const double* theta) {
   return size() - 1;
 }
 
-void Backend::least_squares(const std::vector<int>&, Block, int*) {
+void Backend::least_squares(const std::vector<int>&, Block, int*, double*) {
   throw std::logic_error("least_squares: this backend has no least-squares solve");
 }
 

@@ -416,7 +416,7 @@ void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool 
   });
 }
 
-void CpuBackend::least_squares(const std::vector<int>& nets, Block stage, int* rank) {
+void CpuBackend::least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     const NetDesc& nd = nets_[i];
     const Shape& s = nd.shape;
@@ -437,6 +437,9 @@ void CpuBackend::least_squares(const std::vector<int>& nets, Block stage, int* r
     } else {
       compress_rows(s, theta, b, e, ds.x_train.data(), ds.y_train.data(), npts, &sys);
     }
+    double sse = sys.rest;
+    for (double v : sys.h) sse += v * v;
+    loss[j] = sse / npts;
     w.values.resize(e - b);
     rank[j] = least_squares_values(sys, theta + b, npts, w.values.data());
     double* step = step_.data() + vec_off_[i];

@@ -28,7 +28,7 @@ class CpuBackend final : public Backend {
   void solve(const std::vector<int>& nets, const double* lambda, bool damp_values, int* info,
              double* gdotp) override;
   bool has_least_squares() const override { return true; }
-  void least_squares(const std::vector<int>& nets, Block stage, int* rank) override;
+  void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) override;
   void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                     double* loss) override;
   void apply_step(const std::vector<int>& nets, const double* alpha) override;

@@ -191,6 +191,7 @@ void line_search_and_accept(Backend& be, StageState& st, const std::vector<int>&
     alpha.push_back(kAlphas[t]);
     const double lam_used = st.lambda[i];
     const double new_loss = trial[j * kNumAlphas + t];
+    st.res[i].rel_decrease = (st.loss0[i] - new_loss) / st.loss0[i];
     if (t == 0)
       st.lambda[i] = std::max(st.lambda[i] / 10.0, st.opt.lambda_min);
     else if (kAlphas[t] < 0.25)
@@ -230,21 +231,22 @@ void least_squares_stage(Backend& be, Block block, std::vector<NetResult>& res,
   const std::size_t m = nets.size();
   if (m == 0) return;
   std::vector<int> rank(m);
-  be.least_squares(nets, block, rank.data());
-  const double alphas[2] = {0.0, 1.0};
-  std::vector<double> loss(2 * m);
-  be.trial_losses(nets, alphas, 2, loss.data());
+  std::vector<double> before(m), after(m);
+  be.least_squares(nets, block, rank.data(), before.data());
+  const double one = 1.0;
+  be.trial_losses(nets, &one, 1, after.data());
   std::vector<int> accepted;
   for (std::size_t j = 0; j < m; ++j) {
     const int i = nets[j];
     res[i].newton_steps++;
-    const double before = loss[2 * j], after = loss[2 * j + 1];
-    if (!std::isfinite(after)) {
+    if (!std::isfinite(after[j])) {
       mark(res[i], Status::kFailed, "non-finite least-squares solution");
-    } else if (after <= before) {
+    } else if (after[j] <= before[j]) {
       accepted.push_back(i);
+      res[i].rel_decrease = before[j] > 0.0 ? (before[j] - after[j]) / before[j] : 0.0;
       mark(res[i], Status::kConverged, "least-squares solve (rank " + std::to_string(rank[j]) + ")");
     } else {
+      res[i].rel_decrease = 0.0;
       mark(res[i], Status::kConverged, "least-squares optimum already reached");
     }
   }

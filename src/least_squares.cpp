@@ -46,39 +46,40 @@ void shift_poly(const double* p, int ncoef, double c0, double h, double* out) {
 
 }  // namespace
 
-int least_squares_values(LsSystem& sys, const double* theta, int npoints, double* x) {
-  const int rows = sys.rows, m = sys.m;
+int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x) {
+  const int m = sys.m;
   if (m == 0) return 0;
-  std::vector<double> c(m, 1.0);
-  const int ldb = std::max(1, std::max(rows, m));
-  std::vector<double> rhs(ldb, 0.0);
-  for (int q = 0; q < m; ++q) {
-    const double* col = sys.B.data() + static_cast<std::size_t>(q) * rows;
-    double nrm = 0.0;
-    for (int k = 0; k < rows; ++k) nrm = std::hypot(nrm, col[k]);
-    if (nrm > 0.0 && std::isfinite(nrm)) c[q] = nrm;
-    for (int k = 0; k < rows; ++k) rhs[k] += col[k] * theta[q];
-  }
-  for (int k = 0; k < rows; ++k) rhs[k] -= sys.h[k];
+  const int rows = sys.rows;
   if (rows == 0) {
     std::fill(x, x + m, 0.0);
     return 0;
   }
+  std::vector<double> c(m, 1.0);
+  const int ldb = std::max(rows, m);
+  std::vector<double> A(static_cast<std::size_t>(rows) * m, 0.0), rhs(ldb, 0.0);
   for (int q = 0; q < m; ++q) {
-    double* col = sys.B.data() + static_cast<std::size_t>(q) * rows;
-    for (int k = 0; k < rows; ++k) col[k] /= c[q];
+    const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
+    double nrm = 0.0;
+    for (int k = 0; k < sys.rows; ++k) nrm = std::hypot(nrm, col[k]);
+    if (nrm > 0.0 && std::isfinite(nrm)) c[q] = nrm;
+    double* out = A.data() + static_cast<std::size_t>(q) * rows;
+    for (int k = 0; k < sys.rows; ++k) {
+      rhs[k] += col[k] * theta[q];
+      out[k] = col[k] / c[q];
+    }
   }
+  for (int k = 0; k < sys.rows; ++k) rhs[k] -= sys.h[k];
   const double rcond = kLsRcondEps * std::max(npoints, m);
   std::vector<int> jpvt(m, 0);
   int rank = 0, info = 0, lwork = -1;
   const int nrhs = 1;
   double query = 0.0;
-  dgelsy_(&rows, &m, &nrhs, sys.B.data(), &rows, rhs.data(), &ldb, jpvt.data(), &rcond, &rank,
-          &query, &lwork, &info);
+  dgelsy_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, jpvt.data(), &rcond, &rank, &query,
+          &lwork, &info);
   if (info != 0) throw std::logic_error("dgelsy workspace query: info " + std::to_string(info));
   lwork = std::max(1, static_cast<int>(query));
   std::vector<double> work(lwork);
-  dgelsy_(&rows, &m, &nrhs, sys.B.data(), &rows, rhs.data(), &ldb, jpvt.data(), &rcond, &rank,
+  dgelsy_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, jpvt.data(), &rcond, &rank,
           work.data(), &lwork, &info);
   if (info != 0) throw std::logic_error("dgelsy: argument " + std::to_string(-info) + " is invalid");
   for (int q = 0; q < m; ++q) x[q] = rhs[q] / c[q];

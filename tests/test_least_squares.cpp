@@ -119,7 +119,8 @@ void check_against_svd(const Dataset& ds, Act act, bool fast, double tol, double
     for (int i = 0; i < batch.size(); ++i)
       if (has_block(batch.nets[i].shape.arch, stage)) nets.push_back(i);
     std::vector<int> rank(nets.size());
-    be.least_squares(nets, stage, rank.data());
+    std::vector<double> l0(nets.size());
+    be.least_squares(nets, stage, rank.data(), l0.data());
     const std::vector<double> ones(nets.size(), 1.0);
     be.apply_step(nets, ones.data());
     std::vector<double> after;

@@ -73,9 +73,11 @@ class Backend {
 
   // For a linear stage (stage_is_linear) of each listed network: puts into the step the change
   // from the stage's current values to the least-squares optimum of the training loss with the
-  // other blocks held, of least Jacobi-scaled norm in the exact null space (least_squares.h);
-  // trial_losses and apply_step then act on it. Writes per listed network the numerical rank.
-  virtual void least_squares(const std::vector<int>& nets, Block stage, int* rank);
+  // other blocks held, of least Jacobi-scaled norm in the exact null space, solved on an
+  // orthogonal compression of the stage's Jacobian (least_squares.h: J^T J is never formed, so
+  // its conditioning is not squared); trial_losses and apply_step then act on it. Writes per
+  // listed network the numerical rank and the training loss at the current parameters.
+  virtual void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss);
 
   // Training losses at theta + alpha[t] * step for t < n_alpha, in one pass over the data.
   // loss is per listed network, n_alpha entries each.

@@ -28,8 +28,8 @@ constexpr double kLsRcondEps = 2.220446049250313e-16;
 // The new values of the stage's m parameters (theta: their current values) that minimize
 // ||B (x - theta) + h||, of least norm ||diag(c) x|| among the minimizers, c_q = ||B e_q|| (the
 // Jacobi scaling of the Newton systems; zero columns count with c_q = 1 and get x_q = 0).
-// npoints sets the rank threshold. Returns the numerical rank. sys is overwritten.
-int least_squares_values(LsSystem& sys, const double* theta, int npoints, double* x);
+// npoints sets the rank threshold. Returns the numerical rank.
+int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x);
 
 // Relu networks on 1D inputs (relu1d.h): the exact compression of the stage [b, e) of the
 // network theta on the training points xs (sorted ascending, n of them) with residuals r
