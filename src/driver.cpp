@@ -191,7 +191,6 @@ void line_search_and_accept(Backend& be, StageState& st, const std::vector<int>&
     alpha.push_back(kAlphas[t]);
     const double lam_used = st.lambda[i];
     const double new_loss = trial[j * kNumAlphas + t];
-    st.res[i].rel_decrease = (st.loss0[i] - new_loss) / st.loss0[i];
     if (t == 0)
       st.lambda[i] = std::max(st.lambda[i] / 10.0, st.opt.lambda_min);
     else if (kAlphas[t] < 0.25)
@@ -243,10 +242,8 @@ void least_squares_stage(Backend& be, Block block, std::vector<NetResult>& res,
       mark(res[i], Status::kFailed, "non-finite least-squares solution");
     } else if (after[j] <= before[j]) {
       accepted.push_back(i);
-      res[i].rel_decrease = before[j] > 0.0 ? (before[j] - after[j]) / before[j] : 0.0;
       mark(res[i], Status::kConverged, "least-squares solve (rank " + std::to_string(rank[j]) + ")");
     } else {
-      res[i].rel_decrease = 0.0;
       mark(res[i], Status::kConverged, "least-squares optimum already reached");
     }
   }

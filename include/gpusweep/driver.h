@@ -3,7 +3,6 @@
 // per-network status and an active set so finished networks cost nothing.
 #pragma once
 
-#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -52,7 +51,6 @@ struct NetResult {
   Status status = Status::kMaxSteps;
   std::string reason;
   int newton_steps = 0;
-  double rel_decrease = NAN;  // relative decrease of the training loss in the last step taken
   double train_rmse = 0.0;
   double test_rmse = 0.0;
   double seconds = 0.0;
