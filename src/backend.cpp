@@ -20,6 +20,18 @@ void Backend::least_squares(const std::vector<int>&, Block, int*, double*) {
   throw std::logic_error("least_squares: this backend has no least-squares solve");
 }
 
+void Backend::var_pro_solve(const std::vector<int>&, const double*, int*, double*) {
+  throw std::logic_error("var_pro_solve: this backend has no variable projection");
+}
+
+void Backend::var_pro_trial(const std::vector<int>&, bool, double*) {
+  throw std::logic_error("var_pro_trial: this backend has no variable projection");
+}
+
+void Backend::var_pro_accept(const std::vector<int>&) {
+  throw std::logic_error("var_pro_accept: this backend has no variable projection");
+}
+
 bool use_cuda(DeviceKind device) {
   switch (device) {
     case DeviceKind::kCuda:

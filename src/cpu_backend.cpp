@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
 #include <thread>
 
 #include "gpusweep/least_squares.h"
@@ -113,6 +114,17 @@ double sum_squares(const Shape& shape, const double* theta, const std::vector<do
   return sse;
 }
 
+// Sum of squared residuals of the network theta over the training points of ds.
+double train_sse(const Shape& s, const double* theta, const Dataset& ds) {
+  if (s.d == 1 && s.arch == Arch::kMlp) return sum_squares<1, 1>(s, theta, ds.x_train, ds.y_train);
+  if (s.d == 1 && s.arch == Arch::kGlu) return sum_squares<2, 1>(s, theta, ds.x_train, ds.y_train);
+  if (s.d == 1 && s.arch == Arch::kGqu) return sum_squares<3, 1>(s, theta, ds.x_train, ds.y_train);
+  return sum_squares<0, 0>(s, theta, ds.x_train, ds.y_train);
+}
+
+// Training points on each side of a kink from which knot_curvature estimates its curvature.
+constexpr int kKnotWindow = 8;
+
 }  // namespace
 
 CpuBackend::CpuBackend(int threads, bool fast_relu1d) : fast_relu1d_(fast_relu1d) {
@@ -128,7 +140,7 @@ std::string CpuBackend::describe() const {
 }
 
 std::size_t CpuBackend::bytes_per_network(int p, int /*num_points*/) const {
-  return sizeof(double) * (static_cast<std::size_t>(p) * p + 4 * static_cast<std::size_t>(p));
+  return sizeof(double) * (static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p));
 }
 
 std::size_t CpuBackend::memory_budget() const { return std::size_t(768) << 20; }
@@ -151,6 +163,7 @@ void CpuBackend::load(const Batch& batch) {
   g_.assign(vec_off_[n], 0.0);
   step_.assign(vec_off_[n], 0.0);
   scale_.assign(vec_off_[n], 0.0);
+  trial_theta_.assign(vec_off_[n], 0.0);
   stage_begin_.assign(n, 0);
   stage_end_.assign(n, 0);
   seconds_.assign(n, 0.0);
@@ -416,34 +429,105 @@ void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool 
   });
 }
 
+int CpuBackend::linear_optimum(int i, const double* theta, const std::vector<int>& cols,
+                               double* values, double* loss) {
+  const NetDesc& nd = nets_[i];
+  const Shape& s = nd.shape;
+  const Dataset& ds = *data_[nd.dataset];
+  Workspace& w = workspace();
+  LsSystem sys;
+  const int npts = ds.n_train();
+  if (relu1d_fast_path(s) && fast_relu1d_) {
+    const Sorted& so = sorted_[nd.dataset];
+    w.resid.resize(npts);
+    for (int k = 0; k < npts; ++k) w.resid[k] = evaluate(s, theta, &so.x[k]) - so.y[k];
+    compress_relu1d(s, theta, cols, so.x.data(), w.resid.data(), npts, &sys);
+  } else {
+    compress_rows(s, theta, cols, ds.x_train.data(), ds.y_train.data(), npts, &sys);
+  }
+  double sse = sys.rest;
+  for (double v : sys.h) sse += v * v;
+  *loss = sse / npts;
+  std::vector<double> current(cols.size());
+  for (std::size_t q = 0; q < cols.size(); ++q) current[q] = theta[cols[q]];
+  return least_squares_values(sys, current.data(), npts, values);
+}
+
 void CpuBackend::least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
-    const NetDesc& nd = nets_[i];
-    const Shape& s = nd.shape;
-    const Dataset& ds = *data_[nd.dataset];
-    const double* theta = theta_.data() + nd.offset;
+    const double* theta = theta_.data() + nets_[i].offset;
     int b, e;
-    stage_range(s, stage, &b, &e);
+    stage_range(nets_[i].shape, stage, &b, &e);
     stage_begin_[i] = b;
     stage_end_[i] = e;
     Workspace& w = workspace();
-    LsSystem sys;
-    const int npts = ds.n_train();
-    if (relu1d_fast_path(s) && fast_relu1d_) {
-      const Sorted& so = sorted_[nd.dataset];
-      w.resid.resize(npts);
-      for (int k = 0; k < npts; ++k) w.resid[k] = evaluate(s, theta, &so.x[k]) - so.y[k];
-      compress_relu1d(s, theta, b, e, so.x.data(), w.resid.data(), npts, &sys);
-    } else {
-      compress_rows(s, theta, b, e, ds.x_train.data(), ds.y_train.data(), npts, &sys);
-    }
-    double sse = sys.rest;
-    for (double v : sys.h) sse += v * v;
-    loss[j] = sse / npts;
     w.values.resize(e - b);
-    rank[j] = least_squares_values(sys, theta + b, npts, w.values.data());
+    rank[j] = linear_optimum(i, theta, param_range(b, e), w.values.data(), &loss[j]);
     double* step = step_.data() + vec_off_[i];
     for (int q = b; q < e; ++q) step[q - b] = w.values[q - b] - theta[q];
+  });
+}
+
+Points1d CpuBackend::points1d(int dataset) const {
+  const Sorted& so = sorted_[dataset];
+  return {so.x.data(), static_cast<int>(so.x.size()), data_[dataset]->lo[0], data_[dataset]->hi[0]};
+}
+
+void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
+                               double* pred) {
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    const NetDesc& nd = nets_[i];
+    const Shape& s = nd.shape;
+    const int m = num_params(s);
+    if (stage_begin_[i] != 0 || stage_end_[i] != m)
+      throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
+    const double* theta = theta_.data() + nd.offset;
+    Workspace& w = workspace();
+    w.roles.resize(m);
+    w.extra.clear();
+    if (relu1d_fast_path(s)) {
+      const Sorted& so = sorted_[nd.dataset];
+      const Points1d pts = points1d(nd.dataset);
+      var_pro_roles(s, theta, &pts, w.roles.data());
+      knot_curvature(s, theta, so.x.data(), so.y.data(), pts.n, kKnotWindow, &w.extra);
+    } else {
+      var_pro_roles(s, theta, nullptr, w.roles.data());
+    }
+    reduced_system(m, H_.data() + square_off_[i], g_.data() + vec_off_[i],
+                   scale_.data() + vec_off_[i], w.roles.data(), w.extra, &w.reduced);
+    info[j] = reduced_solve(m, scale_.data() + vec_off_[i], w.reduced, lambda[j], w.work,
+                            step_.data() + vec_off_[i], &pred[j]);
+  });
+}
+
+void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss) {
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    const NetDesc& nd = nets_[i];
+    const Shape& s = nd.shape;
+    const int m = num_params(s);
+    const double* theta = theta_.data() + nd.offset;
+    const double* step = step_.data() + vec_off_[i];
+    double* trial = trial_theta_.data() + vec_off_[i];
+    for (int q = 0; q < m; ++q) trial[q] = take_step ? theta[q] + step[q] : theta[q];
+    std::vector<int> cols = linear_columns(s);
+    if (relu1d_fast_path(s) && fast_relu1d_) {
+      const std::vector<int> all = cols;
+      drop_thin_neurons(s, trial, points1d(nd.dataset), &cols);
+      for (int q : all) trial[q] = std::binary_search(cols.begin(), cols.end(), q) ? trial[q] : 0.0;
+    }
+    Workspace& w = workspace();
+    w.values.resize(cols.size());
+    double before;
+    linear_optimum(i, trial, cols, w.values.data(), &before);
+    for (std::size_t q = 0; q < cols.size(); ++q) trial[cols[q]] = w.values[q];
+    loss[j] = train_sse(s, trial, *data_[nd.dataset]) / data_[nd.dataset]->n_train();
+  });
+}
+
+void CpuBackend::var_pro_accept(const std::vector<int>& nets) {
+  for_each_net(nets, threads_, seconds_, [&](int, int i) {
+    const double* trial = trial_theta_.data() + vec_off_[i];
+    std::copy(trial, trial + num_params(nets_[i].shape), theta_.data() + nets_[i].offset);
   });
 }
 
@@ -467,12 +551,7 @@ void CpuBackend::trial_losses(const std::vector<int>& nets, const double* alpha,
     const int npts = ds.n_train();
     for (int t = 0; t < n_alpha; ++t) {
       const double* th = w.trial.data() + static_cast<std::size_t>(t) * p;
-      double sse;
-      if (s.d == 1 && s.arch == Arch::kMlp) sse = sum_squares<1, 1>(s, th, ds.x_train, ds.y_train);
-      else if (s.d == 1 && s.arch == Arch::kGlu) sse = sum_squares<2, 1>(s, th, ds.x_train, ds.y_train);
-      else if (s.d == 1 && s.arch == Arch::kGqu) sse = sum_squares<3, 1>(s, th, ds.x_train, ds.y_train);
-      else sse = sum_squares<0, 0>(s, th, ds.x_train, ds.y_train);
-      loss[static_cast<std::size_t>(j) * n_alpha + t] = sse / npts;
+      loss[static_cast<std::size_t>(j) * n_alpha + t] = train_sse(s, th, ds) / npts;
     }
   });
 }

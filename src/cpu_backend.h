@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gpusweep/backend.h"
+#include "gpusweep/var_pro.h"
 
 namespace gs {
 
@@ -29,6 +30,11 @@ class CpuBackend final : public Backend {
              double* gdotp) override;
   bool has_least_squares() const override { return true; }
   void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) override;
+  bool has_variable_projection() const override { return true; }
+  void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
+                     double* pred) override;
+  void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss) override;
+  void var_pro_accept(const std::vector<int>& nets) override;
   void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                     double* loss) override;
   void apply_step(const std::vector<int>& nets, const double* alpha) override;
@@ -43,6 +49,9 @@ class CpuBackend final : public Backend {
     std::vector<double> rpre, cols;
     std::vector<int> range, col_index, neuron_cols;
     std::vector<double> values;  // least_squares: the stage's new values
+    std::vector<Role> roles;     // var_pro_solve
+    std::vector<HessEntry> extra;
+    ReducedSystem reduced;
   };
   // A dataset's training points sorted by x, with the prefix sums of x^j (relu1d.h).
   struct Sorted {
@@ -52,6 +61,12 @@ class CpuBackend final : public Backend {
 
  private:
   Workspace& workspace();
+  // A 1D dataset's sorted training points and domain (var_pro.h).
+  Points1d points1d(int dataset) const;
+  // The least-squares optimum of the parameters cols of network i at theta (not necessarily
+  // its own) into values; writes the training loss at theta and returns the numerical rank.
+  int linear_optimum(int i, const double* theta, const std::vector<int>& cols, double* values,
+                     double* loss);
 
   int threads_;
   bool fast_relu1d_;
@@ -61,6 +76,7 @@ class CpuBackend final : public Backend {
   // Per network, at offset square_off_[i] (H: P^2) and vec_off_[i] (g, step, scale: P each).
   std::vector<std::size_t> square_off_, vec_off_;
   std::vector<double> H_, g_, step_, scale_;
+  std::vector<double> trial_theta_;  // var_pro_trial's parameters, per network (vec_off_)
   std::vector<int> stage_begin_, stage_end_;
   std::vector<double> seconds_;
   std::vector<Workspace> ws_;

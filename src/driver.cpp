@@ -83,6 +83,10 @@ struct StageState {
   std::vector<double> gdotp;    // g . step of the current candidate
 };
 
+// Damping of the variable-projection steps: Levenberg-Marquardt on the reduced system (unit
+// diagonal), updated from the gain ratio as Nielsen does.
+constexpr double kVarProLambdaInit = 1e-3;
+
 void mark(NetResult& r, Status s, const std::string& why) {
   r.status = s;
   r.reason = why;
@@ -196,6 +200,7 @@ void line_search_and_accept(Backend& be, StageState& st, const std::vector<int>&
     else if (kAlphas[t] < 0.25)
       st.lambda[i] = std::min(st.lambda[i] * 10.0, st.opt.lambda_max);
     const Shape& s = st.batch.nets[i].shape;
+    st.res[i].rel_decrease = (st.loss0[i] - new_loss) / st.loss0[i];
     if (t == 0 && stage_is_linear(s.arch, st.block) && lam_used <= 1e-6) {
       mark(st.res[i], Status::kConverged, "exact least-squares solve");
     } else if (st.loss0[i] - new_loss <= st.opt.ftol * st.loss0[i]) {
@@ -215,6 +220,75 @@ std::vector<int> newton_step(Backend& be, StageState& st, const std::vector<int>
     std::vector<int> retry;
     const std::vector<int> ready = choose_steps(be, st, pending, retry);
     line_search_and_accept(be, st, ready, keep, retry);
+    std::sort(retry.begin(), retry.end());
+    pending.swap(retry);
+  }
+  std::sort(keep.begin(), keep.end());
+  return keep;
+}
+
+// One variable-projection step (var_pro.h) for every active network of the ALL stage; returns
+// those still active. A trial is kept when it lowers the loss; the damping follows the ratio of
+// the actual to the predicted decrease (Nielsen), and grows until a trial is kept.
+std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& nu,
+                              const std::vector<int>& active) {
+  std::vector<int> keep;
+  std::vector<int> pending = assemble_and_screen(be, st, active);
+  while (!pending.empty()) {
+    const std::size_t m = pending.size();
+    std::vector<double> lam(m), pred(m);
+    std::vector<int> info(m);
+    for (std::size_t j = 0; j < m; ++j) lam[j] = st.lambda[pending[j]];
+    be.var_pro_solve(pending, lam.data(), info.data(), pred.data());
+    std::vector<int> ready, retry;
+    std::vector<double> ready_pred;
+    auto refuse = [&](int i, const std::string& why, bool fault) {
+      st.lambda[i] *= nu[i];
+      nu[i] *= 2.0;
+      if (st.lambda[i] <= st.opt.lambda_max) {
+        retry.push_back(i);
+      } else {
+        mark(st.res[i], fault ? Status::kFailed : Status::kConverged,
+             why + " at maximum damping");
+      }
+    };
+    for (std::size_t j = 0; j < m; ++j) {
+      const int i = pending[j];
+      if (info[j] > 0) {
+        refuse(i, "not positive definite", true);
+      } else if (!std::isfinite(pred[j])) {
+        refuse(i, "non-finite step", true);
+      } else if (pred[j] <= 0.0) {
+        mark(st.res[i], Status::kConverged, "reduced gradient zero");
+      } else {
+        ready.push_back(i);
+        ready_pred.push_back(pred[j]);
+      }
+    }
+    if (!ready.empty()) {
+      std::vector<double> trial(ready.size());
+      be.var_pro_trial(ready, true, trial.data());
+      std::vector<int> accepted;
+      for (std::size_t j = 0; j < ready.size(); ++j) {
+        const int i = ready[j];
+        const double drop = st.loss0[i] - trial[j];
+        if (!(std::isfinite(trial[j]) && drop > 0.0)) {
+          refuse(i, "no decrease", false);
+          continue;
+        }
+        accepted.push_back(i);
+        const double rho = drop / ready_pred[j];
+        const double c = 2.0 * rho - 1.0;
+        st.lambda[i] = std::max(st.lambda[i] * std::max(1.0 / 3.0, 1.0 - c * c * c), st.opt.lambda_min);
+        nu[i] = 2.0;
+        st.res[i].rel_decrease = drop / st.loss0[i];
+        if (drop <= st.opt.ftol * st.loss0[i])
+          mark(st.res[i], Status::kConverged, "loss change below ftol");
+        else
+          keep.push_back(i);
+      }
+      if (!accepted.empty()) be.var_pro_accept(accepted);
+    }
     std::sort(retry.begin(), retry.end());
     pending.swap(retry);
   }
@@ -251,7 +325,7 @@ void least_squares_stage(Backend& be, Block block, std::vector<NetResult>& res,
   if (!accepted.empty()) be.apply_step(accepted, ones.data());
 }
 
-// Variable projection after a step of the ALL stage: one exact least-squares solve of each
+// Alternating projection after a step of the ALL stage: one exact least-squares solve of each
 // linear block (D, U, Q) with the others held, so the next ALL step starts from the optimal
 // linear coefficients for the current knots. The sub-steps' own statuses are scratch; only a
 // numerical failure is carried over to the network.
@@ -315,9 +389,23 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
                          spec.steps, 0, n});
       continue;
     }
+    const bool var_pro = project && options.variable_projection && be.has_variable_projection();
+    std::vector<double> nu(n, 2.0);
+    if (var_pro && !active.empty()) {
+      // Start from the optimal linear parameters for the current nonlinear ones, with the same
+      // rule for thin neurons as every trial, so that the trials compare like with like.
+      std::fill(st.lambda.begin(), st.lambda.end(), kVarProLambdaInit);
+      std::vector<double> start(active.size());
+      be.var_pro_trial(active, false, start.data());
+      be.var_pro_accept(active);
+    }
     for (int step = 0; step < spec.steps && !active.empty(); ++step) {
-      active = newton_step(be, st, active);
-      if (project) {
+      if (var_pro) {
+        active = var_pro_step(be, st, nu, active);
+      } else {
+        active = newton_step(be, st, active);
+      }
+      if (project && !var_pro) {
         project_linear(be, batch, options, res, scratch, active);
         active.erase(std::remove_if(active.begin(), active.end(),
                                     [&](int i) { return res[i].status == Status::kFailed; }),
@@ -327,6 +415,16 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
         options.on_step({stage_index, static_cast<int>(options.schedule.size()), spec.block, step + 1,
                          spec.steps, static_cast<int>(active.size()), n});
     }
+  }
+  // How far from an optimum each network stopped: its scaled gradient over all parameters.
+  std::vector<int> live;
+  for (int i = 0; i < n; ++i)
+    if (res[i].status != Status::kFailed) live.push_back(i);
+  if (!live.empty()) {
+    std::vector<double> loss(live.size()), sgrad(live.size());
+    be.assemble(live, Block::kAll, HessianKind::kGaussNewton, loss.data(), sgrad.data());
+    for (std::size_t j = 0; j < live.size(); ++j)
+      res[live[j]].scaled_grad = loss[j] > 0.0 ? sgrad[j] / std::sqrt(loss[j]) : 0.0;
   }
   std::vector<double> train(n), test(n), secs(n);
   be.rmse(train.data(), test.data());

@@ -1,5 +1,5 @@
 // Compressed least-squares systems of linear stages and their rank-revealing solve (LAPACK
-// dgeqrf, dgelsy). See least_squares.h.
+// dgeqrf, dgelsd). See least_squares.h.
 #include "gpusweep/least_squares.h"
 
 #include <algorithm>
@@ -46,6 +46,12 @@ void shift_poly(const double* p, int ncoef, double c0, double h, double* out) {
 
 }  // namespace
 
+std::vector<int> param_range(int b, int e) {
+  std::vector<int> cols(e - b);
+  for (int q = b; q < e; ++q) cols[q - b] = q;
+  return cols;
+}
+
 int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x) {
   const int m = sys.m;
   if (m == 0) return 0;
@@ -70,27 +76,29 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   }
   for (int k = 0; k < sys.rows; ++k) rhs[k] -= sys.h[k];
   const double rcond = kLsRcondEps * std::max(npoints, m);
-  std::vector<int> jpvt(m, 0);
-  int rank = 0, info = 0, lwork = -1;
+  std::vector<double> sv(std::max(1, std::min(rows, m)));
+  int rank = 0, info = 0, lwork = -1, iquery = 0;
   const int nrhs = 1;
   double query = 0.0;
-  dgelsy_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, jpvt.data(), &rcond, &rank, &query,
-          &lwork, &info);
-  if (info != 0) throw std::logic_error("dgelsy workspace query: info " + std::to_string(info));
+  dgelsd_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, sv.data(), &rcond, &rank, &query,
+          &lwork, &iquery, &info);
+  if (info != 0) throw std::logic_error("dgelsd workspace query: info " + std::to_string(info));
   lwork = std::max(1, static_cast<int>(query));
   std::vector<double> work(lwork);
-  dgelsy_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, jpvt.data(), &rcond, &rank,
-          work.data(), &lwork, &info);
-  if (info != 0) throw std::logic_error("dgelsy: argument " + std::to_string(-info) + " is invalid");
+  std::vector<int> iwork(std::max(1, iquery));
+  dgelsd_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, sv.data(), &rcond, &rank,
+          work.data(), &lwork, iwork.data(), &info);
+  if (info < 0) throw std::logic_error("dgelsd: argument " + std::to_string(-info) + " is invalid");
+  if (info > 0) throw std::runtime_error("dgelsd: the SVD did not converge");
   for (int q = 0; q < m; ++q) x[q] = rhs[q] / c[q];
   return rank;
 }
 
-void compress_relu1d(const Shape& s, const double* theta, int b, int e, const double* xs,
-                     const double* r, int n, LsSystem* out) {
+void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>& columns,
+                     const double* xs, const double* r, int n, LsSystem* out) {
   const int nf = num_factors(s.arch);
   const int ncoef = nf + 1;  // column polynomials have degree <= nf
-  const int m = e - b;
+  const int m = static_cast<int>(columns.size());
   // Active point ranges; d0 (neuron s.n) is active everywhere.
   std::vector<int> lo(s.n + 1, 0), hi(s.n + 1, n), bounds = {0, n};
   for (int nu = 0; nu < s.n; ++nu) {
@@ -104,16 +112,16 @@ void compress_relu1d(const Shape& s, const double* theta, int b, int e, const do
   // Each column's polynomial in x on its neuron's active range.
   std::vector<double> poly(static_cast<std::size_t>(m) * kColCoef, 0.0);
   std::vector<int> owner(m);
-  for (int q = b; q < e; ++q) {
+  for (int j = 0; j < m; ++j) {
     int nu, lk;
-    double* c = &poly[static_cast<std::size_t>(q - b) * kColCoef];
-    if (param_owner(s, q, &nu, &lk)) {
+    double* c = &poly[static_cast<std::size_t>(j) * kColCoef];
+    if (param_owner(s, columns[j], &nu, &lk)) {
       column_poly(neuron_lines(s, theta, nu), lk, c);
     } else {
       nu = s.n;
       c[0] = 1.0;
     }
-    owner[q - b] = nu;
+    owner[j] = nu;
   }
   const int runs = static_cast<int>(bounds.size()) - 1;
   out->m = m;
@@ -167,9 +175,9 @@ void compress_relu1d(const Shape& s, const double* theta, int b, int e, const do
       out->B[k + static_cast<std::size_t>(q) * rows] = Brow[static_cast<std::size_t>(k) * m + q];
 }
 
-void compress_rows(const Shape& s, const double* theta, int b, int e, const double* x,
-                   const double* f, int n, LsSystem* out) {
-  const int m = e - b;
+void compress_rows(const Shape& s, const double* theta, const std::vector<int>& columns,
+                   const double* x, const double* f, int n, LsSystem* out) {
+  const int m = static_cast<int>(columns.size());
   const int cols = m + 1;  // the stage's columns, then the residual
   const int tile = std::max(256, cols);
   const int ld = cols + tile;
@@ -181,7 +189,7 @@ void compress_rows(const Shape& s, const double* theta, int b, int e, const doub
     for (int k = 0; k < nb; ++k) {
       const double* xk = x + static_cast<std::size_t>(t0 + k) * s.d;
       const double y = jacobian_row(s, theta, xk, row.data());
-      for (int q = 0; q < m; ++q) W[have + k + static_cast<std::size_t>(q) * ld] = row[b + q];
+      for (int q = 0; q < m; ++q) W[have + k + static_cast<std::size_t>(q) * ld] = row[columns[q]];
       W[have + k + static_cast<std::size_t>(m) * ld] = y - f[t0 + k];
     }
     const int rows = have + nb;

@@ -253,6 +253,7 @@ TEST(Cuda, NewtonStepsMatchCpu) {
   spec.widths = {1, 2, 4, 9, 33, 100, 200};
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+  spec.train.variable_projection = false;  // the CUDA backend alternates
   expect_same_training(spec);
 }
 
@@ -267,6 +268,7 @@ TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
   spec.widths = {1, 3, 16, 40};
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+  spec.train.variable_projection = false;  // the CUDA backend alternates
   expect_same_training(spec);
 }
 
@@ -280,6 +282,7 @@ TEST(Cuda, SweepSlopesMatchCpu) {
   for (int w = 4; w <= 32; ++w) spec.widths.push_back(w);
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*100");
+  spec.train.variable_projection = false;  // the CUDA backend alternates
   const auto jobs = make_jobs(spec);
   CpuBackend cpu(0);
   CudaBackend gpu{CudaOptions{}};

@@ -14,49 +14,10 @@
 #include "gpusweep/least_squares.h"
 #include "gpusweep/sweep.h"
 #include "lapack.h"
+#include "lsq_reference.h"
 
 namespace gs {
 namespace {
-
-// Minimum-norm least-squares solution of A x = b (rows x m, column-major) by dgelsd with
-// numpy lstsq's threshold, columns scaled to unit norm first (the norm that least_squares_values
-// minimizes).
-std::vector<double> svd_solve(int rows, int m, std::vector<double> A, std::vector<double> b) {
-  std::vector<double> c(m, 1.0);
-  for (int q = 0; q < m; ++q) {
-    double s = 0.0;
-    for (int k = 0; k < rows; ++k) s += A[k + q * rows] * A[k + q * rows];
-    if (s > 0.0) c[q] = std::sqrt(s);
-    for (int k = 0; k < rows; ++k) A[k + q * rows] /= c[q];
-  }
-  const int ldb = std::max(rows, m), nrhs = 1;
-  b.resize(ldb, 0.0);
-  std::vector<double> sv(std::min(rows, m));
-  const double rcond = 2.220446049250313e-16 * std::max(rows, m);
-  int rank = 0, info = 0, lwork = -1;
-  double wq = 0.0;
-  int iwq = 0;
-  dgelsd_(&rows, &m, &nrhs, A.data(), &rows, b.data(), &ldb, sv.data(), &rcond, &rank, &wq, &lwork,
-          &iwq, &info);
-  lwork = static_cast<int>(wq);
-  std::vector<double> work(lwork);
-  std::vector<int> iwork(std::max(1, iwq));
-  dgelsd_(&rows, &m, &nrhs, A.data(), &rows, b.data(), &ldb, sv.data(), &rcond, &rank,
-          work.data(), &lwork, iwork.data(), &info);
-  EXPECT_EQ(info, 0);
-  std::vector<double> x(m);
-  for (int q = 0; q < m; ++q) x[q] = b[q] / c[q];
-  return x;
-}
-
-double train_mse(const Shape& s, const double* th, const Dataset& ds) {
-  double sse = 0.0;
-  for (int k = 0; k < ds.n_train(); ++k) {
-    const double r = evaluate(s, th, &ds.x_train[static_cast<std::size_t>(k) * s.d]) - ds.y_train[k];
-    sse += r * r;
-  }
-  return sse / ds.n_train();
-}
 
 // The stage [b, e) of theta by the explicit Jacobian and dgelsd: new values, and their MSE.
 std::vector<double> reference_values(const Shape& s, const std::vector<double>& th, int b, int e,
@@ -183,8 +144,8 @@ TEST(LeastSquares, CompressionKeepsTheResidualNormOfEveryStep) {
         int b, e;
         stage_range(s, stage, &b, &e);
         LsSystem fast, rows;
-        compress_relu1d(s, th.data(), b, e, sorted_x.data(), r.data(), ds.n_train(), &fast);
-        compress_rows(s, th.data(), b, e, ds.x_train.data(), ds.y_train.data(), ds.n_train(), &rows);
+        compress_relu1d(s, th.data(), param_range(b, e), sorted_x.data(), r.data(), ds.n_train(), &fast);
+        compress_rows(s, th.data(), param_range(b, e), ds.x_train.data(), ds.y_train.data(), ds.n_train(), &rows);
         for (int t = 0; t < 3; ++t) {
           std::vector<double> step(e - b);
           for (auto& v : step) v = 1e-3 * rng.normal();

@@ -126,14 +126,12 @@ TEST(Sweep, StatusesOfTheLinearSchedule) {
 }
 
 // The slopes of the paper, on a small sweep: widths 4..32, 2 seeds, 2000 points. Every fit
-// of the training RMSE must have r^2 > min_r2, and so must the fits of the test RMSE except
-// those of the archs in spiky (see DefaultScheduleSlopes).
+// of the test RMSE and of the training RMSE must have r^2 > min_r2.
 struct Slopes {
   double mlp, glu, gqu;
 };
 
-Slopes sweep_slopes(const std::string& schedule, double min_r2,
-                    const std::vector<std::string>& spiky = {}) {
+Slopes sweep_slopes(const std::string& schedule, double min_r2) {
   SweepSpec spec = small_spec(schedule, 2000);
   for (int w = 4; w <= 32; ++w) spec.widths.push_back(w);
   spec.seeds = 2;
@@ -146,8 +144,7 @@ Slopes sweep_slopes(const std::string& schedule, double min_r2,
   Slopes s{};
   for (const auto& f : fits) {
     EXPECT_TRUE(f.ok) << f.note;
-    if (std::find(spiky.begin(), spiky.end(), f.arch) == spiky.end())
-      EXPECT_GT(f.vs_width.r2, min_r2) << f.arch;
+    EXPECT_GT(f.vs_width.r2, min_r2) << f.arch;
     (f.arch == "mlp" ? s.mlp : f.arch == "glu" ? s.glu : s.gqu) = f.vs_width.slope;
   }
   std::vector<FitRow> rows = fit_rows(spec, jobs, results);
@@ -170,26 +167,26 @@ TEST(Science, FrozenKnotScheduleGivesSplineSlopes) {
 }
 
 TEST(Science, DefaultScheduleSlopes) {
-  // The gqu's test RMSE is not held to r^2: with every linear solve exact, at about a third of
-  // its widths the ALL stage builds two neurons with nearby knots and large cancelling cubics,
-  // which the training points near -1 or 1 pin down but the test grid's end points, past the
-  // last training point, do not (bench/RESULTS.md). Its training RMSE is held to it.
-  const Slopes s = sweep_slopes("D,U,Q,G,ALL*100", 0.85, {"gqu"});
+  // Every fit, of the test RMSE as of the training RMSE, is held to r^2: thin neurons at the
+  // ends of the data are switched off (var_pro.h), so no test point past the last training
+  // point sees a spike. The gqu falls faster than the glu by the margin the paper reports.
+  const Slopes s = sweep_slopes("D,U,Q,G,ALL*100", 0.85);
   EXPECT_NEAR(s.mlp, -2.0, 0.35);
   EXPECT_NEAR(s.glu, -3.0, 0.45);
-  EXPECT_LT(s.gqu, s.glu);
+  EXPECT_LT(s.gqu, s.glu - 0.3);
 }
 
 // In 2D (sin(4x) sin(4y), random initialization), the glu's error falls faster with width
 // than the mlp's, as in the paper's Table 1. Widths 4..16 are pre-asymptotic, so only the
-// order and a loose range are asserted (bench/RESULTS.md has the wider sweeps).
+// order and a loose range are asserted (bench/RESULTS.md has the wider sweeps). At these
+// widths each seed's network settles in one of many local minima, so four seeds.
 TEST(Science, GluScalesFasterThanMlpIn2d) {
   SweepSpec spec;
   spec.datasets.push_back(make_target_dataset("sin_sin", 2000, 0));
   spec.archs = {Arch::kMlp, Arch::kGlu};
   spec.acts = {Act::kRelu};
   spec.widths = {4, 6, 8, 11, 16};
-  spec.seeds = 2;
+  spec.seeds = 4;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*100");
   const auto jobs = make_jobs(spec);
   CpuBackend be(0);

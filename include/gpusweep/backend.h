@@ -79,6 +79,28 @@ class Backend {
   // listed network the numerical rank and the training loss at the current parameters.
   virtual void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss);
 
+  // Whether the variable-projection step of the ALL stage (var_pro.h) is available. Without it
+  // the driver takes damped Newton steps on all parameters, each followed by exact solves of
+  // the linear blocks.
+  virtual bool has_variable_projection() const { return false; }
+
+  // After assemble(nets, Block::kAll, ...): the Newton step on each network's nonlinear
+  // parameters with the linear ones eliminated (the Schur complement of the exact Hessian,
+  // plus relu's knot-crossing curvature in 1D), Levenberg-Marquardt damped by lambda, into the
+  // step (zero on the linear and the fixed parameters). Writes per listed network the Cholesky
+  // info and the decrease the reduced quadratic model predicts.
+  virtual void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
+                             double* pred);
+
+  // The trial theta + step (theta itself without take_step) with the linear parameters then
+  // solved to their least-squares optimum (least_squares; the linear columns of neurons that
+  // var_pro.h calls thin are left out, at zero); writes its training loss per listed network
+  // and keeps it for var_pro_accept.
+  virtual void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss);
+
+  // theta = the last trial, for each listed network.
+  virtual void var_pro_accept(const std::vector<int>& nets);
+
   // Training losses at theta + alpha[t] * step for t < n_alpha, in one pass over the data.
   // loss is per listed network, n_alpha entries each.
   virtual void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,

@@ -3,6 +3,7 @@
 // per-network status and an active set so finished networks cost nothing.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -40,6 +41,10 @@ struct TrainOptions {
   double lambda_max = 1e10;
   double armijo = 1e-4;
   bool project = true;        // after each ALL step, re-solve the linear blocks exactly
+  // ... by variable projection (var_pro.h) where the backend has it: Newton on the nonlinear
+  // parameters with the linear ones eliminated. Off: damped Newton on all parameters, then
+  // one least-squares solve of each linear block (D, U, Q) in turn.
+  bool variable_projection = true;
   bool min_norm_linear = true;  // D, U, Q stages of the schedule: minimum-norm solutions
   std::function<void(const StepInfo&)> on_step;  // progress; may be empty
 };
@@ -51,6 +56,12 @@ struct NetResult {
   Status status = Status::kMaxSteps;
   std::string reason;
   int newton_steps = 0;
+  // How far from an optimum training stopped: the Jacobi-scaled gradient of the training loss
+  // at the final parameters over all of them, max_i |g_i| / sqrt(H_ii), relative to the RMSE
+  // (a cosine between the residual and a column of the Jacobian), and the relative decrease of
+  // the loss by the last accepted step (NaN before any step).
+  double scaled_grad = NAN;
+  double rel_decrease = NAN;
   double train_rmse = 0.0;
   double test_rmse = 0.0;
   double seconds = 0.0;

@@ -2,8 +2,8 @@
 // Jacobian J (training points x stage columns) and the residual r are first compressed to a
 // small system [B | h] with ||J s + r|| = ||B s + h|| for every step s (an orthogonal
 // reduction: the Gram matrix J^T J is never formed, so conditioning is not squared), then a
-// rank-revealing LAPACK solve (dgelsy, QR with column pivoting and a complete orthogonal
-// decomposition) gives the minimizer of least norm in the exact null space. Host only.
+// rank-revealing LAPACK solve (dgelsd, the SVD) gives the minimizer of least norm in the exact
+// null space. Host only.
 #pragma once
 
 #include <vector>
@@ -31,19 +31,23 @@ constexpr double kLsRcondEps = 2.220446049250313e-16;
 // npoints sets the rank threshold. Returns the numerical rank.
 int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x);
 
-// Relu networks on 1D inputs (relu1d.h): the exact compression of the stage [b, e) of the
-// network theta on the training points xs (sorted ascending, n of them) with residuals r
-// (y(x_k) - f(x_k)). The gates split the points into runs on which every column of the stage
-// is one polynomial of degree <= nf; each run contributes the R factor of its local
+// Relu networks on 1D inputs (relu1d.h): the exact compression of the Jacobian columns of the
+// network theta named by columns (parameter indices) on the training points xs (sorted
+// ascending, n of them) with residuals r (y(x_k) - f(x_k)). The gates split the points into
+// runs on which every column is one polynomial of degree <= nf; each run contributes the R factor of its local
 // Vandermonde matrix (LAPACK dgeqrf in the run's own centred, scaled coordinate), so the
 // system has at most (n + 1)(nf + 1) rows, however many points there are.
-void compress_relu1d(const Shape& s, const double* theta, int b, int e, const double* xs,
-                     const double* r, int n, LsSystem* out);
+void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>& columns,
+                     const double* xs, const double* r, int n, LsSystem* out);
 
-// Any network: the compression as a streaming QR of the Jacobian rows of the stage, a tile of
+// Any network: the compression as a streaming QR of the Jacobian rows (their entries in
+// columns), a tile of
 // points at a time (LAPACK dgeqrf on the previous R stacked over the tile). x is row-major
 // (n points of s.d inputs), f the targets. At most m + 1 rows.
-void compress_rows(const Shape& s, const double* theta, int b, int e, const double* x,
-                   const double* f, int n, LsSystem* out);
+void compress_rows(const Shape& s, const double* theta, const std::vector<int>& columns,
+                   const double* x, const double* f, int n, LsSystem* out);
+
+// The parameter indices b, b + 1, ..., e - 1: the columns of a stage [b, e).
+std::vector<int> param_range(int b, int e);
 
 }  // namespace gs
