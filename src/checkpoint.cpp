@@ -47,6 +47,8 @@ void write_chunk(const std::string& dir, int id, const std::vector<int>& jobs,
                    {"status", status_name(r.status)},
                    {"reason", r.reason},
                    {"newton_steps", r.newton_steps},
+                   {"scaled_gradient", number(r.scaled_grad)},
+                   {"last_rel_decrease", number(r.rel_decrease)},
                    {"train_rmse", number(r.train_rmse)},
                    {"test_rmse", number(r.test_rmse)},
                    {"seconds", r.seconds},
@@ -82,6 +84,8 @@ std::map<int, NetResult> read_chunks(const std::string& dir, int num_jobs) {
         r.status = status_from(n.at("status").get<std::string>());
         r.reason = n.at("reason").get<std::string>();
         r.newton_steps = n.at("newton_steps").get<int>();
+        r.scaled_grad = number_from(n.at("scaled_gradient"));
+        r.rel_decrease = number_from(n.at("last_rel_decrease"));
         r.train_rmse = number_from(n.at("train_rmse"));
         r.test_rmse = number_from(n.at("test_rmse"));
         r.seconds = n.at("seconds").get<double>();

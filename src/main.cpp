@@ -182,9 +182,16 @@ gs::SweepSpec build_spec(const Options& o) {
   if (o.hessian == "exact") spec.train.hessian = gs::HessianKind::kExact;
   else if (o.hessian == "gn") spec.train.hessian = gs::HessianKind::kGaussNewton;
   else throw std::invalid_argument("--hessian: unknown kind '" + o.hessian + "' (exact or gn)");
-  if (o.projection == "on") spec.train.project = true;
-  else if (o.projection == "off") spec.train.project = false;
-  else throw std::invalid_argument("--projection: want on or off, not '" + o.projection + "'");
+  if (o.projection == "on") {
+    spec.train.project = true;
+  } else if (o.projection == "alternate") {
+    spec.train.project = true;
+    spec.train.variable_projection = false;
+  } else if (o.projection == "off") {
+    spec.train.project = false;
+  } else {
+    throw std::invalid_argument("--projection: want on, alternate or off, not '" + o.projection + "'");
+  }
   if (!(o.test_fraction >= 0.0 && o.test_fraction < 1.0))
     throw std::invalid_argument("--test-fraction must be in [0, 1)");
   if (o.standardize != "on" && o.standardize != "off")
@@ -396,6 +403,8 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
     std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
               << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
               << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
+    const std::string short_line = gs::stopped_short_line(results);
+    if (!short_line.empty()) std::cout << short_line << "\n";
   }
 }
 
@@ -575,6 +584,7 @@ int merge(Options o, const std::vector<std::string>& dirs) {
     const int c_arch = table.column("arch"), c_act = table.column("activation"), c_target = table.column("target"),
               c_width = table.column("width"), c_seed = table.column("seed"), c_status = table.column("status"),
               c_reason = table.column("reason"), c_steps = table.column("newton_steps"),
+              c_sgrad = table.column("scaled_gradient"), c_drop = table.column("last_rel_decrease"),
               c_train = table.column("train_rmse"), c_test = table.column("test_rmse"), c_secs = table.column("seconds");
     for (std::size_t i = 0; i < ids.size(); ++i) {
       const auto& row = table.rows[i];
@@ -589,6 +599,8 @@ int merge(Options o, const std::vector<std::string>& dirs) {
       r.status = gs::status_from(row[c_status]);
       r.reason = row[c_reason];
       r.newton_steps = static_cast<int>(gs::parse_int_field(row[c_steps], where));
+      r.scaled_grad = gs::parse_double_field(row[c_sgrad], where);
+      r.rel_decrease = gs::parse_double_field(row[c_drop], where);
       r.train_rmse = gs::parse_double_field(row[c_train], where);
       r.test_rmse = gs::parse_double_field(row[c_test], where);
       r.seconds = gs::parse_double_field(row[c_secs], where);
@@ -720,7 +732,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--hessian", o.hessian, "exact or gn (Gauss-Newton)")->capture_default_str();
   app.add_option("--projection", o.projection,
-                 "on: after each ALL step, solve the linear blocks (D, U, Q) exactly; off: plain Newton")
+                 "ALL stage. on: variable projection, Newton on the gates (and middle factors) with the "
+                 "last factor and d0 (mlp: D and d0) solved exactly at every step (CPU; the CUDA backend "
+                 "alternates); "
+                 "alternate: Newton on all parameters, then exact solves of D, U, Q in turn; off: plain "
+                 "Newton")
       ->capture_default_str();
   app.add_option("--init", o.init,
                  "auto (maso for 1D inputs, random beyond), maso (spline knots, 1D only) or random (gate rows "

@@ -1,18 +1,20 @@
 // results.csv, summary.json and the slope table.
 #include "gpusweep/output.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <cmath>
+#include <fstream>
 #include <iomanip>
 #include <map>
 #include <sstream>
 #include <stdexcept>
 
 #include "gpusweep/csv.h"
+#include "gpusweep/util.h"
 
 namespace gs {
 
@@ -20,7 +22,7 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
                         const std::vector<NetResult>& results) {
   std::ostringstream os;
   os << "arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,"
-        "newton_steps,seconds\n";
+        "newton_steps,scaled_gradient,last_rel_decrease,seconds\n";
   os << std::setprecision(17);
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     const Job& job = jobs[j];
@@ -30,7 +32,8 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
     os << model_name(job.model()) << ',' << model_act_name(job.model(), job.act) << ',' << target
        << ',' << job.width << ',' << model_num_params(job.model(), ds.d, job.width) << ',' << job.seed << ','
        << r.train_rmse << ',' << r.test_rmse << ',' << status_name(r.status) << ',' << r.reason
-       << ',' << r.newton_steps << ',' << std::setprecision(6) << r.seconds
+       << ',' << r.newton_steps << ',' << std::setprecision(6) << r.scaled_grad << ','
+       << r.rel_decrease << ',' << r.seconds
        << std::setprecision(17) << '\n';
   }
   return os.str();
@@ -49,12 +52,51 @@ nlohmann::json datasets_json(const std::vector<Dataset>& datasets) {
   return arr;
 }
 
+namespace {
+
+// The networks that stopped at the step limit: their last relative loss decreases and scaled
+// gradients (0 where a network took no step).
+struct StoppedShort {
+  std::vector<double> drops, grads;
+};
+
+StoppedShort stopped_short(const std::vector<NetResult>& results) {
+  StoppedShort out;
+  for (const auto& r : results)
+    if (r.status == Status::kMaxSteps) {
+      out.drops.push_back(std::isfinite(r.rel_decrease) ? r.rel_decrease : 0.0);
+      out.grads.push_back(std::isfinite(r.scaled_grad) ? r.scaled_grad : 0.0);
+    }
+  return out;
+}
+
+}  // namespace
+
+std::string stopped_short_line(const std::vector<NetResult>& results) {
+  const StoppedShort st = stopped_short(results);
+  if (st.drops.empty()) return "";
+  std::ostringstream os;
+  os << std::setprecision(2) << st.drops.size() << " network" << (st.drops.size() == 1 ? "" : "s")
+     << " stopped short at the step limit: the last step lowered the loss by " << median_of(st.drops)
+     << " (median), " << *std::max_element(st.drops.begin(), st.drops.end())
+     << " (max), relative; scaled gradient " << median_of(st.grads)
+     << " (median). More steps (--schedule ...,ALL*N) would take them further.";
+  return os.str();
+}
+
 nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results) {
   nlohmann::json j;
   j["config"] = config;
   nlohmann::json counts = {{"converged", 0}, {"max_steps", 0}, {"failed", 0}};
   for (const auto& r : results) counts[status_name(r.status)] = counts[status_name(r.status)].get<int>() + 1;
+  const StoppedShort st = stopped_short(results);
+  if (!st.drops.empty()) {
+    counts["stopped_short"] = {
+        {"last_rel_decrease_median", median_of(st.drops)},
+        {"last_rel_decrease_max", *std::max_element(st.drops.begin(), st.drops.end())},
+        {"scaled_gradient_median", median_of(st.grads)}};
+  }
   j["networks"] = counts;
   put_fits(j, fits, fit);
   return j;

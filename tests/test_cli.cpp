@@ -94,7 +94,7 @@ TEST(CliRun, WritesResultsAndSummary) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("slope(P)"), std::string::npos) << r.out;
   const std::string csv = slurp(out / "results.csv");
-  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,newton_steps,seconds\n", 0), 0u);
+  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,newton_steps,scaled_gradient,last_rel_decrease,seconds\n", 0), 0u);
   EXPECT_EQ(lines(csv), 1 + 2 * 3 * 2);
   EXPECT_NE(csv.find("glu,relu,invcos2,6,31,1,"), std::string::npos);
   const auto j = nlohmann::json::parse(slurp(out / "summary.json"));

@@ -102,9 +102,10 @@ TEST(Fit, TooFewWidthsOrNonPositiveRmseIsAClearNoFit) {
 
 TEST(Fit, ResultsCsvReadsBack) {
   const std::string text =
-      "arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,newton_steps,seconds\n"
-      "glu,relu,\"exp(-x^2)*min(x,1)\",8,41,0,0.001,0.002,converged,gradient below gtol,12,0.01\n"
-      "glu,relu,\"a \"\"quoted\"\" name\",16,81,1,0.001,0.0005,failed,non-finite loss or gradient,3,0.02\n";
+      "arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,newton_steps,"
+      "scaled_gradient,last_rel_decrease,seconds\n"
+      "glu,relu,\"exp(-x^2)*min(x,1)\",8,41,0,0.001,0.002,converged,gradient below gtol,12,1e-9,1e-11,0.01\n"
+      "glu,relu,\"a \"\"quoted\"\" name\",16,81,1,0.001,0.0005,failed,non-finite loss or gradient,3,nan,nan,0.02\n";
   const auto rows = parse_results_csv(text, "results.csv");
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].target, "exp(-x^2)*min(x,1)");

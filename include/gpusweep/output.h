@@ -18,6 +18,9 @@ nlohmann::json datasets_json(const std::vector<Dataset>& datasets);
 
 nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results);
+// One line on the networks that stopped at the step limit and how far from an optimum (their
+// last relative loss decrease and scaled gradient); empty when none did.
+std::string stopped_short_line(const std::vector<NetResult>& results);
 // The "fits" part of summary.json (and the fit options), for summary_json and `gpu-sweep fit`.
 void put_fits(nlohmann::json& summary, const std::vector<GroupFit>& fits, const FitOptions& fit);
 void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const FitOptions& fit);
