@@ -95,9 +95,6 @@ void knot_curvature(const Shape& s, const double* theta, const double* xs, const
     const int pos = static_cast<int>(std::lower_bound(xs, xs + npts, kink) - xs);
     const int lo = pos - half, hi = pos + half;
     if (lo < 1 || hi + 1 > npts) continue;  // outside the points, or too near their ends
-    // The points lo..hi-1 own the x between the midpoints at either end of the window.
-    const double span = 0.5 * (xs[hi] + xs[hi - 1]) - 0.5 * (xs[lo] + xs[lo - 1]);
-    if (!(span > 0.0)) continue;
     double sum = 0.0;
     for (int k = lo; k < hi; ++k) {
       double m = 1.0;
@@ -105,8 +102,14 @@ void knot_curvature(const Shape& s, const double* theta, const double* xs, const
         m *= theta[factor_offset(s, b) + i] * xs[k] + theta[factor_offset(s, b) + s.n + i];
       sum += (evaluate(s, theta, &xs[k]) - ys[k]) * m;
     }
+    // The density of the points from a window four times as wide (as far as the data
+    // reach): the points wlo..whi-1 own the x between the midpoints at its ends.
+    const int wlo = std::max(1, pos - 4 * half), whi = std::min(npts - 1, pos + 4 * half);
+    const double span = 0.5 * (xs[whi] + xs[whi - 1]) - 0.5 * (xs[wlo] + xs[wlo - 1]);
+    if (!(span > 0.0)) continue;
+    const double density = (whi - wlo) / (static_cast<double>(npts) * span);
     const double D = theta[d_offset(s) + i];
-    const double v = 2.0 * D * sum / (static_cast<double>(npts) * span * std::fabs(G));
+    const double v = 2.0 * D * (sum / (hi - lo)) * density / std::fabs(G);
     // d(G x + g)/d(G, g) at the kink is (kink, 1).
     entries->push_back({ig, ig, v});
     entries->push_back({iG, iG, v * kink * kink});

@@ -66,8 +66,9 @@ void var_pro_roles(const Shape& s, const double* theta, const Points1d* pts, Rol
 // training point, by 2 r(x) D m(x) / (N |G|) (m: the neuron's other factors). Over a step that
 // crosses many points these jumps add up to the curvature 2 rho(b) r(b) D m(b) / |G| (rho: the
 // density of the points at the kink b = -g/G), as large as the Gauss-Newton curvature of a
-// knot near the optimum. It is estimated from the `half` sorted training points on each side
-// of the kink (none when the kink lies outside them). 1D relu only (relu1d_fast_path);
+// knot near the optimum. r D m is averaged over the `half` sorted training points on each side
+// of the kink, and rho is estimated from four times as many (none when the kink lies outside
+// the points). 1D relu only (relu1d_fast_path);
 // appends to entries (row, column, value) triples of the Hessian, both triangles.
 struct HessEntry {
   int row, col;
