@@ -84,8 +84,9 @@ std::map<int, NetResult> read_chunks(const std::string& dir, int num_jobs) {
         r.status = status_from(n.at("status").get<std::string>());
         r.reason = n.at("reason").get<std::string>();
         r.newton_steps = n.at("newton_steps").get<int>();
-        r.scaled_grad = number_from(n.at("scaled_gradient"));
-        r.rel_decrease = number_from(n.at("last_rel_decrease"));
+        // Chunks written before these two numbers were recorded read as NaN.
+        r.scaled_grad = n.contains("scaled_gradient") ? number_from(n.at("scaled_gradient")) : NAN;
+        r.rel_decrease = n.contains("last_rel_decrease") ? number_from(n.at("last_rel_decrease")) : NAN;
         r.train_rmse = number_from(n.at("train_rmse"));
         r.test_rmse = number_from(n.at("test_rmse"));
         r.seconds = n.at("seconds").get<double>();
