@@ -54,4 +54,24 @@ inline double train_mse(const Shape& s, const double* th, const Dataset& ds) {
   return sse / ds.n_train();
 }
 
+// theta with the parameters cols replaced by their least-squares optimum with the others
+// held: the explicit Jacobian of the training points and dgelsd.
+inline std::vector<double> reference_solve(const Shape& s, std::vector<double> th,
+                                           const std::vector<int>& cols, const Dataset& ds) {
+  const int n = ds.n_train(), m = static_cast<int>(cols.size());
+  std::vector<double> A(static_cast<std::size_t>(n) * m), rhs(n), row(num_params(s));
+  for (int k = 0; k < n; ++k) {
+    const double y = jacobian_row(s, th.data(), &ds.x_train[static_cast<std::size_t>(k) * s.d], row.data());
+    double lin = 0.0;
+    for (int q = 0; q < m; ++q) {
+      A[k + static_cast<std::size_t>(q) * n] = row[cols[q]];
+      lin += row[cols[q]] * th[cols[q]];
+    }
+    rhs[k] = ds.y_train[k] - (y - lin);  // the target less the part the columns do not hold
+  }
+  const std::vector<double> x = svd_solve(n, m, A, rhs);
+  for (int q = 0; q < m; ++q) th[cols[q]] = x[q];
+  return th;
+}
+
 }  // namespace gs

@@ -19,23 +19,6 @@
 namespace gs {
 namespace {
 
-// The stage [b, e) of theta by the explicit Jacobian and dgelsd: new values, and their MSE.
-std::vector<double> reference_values(const Shape& s, const std::vector<double>& th, int b, int e,
-                                     const Dataset& ds) {
-  const int n = ds.n_train(), m = e - b;
-  std::vector<double> A(static_cast<std::size_t>(n) * m), rhs(n), row(num_params(s));
-  for (int k = 0; k < n; ++k) {
-    const double y = jacobian_row(s, th.data(), &ds.x_train[static_cast<std::size_t>(k) * s.d], row.data());
-    double lin = 0.0;
-    for (int q = 0; q < m; ++q) {
-      A[k + static_cast<std::size_t>(q) * n] = row[b + q];
-      lin += row[b + q] * th[b + q];
-    }
-    rhs[k] = ds.y_train[k] - (y - lin);  // the target less the part the stage does not hold
-  }
-  return svd_solve(n, m, A, rhs);
-}
-
 struct Case {
   Shape s;
   std::vector<double> th;
@@ -93,8 +76,7 @@ void check_against_svd(const Dataset& ds, Act act, bool fast, double tol, double
       stage_range(s, stage, &b, &e);
       std::vector<double> ref(batch.params.begin() + batch.nets[i].offset,
                               batch.params.begin() + batch.nets[i].offset + num_params(s));
-      const std::vector<double> x = reference_values(s, ref, b, e, ds);
-      std::copy(x.begin(), x.end(), ref.begin() + b);
+      ref = reference_solve(s, ref, param_range(b, e), ds);
       const double* got = after.data() + batch.nets[i].offset;
       const double mse_ref = train_mse(s, ref.data(), ds);
       const double mse_got = train_mse(s, got, ds);

@@ -23,24 +23,9 @@
 namespace gs {
 namespace {
 
-// theta with its linear columns (linear_columns) replaced by their least-squares optimum,
-// solved by dgelsd on the explicit Jacobian.
-std::vector<double> project(const Shape& s, std::vector<double> th, const Dataset& ds) {
-  const std::vector<int> cols = linear_columns(s);
-  const int n = ds.n_train(), m = static_cast<int>(cols.size());
-  std::vector<double> A(static_cast<std::size_t>(n) * m), rhs(n), row(num_params(s));
-  for (int k = 0; k < n; ++k) {
-    const double y = jacobian_row(s, th.data(), &ds.x_train[static_cast<std::size_t>(k) * s.d], row.data());
-    double lin = 0.0;
-    for (int q = 0; q < m; ++q) {
-      A[k + static_cast<std::size_t>(q) * n] = row[cols[q]];
-      lin += row[cols[q]] * th[cols[q]];
-    }
-    rhs[k] = ds.y_train[k] - (y - lin);
-  }
-  const std::vector<double> x = svd_solve(n, m, A, rhs);
-  for (int q = 0; q < m; ++q) th[cols[q]] = x[q];
-  return th;
+// theta with its linear columns (linear_columns) at their least-squares optimum.
+std::vector<double> project(const Shape& s, const std::vector<double>& th, const Dataset& ds) {
+  return reference_solve(s, th, linear_columns(s), ds);
 }
 
 double phi(const Shape& s, const std::vector<double>& th, const Dataset& ds) {
@@ -241,19 +226,7 @@ TEST(VarPro, ThinNeuronIsSwitchedOff) {
         keep.push_back(q);
       }
     }
-    const int n = ds.n_train(), mk = static_cast<int>(keep.size());
-    std::vector<double> A(static_cast<std::size_t>(n) * mk), rhs(n), row(m);
-    for (int k = 0; k < n; ++k) {
-      const double y = jacobian_row(s, ref.data(), &ds.x_train[k], row.data());
-      double lin = 0.0;
-      for (int q = 0; q < mk; ++q) {
-        A[k + static_cast<std::size_t>(q) * n] = row[keep[q]];
-        lin += row[keep[q]] * ref[keep[q]];
-      }
-      rhs[k] = ds.y_train[k] - (y - lin);
-    }
-    const std::vector<double> x = svd_solve(n, mk, A, rhs);
-    for (int q = 0; q < mk; ++q) ref[keep[q]] = x[q];
+    ref = reference_solve(s, ref, keep, ds);
     const double want = train_mse(s, ref.data(), ds);
     EXPECT_NEAR(loss, want, 1e-8 * want) << arch_name(a);
     EXPECT_NEAR(train_mse(s, got.data(), ds), want, 1e-8 * want) << arch_name(a);
