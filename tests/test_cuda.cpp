@@ -227,8 +227,14 @@ TEST(Cuda, DampedSolveMatchesLapack) {
   }
 }
 
-// A few Newton steps of the cascade on both backends: RMSE to 1e-8 relative, status exactly.
-void expect_same_training(const SweepSpec& spec) {
+// One plain Newton step of the ALL stage from identical parameters (no projection, so the
+// same math on both backends: assembly, damped Cholesky, line search): RMSE to 1e-8 relative
+// and the status exactly.
+void expect_same_step(SweepSpec spec) {
+  spec.train.schedule = parse_schedule("ALL*1");
+  spec.train.project = false;
+  // Damping well above round-off, as in DampedSolveMatchesLapack.
+  spec.train.lambda_init = 1e-3;
   const auto jobs = make_jobs(spec);
   CpuBackend cpu(0);
   CudaBackend gpu{CudaOptions{}};
@@ -244,7 +250,47 @@ void expect_same_training(const SweepSpec& spec) {
   }
 }
 
-TEST(Cuda, NewtonStepsMatchCpu) {
+// Whole runs of the cascade: after a few steps rounding alone parts the trajectories of
+// near-singular systems (sorting the points differently moves RMSEs by up to 2.4e-6 after
+// three steps on the CPU alone), so they compare statistically. Per arch and activation the
+// median GPU/CPU RMSE ratio is within 10%, and no network fails on one backend alone.
+void expect_similar_training(const SweepSpec& spec) {
+  const auto jobs = make_jobs(spec);
+  CpuBackend cpu(0);
+  CudaBackend gpu{CudaOptions{}};
+  const auto rc = run_sweep(spec, jobs, cpu);
+  const auto rg = run_sweep(spec, jobs, gpu);
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu})
+    for (Act act : spec.acts) {
+      std::vector<double> ratio;
+      for (std::size_t j = 0; j < jobs.size(); ++j) {
+        if (jobs[j].arch != a || jobs[j].act != act) continue;
+        EXPECT_EQ(rg[j].status == Status::kFailed, rc[j].status == Status::kFailed)
+            << arch_name(a) << " " << act_name(act) << " n=" << jobs[j].width << ": " << rg[j].reason
+            << " vs " << rc[j].reason;
+        if (rc[j].status != Status::kFailed && rg[j].status != Status::kFailed)
+          ratio.push_back(rg[j].train_rmse / rc[j].train_rmse);
+      }
+      if (ratio.empty()) continue;  // an arch the spec does not train
+      std::sort(ratio.begin(), ratio.end());
+      const double med = ratio[ratio.size() / 2];
+      EXPECT_NEAR(med, 1.0, 0.1) << arch_name(a) << " " << act_name(act);
+    }
+}
+
+TEST(Cuda, OneNewtonStepMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
+  spec.datasets.push_back(make_target_dataset("sin_sin", 1500, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu, Act::kSilu};
+  spec.widths = {1, 2, 4, 9, 33, 100, 200};
+  spec.seeds = 2;
+  expect_same_step(spec);
+}
+
+TEST(Cuda, NewtonStepsMatchCpuStatistically) {
   SKIP_WITHOUT_GPU();
   SweepSpec spec;
   spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
@@ -254,7 +300,7 @@ TEST(Cuda, NewtonStepsMatchCpu) {
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
   spec.train.variable_projection = false;  // the CUDA backend alternates
-  expect_same_training(spec);
+  expect_similar_training(spec);
 }
 
 // The same in d = 2 and d = 5, where every activation takes the general assembly.
@@ -269,7 +315,7 @@ TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
   spec.train.variable_projection = false;  // the CUDA backend alternates
-  expect_same_training(spec);
+  expect_similar_training(spec);
 }
 
 // The slopes of a whole sweep agree within 0.05.
