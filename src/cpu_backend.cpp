@@ -510,7 +510,7 @@ void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, dou
     double* trial = trial_theta_.data() + vec_off_[i];
     for (int q = 0; q < m; ++q) trial[q] = take_step ? theta[q] + step[q] : theta[q];
     std::vector<int> cols = linear_columns(s);
-    if (relu1d_fast_path(s) && fast_relu1d_) {
+    if (relu1d_fast_path(s)) {  // the same rule as var_pro_solve's roles, whatever the assembly
       const std::vector<int> all = cols;
       drop_thin_neurons(s, trial, points1d(nd.dataset), &cols);
       for (int q : all) trial[q] = std::binary_search(cols.begin(), cols.end(), q) ? trial[q] : 0.0;

@@ -316,8 +316,10 @@ void least_squares_stage(Backend& be, Block block, std::vector<NetResult>& res,
       mark(res[i], Status::kFailed, "non-finite least-squares solution");
     } else if (after[j] <= before[j]) {
       accepted.push_back(i);
+      res[i].rel_decrease = before[j] > 0.0 ? (before[j] - after[j]) / before[j] : 0.0;
       mark(res[i], Status::kConverged, "least-squares solve (rank " + std::to_string(rank[j]) + ")");
     } else {
+      res[i].rel_decrease = 0.0;
       mark(res[i], Status::kConverged, "least-squares optimum already reached");
     }
   }
