@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "gpusweep/checkpoint.h"
+#include "gpusweep_version.h"
 #include "gpusweep/cli.h"
 #include "gpusweep/data.h"
 #include "gpusweep/fit.h"
@@ -102,6 +103,8 @@ std::string option_of(const std::string& key) {
 
 nlohmann::json manifest_json(Options o, std::size_t jobs) {
   nlohmann::json m;
+  m["version"] = GPUSWEEP_VERSION;
+  m["commit"] = GPUSWEEP_COMMIT;
   for_each_sweep_option(o, [&](const char* key, auto& value) { m["sweep"][key] = value; });
   m["jobs"] = jobs;
   return m;
@@ -229,7 +232,8 @@ nlohmann::json config_json(const Options& o, const std::string& backend) {
           {"dim", o.dim},           {"standardize", o.standardize},
           {"data_seed", o.data_seed}, {"schedule", o.schedule},
           {"hessian", o.hessian},   {"init", o.init}, {"projection", o.projection},
-          {"device", o.device},     {"backend", backend}};
+          {"device", o.device},     {"backend", backend},
+          {"version", GPUSWEEP_VERSION}, {"commit", GPUSWEEP_COMMIT}};
 }
 
 // The output directory: created if missing; refuses to overwrite results (any of the files
@@ -696,6 +700,9 @@ int main(int argc, char** argv) {
   Options o;
   CLI::App app{"gpu-sweep: train sweeps of tiny mlp/glu/gqu networks with Newton's method in float64 "
                "and report the L(P) scaling slopes."};
+  app.set_version_flag("--version", std::string("gpu-sweep ") + GPUSWEEP_VERSION + " (commit " +
+                                        GPUSWEEP_COMMIT + ")",
+                       "print the version and the commit this binary was built from, and exit");
   app.add_option("--arch", o.arch,
                  "architectures: mlp, glu, gqu (trained); baselines mlp-construct, glu-construct, "
                  "spline1, spline2, spline3 (comma-separated)")->capture_default_str();
@@ -834,6 +841,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     std::cout << (plot->parsed() ? plot->help() : ntk_cmd->parsed() ? ntk_cmd->help() : app.help());
+    return 0;
+  } catch (const CLI::CallForVersion& e) {
+    std::cout << e.what() << "\n";
     return 0;
   } catch (const CLI::ParseError& e) {
     std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";

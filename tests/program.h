@@ -45,14 +45,18 @@ inline fs::path tmp_dir() {
   return d;
 }
 
+// Runs a shell command line; its output goes to files in dir.
+inline Outcome run_command(const std::string& command, const fs::path& dir) {
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string cmd = command + " >" + out.string() + " 2>" + err.string();
+  const int status = std::system(cmd.c_str());
+  return Outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
 // Runs the program with args; its output goes to files in dir. `env` goes before it on the
 // command line (e.g. "PATH=/nonexistent").
 inline Outcome run(const std::string& args, const fs::path& dir, const std::string& env = "") {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = env + (env.empty() ? "" : " ") + std::string(GPUSWEEP_BIN) + " " + args + " >" +
-                          out.string() + " 2>" + err.string();
-  const int status = std::system(cmd.c_str());
-  return Outcome{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+  return run_command(env + (env.empty() ? "" : " ") + std::string(GPUSWEEP_BIN) + " " + args, dir);
 }
 
 }  // namespace gs_test

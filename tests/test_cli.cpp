@@ -15,6 +15,7 @@ namespace {
 
 using gs_test::Outcome;
 using gs_test::run;
+using gs_test::run_command;
 using gs_test::slurp;
 using gs_test::tmp_dir;
 
@@ -85,6 +86,31 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"--data @DIR/nan.csv", "not finite"},
                       BadInput{"--no-such-option", "no-such-option"}),
     [](const ::testing::TestParamInfo<BadInput>& info) { return "case" + std::to_string(info.index); });
+
+// --version names the version and the commit of the source tree (git, independently), and a
+// run's manifest.json and summary.json record the same.
+TEST(CliRun, VersionNamesTheCommit) {
+  const fs::path dir = tmp_dir();
+  const Outcome v = run("--version", dir);
+  ASSERT_EQ(v.code, 0) << v.err;
+  EXPECT_EQ(lines(v.out), 1) << v.out;
+  ASSERT_EQ(v.out.rfind("gpu-sweep ", 0), 0u) << v.out;
+  const std::size_t at = v.out.find("(commit ");
+  ASSERT_NE(at, std::string::npos) << v.out;
+  const std::string commit = v.out.substr(at + 8, v.out.find(')', at) - at - 8);
+  const Outcome head = run_command("git -C '" GPUSWEEP_SOURCE_DIR "' rev-parse --short=12 HEAD", dir);
+  if (head.code == 0 && !head.out.empty()) {
+    // The binary may have been built before the last commit; then a rebuild updates it.
+    EXPECT_EQ(commit.substr(0, 12), head.out.substr(0, 12)) << "rebuild after committing";
+  }
+  const fs::path out = dir / "run";
+  ASSERT_EQ(run("--arch mlp --widths 2 --points 50 --no-plots -q --out " + out.string(), dir).code, 0);
+  const auto m = nlohmann::json::parse(slurp(out / "manifest.json"));
+  const auto sum = nlohmann::json::parse(slurp(out / "summary.json"));
+  EXPECT_EQ(m["commit"].get<std::string>(), commit);
+  EXPECT_EQ(sum["config"]["commit"].get<std::string>(), commit);
+  EXPECT_EQ("gpu-sweep " + m["version"].get<std::string>() + " (commit " + commit + ")\n", v.out);
+}
 
 TEST(CliRun, WritesResultsAndSummary) {
   const fs::path dir = tmp_dir();
