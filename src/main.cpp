@@ -163,11 +163,16 @@ struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
 };
 
+// runs/<timestamp>, or runs/<timestamp>-2, -3, ... when runs started in the same second took
+// the earlier names: the default never lands on an earlier run's directory.
 std::string default_out_dir() {
   const std::time_t now = std::time(nullptr);
   char buf[64];
   std::strftime(buf, sizeof buf, "runs/%Y%m%d-%H%M%S", std::localtime(&now));
-  return buf;
+  std::string dir = buf;
+  std::error_code ec;
+  for (int k = 2; fs::exists(dir, ec); ++k) dir = std::string(buf) + "-" + std::to_string(k);
+  return dir;
 }
 
 // Everything that can be wrong with the input is found here, before any output exists.

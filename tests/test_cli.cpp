@@ -112,6 +112,20 @@ TEST(CliRun, VersionNamesTheCommit) {
   EXPECT_EQ("gpu-sweep " + m["version"].get<std::string>() + " (commit " + commit + ")\n", v.out);
 }
 
+// Quick runs without --out, one after another within a second or two: each gets its own
+// directory under runs/, none refuses.
+TEST(CliRun, DefaultOutputDirectoriesNeverCollide) {
+  const fs::path dir = tmp_dir();
+  for (int k = 0; k < 4; ++k) {
+    const Outcome r = run_command("cd '" + dir.string() + "' && " GPUSWEEP_BIN
+                                  " --arch mlp --widths 2 --points 50 --no-plots -q", dir);
+    ASSERT_EQ(r.code, 0) << "run " << k << ": " << r.err;
+  }
+  int runs = 0;
+  for (const auto& e : fs::directory_iterator(dir / "runs")) runs += fs::exists(e.path() / "results.csv");
+  EXPECT_EQ(runs, 4);
+}
+
 TEST(CliRun, WritesResultsAndSummary) {
   const fs::path dir = tmp_dir();
   const fs::path out = dir / "run";
