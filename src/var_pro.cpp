@@ -85,7 +85,7 @@ void var_pro_roles(const Shape& s, const double* theta, const Points1d* pts, Rol
 
 void knot_curvature(const Shape& s, const double* theta, const double* xs, const double* ys,
                     int npts, int half, std::vector<HessEntry>* entries) {
-  if (s.d != 1 || s.act != Act::kRelu) return;
+  if (!relu1d_fast_path(s)) return;
   const int nf = num_factors(s.arch);
   for (int i = 0; i < s.n; ++i) {
     const int iG = factor_offset(s, 0) + i, ig = factor_offset(s, 0) + s.n + i;
