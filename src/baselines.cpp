@@ -16,42 +16,40 @@ namespace gs {
 // ---- names ---------------------------------------------------------------------------------
 
 namespace {
-const char* trained_name(Arch a) {
-  switch (a) {
-    case Arch::kMlp: return "mlp";
-    case Arch::kGlu: return "glu";
-    case Arch::kGqu: return "gqu";
-  }
-  return "?";
-}
-
 std::vector<Model> all_models() {
-  return {Model(Arch::kMlp),
-          Model(Arch::kGlu),
-          Model(Arch::kGqu),
-          Model(Method::kConstruct, Arch::kMlp, 0),
-          Model(Method::kConstruct, Arch::kGlu, 0),
-          Model(Method::kSpline, Arch::kMlp, 1),
-          Model(Method::kSpline, Arch::kMlp, 2),
-          Model(Method::kSpline, Arch::kMlp, 3)};
+  std::vector<Model> v;
+  for (const ArchRow& r : kArchTable) v.push_back(Model(row_arch(r)));
+  for (const ArchRow& r : kArchTable) v.push_back(Model(Method::kConstruct, row_arch(r), 0));
+  v.push_back(Model(Method::kPaper, Arch::kMlp, 0));
+  v.push_back(Model(Method::kPaper, Arch::kGlu, 0));
+  for (int deg = 1; deg <= kMaxSplineDegree; ++deg) v.push_back(Model(Method::kSpline, Arch::kMlp, deg));
+  return v;
 }
 }  // namespace
 
 std::string model_name(const Model& m) {
   switch (m.method) {
-    case Method::kTrain: return trained_name(m.arch);
-    case Method::kConstruct: return std::string(trained_name(m.arch)) + "-construct";
+    case Method::kTrain: return arch_name(m.arch);
+    case Method::kConstruct: return std::string(arch_name(m.arch)) + "-construct";
+    case Method::kPaper: return std::string(arch_name(m.arch)) + "-paper";
     case Method::kSpline: return "spline" + std::to_string(m.degree);
   }
   return "?";
 }
 
 bool parse_model(const std::string& name, Model* out) {
-  for (const Model& m : all_models())
-    if (model_name(m) == name) {
+  for (const Model& m : all_models()) {
+    // A network's model also answers to its family name: gated:2, gated:2-construct.
+    const std::string family = m.method == Method::kSpline ? std::string() : arch_family_name(m.arch);
+    const std::string alt = m.method == Method::kTrain ? family
+                            : m.method == Method::kConstruct ? family + "-construct"
+                            : m.method == Method::kPaper ? family + "-paper"
+                                                         : std::string();
+    if (model_name(m) == name || (!alt.empty() && alt == name)) {
       *out = m;
       return true;
     }
+  }
   return false;
 }
 
@@ -66,10 +64,16 @@ int model_num_params(const Model& m, int d, int width) {
   return num_params(Shape{m.arch, Act::kRelu, d, width});
 }
 
+int model_effective_params(const Model& m, int d, int width, Act trained_act) {
+  if (m.method == Method::kSpline) return width + m.degree;
+  return effective_params(Shape{m.arch, m.method == Method::kTrain ? trained_act : Act::kRelu, d, width});
+}
+
 const char* model_act_name(const Model& m, Act trained_act) {
   switch (m.method) {
     case Method::kTrain: return act_name(trained_act);
-    case Method::kConstruct: return "relu";
+    case Method::kConstruct:
+    case Method::kPaper: return "relu";
     case Method::kSpline: return "none";
   }
   return "?";
@@ -77,9 +81,9 @@ const char* model_act_name(const Model& m, Act trained_act) {
 
 // ---- constructions ---------------------------------------------------------------------------
 
-std::vector<double> construct_network(Arch arch, int n, double lo, double hi, const TargetFn& f) {
+std::vector<double> paper_network(Arch arch, int n, double lo, double hi, const TargetFn& f) {
   if (arch != Arch::kMlp && arch != Arch::kGlu)
-    throw std::invalid_argument(std::string("no analytical construction for ") + trained_name(arch));
+    throw std::invalid_argument(std::string("the paper has no construction for ") + arch_name(arch));
   if (n < 1 || !(hi > lo) || !std::isfinite(lo) || !std::isfinite(hi))
     throw std::invalid_argument("construction: need a width >= 1 and a range lo < hi");
   const Shape s{arch, Act::kRelu, 1, n};
@@ -232,6 +236,200 @@ UniformSpline fit_spline(int degree, int cells, double lo, double hi, const std:
   return sp;
 }
 
+// ---- spline networks ---------------------------------------------------------------------
+
+namespace {
+// Neurons whose kink lies left of [lo, hi] and that, with d0, give the spline's global
+// polynomial: one while it splits into d0 + (x - e) S(x) with S of degree K <= 1 (any
+// linear S is one factor), two from K = 2 on, where S = (S + lam T) - lam T with T real-rooted.
+int outer_neurons(Arch arch) { return arch_order(arch) <= 1 ? 1 : 2; }
+
+// The roots wr + i wi of the polynomial sum_r c[r] u^r (c.back() != 0), from the eigenvalues
+// of its companion matrix (LAPACK dgeev). A complex pair comes as two consecutive roots, the
+// one with wi > 0 first.
+void poly_roots(const std::vector<double>& c, std::vector<double>* wr, std::vector<double>* wi) {
+  const int k = static_cast<int>(c.size()) - 1;
+  wr->assign(k, 0.0);
+  wi->assign(k, 0.0);
+  if (k == 0) return;
+  std::vector<double> C(static_cast<std::size_t>(k) * k, 0.0);
+  for (int i = 0; i < k; ++i) {
+    C[static_cast<std::size_t>(k - 1) * k + i] = -c[i] / c[k];  // last column
+    if (i > 0) C[static_cast<std::size_t>(i - 1) * k + i] = 1.0;  // subdiagonal
+  }
+  const char no = 'N';
+  int one = 1, info = 0, lwork = -1;
+  double wquery = 0.0, vdummy = 0.0;
+  dgeev_(&no, &no, &k, C.data(), &k, wr->data(), wi->data(), &vdummy, &one, &vdummy, &one, &wquery, &lwork,
+         &info);
+  if (info != 0) throw std::logic_error("dgeev workspace query: info " + std::to_string(info));
+  lwork = static_cast<int>(wquery);
+  std::vector<double> work(std::max(1, lwork));
+  dgeev_(&no, &no, &k, C.data(), &k, wr->data(), wi->data(), &vdummy, &one, &vdummy, &one, work.data(),
+         &lwork, &info);
+  if (info != 0) throw std::runtime_error("dgeev: info " + std::to_string(info));
+}
+
+bool real_roots(const std::vector<double>& c, std::vector<double>* roots) {
+  std::vector<double> wi;
+  poly_roots(c, roots, &wi);
+  for (double v : wi)
+    if (v != 0.0) return false;
+  return true;
+}
+}  // namespace
+
+int spline_network_min_width(Arch arch) { return outer_neurons(arch); }
+
+int spline_network_cells(Arch arch, int n) { return n - outer_neurons(arch) + 1; }
+
+std::vector<double> spline_network(Arch arch, int n, double lo, double hi, const std::vector<double>& x,
+                                   const std::vector<double>& y) {
+  if (arch_family(arch) != Family::kGated)
+    throw std::invalid_argument(std::string("no spline construction for ") + arch_name(arch));
+  const int K = arch_order(arch), deg = K + 1;
+  const int outer = outer_neurons(arch);
+  if (n < spline_network_min_width(arch))
+    throw std::invalid_argument(std::string(arch_name(arch)) + "-construct: width " + std::to_string(n) +
+                                " is below " + std::to_string(outer) + ", the neurons its global polynomial needs");
+  const int cells = spline_network_cells(arch, n);
+  const UniformSpline sp = fit_spline(deg, cells, lo, hi, x, y);
+  const double L = hi - lo, h = L / cells;
+
+  // Forward differences of the B-spline coefficients: the r-th derivative of the spline on
+  // cell j is sum_q diff[r][j + q] N^(deg - r)_q(t) / h^r, and the deg-th is constant per cell.
+  std::vector<std::vector<double>> diff(deg + 1);
+  diff[0] = sp.coef;
+  for (int r = 1; r <= deg; ++r) {
+    const auto& p = diff[r - 1];
+    for (std::size_t q = 0; q + 1 < p.size(); ++q) diff[r].push_back(p[q + 1] - p[q]);
+  }
+  double fact = 1.0;  // deg!
+  for (int r = 2; r <= deg; ++r) fact *= r;
+  // Taylor coefficients at lo of the first cell's polynomial: a[r] = P^(r)(lo) / r!.
+  std::vector<double> a(deg + 1);
+  double rf = 1.0, hr = 1.0;
+  for (int r = 0; r <= deg; ++r) {
+    if (r > 0) {
+      rf *= r;
+      hr *= h;
+    }
+    double N[kMaxSplineDegree + 1];
+    uniform_bspline_basis(deg - r, 0.0, N);
+    double v = 0.0;
+    for (int q = 0; q <= deg - r; ++q) v += diff[r][q] * N[q];
+    a[r] = v / hr / rf;
+  }
+
+  const Shape s{arch, Act::kRelu, 1, n};
+  std::vector<double> th(num_params(s), 0.0);
+  // Neuron i: relu(G x + g) times K factors U_b x + u_b, times D_i.
+  auto set_gate = [&](int i, double G, double g) {
+    th[factor_offset(s, 0) + i] = G;
+    th[factor_offset(s, 0) + n + i] = g;
+  };
+  auto set_factor = [&](int i, int b, double U, double u) {
+    th[factor_offset(s, b) + i] = U;
+    th[factor_offset(s, b) + n + i] = u;
+  };
+  // Interior knots: the jumps of the deg-th derivative, each the truncated power
+  // (x - t)_+^deg: every factor has its root at the knot and the last one the coefficient.
+  for (int j = 1; j < cells; ++j) {
+    const double coef = (diff[deg][j] - diff[deg][j - 1]) / hr / fact;
+    const double knot = lo + j * h;
+    const int i = outer + j - 1;
+    set_gate(i, 1.0, -knot);
+    for (int b = 1; b <= K; ++b) {
+      const double scale = b == K ? coef : 1.0;
+      set_factor(i, b, scale, -scale * knot);
+    }
+    th[d_offset(s) + i] = K == 0 ? coef : 1.0;
+  }
+
+  // The global polynomial P in u = (x - e) / L, e = lo - L / 2, so that u is in [1/2, 3/2] on
+  // the range: P = sum_r beta_r u^r with x - lo = L (u - 1/2). Then P = beta_0 + u S(u), and
+  // every outer neuron has the gate relu(u).
+  std::vector<double> beta(deg + 1, 0.0);
+  for (int r = 0; r <= deg; ++r) {
+    // a_r (x - lo)^r = a_r L^r (u - 1/2)^r, expanded binomially.
+    double Lr = std::pow(L, r), binom = 1.0;
+    for (int q = 0; q <= r; ++q) {
+      if (q > 0) binom = binom * (r - q + 1) / q;
+      beta[q] += a[r] * Lr * binom * std::pow(-0.5, r - q);
+    }
+  }
+  const double e = lo - 0.5 * L;
+  std::vector<double> S(beta.begin() + 1, beta.end());  // degree K
+  th.back() = beta[0];
+  for (int k = 0; k < outer; ++k) {
+    set_gate(k, 1.0 / L, -e / L);
+    th[d_offset(s) + k] = 1.0;
+  }
+  // A factor that is (u - rho) in x; the last factor of a neuron is scaled by its coefficient.
+  auto set_root_factor = [&](int i, int b, double rho, double scale) {
+    set_factor(i, b, scale / L, -scale * (e / L + rho));
+  };
+  if (K == 0) {
+    th[d_offset(s)] = S[0];
+  } else if (K == 1) {
+    set_factor(0, 1, S[1] / L, S[0] - S[1] * e / L);
+  } else {
+    // S = (S + lam T) - lam T with T real-rooted and lam large enough that S + lam T is
+    // real-rooted too. T is S with each complex pair of roots a +- ib moved to a +- b: for one
+    // pair S + lam T is real-rooted from lam = 1 on, and T is as large as S, so the two
+    // neurons cancel little. (If S lost its degree, T is the product over the Chebyshev points
+    // of [1/2, 3/2], scaled to S.) lam starts at 1/8 and doubles, then doubles once more
+    // for margin.
+    std::vector<double> tau, wr, wi;
+    double cT = S[K];
+    if (S[K] != 0.0) {
+      poly_roots(S, &wr, &wi);
+      for (int j = 0; j < K; ++j) {
+        if (wi[j] == 0.0) tau.push_back(wr[j]);
+        if (wi[j] > 0.0) {
+          tau.push_back(wr[j] + wi[j]);
+          tau.push_back(wr[j] - wi[j]);
+        }
+      }
+    } else {
+      cT = 0.0;
+      for (double c : S) cT = std::max(cT, std::fabs(c));
+      if (cT == 0.0) cT = 1.0;
+      for (int j = 0; j < K; ++j) tau.push_back(1.0 + 0.5 * std::cos(M_PI * (j + 0.5) / K));
+    }
+    std::vector<double> T(1, cT);
+    for (int j = 0; j < K; ++j) {
+      std::vector<double> next(T.size() + 1, 0.0);
+      for (std::size_t q = 0; q < T.size(); ++q) {
+        next[q + 1] += T[q];
+        next[q] -= tau[j] * T[q];
+      }
+      T = next;
+    }
+    double lam = 0.125;
+    std::vector<double> roots, sum(K + 1);
+    auto split = [&](double l) {
+      for (int q = 0; q <= K; ++q) sum[q] = S[q] + l * T[q];
+      return sum[K] != 0.0 && real_roots(sum, &roots);
+    };
+    int tries = 0;
+    while (!split(lam)) {
+      if (++tries == 200) throw std::runtime_error("spline network: no real-rooted split of the global polynomial");
+      lam *= 2.0;
+    }
+    // Once more for margin: roots that just turned real may sit close together.
+    if (split(2.0 * lam))
+      lam *= 2.0;
+    else
+      split(lam);
+    for (int b = 1; b <= K; ++b) {
+      set_root_factor(0, b, roots[b - 1], b == K ? sum[K] : 1.0);
+      set_root_factor(1, b, tau[b - 1], b == K ? -lam * cT : 1.0);
+    }
+  }
+  return th;
+}
+
 // ---- one baseline as a sweep row -------------------------------------------------------------
 
 namespace {
@@ -253,8 +451,10 @@ NetResult run_baseline(const Model& m, int width, const Dataset& ds, const Targe
   NetResult r;
   r.status = Status::kConverged;
   r.newton_steps = 0;
-  if (m.method == Method::kConstruct) {
-    r.params = construct_network(m.arch, width, ds.lo[0], ds.hi[0], f);
+  if (m.method == Method::kPaper || m.method == Method::kConstruct) {
+    r.params = m.method == Method::kPaper
+                   ? paper_network(m.arch, width, ds.lo[0], ds.hi[0], f)
+                   : spline_network(m.arch, width, ds.lo[0], ds.hi[0], ds.x_train, ds.y_train);
     const Shape s{m.arch, Act::kRelu, 1, width};
     // Measured through the shared network math: the construction is a real network.
     auto y = [&](double x) { return evaluate(s, r.params.data(), &x); };

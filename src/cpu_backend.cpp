@@ -8,6 +8,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 
 #include "gpusweep/least_squares.h"
 #include "gpusweep/relu1d.h"
@@ -50,7 +51,7 @@ struct TileArgs {
 
 template <int kNf, int kD>
 double tile_points(const TileArgs& t, double sse) {
-  const Shape s{kNf > 0 ? static_cast<Arch>(kNf - 1) : t.shape.arch, t.shape.act,
+  const Shape s{kNf > 0 ? make_arch(Family::kGated, kNf - 1) : t.shape.arch, t.shape.act,
                 kD > 0 ? kD : t.shape.d, t.shape.n};
   CpuBackend::Workspace& w = *t.w;
   const int p = num_params(s);
@@ -104,7 +105,7 @@ double tile_points(const TileArgs& t, double sse) {
 template <int kNf, int kD>
 double sum_squares(const Shape& shape, const double* theta, const std::vector<double>& x,
                    const std::vector<double>& f) {
-  const Shape s{kNf > 0 ? static_cast<Arch>(kNf - 1) : shape.arch, shape.act,
+  const Shape s{kNf > 0 ? make_arch(Family::kGated, kNf - 1) : shape.arch, shape.act,
                 kD > 0 ? kD : shape.d, shape.n};
   double sse = 0.0;
   for (std::size_t q = 0; q < f.size(); ++q) {
@@ -114,12 +115,25 @@ double sum_squares(const Shape& shape, const double* theta, const std::vector<do
   return sse;
 }
 
+// Calls f(kNf, kD) with the factor count and the input dimension as compile-time constants
+// (std::integral_constant) for the gated architectures on 1D inputs, and with both 0 (read
+// at run time) otherwise.
+template <int kNf = 1, class F>
+double by_shape(const Shape& s, F&& f) {
+  if constexpr (kNf > kMaxFactors) {
+    return f(std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
+  } else {
+    if (s.d == 1 && arch_family(s.arch) == Family::kGated && num_factors(s.arch) == kNf)
+      return f(std::integral_constant<int, kNf>{}, std::integral_constant<int, 1>{});
+    return by_shape<kNf + 1>(s, std::forward<F>(f));
+  }
+}
+
 // Sum of squared residuals of the network theta over the training points of ds.
 double train_sse(const Shape& s, const double* theta, const Dataset& ds) {
-  if (s.d == 1 && s.arch == Arch::kMlp) return sum_squares<1, 1>(s, theta, ds.x_train, ds.y_train);
-  if (s.d == 1 && s.arch == Arch::kGlu) return sum_squares<2, 1>(s, theta, ds.x_train, ds.y_train);
-  if (s.d == 1 && s.arch == Arch::kGqu) return sum_squares<3, 1>(s, theta, ds.x_train, ds.y_train);
-  return sum_squares<0, 0>(s, theta, ds.x_train, ds.y_train);
+  return by_shape(s, [&](auto nf, auto d) {
+    return sum_squares<decltype(nf)::value, decltype(d)::value>(s, theta, ds.x_train, ds.y_train);
+  });
 }
 
 // Training points on each side of a kink from which knot_curvature estimates its curvature.
@@ -362,10 +376,9 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
       const int nb = std::min(kTile, npts - t0);
       TileArgs a{s, theta, ds.x_train.data() + static_cast<std::size_t>(t0) * s.d,
                  ds.y_train.data() + t0, nb, b, e, second, &w};
-      if (s.d == 1 && s.arch == Arch::kMlp) sse = tile_points<1, 1>(a, sse);
-      else if (s.d == 1 && s.arch == Arch::kGlu) sse = tile_points<2, 1>(a, sse);
-      else if (s.d == 1 && s.arch == Arch::kGqu) sse = tile_points<3, 1>(a, sse);
-      else sse = tile_points<0, 0>(a, sse);
+      sse = by_shape(s, [&](auto nf, auto d) {
+        return tile_points<decltype(nf)::value, decltype(d)::value>(a, sse);
+      });
       dsyrk_("L", "N", &m, &nb, &one, w.tile.data(), &m, &one, H, &m);
       dgemv_("N", &m, &nb, &one, w.tile.data(), &m, w.resid.data(), &inc, &one, g, &inc);
     }

@@ -9,14 +9,16 @@
 namespace gs {
 
 std::string block_name(Block b) {
-  switch (b) {
-    case Block::kG: return "G";
-    case Block::kU: return "U";
-    case Block::kQ: return "Q";
-    case Block::kD: return "D";
-    case Block::kAll: return "ALL";
-  }
+  if (b == Block::kD) return "D";
+  if (b == Block::kAll) return "ALL";
+  if (is_factor_block(b)) return kFactorNames[static_cast<int>(b)];
   return "?";
+}
+
+std::string stage_names() {
+  std::string names = "D";
+  for (int b = 1; b < kMaxFactors; ++b) names += std::string(", ") + kFactorNames[b];
+  return names + ", G, ALL";
 }
 
 const char* status_name(Status s) {
@@ -39,14 +41,15 @@ std::vector<StageSpec> parse_schedule(const std::string& text) {
     const std::size_t star = item.find('*');
     const std::string name = item.substr(0, star);
     StageSpec st{Block::kAll, 1};
-    if (name == "D") st.block = Block::kD;
-    else if (name == "U") st.block = Block::kU;
-    else if (name == "Q") st.block = Block::kQ;
-    else if (name == "G") st.block = Block::kG;
-    else if (name == "ALL") st.block = Block::kAll;
-    else
-      throw std::invalid_argument("--schedule: unknown stage '" + item +
-                                  "' (stages are D, U, Q, G, ALL, each optionally *steps)");
+    bool known = false;
+    for (int k = 0; k <= static_cast<int>(Block::kAll) && !known; ++k)
+      if (name == block_name(static_cast<Block>(k))) {
+        st.block = static_cast<Block>(k);
+        known = true;
+      }
+    if (!known)
+      throw std::invalid_argument("--schedule: unknown stage '" + item + "' (stages are " + stage_names() +
+                                  ", each optionally *steps)");
     if (star != std::string::npos) {
       const std::string count = item.substr(star + 1);
       std::size_t used = 0;
@@ -328,13 +331,14 @@ void least_squares_stage(Backend& be, Block block, std::vector<NetResult>& res,
 }
 
 // Alternating projection after a step of the ALL stage: one exact least-squares solve of each
-// linear block (D, U, Q) with the others held, so the next ALL step starts from the optimal
+// linear block (D, then U, Q, ... in factor order) with the others held, so the next ALL step starts from the optimal
 // linear coefficients for the current knots. The sub-steps' own statuses are scratch; only a
 // numerical failure is carried over to the network.
 void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
                     std::vector<NetResult>& res, std::vector<NetResult>& scratch,
                     const std::vector<int>& active) {
-  for (Block b : {Block::kD, Block::kU, Block::kQ}) {
+  for (int k = 0; k < kMaxFactors; ++k) {
+    const Block b = k == 0 ? Block::kD : factor_block(k);  // D, then U, Q, R, ...
     std::vector<int> sub;
     for (int i : active)
       if (has_block(batch.nets[i].shape.arch, b) && res[i].status != Status::kFailed) {

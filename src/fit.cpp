@@ -100,6 +100,7 @@ std::vector<FitRow> fit_rows(const SweepSpec& spec, const std::vector<Job>& jobs
     r.target = ds.name;
     r.width = jobs[j].width;
     r.params = model_num_params(model, ds.d, jobs[j].width);
+    r.effective_params = model_effective_params(model, ds.d, jobs[j].width, jobs[j].act);
     r.seed = jobs[j].seed;
     r.test_rmse = results[j].test_rmse;
     r.failed = results[j].status == Status::kFailed;
@@ -135,11 +136,14 @@ std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptio
     gf.arch = std::get<1>(key);
     gf.activation = std::get<2>(key);
     std::map<int, std::vector<double>> by_width;
-    std::map<int, int> params_of;
+    std::map<int, int> params_of, effective_of;
+    bool effective_known = true;
     std::map<int, std::vector<const FitRow*>> by_seed;
     for (const FitRow* r : g) {
       by_width[r->width].push_back(r->test_rmse);
       params_of[r->width] = r->params;
+      effective_of[r->width] = r->effective_params;
+      effective_known = effective_known && r->effective_params > 0;
       by_seed[r->seed].push_back(r);
     }
     if (const std::string bad = bad_rmse(g); !bad.empty()) {
@@ -147,10 +151,14 @@ std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptio
       fits.push_back(std::move(gf));
       continue;
     }
-    std::vector<double> xw, xp, y;
+    std::vector<double> xw, xp, xe, y;
     for (auto& [w, v] : by_width) {
       gf.widths.push_back(w);
       gf.params.push_back(params_of[w]);
+      if (effective_known) {
+        gf.effective_params.push_back(effective_of[w]);
+        xe.push_back(effective_of[w]);
+      }
       gf.median_rmse.push_back(median_of(v));
       gf.min_rmse.push_back(*std::min_element(v.begin(), v.end()));
       gf.max_rmse.push_back(*std::max_element(v.begin(), v.end()));
@@ -166,15 +174,17 @@ std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptio
     }
     gf.vs_width = fit_loglog(xw, y);
     gf.vs_params = fit_loglog(xp, y);
+    if (effective_known) gf.vs_effective = fit_loglog(xe, y);
     gf.ok = true;
     // Per seed: its own curve, when it has two widths or more.
-    std::vector<double> sw, sp, rw, rp;
+    std::vector<double> sw, sp, se, rw, rp, re;
     int skipped = 0;
     for (auto& [seed, rs] : by_seed) {
-      std::vector<double> x1, x2, yy;
+      std::vector<double> x1, x2, x3, yy;
       for (const FitRow* r : rs) {
         x1.push_back(r->width);
         x2.push_back(r->params);
+        x3.push_back(r->effective_params);
         yy.push_back(r->test_rmse);
       }
       std::vector<double> distinct = x1;
@@ -188,11 +198,17 @@ std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptio
       rw.push_back(a.r2);
       sp.push_back(b.slope);
       rp.push_back(b.r2);
+      if (effective_known) {
+        const LineFit c = fit_loglog(x3, yy);
+        se.push_back(c.slope);
+        re.push_back(c.r2);
+      }
     }
     if (skipped > 0)
       gf.seed_note = std::to_string(skipped) + " seed(s) with fewer than two widths left out";
     gf.seed_vs_width = bootstrap_median(sw, rw, opt.bootstrap, opt.level, opt.seed);
     gf.seed_vs_params = bootstrap_median(sp, rp, opt.bootstrap, opt.level, opt.seed);
+    if (effective_known) gf.seed_vs_effective = bootstrap_median(se, re, opt.bootstrap, opt.level, opt.seed);
     fits.push_back(std::move(gf));
   }
   return fits;

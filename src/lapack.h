@@ -17,6 +17,9 @@ void dpotrs_(const char* uplo, const int* n, const int* nrhs, const double* a, c
 void dgelsd_(const int* m, const int* n, const int* nrhs, double* a, const int* lda, double* b,
              const int* ldb, double* s, const double* rcond, int* rank, double* work,
              const int* lwork, int* iwork, int* info);
+void dgeev_(const char* jobvl, const char* jobvr, const int* n, double* a, const int* lda, double* wr,
+            double* wi, double* vl, const int* ldvl, double* vr, const int* ldvr, double* work,
+            const int* lwork, int* info);
 void dgeqrf_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work,
              const int* lwork, int* info);
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,

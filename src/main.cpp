@@ -45,7 +45,7 @@ struct Options {
   int dim = 0;  // input dimension of expression targets; 0: from the expression
   std::string standardize = "on";
   std::uint64_t data_seed = 0;
-  std::string schedule = "D,U,Q,G,ALL*100";
+  std::string schedule = "D,U,Q,R,S,G,ALL*100";
   std::string hessian = "exact";
   std::string init = "auto";
   std::string projection = "on";
@@ -185,7 +185,8 @@ gs::SweepSpec build_spec(const Options& o) {
   if (o.init == "maso") spec.init = gs::InitKind::kMaso;
   else if (o.init == "random") spec.init = gs::InitKind::kRandom;
   else if (o.init == "auto") spec.init = gs::InitKind::kAuto;
-  else throw std::invalid_argument("--init: unknown initialization '" + o.init + "' (auto, maso or random)");
+  else if (o.init == "spline") spec.init = gs::InitKind::kSpline;
+  else throw std::invalid_argument("--init: unknown initialization '" + o.init + "' (auto, maso, random or spline)");
   spec.train.schedule = gs::parse_schedule(o.schedule);
   if (o.hessian == "exact") spec.train.hessian = gs::HessianKind::kExact;
   else if (o.hessian == "gn") spec.train.hessian = gs::HessianKind::kGaussNewton;
@@ -214,10 +215,11 @@ gs::SweepSpec build_spec(const Options& o) {
       if (seen.insert(t).second) spec.datasets.push_back(gs::make_target_dataset(t, o.points, o.data_seed, o.dim));
     }
   }
-  if (spec.init == gs::InitKind::kMaso)
+  if (spec.init == gs::InitKind::kMaso || spec.init == gs::InitKind::kSpline)
     for (const auto& ds : spec.datasets)
       if (ds.d != 1)
-        throw std::invalid_argument("--init maso: the spline knots need 1D inputs, and '" + gs::printable(ds.name, 80) +
+        throw std::invalid_argument("--init " + o.init + ": the spline knots need 1D inputs, and '" +
+                                    gs::printable(ds.name, 80) +
                                     "' has d = " + std::to_string(ds.d) + " (use auto or random)");
   return spec;
 }
@@ -709,8 +711,11 @@ int main(int argc, char** argv) {
                                         GPUSWEEP_COMMIT + ")",
                        "print the version and the commit this binary was built from, and exit");
   app.add_option("--arch", o.arch,
-                 "architectures: mlp, glu, gqu (trained); baselines mlp-construct, glu-construct, "
-                 "spline1, spline2, spline3 (comma-separated)")->capture_default_str();
+                 "architectures, comma-separated: gated:K for K = 0.." + std::to_string(gs::kMaxFactors - 1) +
+                 " (the gate times K linear factors; mlp = gated:0, glu = gated:1, gqu = gated:2), trained; "
+                 "NAME-construct, the network equal to the least-squares C^K spline of degree K+1 (no "
+                 "training); mlp-paper, glu-paper, the paper's constructions; spline1.." +
+                 std::to_string(gs::kMaxSplineDegree) + ", least-squares splines")->capture_default_str();
   app.add_option("--activation", o.activation, "activations: relu, gelu, silu, sigmoid (comma-separated)")
       ->capture_default_str();
   app.add_option("--widths", o.widths, "widths: A:B (inclusive), A:B:S, or a list 4,8,16")->capture_default_str();
@@ -740,7 +745,9 @@ int main(int argc, char** argv) {
   app.add_option("--data-seed", o.data_seed, "seed of the training points")
       ->capture_default_str()
       ->check(CLI::Validator(gs::check_uint64_text, ""));
-  app.add_option("--schedule", o.schedule, "Newton stages: D, U, Q, G, ALL, each optionally *steps")
+  app.add_option("--schedule", o.schedule,
+                 "Newton stages: " + gs::stage_names() + " (G the gate, U, Q, R, S the factors after it), each "
+                 "optionally *steps; an arch skips the stages of factors it lacks")
       ->capture_default_str();
   app.add_option("--hessian", o.hessian, "exact or gn (Gauss-Newton)")->capture_default_str();
   app.add_option("--projection", o.projection,
@@ -751,8 +758,9 @@ int main(int argc, char** argv) {
                  "Newton")
       ->capture_default_str();
   app.add_option("--init", o.init,
-                 "auto (maso for 1D inputs, random beyond), maso (spline knots, 1D only) or random (gate rows "
-                 "N(0, 1/d) through random data points)")
+                 "auto (maso for 1D inputs, random beyond), maso (spline knots, 1D only), random (gate rows "
+                 "N(0, 1/d) through random data points) or spline (the arch's -construct network: training "
+                 "starts from the least-squares spline; relu, 1D)")
       ->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 4096));

@@ -80,7 +80,7 @@ void check_run_size(const NtkSpec& spec, const std::vector<int>& dims, int point
     for (Arch arch : spec.archs)
       for (int w : spec.widths) {
         const double width = spec.match_params ? matched_width(arch, d, w) : w;
-        const double p = (num_factors(arch) * (d + 1.0) + 1.0) * width + 1.0;
+        const double p = num_params(Shape{arch, Act::kRelu, d, static_cast<int>(width)});
         if (p * n * 8.0 > kMaxJacobianBytes)
           throw std::invalid_argument("ntk: " + std::string(arch_name(arch)) + " of width " +
                                       std::to_string(static_cast<long long>(width)) + " at d = " + std::to_string(d) +

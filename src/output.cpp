@@ -21,7 +21,7 @@ namespace gs {
 std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
                         const std::vector<NetResult>& results) {
   std::ostringstream os;
-  os << "arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,"
+  os << "arch,activation,target,width,params,effective_params,seed,train_rmse,test_rmse,status,reason,"
         "newton_steps,scaled_gradient,last_rel_decrease,seconds\n";
   os << std::setprecision(17);
   for (std::size_t j = 0; j < jobs.size(); ++j) {
@@ -30,7 +30,8 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
     const Dataset& ds = spec.datasets[job.target];
     const std::string target = csv_quote(ds.name);
     os << model_name(job.model()) << ',' << model_act_name(job.model(), job.act) << ',' << target
-       << ',' << job.width << ',' << model_num_params(job.model(), ds.d, job.width) << ',' << job.seed << ','
+       << ',' << job.width << ',' << model_num_params(job.model(), ds.d, job.width) << ','
+       << model_effective_params(job.model(), ds.d, job.width, job.act) << ',' << job.seed << ','
        << r.train_rmse << ',' << r.test_rmse << ',' << status_name(r.status) << ',' << r.reason
        << ',' << r.newton_steps << ',' << std::setprecision(6) << r.scaled_grad << ','
        << r.rel_decrease << ',' << r.seconds
@@ -119,16 +120,19 @@ void put_fits(nlohmann::json& j, const std::vector<GroupFit>& fits, const FitOpt
   for (const auto& f : fits) {
     nlohmann::json g = {{"arch", f.arch},     {"activation", f.activation},
                         {"target", f.target}, {"widths", f.widths},
-                        {"params", f.params}, {"median_test_rmse", f.median_rmse},
+                        {"params", f.params}, {"effective_params", f.effective_params},
+                        {"median_test_rmse", f.median_rmse},
                         {"min_test_rmse", f.min_rmse}, {"max_test_rmse", f.max_rmse},
                         {"ok", f.ok}};
     if (f.ok) {
       // The fit of the median curve across seeds.
       g["vs_width"] = line_json(f.vs_width);
       g["vs_params"] = line_json(f.vs_params);
+      if (!f.effective_params.empty()) g["vs_effective_params"] = line_json(f.vs_effective);
       // Each seed's own fit: the median slope and its bootstrap interval.
       g["seed_slopes"] = {{"vs_width", stat_json(f.seed_vs_width)},
                           {"vs_params", stat_json(f.seed_vs_params)}};
+      if (!f.effective_params.empty()) g["seed_slopes"]["vs_effective_params"] = stat_json(f.seed_vs_effective);
       if (!f.seed_note.empty()) g["seed_slopes"]["note"] = f.seed_note;
     } else {
       g["note"] = f.note;
@@ -143,8 +147,12 @@ void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const 
      << static_cast<int>(std::lround(100 * fit.level)) << "% bootstrap interval (widths "
      << fit.min_width << ".." << (fit.max_width > 0 ? std::to_string(fit.max_width) : std::string("any"))
      << ")\n";
-  os << std::left << std::setw(15) << "arch" << std::setw(9) << "act" << std::setw(22) << "target"
-     << std::right << std::setw(26) << "slope(n)" << std::setw(26) << "slope(P)" << std::setw(8)
+  // The arch column is as wide as its longest name ("gated:4-construct"), plus two.
+  std::size_t arch_w = 15;
+  for (const auto& f : fits) arch_w = std::max(arch_w, f.arch.size() + 2);
+  const int aw = static_cast<int>(arch_w);
+  os << std::left << std::setw(aw) << "arch" << std::setw(9) << "act" << std::setw(22) << "target"
+     << std::right << std::setw(26) << "slope(n)" << std::setw(26) << "slope(P)" << std::setw(26) << "slope(P_eff)" << std::setw(8)
      << "r2" << std::setw(10) << "widths" << std::setw(7) << "seeds" << "\n";
   auto cell = [](const SlopeStat& s) {
     std::ostringstream c;
@@ -154,12 +162,13 @@ void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const 
   };
   for (const auto& f : fits) {
     std::string target = f.target.size() > 21 ? f.target.substr(0, 18) + "..." : f.target;
-    os << std::left << std::setw(15) << f.arch << std::setw(9) << f.activation << std::setw(22)
+    os << std::left << std::setw(aw) << f.arch << std::setw(9) << f.activation << std::setw(22)
        << target << std::right;
     if (f.ok) {
       std::ostringstream range;
       range << f.widths.front() << "-" << f.widths.back();
       os << std::setw(26) << cell(f.seed_vs_width) << std::setw(26) << cell(f.seed_vs_params)
+         << std::setw(26) << (f.effective_params.empty() ? std::string("-") : cell(f.seed_vs_effective))
          << std::fixed << std::setprecision(3) << std::setw(8) << f.seed_vs_width.r2 << std::setw(10)
          << range.str() << std::setw(7) << f.seed_vs_width.seeds << std::defaultfloat << "\n";
     } else {
@@ -176,6 +185,10 @@ std::vector<FitRow> parse_results_csv(const std::string& text, const std::string
   const int c_arch = t.column("arch"), c_act = t.column("activation"), c_target = t.column("target"),
             c_width = t.column("width"), c_params = t.column("params"), c_seed = t.column("seed"),
             c_rmse = t.column("test_rmse"), c_status = t.column("status");
+  // Older files have no effective_params: their fits leave it out.
+  const bool has_effective =
+      std::find(t.header.begin(), t.header.end(), "effective_params") != t.header.end();
+  const int c_eff = has_effective ? t.column("effective_params") : -1;
   std::vector<FitRow> rows;
   for (std::size_t k = 0; k < t.rows.size(); ++k) {
     const auto& f = t.rows[k];
@@ -186,6 +199,7 @@ std::vector<FitRow> parse_results_csv(const std::string& text, const std::string
     r.target = f[c_target];
     r.width = parse_int_field(f[c_width], where, 1, INT_MAX);
     r.params = parse_int_field(f[c_params], where, 1, INT_MAX);
+    if (has_effective) r.effective_params = parse_int_field(f[c_eff], where, 1, INT_MAX);
     r.seed = parse_int_field(f[c_seed], where, 0, kMaxSeed);
     r.test_rmse = parse_double_field(f[c_rmse], where);  // strtod reads nan too
     r.failed = f[c_status] == "failed";

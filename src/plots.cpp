@@ -484,8 +484,10 @@ void network_figures(const ParamsEntry& e, const Shape& s, const std::vector<dou
     const std::string f = "neurons_" + tag + ".dat";
     w->data[f] = d.str();
     std::string ylabel = "D_i s(G_i x + g_i)";
-    if (s.arch == Arch::kGlu || s.arch == Arch::kGqu) ylabel += " (U_i x + u_i)";
-    if (s.arch == Arch::kGqu) ylabel += " (Q_i x + q_i)";
+    for (int fb = 1; fb < num_factors(s.arch); ++fb) {
+      const std::string up = kFactorNames[fb];
+      ylabel += " (" + up + "_i x + " + static_cast<char>(std::tolower(up[0])) + "_i)";
+    }
     std::ostringstream b;
     b << "set title " << gq("Neuron contributions: " + title) << " noenhanced\n"
       << "set xrange [" << num(lo) << ":" << num(hi) << "]\nset xlabel 'x'\nset ylabel " << gq(ylabel) << "\n"

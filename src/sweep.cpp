@@ -10,15 +10,6 @@
 
 namespace gs {
 
-const char* arch_name(Arch a) {
-  switch (a) {
-    case Arch::kMlp: return "mlp";
-    case Arch::kGlu: return "glu";
-    case Arch::kGqu: return "gqu";
-  }
-  return "?";
-}
-
 const char* act_name(Act a) {
   switch (a) {
     case Act::kRelu: return "relu";
@@ -36,11 +27,16 @@ constexpr std::size_t kSplineFitBytes = std::size_t{2} << 30;
 void check_baseline(const Model& m, const Dataset& ds, const std::vector<int>& widths) {
   const std::string name = "--arch " + model_name(m);
   if (ds.d != 1) throw std::invalid_argument(name + ": defined for 1D inputs only");
-  if (m.method == Method::kConstruct && ds.expression.empty())
+  if (m.method == Method::kConstruct && !widths.empty() && widths.front() < spline_network_min_width(m.arch))
+    throw std::invalid_argument(name + ": needs widths >= " + std::to_string(spline_network_min_width(m.arch)) +
+                                " (the neurons of its global polynomial); got " + std::to_string(widths.front()));
+  if (m.method == Method::kPaper && ds.expression.empty())
     throw std::invalid_argument(name + ": the construction evaluates f between the data points, "
                                 "so it needs --target, not --data");
-  if (m.method == Method::kSpline && !widths.empty()) {
-    const std::size_t need = spline_fit_bytes(m.degree, widths.back(), ds.n_train());
+  if ((m.method == Method::kSpline || m.method == Method::kConstruct) && !widths.empty()) {
+    const std::size_t need = m.method == Method::kSpline
+                                 ? spline_fit_bytes(m.degree, widths.back(), ds.n_train())
+                                 : spline_fit_bytes(num_factors(m.arch), widths.back(), ds.n_train());
     if (need > kSplineFitBytes)
       throw std::invalid_argument(name + ": width " + std::to_string(widths.back()) + " on " +
                                   std::to_string(ds.n_train()) + " points needs " +
@@ -55,6 +51,14 @@ std::vector<Job> make_jobs(const SweepSpec& spec) {
   std::vector<Job> jobs;
   for (int t = 0; t < static_cast<int>(spec.datasets.size()); ++t)
     for (const Model& m : spec.archs) {
+      if (m.method == Method::kTrain && spec.init == InitKind::kSpline) {
+        // The spline start is the construction, which exists for relu in 1D.
+        check_baseline(Model(Method::kConstruct, m.arch, 0), spec.datasets[t], spec.widths);
+        for (Act f : spec.acts)
+          if (f != Act::kRelu)
+            throw std::invalid_argument(std::string("--init spline: the spline network is a relu network; got --activation ") +
+                                        act_name(f));
+      }
       if (m.method != Method::kTrain) {
         check_baseline(m, spec.datasets[t], spec.widths);
         for (int w : spec.widths) jobs.push_back({t, m.arch, Act::kRelu, w, 0, m.method, m.degree});
@@ -75,6 +79,11 @@ std::uint64_t job_seed(const Job& job, const std::string& target_name) {
 
 void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64_t seed,
                  double* theta) {
+  if (kind == InitKind::kSpline) {
+    const std::vector<double> th = spline_network(s.arch, s.n, data.lo[0], data.hi[0], data.x_train, data.y_train);
+    std::copy(th.begin(), th.end(), theta);
+    return;
+  }
   Rng rng(seed);
   const int p = num_params(s);
   for (int q = 0; q < p; ++q) theta[q] = rng.normal();

@@ -57,10 +57,15 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"--widths 1:999999999", "--widths"},
                       BadInput{"--widths 30000", "MiB"},
                       BadInput{"--arch foo", "--arch"}, BadInput{"--arch mlp,", "--arch"},
-                      BadInput{"--arch spline4", "--arch"}, BadInput{"--arch spline", "--arch"},
+                      BadInput{"--arch spline6", "--arch"}, BadInput{"--arch spline", "--arch"},
+                      BadInput{"--arch gated:9", "--arch"},
+                      BadInput{"--arch gated:3-construct --widths 1:8", "widths >= 2"},
+                      BadInput{"--arch gqu --init spline --activation silu", "--init spline"},
+                      BadInput{"--target sin_sin --init spline", "--init spline"},
+                      BadInput{"--schedule D,X,ALL", "--schedule"},
                       BadInput{"--arch mlp,mlp-constructed", "--arch"},
-                      BadInput{"--arch gqu-construct", "--arch"},
-                      BadInput{"--arch glu-construct --data @DIR/good.csv", "--target, not --data"},
+                      BadInput{"--arch gqu-paper", "--arch"},
+                      BadInput{"--arch glu-paper --data @DIR/good.csv", "--target, not --data"},
                       BadInput{"--activation tanh", "--activation"},
                       BadInput{"--seeds 0", "--seeds"}, BadInput{"--seeds -3", "--seeds"},
                       BadInput{"--target 'sin(4*x'", "--target"},
@@ -133,15 +138,18 @@ TEST(CliRun, WritesResultsAndSummary) {
                         out.string(), dir);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("slope(P)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("slope(P_eff)"), std::string::npos) << r.out;
   const std::string csv = slurp(out / "results.csv");
-  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,newton_steps,scaled_gradient,last_rel_decrease,seconds\n", 0), 0u);
+  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,effective_params,seed,train_rmse,test_rmse,status,reason,newton_steps,scaled_gradient,last_rel_decrease,seconds\n", 0), 0u);
   EXPECT_EQ(lines(csv), 1 + 2 * 3 * 2);
-  EXPECT_NE(csv.find("glu,relu,invcos2,6,31,1,"), std::string::npos);
+  EXPECT_NE(csv.find("glu,relu,invcos2,6,31,19,1,"), std::string::npos);  // P = 5n + 1, effective 3n + 1
   const auto j = nlohmann::json::parse(slurp(out / "summary.json"));
   ASSERT_EQ(j["fits"].size(), 2u);
   for (const auto& f : j["fits"]) {
     EXPECT_TRUE(f["ok"].get<bool>());
     EXPECT_LT(f["vs_params"]["slope"].get<double>(), 0.0);
+    EXPECT_LT(f["vs_effective_params"]["slope"].get<double>(), 0.0);
+    EXPECT_LT(f["seed_slopes"]["vs_effective_params"]["median"].get<double>(), 0.0);
     EXPECT_EQ(f["widths"].size(), 3u);
   }
   EXPECT_FALSE(fs::exists(out / "results.csv.tmp"));
@@ -161,9 +169,9 @@ TEST(CliRun, BaselinesMixWithTrainedArchs) {
   const std::string csv = slurp(out / "results.csv");
   // mlp: 2 activations x 3 widths x 2 seeds; each baseline one row per width.
   EXPECT_EQ(lines(csv), 1 + 12 + 3 + 3);
-  EXPECT_NE(csv.find("\nglu-construct,relu,invcos2,6,31,0,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nglu-construct,relu,invcos2,6,31,19,0,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",converged,construction,0,"), std::string::npos) << csv;
-  EXPECT_NE(csv.find("\nspline2,none,invcos2,6,8,0,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nspline2,none,invcos2,6,8,8,0,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",converged,least squares,0,"), std::string::npos) << csv;
   EXPECT_EQ(csv.find("glu-construct,silu"), std::string::npos) << csv;
   const auto j = nlohmann::json::parse(slurp(out / "summary.json"));
@@ -238,7 +246,7 @@ TEST(CliRun, InputsOfAnyDimension) {
     ASSERT_EQ(r.code, 0) << r.err;
     csv = slurp(out / "results.csv");
     EXPECT_EQ(lines(csv), 3) << csv;
-    EXPECT_NE(csv.find(",4,17,0,"), std::string::npos) << csv;  // P = (2+2)4+1
+    EXPECT_NE(csv.find(",4,17,13,0,"), std::string::npos) << csv;  // P = (2+2)4+1
     j = nlohmann::json::parse(slurp(out / "summary.json"));
     EXPECT_EQ(j["datasets"][0]["d"], 2);
     EXPECT_EQ(j["datasets"][0]["train_points"], 96);

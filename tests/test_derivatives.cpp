@@ -17,8 +17,10 @@ namespace {
 using Param = std::tuple<Arch, Act, int>;
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
-  return std::string(arch_name(std::get<0>(info.param))) + "_" + act_name(std::get<1>(info.param)) +
-         "_d" + std::to_string(std::get<2>(info.param));
+  std::string arch = arch_name(std::get<0>(info.param));
+  for (char& c : arch)
+    if (c == ':') c = '_';  // gated:3 -> gated_3: test names are identifiers
+  return arch + "_" + act_name(std::get<1>(info.param)) + "_d" + std::to_string(std::get<2>(info.param));
 }
 
 class Derivatives : public ::testing::TestWithParam<Param> {
@@ -160,7 +162,8 @@ TEST_P(Derivatives, AssembledGradientAndHessianMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllNetworks, Derivatives,
-    ::testing::Combine(::testing::Values(Arch::kMlp, Arch::kGlu, Arch::kGqu),
+    ::testing::Combine(::testing::Values(Arch::kMlp, Arch::kGlu, Arch::kGqu, make_arch(Family::kGated, 3),
+                                         make_arch(Family::kGated, 4)),
                        ::testing::Values(Act::kRelu, Act::kGelu, Act::kSilu, Act::kSigmoid),
                        ::testing::Values(1, 2, 5)),
     param_name);

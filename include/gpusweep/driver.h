@@ -17,10 +17,13 @@ struct StageSpec {
   int steps;
 };
 
-// Parses "D,U,Q,G,ALL*100": comma-separated blocks (D, U, Q, G, ALL), each with an optional
-// "*steps" (default 1). Throws std::invalid_argument naming the bad part.
+// Parses "D,U,Q,G,ALL*100": comma-separated blocks (D, the factors G, U, Q, R, S, ... of
+// arch.h, ALL), each with an optional "*steps" (default 1). A stage an architecture lacks is
+// skipped for it. Throws std::invalid_argument naming the bad part.
 std::vector<StageSpec> parse_schedule(const std::string& text);
 std::string block_name(Block b);
+// The stage names, for help and error messages: "D, U, Q, R, S, G, ALL".
+std::string stage_names();
 
 // Where training is, reported after every Newton step of a batch.
 struct StepInfo {

@@ -25,6 +25,7 @@ struct FitRow {
   std::string arch, activation, target;
   int width = 0;
   int params = 0;
+  int effective_params = 0;  // 0: unknown (a results.csv from before the column)
   int seed = 0;
   double test_rmse = 0.0;
   bool failed = false;
@@ -50,12 +51,15 @@ struct GroupFit {
   std::string arch, activation, target;
   std::vector<int> widths;             // widths used in the fit
   std::vector<int> params;             // P at those widths
+  std::vector<int> effective_params;   // effective P at those widths (empty: unknown)
   std::vector<double> median_rmse;     // median test RMSE across seeds at each width
   std::vector<double> min_rmse, max_rmse;  // across seeds at each width
   bool ok = false;
   std::string note;                    // why there is no fit, when !ok
   LineFit vs_width, vs_params;         // fit of the median curve
+  LineFit vs_effective;                // ... against effective P (when known)
   SlopeStat seed_vs_width, seed_vs_params;  // per-seed fits
+  SlopeStat seed_vs_effective;
   std::string seed_note;               // seeds left out of the per-seed fits, and why
 };
 

@@ -1,22 +1,20 @@
 // The math of one network: parameter layout, forward pass, Jacobian row and per-neuron second
-// derivatives, for mlp, glu and gqu with input x in R^d and a scalar output. Host and device.
+// derivatives, for every architecture of arch.h with input x in R^d and a scalar output.
+// Host and device.
 //
 // y(x) = d0 + sum_i D_i s(a_i0) prod_{b=1}^{nf-1} a_ib,  a_ib = W_b[i] . x + w_b[i]
-// with nf = 1 (mlp: gate G only), 2 (glu: G, U) or 3 (gqu: G, U, Q).
+// with nf = K + 1 factors: the gate G, then U, Q, R, S (gated:K; mlp nf = 1, glu 2, gqu 3).
 //
-// Layout of one network's parameter vector (block order G, g | U, u | Q, q | D, d0):
+// Layout of one network's parameter vector (block order G, g | U, u | Q, q | ... | D, d0):
 //   factor b occupies [b n (d+1), (b+1) n (d+1)): first its n x d weights (row i = neuron i),
 //   then its n biases; then D (n entries) and d0. So every stage is a contiguous range.
 #pragma once
 
 #include "gpusweep/activation.h"
+#include "gpusweep/arch.h"
 #include "gpusweep/hd.h"
 
 namespace gs {
-
-enum class Arch : int { kMlp = 0, kGlu = 1, kGqu = 2 };
-
-constexpr int kMaxFactors = 3;
 
 struct Shape {
   Arch arch;
@@ -25,10 +23,18 @@ struct Shape {
   int n;  // width (neurons)
 };
 
-HD inline int num_factors(Arch a) { return static_cast<int>(a) + 1; }
 HD inline int factor_offset(const Shape& s, int b) { return b * s.n * (s.d + 1); }
 HD inline int d_offset(const Shape& s) { return num_factors(s.arch) * s.n * (s.d + 1); }
 HD inline int num_params(const Shape& s) { return d_offset(s) + s.n + 1; }
+
+// P less the directions along which the function does not change (continuous symmetries):
+// each neuron gives one per linear factor (its scale trades against D) and, for relu, one
+// more (relu(c a) = c relu(a) for c > 0: the gate's scale trades against D too).
+// In 1D with relu: mlp 2n + 1, glu 3n + 1, gqu 4n + 1, gated:K (K + 2) n + 1.
+HD inline int effective_params(const Shape& s) {
+  const int lost = (num_factors(s.arch) - 1) + (s.act == Act::kRelu ? 1 : 0);
+  return num_params(s) - s.n * lost;
+}
 
 // Parameters of neuron i in local order [W_0[i] (d), w_0[i], ..., W_{nf-1}[i], w_{nf-1}[i], D_i].
 HD inline int neuron_num_params(const Shape& s) { return num_factors(s.arch) * (s.d + 1) + 1; }
@@ -204,8 +210,12 @@ HD inline void neuron_hessian(const Shape& s, const NeuronEval& e, const double*
   }
 }
 
-// A stage is a set of parameter blocks trained together; each is a contiguous range.
-enum class Block : int { kG = 0, kU = 1, kQ = 2, kD = 3, kAll = 4 };
+// A stage is a set of parameter blocks trained together; each is a contiguous range. Factor
+// b's block is Block(b) (kG, kU, kQ, then the factors past Q); D and ALL come after them.
+enum class Block : int { kG = 0, kU = 1, kQ = 2, kD = kMaxFactors, kAll = kMaxFactors + 1 };
+
+HD constexpr Block factor_block(int b) { return static_cast<Block>(b); }
+HD constexpr bool is_factor_block(Block b) { return static_cast<int>(b) < kMaxFactors; }
 
 HD inline bool has_block(Arch a, Block b) {
   return b == Block::kD || b == Block::kAll || static_cast<int>(b) < num_factors(a);

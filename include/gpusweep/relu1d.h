@@ -2,9 +2,10 @@
 // half-line {x : G_i x + g_i > 0} every Jacobian column of neuron i is a polynomial in x of
 // degree <= nf (relu' = 1 there, relu'' = 0), and so is every second derivative within the
 // neuron. With the training points sorted, an entry of J^T J is a sum over an interval of
-// points of a polynomial of degree <= 2 nf: a combination of the moments sum x^j, j <= 6,
-// read from prefix sums. The prefix sums are kept in double-double so that the difference
-// over a short interval keeps its digits. An entry then costs O(nf^2), not O(N).
+// points of a polynomial of degree <= 2 nf: a combination of the moments sum x^j,
+// j <= 2 kMaxFactors, read from prefix sums. The prefix sums are kept in double-double so
+// that the difference over a short interval keeps its digits. An entry then costs O(nf^2),
+// not O(N).
 // Host and device.
 #pragma once
 
@@ -13,7 +14,7 @@
 namespace gs {
 
 constexpr int kColCoef = kMaxFactors + 1;         // coefficients of a column polynomial
-constexpr int kNumMoments = 2 * kMaxFactors + 1;  // moments x^0 .. x^6 of a J^T J entry
+constexpr int kNumMoments = 2 * kMaxFactors + 1;  // moments x^0 .. x^(2 nf) of a J^T J entry
 
 HD inline bool relu1d_fast_path(const Shape& s) { return s.d == 1 && s.act == Act::kRelu; }
 

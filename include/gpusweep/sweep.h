@@ -13,8 +13,9 @@
 
 namespace gs {
 
-// kAuto: MASO for 1D inputs, random for d > 1.
-enum class InitKind : int { kMaso = 0, kRandom = 1, kAuto = 2 };
+// kAuto: MASO for 1D inputs, random for d > 1. kSpline: the spline network of the arch
+// (baselines.h spline_network; relu, 1D), so training starts from the least-squares spline.
+enum class InitKind : int { kMaso = 0, kRandom = 1, kAuto = 2, kSpline = 3 };
 
 struct Job {
   int target;  // index into the sweep's datasets
@@ -38,18 +39,20 @@ struct SweepSpec {
   TrainOptions train;
 };
 
-const char* arch_name(Arch a);
 const char* act_name(Act a);
 
 // Jobs in canonical order: target, arch, activation, width, seed. A baseline (construction
 // or spline) is deterministic and has no activation to choose: one job per target and
 // width, seed 0, act relu. Throws std::invalid_argument, before anything runs, for a
-// baseline its data cannot give: a construction on --data points (no f between them),
-// d > 1, or a spline whose dense least-squares matrix would not fit in memory.
+// baseline its data cannot give: a paper's construction on --data points (no f between
+// them), d > 1, a spline network below its smallest width, or a spline whose dense
+// least-squares matrix would not fit in memory; and for --init spline, whatever the spline
+// network cannot give, or an activation other than relu.
 std::vector<Job> make_jobs(const SweepSpec& spec);
 
 // Initial parameters of one network. MASO (1D): knots evenly spaced just outside the data's
 // range, gates alternating in direction so no neuron is dead; the other blocks N(0, 1).
+// Spline: the spline network on the training points, the same for every seed.
 // Random: gate rows N(0, 1/d); each gate's hyperplane passes through a uniform point of the
 // data's range (1D) or through a random training point (d > 1). MASO has no natural knot order
 // for d > 1, so kMaso and kAuto are random there (the CLI refuses --init maso for d > 1).
