@@ -409,8 +409,8 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   if (cs > 0) {
     // The general assembly: J^T J tiles over every point, gradient and curvature per point.
     const CallNet* cl = I.calls_slow.get();
-    gradient(cl, cs, I.asm_off[0].get(), wk[0], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
-             I.resid.get(), I.g.get(), I.stream);
+    gs::gradient(cl, cs, I.asm_off[0].get(), wk[0], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+                 I.resid.get(), I.g.get(), I.stream);
     hessian_tiles(cl, cs, I.asm_off[1].get(), wk[1], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                   I.H.get(), I.stream);
     if (curvature)

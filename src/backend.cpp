@@ -32,6 +32,14 @@ void Backend::var_pro_accept(const std::vector<int>&) {
   throw std::logic_error("var_pro_accept: this backend has no variable projection");
 }
 
+void Backend::gradient(const std::vector<int>&, double*, double*) {
+  throw std::logic_error("gradient: this backend has no gradient-only pass");
+}
+
+void Backend::add_params(const std::vector<int>&, const double*) {
+  throw std::logic_error("add_params: this backend has no gradient-only pass");
+}
+
 bool use_cuda(DeviceKind device) {
   switch (device) {
     case DeviceKind::kCuda:

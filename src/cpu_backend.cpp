@@ -115,6 +115,23 @@ double sum_squares(const Shape& shape, const double* theta, const std::vector<do
   return sse;
 }
 
+// Sum of squared residuals over the training points of ds, and its gradient added into g (all
+// parameters; row is scratch of num_params); kNf and kD as in tile_points.
+template <int kNf, int kD>
+double sse_gradient(const Shape& shape, const double* theta, const Dataset& ds, double* row, double* g) {
+  const Shape s{kNf > 0 ? make_arch(Family::kGated, kNf - 1) : shape.arch, shape.act,
+                kD > 0 ? kD : shape.d, shape.n};
+  const int p = num_params(s);
+  double sse = 0.0;
+  for (int q = 0; q < ds.n_train(); ++q) {
+    const double r = jacobian_row(s, theta, ds.x_train.data() + static_cast<std::size_t>(q) * s.d, row) -
+                     ds.y_train[q];
+    sse += r * r;
+    for (int k = 0; k < p; ++k) g[k] += 2.0 * r * row[k];
+  }
+  return sse;
+}
+
 // Calls f(kNf, kD) with the factor count and the input dimension as compile-time constants
 // (std::integral_constant) for the gated architectures on 1D inputs, and with both 0 (read
 // at run time) otherwise.
@@ -541,6 +558,37 @@ void CpuBackend::var_pro_accept(const std::vector<int>& nets) {
   for_each_net(nets, threads_, seconds_, [&](int, int i) {
     const double* trial = trial_theta_.data() + vec_off_[i];
     std::copy(trial, trial + num_params(nets_[i].shape), theta_.data() + nets_[i].offset);
+  });
+}
+
+void CpuBackend::gradient(const std::vector<int>& nets, double* loss, double* grad) {
+  std::vector<std::size_t> off(nets.size() + 1, 0);
+  for (std::size_t j = 0; j < nets.size(); ++j) off[j + 1] = off[j] + num_params(nets_[nets[j]].shape);
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    const NetDesc& nd = nets_[i];
+    const Shape& s = nd.shape;
+    const Dataset& ds = *data_[nd.dataset];
+    const int p = num_params(s);
+    double* g = grad + off[j];
+    std::fill(g, g + p, 0.0);
+    Workspace& w = workspace();
+    w.row.resize(p);
+    const double* theta = theta_.data() + nd.offset;
+    const double sse = by_shape(s, [&](auto nf, auto d) {
+      return sse_gradient<decltype(nf)::value, decltype(d)::value>(s, theta, ds, w.row.data(), g);
+    });
+    const int npts = ds.n_train();
+    for (int k = 0; k < p; ++k) g[k] /= npts;
+    loss[j] = sse / npts;
+  });
+}
+
+void CpuBackend::add_params(const std::vector<int>& nets, const double* delta) {
+  std::vector<std::size_t> off(nets.size() + 1, 0);
+  for (std::size_t j = 0; j < nets.size(); ++j) off[j + 1] = off[j] + num_params(nets_[nets[j]].shape);
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    double* theta = theta_.data() + nets_[i].offset;
+    for (int k = 0, p = num_params(nets_[i].shape); k < p; ++k) theta[k] += delta[off[j] + k];
   });
 }
 

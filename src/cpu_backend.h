@@ -35,6 +35,9 @@ class CpuBackend final : public Backend {
                      double* pred) override;
   void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss) override;
   void var_pro_accept(const std::vector<int>& nets) override;
+  bool has_gradient() const override { return true; }
+  void gradient(const std::vector<int>& nets, double* loss, double* grad) override;
+  void add_params(const std::vector<int>& nets, const double* delta) override;
   void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                     double* loss) override;
   void apply_step(const std::vector<int>& nets, const double* alpha) override;

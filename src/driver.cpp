@@ -362,12 +362,96 @@ void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
   }
 }
 
+// After a variable-projection stage: a network whose loss is higher than when it entered
+// (loss_in, per entered network; theta_in, the batch's parameters then) gets its entry
+// parameters back. That happens where the entry was more accurate than any solve in the
+// network's own basis can be: the spline initialization of gated:3 and gated:4, fitted in
+// B-splines, whose truncated powers are far worse conditioned. So training never ends
+// worse than the stage began.
+void keep_the_better(Backend& be, const Batch& batch, const std::vector<int>& entered,
+                     const std::vector<double>& loss_in, const std::vector<double>& theta_in,
+                     std::vector<NetResult>& res) {
+  std::vector<int> live;
+  std::vector<double> was;
+  for (std::size_t j = 0; j < entered.size(); ++j)
+    if (res[entered[j]].status != Status::kFailed) {
+      live.push_back(entered[j]);
+      was.push_back(loss_in[j]);
+    }
+  if (live.empty() || !be.has_gradient()) return;
+  std::vector<double> now(live.size()), sgrad(live.size()), theta;
+  be.assemble(live, Block::kAll, HessianKind::kGaussNewton, now.data(), sgrad.data());
+  be.read_params(theta);
+  std::vector<int> back;
+  std::vector<double> delta;
+  for (std::size_t j = 0; j < live.size(); ++j) {
+    if (!(now[j] > was[j])) continue;
+    const int i = live[j];
+    back.push_back(i);
+    const std::size_t off = batch.nets[i].offset;
+    for (int k = 0, p = num_params(batch.nets[i].shape); k < p; ++k) delta.push_back(theta_in[off + k] - theta[off + k]);
+    mark(res[i], Status::kConverged, "kept the ALL stage's start (its loss was lower)");
+  }
+  if (!back.empty()) be.add_params(back, delta.data());
+}
+
+// Adam on all parameters of every network, options.adam.steps steps with bias-corrected
+// moments; each step is one gradient pass of the backend.
+void adam(Backend& be, const Batch& batch, const TrainOptions& options, std::vector<NetResult>& res) {
+  if (!be.has_gradient()) throw std::logic_error("adam: the backend has no gradient pass");
+  const AdamOptions& a = options.adam;
+  const int n = batch.size();
+  std::vector<std::size_t> off(n + 1, 0);
+  for (int i = 0; i < n; ++i) off[i + 1] = off[i] + num_params(batch.nets[i].shape);
+  std::vector<double> m(off[n], 0.0), v(off[n], 0.0), prev(n, NAN);
+  std::vector<int> active;
+  for (int i = 0; i < n; ++i) {
+    mark(res[i], Status::kMaxSteps, "adam: all " + std::to_string(a.steps) + " steps");
+    active.push_back(i);
+  }
+  std::vector<double> loss, grad;
+  for (int t = 1; t <= a.steps && !active.empty(); ++t) {
+    std::vector<std::size_t> at(active.size() + 1, 0);
+    for (std::size_t j = 0; j < active.size(); ++j) at[j + 1] = at[j] + num_params(batch.nets[active[j]].shape);
+    loss.assign(active.size(), 0.0);
+    grad.assign(at.back(), 0.0);
+    be.gradient(active, loss.data(), grad.data());
+    const double c1 = 1.0 - std::pow(a.beta1, t), c2 = 1.0 - std::pow(a.beta2, t);
+    std::vector<int> next;
+    std::vector<double> delta;
+    for (std::size_t j = 0; j < active.size(); ++j) {
+      const int i = active[j];
+      bool finite = std::isfinite(loss[j]);
+      for (std::size_t k = at[j]; k < at[j + 1] && finite; ++k) finite = std::isfinite(grad[k]);
+      if (!finite) {
+        mark(res[i], Status::kFailed, "adam: non-finite loss or gradient at step " + std::to_string(t));
+        continue;
+      }
+      res[i].newton_steps = t;
+      if (std::isfinite(prev[i]) && prev[i] > 0.0) res[i].rel_decrease = (prev[i] - loss[j]) / prev[i];
+      prev[i] = loss[j];
+      for (std::size_t k = at[j], q = off[i]; k < at[j + 1]; ++k, ++q) {
+        m[q] = a.beta1 * m[q] + (1.0 - a.beta1) * grad[k];
+        v[q] = a.beta2 * v[q] + (1.0 - a.beta2) * grad[k] * grad[k];
+        delta.push_back(-a.lr * (m[q] / c1) / (std::sqrt(v[q] / c2) + a.eps));
+      }
+      next.push_back(i);
+    }
+    be.add_params(next, delta.data());
+    active = next;
+    if (options.on_step) options.on_step({0, 1, Block::kAll, t, a.steps, static_cast<int>(active.size()), n});
+  }
+}
+
 }  // namespace
 
 std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions& options) {
   const int n = batch.size();
   std::vector<NetResult> res(n), scratch(n);
-  for (const StageSpec& spec : options.schedule) {
+  if (options.optimizer == Optimizer::kAdam) adam(be, batch, options, res);
+  const std::vector<StageSpec> none;
+  const std::vector<StageSpec>& stages = options.optimizer == Optimizer::kAdam ? none : options.schedule;
+  for (const StageSpec& spec : stages) {
     // The linear stages of the schedule start from random coefficients; their systems are
     // rank-deficient (MASO's first and last neurons span the same functions as d0 on the
     // data), and a minimum-norm step would carry those random components along, as large
@@ -386,7 +470,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
       active.push_back(i);
     }
     const bool project = spec.block == Block::kAll && options.project;
-    const int stage_index = static_cast<int>(&spec - options.schedule.data());
+    const int stage_index = static_cast<int>(&spec - stages.data());
     if (spec.block != Block::kAll && spec.block != Block::kG && be.has_least_squares()) {
       // A linear stage: its optimum in one solve, whatever its step count.
       least_squares_stage(be, spec.block, res, active);
@@ -397,7 +481,16 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
     }
     const bool var_pro = project && options.variable_projection && be.has_variable_projection();
     std::vector<double> nu(n, 2.0);
+    // The networks that enter a variable-projection stage, their loss and their parameters
+    // then: a network that leaves it with a higher loss gets them back (below).
+    std::vector<int> entered;
+    std::vector<double> loss_in, theta_in;
     if (var_pro && !active.empty()) {
+      entered = active;
+      loss_in.resize(active.size());
+      std::vector<double> sgrad(active.size());
+      be.assemble(active, Block::kAll, HessianKind::kGaussNewton, loss_in.data(), sgrad.data());
+      be.read_params(theta_in);
       // Start from the optimal linear parameters for the current nonlinear ones, with the same
       // rule for thin neurons as every trial, so that the trials compare like with like.
       std::fill(st.lambda.begin(), st.lambda.end(), kVarProLambdaInit);
@@ -421,6 +514,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
         options.on_step({stage_index, static_cast<int>(options.schedule.size()), spec.block, step + 1,
                          spec.steps, static_cast<int>(active.size()), n});
     }
+    if (!entered.empty()) keep_the_better(be, batch, entered, loss_in, theta_in, res);
   }
   // How far from an optimum each network stopped: its scaled gradient over all parameters.
   std::vector<int> live;

@@ -49,6 +49,9 @@ struct Options {
   std::string hessian = "exact";
   std::string init = "auto";
   std::string projection = "on";
+  std::string optimizer = "newton";
+  double adam_lr = 1e-3;
+  int adam_steps = 10000;
   std::string device = "auto";
   int threads = 0;
   std::string out;
@@ -72,8 +75,9 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// The options that decide a sweep's results, as manifest.json records them. Each entry maps
-// the manifest key to its option (key "data_seed" is --data-seed) and the Options field.
+// The options that decide a sweep's results, as manifest.json records them and summary.json's
+// config repeats them. Each entry maps the key to its option (key "data_seed" is
+// --data-seed) and the Options field. A new option is one line here (and its CLI flag).
 template <class F>
 void for_each_sweep_option(Options& o, F&& f) {
   f("arch", o.arch);
@@ -91,6 +95,9 @@ void for_each_sweep_option(Options& o, F&& f) {
   f("hessian", o.hessian);
   f("init", o.init);
   f("projection", o.projection);
+  f("optimizer", o.optimizer);
+  f("adam_lr", o.adam_lr);
+  f("adam_steps", o.adam_steps);
   f("device", o.device);
   f("shard", o.shard);
 }
@@ -127,8 +134,8 @@ void apply_manifest(Options& o, const nlohmann::json& m, const CLI::App* app, co
   for_each_sweep_option(o, [&](const char* key, auto& value) {
     using T = std::decay_t<decltype(value)>;
     // Options added after a manifest was written keep their defaults.
-    const bool optional = std::string(key) == "dim" || std::string(key) == "standardize";
-    if (m.contains("sweep") && !m["sweep"].contains(key) && optional) return;
+    const std::set<std::string> optional = {"dim", "standardize", "optimizer", "adam_lr", "adam_steps"};
+    if (m.contains("sweep") && !m["sweep"].contains(key) && optional.count(key)) return;
     if (!m.contains("sweep") || !m["sweep"].contains(key))
       throw std::invalid_argument(path + ": no '" + key + "' (not a gpu-sweep manifest?)");
     T recorded;
@@ -201,6 +208,13 @@ gs::SweepSpec build_spec(const Options& o) {
   } else {
     throw std::invalid_argument("--projection: want on, alternate or off, not '" + o.projection + "'");
   }
+  if (o.optimizer == "adam") spec.train.optimizer = gs::Optimizer::kAdam;
+  else if (o.optimizer != "newton")
+    throw std::invalid_argument("--optimizer: want newton or adam, not '" + o.optimizer + "'");
+  if (!(o.adam_lr > 0.0 && std::isfinite(o.adam_lr)))
+    throw std::invalid_argument("--adam-lr must be a finite number > 0");
+  spec.train.adam.lr = o.adam_lr;
+  spec.train.adam.steps = o.adam_steps;
   if (!(o.test_fraction >= 0.0 && o.test_fraction < 1.0))
     throw std::invalid_argument("--test-fraction must be in [0, 1)");
   if (o.standardize != "on" && o.standardize != "off")
@@ -231,16 +245,13 @@ gs::DeviceKind parse_device(const std::string& d) {
   throw std::invalid_argument("--device: unknown device '" + d + "' (cpu, cuda or auto)");
 }
 
-nlohmann::json config_json(const Options& o, const std::string& backend) {
-  return {{"arch", o.arch},         {"activation", o.activation},
-          {"widths", o.widths},     {"seeds", o.seeds},
-          {"target", o.target},     {"data", o.data},
-          {"test_fraction", o.test_fraction}, {"points", o.points},
-          {"dim", o.dim},           {"standardize", o.standardize},
-          {"data_seed", o.data_seed}, {"schedule", o.schedule},
-          {"hessian", o.hessian},   {"init", o.init}, {"projection", o.projection},
-          {"device", o.device},     {"backend", backend},
-          {"version", GPUSWEEP_VERSION}, {"commit", GPUSWEEP_COMMIT}};
+nlohmann::json config_json(Options o, const std::string& backend) {
+  nlohmann::json c;
+  for_each_sweep_option(o, [&](const char* key, auto& value) { c[key] = value; });
+  c["backend"] = backend;
+  c["version"] = GPUSWEEP_VERSION;
+  c["commit"] = GPUSWEEP_COMMIT;
+  return c;
 }
 
 // The output directory: created if missing; refuses to overwrite results (any of the files
@@ -440,8 +451,13 @@ int run(Options o, const CLI::App& app) {
   fit_options(o);  // refuse bad fit options before any work
   gs::BackendOptions bo;
   bo.device = parse_device(o.device);
+  // Adam needs a gradient-only pass, which only the CPU backend has: auto picks it.
+  if (spec.train.optimizer == gs::Optimizer::kAdam && bo.device == gs::DeviceKind::kAuto) bo.device = gs::DeviceKind::kCpu;
   bo.threads = o.threads;
   auto backend = gs::Backend::create(bo);
+  if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
+    throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
+                                " backend has no gradient pass yet (use --device cpu)");
   const auto all_jobs = gs::make_jobs(spec);
   // This run's jobs: all of them, or one shard; canonical[i] is job i's index in all_jobs.
   std::vector<int> canonical(all_jobs.size());
@@ -757,6 +773,12 @@ int main(int argc, char** argv) {
                  "alternate: Newton on all parameters, then exact solves of D, U, Q in turn; off: plain "
                  "Newton")
       ->capture_default_str();
+  app.add_option("--optimizer", o.optimizer,
+                 "newton (the schedule above) or adam (Adam on all parameters for --adam-steps steps at "
+                 "--adam-lr; CPU backend)")
+      ->capture_default_str();
+  app.add_option("--adam-lr", o.adam_lr, "Adam's learning rate")->capture_default_str();
+  app.add_option("--adam-steps", o.adam_steps, "Adam's steps")->capture_default_str()->check(CLI::Range(1, 100000000));
   app.add_option("--init", o.init,
                  "auto (maso for 1D inputs, random beyond), maso (spline knots, 1D only), random (gate rows "
                  "N(0, 1/d) through random data points) or spline (the arch's -construct network: training "

@@ -81,7 +81,7 @@ std::string stopped_short_line(const std::vector<NetResult>& results) {
      << " stopped short at the step limit: the last step lowered the loss by " << median_of(st.drops)
      << " (median), " << *std::max_element(st.drops.begin(), st.drops.end())
      << " (max), relative; scaled gradient " << median_of(st.grads)
-     << " (median). More steps (--schedule ...,ALL*N) would take them further.";
+     << " (median). More steps (--schedule ...,ALL*N; with --optimizer adam, --adam-steps N) would take them further.";
   return os.str();
 }
 

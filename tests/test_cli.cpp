@@ -57,6 +57,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"--widths 1:999999999", "--widths"},
                       BadInput{"--widths 30000", "MiB"},
                       BadInput{"--arch foo", "--arch"}, BadInput{"--arch mlp,", "--arch"},
+                      BadInput{"--optimizer sgd", "--optimizer"}, BadInput{"--adam-lr 0", "--adam-lr"},
+                      BadInput{"--adam-lr nan", "--adam-lr"}, BadInput{"--adam-steps 0", "--adam-steps"},
                       BadInput{"--arch spline6", "--arch"}, BadInput{"--arch spline", "--arch"},
                       BadInput{"--arch gated:9", "--arch"},
                       BadInput{"--arch gated:3-construct --widths 1:8", "widths >= 2"},
@@ -181,6 +183,22 @@ TEST(CliRun, BaselinesMixWithTrainedArchs) {
   EXPECT_EQ(j["fits"][3]["activation"], "none");
   EXPECT_EQ(j["fits"][3]["params"], nlohmann::json::array({6, 8, 10}));
   for (const auto& f : j["fits"]) EXPECT_TRUE(f["ok"].get<bool>()) << f.dump();
+}
+
+TEST(CliRun, AdamRunsItsStepsAndTheRunRecordsIt) {
+  const fs::path dir = tmp_dir();
+  const fs::path out = dir / "run";
+  const Outcome r = run("--arch glu,gated:3-construct --optimizer adam --adam-steps 40 --adam-lr 0.01 --widths 4,6 "
+                        "--points 200 --no-plots --device cpu --out " + out.string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string csv = slurp(out / "results.csv");
+  EXPECT_EQ(lines(csv), 1 + 2 + 2) << csv;
+  EXPECT_NE(csv.find(",max_steps,adam: all 40 steps,40,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\ngated:3-construct,relu,invcos2,4,37,21,0,"), std::string::npos) << csv;  // P = 9n+1
+  const auto j = nlohmann::json::parse(slurp(out / "summary.json"));
+  EXPECT_EQ(j["config"]["optimizer"], "adam");
+  EXPECT_EQ(j["config"]["adam_steps"], 40);
+  EXPECT_DOUBLE_EQ(j["config"]["adam_lr"].get<double>(), 0.01);
 }
 
 TEST(CliRun, UserDataAndExpressionTargets) {

@@ -101,6 +101,17 @@ class Backend {
   // theta = the last trial, for each listed network.
   virtual void var_pro_accept(const std::vector<int>& nets);
 
+  // Whether gradient() and add_params() are available: the first-order optimizers need them.
+  virtual bool has_gradient() const { return false; }
+
+  // The training MSE of each listed network and its gradient over all its parameters, in one
+  // pass over the points without a Hessian. grad holds the listed networks' gradients one
+  // after another, num_params of each.
+  virtual void gradient(const std::vector<int>& nets, double* loss, double* grad);
+
+  // theta += delta for each listed network (delta laid out as gradient's grad).
+  virtual void add_params(const std::vector<int>& nets, const double* delta);
+
   // Training losses at theta + alpha[t] * step for t < n_alpha, in one pass over the data.
   // loss is per listed network, n_alpha entries each.
   virtual void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,

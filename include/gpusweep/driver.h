@@ -34,7 +34,21 @@ struct StepInfo {
   int batch;          // networks in the batch
 };
 
+// Which method trains: the Newton driver through the schedule, or Adam (Kingma and Ba 2015) on
+// all parameters at once, for a fixed number of steps.
+enum class Optimizer : int { kNewton = 0, kAdam = 1 };
+
+struct AdamOptions {
+  double lr = 1e-3;
+  int steps = 10000;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
 struct TrainOptions {
+  Optimizer optimizer = Optimizer::kNewton;
+  AdamOptions adam;           // with kAdam; the schedule is then unused
   std::vector<StageSpec> schedule;
   HessianKind hessian = HessianKind::kExact;
   double ftol = 1e-10;        // converged when the loss falls by less than ftol * loss
@@ -71,8 +85,10 @@ struct NetResult {
   std::vector<double> params;  // final parameters (filled by run_sweep)
 };
 
-// Trains every network of the batch already loaded into the backend through the schedule.
-// A network whose numbers go bad is marked failed and leaves the batch; the rest go on.
+// Trains every network of the batch already loaded into the backend through the schedule (or
+// by Adam: options.optimizer; the backend then needs has_gradient()). A network whose numbers
+// go bad is marked failed and leaves the batch; the rest go on. With Adam, newton_steps counts
+// Adam's steps and a network that finishes them has status max_steps.
 std::vector<NetResult> train(Backend& backend, const Batch& batch, const TrainOptions& options);
 
 }  // namespace gs
