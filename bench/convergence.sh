@@ -26,10 +26,10 @@ printf '\tsteps\tseconds\n'
 for method in on alternate; do
   last="$out/$method-${ks[${#ks[@]}-1]}/results.csv"
   # One row per network of the last run, with the train RMSE of every run at that network.
-  tail -n +2 "$last" | while IFS=, read -r arch _ _ width _ _ _ _ _ _ steps_used _ _ secs; do
+  tail -n +2 "$last" | while IFS=, read -r arch _ _ width _ _ _ _ _ _ _ steps_used _ _ secs; do
     printf '%s\t%s\t%s' "$method" "$arch" "$width"
     for k in "${ks[@]}"; do
-      awk -F, -v a="$arch" -v w="$width" '$1 == a && $4 == w { printf "\t%.3e", $7 }' \
+      awk -F, -v a="$arch" -v w="$width" '$1 == a && $4 == w { printf "\t%.3e", $8 }' \
           "$out/$method-$k/results.csv"
     done
     printf '\t%s\t%s\n' "$steps_used" "$secs"
