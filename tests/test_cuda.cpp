@@ -28,14 +28,15 @@ std::unique_ptr<Backend> make_backend(const std::string& which) {
   return std::make_unique<CpuBackend>(2);
 }
 
-// A batch of random networks of every arch at the given widths, taking the datasets in turn.
+// A batch of random networks of every arch of arch.h's table at the given widths, taking the datasets in turn.
 Batch random_batch(const std::vector<const Dataset*>& data, const std::vector<int>& widths, Act act,
                    std::uint64_t seed) {
   Batch batch;
   batch.datasets = data;
   Rng rng(seed);
   int turn = 0;
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+  for (const ArchRow& row : kArchTable) {  // every order of gated:K
+    const Arch a = row_arch(row);
     for (int w : widths) {
       const int k = turn++ % static_cast<int>(data.size());
       const Shape s{a, act, data[k]->d, w};
