@@ -101,9 +101,14 @@ nlohmann::json read_summary(const std::string& dir) {
 // ---- figures -------------------------------------------------------------------------------
 
 // The scaling figure: per (arch, activation, target) the median test RMSE over seeds at each
-// P with a min-max band, the fitted line from summary.json, the slope in the key.
+// P with a min-max band, the fitted line from summary.json, the slope in the key. With
+// effective, the same against the effective parameter count (figure scaling_effective, the
+// fits vs_effective_params).
 void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summary, Work* w,
-                    PlotReport* rep) {
+                    PlotReport* rep, bool effective = false) {
+  const char* fit_key = effective ? "vs_effective_params" : "vs_params";
+  const char* list_key = effective ? "effective_params" : "params";
+  const std::string name = effective ? "scaling_effective" : "scaling";
   using Key = std::tuple<std::string, std::string, std::string>;
   std::vector<Key> order;
   std::map<Key, std::map<double, std::vector<double>>> by_p;  // group -> P -> RMSEs
@@ -117,8 +122,9 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
     acts.insert(r.activation);
     targets.insert(r.target);
     seeds = std::max(seeds, r.seed + 1);
-    width_of[k][r.params] = r.width;
-    if (!r.failed && std::isfinite(r.test_rmse) && r.test_rmse > 0.0) g[r.params].push_back(r.test_rmse);
+    const double x = effective ? r.effective_params : r.params;
+    width_of[k][x] = r.width;
+    if (!r.failed && std::isfinite(r.test_rmse) && r.test_rmse > 0.0) g[x].push_back(r.test_rmse);
   }
   const nlohmann::json fits = summary.contains("fits") && summary["fits"].is_array() ? summary["fits"]
                                                                                      : nlohmann::json::array();
@@ -130,7 +136,8 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
     const auto& [arch, act, target] = k;
     const auto& g = by_p[k];
     if (g.empty()) {
-      rep->notes.push_back("scaling figure: " + arch + " " + act + " " + target + " has no positive RMSE; left out");
+      if (!effective)
+        rep->notes.push_back("scaling figure: " + arch + " " + act + " " + target + " has no positive RMSE; left out");
       continue;
     }
     const std::string colour = kColours[gi++ % (sizeof kColours / sizeof kColours[0])];
@@ -146,7 +153,7 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
       dat << num(p) << ' ' << num(med) << ' ' << num(s.front()) << ' ' << num(s.back()) << '\n';
       xlo = std::min(xlo, p), xhi = std::max(xhi, p), ylo = std::min(ylo, s.front()), yhi = std::max(yhi, s.back());
     }
-    const std::string file = "scaling_" + std::to_string(gi) + ".dat";
+    const std::string file = name + "_" + std::to_string(gi) + ".dat";
     w->data[file] = dat.str();
     // The fit of this group, if summary.json has one.
     const nlohmann::json* fit = nullptr;
@@ -156,14 +163,14 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
         fit = &f;
     std::string key_text = label;
     std::string fit_file;
-    if (fit && fit->value("ok", true) && fit->contains("vs_params") && (*fit)["vs_params"].contains("slope") &&
-        (*fit)["vs_params"]["slope"].is_number()) {
-      const auto& vp = (*fit)["vs_params"];
+    if (fit && fit->value("ok", true) && fit->contains(fit_key) && (*fit)[fit_key].contains("slope") &&
+        (*fit)[fit_key]["slope"].is_number()) {
+      const auto& vp = (*fit)[fit_key];
       const double slope = vp["slope"].get<double>();
       // The P range of the fit: summary.json's list, else the widths from fit_min_width on.
       double plo = INFINITY, phi = -INFINITY;
-      if (fit->contains("params") && (*fit)["params"].is_array())
-        for (const auto& p : (*fit)["params"])
+      if (fit->contains(list_key) && (*fit)[list_key].is_array())
+        for (const auto& p : (*fit)[list_key])
           if (p.is_number()) plo = std::min(plo, p.get<double>()), phi = std::max(phi, p.get<double>());
       if (!(plo < phi))
         for (const auto& [p, v] : g)
@@ -182,7 +189,7 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
       }
       key_text += ": slope " + fixed(slope, 2);
       if (std::isfinite(b) && plo < phi) {
-        fit_file = "scaling_fit_" + std::to_string(gi) + ".dat";
+        fit_file = name + "_fit_" + std::to_string(gi) + ".dat";
         std::ostringstream fd;
         for (int t = 0; t <= 20; ++t) {
           const double p = std::exp(std::log(plo) + (std::log(phi) - std::log(plo)) * t / 20.0);
@@ -203,10 +210,10 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
            << " notitle";
   }
   if (!drawn) {
-    rep->notes.push_back("scaling figure: no network has a positive test RMSE; not drawn");
+    if (!effective) rep->notes.push_back("scaling figure: no network has a positive test RMSE; not drawn");
     return;
   }
-  std::string title = "Test RMSE against parameters P";
+  std::string title = effective ? "Test RMSE against effective parameters" : "Test RMSE against parameters P";
   if (acts.size() == 1) title += ", " + *acts.begin();
   if (targets.size() == 1) title += ", target " + *targets.begin();
   std::string sub = seeds > 1 ? "line: median over " + std::to_string(seeds) + " seeds, band: min to max; "
@@ -219,12 +226,13 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
     << "set yrange [" << num(ylo / 1.5) << ":" << num(yhi * 1.3) << "]\n"
     << log_tics("x", xlo / 1.12, xhi * 1.12) << log_tics("y", ylo / 1.5, yhi * 1.3)
     << "set mxtics 10\nset mytics 10\nset grid xtics ytics mxtics mytics lc rgb '#dddddd', lc rgb '#f3f3f3'\n"
-    << "set xlabel 'parameters P'\nset ylabel 'test RMSE'\n"
+    << "set xlabel '" << (effective ? "effective parameters (P less the symmetries)" : "parameters P")
+    << "'\nset ylabel 'test RMSE'\n"
     << (drawn <= 4 ? "set key bottom left Left reverse box opaque noenhanced spacing 1.2 width 1\n"
                    : "set key below Left reverse noenhanced spacing 1.2 width 2\n")
     << plot.str() << "\n";
   const std::string body = b.str();
-  w->figures.push_back(Figure{"scaling", 1000, drawn <= 4 ? 700 : 700 + 25 * ((drawn + 1) / 2), body});
+  w->figures.push_back(Figure{name, 1000, drawn <= 4 ? 700 : 700 + 25 * ((drawn + 1) / 2), body});
 }
 
 // What the per-network figures compare against: the target on a fine grid (built-in names
@@ -604,6 +612,10 @@ PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
 
   Work w;
   scaling_figure(rows, summary, &w, &rep);
+  // Against the effective parameters too, when results.csv has them (runs before the column
+  // have none).
+  if (!rows.empty() && std::all_of(rows.begin(), rows.end(), [](const FitRow& r) { return r.effective_params > 0; }))
+    scaling_figure(rows, summary, &w, &rep, true);
 
   // The networks of the per-network figures.
   const bool have_params = fs::exists(fs::path(dir) / "params_index.csv", ec);

@@ -103,7 +103,7 @@ TEST(Plots, GnuplotIsInstalled) {
 TEST(Plots, EveryFigureIsAValidPngAndSvg) {
   const fs::path dir = tmp_dir();
   const fs::path out = small_run(dir);
-  std::vector<std::string> names = {"scaling"};
+  std::vector<std::string> names = {"scaling", "scaling_effective"};
   for (const char* arch : {"mlp", "glu", "gqu"}) {
     names.push_back(std::string("fit_") + arch + "_relu_invcos2_n6_s0");
     names.push_back(std::string("neurons_") + arch + "_relu_invcos2_n6_s0");
@@ -124,6 +124,8 @@ TEST(Plots, EveryFigureIsAValidPngAndSvg) {
     EXPECT_TRUE(e.is_regular_file()) << e.path();
   }
   EXPECT_EQ(files, 2 * static_cast<int>(names.size()));
+  // The second scaling figure is drawn against the effective parameters.
+  EXPECT_NE(slurp(out / "plots" / "scaling_effective.svg").find("effective parameters"), std::string::npos);
 }
 
 // 2D inputs: the per-network figure is a pair of heat maps (network, error) with the hinge
