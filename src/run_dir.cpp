@@ -1,0 +1,311 @@
+// A run's output directory through its life: the default name, preparing it, the manifest,
+// --resume, --shard, the finished sweep's files, and merging shards. See run_dir.h.
+#include "run_dir.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <type_traits>
+
+#include "gpusweep/checkpoint.h"
+#include "gpusweep/csv.h"
+#include "gpusweep/fit.h"
+#include "gpusweep/output.h"
+#include "gpusweep/params_io.h"
+#include "gpusweep_version.h"
+
+namespace fs = std::filesystem;
+
+namespace gs {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot read it");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string default_out_dir() {
+  const std::time_t now = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "runs/%Y%m%d-%H%M%S", std::localtime(&now));
+  std::string dir = buf;
+  std::error_code ec;
+  for (int k = 2; fs::exists(dir, ec); ++k) dir = std::string(buf) + "-" + std::to_string(k);
+  return dir;
+}
+
+bool prepare_out_dir(const std::string& dir, bool overwrite, const std::vector<std::string>& results) {
+  std::error_code ec;
+  const bool existed = fs::exists(dir, ec);
+  if (existed && !fs::is_directory(dir, ec))
+    throw std::invalid_argument("--out " + dir + ": exists and is not a directory");
+  if (existed && !overwrite &&
+      std::any_of(results.begin(), results.end(), [&](const std::string& f) { return fs::exists(fs::path(dir) / f); }))
+    throw std::invalid_argument("--out " + dir + ": already holds results (pass --overwrite to replace them)");
+  if (existed && !overwrite && fs::exists(fs::path(dir) / "manifest.json"))
+    throw std::invalid_argument("--out " + dir + ": holds an unfinished sweep (continue it with --resume " + dir +
+                                ", or pass --overwrite to start again)");
+  fs::create_directories(dir, ec);
+  if (ec) throw std::invalid_argument("--out " + dir + ": cannot create the directory: " + ec.message());
+  // Probe that we can write here before spending time on training.
+  const fs::path probe = fs::path(dir) / ".write-test.tmp";
+  std::FILE* f = std::fopen(probe.c_str(), "w");
+  if (!f) {
+    if (!existed) fs::remove(dir, ec);
+    throw std::invalid_argument("--out " + dir + ": the directory is not writable");
+  }
+  std::fclose(f);
+  fs::remove(probe, ec);
+  return !existed;
+}
+
+void remove_earlier_results(const std::string& dir) {
+  for (const char* f : {"results.csv", "summary.json", "params.bin", "params_index.csv", "manifest.json", "ntk.csv",
+                        "ntk_summary.json", "ntk_hist.csv", "ntk_loss.csv", "ntk_loss_median.csv", "ntk_crossing.csv"})
+    fs::remove(fs::path(dir) / f);
+  std::error_code ec;
+  fs::remove_all(fs::path(dir) / "plots", ec);
+  gs::remove_chunks(dir);
+}
+
+nlohmann::json manifest_json(Options o, std::size_t jobs) {
+  nlohmann::json m;
+  m["version"] = GPUSWEEP_VERSION;
+  m["commit"] = GPUSWEEP_COMMIT;
+  for_each_sweep_option(o, [&](const char* key, auto& value) { m["sweep"][key] = value; });
+  m["jobs"] = jobs;
+  return m;
+}
+
+nlohmann::json read_manifest(const std::string& dir, const std::string& what) {
+  const std::string mpath = (fs::path(dir) / "manifest.json").string();
+  if (!fs::exists(mpath)) throw std::invalid_argument(what + " " + dir + ": no manifest.json there (not a gpu-sweep directory)");
+  try {
+    return nlohmann::json::parse(read_text(mpath));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(mpath + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+}
+
+void apply_manifest(Options& o, const nlohmann::json& m, const CLI::App* app, const std::string& path) {
+  for_each_sweep_option(o, [&](const char* key, auto& value) {
+    using T = std::decay_t<decltype(value)>;
+    // Options added after a manifest was written keep their defaults.
+    const std::set<std::string> optional = {"dim", "standardize", "optimizer", "adam_lr", "adam_steps"};
+    if (m.contains("sweep") && !m["sweep"].contains(key) && optional.count(key)) return;
+    if (!m.contains("sweep") || !m["sweep"].contains(key))
+      throw std::invalid_argument(path + ": no '" + key + "' (not a gpu-sweep manifest?)");
+    T recorded;
+    try {
+      recorded = m["sweep"][key].get<T>();
+    } catch (const nlohmann::json::exception&) {
+      throw std::invalid_argument(path + ": '" + key + "' has the wrong type");
+    }
+    const std::string opt = option_of(key);
+    if (app && app->count(opt) > 0 && !(value == recorded)) {
+      std::ostringstream given, was;
+      given << value;
+      was << recorded;
+      throw std::invalid_argument("--resume: " + opt + " is '" + given.str() + "' here but '" + was.str() +
+                                  "' in " + path + "; a resumed sweep keeps its options");
+    }
+    value = recorded;
+  });
+}
+
+nlohmann::json config_json(Options o, const std::string& backend) {
+  nlohmann::json c;
+  for_each_sweep_option(o, [&](const char* key, auto& value) { c[key] = value; });
+  c["backend"] = backend;
+  c["version"] = GPUSWEEP_VERSION;
+  c["commit"] = GPUSWEEP_COMMIT;
+  return c;
+}
+
+bool start_sweep_dir(const std::string& out, const Options& o, std::size_t jobs) {
+  const bool created = prepare_out_dir(out, o.overwrite);
+  remove_earlier_results(out);
+  gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest_json(o, jobs).dump(2) + "\n");
+  return created;
+}
+
+void resume_options(Options& o, const CLI::App& app) {
+  if (app.count("--out") > 0 && o.out != o.resume)
+    throw std::invalid_argument("--resume " + o.resume + ": writes into that directory; leave out --out");
+  const nlohmann::json manifest = read_manifest(o.resume, "--resume");
+  // summary.json is written last: with it the sweep is complete; without it the saved
+  // chunks (still there) give the results again.
+  if (fs::exists(fs::path(o.resume) / "results.csv") && fs::exists(fs::path(o.resume) / "summary.json"))
+    throw std::invalid_argument("--resume " + o.resume + ": the sweep is complete; nothing to resume");
+  apply_manifest(o, manifest, &app, (fs::path(o.resume) / "manifest.json").string());
+  o.out = o.resume;
+}
+
+int read_saved(const std::string& dir, int num_jobs, const std::vector<int>& canonical,
+               std::vector<gs::NetResult>* results, std::vector<char>* have) {
+  const auto done = gs::read_chunks(dir, num_jobs);
+  std::map<int, int> position;
+  for (std::size_t i = 0; i < canonical.size(); ++i) position[canonical[i]] = static_cast<int>(i);
+  int saved = 0;
+  for (const auto& [job, r] : done) {
+    if (!position.count(job))
+      throw std::invalid_argument("--resume " + dir + ": its chunks hold job " + std::to_string(job) +
+                                  ", which is not in this sweep");
+    (*results)[position[job]] = r;
+    (*have)[position[job]] = 1;
+    ++saved;
+  }
+  return saved;
+}
+
+std::vector<int> shard_of(const Options& o, const gs::SweepSpec& spec, const std::vector<gs::Job>& all_jobs) {
+  std::vector<int> canonical(all_jobs.size());
+  std::iota(canonical.begin(), canonical.end(), 0);
+  if (!o.shard.empty()) {
+    int k = 0, n = 0;
+    gs::parse_shard(o.shard, &k, &n);
+    canonical = gs::shard_jobs(all_jobs, gs::dataset_dims(spec.datasets), k, n);
+  }
+  return canonical;
+}
+
+void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec& spec,
+                   const std::vector<gs::Job>& jobs, const std::vector<gs::NetResult>& results,
+                   const nlohmann::json& config, double secs) {
+  const gs::FitOptions fit = fit_options(o);
+  const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
+  auto summary = gs::summary_json(fits, fit, config, results);
+  summary["seconds"] = secs;
+  summary["datasets"] = gs::datasets_json(spec.datasets);
+  gs::write_params(out, spec, jobs, results);
+  const std::string results_path = (fs::path(out) / "results.csv").string();
+  gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
+  try {
+    gs::write_file_atomic((fs::path(out) / "summary.json").string(), summary.dump(2) + "\n");
+  } catch (...) {
+    std::remove(results_path.c_str());
+    throw;
+  }
+  if (!o.quiet) {
+    gs::print_fit_table(std::cout, fits, fit);
+    const auto& n = summary["networks"];
+    std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
+              << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
+              << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
+    const std::string short_line = gs::stopped_short_line(results);
+    if (!short_line.empty()) std::cout << short_line << "\n";
+  }
+}
+
+void merge_shards(const Options& o, const std::vector<std::string>& dirs) {
+  if (o.out.empty()) throw std::invalid_argument("merge: give the merged directory with --out");
+  std::vector<nlohmann::json> manifests;
+  for (const auto& d : dirs) {
+    manifests.push_back(read_manifest(d, "merge"));
+    if (!fs::exists(fs::path(d) / "results.csv"))
+      throw std::invalid_argument("merge " + d + ": unfinished (no results.csv); finish it with --resume " + d);
+  }
+  // One sweep: every option but the shard agrees.
+  for (std::size_t i = 1; i < dirs.size(); ++i)
+    for (const auto& [key, value] : manifests[0]["sweep"].items())
+      if (key != "shard" && manifests[i]["sweep"].value(key, nlohmann::json()) != value)
+        throw std::invalid_argument("merge: " + dirs[i] + " and " + dirs[0] + " are not shards of one sweep: " +
+                                    option_of(key) + " is " + manifests[i]["sweep"].value(key, nlohmann::json()).dump() +
+                                    " against " + value.dump());
+  int n_shards = 0;
+  std::vector<std::string> by_k;
+  for (std::size_t i = 0; i < dirs.size(); ++i) {
+    const std::string shard = manifests[i]["sweep"].value("shard", std::string());
+    if (shard.empty()) throw std::invalid_argument("merge " + dirs[i] + ": not a shard (it ran without --shard)");
+    int k = 0, n = 0;
+    gs::parse_shard(shard, &k, &n);
+    if (n_shards == 0) {
+      n_shards = n;
+      by_k.assign(n + 1, "");
+    }
+    if (n != n_shards)
+      throw std::invalid_argument("merge " + dirs[i] + ": shard " + shard + " of a split into " + std::to_string(n) +
+                                  ", the others into " + std::to_string(n_shards));
+    if (!by_k[k].empty()) throw std::invalid_argument("merge: shard " + shard + " twice: " + by_k[k] + " and " + dirs[i]);
+    by_k[k] = dirs[i];
+  }
+  for (int k = 1; k <= n_shards; ++k)
+    if (by_k[k].empty())
+      throw std::invalid_argument("merge: shard " + std::to_string(k) + "/" + std::to_string(n_shards) + " is missing");
+
+  // The sweep's jobs, from its options; each shard's rows are its jobs in order.
+  Options sweep_opt = o;
+  apply_manifest(sweep_opt, manifests[0], nullptr, (fs::path(dirs[0]) / "manifest.json").string());
+  gs::SweepSpec spec = build_spec(sweep_opt);
+  const auto jobs = gs::make_jobs(spec);
+  std::vector<gs::NetResult> results(jobs.size());
+  double secs = 0.0;
+  for (int k = 1; k <= n_shards; ++k) {
+    const std::string& d = by_k[k];
+    const auto ids = gs::shard_jobs(jobs, gs::dataset_dims(spec.datasets), k, n_shards);
+    const auto table = gs::read_csv_table((fs::path(d) / "results.csv").string());
+    const auto index = gs::read_params_index(d);
+    if (table.rows.size() != ids.size() || index.size() != ids.size())
+      throw std::invalid_argument("merge " + d + ": " + std::to_string(table.rows.size()) + " results for the " +
+                                  std::to_string(ids.size()) + " networks of shard " + std::to_string(k) + "/" +
+                                  std::to_string(n_shards));
+    const int c_arch = table.column("arch"), c_act = table.column("activation"), c_target = table.column("target"),
+              c_width = table.column("width"), c_seed = table.column("seed"), c_status = table.column("status"),
+              c_reason = table.column("reason"), c_steps = table.column("newton_steps"),
+              c_sgrad = table.column("scaled_gradient"), c_drop = table.column("last_rel_decrease"),
+              c_train = table.column("train_rmse"), c_test = table.column("test_rmse"), c_secs = table.column("seconds");
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto& row = table.rows[i];
+      const gs::Job& job = jobs[ids[i]];
+      const std::string where = d + "/results.csv: row " + std::to_string(i + 2);
+      const gs::Model model = job.model();
+      if (row[c_arch] != gs::model_name(model) || row[c_act] != gs::model_act_name(model, job.act) ||
+          row[c_target] != spec.datasets[job.target].name ||
+          gs::parse_int_field(row[c_width], where) != job.width || gs::parse_int_field(row[c_seed], where) != job.seed)
+        throw std::invalid_argument(where + ": not the network shard " + std::to_string(k) + " should hold there");
+      gs::NetResult& r = results[ids[i]];
+      r.status = gs::status_from(row[c_status]);
+      r.reason = row[c_reason];
+      r.newton_steps = static_cast<int>(gs::parse_int_field(row[c_steps], where));
+      r.scaled_grad = gs::parse_double_field(row[c_sgrad], where);
+      r.rel_decrease = gs::parse_double_field(row[c_drop], where);
+      r.train_rmse = gs::parse_double_field(row[c_train], where);
+      r.test_rmse = gs::parse_double_field(row[c_test], where);
+      r.seconds = gs::parse_double_field(row[c_secs], where);
+      r.params = gs::read_params(d, index[i]);
+    }
+    nlohmann::json summary;
+    try {
+      summary = nlohmann::json::parse(read_text((fs::path(d) / "summary.json").string()));
+      secs += summary.value("seconds", 0.0);
+    } catch (const std::exception&) {
+    }
+  }
+  const std::string out = o.out;
+  const bool created = prepare_out_dir(out, o.overwrite);
+  try {
+    sweep_opt.shard.clear();
+    gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest_json(sweep_opt, jobs.size()).dump(2) + "\n");
+    auto config = config_json(sweep_opt, manifests[0]["sweep"].value("device", std::string()));
+    config["merged_from"] = dirs;
+    sweep_opt.quiet = o.quiet;
+    write_outputs(out, sweep_opt, spec, jobs, results, config, secs);
+  } catch (...) {
+    std::error_code ec;
+    if (created) fs::remove_all(out, ec);
+    throw;
+  }
+}
+
+}  // namespace gs
