@@ -1,4 +1,4 @@
-// results.csv, summary.json and the slope table.
+// results.csv (written and read back), summary.json and the slope table.
 #include "gpusweep/output.h"
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "gpusweep/checkpoint.h"
 #include "gpusweep/csv.h"
 #include "gpusweep/util.h"
 
@@ -177,32 +178,79 @@ void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const 
   }
 }
 
-std::vector<FitRow> parse_results_csv(const std::string& text, const std::string& path) {
-  const CsvTable t = parse_csv_table(text, path);
-  for (const char* need : {"arch", "activation", "target", "width", "params", "seed", "test_rmse", "status"})
-    if (std::find(t.header.begin(), t.header.end(), need) == t.header.end())
+namespace {
+
+bool has_column(const CsvTable& t, const char* name) {
+  return std::find(t.header.begin(), t.header.end(), name) != t.header.end();
+}
+
+std::vector<ResultRow> result_rows(const CsvTable& t) {
+  const std::string& path = t.path;
+  for (const char* need : {"arch", "activation", "target", "width", "params", "seed", "train_rmse", "test_rmse",
+                           "status", "reason", "newton_steps", "seconds"})
+    if (!has_column(t, need))
       throw std::invalid_argument(path + ": no column '" + need + "' in the header (not a gpu-sweep results.csv?)");
   const int c_arch = t.column("arch"), c_act = t.column("activation"), c_target = t.column("target"),
             c_width = t.column("width"), c_params = t.column("params"), c_seed = t.column("seed"),
-            c_rmse = t.column("test_rmse"), c_status = t.column("status");
-  // Older files have no effective_params: their fits leave it out.
-  const bool has_effective =
-      std::find(t.header.begin(), t.header.end(), "effective_params") != t.header.end();
-  const int c_eff = has_effective ? t.column("effective_params") : -1;
-  std::vector<FitRow> rows;
+            c_train = t.column("train_rmse"), c_test = t.column("test_rmse"), c_status = t.column("status"),
+            c_reason = t.column("reason"), c_steps = t.column("newton_steps"), c_secs = t.column("seconds");
+  // Older files have no effective_params (their fits leave it out), nor scaled_gradient and
+  // last_rel_decrease.
+  const int c_eff = has_column(t, "effective_params") ? t.column("effective_params") : -1;
+  const int c_sgrad = has_column(t, "scaled_gradient") ? t.column("scaled_gradient") : -1;
+  const int c_drop = has_column(t, "last_rel_decrease") ? t.column("last_rel_decrease") : -1;
+  std::vector<ResultRow> rows;
   for (std::size_t k = 0; k < t.rows.size(); ++k) {
     const auto& f = t.rows[k];
     const std::string where = path + ": row " + std::to_string(k + 2);
-    FitRow r;
+    ResultRow r;
     r.arch = f[c_arch];
     r.activation = f[c_act];
     r.target = f[c_target];
     r.width = parse_int_field(f[c_width], where, 1, INT_MAX);
     r.params = parse_int_field(f[c_params], where, 1, INT_MAX);
-    if (has_effective) r.effective_params = parse_int_field(f[c_eff], where, 1, INT_MAX);
+    if (c_eff >= 0) r.effective_params = parse_int_field(f[c_eff], where, 1, INT_MAX);
     r.seed = parse_int_field(f[c_seed], where, 0, kMaxSeed);
-    r.test_rmse = parse_double_field(f[c_rmse], where);  // strtod reads nan too
-    r.failed = f[c_status] == "failed";
+    NetResult& n = r.result;
+    try {
+      n.status = status_from(f[c_status]);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(where + ": " + e.what());
+    }
+    n.reason = f[c_reason];
+    n.newton_steps = parse_int_field(f[c_steps], where, 0, INT_MAX);
+    // strtod reads nan and inf too: a failed network's numbers.
+    if (c_sgrad >= 0) n.scaled_grad = parse_double_field(f[c_sgrad], where);
+    if (c_drop >= 0) n.rel_decrease = parse_double_field(f[c_drop], where);
+    n.train_rmse = parse_double_field(f[c_train], where);
+    n.test_rmse = parse_double_field(f[c_test], where);
+    n.seconds = parse_double_field(f[c_secs], where);
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+}  // namespace
+
+std::vector<ResultRow> parse_results_table(const std::string& text, const std::string& path) {
+  return result_rows(parse_csv_table(text, path));
+}
+
+std::vector<ResultRow> read_results_table(const std::string& path) { return result_rows(read_csv_table(path)); }
+
+std::vector<FitRow> parse_results_csv(const std::string& text, const std::string& path) {
+  std::vector<FitRow> rows;
+  for (const ResultRow& f : parse_results_table(text, path)) {
+    FitRow r;
+    r.arch = f.arch;
+    r.activation = f.activation;
+    r.target = f.target;
+    r.width = f.width;
+    r.params = f.params;
+    r.effective_params = f.effective_params;
+    r.seed = f.seed;
+    r.test_rmse = f.result.test_rmse;
+    r.failed = f.result.status == Status::kFailed;
     rows.push_back(std::move(r));
   }
   if (rows.empty()) throw std::invalid_argument(path + ": no result rows");

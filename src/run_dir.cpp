@@ -17,7 +17,6 @@
 #include <type_traits>
 
 #include "gpusweep/checkpoint.h"
-#include "gpusweep/csv.h"
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
 #include "gpusweep/params_io.h"
@@ -254,35 +253,22 @@ void merge_shards(const Options& o, const std::vector<std::string>& dirs) {
   for (int k = 1; k <= n_shards; ++k) {
     const std::string& d = by_k[k];
     const auto ids = gs::shard_jobs(jobs, gs::dataset_dims(spec.datasets), k, n_shards);
-    const auto table = gs::read_csv_table((fs::path(d) / "results.csv").string());
+    const auto rows = gs::read_results_table((fs::path(d) / "results.csv").string());
     const auto index = gs::read_params_index(d);
-    if (table.rows.size() != ids.size() || index.size() != ids.size())
-      throw std::invalid_argument("merge " + d + ": " + std::to_string(table.rows.size()) + " results for the " +
+    if (rows.size() != ids.size() || index.size() != ids.size())
+      throw std::invalid_argument("merge " + d + ": " + std::to_string(rows.size()) + " results for the " +
                                   std::to_string(ids.size()) + " networks of shard " + std::to_string(k) + "/" +
                                   std::to_string(n_shards));
-    const int c_arch = table.column("arch"), c_act = table.column("activation"), c_target = table.column("target"),
-              c_width = table.column("width"), c_seed = table.column("seed"), c_status = table.column("status"),
-              c_reason = table.column("reason"), c_steps = table.column("newton_steps"),
-              c_sgrad = table.column("scaled_gradient"), c_drop = table.column("last_rel_decrease"),
-              c_train = table.column("train_rmse"), c_test = table.column("test_rmse"), c_secs = table.column("seconds");
     for (std::size_t i = 0; i < ids.size(); ++i) {
-      const auto& row = table.rows[i];
+      const gs::ResultRow& row = rows[i];
       const gs::Job& job = jobs[ids[i]];
-      const std::string where = d + "/results.csv: row " + std::to_string(i + 2);
       const gs::Model model = job.model();
-      if (row[c_arch] != gs::model_name(model) || row[c_act] != gs::model_act_name(model, job.act) ||
-          row[c_target] != spec.datasets[job.target].name ||
-          gs::parse_int_field(row[c_width], where) != job.width || gs::parse_int_field(row[c_seed], where) != job.seed)
-        throw std::invalid_argument(where + ": not the network shard " + std::to_string(k) + " should hold there");
+      if (row.arch != gs::model_name(model) || row.activation != gs::model_act_name(model, job.act) ||
+          row.target != spec.datasets[job.target].name || row.width != job.width || row.seed != job.seed)
+        throw std::invalid_argument(d + "/results.csv: row " + std::to_string(i + 2) + ": not the network shard " +
+                                    std::to_string(k) + " should hold there");
       gs::NetResult& r = results[ids[i]];
-      r.status = gs::status_from(row[c_status]);
-      r.reason = row[c_reason];
-      r.newton_steps = static_cast<int>(gs::parse_int_field(row[c_steps], where));
-      r.scaled_grad = gs::parse_double_field(row[c_sgrad], where);
-      r.rel_decrease = gs::parse_double_field(row[c_drop], where);
-      r.train_rmse = gs::parse_double_field(row[c_train], where);
-      r.test_rmse = gs::parse_double_field(row[c_test], where);
-      r.seconds = gs::parse_double_field(row[c_secs], where);
+      r = row.result;
       r.params = gs::read_params(d, index[i]);
     }
     nlohmann::json summary;

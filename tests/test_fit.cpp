@@ -1,6 +1,6 @@
 // Slope fits: per-seed slopes with a bootstrap interval that covers a known exponent, the
-// clear refusals (too few widths, RMSE that is not positive), results.csv read back, and
-// `gpu-sweep fit DIR` as a user runs it.
+// clear refusals (too few widths, RMSE that is not positive), results.csv read back (every
+// column, and files from before its later columns), and `gpu-sweep fit DIR` as a user runs it.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -118,6 +118,59 @@ TEST(Fit, ResultsCsvReadsBack) {
   EXPECT_THROW(parse_results_csv("x,y\n1,2\n", "r.csv"), std::invalid_argument);
   EXPECT_THROW(parse_results_csv(text.substr(0, text.find('\n') + 1) + "glu,relu,t,eight,41,0,1,1,converged,,1,1\n", "r.csv"),
                std::invalid_argument);
+}
+
+TEST(Fit, ResultsTableReadsEveryColumn) {
+  const std::string header =
+      "arch,activation,target,width,params,effective_params,seed,train_rmse,test_rmse,status,reason,"
+      "newton_steps,scaled_gradient,last_rel_decrease,seconds\n";
+  const auto rows = parse_results_table(
+      header + "glu,relu,sin4,8,41,33,2,0.001,0.002,max_steps,step limit,12,1e-09,1e-11,0.5\n", "r.csv");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].arch, "glu");
+  EXPECT_EQ(rows[0].target, "sin4");
+  EXPECT_EQ(rows[0].width, 8);
+  EXPECT_EQ(rows[0].params, 41);
+  EXPECT_EQ(rows[0].effective_params, 33);
+  EXPECT_EQ(rows[0].seed, 2);
+  const NetResult& r = rows[0].result;
+  EXPECT_EQ(r.status, Status::kMaxSteps);
+  EXPECT_EQ(r.reason, "step limit");
+  EXPECT_EQ(r.newton_steps, 12);
+  EXPECT_DOUBLE_EQ(r.scaled_grad, 1e-9);
+  EXPECT_DOUBLE_EQ(r.rel_decrease, 1e-11);
+  EXPECT_DOUBLE_EQ(r.train_rmse, 0.001);
+  EXPECT_DOUBLE_EQ(r.test_rmse, 0.002);
+  EXPECT_DOUBLE_EQ(r.seconds, 0.5);
+
+  // A file from before effective_params, scaled_gradient and last_rel_decrease.
+  const auto old = parse_results_table(
+      "arch,activation,target,width,params,seed,train_rmse,test_rmse,status,reason,newton_steps,seconds\n"
+      "mlp,relu,t,4,13,0,nan,nan,failed,non-finite loss,3,0.1\n",
+      "old.csv");
+  ASSERT_EQ(old.size(), 1u);
+  EXPECT_EQ(old[0].effective_params, 0);
+  EXPECT_TRUE(std::isnan(old[0].result.scaled_grad));
+  EXPECT_TRUE(std::isnan(old[0].result.test_rmse));
+  EXPECT_EQ(old[0].result.status, Status::kFailed);
+
+  // A header alone (an empty shard) has no rows; the fits refuse it.
+  EXPECT_TRUE(parse_results_table(header, "r.csv").empty());
+  EXPECT_THROW(parse_results_csv(header, "r.csv"), std::invalid_argument);
+
+  // One line naming the file, the row or the column.
+  const auto error = [](const std::string& text) {
+    try {
+      parse_results_table(text, "r.csv");
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error(header + "glu,relu,t,8,41,33,2,1,1,done,,1,1,1,1\n"), "r.csv: row 2: unknown status 'done'");
+  EXPECT_EQ(error(header + "glu,relu,t,8,41,33,2,1,1,converged,,x,1,1,1\n"), "r.csv: row 2: 'x' is not an integer");
+  EXPECT_EQ(error("arch,activation,target,width,params,seed,test_rmse,status\nglu,relu,t,8,41,0,1,converged\n"),
+            "r.csv: no column 'train_rmse' in the header (not a gpu-sweep results.csv?)");
 }
 
 // The program: a run, then `fit DIR` with other widths; and its refusals.

@@ -1,5 +1,6 @@
-// Writing a sweep's results: results.csv, summary.json and the terminal table. Files are
-// written to a temporary name and renamed into place, so a reader never sees half a file.
+// A sweep's results: writing results.csv, summary.json and the terminal table, and reading
+// results.csv back. Files are written to a temporary name and renamed into place, so a reader
+// never sees half a file.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -25,8 +26,27 @@ std::string stopped_short_line(const std::vector<NetResult>& results);
 void put_fits(nlohmann::json& summary, const std::vector<GroupFit>& fits, const FitOptions& fit);
 void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const FitOptions& fit);
 
-// Reads the rows of a results.csv written by results_csv. Throws std::invalid_argument with
-// one line naming the file, the line and the problem.
+// One row of results.csv, every column: the network and its outcome.
+struct ResultRow {
+  std::string arch, activation, target;
+  int width = 0;
+  int params = 0;
+  int effective_params = 0;  // 0: unknown (a results.csv from before the column)
+  int seed = 0;
+  // status, reason, newton_steps, scaled_gradient, last_rel_decrease, train_rmse, test_rmse
+  // and seconds; params stays empty (the parameters are in params.bin).
+  NetResult result;
+};
+
+// The reader of results.csv: the rows of a file written by results_csv, from its text (path
+// names it in errors) or from the file. Columns that older files lack are optional:
+// effective_params (0 then), scaled_gradient and last_rel_decrease (NaN then). Throws
+// std::invalid_argument with one line naming the file, the row or the column, and the problem.
+std::vector<ResultRow> parse_results_table(const std::string& text, const std::string& path);
+std::vector<ResultRow> read_results_table(const std::string& path);
+
+// The rows of a results.csv as the fits see them (parse_results_table's); a file without
+// rows is refused too.
 std::vector<FitRow> parse_results_csv(const std::string& text, const std::string& path);
 
 // Writes text to path through path + ".tmp" and a rename. Throws std::runtime_error.
