@@ -40,6 +40,10 @@ void Backend::add_params(const std::vector<int>&, const double*) {
   throw std::logic_error("add_params: this backend has no gradient-only pass");
 }
 
+void Backend::set_params(const std::vector<int>&, const double*) {
+  throw std::logic_error("set_params: this backend has no gradient-only pass");
+}
+
 bool use_cuda(DeviceKind device) {
   switch (device) {
     case DeviceKind::kCuda:

@@ -377,51 +377,72 @@ std::vector<double> spline_network(Arch arch, int n, double lo, double hi, const
     // S = (S + lam T) - lam T with T real-rooted and lam large enough that S + lam T is
     // real-rooted too. T is S with each complex pair of roots a +- ib moved to a +- b: for one
     // pair S + lam T is real-rooted from lam = 1 on, and T is as large as S, so the two
-    // neurons cancel little. (If S lost its degree, T is the product over the Chebyshev points
-    // of [1/2, 3/2], scaled to S.) lam starts at 1/8 and doubles, then doubles once more
-    // for margin.
-    std::vector<double> tau, wr, wi;
-    double cT = S[K];
-    if (S[K] != 0.0) {
-      poly_roots(S, &wr, &wi);
-      for (int j = 0; j < K; ++j) {
-        if (wi[j] == 0.0) tau.push_back(wr[j]);
-        if (wi[j] > 0.0) {
-          tau.push_back(wr[j] + wi[j]);
-          tau.push_back(wr[j] - wi[j]);
+    // neurons cancel little. Where S has (numerically) lost its degree, as for data of a
+    // lower degree, its roots run off to infinity; there, and wherever the first T finds no
+    // split (a repeated complex pair gives T a double root), T is the product over the
+    // Chebyshev points of [1/2, 3/2], scaled to S. lam starts at 1/8 and doubles, then
+    // doubles once more for margin.
+    double smax = 0.0;
+    for (double c : S) smax = std::max(smax, std::fabs(c));
+    std::vector<double> roots, sum(K + 1), T;
+    double cT = 0.0, lam = 0.0;
+    std::vector<double> tau;
+    auto make_T = [&](bool from_roots) {
+      tau.clear();
+      if (from_roots) {
+        std::vector<double> wr, wi;
+        poly_roots(S, &wr, &wi);
+        for (int j = 0; j < K; ++j) {
+          if (wi[j] == 0.0) tau.push_back(wr[j]);
+          if (wi[j] > 0.0) {
+            tau.push_back(wr[j] + wi[j]);
+            tau.push_back(wr[j] - wi[j]);
+          }
         }
+        cT = S[K];
+      } else {
+        for (int j = 0; j < K; ++j) tau.push_back(1.0 + 0.5 * std::cos(M_PI * (j + 0.5) / K));
+        cT = smax > 0.0 ? smax : 1.0;
       }
-    } else {
-      cT = 0.0;
-      for (double c : S) cT = std::max(cT, std::fabs(c));
-      if (cT == 0.0) cT = 1.0;
-      for (int j = 0; j < K; ++j) tau.push_back(1.0 + 0.5 * std::cos(M_PI * (j + 0.5) / K));
-    }
-    std::vector<double> T(1, cT);
-    for (int j = 0; j < K; ++j) {
-      std::vector<double> next(T.size() + 1, 0.0);
-      for (std::size_t q = 0; q < T.size(); ++q) {
-        next[q + 1] += T[q];
-        next[q] -= tau[j] * T[q];
+      T.assign(1, cT);
+      for (int j = 0; j < K; ++j) {
+        std::vector<double> next(T.size() + 1, 0.0);
+        for (std::size_t q = 0; q < T.size(); ++q) {
+          next[q + 1] += T[q];
+          next[q] -= tau[j] * T[q];
+        }
+        T = next;
       }
-      T = next;
-    }
-    double lam = 0.125;
-    std::vector<double> roots, sum(K + 1);
+    };
     auto split = [&](double l) {
       for (int q = 0; q <= K; ++q) sum[q] = S[q] + l * T[q];
       return sum[K] != 0.0 && real_roots(sum, &roots);
     };
-    int tries = 0;
-    while (!split(lam)) {
-      if (++tries == 200) throw std::runtime_error("spline network: no real-rooted split of the global polynomial");
-      lam *= 2.0;
+    auto search = [&] {
+      for (lam = 0.125; lam < 1e30; lam *= 2.0)
+        if (split(lam)) {
+          // Once more for margin: roots that just turned real may sit close together.
+          if (split(2.0 * lam))
+            lam *= 2.0;
+          else
+            split(lam);
+          return true;
+        }
+      return false;
+    };
+    const bool full_degree = std::fabs(S[K]) > 1e-8 * smax;
+    bool found = false;
+    if (full_degree) {
+      make_T(true);
+      found = search();
     }
-    // Once more for margin: roots that just turned real may sit close together.
-    if (split(2.0 * lam))
-      lam *= 2.0;
-    else
-      split(lam);
+    if (!found) {
+      make_T(false);
+      found = search();
+    }
+    if (!found)
+      throw std::runtime_error(std::string(arch_name(arch)) + "-construct at width " + std::to_string(n) +
+                               ": no real-rooted split of the spline's global polynomial");
     for (int b = 1; b <= K; ++b) {
       set_root_factor(0, b, roots[b - 1], b == K ? sum[K] : 1.0);
       set_root_factor(1, b, tau[b - 1], b == K ? -lam * cT : 1.0);

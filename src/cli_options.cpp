@@ -65,7 +65,7 @@ void add_sweep_options(CLI::App& app, Options& o) {
                  "ALL stage. on: variable projection, Newton on the gates (and middle factors) with the "
                  "last factor and d0 (mlp: D and d0) solved exactly at every step (CPU; the CUDA backend "
                  "alternates); "
-                 "alternate: Newton on all parameters, then exact solves of D, U, Q in turn; off: plain "
+                 "alternate: Newton on all parameters, then exact solves of D and each linear factor in turn; off: plain "
                  "Newton")
       ->capture_default_str();
   app.add_option("--optimizer", o.optimizer,

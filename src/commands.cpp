@@ -105,7 +105,10 @@ int run(Options o, const CLI::App& app) {
   int next_chunk = gs::count_chunks(out);
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    Progress progress(tty && !o.quiet, static_cast<int>(todo.size()), spec.train.schedule);
+    // Adam's steps are one stage of the estimate.
+    const std::vector<gs::StageSpec> adam_stages = {{gs::Block::kAll, spec.train.adam.steps}};
+    Progress progress(tty && !o.quiet, static_cast<int>(todo.size()),
+                      spec.train.optimizer == gs::Optimizer::kAdam ? adam_stages : spec.train.schedule);
     progress.set_chunks(static_cast<int>(planned.size()));
     spec.train.on_step = [&](const gs::StepInfo& s) {
       if (g_stop) throw Interrupted();

@@ -592,6 +592,15 @@ void CpuBackend::add_params(const std::vector<int>& nets, const double* delta) {
   });
 }
 
+void CpuBackend::set_params(const std::vector<int>& nets, const double* values) {
+  std::size_t off = 0;
+  for (int i : nets) {
+    const int p = num_params(nets_[i].shape);
+    std::copy(values + off, values + off + p, theta_.data() + nets_[i].offset);
+    off += p;
+  }
+}
+
 void CpuBackend::trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                               double* loss) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {

@@ -38,6 +38,7 @@ class CpuBackend final : public Backend {
   bool has_gradient() const override { return true; }
   void gradient(const std::vector<int>& nets, double* loss, double* grad) override;
   void add_params(const std::vector<int>& nets, const double* delta) override;
+  void set_params(const std::vector<int>& nets, const double* values) override;
   void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                     double* loss) override;
   void apply_step(const std::vector<int>& nets, const double* alpha) override;

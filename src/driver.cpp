@@ -379,20 +379,22 @@ void keep_the_better(Backend& be, const Batch& batch, const std::vector<int>& en
       was.push_back(loss_in[j]);
     }
   if (live.empty() || !be.has_gradient()) return;
-  std::vector<double> now(live.size()), sgrad(live.size()), theta;
+  std::vector<double> now(live.size()), sgrad(live.size());
   be.assemble(live, Block::kAll, HessianKind::kGaussNewton, now.data(), sgrad.data());
-  be.read_params(theta);
   std::vector<int> back;
-  std::vector<double> delta;
+  std::vector<double> values;
   for (std::size_t j = 0; j < live.size(); ++j) {
     if (!(now[j] > was[j])) continue;
     const int i = live[j];
     back.push_back(i);
     const std::size_t off = batch.nets[i].offset;
-    for (int k = 0, p = num_params(batch.nets[i].shape); k < p; ++k) delta.push_back(theta_in[off + k] - theta[off + k]);
-    mark(res[i], Status::kConverged, "kept the ALL stage's start (its loss was lower)");
+    values.insert(values.end(), theta_in.begin() + off, theta_in.begin() + off + num_params(batch.nets[i].shape));
+    // The status stays (a stage that ran out of steps still did); the reason says what
+    // was kept, and no step of the stage counts as the last decrease.
+    res[i].reason += "; kept the ALL stage's start (its loss was lower)";
+    res[i].rel_decrease = 0.0;
   }
-  if (!back.empty()) be.add_params(back, delta.data());
+  if (!back.empty()) be.set_params(back, values.data());
 }
 
 // Adam on all parameters of every network, options.adam.steps steps with bias-corrected

@@ -98,16 +98,26 @@ nlohmann::json read_manifest(const std::string& dir, const std::string& what) {
 }
 
 void apply_manifest(Options& o, const nlohmann::json& m, const CLI::App* app, const std::string& path) {
+  // A manifest from before --optimizer named the paper's constructions mlp-construct and
+  // glu-construct; those names now build the spline networks, so its rows would not match.
+  if (m.contains("sweep") && !m["sweep"].contains("optimizer") && m["sweep"].contains("arch") &&
+      m["sweep"]["arch"].is_string() && m["sweep"]["arch"].get<std::string>().find("-construct") != std::string::npos)
+    throw std::invalid_argument(path + ": made by an earlier version, whose mlp-construct and glu-construct were the "
+                                "paper's constructions (now mlp-paper and glu-paper); run that sweep again");
+  Options defaults;
+  nlohmann::json default_values;
+  for_each_sweep_option(defaults, [&](const char* key, auto& value) { default_values[key] = value; });
   for_each_sweep_option(o, [&](const char* key, auto& value) {
     using T = std::decay_t<decltype(value)>;
-    // Options added after a manifest was written keep their defaults.
+    // Options added after a manifest was written count as their defaults, against which a
+    // value given now is checked as against any recorded one.
     const std::set<std::string> optional = {"dim", "standardize", "optimizer", "adam_lr", "adam_steps"};
-    if (m.contains("sweep") && !m["sweep"].contains(key) && optional.count(key)) return;
-    if (!m.contains("sweep") || !m["sweep"].contains(key))
+    const bool absent = m.contains("sweep") && !m["sweep"].contains(key) && optional.count(key);
+    if (!absent && (!m.contains("sweep") || !m["sweep"].contains(key)))
       throw std::invalid_argument(path + ": no '" + key + "' (not a gpu-sweep manifest?)");
     T recorded;
     try {
-      recorded = m["sweep"][key].get<T>();
+      recorded = (absent ? default_values : m["sweep"])[key].template get<T>();
     } catch (const nlohmann::json::exception&) {
       throw std::invalid_argument(path + ": '" + key + "' has the wrong type");
     }

@@ -83,45 +83,54 @@ TEST(Adam, GradientPassMatchesFiniteDifferences) {
 
 TEST(Adam, DriverTakesAdamsStepsOnTheTrueGradient) {
   const Dataset ds = make_target_dataset("invcos2", 400, 0);
-  const Shape s{Arch::kGlu, Act::kRelu, 1, 6};
-  std::vector<double> th(num_params(s));
-  init_params(s, InitKind::kMaso, ds, 1, th.data());
+  // A poisoned network first, then two healthy ones of other shapes: their gradient slices
+  // sit at shifted offsets, and the poisoned one leaves after the first step.
+  const std::vector<Shape> shapes = {{Arch::kGlu, Act::kRelu, 1, 6},
+                                     {Arch::kMlp, Act::kRelu, 1, 5},
+                                     {Arch::kGqu, Act::kSilu, 1, 4}};
   Batch batch;
   batch.datasets = {&ds};
-  batch.add(s, 0, th.data());
-  th[num_params(s) - 3] = NAN;  // a poisoned D: the twin fails alone
-  batch.add(s, 0, th.data());
+  for (std::size_t j = 0; j < shapes.size(); ++j) {
+    std::vector<double> th(num_params(shapes[j]));
+    init_params(shapes[j], InitKind::kMaso, ds, 1 + j, th.data());
+    if (j == 0) th[num_params(shapes[j]) - 3] = NAN;  // a poisoned D
+    batch.add(shapes[j], 0, th.data());
+  }
   TrainOptions o;
   o.optimizer = Optimizer::kAdam;
   o.adam.lr = 1e-2;
   o.adam.steps = 6;
-  CpuBackend be(1);
+  CpuBackend be(2);
   be.load(batch);
   const auto res = train(be, batch, o);
   std::vector<double> got;
   be.read_params(got);
+  EXPECT_EQ(res[0].status, Status::kFailed);
+  EXPECT_NE(res[0].reason.find("non-finite"), std::string::npos) << res[0].reason;
 
-  // Adam written out, on finite-difference gradients.
-  std::vector<double> ref(batch.params.begin(), batch.params.begin() + num_params(s));
-  std::vector<double> m(ref.size(), 0.0), v(ref.size(), 0.0);
-  for (int t = 1; t <= o.adam.steps; ++t) {
-    const auto g = fd_gradient(s, ref, ds);
-    for (std::size_t k = 0; k < ref.size(); ++k) {
-      m[k] = 0.9 * m[k] + 0.1 * g[k];
-      v[k] = 0.999 * v[k] + 0.001 * g[k] * g[k];
-      const double mh = m[k] / (1 - std::pow(0.9, t)), vh = v[k] / (1 - std::pow(0.999, t));
-      ref[k] -= o.adam.lr * mh / (std::sqrt(vh) + 1e-8);
+  for (std::size_t j = 1; j < shapes.size(); ++j) {
+    const Shape& s = shapes[j];
+    const std::size_t off = batch.nets[j].offset;
+    const std::vector<double> start(batch.params.begin() + off, batch.params.begin() + off + num_params(s));
+    // Adam written out, on finite-difference gradients.
+    std::vector<double> ref = start, m(ref.size(), 0.0), v(ref.size(), 0.0);
+    for (int t = 1; t <= o.adam.steps; ++t) {
+      const auto g = fd_gradient(s, ref, ds);
+      for (std::size_t k = 0; k < ref.size(); ++k) {
+        m[k] = 0.9 * m[k] + 0.1 * g[k];
+        v[k] = 0.999 * v[k] + 0.001 * g[k] * g[k];
+        const double mh = m[k] / (1 - std::pow(0.9, t)), vh = v[k] / (1 - std::pow(0.999, t));
+        ref[k] -= o.adam.lr * mh / (std::sqrt(vh) + 1e-8);
+      }
     }
+    // Each step moves a parameter by about lr; a finite-difference error shows only where a
+    // gradient entry is near the round-off of the differences.
+    for (std::size_t k = 0; k < ref.size(); ++k)
+      EXPECT_NEAR(got[off + k], ref[k], 1e-3 * o.adam.lr) << "net " << j << " param " << k;
+    EXPECT_EQ(res[j].status, Status::kMaxSteps);
+    EXPECT_EQ(res[j].newton_steps, o.adam.steps);
+    EXPECT_LT(res[j].train_rmse, std::sqrt(mse(s, start, ds))) << "net " << j;
   }
-  // Each step moves a parameter by about lr; a finite-difference error shows only where a
-  // gradient entry is near the round-off of the differences.
-  for (std::size_t k = 0; k < ref.size(); ++k) EXPECT_NEAR(got[k], ref[k], 1e-3 * o.adam.lr) << "param " << k;
-  EXPECT_EQ(res[0].status, Status::kMaxSteps);
-  EXPECT_EQ(res[0].newton_steps, o.adam.steps);
-  EXPECT_LT(res[0].train_rmse, std::sqrt(mse(s, std::vector<double>(batch.params.begin(),
-                                                                      batch.params.begin() + num_params(s)), ds)));
-  EXPECT_EQ(res[1].status, Status::kFailed);
-  EXPECT_NE(res[1].reason.find("non-finite"), std::string::npos) << res[1].reason;
 }
 
 }  // namespace

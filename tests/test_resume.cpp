@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "gpusweep/checkpoint.h"
 #include "gpusweep/data.h"
 #include "program.h"
@@ -142,6 +144,26 @@ TEST(Resume, OtherOptionsAreRefusedByName) {
     EXPECT_EQ(r.code, 2) << arg;
     EXPECT_EQ(lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
+  }
+  // A manifest from before --optimizer: the option counts as its default, newton, and a
+  // different one given now is refused like any other.
+  {
+    auto m = nlohmann::json::parse(slurp(out / "manifest.json"));
+    for (const char* k : {"optimizer", "adam_lr", "adam_steps"}) m["sweep"].erase(k);
+    std::ofstream(out / "manifest.json") << m.dump(2);
+    r = run("--resume " + out.string() + " --optimizer adam", dir);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--optimizer"), std::string::npos) << r.err;
+    // Its -construct names were the paper's constructions: refused, not reinterpreted.
+    const fs::path old = dir / "old";
+    fs::create_directories(old);
+    nlohmann::json o = m;
+    o["sweep"]["arch"] = "mlp,glu-construct";
+    std::ofstream(old / "manifest.json") << o.dump(2);
+    r = run("--resume " + old.string(), dir);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("mlp-paper"), std::string::npos) << r.err;
   }
   // The same options again are fine, and so is a fresh run refused into the unfinished dir.
   r = run(kSweep + " --threads 2 --out " + out.string(), dir);

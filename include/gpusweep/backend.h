@@ -112,6 +112,9 @@ class Backend {
   // theta += delta for each listed network (delta laid out as gradient's grad).
   virtual void add_params(const std::vector<int>& nets, const double* delta);
 
+  // theta = values for each listed network (laid out as gradient's grad), exactly.
+  virtual void set_params(const std::vector<int>& nets, const double* values);
+
   // Training losses at theta + alpha[t] * step for t < n_alpha, in one pass over the data.
   // loss is per listed network, n_alpha entries each.
   virtual void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,

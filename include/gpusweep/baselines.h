@@ -104,9 +104,9 @@ std::size_t spline_fit_bytes(int degree, int cells, int n_points);
 std::vector<double> spline_network(Arch arch, int n, double lo, double hi, const std::vector<double>& x,
                                    const std::vector<double>& y);
 // The cells of the spline a width-n spline network of arch holds: n for K <= 1, n - 1 from
-// K = 2 on (n - 1 interior knots, less one neuron for the second outer one). That is the
-// most a width-n network with its knots on a uniform grid can hold: a C^K spline of degree
-// K + 1 on c cells has c + K + 1 dimensions, and each interior knot adds only one.
+// K = 2 on (one neuron fewer for the interior knots, as the global polynomial takes two).
+// Each interior knot takes a neuron and the global polynomial at least one more, so c = n
+// is the most any such construction holds.
 int spline_network_cells(Arch arch, int n);
 // The smallest width spline_network builds: 1 for K <= 1, 2 from K = 2 on.
 int spline_network_min_width(Arch arch);
