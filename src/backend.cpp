@@ -16,6 +16,12 @@ int Batch::add(const Shape& s, int dataset, const double* theta) {
   return size() - 1;
 }
 
+std::vector<std::size_t> packed_offsets(const std::vector<NetDesc>& nets, const std::vector<int>& list) {
+  std::vector<std::size_t> off(list.size() + 1, 0);
+  for (std::size_t j = 0; j < list.size(); ++j) off[j + 1] = off[j] + num_params(nets[list[j]].shape);
+  return off;
+}
+
 void Backend::least_squares(const std::vector<int>&, Block, int*, double*) {
   throw std::logic_error("least_squares: this backend has no least-squares solve");
 }

@@ -49,10 +49,17 @@ struct TileArgs {
   CpuBackend::Workspace* w;
 };
 
+// The shape with the factor count kNf and the input dimension kD fixed at compile time where
+// they are nonzero (see by_shape), so that the network math unrolls.
+template <int kNf, int kD>
+Shape fixed_shape(const Shape& shape) {
+  return Shape{kNf > 0 ? make_arch(Family::kGated, kNf - 1) : shape.arch, shape.act, kD > 0 ? kD : shape.d,
+               shape.n};
+}
+
 template <int kNf, int kD>
 double tile_points(const TileArgs& t, double sse) {
-  const Shape s{kNf > 0 ? make_arch(Family::kGated, kNf - 1) : t.shape.arch, t.shape.act,
-                kD > 0 ? kD : t.shape.d, t.shape.n};
+  const Shape s = fixed_shape<kNf, kD>(t.shape);
   CpuBackend::Workspace& w = *t.w;
   const int p = num_params(s);
   const int m = t.e - t.b;
@@ -105,8 +112,7 @@ double tile_points(const TileArgs& t, double sse) {
 template <int kNf, int kD>
 double sum_squares(const Shape& shape, const double* theta, const std::vector<double>& x,
                    const std::vector<double>& f) {
-  const Shape s{kNf > 0 ? make_arch(Family::kGated, kNf - 1) : shape.arch, shape.act,
-                kD > 0 ? kD : shape.d, shape.n};
+  const Shape s = fixed_shape<kNf, kD>(shape);
   double sse = 0.0;
   for (std::size_t q = 0; q < f.size(); ++q) {
     const double r = evaluate(s, theta, x.data() + q * s.d) - f[q];
@@ -119,8 +125,7 @@ double sum_squares(const Shape& shape, const double* theta, const std::vector<do
 // parameters; row is scratch of num_params); kNf and kD as in tile_points.
 template <int kNf, int kD>
 double sse_gradient(const Shape& shape, const double* theta, const Dataset& ds, double* row, double* g) {
-  const Shape s{kNf > 0 ? make_arch(Family::kGated, kNf - 1) : shape.arch, shape.act,
-                kD > 0 ? kD : shape.d, shape.n};
+  const Shape s = fixed_shape<kNf, kD>(shape);
   const int p = num_params(s);
   double sse = 0.0;
   for (int q = 0; q < ds.n_train(); ++q) {
@@ -562,8 +567,7 @@ void CpuBackend::var_pro_accept(const std::vector<int>& nets) {
 }
 
 void CpuBackend::gradient(const std::vector<int>& nets, double* loss, double* grad) {
-  std::vector<std::size_t> off(nets.size() + 1, 0);
-  for (std::size_t j = 0; j < nets.size(); ++j) off[j + 1] = off[j] + num_params(nets_[nets[j]].shape);
+  const std::vector<std::size_t> off = packed_offsets(nets_, nets);
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     const NetDesc& nd = nets_[i];
     const Shape& s = nd.shape;
@@ -584,8 +588,7 @@ void CpuBackend::gradient(const std::vector<int>& nets, double* loss, double* gr
 }
 
 void CpuBackend::add_params(const std::vector<int>& nets, const double* delta) {
-  std::vector<std::size_t> off(nets.size() + 1, 0);
-  for (std::size_t j = 0; j < nets.size(); ++j) off[j + 1] = off[j] + num_params(nets_[nets[j]].shape);
+  const std::vector<std::size_t> off = packed_offsets(nets_, nets);
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     double* theta = theta_.data() + nets_[i].offset;
     for (int k = 0, p = num_params(nets_[i].shape); k < p; ++k) theta[k] += delta[off[j] + k];
@@ -593,12 +596,9 @@ void CpuBackend::add_params(const std::vector<int>& nets, const double* delta) {
 }
 
 void CpuBackend::set_params(const std::vector<int>& nets, const double* values) {
-  std::size_t off = 0;
-  for (int i : nets) {
-    const int p = num_params(nets_[i].shape);
-    std::copy(values + off, values + off + p, theta_.data() + nets_[i].offset);
-    off += p;
-  }
+  const std::vector<std::size_t> off = packed_offsets(nets_, nets);
+  for (std::size_t j = 0; j < nets.size(); ++j)
+    std::copy(values + off[j], values + off[j + 1], theta_.data() + nets_[nets[j]].offset);
 }
 
 void CpuBackend::trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,

@@ -362,6 +362,13 @@ void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
   }
 }
 
+// The training loss of each listed network, from the backend's gradient pass (no Hessian).
+std::vector<double> losses(Backend& be, const Batch& batch, const std::vector<int>& nets) {
+  std::vector<double> loss(nets.size()), grad(packed_offsets(batch.nets, nets).back());
+  be.gradient(nets, loss.data(), grad.data());
+  return loss;
+}
+
 // After a variable-projection stage: a network whose loss is higher than when it entered
 // (loss_in, per entered network; theta_in, the batch's parameters then) gets its entry
 // parameters back. That happens where the entry was more accurate than any solve in the
@@ -378,9 +385,8 @@ void keep_the_better(Backend& be, const Batch& batch, const std::vector<int>& en
       live.push_back(entered[j]);
       was.push_back(loss_in[j]);
     }
-  if (live.empty() || !be.has_gradient()) return;
-  std::vector<double> now(live.size()), sgrad(live.size());
-  be.assemble(live, Block::kAll, HessianKind::kGaussNewton, now.data(), sgrad.data());
+  if (live.empty()) return;
+  const std::vector<double> now = losses(be, batch, live);
   std::vector<int> back;
   std::vector<double> values;
   for (std::size_t j = 0; j < live.size(); ++j) {
@@ -403,18 +409,16 @@ void adam(Backend& be, const Batch& batch, const TrainOptions& options, std::vec
   if (!be.has_gradient()) throw std::logic_error("adam: the backend has no gradient pass");
   const AdamOptions& a = options.adam;
   const int n = batch.size();
-  std::vector<std::size_t> off(n + 1, 0);
-  for (int i = 0; i < n; ++i) off[i + 1] = off[i] + num_params(batch.nets[i].shape);
-  std::vector<double> m(off[n], 0.0), v(off[n], 0.0), prev(n, NAN);
   std::vector<int> active;
   for (int i = 0; i < n; ++i) {
     mark(res[i], Status::kMaxSteps, "adam: all " + std::to_string(a.steps) + " steps");
     active.push_back(i);
   }
+  const std::vector<std::size_t> off = packed_offsets(batch.nets, active);  // of every network
+  std::vector<double> m(off[n], 0.0), v(off[n], 0.0), prev(n, NAN);
   std::vector<double> loss, grad;
   for (int t = 1; t <= a.steps && !active.empty(); ++t) {
-    std::vector<std::size_t> at(active.size() + 1, 0);
-    for (std::size_t j = 0; j < active.size(); ++j) at[j + 1] = at[j] + num_params(batch.nets[active[j]].shape);
+    const std::vector<std::size_t> at = packed_offsets(batch.nets, active);
     loss.assign(active.size(), 0.0);
     grad.assign(at.back(), 0.0);
     be.gradient(active, loss.data(), grad.data());
@@ -488,11 +492,11 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
     std::vector<int> entered;
     std::vector<double> loss_in, theta_in;
     if (var_pro && !active.empty()) {
-      entered = active;
-      loss_in.resize(active.size());
-      std::vector<double> sgrad(active.size());
-      be.assemble(active, Block::kAll, HessianKind::kGaussNewton, loss_in.data(), sgrad.data());
-      be.read_params(theta_in);
+      if (be.has_gradient()) {
+        entered = active;
+        loss_in = losses(be, batch, active);
+        be.read_params(theta_in);
+      }
       // Start from the optimal linear parameters for the current nonlinear ones, with the same
       // rule for thin neurons as every trial, so that the trials compare like with like.
       std::fill(st.lambda.begin(), st.lambda.end(), kVarProLambdaInit);

@@ -34,6 +34,11 @@ struct NetDesc {
   std::size_t offset;   // start of this network's parameters in Batch::params
 };
 
+// Where each listed network's values start when the networks' num_params values are packed
+// one after another in list order (the layout of Backend::gradient); entry list.size() is
+// the total.
+std::vector<std::size_t> packed_offsets(const std::vector<NetDesc>& nets, const std::vector<int>& list);
+
 struct Batch {
   std::vector<NetDesc> nets;
   std::vector<const Dataset*> datasets;
