@@ -6,12 +6,15 @@
 #   - training from MASO (the default start; SEEDS seeds),
 #   - training from --init spline (one seed: the start does not depend on it),
 #   - Adam from MASO (--optimizer adam, ADAM_STEPS steps at ADAM_LR; one seed, the widths
-#     ADAM_WIDTHS: each step is a pass over the points, and thousands are needed).
+#     ADAM_WIDTHS: each step is a pass over the points, and thousands are needed),
+#   - gpoly:K trained from MASO (the gate times a free polynomial of degree K; SEEDS seeds).
+# METHODS (comma-separated, default all: construct,maso,spline,adam,gpoly) picks the runs and
+# the rows; the construction comes with the maso run.
 # Prints one tab-separated table: target, K, method, slope against n, against P and against
 # the effective P (median over seeds of each seed's fit), the median test RMSE at width AT,
 # and how many networks stopped at the step limit.
 #   [WIDTHS=...] [SEEDS=...] [AT=...] [SCHEDULE=...] [ADAM_WIDTHS=...] [ADAM_STEPS=...]
-#   [ADAM_LR=...] bench/ladder.sh [gpu-sweep binary] [out dir]
+#   [ADAM_LR=...] [METHODS=...] bench/ladder.sh [gpu-sweep binary] [out dir]
 # Defaults: ./build/gpu-sweep, runs/ladder, widths 8,12,16,24,32,48,64,100,140,200, 4 seeds,
 # AT = 100, the default schedule; Adam on widths 8,16,32,64,100 for 10000 steps at 1e-3;
 # sin4 on 4000 points and invcos2 on 10^4.
@@ -23,6 +26,9 @@ seeds=${SEEDS:-4}
 at=${AT:-100}
 schedule=${SCHEDULE:-D,U,Q,R,S,G,ALL*100}
 archs=mlp,glu,gqu,gated:3,gated:4
+gpolys=gpoly:0,gpoly:1,gpoly:2,gpoly:3,gpoly:4
+methods=,${METHODS:-construct,maso,spline,adam,gpoly},
+want() { [[ $methods == *",$1,"* ]]; }
 adam_widths=${ADAM_WIDTHS:-8,16,32,64,100}
 constructs=mlp-construct,glu-construct,gqu-construct,gated:3-construct,gated:4-construct
 
@@ -54,18 +60,25 @@ printf 'target\tK\tmethod\tslope(n)\tslope(P)\tslope(P_eff)\tRMSE(n=%s)\tat step
 for spec in sin4:4000 invcos2:10000; do
   target=${spec%%:*}
   points=${spec##*:}
-  run "$target" "$points" maso "$widths" --arch "$archs,$constructs" --seeds "$seeds" --init maso
-  run "$target" "$points" spline "$widths" --arch "$archs" --init spline
-  run "$target" "$points" adam "$adam_widths" --arch "$archs" --init maso --optimizer adam \
-      --adam-steps "${ADAM_STEPS:-10000}" --adam-lr "${ADAM_LR:-1e-3}"
+  if want maso || want construct; then
+    run "$target" "$points" maso "$widths" --arch "$archs,$constructs" --seeds "$seeds" --init maso
+  fi
+  if want spline; then run "$target" "$points" spline "$widths" --arch "$archs" --init spline; fi
+  if want adam; then
+    run "$target" "$points" adam "$adam_widths" --arch "$archs" --init maso --optimizer adam \
+        --adam-steps "${ADAM_STEPS:-10000}" --adam-lr "${ADAM_LR:-1e-3}"
+  fi
+  if want gpoly; then run "$target" "$points" gpoly "$widths" --arch "$gpolys" --seeds "$seeds" --init maso; fi
   for K in 0 1 2 3 4; do
     name=$(cut -d, -f$((K + 1)) <<< "$archs")
-    for m in construct maso spline adam; do
+    for m in construct maso spline adam gpoly; do
+      want "$m" || continue
       case $m in
         construct) dir="$out/$target-maso"; arch="$name-construct" ;;
         maso) dir="$out/$target-maso"; arch=$name ;;
         spline) dir="$out/$target-spline"; arch=$name ;;
         adam) dir="$out/$target-adam"; arch=$name ;;
+        gpoly) dir="$out/$target-gpoly"; arch=gpoly:$K ;;
       esac
       read -r _ sn sp se < <(slopes "$dir" | awk -v a="$arch" '$1 == a') || true
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$K" "$m" "${sn:--}" "${sp:--}" "${se:--}" \

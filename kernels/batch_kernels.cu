@@ -238,10 +238,10 @@ __global__ void curvature_kernel(const CallNet* calls, int count, const long lon
   for (int pp = 0; pp < k; ++pp) {
     const int gp = neuron_param_index(s, i, pp);
     if (gp < c.b || gp >= c.e) continue;
-    const int bp = pp / per, jp = pp - bp * per;
+    const int bp = pp < nf * per ? pp / per : nf, jp = pp - bp * per;
     for (int qq = 0; qq <= pp; ++qq) {
       const int gq = neuron_param_index(s, i, qq);
-      const int bq = qq / per, jq = qq - bq * per;
+      const int bq = qq < nf * per ? qq / per : nf, jq = qq - bq * per;
       if (gq < c.b || gq >= c.e || (bp == nf && bq == nf)) continue;
       double sum = 0.0;
       for (int kk = threadIdx.x; kk < set.n; kk += blockDim.x) {
@@ -249,11 +249,12 @@ __global__ void curvature_kernel(const CallNet* calls, int count, const long lon
         const NeuronEval e = eval_neuron(s, th, x, i);
         double hab[kMaxFactors][kMaxFactors], hbD[kMaxFactors];
         neuron_curvature(s, e, hab, hbD);
-        const double xp = bp < nf && jp < s.d ? x[jp] : 1.0;
-        const double xq = bq < nf && jq < s.d ? x[jq] : 1.0;
+        // x~ of a factor's parameter; x^alpha of the coefficient D_alpha.
+        const double xp = bp < nf ? (jp < s.d ? x[jp] : 1.0) : poly_term(s, x, jp);
+        const double xq = bq < nf ? (jq < s.d ? x[jq] : 1.0) : poly_term(s, x, jq);
         double v;
-        if (bp == nf) v = hbD[bq] * xq;
-        else if (bq == nf) v = hbD[bp] * xp;
+        if (bp == nf) v = hbD[bq] * xq * xp;
+        else if (bq == nf) v = hbD[bp] * xp * xq;
         else v = hab[bp][bq] * xp * xq;
         sum += r[kk] * v;
       }
@@ -284,7 +285,7 @@ __global__ void relu1d_neurons_kernel(const CallNet* calls, int count, const lon
     const NeuronLines L = neuron_lines(nd.s, theta + nd.theta_off, nu);
     active_range(set.x, set.n, L.W[0], L.w[0], &lo, &hi);
   }
-  const int nr = num_factors(nd.s.arch) + 1;
+  const int nr = column_degree(nd.s.arch) + 1;
   const double* r = resid + nd.res_off;
   double acc[kColCoef] = {};
   for (int k = lo + threadIdx.x; k < hi; k += blockDim.x) {
@@ -340,7 +341,7 @@ __global__ void relu1d_hessian_kernel(const CallNet* calls, int count, const lon
   const DevNet& nd = nets[c.net];
   const DevSet set = train[nd.data];
   const int m = c.e - c.b;
-  const int nmom = 2 * num_factors(nd.s.arch) + 1;
+  const int nmom = 2 * column_degree(nd.s.arch) + 1;
   int ti, tj;
   lower_tile_coords(static_cast<int>(w - work_off[j]), &ti, &tj);
   const double scale = 2.0 / set.n;

@@ -242,7 +242,9 @@ namespace {
 // Neurons whose kink lies left of [lo, hi] and that, with d0, give the spline's global
 // polynomial: one while it splits into d0 + (x - e) S(x) with S of degree K <= 1 (any
 // linear S is one factor), two from K = 2 on, where S = (S + lam T) - lam T with T real-rooted.
-int outer_neurons(Arch arch) { return arch_order(arch) <= 1 ? 1 : 2; }
+int outer_neurons(Arch arch) {
+  return arch_family(arch) == Family::kGpoly || arch_order(arch) <= 1 ? 1 : 2;
+}
 
 // The roots wr + i wi of the polynomial sum_r c[r] u^r (c.back() != 0), from the eigenvalues
 // of its companion matrix (LAPACK dgeev). A complex pair comes as two consecutive roots, the
@@ -283,8 +285,48 @@ int spline_network_min_width(Arch arch) { return outer_neurons(arch); }
 
 int spline_network_cells(Arch arch, int n) { return n - outer_neurons(arch) + 1; }
 
+namespace {
+// gpoly:K's spline network from gated:K's with the same cells: each neuron's factors and D
+// multiplied out into its polynomial, and gated:K's outer neurons (which share one gate)
+// summed into one.
+std::vector<double> gpoly_spline_network(Arch arch, int n, double lo, double hi, const std::vector<double>& x,
+                                         const std::vector<double>& y) {
+  const int K = arch_order(arch);
+  const Arch ga = make_arch(Family::kGated, K);
+  const int outer = outer_neurons(ga);
+  const int gn = n + outer - 1;  // spline_network_cells(ga, gn) == n
+  const std::vector<double> gth = spline_network(ga, gn, lo, hi, x, y);
+  const Shape gsh{ga, Act::kRelu, 1, gn}, s{arch, Act::kRelu, 1, n};
+  std::vector<double> th(num_params(s), 0.0);
+  for (int i = 0; i < gn; ++i) {
+    const int j = i < outer ? 0 : i - outer + 1;  // the gpoly neuron it goes into
+    th[factor_offset(s, 0) + j] = gth[factor_offset(gsh, 0) + i];
+    th[factor_offset(s, 0) + n + j] = gth[factor_offset(gsh, 0) + gn + i];
+    std::vector<double> p(1, gth[d_offset(gsh) + i]);  // D prod_b (U_b x + u_b), ascending powers
+    for (int b = 1; b <= K; ++b) {
+      const double U = gth[factor_offset(gsh, b) + i], u = gth[factor_offset(gsh, b) + gn + i];
+      std::vector<double> next(p.size() + 1, 0.0);
+      for (std::size_t q = 0; q < p.size(); ++q) {
+        next[q] += u * p[q];
+        next[q + 1] += U * p[q];
+      }
+      p = next;
+    }
+    for (int q = 0; q <= K; ++q) th[d_offset(s) + j * (K + 1) + q] += p[q];
+  }
+  th.back() = gth.back();
+  return th;
+}
+}  // namespace
+
 std::vector<double> spline_network(Arch arch, int n, double lo, double hi, const std::vector<double>& x,
                                    const std::vector<double>& y) {
+  if (arch_family(arch) == Family::kGpoly) {
+    if (n < spline_network_min_width(arch))
+      throw std::invalid_argument(std::string(arch_name(arch)) + "-construct: width " + std::to_string(n) +
+                                  " is below 1");
+    return gpoly_spline_network(arch, n, lo, hi, x, y);
+  }
   if (arch_family(arch) != Family::kGated)
     throw std::invalid_argument(std::string("no spline construction for ") + arch_name(arch));
   const int K = arch_order(arch), deg = K + 1;

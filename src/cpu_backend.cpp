@@ -65,9 +65,11 @@ double tile_points(const TileArgs& t, double sse) {
   const int m = t.e - t.b;
   const int nf = num_factors(s.arch);
   const int per = s.d + 1;
+  const int M = num_poly_terms(s);
   const int pair_len = per * per;
-  const int acc_len = nf * nf * pair_len + nf * per;
+  const int acc_len = nf * nf * pair_len + nf * M * per;
   double* xt = w.xtilde.data();
+  double mono[kMaxPolyTerms];
   for (int q = 0; q < t.count; ++q) {
     const double* x = t.x + static_cast<std::size_t>(q) * s.d;
     // Each neuron is evaluated once per point; its values serve the Jacobian row now and
@@ -84,6 +86,7 @@ double tile_points(const TileArgs& t, double sse) {
               w.tile.begin() + static_cast<std::size_t>(q) * m);
     if (!t.second) continue;
     for (int u = 0; u < s.d; ++u) xt[u] = x[u];
+    poly_terms(s, x, mono);
     for (int nu = 0; nu < s.n; ++nu) {
       const NeuronEval& ev = w.evals[nu];
       if (ev.g.s == 0.0 && ev.g.ds == 0.0 && ev.g.d2s == 0.0) continue;
@@ -99,8 +102,11 @@ double tile_points(const TileArgs& t, double sse) {
             for (int z = 0; z < per; ++z) mb[u * per + z] += v * xt[u] * xt[z];
         }
         const double v = r * hbD[fb];
-        double* md = acc + nf * nf * pair_len + fb * per;
-        for (int u = 0; u < per; ++u) md[u] += v * xt[u];
+        for (int al = 0; al < M; ++al) {
+          double* md = acc + nf * nf * pair_len + (fb * M + al) * per;
+          const double va = v * mono[al];
+          for (int u = 0; u < per; ++u) md[u] += va * xt[u];
+        }
       }
     }
   }
@@ -232,14 +238,13 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
   const Sorted& so = sorted_[nd.dataset];
   const double* theta = theta_.data() + nd.offset;
   const int npts = static_cast<int>(so.x.size());
-  const int nf = num_factors(s.arch);
   const int b = stage_begin_[i], e = stage_end_[i];
   const int m = e - b;
   double* H = H_.data() + square_off_[i];
   double* g = g_.data() + vec_off_[i];
   Workspace& w = workspace();
 
-  // Residuals on the sorted points, and the prefix sums of r x^j, j <= nf.
+  // Residuals on the sorted points, and the prefix sums of r x^j, j <= the column degree.
   w.resid.resize(npts);
   double sse = 0.0;
   for (int k = 0; k < npts; ++k) {
@@ -248,7 +253,7 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
     sse += r * r;
   }
   *loss = sse / npts;
-  const int nr = nf + 1;
+  const int nr = column_degree(s.arch) + 1;
   w.rpre.resize(static_cast<std::size_t>(nr) * (npts + 1) * 2);
   build_prefix(so.x.data(), w.resid.data(), npts, nr, w.rpre.data());
 
@@ -294,7 +299,7 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
 
   // J^T J: for each pair of neurons (d0 included), the moments of x over the intersection
   // of their active ranges, then one Hankel form per pair of their columns.
-  const int nmom = 2 * nf + 1;
+  const int nmom = 2 * column_degree(s.arch) + 1;
   for (int n1 = 0; n1 <= s.n; ++n1) {
     const int* l1 = &w.neuron_cols[static_cast<std::size_t>(n1) * (k_loc + 1)];
     if (l1[0] == 0) continue;
@@ -382,9 +387,10 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     const int nf = num_factors(s.arch);
     const int per = s.d + 1;
     // Per neuron: for factor pairs b <= c the moments sum_k r_k hab[b][c] x~ x~^T (per x per),
-    // then for each factor b the moments sum_k r_k hbD[b] x~ (per).
+    // then for each factor b and monomial alpha the moments sum_k r_k hbD[b] x^alpha x~ (per).
+    const int M = num_poly_terms(s);
     const int pair_len = per * per;
-    const int acc_len = nf * nf * pair_len + nf * per;
+    const int acc_len = nf * nf * pair_len + nf * M * per;
     const bool second = kind == HessianKind::kExact && !stage_is_linear(s.arch, stage);
     if (second) w.local.assign(static_cast<std::size_t>(s.n) * acc_len, 0.0);
     w.xtilde.resize(per);
@@ -412,15 +418,15 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
         for (int pp = 0; pp < k; ++pp) {
           const int gp = neuron_param_index(s, nu, pp);
           if (gp < b || gp >= e) continue;
-          const int bp = pp / per, jp = pp - bp * per;
+          const int bp = pp < nf * per ? pp / per : nf, jp = pp - bp * per;
           for (int qq = 0; qq < k; ++qq) {
             const int gq = neuron_param_index(s, nu, qq);
             if (gq < b || gq > gp) continue;
-            const int bq = qq / per, jq = qq - bq * per;
+            const int bq = qq < nf * per ? qq / per : nf, jq = qq - bq * per;
             double v;
             if (bp == nf && bq == nf) v = 0.0;
-            else if (bp == nf) v = acc[nf * nf * pair_len + bq * per + jq];
-            else if (bq == nf) v = acc[nf * nf * pair_len + bp * per + jp];
+            else if (bp == nf) v = acc[nf * nf * pair_len + (bq * M + jp) * per + jq];
+            else if (bq == nf) v = acc[nf * nf * pair_len + (bp * M + jq) * per + jp];
             else if (bp <= bq) v = acc[(bp * nf + bq) * pair_len + jp * per + jq];
             else v = acc[(bq * nf + bp) * pair_len + jq * per + jp];
             H[(gp - b) + static_cast<std::size_t>(gq - b) * m] += v;

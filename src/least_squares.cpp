@@ -96,8 +96,7 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
 
 void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>& columns,
                      const double* xs, const double* r, int n, LsSystem* out) {
-  const int nf = num_factors(s.arch);
-  const int ncoef = nf + 1;  // column polynomials have degree <= nf
+  const int ncoef = column_degree(s.arch) + 1;  // column polynomials have degree <= c
   const int m = static_cast<int>(columns.size());
   // Active point ranges; d0 (neuron s.n) is active everywhere.
   std::vector<int> lo(s.n + 1, 0), hi(s.n + 1, n), bounds = {0, n};

@@ -75,7 +75,7 @@ void init_lecun(const Shape& s, std::uint64_t seed, double* theta) {
   }
   const double sd_out = 1.0 / std::sqrt(static_cast<double>(s.n));
   double* D = theta + d_offset(s);
-  for (int i = 0; i < s.n; ++i) D[i] = sd_out * rng.normal();
+  for (int q = 0; q < s.n * num_poly_terms(s); ++q) D[q] = sd_out * rng.normal();
 }
 
 int matched_width(Arch arch, int d, int n) {

@@ -79,6 +79,7 @@ void check_run_size(const NtkSpec& spec, const std::vector<int>& dims, int point
     bytes += 2.0 * n * (d + 1) * 8.0;  // x and y, train and test
     for (Arch arch : spec.archs)
       for (int w : spec.widths) {
+        check_poly_terms(arch, d);
         const double width = spec.match_params ? matched_width(arch, d, w) : w;
         const double p = num_params(Shape{arch, Act::kRelu, d, static_cast<int>(width)});
         if (p * n * 8.0 > kMaxJacobianBytes)

@@ -28,7 +28,7 @@ void write_params(const std::string& dir, const SweepSpec& spec, const std::vect
   std::string bin;
   bin.reserve(total * 8);
   std::ostringstream idx;
-  idx << "arch,activation,target,width,seed,d,n,factors,offset,count\n";
+  idx << "arch,activation,target,width,seed,d,n,factors,poly_terms,offset,count\n";
   std::size_t offset = 0;
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     const Job& job = jobs[j];
@@ -41,9 +41,11 @@ void write_params(const std::string& dir, const SweepSpec& spec, const std::vect
     }
     // The names of results.csv; a spline's row holds its B-spline coefficients (factors 0).
     const Model model = job.model();
+    const bool net = model.method != Method::kSpline;
     idx << model_name(model) << ',' << model_act_name(model, job.act) << ',' << csv_quote(ds.name) << ','
         << job.width << ',' << job.seed << ',' << ds.d << ',' << job.width << ','
-        << (model.method == Method::kSpline ? 0 : num_factors(job.arch)) << ',' << offset << ','
+        << (net ? num_factors(job.arch) : 0) << ','
+        << (net ? num_poly_terms(Shape{job.arch, job.act, ds.d, job.width}) : 0) << ',' << offset << ','
         << p.size() << '\n';
     offset += p.size();
   }
@@ -58,6 +60,10 @@ std::vector<ParamsEntry> read_params_index(const std::string& dir) {
             c_width = t.column("width"), c_seed = t.column("seed"), c_d = t.column("d"),
             c_n = t.column("n"), c_f = t.column("factors"), c_off = t.column("offset"),
             c_count = t.column("count");
+  // Indexes written before gpoly:K have no poly_terms column: their D holds one value per neuron.
+  int c_m = -1;
+  for (std::size_t c = 0; c < t.header.size(); ++c)
+    if (t.header[c] == "poly_terms") c_m = static_cast<int>(c);
   std::vector<ParamsEntry> out;
   for (std::size_t r = 0; r < t.rows.size(); ++r) {
     const auto& row = t.rows[r];
@@ -72,6 +78,7 @@ std::vector<ParamsEntry> read_params_index(const std::string& dir) {
     e.d = parse_int_field(row[c_d], where, 1, 1000);
     e.n = parse_int_field(row[c_n], where, 0, kMaxWidth);
     e.factors = parse_int_field(row[c_f], where, 0, INT_MAX);
+    e.poly_terms = c_m >= 0 ? parse_int_field(row[c_m], where, 0, INT_MAX) : (e.factors > 0 ? 1 : 0);
     const long long off = parse_int_field(row[c_off], where), cnt = parse_int_field(row[c_count], where);
     if (off < 0 || cnt < 0) throw std::invalid_argument(where + ": negative offset or count");
     e.offset = static_cast<std::size_t>(off);
@@ -114,11 +121,12 @@ bool entry_shape(const ParamsEntry& e, Shape* s) {
     // Trained and constructed models are networks; a spline's coefficients are not.
     if (models.size() != 1 || acts.size() != 1 || models[0].method == Method::kSpline) return false;
     *s = Shape{models[0].arch, acts[0], e.d, e.n};
+    if (poly_term_count(e.d, poly_degree(s->arch)) > kMaxPolyTerms) return false;
     if (model_name(models[0]) != e.arch) return false;
   } catch (const std::exception&) {
     return false;
   }
-  return num_factors(s->arch) == e.factors &&
+  return num_factors(s->arch) == e.factors && num_poly_terms(*s) == e.poly_terms &&
          static_cast<std::size_t>(num_params(*s)) == e.count;
 }
 

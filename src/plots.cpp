@@ -402,7 +402,7 @@ void network_figures(const ParamsEntry& e, const Shape& s, const std::vector<dou
       double sum = 0.0;
       for (int i = 0; i < s.n; ++i) {
         const NeuronEval ne = eval_neuron(s, th.data(), &x, i);
-        const double c = ne.D * ne.g.s * ne.m;
+        const double c = ne.q * ne.g.s * ne.m;
         sum += c;
         d << ' ' << num(c);
       }
@@ -410,7 +410,7 @@ void network_figures(const ParamsEntry& e, const Shape& s, const std::vector<dou
     }
     const std::string f = "neurons_" + tag + ".dat";
     w->data[f] = d.str();
-    std::string ylabel = "D_i s(G_i x + g_i)";
+    std::string ylabel = poly_degree(s.arch) > 0 ? "s(G_i x + g_i) p_i(x)" : "D_i s(G_i x + g_i)";
     for (int fb = 1; fb < num_factors(s.arch); ++fb) {
       const std::string up = kFactorNames[fb];
       ylabel += " (" + up + "_i x + " + static_cast<char>(std::tolower(up[0])) + "_i)";

@@ -36,7 +36,7 @@ void check_baseline(const Model& m, const Dataset& ds, const std::vector<int>& w
   if ((m.method == Method::kSpline || m.method == Method::kConstruct) && !widths.empty()) {
     const std::size_t need = m.method == Method::kSpline
                                  ? spline_fit_bytes(m.degree, widths.back(), ds.n_train())
-                                 : spline_fit_bytes(num_factors(m.arch), widths.back(), ds.n_train());
+                                 : spline_fit_bytes(column_degree(m.arch), widths.back(), ds.n_train());
     if (need > kSplineFitBytes)
       throw std::invalid_argument(name + ": width " + std::to_string(widths.back()) + " on " +
                                   std::to_string(ds.n_train()) + " points needs " +
@@ -47,10 +47,20 @@ void check_baseline(const Model& m, const Dataset& ds, const std::vector<int>& w
 }
 }  // namespace
 
+void check_poly_terms(Arch arch, int d) {
+  const long long m = poly_term_count(d, poly_degree(arch));
+  if (m > kMaxPolyTerms)
+    throw std::invalid_argument(std::string("--arch ") + arch_name(arch) + ": a polynomial of degree " +
+                                std::to_string(poly_degree(arch)) + " in " + std::to_string(d) +
+                                " inputs has " + std::to_string(m) + " coefficients per neuron, more than the " +
+                                std::to_string(kMaxPolyTerms) + " that fit; use a lower degree");
+}
+
 std::vector<Job> make_jobs(const SweepSpec& spec) {
   std::vector<Job> jobs;
   for (int t = 0; t < static_cast<int>(spec.datasets.size()); ++t)
     for (const Model& m : spec.archs) {
+      if (m.method != Method::kSpline) check_poly_terms(m.arch, spec.datasets[t].d);
       if (m.method == Method::kTrain && spec.init == InitKind::kSpline) {
         // The spline start is the construction, which exists for relu in 1D.
         check_baseline(Model(Method::kConstruct, m.arch, 0), spec.datasets[t], spec.widths);

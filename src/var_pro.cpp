@@ -21,7 +21,7 @@ std::vector<int> linear_columns(const Shape& s) {
   return cols;
 }
 
-int min_active_points(const Shape& s) { return 2 * (num_factors(s.arch) + 1); }
+int min_active_points(const Shape& s) { return 2 * (column_degree(s.arch) + 1); }
 
 EdgeKind kink_place(const Shape& s, const double* theta, const Points1d& pts, int i) {
   const NeuronLines L = neuron_lines(s, theta, i);
@@ -86,7 +86,6 @@ void var_pro_roles(const Shape& s, const double* theta, const Points1d* pts, Rol
 void knot_curvature(const Shape& s, const double* theta, const double* xs, const double* ys,
                     int npts, int half, std::vector<HessEntry>* entries) {
   if (!relu1d_fast_path(s)) return;
-  const int nf = num_factors(s.arch);
   for (int i = 0; i < s.n; ++i) {
     const int iG = factor_offset(s, 0) + i, ig = factor_offset(s, 0) + s.n + i;
     const double G = theta[iG];
@@ -97,10 +96,8 @@ void knot_curvature(const Shape& s, const double* theta, const double* xs, const
     if (lo < 1 || hi + 1 > npts) continue;  // outside the points, or too near their ends
     double sum = 0.0;
     for (int k = lo; k < hi; ++k) {
-      double m = 1.0;
-      for (int b = 1; b < nf; ++b)
-        m *= theta[factor_offset(s, b) + i] * xs[k] + theta[factor_offset(s, b) + s.n + i];
-      sum += (evaluate(s, theta, &xs[k]) - ys[k]) * m;
+      const NeuronEval ev = eval_neuron(s, theta, &xs[k], i);  // q m: what multiplies relu
+      sum += (evaluate(s, theta, &xs[k]) - ys[k]) * ev.q * ev.m;
     }
     // The density of the points from a window four times as wide (as far as the data
     // reach): the points wlo..whi-1 own the x between the midpoints at its ends.
@@ -108,8 +105,7 @@ void knot_curvature(const Shape& s, const double* theta, const double* xs, const
     const double span = 0.5 * (xs[whi] + xs[whi - 1]) - 0.5 * (xs[wlo] + xs[wlo - 1]);
     if (!(span > 0.0)) continue;
     const double density = (whi - wlo) / (static_cast<double>(npts) * span);
-    const double D = theta[d_offset(s) + i];
-    const double v = 2.0 * D * (sum / (hi - lo)) * density / std::fabs(G);
+    const double v = 2.0 * (sum / (hi - lo)) * density / std::fabs(G);
     // d(G x + g)/d(G, g) at the kink is (kink, 1).
     entries->push_back({ig, ig, v});
     entries->push_back({iG, iG, v * kink * kink});

@@ -3,7 +3,9 @@
 // own inverse.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "gpusweep/baselines.h"
 #include "gpusweep/driver.h"
 #include "gpusweep/network.h"
+#include "gpusweep/sweep.h"
 
 namespace gs {
 namespace {
@@ -31,7 +34,7 @@ TEST(ArchTable, NamesAreUniqueAndParseBack) {
     EXPECT_EQ(back, a);
   }
   Arch a;
-  for (const char* bad : {"gated:", "gated", "gated:9", "gpoly:1", "Gated:1", "mlp ", ""})
+  for (const char* bad : {"gated:", "gated", "gated:9", "gpoly:9", "gpoly", "Gated:1", "mlp ", ""})
     EXPECT_FALSE(parse_arch(bad, &a)) << bad;
 }
 
@@ -44,12 +47,79 @@ TEST(ArchTable, ThePapersArchitecturesKeepTheirValuesAndNames) {
   EXPECT_EQ(arch_family_name(Arch::kGqu), "gated:2");
   EXPECT_STREQ(arch_name(make_arch(Family::kGated, 3)), "gated:3");
   EXPECT_GE(kMaxFactors, 5);  // gated:4
+  EXPECT_STREQ(arch_name(make_arch(Family::kGpoly, 2)), "gpoly:2");
+  Arch a;
+  ASSERT_TRUE(parse_arch("gpoly:4", &a));
+  EXPECT_EQ(arch_family(a), Family::kGpoly);
+  EXPECT_EQ(poly_degree(a), 4);
+  EXPECT_EQ(num_factors(a), 1);
+}
+
+// C(d + K, K) written out as the count of exponent tuples, and the monomials at a point
+// against a brute-force enumeration of the tuples: the same values, each once, in graded
+// order.
+TEST(ArchTable, PolynomialTermsAreEveryMonomialOnceInGradedOrder) {
+  const double x[4] = {1.3, -0.7, 2.1, 0.45};
+  for (int K = 0; K <= 4; ++K)
+    for (int d = 1; d <= 4; ++d) {
+      const Shape s{make_arch(Family::kGpoly, K), Act::kRelu, d, 1};
+      std::vector<std::pair<int, double>> want;  // (degree, value)
+      std::vector<int> e(d, 0);
+      for (;;) {
+        int deg = 0;
+        double v = 1.0;
+        for (int j = 0; j < d; ++j) {
+          deg += e[j];
+          for (int t = 0; t < e[j]; ++t) v *= x[j];
+        }
+        if (deg <= K) want.push_back({deg, v});
+        int j = 0;
+        while (j < d && ++e[j] > K) e[j++] = 0;
+        if (j == d) break;
+      }
+      if (static_cast<long long>(want.size()) > kMaxPolyTerms) {
+        EXPECT_GT(poly_term_count(d, K), kMaxPolyTerms);
+        continue;
+      }
+      ASSERT_EQ(num_poly_terms(s), static_cast<int>(want.size())) << "K=" << K << " d=" << d;
+      double got[kMaxPolyTerms];
+      ASSERT_EQ(poly_terms(s, x, got), num_poly_terms(s));
+      std::vector<bool> used(want.size(), false);
+      int prev_deg = 0;
+      for (int a = 0; a < num_poly_terms(s); ++a) {
+        EXPECT_DOUBLE_EQ(poly_term(s, x, a), got[a]);
+        int hit = -1;
+        for (std::size_t w = 0; w < want.size(); ++w)
+          if (!used[w] && std::fabs(want[w].second - got[a]) <= 1e-12 * std::fabs(got[a])) {
+            hit = static_cast<int>(w);
+            break;
+          }
+        ASSERT_GE(hit, 0) << "K=" << K << " d=" << d << " term " << a;
+        used[hit] = true;
+        EXPECT_GE(want[hit].first, prev_deg);
+        prev_deg = want[hit].first;
+      }
+    }
 }
 
 TEST(ArchTable, ParameterCountsAsWrittenOut) {
   for (const ArchRow& r : kArchTable) {
     const Arch a = row_arch(r);
     const int K = r.order;
+    if (r.family == Family::kGpoly) {
+      EXPECT_EQ(num_factors(a), 1);
+      for (int n : {1, 3, 40}) {
+        const Shape relu{a, Act::kRelu, 1, n}, smooth{a, Act::kGelu, 1, n};
+        // The gate (2) and K + 1 coefficients per neuron, and d0.
+        EXPECT_EQ(num_params(relu), (K + 3) * n + 1);
+        EXPECT_EQ(effective_params(relu), (K + 2) * n + 1);  // relu's homogeneity only
+        EXPECT_EQ(effective_params(smooth), (K + 3) * n + 1);
+        // d = 2: the gate (3) and the (K + 1)(K + 2) / 2 monomials of degree <= K in 2 inputs.
+        const Shape two{a, Act::kRelu, 2, n};
+        EXPECT_EQ(num_params(two), (3 + (K + 1) * (K + 2) / 2) * n + 1);
+      }
+      continue;
+    }
     EXPECT_EQ(num_factors(a), K + 1);
     for (int d : {1, 2, 7})
       for (int n : {1, 3, 40}) {
@@ -69,6 +139,11 @@ TEST(ArchTable, ParameterCountsAsWrittenOut) {
   EXPECT_EQ(model_effective_params(Model(Method::kSpline, Arch::kMlp, 3), 1, 10, Act::kRelu), 13);
   EXPECT_EQ(model_effective_params(Model(Method::kConstruct, Arch::kGqu, 0), 1, 10, Act::kSilu), 41);
   EXPECT_EQ(model_effective_params(Model(Arch::kGqu), 1, 10, Act::kSilu), 51);
+  // gpoly:1 holds the glu's functions with one parameter fewer per neuron, and as many
+  // effective ones.
+  const Shape gp1{make_arch(Family::kGpoly, 1), Act::kRelu, 1, 10};
+  EXPECT_EQ(num_params(gp1), 41);
+  EXPECT_EQ(effective_params(gp1), effective_params(Shape{Arch::kGlu, Act::kRelu, 1, 10}));
 }
 
 TEST(ArchTable, LayoutIsContiguousAndOwnsEveryParameterOnce) {
@@ -104,9 +179,34 @@ TEST(ArchTable, LayoutIsContiguousAndOwnsEveryParameterOnce) {
         end_prev = hi;
       }
       EXPECT_EQ(end_prev, d_offset(s));
+      EXPECT_EQ(p - 1 - d_offset(s), s.n * num_poly_terms(s));  // D: every neuron's coefficients
       for (int b = num_factors(a); b < kMaxFactors; ++b) EXPECT_FALSE(has_block(a, factor_block(b)));
     }
   }
+}
+
+// A polynomial whose coefficients would not fit the per-neuron arrays is refused up front,
+// with its count.
+TEST(ArchTable, TooManyPolynomialTermsAreRefused) {
+  const Arch g4 = make_arch(Family::kGpoly, 4);
+  EXPECT_NO_THROW(check_poly_terms(g4, 3));  // 35
+  try {
+    check_poly_terms(g4, 4);
+    ADD_FAILURE() << "gpoly:4 in 4 inputs accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("gpoly:4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("70 coefficients"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(check_poly_terms(make_arch(Family::kGated, 4), 500));
+  SweepSpec spec;
+  Dataset ds;
+  ds.d = 4;
+  ds.name = "four";
+  spec.datasets.push_back(ds);
+  spec.archs = {Model(g4)};
+  spec.acts = {Act::kRelu};
+  spec.widths = {2};
+  EXPECT_THROW(make_jobs(spec), std::invalid_argument);
 }
 
 TEST(Stages, EveryFactorHasANameThatParsesBack) {

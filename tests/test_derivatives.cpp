@@ -168,5 +168,55 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(1, 2, 5)),
     param_name);
 
+// gpoly:K, with as many inputs as its output polynomial's terms allow (kMaxPolyTerms).
+INSTANTIATE_TEST_SUITE_P(
+    GpolyLowDegree, Derivatives,
+    ::testing::Combine(::testing::Values(make_arch(Family::kGpoly, 1), make_arch(Family::kGpoly, 2)),
+                       ::testing::Values(Act::kRelu, Act::kGelu, Act::kSilu, Act::kSigmoid),
+                       ::testing::Values(1, 2, 5)),
+    param_name);
+INSTANTIATE_TEST_SUITE_P(
+    GpolyHighDegree, Derivatives,
+    ::testing::Combine(::testing::Values(make_arch(Family::kGpoly, 3), make_arch(Family::kGpoly, 4)),
+                       ::testing::Values(Act::kRelu, Act::kGelu, Act::kSilu, Act::kSigmoid),
+                       ::testing::Values(1, 2)),
+    param_name);
+
+// The gpoly network's value against its formula written out by hand:
+// d0 + sum_i s(G_i . x + g_i) p_i(x), for gpoly:2 in two inputs (p_i = c0 + c1 x1 + c2 x2 +
+// c3 x1^2 + c4 x1 x2 + c5 x2^2) and gpoly:3 in one.
+TEST(Gpoly, EvaluatesItsFormula) {
+  Rng rng(3);
+  {
+    const Shape s{make_arch(Family::kGpoly, 2), Act::kSilu, 2, 3};
+    std::vector<double> th(num_params(s));
+    for (auto& v : th) v = rng.normal();
+    ASSERT_EQ(num_params(s), 3 * 3 + 3 * 6 + 1);
+    const double x[2] = {0.3, -0.8};
+    double want = th.back();
+    for (int i = 0; i < s.n; ++i) {
+      const double a = th[2 * i] * x[0] + th[2 * i + 1] * x[1] + th[2 * s.n + i];
+      const double* c = th.data() + 3 * s.n + 6 * i;
+      const double p = c[0] + c[1] * x[0] + c[2] * x[1] + c[3] * x[0] * x[0] + c[4] * x[0] * x[1] +
+                       c[5] * x[1] * x[1];
+      want += a / (1.0 + std::exp(-a)) * p;
+    }
+    EXPECT_NEAR(evaluate(s, th.data(), x), want, 1e-14 * (1 + std::fabs(want)));
+  }
+  {
+    const Shape s{make_arch(Family::kGpoly, 3), Act::kRelu, 1, 4};
+    std::vector<double> th(num_params(s));
+    for (auto& v : th) v = rng.normal();
+    const double x = 0.37;
+    double want = th.back();
+    for (int i = 0; i < s.n; ++i) {
+      const double a = th[i] * x + th[s.n + i];
+      const double* c = th.data() + 2 * s.n + 4 * i;
+      want += std::max(a, 0.0) * (c[0] + c[1] * x + c[2] * x * x + c[3] * x * x * x);
+    }
+    EXPECT_NEAR(evaluate(s, th.data(), &x), want, 1e-14 * (1 + std::fabs(want)));
+  }
+}
+
 }  // namespace
 }  // namespace gs

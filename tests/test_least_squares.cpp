@@ -27,7 +27,7 @@ struct Case {
 std::vector<Case> cases(const Dataset& ds, Act act) {
   std::vector<Case> out;
   Rng rng(11);
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu, make_arch(Family::kGpoly, 2)}) {
     for (int w : {3, 10, 50, 200}) {
       for (int variant = 0; variant < 2; ++variant) {
         const Shape s{a, act, ds.d, w};

@@ -23,9 +23,16 @@ double rel_diff(const std::vector<double>& a, const std::vector<double>& ref) {
   return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+double horner(const double c[kColCoef], double x) {
+  double v = 0.0;
+  for (int j = kColCoef - 1; j >= 0; --j) v = v * x + c[j];
+  return v;
+}
+
 TEST(Relu1d, ColumnAndCurvaturePolynomialsMatchThePointFormulas) {
   Rng rng(3);
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+  for (const ArchRow& row : kArchTable) {
+    const Arch a = row_arch(row);
     const Shape s{a, Act::kRelu, 1, 4};
     std::vector<double> th(num_params(s));
     for (auto& v : th) v = rng.normal();
@@ -41,11 +48,11 @@ TEST(Relu1d, ColumnAndCurvaturePolynomialsMatchThePointFormulas) {
         for (int p = 0; p < k; ++p) {
           double c[kColCoef];
           column_poly(L, p, c);
-          const double v = c[0] + x * (c[1] + x * (c[2] + x * c[3]));
+          const double v = horner(c, x);
           EXPECT_NEAR(v, jacobian_entry(s, e, &x, p), 1e-13) << arch_name(a) << " p " << p;
           for (int q = 0; q < k; ++q) {
             curvature_poly(L, p, q, c);
-            const double h = c[0] + x * (c[1] + x * (c[2] + x * c[3]));
+            const double h = horner(c, x);
             EXPECT_NEAR(h, blk[p * k + q], 1e-13) << arch_name(a) << " p " << p << " q " << q;
           }
         }
@@ -100,7 +107,7 @@ TEST(Relu1d, FastAssemblyMatchesThePerPointAssembly) {
   Batch batch;
   batch.datasets.push_back(&ds);
   Rng rng(8);
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu, make_arch(Family::kGpoly, 1), make_arch(Family::kGpoly, 4)}) {
     for (int w : {1, 2, 5, 16, 40}) {
       for (int variant = 0; variant < 3; ++variant) {
         const Shape s{a, Act::kRelu, 1, w};

@@ -76,7 +76,7 @@ TEST(WorkList, GroupsBySizeInIncreasingOrder) {
 
 TEST(WorkList, ParamOwnerInvertsTheLayoutAndEntriesMatchTheJacobianRow) {
   Rng rng(7);
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu, make_arch(Family::kGpoly, 2)}) {
     for (int d : {1, 3}) {
       for (int n : {1, 4, 9}) {
         const Shape s{a, Act::kSilu, d, n};

@@ -7,6 +7,12 @@
 // gated:2 the gqu. In 1D with relu, a neuron with its factors' roots at its kink is the
 // truncated power D (x - t)_+^(K+1), so the network holds the C^K splines of degree K + 1.
 //
+// Family kGpoly, order K: a neuron is s(a_i0) p_i(x), the gate times a free polynomial of
+// total degree K in the d inputs, p_i(x) = sum_alpha D_i,alpha x^alpha (its output weights:
+// D_i is the vector of p_i's coefficients). One factor, the gate; C(d + K, K) coefficients.
+// In 1D gpoly:1 holds the glu's functions with 4 parameters per neuron instead of 5, and
+// gpoly:2 the gqu's without the constraint that the quadratic's roots be real.
+//
 // Adding an architecture of a known family is one row of kArchTable (and its tests).
 #pragma once
 
@@ -16,7 +22,7 @@
 
 namespace gs {
 
-enum class Family : int { kGated = 0 };
+enum class Family : int { kGated = 0, kGpoly = 1 };
 
 // An architecture's value encodes its row: 16 * family + order. The three the paper names
 // keep their own enumerators.
@@ -36,10 +42,17 @@ constexpr ArchRow kArchTable[] = {
     {Family::kGated, 2, "gqu"},
     {Family::kGated, 3, ""},
     {Family::kGated, 4, ""},
+    {Family::kGpoly, 0, ""},
+    {Family::kGpoly, 1, ""},
+    {Family::kGpoly, 2, ""},
+    {Family::kGpoly, 3, ""},
+    {Family::kGpoly, 4, ""},
 };
 constexpr int kNumArchs = static_cast<int>(sizeof(kArchTable) / sizeof(kArchTable[0]));
 
-constexpr const char* family_name(Family f) { return f == Family::kGated ? "gated" : "?"; }
+constexpr const char* family_name(Family f) {
+  return f == Family::kGated ? "gated" : f == Family::kGpoly ? "gpoly" : "?";
+}
 
 HD constexpr Arch make_arch(Family f, int order) {
   return static_cast<Arch>(static_cast<int>(f) * kOrderRadix + order);
@@ -48,8 +61,15 @@ HD constexpr Family arch_family(Arch a) { return static_cast<Family>(static_cast
 HD constexpr int arch_order(Arch a) { return static_cast<int>(a) % kOrderRadix; }
 constexpr Arch row_arch(const ArchRow& r) { return make_arch(r.family, r.order); }
 
-// Factors of one neuron: the gate and the K linear factors.
-HD constexpr int num_factors(Arch a) { return arch_order(a) + 1; }
+// Factors of one neuron: the gate and, for gated:K, the K linear factors.
+HD constexpr int num_factors(Arch a) { return arch_family(a) == Family::kGated ? arch_order(a) + 1 : 1; }
+
+// Degree of a neuron's output polynomial p_i (0 for gated:K, whose D_i is one number).
+HD constexpr int poly_degree(Arch a) { return arch_family(a) == Family::kGpoly ? arch_order(a) : 0; }
+
+// Degree in x of a neuron's value on a 1D relu's active half-line: the gate, the linear
+// factors and the output polynomial multiplied out.
+HD constexpr int column_degree(Arch a) { return num_factors(a) + poly_degree(a); }
 
 constexpr int max_factors() {
   int m = 1;
@@ -59,6 +79,27 @@ constexpr int max_factors() {
 }
 // The most factors of any row: the size of the per-neuron arrays of network.h and relu1d.h.
 constexpr int kMaxFactors = max_factors();
+
+constexpr int max_column_degree() {
+  int m = 1;
+  for (const ArchRow& r : kArchTable)
+    if (column_degree(row_arch(r)) > m) m = column_degree(row_arch(r));
+  return m;
+}
+// The highest column degree of any row: the size of relu1d.h's column polynomials.
+constexpr int kMaxColumnDegree = max_column_degree();
+
+// The most coefficients one neuron's output polynomial may have, C(d + K, K) for degree K in
+// d inputs (gpoly:4 in 3 inputs, or gpoly:3 in 4, has 35): the size of the per-neuron arrays
+// that hold its monomials. The sweep refuses a (d, K) beyond it.
+constexpr int kMaxPolyTerms = 35;
+
+// C(d + K, K): the monomials of total degree <= K in d variables.
+HD constexpr long long poly_term_count(int d, int K) {
+  long long c = 1;
+  for (int j = 1; j <= K; ++j) c = c * (d + j) / j;
+  return c;
+}
 
 // Stage names of the factors: G (the gate), then U, Q, R, S, T, V, W.
 constexpr const char* kFactorNames[] = {"G", "U", "Q", "R", "S", "T", "V", "W"};

@@ -101,14 +101,18 @@ std::size_t spline_fit_bytes(int degree, int cells, int n_points);
 // the last factor carries the coefficient (the mlp: D_i does). Throws std::invalid_argument
 // for a width below spline_network_min_width, an architecture of another family, or a bad
 // range.
+// gpoly:K's spline network is gated:K's multiplied out: each neuron's polynomial is
+// D_i prod_b (U_b x + u_b), and one neuron holds the whole global polynomial (its polynomial
+// is free), so a width-n gpoly:K network holds n cells.
 std::vector<double> spline_network(Arch arch, int n, double lo, double hi, const std::vector<double>& x,
                                    const std::vector<double>& y);
-// The cells of the spline a width-n spline network of arch holds: n for K <= 1, n - 1 from
-// K = 2 on (one neuron fewer for the interior knots, as the global polynomial takes two).
+// The cells of the spline a width-n spline network of arch holds: n for K <= 1 and for
+// gpoly:K, n - 1 for gated:K from K = 2 on (one neuron fewer for the interior knots, as the
+// global polynomial takes two).
 // Each interior knot takes a neuron and the global polynomial at least one more, so c = n
 // is the most any such construction holds.
 int spline_network_cells(Arch arch, int n);
-// The smallest width spline_network builds: 1 for K <= 1, 2 from K = 2 on.
+// The smallest width spline_network builds: 1 for K <= 1 and gpoly:K, 2 for gated:K from K = 2.
 int spline_network_min_width(Arch arch);
 
 // Builds or fits one baseline model (any method but kTrain) of width n on a 1D dataset and

@@ -17,6 +17,7 @@ struct ParamsEntry {
   std::string arch, activation, target;
   int width = 0, seed = 0;
   int d = 1, n = 0, factors = 0;  // input dimension, neurons, factors (1 mlp, 2 glu, 3 gqu)
+  int poly_terms = 0;             // coefficients of each neuron's output polynomial (1 gated:K)
   std::size_t offset = 0, count = 0;
 };
 
@@ -31,8 +32,8 @@ std::vector<ParamsEntry> read_params_index(const std::string& dir);
 // is missing or too short.
 std::vector<double> read_params(const std::string& dir, const ParamsEntry& e);
 
-// The Shape of an index row for the mlp/glu/gqu layout; false for an arch or activation this
-// build does not know, or a count that does not match that layout.
+// The Shape of an index row; false for an arch or activation this build does not know, or a
+// layout (factors, poly_terms, count) that does not match it.
 bool entry_shape(const ParamsEntry& e, Shape* s);
 
 }  // namespace gs

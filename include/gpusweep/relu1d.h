@@ -1,9 +1,10 @@
 // Fast assembly for relu networks on 1D inputs (../shared/DESIGN.md section 4). On its active
 // half-line {x : G_i x + g_i > 0} every Jacobian column of neuron i is a polynomial in x of
-// degree <= nf (relu' = 1 there, relu'' = 0), and so is every second derivative within the
-// neuron. With the training points sorted, an entry of J^T J is a sum over an interval of
-// points of a polynomial of degree <= 2 nf: a combination of the moments sum x^j,
-// j <= 2 kMaxFactors, read from prefix sums. The prefix sums are kept in double-double so
+// degree <= c = column_degree (nf + the output polynomial's degree; relu' = 1 there,
+// relu'' = 0), and so is every second derivative within the neuron. With the training points
+// sorted, an entry of J^T J is a sum over an interval of points of a polynomial of degree
+// <= 2 c: a combination of the moments sum x^j, j <= 2 kMaxColumnDegree, read from prefix
+// sums. The prefix sums are kept in double-double so
 // that the difference over a short interval keeps its digits. An entry then costs O(nf^2),
 // not O(N).
 // Host and device.
@@ -13,8 +14,8 @@
 
 namespace gs {
 
-constexpr int kColCoef = kMaxFactors + 1;         // coefficients of a column polynomial
-constexpr int kNumMoments = 2 * kMaxFactors + 1;  // moments x^0 .. x^(2 nf) of a J^T J entry
+constexpr int kColCoef = kMaxColumnDegree + 1;         // coefficients of a column polynomial
+constexpr int kNumMoments = 2 * kMaxColumnDegree + 1;  // moments x^0 .. x^(2 c) of a J^T J entry
 
 HD inline bool relu1d_fast_path(const Shape& s) { return s.d == 1 && s.act == Act::kRelu; }
 
@@ -25,11 +26,12 @@ HD inline void poly_mul_linear(double* p, int deg, double c0, double c1) {
   p[0] *= c0;
 }
 
-// Neuron i's factors as linear functions a_b(x) = w[b] + W[b] x, and its output weight.
+// Neuron i's factors as linear functions a_b(x) = w[b] + W[b] x, and its output polynomial
+// q(x) = sum_j D[j] x^j (degree kp; D[0] alone for gated:K).
 struct NeuronLines {
   double w[kMaxFactors], W[kMaxFactors];
-  double D;
-  int nf;
+  double D[kColCoef];
+  int nf, kp;
 };
 
 HD inline NeuronLines neuron_lines(const Shape& s, const double* theta, int i) {
@@ -39,17 +41,23 @@ HD inline NeuronLines neuron_lines(const Shape& s, const double* theta, int i) {
     L.W[b] = theta[factor_offset(s, b) + i];
     L.w[b] = theta[factor_offset(s, b) + s.n + i];
   }
-  L.D = theta[d_offset(s) + i];
+  L.kp = poly_degree(s.arch);
+  for (int j = 0; j < kColCoef; ++j) L.D[j] = j <= L.kp ? theta[d_offset(s) + i * (L.kp + 1) + j] : 0.0;
   return L;
 }
 
-// c := scale * prod of the factors b in [1, nf) except skip1 and skip2 (0 = none skipped),
-// times a_0 when with_gate; padded with zeros to kColCoef. Returns the degree.
-HD inline int factor_product(const NeuronLines& L, double scale, bool with_gate, int skip1,
+// c := q (with_q) or 1, times the factors b in [1, nf) except skip1 and skip2 (0 = none
+// skipped), times a_0 when with_gate; padded with zeros to kColCoef. Returns the degree.
+HD inline int factor_product(const NeuronLines& L, bool with_q, bool with_gate, int skip1,
                              int skip2, double c[kColCoef]) {
   for (int j = 0; j < kColCoef; ++j) c[j] = 0.0;
-  c[0] = scale;
   int deg = 0;
+  if (with_q) {
+    for (int j = 0; j <= L.kp; ++j) c[j] = L.D[j];
+    deg = L.kp;
+  } else {
+    c[0] = 1.0;
+  }
   if (with_gate) poly_mul_linear(c, deg++, L.w[0], L.W[0]);
   for (int b = 1; b < L.nf; ++b)
     if (b != skip1 && b != skip2) poly_mul_linear(c, deg++, L.w[b], L.W[b]);
@@ -62,16 +70,23 @@ HD inline void poly_mul_x(double c[kColCoef]) {
   c[0] = 0.0;
 }
 
+// x^j times c.
+HD inline void poly_mul_xpow(double c[kColCoef], int j) {
+  for (int t = 0; t < j; ++t) poly_mul_x(c);
+}
+
 // dy/dtheta for neuron i's local parameter k (layout of neuron_param_index, d = 1: per
-// factor b the weight at 2b and the bias at 2b + 1, then D at 2 nf), on the active set.
+// factor b the weight at 2b and the bias at 2b + 1, then D_j, the coefficient of x^j, at
+// 2 nf + j), on the active set.
 HD inline void column_poly(const NeuronLines& L, int k, double c[kColCoef]) {
-  const int b = k / 2;
-  if (b == L.nf) {  // dy/dD = a_0 m
-    factor_product(L, 1.0, true, 0, 0, c);
+  if (k >= 2 * L.nf) {  // dy/dD_j = x^j a_0 m
+    factor_product(L, false, true, 0, 0, c);
+    poly_mul_xpow(c, k - 2 * L.nf);
     return;
   }
-  if (b == 0) factor_product(L, L.D, false, 0, 0, c);  // D s'(a_0) m
-  else factor_product(L, L.D, true, b, 0, c);          // D s(a_0) prod_{c != b} a_c
+  const int b = k / 2;
+  if (b == 0) factor_product(L, true, false, 0, 0, c);  // q s'(a_0) m
+  else factor_product(L, true, true, b, 0, c);          // q s(a_0) prod_{c != b} a_c
   if (k % 2 == 0) poly_mul_x(c);
 }
 
@@ -79,19 +94,22 @@ HD inline void column_poly(const NeuronLines& L, int k, double c[kColCoef]) {
 // (neuron_curvature with s' = 1, s'' = 0). Zero polynomial where the derivative vanishes.
 HD inline void curvature_poly(const NeuronLines& L, int p, int q, double c[kColCoef]) {
   for (int j = 0; j < kColCoef; ++j) c[j] = 0.0;
-  const int bp = p / 2, bq = q / 2, nf = L.nf;
+  const int nf = L.nf;
+  const int bp = p < 2 * nf ? p / 2 : nf, bq = q < 2 * nf ? q / 2 : nf;
   if (bp == nf && bq == nf) return;
   if (bp == nf || bq == nf) {
     const int b = bp == nf ? bq : bp;
     const int kk = bp == nf ? q : p;
-    if (b == 0) factor_product(L, 1.0, false, 0, 0, c);  // m
-    else factor_product(L, 1.0, true, b, 0, c);          // a_0 prod_{c != b} a_c
+    const int j = (bp == nf ? p : q) - 2 * nf;  // the coefficient's power of x
+    if (b == 0) factor_product(L, false, false, 0, 0, c);  // m
+    else factor_product(L, false, true, b, 0, c);          // a_0 prod_{c != b} a_c
     if (kk % 2 == 0) poly_mul_x(c);
+    poly_mul_xpow(c, j);
     return;
   }
   if (bp == bq) return;  // s'' = 0 for the gate; every other factor enters linearly
-  if (bp == 0 || bq == 0) factor_product(L, L.D, false, bp == 0 ? bq : bp, 0, c);
-  else factor_product(L, L.D, true, bp, bq, c);
+  if (bp == 0 || bq == 0) factor_product(L, true, false, bp == 0 ? bq : bp, 0, c);
+  else factor_product(L, true, true, bp, bq, c);
   if (p % 2 == 0) poly_mul_x(c);
   if (q % 2 == 0) poly_mul_x(c);
 }

@@ -48,6 +48,9 @@ const char* act_name(Act a);
 // them), d > 1, a spline network below its smallest width, or a spline whose dense
 // least-squares matrix would not fit in memory; and for --init spline, whatever the spline
 // network cannot give, or an activation other than relu.
+// Throws std::invalid_argument when arch's output polynomial in d inputs has more
+// coefficients than kMaxPolyTerms (gpoly:K with large K and d).
+void check_poly_terms(Arch arch, int d);
 std::vector<Job> make_jobs(const SweepSpec& spec);
 
 // Initial parameters of one network. MASO (1D): knots evenly spaced just outside the data's

@@ -1,8 +1,8 @@
 // Variable projection for the ALL stage, on the host (LAPACK): Newton on the nonlinear
 // parameters with the linear ones eliminated exactly.
 //
-// With the gates and the middle factors held, y is linear in the last factor and d0 (the mlp:
-// in D and d0), so
+// With the gates and the middle factors held, y is linear in the last factor and d0 (the mlp
+// and gpoly:K: in D and d0), so
 // the loss has a least-squares optimum c*(b) in those "linear" parameters for every value b of
 // the others. Variable projection minimizes phi(b) = L(b, c*(b)). Its gradient is dL/db at
 // (b, c*) and its Hessian is the Schur complement H_bb - H_bc H_cc^+ H_cb of the exact Hessian.
@@ -26,8 +26,8 @@ namespace gs {
 
 enum class Role : unsigned char { kNonlinear = 0, kLinear = 1, kFixed = 2 };
 
-// The linear parameters, ascending: the last factor and d0; the mlp (whose only factor is its
-// gate): D and d0.
+// The linear parameters, ascending: the last factor and d0; an arch whose only factor is its
+// gate (the mlp, gpoly:K): D (all of each neuron's polynomial coefficients) and d0.
 std::vector<int> linear_columns(const Shape& s);
 
 // The sorted training points of a 1D dataset and the ends of its domain (Dataset::lo, hi).
@@ -39,7 +39,8 @@ struct Points1d {
 
 // Relu on 1D inputs: where neuron i's kink lies against the training points.
 // kOutside: beyond the domain; on the data the neuron is one polynomial, which the other outer
-// neurons and d0 span too. kThin: inside the data with fewer than 2 (nf + 1) points between
+// neurons and d0 span too. kThin: inside the data with fewer than 2 (c + 1) points, c the
+// column degree of arch.h, between
 // the kink and the end of the data, or between the data and the end of the domain: a
 // polynomial piece fitted to those few points, or to none, whose coefficients nothing else
 // constrains, and which takes any value between the last point and the end of the domain,
