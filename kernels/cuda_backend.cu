@@ -646,6 +646,71 @@ void CudaBackend::network_seconds(double* seconds) {
   std::copy(impl_->seconds.begin(), impl_->seconds.end(), seconds);
 }
 
+void CudaBackend::gradient(const std::vector<int>& list, double* loss, double* grad) {
+  Impl& I = *impl_;
+  const double t0 = now();
+  const int count = static_cast<int>(list.size());
+  if (count == 0) return;
+  for (int i : list) {
+    I.stage_b[i] = 0;
+    I.stage_e[i] = num_params(I.nets[i].s);
+  }
+  I.upload_calls(list);
+  const long long wp = I.build_work(count, WorkKind::kPointTiles, I.train_sets.get());
+  I.partial.reserve(wp);
+  residuals(I.calls.get(), count, I.work_off.get(), wp, I.d_nets.get(), I.train_sets.get(),
+            I.theta.get(), I.resid.get(), I.partial.get(), I.stream);
+  std::vector<double> sse;
+  I.segmented_sums(count, wp, 1, sse);
+  for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
+  const long long wg = I.build_work(count, WorkKind::kParamTiles, nullptr);
+  gs::gradient(I.calls.get(), count, I.work_off.get(), wg, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+               I.resid.get(), I.g.get(), I.stream);
+  // Network i's gradient is at its vec_off; grad packs the listed networks one after another.
+  std::size_t at = 0;
+  for (int i : list) {
+    const int p = num_params(I.nets[i].s);
+    CUDA_CHECK(cudaMemcpyAsync(grad + at, I.g.get() + I.nets[i].vec_off, p * sizeof(double),
+                               cudaMemcpyDeviceToHost, I.stream));
+    at += p;
+  }
+  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  I.charge(list, now() - t0);
+}
+
+void CudaBackend::add_params(const std::vector<int>& list, const double* delta) {
+  Impl& I = *impl_;
+  const int count = static_cast<int>(list.size());
+  if (count == 0) return;
+  // delta into step at each network's vec_off, then theta += 1 * step over all parameters.
+  std::size_t at = 0;
+  for (int i : list) {
+    const int p = num_params(I.nets[i].s);
+    I.stage_b[i] = 0;
+    I.stage_e[i] = p;
+    CUDA_CHECK(cudaMemcpyAsync(I.step.get() + I.nets[i].vec_off, delta + at, p * sizeof(double),
+                               cudaMemcpyHostToDevice, I.stream));
+    at += p;
+  }
+  I.upload_calls(list);
+  const std::vector<double> ones(count, 1.0);
+  I.coef.upload(ones.data(), count, I.stream);
+  gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), I.stream);
+  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+}
+
+void CudaBackend::set_params(const std::vector<int>& list, const double* values) {
+  Impl& I = *impl_;
+  std::size_t at = 0;
+  for (int i : list) {
+    const int p = num_params(I.nets[i].s);
+    CUDA_CHECK(cudaMemcpyAsync(I.theta.get() + I.nets[i].theta_off, values + at, p * sizeof(double),
+                               cudaMemcpyHostToDevice, I.stream));
+    at += p;
+  }
+  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+}
+
 const CudaStats& CudaBackend::stats() const { return impl_->stats; }
 void CudaBackend::reset_stats() { impl_->stats = CudaStats{}; }
 

@@ -60,6 +60,12 @@ class CudaBackend final : public Backend {
   void apply_step(const std::vector<int>& nets, const double* alpha) override;
   void rmse(double* train, double* test) override;
   void network_seconds(double* seconds) override;
+  // Adam's passes: the residual and gradient kernels of the general assembly over every
+  // parameter (no Hessian), and theta updated in place on the device.
+  bool has_gradient() const override { return true; }
+  void gradient(const std::vector<int>& nets, double* loss, double* grad) override;
+  void add_params(const std::vector<int>& nets, const double* delta) override;
+  void set_params(const std::vector<int>& nets, const double* values) override;
 
   const CudaStats& stats() const;
   void reset_stats();

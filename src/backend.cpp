@@ -1,5 +1,6 @@
 // Backend::create: picks the CPU or the CUDA backend from the options.
 #include <stdexcept>
+#include <string>
 
 #include "cpu_backend.h"
 #include "gpusweep/backend.h"
@@ -10,6 +11,11 @@
 namespace gs {
 
 int Batch::add(const Shape& s, int dataset, const double* theta) {
+  // The network math keeps a neuron's monomials in arrays of kMaxPolyTerms (the sweep and
+  // ntk refuse larger ones with check_poly_terms, naming the option).
+  if (poly_term_count(s.d, poly_degree(s.arch)) > kMaxPolyTerms)
+    throw std::logic_error(std::string("Batch::add: ") + arch_name(s.arch) + " in " + std::to_string(s.d) +
+                           " inputs has more than " + std::to_string(kMaxPolyTerms) + " polynomial terms");
   NetDesc nd{s, dataset, params.size()};
   params.insert(params.end(), theta, theta + num_params(s));
   nets.push_back(nd);

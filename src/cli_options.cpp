@@ -71,7 +71,7 @@ void add_sweep_options(CLI::App& app, Options& o) {
       ->capture_default_str();
   app.add_option("--optimizer", o.optimizer,
                  "newton (the schedule above) or adam (Adam on all parameters for --adam-steps steps at "
-                 "--adam-lr; CPU backend)")
+                 "--adam-lr; either backend)")
       ->capture_default_str();
   app.add_option("--adam-lr", o.adam_lr, "Adam's learning rate")->capture_default_str();
   app.add_option("--adam-steps", o.adam_steps, "Adam's steps")->capture_default_str()->check(CLI::Range(1, 100000000));

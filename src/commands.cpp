@@ -63,13 +63,11 @@ int run(Options o, const CLI::App& app) {
   fit_options(o);  // refuse bad fit options before any work
   gs::BackendOptions bo;
   bo.device = parse_device(o.device);
-  // Adam needs a gradient-only pass, which only the CPU backend has: auto picks it.
-  if (spec.train.optimizer == gs::Optimizer::kAdam && bo.device == gs::DeviceKind::kAuto) bo.device = gs::DeviceKind::kCpu;
   bo.threads = o.threads;
   auto backend = gs::Backend::create(bo);
   if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
     throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
-                                " backend has no gradient pass yet (use --device cpu)");
+                                " backend has no gradient pass (use --device cpu)");
   const auto all_jobs = gs::make_jobs(spec);
   // This run's jobs: all of them, or one shard; canonical[i] is job i's index in all_jobs.
   const std::vector<int> canonical = shard_of(o, spec, all_jobs);

@@ -35,10 +35,11 @@ Batch random_batch(const std::vector<const Dataset*>& data, const std::vector<in
   batch.datasets = data;
   Rng rng(seed);
   int turn = 0;
-  for (const ArchRow& row : kArchTable) {  // every order of gated:K
+  for (const ArchRow& row : kArchTable) {  // every order of gated:K and gpoly:K
     const Arch a = row_arch(row);
     for (int w : widths) {
       const int k = turn++ % static_cast<int>(data.size());
+      if (poly_term_count(data[k]->d, poly_degree(a)) > kMaxPolyTerms) continue;
       const Shape s{a, act, data[k]->d, w};
       std::vector<double> th(num_params(s));
       init_params(s, InitKind::kMaso, *data[k], rng.next(), th.data());
@@ -188,6 +189,47 @@ TEST(Cuda, AssemblyMatchesCpu) {
         }
       }
     }
+  }
+}
+
+// Adam's passes: the device's loss and gradient over all parameters against the CPU
+// backend's (which tests/test_adam.cpp checks against finite differences), and theta moved by
+// add_params and replaced by set_params exactly as on the host.
+TEST(Cuda, GradientPassAndParameterUpdatesMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  const Dataset d1 = make_target_dataset("invcos2", 700, 2);
+  const Dataset d2 = plane_dataset(2, 300, 4);
+  for (Act act : {Act::kRelu, Act::kSilu}) {
+    const Batch batch = random_batch({&d1, &d2}, {1, 4, 17}, act, 12);
+    CpuBackend cpu(2);
+    CudaBackend gpu{CudaOptions{}};
+    cpu.load(batch);
+    gpu.load(batch);
+    std::vector<int> nets = all_of(batch);
+    std::reverse(nets.begin(), nets.end());  // packed in list order, not batch order
+    const std::size_t total = packed_offsets(batch.nets, nets).back();
+    std::vector<double> lc(nets.size()), lg(nets.size()), gc(total), gg(total);
+    cpu.gradient(nets, lc.data(), gc.data());
+    gpu.gradient(nets, lg.data(), gg.data());
+    for (std::size_t j = 0; j < nets.size(); ++j)
+      EXPECT_TRUE(close(lg[j], lc[j], 1e-12)) << "network " << nets[j] << ": " << lg[j] << " vs " << lc[j];
+    EXPECT_LE(rel_diff(gg, gc), 1e-11) << act_name(act);
+    Rng rng(5);
+    std::vector<double> delta(total), values(total);
+    for (auto& v : delta) v = 1e-3 * rng.normal();
+    for (auto& v : values) v = rng.normal();
+    std::vector<double> pc, pg;
+    cpu.add_params(nets, delta.data());
+    gpu.add_params(nets, delta.data());
+    cpu.read_params(pc);
+    gpu.read_params(pg);
+    EXPECT_EQ(pg, pc);
+    const std::vector<int> half(nets.begin(), nets.begin() + nets.size() / 2);
+    cpu.set_params(half, values.data());
+    gpu.set_params(half, values.data());
+    cpu.read_params(pc);
+    gpu.read_params(pg);
+    EXPECT_EQ(pg, pc);
   }
 }
 

@@ -202,6 +202,41 @@ TEST(Params, RoundTripGivesTheTestRmseOfResultsCsv) {
   }
 }
 
+// gpoly:K through the whole run: its index rows say how many coefficients each neuron's
+// polynomial has, the vectors read back give results.csv's RMSE, and its figures draw.
+TEST(Params, GpolyRowsSayTheirPolynomialTermsAndReadBack) {
+  const fs::path dir = tmp_dir();
+  const fs::path out = dir / "run";
+  const Outcome r = run("--arch gpoly:2,gpoly:1-construct --widths 3,5 --points 300 --schedule D,G,ALL*3 "
+                        "--threads 1 -q --out " + out.string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto index = gs::read_params_index(out.string());
+  const gs::CsvTable results = gs::read_csv_table((out / "results.csv").string());
+  ASSERT_EQ(index.size(), 4u);
+  const gs::Dataset ds = gs::make_target_dataset("invcos2", 300, 0);
+  for (std::size_t k = 0; k < index.size(); ++k) {
+    const auto& e = index[k];
+    EXPECT_EQ(e.factors, 1) << e.arch;
+    EXPECT_EQ(e.poly_terms, e.arch == "gpoly:2" ? 3 : 2) << e.arch;
+    EXPECT_EQ(static_cast<int>(e.count), (e.poly_terms + 2) * e.n + 1) << e.arch;
+    gs::Shape s;
+    ASSERT_TRUE(gs::entry_shape(e, &s)) << e.arch;
+    const auto th = gs::read_params(out.string(), e);
+    double sse = 0.0;
+    for (int q = 0; q < ds.n_test(); ++q) sse += std::pow(gs::evaluate(s, th.data(), &ds.x_test[q]) - ds.y_test[q], 2);
+    const double ref = std::stod(results.rows[k][results.column("test_rmse")]);
+    EXPECT_NEAR(std::sqrt(sse / ds.n_test()), ref, 1e-12 * ref) << e.arch << " width " << e.n;
+    // A row whose layout disagrees with its arch is not read as that network.
+    auto bad = e;
+    bad.poly_terms = 1;
+    EXPECT_FALSE(gs::entry_shape(bad, &s));
+  }
+  bool drawn = false;
+  for (const auto& f : fs::directory_iterator(out / "plots"))
+    drawn = drawn || f.path().filename().string().rfind("neurons_gpoly", 0) == 0;
+  EXPECT_TRUE(drawn) << "no neurons figure of a gpoly network";
+}
+
 TEST(PlotCommand, RedrawsTheChosenNetworks) {
   const fs::path dir = tmp_dir();
   const fs::path out = small_run(dir, "--no-plots");

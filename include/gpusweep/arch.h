@@ -71,23 +71,17 @@ HD constexpr int poly_degree(Arch a) { return arch_family(a) == Family::kGpoly ?
 // factors and the output polynomial multiplied out.
 HD constexpr int column_degree(Arch a) { return num_factors(a) + poly_degree(a); }
 
-constexpr int max_factors() {
+// The largest f(arch) over the rows (at least 1).
+constexpr int max_over_rows(int (*f)(Arch)) {
   int m = 1;
   for (const ArchRow& r : kArchTable)
-    if (num_factors(row_arch(r)) > m) m = num_factors(row_arch(r));
+    if (f(row_arch(r)) > m) m = f(row_arch(r));
   return m;
 }
 // The most factors of any row: the size of the per-neuron arrays of network.h and relu1d.h.
-constexpr int kMaxFactors = max_factors();
-
-constexpr int max_column_degree() {
-  int m = 1;
-  for (const ArchRow& r : kArchTable)
-    if (column_degree(row_arch(r)) > m) m = column_degree(row_arch(r));
-  return m;
-}
+constexpr int kMaxFactors = max_over_rows(num_factors);
 // The highest column degree of any row: the size of relu1d.h's column polynomials.
-constexpr int kMaxColumnDegree = max_column_degree();
+constexpr int kMaxColumnDegree = max_over_rows(column_degree);
 
 // The most coefficients one neuron's output polynomial may have, C(d + K, K) for degree K in
 // d inputs (gpoly:4 in 3 inputs, or gpoly:3 in 4, has 35): the size of the per-neuron arrays

@@ -45,7 +45,8 @@ struct Batch {
   std::vector<double> params;  // all networks' parameters, concatenated
 
   int size() const { return static_cast<int>(nets.size()); }
-  // Appends a network with the given parameters and returns its index.
+  // Appends a network with the given parameters and returns its index. Throws
+  // std::logic_error for a shape whose polynomial has more than kMaxPolyTerms terms.
   int add(const Shape& s, int dataset, const double* theta);
 };
 
