@@ -216,7 +216,10 @@ __global__ void gradient_kernel(const CallNet* calls, int count, const long long
 
 // Block w -> neuron i of call j; threads over the training points. For each pair of the
 // neuron's own parameters inside the stage, the block sums r_k d2y_k/dp dq and adds it to H.
-// Neurons own disjoint entries of H, so no two blocks write the same entry.
+// The pairs go in chunks of kPairChunk: each point's neuron is evaluated once per chunk, not
+// once per pair. Neurons own disjoint entries of H, so no two blocks write the same entry.
+constexpr int kPairChunk = 16;
+
 __global__ void curvature_kernel(const CallNet* calls, int count, const long long* work_off,
                                  const DevNet* nets, const DevSet* train, const double* theta,
                                  const double* resid, double* H) {
@@ -233,35 +236,53 @@ __global__ void curvature_kernel(const CallNet* calls, int count, const long lon
   const int m = c.e - c.b;
   const int nf = num_factors(s.arch);
   const int per = s.d + 1;
+  const int nfp = nf * per;  // local indices from nfp on are the coefficients D_alpha
   const int k = neuron_num_params(s);
   double* Hn = H + nd.sq_off;
-  for (int pp = 0; pp < k; ++pp) {
-    const int gp = neuron_param_index(s, i, pp);
-    if (gp < c.b || gp >= c.e) continue;
-    const int bp = pp < nf * per ? pp / per : nf, jp = pp - bp * per;
-    for (int qq = 0; qq <= pp; ++qq) {
-      const int gq = neuron_param_index(s, i, qq);
-      const int bq = qq < nf * per ? qq / per : nf, jq = qq - bq * per;
-      if (gq < c.b || gq >= c.e || (bp == nf && bq == nf)) continue;
-      double sum = 0.0;
-      for (int kk = threadIdx.x; kk < set.n; kk += blockDim.x) {
-        const double* x = set.x + static_cast<long long>(kk) * s.d;
-        const NeuronEval e = eval_neuron(s, th, x, i);
-        double hab[kMaxFactors][kMaxFactors], hbD[kMaxFactors];
-        neuron_curvature(s, e, hab, hbD);
-        // x~ of a factor's parameter; x^alpha of the coefficient D_alpha.
-        const double xp = bp < nf ? (jp < s.d ? x[jp] : 1.0) : poly_term(s, x, jp);
-        const double xq = bq < nf ? (jq < s.d ? x[jq] : 1.0) : poly_term(s, x, jq);
+  int pp = 0, qq = 0;  // the next pair (pp >= qq) to consider
+  for (;;) {
+    // The next chunk of pairs inside the stage; D_alpha with D_beta is zero.
+    int cp[kPairChunk], cq[kPairChunk], np = 0;
+    while (pp < k && np < kPairChunk) {
+      const int gp = neuron_param_index(s, i, pp), gq = neuron_param_index(s, i, qq);
+      if (gp >= c.b && gp < c.e && gq >= c.b && gq < c.e && !(pp >= nfp && qq >= nfp)) {
+        cp[np] = pp;
+        cq[np] = qq;
+        ++np;
+      }
+      if (++qq > pp) {
+        ++pp;
+        qq = 0;
+      }
+    }
+    if (np == 0) break;  // the same for every thread of the block
+    double acc[kPairChunk];
+    for (int t = 0; t < np; ++t) acc[t] = 0.0;
+    for (int kk = threadIdx.x; kk < set.n; kk += blockDim.x) {
+      const double* x = set.x + static_cast<long long>(kk) * s.d;
+      const NeuronEval e = eval_neuron(s, th, x, i);
+      double hab[kMaxFactors][kMaxFactors], hbD[kMaxFactors];
+      neuron_curvature(s, e, hab, hbD);
+      double mono[kMaxPolyTerms];
+      poly_terms(s, x, mono);
+      // x~ of a factor's parameter; x^alpha of the coefficient D_alpha.
+      auto xval = [&](int b, int jj) { return b < nf ? (jj < s.d ? x[jj] : 1.0) : mono[jj]; };
+      for (int t = 0; t < np; ++t) {
+        const int bp = cp[t] < nfp ? cp[t] / per : nf, jp = cp[t] - bp * per;
+        const int bq = cq[t] < nfp ? cq[t] / per : nf, jq = cq[t] - bq * per;
+        const double xp = xval(bp, jp), xq = xval(bq, jq);
         double v;
         if (bp == nf) v = hbD[bq] * xq * xp;
         else if (bq == nf) v = hbD[bp] * xp * xq;
         else v = hab[bp][bq] * xp * xq;
-        sum += r[kk] * v;
+        acc[t] += r[kk] * v;
       }
-      const double tot = block_sum<kCurvThreads>(sum, sh);
+    }
+    for (int t = 0; t < np; ++t) {
+      const double tot = block_sum<kCurvThreads>(acc[t], sh);
       if (threadIdx.x == 0) {
         const double add = tot * (2.0 / set.n);
-        const int a = gp - c.b, b = gq - c.b;
+        const int a = neuron_param_index(s, i, cp[t]) - c.b, b = neuron_param_index(s, i, cq[t]) - c.b;
         Hn[a + static_cast<long long>(b) * m] += add;
         if (a != b) Hn[b + static_cast<long long>(a) * m] += add;
       }
