@@ -22,9 +22,9 @@ CLI::Validator non_empty_path() { return CLI::Validator(gs::check_path_text, "")
 
 void add_sweep_options(CLI::App& app, Options& o) {
   app.add_option("--arch", o.arch,
-                 "architectures, comma-separated: gated:K for K = 0.." + std::to_string(gs::kMaxFactors - 1) +
+                 "architectures, comma-separated: gated:K for K = 0.." + std::to_string(gs::max_order(gs::Family::kGated)) +
                  " (the gate times K linear factors; mlp = gated:0, glu = gated:1, gqu = gated:2) and gpoly:K "
-                 "for K = 0.." + std::to_string(gs::kMaxFactors - 1) + " (the gate times a free polynomial of degree K), trained; "
+                 "for K = 0.." + std::to_string(gs::max_order(gs::Family::kGpoly)) + " (the gate times a free polynomial of degree K), trained; "
                  "NAME-construct, the network equal to the least-squares C^K spline of degree K+1 (no "
                  "training); mlp-paper, glu-paper, the paper's constructions; spline1.." +
                  std::to_string(gs::kMaxSplineDegree) + ", least-squares splines")->capture_default_str();

@@ -63,6 +63,9 @@ int run(Options o, const CLI::App& app) {
   fit_options(o);  // refuse bad fit options before any work
   gs::BackendOptions bo;
   bo.device = parse_device(o.device);
+  // The CUDA backend's gradient pass has not yet run on a GPU (Cuda.GradientPassAndParameter-
+  // UpdatesMatchCpu checks it there): auto keeps Adam on the CPU; --device cuda runs it.
+  if (spec.train.optimizer == gs::Optimizer::kAdam && bo.device == gs::DeviceKind::kAuto) bo.device = gs::DeviceKind::kCpu;
   bo.threads = o.threads;
   auto backend = gs::Backend::create(bo);
   if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   ntk_cmd->add_option("--problem", ntk_args.problem,
                       "linear (x ~ N(0, I_d), y = x . w + noise, LeCun init) or a 1D target of the sweeps "
                       "(name or expression in x, MASO init)")->capture_default_str();
-  ntk_cmd->add_option("--arch", ntk_args.arch, "mlp, glu, gqu (comma-separated)")->capture_default_str();
+  ntk_cmd->add_option("--arch", ntk_args.arch, "trained architectures of the sweep: mlp, glu, gqu, gated:K, gpoly:K (comma-separated)")->capture_default_str();
   ntk_cmd->add_option("--activation", ntk_args.activation, "relu, gelu, silu, sigmoid (comma-separated)")
       ->capture_default_str();
   ntk_cmd->add_option("--dims", ntk_args.dims, "input dimensions of the linear problem, comma-separated (20)");

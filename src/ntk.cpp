@@ -79,8 +79,8 @@ void init_lecun(const Shape& s, std::uint64_t seed, double* theta) {
 }
 
 int matched_width(Arch arch, int d, int n) {
-  const int nf = num_factors(arch);
-  const double w = std::round(static_cast<double>(n) * (d + 1) / (static_cast<double>(nf) * d + 1));
+  const double per = static_cast<double>(num_factors(arch)) * d + static_cast<double>(poly_term_count(d, poly_degree(arch)));
+  const double w = std::round(static_cast<double>(n) * (d + 1) / per);
   return std::max(1, static_cast<int>(w));
 }
 

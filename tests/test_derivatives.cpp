@@ -204,6 +204,20 @@ TEST(Gpoly, EvaluatesItsFormula) {
     EXPECT_NEAR(evaluate(s, th.data(), x), want, 1e-14 * (1 + std::fabs(want)));
   }
   {
+    // Three inputs: 1; x1, x2, x3; x1^2, x1 x2, x1 x3, x2^2, x2 x3, x3^2.
+    const Shape s{make_arch(Family::kGpoly, 2), Act::kRelu, 3, 1};
+    std::vector<double> th(num_params(s));
+    for (auto& v : th) v = rng.normal();
+    ASSERT_EQ(num_params(s), 4 + 10 + 1);
+    const double x[3] = {0.3, -0.8, 0.55};
+    const double* c = th.data() + 4;
+    const double p = c[0] + c[1] * x[0] + c[2] * x[1] + c[3] * x[2] + c[4] * x[0] * x[0] + c[5] * x[0] * x[1] +
+                     c[6] * x[0] * x[2] + c[7] * x[1] * x[1] + c[8] * x[1] * x[2] + c[9] * x[2] * x[2];
+    const double a = th[0] * x[0] + th[1] * x[1] + th[2] * x[2] + th[3];
+    const double want = th.back() + std::max(a, 0.0) * p;
+    EXPECT_NEAR(evaluate(s, th.data(), x), want, 1e-14 * (1 + std::fabs(want)));
+  }
+  {
     const Shape s{make_arch(Family::kGpoly, 3), Act::kRelu, 1, 4};
     std::vector<double> th(num_params(s));
     for (auto& v : th) v = rng.normal();

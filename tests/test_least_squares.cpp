@@ -150,7 +150,7 @@ TEST(LeastSquares, CompressionKeepsTheResidualNormOfEveryStep) {
                 << (sys == &fast ? " relu1d" : " rows");
           }
         }
-        EXPECT_LE(fast.rows, (s.n + 1) * (num_factors(a) + 1));
+        EXPECT_LE(fast.rows, (s.n + 1) * (column_degree(a) + 1));
       }
     }
   }

@@ -78,6 +78,13 @@ constexpr int max_over_rows(int (*f)(Arch)) {
     if (f(row_arch(r)) > m) m = f(row_arch(r));
   return m;
 }
+// The highest order of a family's rows (-1 for none).
+constexpr int max_order(Family f) {
+  int m = -1;
+  for (const ArchRow& r : kArchTable)
+    if (r.family == f && r.order > m) m = r.order;
+  return m;
+}
 // The most factors of any row: the size of the per-neuron arrays of network.h and relu1d.h.
 constexpr int kMaxFactors = max_over_rows(num_factors);
 // The highest column degree of any row: the size of relu1d.h's column polynomials.

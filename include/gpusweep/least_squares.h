@@ -34,9 +34,10 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
 // Relu networks on 1D inputs (relu1d.h): the exact compression of the Jacobian columns of the
 // network theta named by columns (parameter indices) on the training points xs (sorted
 // ascending, n of them) with residuals r (y(x_k) - f(x_k)). The gates split the points into
-// runs on which every column is one polynomial of degree <= nf; each run contributes the R factor of its local
-// Vandermonde matrix (LAPACK dgeqrf in the run's own centred, scaled coordinate), so the
-// system has at most (n + 1)(nf + 1) rows, however many points there are.
+// runs on which every column is one polynomial of degree <= c (column_degree of arch.h); each
+// run contributes the R factor of its local Vandermonde matrix (LAPACK dgeqrf in the run's
+// own centred, scaled coordinate). Each gate is a half-line and adds one boundary, so the
+// system has at most (n + 1)(c + 1) rows, however many points there are.
 void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>& columns,
                      const double* xs, const double* r, int n, LsSystem* out);
 

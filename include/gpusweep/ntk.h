@@ -22,12 +22,15 @@ namespace gs {
 Dataset make_linear_problem(int d, int points, double noise, std::uint64_t data_seed);
 
 // LeCun initialization for that problem: the rows of every input factor (G, U, Q) N(0, 1/d),
-// the output weights D ~ N(0, 1/n), all biases (g, u, q) and d0 zero.
+// the output weights D ~ N(0, 1/n) (for gpoly:K every coefficient of each neuron's
+// polynomial, so its output's variance grows with their count), all biases (g, u, q) and d0
+// zero.
 void init_lecun(const Shape& s, std::uint64_t seed, double* theta);
 
-// The width of a gated arch (nf factors) whose parameter count matches an mlp of width n
-// when biases are left out, as the paper counts: n (d + 1) = n_g (nf d + 1), so
-// n_g = round(n (d + 1) / (nf d + 1)), at least 1. For glu: n (d+1) / (2d+1).
+// The width of an arch (nf factors, M output coefficients per neuron) whose parameter count
+// matches an mlp of width n when biases are left out, as the paper counts:
+// n (d + 1) = n_g (nf d + M), so n_g = round(n (d + 1) / (nf d + M)), at least 1. For glu:
+// n (d+1) / (2d+1); for gpoly:K, M = C(d + K, K) (its constant coefficient counted).
 int matched_width(Arch arch, int d, int n);
 
 // Which Gram matrix a network's spectrum comes from.

@@ -5,7 +5,7 @@
 // sorted, an entry of J^T J is a sum over an interval of points of a polynomial of degree
 // <= 2 c: a combination of the moments sum x^j, j <= 2 kMaxColumnDegree, read from prefix
 // sums. The prefix sums are kept in double-double so
-// that the difference over a short interval keeps its digits. An entry then costs O(nf^2),
+// that the difference over a short interval keeps its digits. An entry then costs O(c^2),
 // not O(N).
 // Host and device.
 #pragma once

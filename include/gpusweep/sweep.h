@@ -41,16 +41,18 @@ struct SweepSpec {
 
 const char* act_name(Act a);
 
-// Jobs in canonical order: target, arch, activation, width, seed. A baseline (construction
-// or spline) is deterministic and has no activation to choose: one job per target and
-// width, seed 0, act relu. Throws std::invalid_argument, before anything runs, for a
-// baseline its data cannot give: a paper's construction on --data points (no f between
-// them), d > 1, a spline network below its smallest width, or a spline whose dense
-// least-squares matrix would not fit in memory; and for --init spline, whatever the spline
-// network cannot give, or an activation other than relu.
 // Throws std::invalid_argument when arch's output polynomial in d inputs has more
 // coefficients than kMaxPolyTerms (gpoly:K with large K and d).
 void check_poly_terms(Arch arch, int d);
+
+// Jobs in canonical order: target, arch, activation, width, seed. A baseline (construction
+// or spline) is deterministic and has no activation to choose: one job per target and
+// width, seed 0, act relu. Throws std::invalid_argument, before anything runs, for an arch
+// check_poly_terms refuses on a dataset's d; for a baseline its data cannot give: a paper's
+// construction on --data points (no f between them), d > 1, a spline network below its
+// smallest width, or a spline whose dense least-squares matrix would not fit in memory; and
+// for --init spline, whatever the spline network cannot give, or an activation other than
+// relu.
 std::vector<Job> make_jobs(const SweepSpec& spec);
 
 // Initial parameters of one network. MASO (1D): knots evenly spaced just outside the data's
