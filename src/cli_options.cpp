@@ -4,11 +4,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <set>
 #include <stdexcept>
 
 #include "gpusweep/cli.h"
 #include "gpusweep/data.h"
+#include "gpusweep/digest.h"
+
+namespace fs = std::filesystem;
 
 namespace gs {
 
@@ -101,7 +105,7 @@ void add_sweep_options(CLI::App& app, Options& o) {
       ->capture_default_str()->check(CLI::Range(0, 100000000));
 }
 
-gs::SweepSpec build_spec(const Options& o) {
+gs::SweepSpec build_spec(const Options& o, DataFile* data) {
   gs::SweepSpec spec;
   spec.archs = gs::parse_archs(o.arch);
   spec.acts = gs::parse_acts(o.activation);
@@ -139,7 +143,15 @@ gs::SweepSpec build_spec(const Options& o) {
     throw std::invalid_argument("--standardize: want on or off, not '" + o.standardize + "'");
   if (!o.data.empty()) {
     if (o.dim != 0) throw std::invalid_argument("--dim applies to --target expressions; --data takes d from its columns");
-    spec.datasets.push_back(gs::load_csv_dataset(o.data, o.test_fraction, o.data_seed, o.standardize == "on"));
+    const std::string file = o.data_file.empty() ? o.data : o.data_file;
+    const std::string text = gs::read_data_file(file, o.data);
+    if (data) {
+      std::error_code ec;
+      const fs::path abs = fs::absolute(file, ec);
+      data->path = ec ? file : abs.lexically_normal().string();
+      data->sha256 = gs::sha256_hex(text);
+    }
+    spec.datasets.push_back(gs::csv_dataset(text, o.data, o.test_fraction, o.data_seed, o.standardize == "on"));
   } else {
     std::set<std::string> seen;
     for (const auto& t : gs::split_targets(o.target)) {

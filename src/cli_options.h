@@ -44,6 +44,17 @@ struct Options {
   std::string resume;   // a directory of an unfinished sweep
   std::string shard;    // "k/N"
   int chunk_networks = 0;
+  // Not options but the run's provenance: the command line as typed (shell-quoted), and the
+  // file --data is read from (empty: --data itself; on --resume, the absolute path that the
+  // manifest recorded, so that a relative --data works from any directory).
+  std::string command_line;
+  std::string data_file;
+};
+
+// The --data file a sweep read: its absolute path and the SHA-256 of the bytes it parsed.
+struct DataFile {
+  std::string path;
+  std::string sha256;
 };
 
 // The options that decide a sweep's results, as manifest.json records them and summary.json's
@@ -85,7 +96,8 @@ void add_sweep_options(CLI::App& app, Options& o);
 
 // The sweep the options ask for. Everything that can be wrong with the input is found here,
 // before any output exists.
-SweepSpec build_spec(const Options& o);
+// With data, the --data file's path and checksum.
+SweepSpec build_spec(const Options& o, DataFile* data = nullptr);
 DeviceKind parse_device(const std::string& d);
 FitOptions fit_options(const Options& o);
 

@@ -14,6 +14,7 @@
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
 #include "gpusweep/plots.h"
+#include "gpusweep_version.h"
 #include "progress.h"
 #include "run_dir.h"
 
@@ -57,8 +58,11 @@ int run(Options o, const CLI::App& app) {
   // step, with the same message, instead of killing the process half-way through.
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
-  if (!o.resume.empty()) resume_options(o, app);
-  gs::SweepSpec spec = build_spec(o);
+  nlohmann::json manifest;
+  if (!o.resume.empty()) manifest = resume_options(o, app);
+  DataFile data;
+  gs::SweepSpec spec = build_spec(o, &data);
+  if (!o.resume.empty()) check_data_unchanged(manifest, data, "--resume " + o.resume);
   spec.chunk_networks = o.chunk_networks;
   fit_options(o);  // refuse bad fit options before any work
   gs::BackendOptions bo;
@@ -83,10 +87,18 @@ int run(Options o, const CLI::App& app) {
   std::vector<gs::NetResult> results(jobs.size());
   std::vector<char> have(jobs.size(), 0);
   int saved = 0;
-  if (!o.resume.empty())
+  const Provenance prov = provenance(o, backend->describe(), data);
+  if (!o.resume.empty()) {
     saved = read_saved(out, static_cast<int>(all_jobs.size()), canonical, &results, &have);
-  else
-    created = start_sweep_dir(out, o, jobs.size());
+    // Each run that continued the sweep, in order.
+    manifest["resumed"].push_back(
+        {{"command_line", prov.command_line}, {"working_directory", prov.working_directory},
+         {"backend", prov.backend}, {"version", GPUSWEEP_VERSION}, {"commit", GPUSWEEP_COMMIT}});
+    gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest.dump(2) + "\n");
+  } else {
+    manifest = manifest_json(o, jobs.size(), prov);
+    created = start_sweep_dir(out, o, manifest);
+  }
   std::vector<gs::Job> todo;
   std::vector<int> todo_pos;  // position in jobs of each todo entry
   for (std::size_t i = 0; i < jobs.size(); ++i)
@@ -129,7 +141,7 @@ int run(Options o, const CLI::App& app) {
         });
     for (std::size_t t = 0; t < todo.size(); ++t) results[todo_pos[t]] = fresh[t];
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto config = config_json(o, backend->describe());
+    auto config = config_json(o, backend->describe(), manifest);
     if (!o.shard.empty()) config["shard"] = o.shard;
     write_outputs(out, o, spec, jobs, results, config, secs);
     gs::remove_chunks(out);

@@ -401,11 +401,9 @@ std::vector<std::string> split_lines(const std::string& text) {
 }
 }  // namespace
 
-Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uint64_t data_seed,
-                         bool standardize_data) {
-  if (!(test_fraction >= 0.0 && test_fraction < 1.0))
-    throw std::invalid_argument("--test-fraction must be in [0, 1)");
-  const std::string where = "--data " + printable(path);
+std::string read_data_file(const std::string& path, const std::string& name) {
+  std::string where = "--data " + printable(name);
+  if (path != name) where += " (" + printable(path) + ")";
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw std::invalid_argument(where + ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
@@ -413,7 +411,22 @@ Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uin
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw std::invalid_argument(where + ": cannot read the file");
-  std::vector<std::string> lines = split_lines(text.str());
+  return text.str();
+}
+
+Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uint64_t data_seed,
+                         bool standardize_data) {
+  if (!(test_fraction >= 0.0 && test_fraction < 1.0))
+    throw std::invalid_argument("--test-fraction must be in [0, 1)");
+  return csv_dataset(read_data_file(path, path), path, test_fraction, data_seed, standardize_data);
+}
+
+Dataset csv_dataset(const std::string& text, const std::string& path, double test_fraction,
+                    std::uint64_t data_seed, bool standardize_data) {
+  if (!(test_fraction >= 0.0 && test_fraction < 1.0))
+    throw std::invalid_argument("--test-fraction must be in [0, 1)");
+  const std::string where = "--data " + printable(path);
+  std::vector<std::string> lines = split_lines(text);
   if (!lines.empty() && lines[0].compare(0, 3, "\xEF\xBB\xBF") == 0) lines[0].erase(0, 3);
   std::vector<double> xs, ys;
   int cols = 0;  // d + 1, once the header is read

@@ -11,9 +11,11 @@
 #include "gpusweep/cli.h"
 #include "gpusweep/ntk_run.h"
 #include "gpusweep_version.h"
+#include "run_dir.h"
 
 int main(int argc, char** argv) {
   gs::Options o;
+  o.command_line = gs::shell_quote(argc, argv);
   CLI::App app{"gpu-sweep: train sweeps of tiny mlp/glu/gqu networks with Newton's method in float64 "
                "and report the L(P) scaling slopes."};
   app.set_version_flag("--version", std::string("gpu-sweep ") + GPUSWEEP_VERSION + " (commit " +

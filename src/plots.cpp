@@ -254,9 +254,14 @@ bool is_data_run(const std::string& target, const nlohmann::json& config) {
 
 Dataset rebuild_dataset(const std::string& target, const nlohmann::json& config, int points) {
   const auto seed = static_cast<std::uint64_t>(json_number(config, "data_seed", 0.0));
-  if (is_data_run(target, config))
-    return load_csv_dataset(target, json_number(config, "test_fraction", 0.2), seed,
-                            json_string(config, "standardize", "on") != "off");
+  if (is_data_run(target, config)) {
+    // The file where the run found it: a relative --data is relative to the run's directory.
+    std::string file = target;
+    if (config.contains("data_file") && config["data_file"].is_object())
+      file = json_string(config["data_file"], "path", target);
+    return csv_dataset(read_data_file(file, target), target, json_number(config, "test_fraction", 0.2), seed,
+                       json_string(config, "standardize", "on") != "off");
+  }
   return make_target_dataset(target, points, seed, static_cast<int>(json_number(config, "dim", 0.0)));
 }
 
