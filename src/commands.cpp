@@ -89,7 +89,7 @@ int run(Options o, const CLI::App& app) {
   int saved = 0;
   const Provenance prov = provenance(o, backend->describe(), data);
   if (!o.resume.empty()) {
-    saved = read_saved(out, static_cast<int>(all_jobs.size()), canonical, &results, &have);
+    saved = read_saved(out, all_jobs, gs::dataset_dims(spec.datasets), canonical, &results, &have);
     // Each run that continued the sweep, in order.
     manifest["resumed"].push_back(
         {{"command_line", prov.command_line}, {"working_directory", prov.working_directory},

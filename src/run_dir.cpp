@@ -247,9 +247,9 @@ void check_data_unchanged(const nlohmann::json& manifest, const DataFile& now, c
                               "...); its saved networks were trained on the old data, so start a new sweep");
 }
 
-int read_saved(const std::string& dir, int num_jobs, const std::vector<int>& canonical,
-               std::vector<gs::NetResult>* results, std::vector<char>* have) {
-  const auto done = gs::read_chunks(dir, num_jobs);
+int read_saved(const std::string& dir, const std::vector<gs::Job>& all_jobs, const std::vector<int>& dims,
+               const std::vector<int>& canonical, std::vector<gs::NetResult>* results, std::vector<char>* have) {
+  const auto done = gs::read_chunks(dir, static_cast<int>(all_jobs.size()));
   std::map<int, int> position;
   for (std::size_t i = 0; i < canonical.size(); ++i) position[canonical[i]] = static_cast<int>(i);
   int saved = 0;
@@ -257,6 +257,13 @@ int read_saved(const std::string& dir, int num_jobs, const std::vector<int>& can
     if (!position.count(job))
       throw std::invalid_argument("--resume " + dir + ": its chunks hold job " + std::to_string(job) +
                                   ", which is not in this sweep");
+    const gs::Job& j = all_jobs[job];
+    const std::size_t want = static_cast<std::size_t>(gs::job_params(j, dims));
+    if (r.params.size() != want)
+      throw std::invalid_argument("--resume " + dir + ": a chunk holds " + std::to_string(r.params.size()) +
+                                  " parameters for job " + std::to_string(job) + " (" + gs::model_name(j.model()) +
+                                  " of width " + std::to_string(j.width) + "), which has " + std::to_string(want) +
+                                  "; the chunk is damaged");
     (*results)[position[job]] = r;
     (*have)[position[job]] = 1;
     ++saved;

@@ -70,10 +70,11 @@ nlohmann::json resume_options(Options& o, const CLI::App& app);
 // one the manifest recorded.
 void check_data_unchanged(const nlohmann::json& manifest, const DataFile& now, const std::string& what);
 // --resume: the results that the chunks in DIR already hold, each put at its job's position
-// in this run (position i is job canonical[i] of the sweep's num_jobs); have marks them.
-// Returns how many there are.
-int read_saved(const std::string& dir, int num_jobs, const std::vector<int>& canonical,
-               std::vector<NetResult>* results, std::vector<char>* have);
+// in this run (position i is job canonical[i] of the sweep's all_jobs); have marks them.
+// Refuses a chunk whose parameter vector has not the job's length (dims: the datasets' input
+// dimensions). Returns how many there are.
+int read_saved(const std::string& dir, const std::vector<Job>& all_jobs, const std::vector<int>& dims,
+               const std::vector<int>& canonical, std::vector<NetResult>* results, std::vector<char>* have);
 
 // This run's jobs as indices into all_jobs: all of them, or the shard --shard k/N asks for.
 std::vector<int> shard_of(const Options& o, const SweepSpec& spec, const std::vector<Job>& all_jobs);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -241,6 +242,29 @@ TEST(Resume, RecordsProvenanceAndRefusesChangedData) {
   const fs::path again = dir / "again";
   ASSERT_TRUE(start_and_kill(args, work, again));
   const int chunks = gs::count_chunks(again.string());
+  ASSERT_GT(chunks, 0);
+
+  // A chunk whose parameter vector is too short is refused, not taken.
+  const fs::path damaged = dir / "damaged";
+  fs::copy(again, damaged, fs::copy_options::recursive);
+  {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(damaged / "chunks")) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    auto j = nlohmann::json::parse(slurp(files.front()));
+    auto* longest = &j["networks"][0]["params"];
+    for (auto& n : j["networks"])
+      if (n["params"].size() > longest->size()) longest = &n["params"];
+    ASSERT_GT(longest->size(), 3u);
+    longest->erase(longest->begin() + 3, longest->end());
+    std::ofstream(files.front()) << j.dump();
+  }
+  r = run("--resume " + damaged.string(), dir);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("a chunk holds 3 parameters"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(damaged / "results.csv"));
+
   std::ofstream(work / "data.csv", std::ios::app) << "0.5,7\n";
   r = run("--resume " + again.string(), dir);
   EXPECT_EQ(r.code, 2);
