@@ -105,6 +105,20 @@ void add_sweep_options(CLI::App& app, Options& o) {
       ->capture_default_str()->check(CLI::Range(0, 100000000));
 }
 
+void refuse_ignored_options(const Options& o, const CLI::App& app) {
+  if (!o.data.empty()) {
+    for (const char* opt : {"--target", "--points"})
+      if (app.count(opt) > 0)
+        throw std::invalid_argument(std::string(opt) + " with --data: the data file gives the points and their y, so " +
+                                    opt + " would be ignored; leave it out");
+  } else {
+    for (const char* opt : {"--test-fraction", "--standardize"})
+      if (app.count(opt) > 0)
+        throw std::invalid_argument(std::string(opt) + " applies to --data only (a --target is sampled at --points "
+                                    "training points and as many test points); leave it out");
+  }
+}
+
 gs::SweepSpec build_spec(const Options& o, DataFile* data) {
   gs::SweepSpec spec;
   spec.archs = gs::parse_archs(o.arch);

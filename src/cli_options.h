@@ -94,6 +94,10 @@ CLI::Validator non_empty_path();
 // lists them.
 void add_sweep_options(CLI::App& app, Options& o);
 
+// Refuses an option given on the command line that this sweep would ignore: --target and
+// --points with --data, --test-fraction and --standardize without it.
+void refuse_ignored_options(const Options& o, const CLI::App& app);
+
 // The sweep the options ask for. Everything that can be wrong with the input is found here,
 // before any output exists.
 // With data, the --data file's path and checksum.

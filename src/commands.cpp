@@ -60,6 +60,7 @@ int run(Options o, const CLI::App& app) {
   std::signal(SIGTERM, on_stop_signal);
   nlohmann::json manifest;
   if (!o.resume.empty()) manifest = resume_options(o, app);
+  refuse_ignored_options(o, app);
   DataFile data;
   gs::SweepSpec spec = build_spec(o, &data);
   if (!o.resume.empty()) check_data_unchanged(manifest, data, "--resume " + o.resume);

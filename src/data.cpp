@@ -471,9 +471,15 @@ Dataset csv_dataset(const std::string& text, const std::string& path, double tes
   const int d = cols - 1;
   const int n = static_cast<int>(ys.size());
   const int n_test = test_fraction > 0.0 ? static_cast<int>(std::lround(test_fraction * n)) : 0;
-  if (n - n_test < 2 || (test_fraction > 0.0 && n_test < 1))
+  if (test_fraction > 0.0 ? n < 3 : n < 2)
     throw std::invalid_argument(where + ": " + std::to_string(n) +
                                 " data rows are too few (need 2 training and 1 test point)");
+  if (n - n_test < 2 || (test_fraction > 0.0 && n_test < 1)) {
+    std::ostringstream os;
+    os << where << ": --test-fraction " << test_fraction << " of its " << n << " rows leaves " << (n - n_test)
+       << " training and " << n_test << " test rows, too few (need 2 training rows and 1 test row)";
+    throw std::invalid_argument(os.str());
+  }
   // A repeated x is allowed (repeated measurements; least squares takes them as they are),
   // but the inputs need a range.
   auto varies = [d](const std::vector<double>& v) {

@@ -40,7 +40,7 @@ TEST_P(Cli, BadInputGivesOneLineAndNoOutput) {
   std::string args = GetParam().args;
   for (std::size_t p; (p = args.find("@DIR")) != std::string::npos;) args.replace(p, 4, dir.string());
   const fs::path out = dir / "out";
-  if (args.find("--points") == std::string::npos) args += " --points 50";
+  if (args.find("--points") == std::string::npos && args.find("--data") == std::string::npos) args += " --points 50";
   if (args.find("--widths") == std::string::npos) args += " --widths 2:3";
   const Outcome r = run(args + " --out " + out.string(), dir);
   EXPECT_NE(r.code, 0) << args;
@@ -78,6 +78,11 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"--target x4 --dim 2", "--dim is 2"},
                       BadInput{"--dim -1", "--dim"},
                       BadInput{"--data @DIR/good.csv --dim 2", "--dim"},
+                      BadInput{"--data @DIR/good.csv --target sin4", "--target with --data"},
+                      BadInput{"--data @DIR/good.csv --points 100", "--points with --data"},
+                      BadInput{"--test-fraction 0.5", "--test-fraction applies to --data only"},
+                      BadInput{"--standardize off", "--standardize applies to --data only"},
+                      BadInput{"--data @DIR/good.csv --test-fraction 0.9", "leaves 0 training and 5 test rows"},
                       BadInput{"--data @DIR/good.csv --standardize maybe", "--standardize"},
                       BadInput{"--data @DIR/twoin_ragged.csv", "expected 3 columns"},
                       BadInput{"--target 'sqrt(x)'", "not finite"},

@@ -142,7 +142,7 @@ TEST(Plots, TwoDimensionalNetworksAreDrawnAsHeatMaps) {
   Outcome r = run(std::string(kRunArgs) + " --arch mlp,glu --target sin_sin,friedman1 --out " + out.string(), dir);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("friedman1): inputs of dimension 5"), std::string::npos) << r.err;
-  r = run(std::string(kRunArgs) + " --arch glu --data " + (dir / "surface.csv").string() + " -q --out " +
+  r = run("--widths 2:6 --schedule D,U,Q --seeds 2 --threads 1 --arch glu --data " + (dir / "surface.csv").string() + " -q --out " +
               (dir / "data").string(), dir);
   ASSERT_EQ(r.code, 0) << r.err;
   for (const fs::path& p : {out / "plots" / "fit_mlp_relu_sin_sin_n6_s0", out / "plots" / "fit_glu_relu_sin_sin_n6_s0",
