@@ -160,18 +160,11 @@ int run(Options o, const CLI::App& app) {
   return 0;
 }
 
-int refit(const Options& o) {
-  const gs::FitOptions f = fit_options(o);
+int refit(Options o, const CLI::App& cmd) {
   const fs::path dir(o.fit_dir);
   if (!fs::is_directory(dir)) throw std::invalid_argument("fit " + o.fit_dir + ": not a directory");
   const std::string rpath = (dir / "results.csv").string();
   if (!fs::exists(rpath)) throw std::invalid_argument("fit " + o.fit_dir + ": no results.csv in it");
-  const auto rows = gs::parse_results_csv(read_text(rpath), rpath);
-  const auto fits = gs::fit_groups(rows, f);
-  bool any = false;
-  for (const auto& g : fits) any = any || g.ok;
-  if (!any)
-    throw std::invalid_argument("fit " + o.fit_dir + ": no group can be fitted: " + fits.front().note);
   const std::string spath = (dir / "summary.json").string();
   nlohmann::json summary;
   if (fs::exists(spath)) {
@@ -181,9 +174,36 @@ int refit(const Options& o) {
       throw std::invalid_argument(spath + ": not valid JSON (" + std::string(e.what()) + ")");
     }
   }
+  // A fit option left out keeps the value of the directory's last fit.
+  try {
+    if (cmd.count("--fit-min-width") == 0 && summary.contains("fit_min_width"))
+      o.fit_min_width = summary["fit_min_width"].get<int>();
+    if (cmd.count("--fit-max-width") == 0 && summary.contains("fit_max_width"))
+      o.fit_max_width = summary["fit_max_width"].is_null() ? 0 : summary["fit_max_width"].get<int>();
+    if (cmd.count("--bootstrap") == 0 && summary.contains("bootstrap") && summary["bootstrap"].is_object())
+      o.bootstrap = summary["bootstrap"].value("resamples", o.bootstrap);
+  } catch (const nlohmann::json::exception&) {
+    throw std::invalid_argument(spath + ": its fit_min_width, fit_max_width or bootstrap has the wrong type");
+  }
+  const gs::FitOptions f = fit_options(o);
+  const auto rows = gs::parse_results_csv(read_text(rpath), rpath);
+  const auto fits = gs::fit_groups(rows, f);
+  bool any = false;
+  for (const auto& g : fits) any = any || g.ok;
+  if (!any)
+    throw std::invalid_argument("fit " + o.fit_dir + ": no group can be fitted: " + fits.front().note);
   gs::put_fits(summary, fits, f);
   gs::write_file_atomic(spath, summary.dump(2) + "\n");
   if (!o.quiet) gs::print_fit_table(std::cout, fits, f);
+  // The scaling figures draw the fits: drawn again where the run has figures.
+  if (fs::is_directory(dir / "plots")) {
+    try {
+      gs::plot_scaling(o.fit_dir);
+      if (!o.quiet) std::cout << "Redrew the scaling figures in " << (dir / "plots").string() << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "gpu-sweep: warning: the scaling figures were not redrawn: " << e.what() << "\n";
+    }
+  }
   return 0;
 }
 

@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    if (*fit_cmd) return gs::refit(o);
+    if (*fit_cmd) return gs::refit(o, *fit_cmd);
     if (*merge_cmd) return gs::merge(o, merge_dirs);
     if (*ntk_cmd) return gs::ntk(ntk_args, o);
     if (*plot_cmd) return gs::plot(plot_dir, plot_nets, o);

@@ -124,7 +124,8 @@ void put_fits(nlohmann::json& j, const std::vector<GroupFit>& fits, const FitOpt
                         {"params", f.params}, {"effective_params", f.effective_params},
                         {"median_test_rmse", f.median_rmse},
                         {"min_test_rmse", f.min_rmse}, {"max_test_rmse", f.max_rmse},
-                        {"ok", f.ok}};
+                        {"fit_widths", f.fit_widths}, {"ok", f.ok}};
+    if (f.seeds_identical) g["seeds_identical"] = true;
     if (f.ok) {
       // The fit of the median curve across seeds.
       g["vs_width"] = line_json(f.vs_width);
@@ -155,10 +156,12 @@ void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const 
   os << std::left << std::setw(aw) << "arch" << std::setw(9) << "act" << std::setw(22) << "target"
      << std::right << std::setw(26) << "slope(n)" << std::setw(26) << "slope(P)" << std::setw(26) << "slope(P_eff)" << std::setw(8)
      << "r2" << std::setw(10) << "widths" << std::setw(7) << "seeds" << "\n";
-  auto cell = [](const SlopeStat& s) {
+  bool identical = false, several_seeds = false;
+  auto cell = [](const SlopeStat& s, bool same) {
     std::ostringstream c;
     c << std::fixed << std::setprecision(3) << s.median;
-    if (s.seeds > 1) c << " [" << s.lo << ", " << s.hi << "]";
+    if (s.seeds > 1 && same) c << " [seeds identical]";
+    else if (s.seeds > 1) c << " [" << s.lo << ", " << s.hi << "]";
     return c.str();
   };
   for (const auto& f : fits) {
@@ -167,15 +170,25 @@ void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const 
        << target << std::right;
     if (f.ok) {
       std::ostringstream range;
-      range << f.widths.front() << "-" << f.widths.back();
-      os << std::setw(26) << cell(f.seed_vs_width) << std::setw(26) << cell(f.seed_vs_params)
-         << std::setw(26) << (f.effective_params.empty() ? std::string("-") : cell(f.seed_vs_effective))
+      range << f.fit_widths.front() << "-" << f.fit_widths.back();
+      const bool same = f.seeds_identical;
+      identical = identical || (same && f.seed_vs_width.seeds > 1);
+      several_seeds = several_seeds || f.seed_vs_width.seeds > 1;
+      os << std::setw(26) << cell(f.seed_vs_width, same) << std::setw(26) << cell(f.seed_vs_params, same)
+         << std::setw(26) << (f.effective_params.empty() ? std::string("-") : cell(f.seed_vs_effective, same))
          << std::fixed << std::setprecision(3) << std::setw(8) << f.seed_vs_width.r2 << std::setw(10)
          << range.str() << std::setw(7) << f.seed_vs_width.seeds << std::defaultfloat << "\n";
     } else {
       os << "  no fit: " << f.note << "\n";
     }
   }
+  if (identical)
+    os << "[seeds identical]: every seed trained the same networks, so the training does not depend on the seed "
+          "(as for an mlp with MASO initialization and relu: its knots are fixed, and its D stage solves D "
+          "exactly), and there is no spread to give an interval of.\n";
+  if (several_seeds)
+    os << "These slopes are medians of per-seed fits; the figures' dashed lines (summary.json's vs_width, "
+          "vs_params) fit the median curve across seeds, whose slope differs a little.\n";
 }
 
 namespace {
