@@ -205,7 +205,7 @@ TEST(Resume, RecordsProvenanceAndRefusesChangedData) {
   }
   const std::string sha = gs::sha256_hex(slurp(work / "data.csv"));
   const std::string args = "--arch mlp,glu,gqu,spline1 --widths 2:20 --seeds 2 --data data.csv "
-                           "--schedule D,U,Q,G,ALL*10 --chunk-networks 4 --threads 1 --no-plots -q";
+                           "--schedule D,U,Q,G,ALL*10 --chunk-networks 4 --threads 1 --fit-min-width 3 --no-plots -q";
   Outcome r = run_command("cd " + work.string() + " && " + GPUSWEEP_BIN + " " + args + " --out " +
                           (dir / "whole").string(), dir);
   ASSERT_EQ(r.code, 0) << r.err;
@@ -228,6 +228,7 @@ TEST(Resume, RecordsProvenanceAndRefusesChangedData) {
   ASSERT_EQ(r.code, 0) << r.err;
   expect_same_results(dir / "whole", broken);
   EXPECT_FALSE(fs::exists(broken / "plots")) << "a --no-plots run stays without figures when resumed";
+  EXPECT_EQ(nlohmann::json::parse(slurp(broken / "summary.json"))["fit_min_width"], 3) << "the run's fit options hold";
   const auto c = nlohmann::json::parse(slurp(broken / "summary.json"))["config"];
   EXPECT_EQ(c["command_line"], m["command_line"]);
   EXPECT_EQ(c["data_file"]["sha256"], sha);
