@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <regex>
 #include <set>
 #include <stdexcept>
 
@@ -103,6 +104,38 @@ void add_sweep_options(CLI::App& app, Options& o) {
   app.add_option("--chunk-networks", o.chunk_networks,
                  "networks per chunk at most (each finished chunk is saved at once); 0: the backend's choice")
       ->capture_default_str()->check(CLI::Range(0, 100000000));
+}
+
+std::string cli_error_message(const CLI::ParseError& e, const CLI::App& app) {
+  const std::string msg = e.what();
+  // The subcommand being parsed, for its messages and help.
+  std::string sub;
+  for (const CLI::App* s : app.get_subcommands()) sub = s->get_name();
+  const std::string help = "gpu-sweep " + (sub.empty() ? std::string() : sub + " ") + "--help";
+  auto option = [&](const std::string& name) -> const CLI::Option* {
+    for (const CLI::App* s : app.get_subcommands())
+      if (const CLI::Option* o = s->get_option_no_throw(name)) return o;
+    return app.get_option_no_throw(name);
+  };
+  std::smatch m;
+  if (std::regex_match(msg, m, std::regex("(\\S+): Value (.*) not in range (\\S+) to (\\S+)")))
+    return m[1].str() + ": want a whole number from " + m[3].str() + " to " + m[4].str() + ", not '" + m[2].str() + "'";
+  if (std::regex_match(msg, m, std::regex("(\\S+): At Most (\\d+) required but received (\\d+)")))
+    return m[1].str() + " is given " + m[3].str() + " times; give it " + (m[2].str() == "1" ? "once" : "at most " + m[2].str() + " times");
+  if (std::regex_match(msg, m, std::regex("The following arguments? (?:was|were) not expected: (.*)")))
+    return (sub.empty() ? std::string() : sub + ": ") + "unexpected argument" +
+           (m[1].str().find(' ') == std::string::npos ? " '" + m[1].str() + "'" : "s: " + m[1].str()) + " (" + help +
+           " lists the options)";
+  if (std::regex_match(msg, m, std::regex("(\\S+) is required")))
+    return (sub.empty() ? std::string() : sub + ": ") + "give " + m[1].str() + " (" + help + ")";
+  if (std::regex_match(msg, m, std::regex("(\\S+): \\d+ required .* missing")))
+    return m[1].str() + ": needs a value (" + help + ")";
+  if (std::regex_match(msg, m, std::regex("Could not convert: (\\S+) = (.*)"))) {
+    const CLI::Option* o = option(m[1].str());
+    if (o && o->get_expected_max() == 0) return m[1].str() + " is a flag and takes no value, not '" + m[2].str() + "'";
+    return m[1].str() + ": '" + m[2].str() + "' is not a number";
+  }
+  return msg;
 }
 
 void refuse_ignored_options(const Options& o, const CLI::App& app) {

@@ -98,6 +98,10 @@ void add_sweep_options(CLI::App& app, Options& o);
 // --points with --data, --test-fraction and --standardize without it.
 void refuse_ignored_options(const Options& o, const CLI::App& app);
 
+// A CLI11 parse error as one line in the style of the program's own: the option first, then
+// what is wrong with it ("--seeds: want a whole number from 1 to 1000000, not 'abc'").
+std::string cli_error_message(const CLI::ParseError& e, const CLI::App& app);
+
 // The sweep the options ask for. Everything that can be wrong with the input is found here,
 // before any output exists.
 // With data, the --data file's path and checksum.

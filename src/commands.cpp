@@ -150,6 +150,15 @@ int run(Options o, const CLI::App& app) {
     std::cerr << "\ngpu-sweep: interrupted: " << saved << " of " << jobs.size() << " networks are saved in "
               << out << "; continue with: gpu-sweep --resume " << out << "\n";
     return 130;
+  } catch (const gs::WriteError& e) {
+    // A full disk: what finished stays for --resume, and the message says how to go on.
+    std::error_code ec;
+    if (gs::count_chunks(out) == 0) {
+      if (created) fs::remove_all(out, ec);
+      throw;
+    }
+    throw gs::WriteError(std::string(e.what()) + "; the " + std::to_string(saved) + " networks finished are saved in " +
+                         out + ": make room, then continue with: gpu-sweep --resume " + out);
   } catch (...) {
     // Nothing finished: leave nothing behind. Finished chunks stay for --resume.
     std::error_code ec;

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "gpusweep/cli.h"
 #include "gpusweep/ntk_run.h"
+#include "gpusweep/output.h"
 #include "gpusweep_version.h"
 #include "run_dir.h"
 
@@ -100,7 +101,7 @@ int main(int argc, char** argv) {
     std::cout << e.what() << "\n";
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
+    std::cerr << "gpu-sweep: error: " << gs::printable(gs::cli_error_message(e, app), 2000) << "\n";
     return 2;
   }
   try {
@@ -111,6 +112,9 @@ int main(int argc, char** argv) {
     return gs::run(o, app);
   } catch (const std::invalid_argument& e) {
     // Messages quote the user's text, which may hold a newline; the error stays one line.
+    std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
+    return 2;
+  } catch (const gs::WriteError& e) {  // a full disk: the user's to fix, as bad input is
     std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
     return 2;
   } catch (const std::exception& e) {

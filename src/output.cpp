@@ -274,18 +274,26 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+    if (!out) throw WriteError("cannot write " + tmp + ": " + std::strerror(errno));
     out << text;
     out.flush();
     if (!out) {
+      const std::string why = std::strerror(errno);
+      out.close();
       std::remove(tmp.c_str());
-      throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+      throw WriteError("cannot write " + tmp + ": " + why);
+    }
+    out.close();
+    if (!out) {
+      const std::string why = std::strerror(errno);
+      std::remove(tmp.c_str());
+      throw WriteError("cannot write " + tmp + ": " + why);
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = std::strerror(errno);
     std::remove(tmp.c_str());
-    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + why);
+    throw WriteError("cannot rename " + tmp + " to " + path + ": " + why);
   }
 }
 

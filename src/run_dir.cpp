@@ -205,8 +205,14 @@ nlohmann::json config_json(Options o, const std::string& backend, const nlohmann
 
 bool start_sweep_dir(const std::string& out, const Options& o, const nlohmann::json& manifest) {
   const bool created = prepare_out_dir(out, o.overwrite);
-  remove_earlier_results(out);
-  gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest.dump(2) + "\n");
+  try {
+    remove_earlier_results(out);
+    gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest.dump(2) + "\n");
+  } catch (...) {
+    std::error_code ec;
+    if (created) fs::remove_all(out, ec);
+    throw;
+  }
   return created;
 }
 
@@ -290,13 +296,14 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
   auto summary = gs::summary_json(fits, fit, config, results);
   summary["seconds"] = secs;
   summary["datasets"] = gs::datasets_json(spec.datasets);
-  gs::write_params(out, spec, jobs, results);
-  const std::string results_path = (fs::path(out) / "results.csv").string();
-  gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
+  // All of them or none: a full disk half-way leaves no file that looks like results.
   try {
+    gs::write_params(out, spec, jobs, results);
+    gs::write_file_atomic((fs::path(out) / "results.csv").string(), gs::results_csv(spec, jobs, results));
     gs::write_file_atomic((fs::path(out) / "summary.json").string(), summary.dump(2) + "\n");
   } catch (...) {
-    std::remove(results_path.c_str());
+    std::error_code ec;
+    for (const char* f : {"params.bin", "params_index.csv", "results.csv"}) fs::remove(fs::path(out) / f, ec);
     throw;
   }
   if (!o.quiet) {

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 #include "program.h"
 
 namespace fs = std::filesystem;
@@ -290,6 +292,69 @@ TEST(CliRun, UnwritableOutputIsRefusedBeforeTraining) {
   EXPECT_NE(r.code, 0);
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("--out"), std::string::npos) << r.err;
+}
+
+// CLI11's own parse errors read like the program's: the option first, exit status 2.
+TEST(CliRun, ParseErrorsInTheProgramsStyle) {
+  const fs::path dir = tmp_dir();
+  for (const auto& [args, want] : std::vector<std::pair<std::string, std::string>>{
+           {"--seeds abc", "--seeds: want a whole number from 1 to 1000000, not 'abc'"},
+           {"--points 2.5", "--points: want a whole number from 2 to 100000000, not '2.5'"},
+           {"--seeds 1 --seeds 2", "--seeds is given 2 times; give it once"},
+           {"--nonsense", "unexpected argument '--nonsense' (gpu-sweep --help lists the options)"},
+           {"fit a b", "fit: unexpected argument 'b'"},
+           {"fit", "fit: give DIR (gpu-sweep fit --help)"},
+           {"--widths", "--widths: needs a value"},
+           {"--adam-lr abc", "--adam-lr: 'abc' is not a number"},
+           {"--overwrite=maybe", "--overwrite is a flag and takes no value, not 'maybe'"}}) {
+    const Outcome r = run(args, dir);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("gpu-sweep: error: " + want, 0), 0u) << args << ": " << r.err;
+  }
+}
+
+// A GPU that is not there is the user's to fix, as bad input is: status 2 and one line.
+TEST(CliRun, DeviceCudaWithoutAGpuExitsTwo) {
+  const fs::path dir = tmp_dir();
+  for (const std::string& args : {std::string("--widths 2 --points 20 --device cuda --out ") + (dir / "a").string(),
+                                  "ntk --widths 2 --points 20 --device cuda --out " + (dir / "b").string()}) {
+    const Outcome r = run(args, dir, "CUDA_VISIBLE_DEVICES=");
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir / "a"));
+  EXPECT_FALSE(fs::exists(dir / "b"));
+}
+
+// A full disk (here a file-size limit: writes past it fail as on a full disk) exits with
+// status 2 and one line. Before anything finished it leaves nothing; after, the finished
+// chunks stay, no file looks like results, and the line says how to resume.
+TEST(CliRun, FullDiskExitsTwoAndSaysHowToResume) {
+  const fs::path dir = tmp_dir();
+  const std::string sweep = "--arch mlp,glu --widths 2:20 --seeds 3 --points 300 --schedule D,U,Q "
+                            "--chunk-networks 8 --threads 1 --no-plots -q --out ";
+  auto limited = [&](int blocks, const fs::path& out) {
+    return run_command("sh -c \"trap '' XFSZ; ulimit -f " + std::to_string(blocks) + "; exec " + GPUSWEEP_BIN + " " +
+                           sweep + out.string() + "\"",
+                       dir);
+  };
+  Outcome r = limited(2, dir / "tiny");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("cannot write"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "tiny"));
+  // Chunks of 8 networks fit; params.bin of all 114 does not.
+  r = limited(40, dir / "some");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("continue with: gpu-sweep --resume " + (dir / "some").string()), std::string::npos) << r.err;
+  for (const char* f : {"results.csv", "summary.json", "params.bin", "params_index.csv"})
+    EXPECT_FALSE(fs::exists(dir / "some" / f)) << f;
+  r = run("--resume " + (dir / "some").string() + " -q", dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(slurp(dir / "some" / "results.csv")), 1 + 2 * 19 * 3);
 }
 
 TEST(CliRun, HelpExitsZero) {

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,14 @@ std::vector<ResultRow> read_results_table(const std::string& path);
 // rows is refused too.
 std::vector<FitRow> parse_results_csv(const std::string& text, const std::string& path);
 
-// Writes text to path through path + ".tmp" and a rename. Throws std::runtime_error.
+// A file that could not be written (a full disk, a quota, no permission). Like bad input, it
+// is the user's to fix: the program exits with status 2.
+class WriteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Writes text to path through path + ".tmp" and a rename. Throws WriteError.
 void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace gs
