@@ -83,6 +83,8 @@ int run(Options o, const CLI::App& app) {
                   [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); },
                   spec.chunk_networks > 0 ? spec.chunk_networks : backend->max_chunk_networks());
 
+  const std::vector<std::string> warnings = gs::plan_warnings(spec, jobs);
+
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
   bool created = false;
   std::vector<gs::NetResult> results(jobs.size());
@@ -112,6 +114,7 @@ int run(Options o, const CLI::App& app) {
     std::cout << "gpu-sweep: " << jobs.size() << " networks on " << backend->describe() << ", output in " << out;
     if (saved > 0) std::cout << " (" << saved << " already done, " << todo.size() << " to go)";
     std::cout << std::endl;
+    print_warnings(warnings);
   }
   int next_chunk = gs::count_chunks(out);
   try {
@@ -144,7 +147,7 @@ int run(Options o, const CLI::App& app) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto config = config_json(o, backend->describe(), manifest);
     if (!o.shard.empty()) config["shard"] = o.shard;
-    write_outputs(out, o, spec, jobs, results, config, secs);
+    write_outputs(out, o, spec, jobs, results, config, secs, warnings);
     gs::remove_chunks(out);
   } catch (const Interrupted&) {
     std::cerr << "\ngpu-sweep: interrupted: " << saved << " of " << jobs.size() << " networks are saved in "
@@ -203,7 +206,11 @@ int refit(Options o, const CLI::App& cmd) {
     throw std::invalid_argument("fit " + o.fit_dir + ": no group can be fitted: " + fits.front().note);
   gs::put_fits(summary, fits, f);
   gs::write_file_atomic(spath, summary.dump(2) + "\n");
-  if (!o.quiet) gs::print_fit_table(std::cout, fits, f);
+  if (!o.quiet) {
+    gs::print_fit_table(std::cout, fits, f);
+    std::cout.flush();
+    print_warnings(gs::fit_warnings(fits));
+  }
   // The scaling figures draw the fits: drawn again where the run has figures.
   if (fs::is_directory(dir / "plots")) {
     try {

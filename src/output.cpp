@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "gpusweep/checkpoint.h"
+#include "gpusweep/cli.h"
 #include "gpusweep/csv.h"
 #include "gpusweep/util.h"
 
@@ -86,6 +87,89 @@ std::string stopped_short_line(const std::vector<NetResult>& results) {
   return os.str();
 }
 
+namespace {
+std::string quoted(const std::string& name) { return "'" + printable(name, 60) + "'"; }
+std::string span(long lo, long hi) { return lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi); }
+}  // namespace
+
+std::vector<std::string> plan_warnings(const SweepSpec& spec, const std::vector<Job>& jobs) {
+  std::vector<std::string> out;
+  for (const auto& ds : spec.datasets)
+    if (ds.expression.empty() && ds.x_test == ds.x_train && ds.y_test == ds.y_train)
+      out.push_back("--test-fraction 0: the test RMSE of " + quoted(ds.name) +
+                    " is measured on its training rows, so it is the train RMSE and says nothing about new points");
+  // Per (target, model): the widths with P above the number of training points.
+  std::map<std::pair<int, std::string>, std::vector<std::pair<int, int>>> over;  // -> (width, P)
+  std::vector<std::pair<int, std::string>> order;
+  for (const Job& job : jobs) {
+    const Dataset& ds = spec.datasets[job.target];
+    const int p = model_num_params(job.model(), ds.d, job.width);
+    if (p <= ds.n_train()) continue;
+    const std::pair<int, std::string> key{job.target, model_name(job.model())};
+    if (!over.count(key)) order.push_back(key);
+    auto& v = over[key];
+    if (v.empty() || v.back().first != job.width) v.push_back({job.width, p});
+  }
+  for (const auto& key : order) {
+    const auto& v = over[key];
+    const Dataset& ds = spec.datasets[key.first];
+    out.push_back(key.second + " on " + quoted(ds.name) + ": width" + (v.size() > 1 ? "s " : " ") +
+                  span(v.front().first, v.back().first) + " ha" + (v.size() > 1 ? "ve" : "s") +
+                  " more parameters (P = " + span(v.front().second, v.back().second) + ") than its " +
+                  std::to_string(ds.n_train()) +
+                  " training points, so they can interpolate them; trust their test RMSE, not the train RMSE");
+  }
+  return out;
+}
+
+std::vector<std::string> result_warnings(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                         const std::vector<NetResult>& results) {
+  struct Group {
+    int count = 0, over = 0, width = 0, seed = 0;
+    double worst = 0.0;
+  };
+  std::map<std::string, Group> groups;
+  std::vector<std::string> order;
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const NetResult& r = results[j];
+    if (r.status == Status::kFailed || !std::isfinite(r.train_rmse) || !std::isfinite(r.test_rmse)) continue;
+    const Model m = jobs[j].model();
+    const std::string key = model_name(m) + " " + model_act_name(m, jobs[j].act) + " on " +
+                            quoted(spec.datasets[jobs[j].target].name);
+    if (!groups.count(key)) order.push_back(key);
+    Group& g = groups[key];
+    ++g.count;
+    if (!(r.test_rmse > kOverfitRatio * r.train_rmse) || r.test_rmse <= 0.0) continue;
+    ++g.over;
+    const double ratio = r.train_rmse > 0.0 ? r.test_rmse / r.train_rmse : HUGE_VAL;
+    if (ratio > g.worst) g.worst = ratio, g.width = jobs[j].width, g.seed = jobs[j].seed;
+  }
+  std::vector<std::string> out;
+  for (const auto& key : order) {
+    const Group& g = groups[key];
+    if (!g.over) continue;
+    std::ostringstream os;
+    os << key << ": " << g.over << " of " << g.count << " networks have a test RMSE above " << kOverfitRatio
+       << "x their train RMSE (";
+    if (std::isfinite(g.worst)) os << "up to " << std::setprecision(3) << g.worst << "x";
+    else os << "a train RMSE of 0";
+    os << ", width " << g.width << " seed " << g.seed
+       << "): they fit the training points, not the function between them (more points, or smaller widths)";
+    out.push_back(os.str());
+  }
+  return out;
+}
+
+std::vector<std::string> fit_warnings(const std::vector<GroupFit>& fits) {
+  std::vector<std::string> out;
+  for (const auto& f : fits)
+    if (f.ok && f.fit_widths.size() == 2)
+      out.push_back("the fit of " + f.arch + " " + f.activation + " on " + quoted(f.target) + " rests on 2 widths (" +
+                    std::to_string(f.fit_widths[0]) + " and " + std::to_string(f.fit_widths[1]) +
+                    "): its slope is the line through two points; widen --widths or the fit's range");
+  return out;
+}
+
 nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results) {
   nlohmann::json j;
@@ -142,6 +226,7 @@ void put_fits(nlohmann::json& j, const std::vector<GroupFit>& fits, const FitOpt
     arr.push_back(g);
   }
   j["fits"] = arr;
+  j["fit_warnings"] = fit_warnings(fits);
 }
 
 void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const FitOptions& fit) {

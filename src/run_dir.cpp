@@ -288,12 +288,19 @@ std::vector<int> shard_of(const Options& o, const gs::SweepSpec& spec, const std
   return canonical;
 }
 
+void print_warnings(const std::vector<std::string>& lines) {
+  for (const auto& w : lines) std::cerr << "gpu-sweep: warning: " << w << "\n";
+}
+
 void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec& spec,
                    const std::vector<gs::Job>& jobs, const std::vector<gs::NetResult>& results,
-                   const nlohmann::json& config, double secs) {
+                   const nlohmann::json& config, double secs, std::vector<std::string> warnings) {
   const gs::FitOptions fit = fit_options(o);
   const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
   auto summary = gs::summary_json(fits, fit, config, results);
+  const auto after = gs::result_warnings(spec, jobs, results);
+  warnings.insert(warnings.end(), after.begin(), after.end());
+  summary["warnings"] = warnings;
   summary["seconds"] = secs;
   summary["datasets"] = gs::datasets_json(spec.datasets);
   // All of them or none: a full disk half-way leaves no file that looks like results.
@@ -314,6 +321,9 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
               << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
     const std::string short_line = gs::stopped_short_line(results);
     if (!short_line.empty()) std::cout << short_line << "\n";
+    std::cout.flush();
+    print_warnings(after);
+    print_warnings(gs::fit_warnings(fits));
   }
 }
 
@@ -417,7 +427,7 @@ void merge_shards(const Options& o, const std::vector<std::string>& dirs) {
     auto config = config_json(sweep_opt, manifests[0].value("backend", manifests[0]["sweep"].value("device", std::string())),
                               manifest);
     sweep_opt.quiet = o.quiet;
-    write_outputs(out, sweep_opt, spec, jobs, results, config, secs);
+    write_outputs(out, sweep_opt, spec, jobs, results, config, secs, gs::plan_warnings(spec, jobs));
   } catch (...) {
     std::error_code ec;
     if (created) fs::remove_all(out, ec);

@@ -80,10 +80,14 @@ int read_saved(const std::string& dir, const std::vector<Job>& all_jobs, const s
 std::vector<int> shard_of(const Options& o, const SweepSpec& spec, const std::vector<Job>& all_jobs);
 
 // The finished sweep's files: params.bin and its index, results.csv, summary.json (results
-// and summary stand or fall together), and the slope table.
+// and summary stand or fall together), and the slope table. summary.json's warnings are
+// `warnings` (the plan's, already printed) and those of the results, which are printed after
+// the table, with the fits' (unless quiet).
 void write_outputs(const std::string& out, const Options& o, const SweepSpec& spec,
                    const std::vector<Job>& jobs, const std::vector<NetResult>& results,
-                   const nlohmann::json& config, double secs);
+                   const nlohmann::json& config, double secs, std::vector<std::string> warnings);
+// Each line to stderr as a warning.
+void print_warnings(const std::vector<std::string>& lines);
 
 // `gpu-sweep merge DIR... --out DIR` without the figures: the shards 1/N..N/N of one sweep
 // into one directory, as if the sweep had run whole.

@@ -357,6 +357,38 @@ TEST(CliRun, FullDiskExitsTwoAndSaysHowToResume) {
   EXPECT_EQ(lines(slurp(dir / "some" / "results.csv")), 1 + 2 * 19 * 3);
 }
 
+// What should make a researcher doubt the numbers is said on stderr, and kept in summary.json.
+TEST(CliRun, WarningsOnTheTerminalAndInTheSummary) {
+  const fs::path dir = tmp_dir();
+  Outcome r = run("--arch mlp,glu --widths 4,5 --points 20 --seeds 2 --no-plots --out " + (dir / "a").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* w : {"gpu-sweep: warning: glu on 'invcos2': widths 4 to 5 have more parameters (P = 21 to 26) "
+                        "than its 20 training points",
+                        "gpu-sweep: warning: glu relu on 'invcos2': 2 of 4 networks have a test RMSE above 10x",
+                        "gpu-sweep: warning: the fit of mlp relu on 'invcos2' rests on 2 widths (4 and 5)"})
+    EXPECT_NE(r.err.find(w), std::string::npos) << w << "\n" << r.err;
+  auto j = nlohmann::json::parse(slurp(dir / "a" / "summary.json"));
+  EXPECT_EQ(j["warnings"].size(), 2u) << j["warnings"].dump(2);
+  EXPECT_EQ(j["fit_warnings"].size(), 2u) << j["fit_warnings"].dump(2);
+  {
+    std::ofstream csv(dir / "points.csv");
+    csv << "x,y\n";
+    for (int k = 0; k < 100; ++k) csv << k / 50.0 - 1 << "," << (k % 10) / 10.0 << "\n";
+  }
+  r = run("--arch mlp --widths 2:6 --data " + (dir / "points.csv").string() +
+              " --test-fraction 0 --no-plots --out " + (dir / "b").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("gpu-sweep: warning: --test-fraction 0: the test RMSE of"), std::string::npos) << r.err;
+  j = nlohmann::json::parse(slurp(dir / "b" / "summary.json"));
+  ASSERT_EQ(j["warnings"].size(), 1u);
+  EXPECT_NE(j["warnings"][0].get<std::string>().find("is the train RMSE"), std::string::npos);
+  // -q prints nothing but errors; the summary still has them.
+  r = run("--arch mlp,glu --widths 4,5 --points 20 --no-plots -q --out " + (dir / "c").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_FALSE(nlohmann::json::parse(slurp(dir / "c" / "summary.json"))["warnings"].empty());
+}
+
 TEST(CliRun, HelpExitsZero) {
   const fs::path dir = tmp_dir();
   const Outcome r = run("--help", dir);

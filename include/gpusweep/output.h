@@ -23,6 +23,18 @@ nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions&
 // One line on the networks that stopped at the step limit and how far from an optimum (their
 // last relative loss decrease and scaled gradient); empty when none did.
 std::string stopped_short_line(const std::vector<NetResult>& results);
+
+// What a researcher should know before trusting the numbers, one line each (the program
+// prints them as warnings on stderr, and summary.json keeps them):
+// - before training: a --data set whose test rows are its training rows (--test-fraction 0);
+//   widths whose networks have more parameters than the training points;
+std::vector<std::string> plan_warnings(const SweepSpec& spec, const std::vector<Job>& jobs);
+// - after: networks whose test RMSE is more than kOverfitRatio times their train RMSE;
+constexpr double kOverfitRatio = 10.0;
+std::vector<std::string> result_warnings(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                         const std::vector<NetResult>& results);
+// - fits that rest on two widths.
+std::vector<std::string> fit_warnings(const std::vector<GroupFit>& fits);
 // The "fits" part of summary.json (and the fit options), for summary_json and `gpu-sweep fit`.
 void put_fits(nlohmann::json& summary, const std::vector<GroupFit>& fits, const FitOptions& fit);
 void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const FitOptions& fit);
