@@ -3,12 +3,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "gpusweep/checkpoint.h"
 #include "gpusweep/fit.h"
@@ -53,11 +57,33 @@ void write_plots(const std::string& dir, const std::vector<gs::NetPick>& picks, 
 
 }  // namespace
 
+// The host memory a sweep's bookkeeping takes, estimated before it is built: per network its
+// job (three copies), its result (two, with the parameters), its row of results.csv, and its
+// parameters again in params.bin. A sweep that would need more than half of this machine's
+// memory is refused up front, with the size, instead of growing until the machine swaps.
+void refuse_oversized(const Options& o, const SweepSpec& spec) {
+  const SweepSize size = sweep_size(spec);
+  int shards = 1;
+  if (!o.shard.empty()) {
+    int k = 0;
+    gs::parse_shard(o.shard, &k, &shards);
+  }
+  const double per_network = 3.0 * sizeof(gs::Job) + 2.0 * sizeof(gs::NetResult) + 200.0;
+  const double bytes = size.networks * (sizeof(gs::Job) + 16.0) +
+                       (size.networks * per_network + size.params * 8.0 * 3.0) / shards;
+  const double machine = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  if (size.networks > 2e9 || (machine > 0 && bytes > 0.5 * machine)) {
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(1) << "the sweep has " << std::setprecision(0) << size.networks
+       << " networks, whose jobs and results need about " << std::setprecision(1) << bytes / gib
+       << " GiB of memory, more than half of this machine's " << machine / gib
+       << " GiB; use fewer --seeds or widths, or split it with --shard k/N";
+    throw std::invalid_argument(os.str());
+  }
+}
+
 int run(Options o, const CLI::App& app) {
-  // Before anything is written: a signal during setup stops the sweep at its first Newton
-  // step, with the same message, instead of killing the process half-way through.
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
   nlohmann::json manifest;
   if (!o.resume.empty()) manifest = resume_options(o, app);
   refuse_ignored_options(o, app);
@@ -68,22 +94,34 @@ int run(Options o, const CLI::App& app) {
   fit_options(o);  // refuse bad fit options before any work
   gs::BackendOptions bo;
   bo.device = parse_device(o.device);
-  bo.threads = o.threads;
-  auto backend = gs::Backend::create(bo);
-  if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
-    throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
-                                " backend has no gradient pass (use --device cpu)");
+  refuse_oversized(o, spec);
   const auto all_jobs = gs::make_jobs(spec);
   // This run's jobs: all of them, or one shard; canonical[i] is job i's index in all_jobs.
   const std::vector<int> canonical = shard_of(o, spec, all_jobs);
   std::vector<gs::Job> jobs;
   for (int c : canonical) jobs.push_back(all_jobs[c]);
+  // The CPU backend keeps a workspace per thread: never more threads than networks to train.
+  const long trained = std::count_if(jobs.begin(), jobs.end(), [](const gs::Job& j) { return j.method == gs::Method::kTrain; });
+  bo.threads = o.threads > 0 ? static_cast<int>(std::min<long>(o.threads, std::max(1L, trained))) : 0;
+  auto backend = gs::Backend::create(bo);
+  if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
+    throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
+                                " backend has no gradient pass (use --device cpu)");
   // Refuse sizes that cannot fit before any output is made.
   const auto planned = gs::plan_chunks(jobs, gs::dataset_dims(spec.datasets), backend->memory_budget(),
                   [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); },
                   spec.chunk_networks > 0 ? spec.chunk_networks : backend->max_chunk_networks());
 
-  const std::vector<std::string> warnings = gs::plan_warnings(spec, jobs);
+  std::vector<std::string> warnings = gs::plan_warnings(spec, jobs);
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (bo.threads > 0 && cores > 0 && static_cast<unsigned>(bo.threads) > cores)
+    warnings.push_back("--threads " + std::to_string(o.threads) + " on " + std::to_string(cores) +
+                       " cores: threads beyond the cores add memory and switching, not speed");
+
+  // From here on the run writes: a signal stops the sweep at its next Newton step, with the
+  // way to resume, instead of killing it half-way through a file. Before, it just ends it.
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
 
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
   bool created = false;

@@ -389,6 +389,23 @@ TEST(CliRun, WarningsOnTheTerminalAndInTheSummary) {
   EXPECT_FALSE(nlohmann::json::parse(slurp(dir / "c" / "summary.json"))["warnings"].empty());
 }
 
+// Sizes that would swamp the machine are refused up front, with the size; threads beyond the
+// networks are not started.
+TEST(CliRun, HugeSweepsAreRefusedUpFrontAndThreadsAreCapped) {
+  const fs::path dir = tmp_dir();
+  Outcome r = run("--widths 1:100 --seeds 1000000 --out " + (dir / "big").string(), dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("the sweep has 300000000 networks"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--shard k/N"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "big"));
+  r = run("--arch mlp,glu,gqu --widths 1:3 --points 200 --threads 4096 --no-plots --out " + (dir / "t").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto m = nlohmann::json::parse(slurp(dir / "t" / "manifest.json"));
+  EXPECT_EQ(m["backend"].get<std::string>().rfind("cpu (9 threads", 0), 0u) << m["backend"];
+  EXPECT_NE(r.err.find("gpu-sweep: warning: --threads 4096 on "), std::string::npos) << r.err;
+}
+
 TEST(CliRun, HelpExitsZero) {
   const fs::path dir = tmp_dir();
   const Outcome r = run("--help", dir);
