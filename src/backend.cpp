@@ -58,14 +58,19 @@ void Backend::set_params(const std::vector<int>&, const double*) {
 
 bool use_cuda(DeviceKind device) {
   switch (device) {
-    case DeviceKind::kCuda:
+    case DeviceKind::kCuda: {
+      // A missing GPU is the user's to fix, like any bad input: std::invalid_argument.
 #ifdef GPUSWEEP_HAVE_CUDA
-      return true;  // the backend says in one line when no GPU is visible
+      std::string why;
+      if (cuda_device_count(&why) == 0)
+        throw std::invalid_argument("--device cuda: no CUDA device is visible (" + why + "); use --device cpu");
+      return true;
 #else
-      throw std::runtime_error(
+      throw std::invalid_argument(
           "--device cuda: this build has no CUDA backend (nvcc was not found when it was "
           "configured); use --device cpu");
 #endif
+    }
     case DeviceKind::kAuto:
 #ifdef GPUSWEEP_HAVE_CUDA
       return cuda_device_count(nullptr) > 0;

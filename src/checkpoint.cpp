@@ -37,7 +37,7 @@ void write_chunk(const std::string& dir, int id, const std::vector<int>& jobs,
                  const std::vector<NetResult>& results) {
   std::error_code ec;
   fs::create_directories(chunk_dir(dir), ec);
-  if (ec) throw std::runtime_error("cannot create " + chunk_dir(dir).string() + ": " + ec.message());
+  if (ec) throw WriteError("cannot create " + chunk_dir(dir).string() + ": " + ec.message());
   nlohmann::json arr = nlohmann::json::array();
   for (int j : jobs) {
     const NetResult& r = results[j];

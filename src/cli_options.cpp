@@ -4,11 +4,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <regex>
 #include <set>
 #include <stdexcept>
 
 #include "gpusweep/cli.h"
 #include "gpusweep/data.h"
+#include "gpusweep/digest.h"
+
+namespace fs = std::filesystem;
 
 namespace gs {
 
@@ -101,7 +106,53 @@ void add_sweep_options(CLI::App& app, Options& o) {
       ->capture_default_str()->check(CLI::Range(0, 100000000));
 }
 
-gs::SweepSpec build_spec(const Options& o) {
+std::string cli_error_message(const CLI::ParseError& e, const CLI::App& app) {
+  const std::string msg = e.what();
+  // The subcommand being parsed, for its messages and help.
+  std::string sub;
+  for (const CLI::App* s : app.get_subcommands()) sub = s->get_name();
+  const std::string help = "gpu-sweep " + (sub.empty() ? std::string() : sub + " ") + "--help";
+  auto option = [&](const std::string& name) -> const CLI::Option* {
+    for (const CLI::App* s : app.get_subcommands())
+      if (const CLI::Option* o = s->get_option_no_throw(name)) return o;
+    return app.get_option_no_throw(name);
+  };
+  std::smatch m;
+  if (std::regex_match(msg, m, std::regex("(\\S+): Value (.*) not in range (\\S+) to (\\S+)")))
+    return m[1].str() + ": want a whole number from " + m[3].str() + " to " + m[4].str() + ", not '" + m[2].str() + "'";
+  if (std::regex_match(msg, m, std::regex("(\\S+): At Most (\\d+) required but received (\\d+)")))
+    return m[1].str() + " is given " + m[3].str() + " times; give it " + (m[2].str() == "1" ? "once" : "at most " + m[2].str() + " times");
+  if (std::regex_match(msg, m, std::regex("The following arguments? (?:was|were) not expected: (.*)")))
+    return (sub.empty() ? std::string() : sub + ": ") + "unexpected argument" +
+           (m[1].str().find(' ') == std::string::npos ? " '" + m[1].str() + "'" : "s: " + m[1].str()) + " (" + help +
+           " lists the options)";
+  if (std::regex_match(msg, m, std::regex("(\\S+) is required")))
+    return (sub.empty() ? std::string() : sub + ": ") + "give " + m[1].str() + " (" + help + ")";
+  if (std::regex_match(msg, m, std::regex("(\\S+): \\d+ required .* missing")))
+    return m[1].str() + ": needs a value (" + help + ")";
+  if (std::regex_match(msg, m, std::regex("Could not convert: (\\S+) = (.*)"))) {
+    const CLI::Option* o = option(m[1].str());
+    if (o && o->get_expected_max() == 0) return m[1].str() + " is a flag and takes no value, not '" + m[2].str() + "'";
+    return m[1].str() + ": '" + m[2].str() + "' is not a number";
+  }
+  return msg;
+}
+
+void refuse_ignored_options(const Options& o, const CLI::App& app) {
+  if (!o.data.empty()) {
+    for (const char* opt : {"--target", "--points"})
+      if (app.count(opt) > 0)
+        throw std::invalid_argument(std::string(opt) + " with --data: the data file gives the points and their y, so " +
+                                    opt + " would be ignored; leave it out");
+  } else {
+    for (const char* opt : {"--test-fraction", "--standardize"})
+      if (app.count(opt) > 0)
+        throw std::invalid_argument(std::string(opt) + " applies to --data only (a --target is sampled at --points "
+                                    "training points and as many test points); leave it out");
+  }
+}
+
+gs::SweepSpec build_spec(const Options& o, DataFile* data) {
   gs::SweepSpec spec;
   spec.archs = gs::parse_archs(o.arch);
   spec.acts = gs::parse_acts(o.activation);
@@ -139,7 +190,15 @@ gs::SweepSpec build_spec(const Options& o) {
     throw std::invalid_argument("--standardize: want on or off, not '" + o.standardize + "'");
   if (!o.data.empty()) {
     if (o.dim != 0) throw std::invalid_argument("--dim applies to --target expressions; --data takes d from its columns");
-    spec.datasets.push_back(gs::load_csv_dataset(o.data, o.test_fraction, o.data_seed, o.standardize == "on"));
+    const std::string file = o.data_file.empty() ? o.data : o.data_file;
+    const std::string text = gs::read_data_file(file, o.data);
+    if (data) {
+      std::error_code ec;
+      const fs::path abs = fs::absolute(file, ec);
+      data->path = ec ? file : abs.lexically_normal().string();
+      data->sha256 = gs::sha256_hex(text);
+    }
+    spec.datasets.push_back(gs::csv_dataset(text, o.data, o.test_fraction, o.data_seed, o.standardize == "on"));
   } else {
     std::set<std::string> seen;
     for (const auto& t : gs::split_targets(o.target)) {

@@ -44,6 +44,17 @@ struct Options {
   std::string resume;   // a directory of an unfinished sweep
   std::string shard;    // "k/N"
   int chunk_networks = 0;
+  // Not options but the run's provenance: the command line as typed (shell-quoted), and the
+  // file --data is read from (empty: --data itself; on --resume, the absolute path that the
+  // manifest recorded, so that a relative --data works from any directory).
+  std::string command_line;
+  std::string data_file;
+};
+
+// The --data file a sweep read: its absolute path and the SHA-256 of the bytes it parsed.
+struct DataFile {
+  std::string path;
+  std::string sha256;
 };
 
 // The options that decide a sweep's results, as manifest.json records them and summary.json's
@@ -83,9 +94,18 @@ CLI::Validator non_empty_path();
 // lists them.
 void add_sweep_options(CLI::App& app, Options& o);
 
+// Refuses an option given on the command line that this sweep would ignore: --target and
+// --points with --data, --test-fraction and --standardize without it.
+void refuse_ignored_options(const Options& o, const CLI::App& app);
+
+// A CLI11 parse error as one line in the style of the program's own: the option first, then
+// what is wrong with it ("--seeds: want a whole number from 1 to 1000000, not 'abc'").
+std::string cli_error_message(const CLI::ParseError& e, const CLI::App& app);
+
 // The sweep the options ask for. Everything that can be wrong with the input is found here,
 // before any output exists.
-SweepSpec build_spec(const Options& o);
+// With data, the --data file's path and checksum.
+SweepSpec build_spec(const Options& o, DataFile* data = nullptr);
 DeviceKind parse_device(const std::string& d);
 FitOptions fit_options(const Options& o);
 

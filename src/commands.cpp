@@ -3,17 +3,22 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "gpusweep/checkpoint.h"
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
 #include "gpusweep/plots.h"
+#include "gpusweep_version.h"
 #include "progress.h"
 #include "run_dir.h"
 
@@ -52,13 +57,39 @@ void write_plots(const std::string& dir, const std::vector<gs::NetPick>& picks, 
 
 }  // namespace
 
+// The host memory a sweep's bookkeeping takes, estimated before it is built: per network its
+// job (three copies), its result (two, with the parameters), its row of results.csv, and its
+// parameters again in params.bin. A sweep that would need more than half of this machine's
+// memory is refused up front, with the size, instead of growing until the machine swaps.
+void refuse_oversized(const Options& o, const SweepSpec& spec) {
+  const SweepSize size = sweep_size(spec);
+  int shards = 1;
+  if (!o.shard.empty()) {
+    int k = 0;
+    gs::parse_shard(o.shard, &k, &shards);
+  }
+  const double per_network = 3.0 * sizeof(gs::Job) + 2.0 * sizeof(gs::NetResult) + 200.0;
+  const double bytes = size.networks * (sizeof(gs::Job) + 16.0) +
+                       (size.networks * per_network + size.params * 8.0 * 3.0) / shards;
+  const double machine = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  if (size.networks > 2e9 || (machine > 0 && bytes > 0.5 * machine)) {
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(1) << "the sweep has " << std::setprecision(0) << size.networks
+       << " networks, whose jobs and results need about " << std::setprecision(1) << bytes / gib
+       << " GiB of memory, more than half of this machine's " << machine / gib
+       << " GiB; use fewer --seeds or widths, or split it with --shard k/N";
+    throw std::invalid_argument(os.str());
+  }
+}
+
 int run(Options o, const CLI::App& app) {
-  // Before anything is written: a signal during setup stops the sweep at its first Newton
-  // step, with the same message, instead of killing the process half-way through.
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
-  if (!o.resume.empty()) resume_options(o, app);
-  gs::SweepSpec spec = build_spec(o);
+  nlohmann::json manifest;
+  if (!o.resume.empty()) manifest = resume_options(o, app);
+  refuse_ignored_options(o, app);
+  DataFile data;
+  gs::SweepSpec spec = build_spec(o, &data);
+  if (!o.resume.empty()) check_data_unchanged(manifest, data, "--resume " + o.resume);
   spec.chunk_networks = o.chunk_networks;
   fit_options(o);  // refuse bad fit options before any work
   gs::BackendOptions bo;
@@ -66,30 +97,52 @@ int run(Options o, const CLI::App& app) {
   // The CUDA backend's gradient pass has not yet run on a GPU (Cuda.GradientPassAndParameter-
   // UpdatesMatchCpu checks it there): auto keeps Adam on the CPU; --device cuda runs it.
   if (spec.train.optimizer == gs::Optimizer::kAdam && bo.device == gs::DeviceKind::kAuto) bo.device = gs::DeviceKind::kCpu;
-  bo.threads = o.threads;
-  auto backend = gs::Backend::create(bo);
-  if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
-    throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
-                                " backend has no gradient pass (use --device cpu)");
+  refuse_oversized(o, spec);
   const auto all_jobs = gs::make_jobs(spec);
   // This run's jobs: all of them, or one shard; canonical[i] is job i's index in all_jobs.
   const std::vector<int> canonical = shard_of(o, spec, all_jobs);
   std::vector<gs::Job> jobs;
   for (int c : canonical) jobs.push_back(all_jobs[c]);
+  // The CPU backend keeps a workspace per thread: never more threads than networks to train.
+  const long trained = std::count_if(jobs.begin(), jobs.end(), [](const gs::Job& j) { return j.method == gs::Method::kTrain; });
+  bo.threads = o.threads > 0 ? static_cast<int>(std::min<long>(o.threads, std::max(1L, trained))) : 0;
+  auto backend = gs::Backend::create(bo);
+  if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
+    throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
+                                " backend has no gradient pass (use --device cpu)");
   // Refuse sizes that cannot fit before any output is made.
   const auto planned = gs::plan_chunks(jobs, gs::dataset_dims(spec.datasets), backend->memory_budget(),
                   [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); },
                   spec.chunk_networks > 0 ? spec.chunk_networks : backend->max_chunk_networks());
+
+  std::vector<std::string> warnings = gs::plan_warnings(spec, jobs);
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (bo.threads > 0 && cores > 0 && static_cast<unsigned>(bo.threads) > cores)
+    warnings.push_back("--threads " + std::to_string(o.threads) + " on " + std::to_string(cores) +
+                       " cores: threads beyond the cores add memory and switching, not speed");
+
+  // From here on the run writes: a signal stops the sweep at its next Newton step, with the
+  // way to resume, instead of killing it half-way through a file. Before, it just ends it.
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
 
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
   bool created = false;
   std::vector<gs::NetResult> results(jobs.size());
   std::vector<char> have(jobs.size(), 0);
   int saved = 0;
-  if (!o.resume.empty())
-    saved = read_saved(out, static_cast<int>(all_jobs.size()), canonical, &results, &have);
-  else
-    created = start_sweep_dir(out, o, jobs.size());
+  const Provenance prov = provenance(o, backend->describe(), data);
+  if (!o.resume.empty()) {
+    saved = read_saved(out, all_jobs, gs::dataset_dims(spec.datasets), canonical, &results, &have);
+    // Each run that continued the sweep, in order.
+    manifest["resumed"].push_back(
+        {{"command_line", prov.command_line}, {"working_directory", prov.working_directory},
+         {"backend", prov.backend}, {"version", GPUSWEEP_VERSION}, {"commit", GPUSWEEP_COMMIT}});
+    gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest.dump(2) + "\n");
+  } else {
+    manifest = manifest_json(o, jobs.size(), prov);
+    created = start_sweep_dir(out, o, manifest);
+  }
   std::vector<gs::Job> todo;
   std::vector<int> todo_pos;  // position in jobs of each todo entry
   for (std::size_t i = 0; i < jobs.size(); ++i)
@@ -102,6 +155,7 @@ int run(Options o, const CLI::App& app) {
     std::cout << "gpu-sweep: " << jobs.size() << " networks on " << backend->describe() << ", output in " << out;
     if (saved > 0) std::cout << " (" << saved << " already done, " << todo.size() << " to go)";
     std::cout << std::endl;
+    print_warnings(warnings);
   }
   int next_chunk = gs::count_chunks(out);
   try {
@@ -132,14 +186,23 @@ int run(Options o, const CLI::App& app) {
         });
     for (std::size_t t = 0; t < todo.size(); ++t) results[todo_pos[t]] = fresh[t];
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto config = config_json(o, backend->describe());
+    auto config = config_json(o, backend->describe(), manifest);
     if (!o.shard.empty()) config["shard"] = o.shard;
-    write_outputs(out, o, spec, jobs, results, config, secs);
+    write_outputs(out, o, spec, jobs, results, config, secs, warnings);
     gs::remove_chunks(out);
   } catch (const Interrupted&) {
     std::cerr << "\ngpu-sweep: interrupted: " << saved << " of " << jobs.size() << " networks are saved in "
               << out << "; continue with: gpu-sweep --resume " << out << "\n";
     return 130;
+  } catch (const gs::WriteError& e) {
+    // A full disk: what finished stays for --resume, and the message says how to go on.
+    std::error_code ec;
+    if (gs::count_chunks(out) == 0) {
+      if (created) fs::remove_all(out, ec);
+      throw;
+    }
+    throw gs::WriteError(std::string(e.what()) + "; the " + std::to_string(saved) + " networks finished are saved in " +
+                         out + ": make room, then continue with: gpu-sweep --resume " + out);
   } catch (...) {
     // Nothing finished: leave nothing behind. Finished chunks stay for --resume.
     std::error_code ec;
@@ -150,18 +213,11 @@ int run(Options o, const CLI::App& app) {
   return 0;
 }
 
-int refit(const Options& o) {
-  const gs::FitOptions f = fit_options(o);
+int refit(Options o, const CLI::App& cmd) {
   const fs::path dir(o.fit_dir);
   if (!fs::is_directory(dir)) throw std::invalid_argument("fit " + o.fit_dir + ": not a directory");
   const std::string rpath = (dir / "results.csv").string();
   if (!fs::exists(rpath)) throw std::invalid_argument("fit " + o.fit_dir + ": no results.csv in it");
-  const auto rows = gs::parse_results_csv(read_text(rpath), rpath);
-  const auto fits = gs::fit_groups(rows, f);
-  bool any = false;
-  for (const auto& g : fits) any = any || g.ok;
-  if (!any)
-    throw std::invalid_argument("fit " + o.fit_dir + ": no group can be fitted: " + fits.front().note);
   const std::string spath = (dir / "summary.json").string();
   nlohmann::json summary;
   if (fs::exists(spath)) {
@@ -171,9 +227,40 @@ int refit(const Options& o) {
       throw std::invalid_argument(spath + ": not valid JSON (" + std::string(e.what()) + ")");
     }
   }
+  // A fit option left out keeps the value of the directory's last fit.
+  try {
+    if (cmd.count("--fit-min-width") == 0 && summary.contains("fit_min_width"))
+      o.fit_min_width = summary["fit_min_width"].get<int>();
+    if (cmd.count("--fit-max-width") == 0 && summary.contains("fit_max_width"))
+      o.fit_max_width = summary["fit_max_width"].is_null() ? 0 : summary["fit_max_width"].get<int>();
+    if (cmd.count("--bootstrap") == 0 && summary.contains("bootstrap") && summary["bootstrap"].is_object())
+      o.bootstrap = summary["bootstrap"].value("resamples", o.bootstrap);
+  } catch (const nlohmann::json::exception&) {
+    throw std::invalid_argument(spath + ": its fit_min_width, fit_max_width or bootstrap has the wrong type");
+  }
+  const gs::FitOptions f = fit_options(o);
+  const auto rows = gs::parse_results_csv(read_text(rpath), rpath);
+  const auto fits = gs::fit_groups(rows, f);
+  bool any = false;
+  for (const auto& g : fits) any = any || g.ok;
+  if (!any)
+    throw std::invalid_argument("fit " + o.fit_dir + ": no group can be fitted: " + fits.front().note);
   gs::put_fits(summary, fits, f);
   gs::write_file_atomic(spath, summary.dump(2) + "\n");
-  if (!o.quiet) gs::print_fit_table(std::cout, fits, f);
+  if (!o.quiet) {
+    gs::print_fit_table(std::cout, fits, f);
+    std::cout.flush();
+    print_warnings(gs::fit_warnings(fits));
+  }
+  // The scaling figures draw the fits: drawn again where the run has figures.
+  if (fs::is_directory(dir / "plots")) {
+    try {
+      gs::plot_scaling(o.fit_dir);
+      if (!o.quiet) std::cout << "Redrew the scaling figures in " << (dir / "plots").string() << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "gpu-sweep: warning: the scaling figures were not redrawn: " << e.what() << "\n";
+    }
+  }
   return 0;
 }
 

@@ -14,10 +14,11 @@ namespace gs {
 
 // A sweep, or the rest of one with --resume. app: the command line, for --resume's checks.
 int run(Options o, const CLI::App& app);
-// `gpu-sweep fit DIR`: the fits again, from DIR/results.csv, with the fit options given now.
-// Rewrites the fits in DIR/summary.json (the run's config and counts are kept) and prints
-// the table.
-int refit(const Options& o);
+// `gpu-sweep fit DIR`: the fits again, from DIR/results.csv, with the fit options given now
+// (cmd: the fit subcommand); one left out keeps the value of DIR's last fit. Rewrites the
+// fits in DIR/summary.json (the run's config and counts are kept), prints the table, and
+// redraws the scaling figures when DIR has figures.
+int refit(Options o, const CLI::App& cmd);
 // `gpu-sweep merge DIR... --out DIR`: the shards 1/N..N/N of one sweep into one directory,
 // as if the sweep had run whole, with its figures.
 int merge(const Options& o, const std::vector<std::string>& dirs);

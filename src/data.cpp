@@ -10,6 +10,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -211,6 +212,80 @@ class Expression {
   int min_dim_ = 1;
 };
 
+// An expression target must be finite on all of its domain [-1, 1]^d, not only at the points
+// drawn: 1/x passes a draw that misses 0. It is evaluated on a fine grid that holds 0 and the
+// ends (in 1D, 2^16 + 1 points; in 2D, 257 x 257; beyond, 129 points along each axis through
+// the centre), and in 1D each sign change and each peak of |f| between grid points is narrowed down
+// to the last bits, where a pole (1/(x - 0.3), tan(2x)) shows as |f| without bound.
+void check_domain(Expression& f, const std::string& target, int d) {
+  std::vector<double> xs;
+  if (d == 1) {
+    const int n = (1 << 16) + 1;
+    xs.resize(n);
+    for (int k = 0; k < n; ++k) xs[k] = -1.0 + 2.0 * k / (n - 1);
+  } else if (d == 2) {
+    const int m = 257;
+    for (int i = 0; i < m; ++i)
+      for (int k = 0; k < m; ++k) {
+        xs.push_back(-1.0 + 2.0 * k / (m - 1));
+        xs.push_back(-1.0 + 2.0 * i / (m - 1));
+      }
+  } else {
+    // Each axis through the centre, 129 points from end to end (0 and +-0.5 among them).
+    for (int j = 0; j < d; ++j) {
+      std::vector<double> line(static_cast<std::size_t>(129) * d, 0.0);
+      for (int k = 0; k < 129; ++k) line[static_cast<std::size_t>(k) * d + j] = -1.0 + k / 64.0;
+      f.eval(line, d);
+    }
+    return;
+  }
+  const std::vector<double> ys = f.eval(xs, d);  // throws, naming the point, where f is not finite
+  if (d != 1) return;
+  double top = 0.0;
+  for (double y : ys) top = std::max(top, std::fabs(y));
+  auto at = [&](double x) { return f.eval({x}, 1)[0]; };
+  auto pole = [&](double x, double v) {
+    std::ostringstream os;
+    os.precision(17);
+    os << "--target '" << target << "' has a pole at x = " << x << " inside its domain [-1, 1] (|f| reaches "
+       << std::setprecision(3) << v << " there, against at most " << top
+       << " on a grid of the domain); a network cannot fit it";
+    throw std::invalid_argument(os.str());
+  };
+  // A value or its neighbour far above every grid value, once the interval has no room left.
+  const double far = 100.0 * std::max(top, 1e-300);
+  int narrowed = 0;
+  for (std::size_t k = 0; k + 1 < ys.size() && narrowed < 4000; ++k) {
+    double a = xs[k], b = xs[k + 1], fa = ys[k], fb = ys[k + 1];
+    if ((fa < 0.0 && fb > 0.0) || (fa > 0.0 && fb < 0.0)) {  // a root, a jump or a pole of odd order
+      ++narrowed;
+      for (int it = 0; it < 200; ++it) {
+        const double m = 0.5 * (a + b);
+        if (!(m > a && m < b)) break;
+        const double fm = at(m);
+        if (fm == 0.0) break;
+        ((fm < 0.0) == (fa < 0.0) ? a : b) = m;
+        ((fm < 0.0) == (fa < 0.0) ? fa : fb) = fm;
+      }
+      if (std::min(std::fabs(fa), std::fabs(fb)) > far)
+        pole(std::fabs(fa) < std::fabs(fb) ? a : b, std::min(std::fabs(fa), std::fabs(fb)));
+    } else if (k > 0 && std::fabs(ys[k]) > std::fabs(ys[k - 1]) && std::fabs(ys[k]) > std::fabs(fb) &&
+               std::fabs(ys[k]) > 1e3 * std::fabs(ys[0]) + 1e3 * std::fabs(ys.back())) {
+      // A sharp peak of |f|: a pole of even order (1/(x - 0.3)^2) hides between grid points.
+      ++narrowed;
+      double lo = xs[k - 1], hi = xs[k + 1];
+      for (int it = 0; it < 200; ++it) {
+        const double m1 = lo + (hi - lo) / 3, m2 = hi - (hi - lo) / 3;
+        if (!(m1 > lo && m2 < hi && m1 < m2)) break;
+        if (std::fabs(at(m1)) < std::fabs(at(m2))) lo = m1;
+        else hi = m2;
+      }
+      const double m = 0.5 * (lo + hi), fm = std::fabs(at(m));
+      if (fm > far) pole(m, fm);
+    }
+  }
+}
+
 // Per-input minimum and maximum of the training points: the box initialization draws from.
 void set_ranges(Dataset& ds) {
   ds.lo.assign(ds.d, HUGE_VAL);
@@ -333,6 +408,7 @@ Dataset make_target_dataset(const std::string& target, int points, std::uint64_t
   }
   ds.y_train = f.eval(ds.x_train, d);
   ds.y_test = f.eval(ds.x_test, d);
+  if (!b) check_domain(f, target, d);
   if (friedman) {
     standardize(ds);
     set_ranges(ds);
@@ -401,11 +477,9 @@ std::vector<std::string> split_lines(const std::string& text) {
 }
 }  // namespace
 
-Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uint64_t data_seed,
-                         bool standardize_data) {
-  if (!(test_fraction >= 0.0 && test_fraction < 1.0))
-    throw std::invalid_argument("--test-fraction must be in [0, 1)");
-  const std::string where = "--data " + printable(path);
+std::string read_data_file(const std::string& path, const std::string& name) {
+  std::string where = "--data " + printable(name);
+  if (path != name) where += " (" + printable(path) + ")";
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw std::invalid_argument(where + ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
@@ -413,7 +487,22 @@ Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uin
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw std::invalid_argument(where + ": cannot read the file");
-  std::vector<std::string> lines = split_lines(text.str());
+  return text.str();
+}
+
+Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uint64_t data_seed,
+                         bool standardize_data) {
+  if (!(test_fraction >= 0.0 && test_fraction < 1.0))
+    throw std::invalid_argument("--test-fraction must be in [0, 1)");
+  return csv_dataset(read_data_file(path, path), path, test_fraction, data_seed, standardize_data);
+}
+
+Dataset csv_dataset(const std::string& text, const std::string& path, double test_fraction,
+                    std::uint64_t data_seed, bool standardize_data) {
+  if (!(test_fraction >= 0.0 && test_fraction < 1.0))
+    throw std::invalid_argument("--test-fraction must be in [0, 1)");
+  const std::string where = "--data " + printable(path);
+  std::vector<std::string> lines = split_lines(text);
   if (!lines.empty() && lines[0].compare(0, 3, "\xEF\xBB\xBF") == 0) lines[0].erase(0, 3);
   std::vector<double> xs, ys;
   int cols = 0;  // d + 1, once the header is read
@@ -458,9 +547,15 @@ Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uin
   const int d = cols - 1;
   const int n = static_cast<int>(ys.size());
   const int n_test = test_fraction > 0.0 ? static_cast<int>(std::lround(test_fraction * n)) : 0;
-  if (n - n_test < 2 || (test_fraction > 0.0 && n_test < 1))
+  if (test_fraction > 0.0 ? n < 3 : n < 2)
     throw std::invalid_argument(where + ": " + std::to_string(n) +
                                 " data rows are too few (need 2 training and 1 test point)");
+  if (n - n_test < 2 || (test_fraction > 0.0 && n_test < 1)) {
+    std::ostringstream os;
+    os << where << ": --test-fraction " << test_fraction << " of its " << n << " rows leaves " << (n - n_test)
+       << " training and " << n_test << " test rows, too few (need 2 training rows and 1 test row)";
+    throw std::invalid_argument(os.str());
+  }
   // A repeated x is allowed (repeated measurements; least squares takes them as they are),
   // but the inputs need a range.
   auto varies = [d](const std::vector<double>& v) {

@@ -110,61 +110,74 @@ std::vector<FitRow> fit_rows(const SweepSpec& spec, const std::vector<Job>& jobs
 
 std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptions& opt) {
   using Key = std::tuple<std::string, std::string, std::string>;  // target, arch, activation
-  std::map<Key, std::vector<const FitRow*>> groups;
+  std::map<Key, std::vector<const FitRow*>> groups;  // the non-failed networks of each group
   std::vector<Key> order;
   for (const FitRow& r : rows) {
-    if (r.failed || r.width < opt.min_width || (opt.max_width > 0 && r.width > opt.max_width)) continue;
     const Key key{r.target, r.arch, r.activation};
     if (!groups.count(key)) order.push_back(key);
-    groups[key].push_back(&r);
+    auto& g = groups[key];  // groups with no usable network at all still get a row that says so
+    if (!r.failed) g.push_back(&r);
   }
-  // Groups with no usable network at all still get a row that says so.
-  for (const FitRow& r : rows) {
-    const Key key{r.target, r.arch, r.activation};
-    if (!groups.count(key)) {
-      order.push_back(key);
-      groups[key];
-    }
-  }
+  auto in_range = [&](int w) { return w >= opt.min_width && (opt.max_width <= 0 || w <= opt.max_width); };
   const std::string range = "widths " + std::to_string(opt.min_width) + ".." +
                             (opt.max_width > 0 ? std::to_string(opt.max_width) : std::string("any"));
   std::vector<GroupFit> fits;
   for (const Key& key : order) {
-    const auto& g = groups[key];
+    const auto& all = groups[key];
     GroupFit gf;
     gf.target = std::get<0>(key);
     gf.arch = std::get<1>(key);
     gf.activation = std::get<2>(key);
+    // Every width: its P and the spread of its RMSEs across seeds.
     std::map<int, std::vector<double>> by_width;
     std::map<int, int> params_of, effective_of;
     bool effective_known = true;
-    std::map<int, std::vector<const FitRow*>> by_seed;
-    for (const FitRow* r : g) {
+    for (const FitRow* r : all) {
       by_width[r->width].push_back(r->test_rmse);
       params_of[r->width] = r->params;
       effective_of[r->width] = r->effective_params;
       effective_known = effective_known && r->effective_params > 0;
-      by_seed[r->seed].push_back(r);
     }
+    for (auto& [w, v] : by_width) {
+      gf.widths.push_back(w);
+      gf.params.push_back(params_of[w]);
+      if (effective_known) gf.effective_params.push_back(effective_of[w]);
+      gf.median_rmse.push_back(median_of(v));
+      gf.min_rmse.push_back(*std::min_element(v.begin(), v.end()));
+      gf.max_rmse.push_back(*std::max_element(v.begin(), v.end()));
+    }
+    // Seeds whose networks are the same at every width (the same RMSE to 1e-9, so far as a
+    // result shows; the last bits differ with the order of the sums): the training did not
+    // depend on the seed.
+    std::map<int, std::map<int, double>> rmse_of_seed;  // seed -> width -> RMSE
+    for (const FitRow* r : all) rmse_of_seed[r->seed][r->width] = r->test_rmse;
+    if (rmse_of_seed.size() > 1) {
+      const auto& first = rmse_of_seed.begin()->second;
+      auto same = [](double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(std::fabs(a), std::fabs(b)); };
+      gf.seeds_identical = true;
+      for (const auto& [seed, m] : rmse_of_seed) {
+        if (m.size() != first.size()) gf.seeds_identical = false;
+        for (auto a = m.begin(), b = first.begin(); gf.seeds_identical && a != m.end(); ++a, ++b)
+          gf.seeds_identical = a->first == b->first && same(a->second, b->second);
+      }
+    }
+    // The fit: the widths in the range.
+    std::vector<const FitRow*> g;
+    for (const FitRow* r : all)
+      if (in_range(r->width)) g.push_back(r);
     if (const std::string bad = bad_rmse(g); !bad.empty()) {
       gf.note = bad;
       fits.push_back(std::move(gf));
       continue;
     }
     std::vector<double> xw, xp, xe, y;
-    for (auto& [w, v] : by_width) {
-      gf.widths.push_back(w);
-      gf.params.push_back(params_of[w]);
-      if (effective_known) {
-        gf.effective_params.push_back(effective_of[w]);
-        xe.push_back(effective_of[w]);
-      }
-      gf.median_rmse.push_back(median_of(v));
-      gf.min_rmse.push_back(*std::min_element(v.begin(), v.end()));
-      gf.max_rmse.push_back(*std::max_element(v.begin(), v.end()));
-      xw.push_back(w);
-      xp.push_back(params_of[w]);
-      y.push_back(gf.median_rmse.back());
+    for (std::size_t k = 0; k < gf.widths.size(); ++k) {
+      if (!in_range(gf.widths[k])) continue;
+      gf.fit_widths.push_back(gf.widths[k]);
+      xw.push_back(gf.widths[k]);
+      xp.push_back(gf.params[k]);
+      if (effective_known) xe.push_back(gf.effective_params[k]);
+      y.push_back(gf.median_rmse[k]);
     }
     if (xw.size() < 2) {
       gf.note = "fit: need at least two widths with a non-failed network in " + range + ", have " +
@@ -177,6 +190,8 @@ std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptio
     if (effective_known) gf.vs_effective = fit_loglog(xe, y);
     gf.ok = true;
     // Per seed: its own curve, when it has two widths or more.
+    std::map<int, std::vector<const FitRow*>> by_seed;
+    for (const FitRow* r : g) by_seed[r->seed].push_back(r);
     std::vector<double> sw, sp, se, rw, rp, re;
     int skipped = 0;
     for (auto& [seed, rs] : by_seed) {
@@ -206,6 +221,10 @@ std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptio
     }
     if (skipped > 0)
       gf.seed_note = std::to_string(skipped) + " seed(s) with fewer than two widths left out";
+    if (gf.seeds_identical)
+      gf.seed_note += std::string(gf.seed_note.empty() ? "" : "; ") + "all " + std::to_string(rmse_of_seed.size()) +
+                      " seeds gave the same networks (their training does not depend on the seed), so the "
+                      "interval has width zero and says nothing about the spread";
     gf.seed_vs_width = bootstrap_median(sw, rw, opt.bootstrap, opt.level, opt.seed);
     gf.seed_vs_params = bootstrap_median(sp, rp, opt.bootstrap, opt.level, opt.seed);
     if (effective_known) gf.seed_vs_effective = bootstrap_median(se, re, opt.bootstrap, opt.level, opt.seed);

@@ -3,10 +3,16 @@
 // the images into place.
 #include "gnuplot.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -21,16 +27,6 @@
 namespace fs = std::filesystem;
 
 namespace gs {
-
-namespace {
-
-std::string shell_quote(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
-
-}  // namespace
 
 std::string gq(const std::string& s) {
   std::string r = "'";
@@ -85,6 +81,58 @@ std::string json_string(const nlohmann::json& j, const char* key, const std::str
   return fallback;
 }
 
+namespace {
+
+// Seconds gnuplot may take: GPUSWEEP_GNUPLOT_TIMEOUT, else kGnuplotSeconds.
+constexpr double kGnuplotSeconds = 300.0;
+double gnuplot_timeout() {
+  const char* v = std::getenv("GPUSWEEP_GNUPLOT_TIMEOUT");
+  if (!v || !*v) return kGnuplotSeconds;
+  char* end = nullptr;
+  const double s = std::strtod(v, &end);
+  if (*end != '\0' || !(s > 0.0))
+    throw std::runtime_error("GPUSWEEP_GNUPLOT_TIMEOUT: want a number of seconds > 0, not '" + printable(v, 40) + "'");
+  return s;
+}
+
+// Runs `gnuplot plots.gp` in dir, its output into dir/gnuplot.log, in its own process group;
+// returns its wait status. A gnuplot that hangs is killed, with whatever it started, after
+// gnuplot_timeout() seconds, and that throws.
+int run_gnuplot(const std::string& gnuplot, const fs::path& dir) {
+  const double limit = gnuplot_timeout();
+  const std::string log = (dir / "gnuplot.log").string();
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("cannot start gnuplot: " + std::string(std::strerror(errno)));
+  if (pid == 0) {
+    setpgid(0, 0);
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || chdir(dir.c_str()) != 0) _exit(127);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(gnuplot.c_str(), gnuplot.c_str(), "plots.gp", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  const auto t0 = std::chrono::steady_clock::now();
+  int status = 0;
+  while (true) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return -1;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > limit) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      std::ostringstream os;
+      os << "gnuplot did not finish within " << limit << " s and was stopped (GPUSWEEP_GNUPLOT_TIMEOUT sets the "
+         << "limit in seconds)";
+      throw std::runtime_error(os.str());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> render(const Work& w, const fs::path& plots_dir, const std::string& gnuplot) {
   std::error_code ec;
   fs::create_directories(plots_dir, ec);
@@ -126,9 +174,7 @@ std::vector<std::string> render(const Work& w, const fs::path& plots_dir, const 
     out << gp.str();
     if (!out) throw std::runtime_error("cannot write " + (tmp / "plots.gp").string());
   }
-  const std::string cmd = "cd " + shell_quote(tmp.string()) + " && " + shell_quote(gnuplot) +
-                          " plots.gp >gnuplot.log 2>&1";
-  const int status = std::system(cmd.c_str());
+  const int status = run_gnuplot(gnuplot, tmp);
   if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::ifstream log(tmp / "gnuplot.log");
     std::string line, last, located;

@@ -10,10 +10,13 @@
 #include "commands.h"
 #include "gpusweep/cli.h"
 #include "gpusweep/ntk_run.h"
+#include "gpusweep/output.h"
 #include "gpusweep_version.h"
+#include "run_dir.h"
 
 int main(int argc, char** argv) {
   gs::Options o;
+  o.command_line = gs::shell_quote(argc, argv);
   CLI::App app{"gpu-sweep: train sweeps of tiny mlp/glu/gqu networks with Newton's method in float64 "
                "and report the L(P) scaling slopes."};
   app.set_version_flag("--version", std::string("gpu-sweep ") + GPUSWEEP_VERSION + " (commit " +
@@ -98,17 +101,20 @@ int main(int argc, char** argv) {
     std::cout << e.what() << "\n";
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
+    std::cerr << "gpu-sweep: error: " << gs::printable(gs::cli_error_message(e, app), 2000) << "\n";
     return 2;
   }
   try {
-    if (*fit_cmd) return gs::refit(o);
+    if (*fit_cmd) return gs::refit(o, *fit_cmd);
     if (*merge_cmd) return gs::merge(o, merge_dirs);
     if (*ntk_cmd) return gs::ntk(ntk_args, o);
     if (*plot_cmd) return gs::plot(plot_dir, plot_nets, o);
     return gs::run(o, app);
   } catch (const std::invalid_argument& e) {
     // Messages quote the user's text, which may hold a newline; the error stays one line.
+    std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
+    return 2;
+  } catch (const gs::WriteError& e) {  // a full disk: the user's to fix, as bad input is
     std::cerr << "gpu-sweep: error: " << gs::printable(e.what(), 2000) << "\n";
     return 2;
   } catch (const std::exception& e) {

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "gpusweep/checkpoint.h"
+#include "gpusweep/cli.h"
 #include "gpusweep/csv.h"
 #include "gpusweep/util.h"
 
@@ -86,6 +87,89 @@ std::string stopped_short_line(const std::vector<NetResult>& results) {
   return os.str();
 }
 
+namespace {
+std::string quoted(const std::string& name) { return "'" + printable(name, 60) + "'"; }
+std::string span(long lo, long hi) { return lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi); }
+}  // namespace
+
+std::vector<std::string> plan_warnings(const SweepSpec& spec, const std::vector<Job>& jobs) {
+  std::vector<std::string> out;
+  for (const auto& ds : spec.datasets)
+    if (ds.expression.empty() && ds.x_test == ds.x_train && ds.y_test == ds.y_train)
+      out.push_back("--test-fraction 0: the test RMSE of " + quoted(ds.name) +
+                    " is measured on its training rows, so it is the train RMSE and says nothing about new points");
+  // Per (target, model): the widths with P above the number of training points.
+  std::map<std::pair<int, std::string>, std::vector<std::pair<int, int>>> over;  // -> (width, P)
+  std::vector<std::pair<int, std::string>> order;
+  for (const Job& job : jobs) {
+    const Dataset& ds = spec.datasets[job.target];
+    const int p = model_num_params(job.model(), ds.d, job.width);
+    if (p <= ds.n_train()) continue;
+    const std::pair<int, std::string> key{job.target, model_name(job.model())};
+    if (!over.count(key)) order.push_back(key);
+    auto& v = over[key];
+    if (v.empty() || v.back().first != job.width) v.push_back({job.width, p});
+  }
+  for (const auto& key : order) {
+    const auto& v = over[key];
+    const Dataset& ds = spec.datasets[key.first];
+    out.push_back(key.second + " on " + quoted(ds.name) + ": width" + (v.size() > 1 ? "s " : " ") +
+                  span(v.front().first, v.back().first) + " ha" + (v.size() > 1 ? "ve" : "s") +
+                  " more parameters (P = " + span(v.front().second, v.back().second) + ") than its " +
+                  std::to_string(ds.n_train()) +
+                  " training points, so they can interpolate them; trust their test RMSE, not the train RMSE");
+  }
+  return out;
+}
+
+std::vector<std::string> result_warnings(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                         const std::vector<NetResult>& results) {
+  struct Group {
+    int count = 0, over = 0, width = 0, seed = 0;
+    double worst = 0.0;
+  };
+  std::map<std::string, Group> groups;
+  std::vector<std::string> order;
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const NetResult& r = results[j];
+    if (r.status == Status::kFailed || !std::isfinite(r.train_rmse) || !std::isfinite(r.test_rmse)) continue;
+    const Model m = jobs[j].model();
+    const std::string key = model_name(m) + " " + model_act_name(m, jobs[j].act) + " on " +
+                            quoted(spec.datasets[jobs[j].target].name);
+    if (!groups.count(key)) order.push_back(key);
+    Group& g = groups[key];
+    ++g.count;
+    if (!(r.test_rmse > kOverfitRatio * r.train_rmse) || r.test_rmse <= 0.0) continue;
+    ++g.over;
+    const double ratio = r.train_rmse > 0.0 ? r.test_rmse / r.train_rmse : HUGE_VAL;
+    if (ratio > g.worst) g.worst = ratio, g.width = jobs[j].width, g.seed = jobs[j].seed;
+  }
+  std::vector<std::string> out;
+  for (const auto& key : order) {
+    const Group& g = groups[key];
+    if (!g.over) continue;
+    std::ostringstream os;
+    os << key << ": " << g.over << " of " << g.count << " networks have a test RMSE above " << kOverfitRatio
+       << "x their train RMSE (";
+    if (std::isfinite(g.worst)) os << "up to " << std::setprecision(3) << g.worst << "x";
+    else os << "a train RMSE of 0";
+    os << ", width " << g.width << " seed " << g.seed
+       << "): they fit the training points, not the function between them (more points, or smaller widths)";
+    out.push_back(os.str());
+  }
+  return out;
+}
+
+std::vector<std::string> fit_warnings(const std::vector<GroupFit>& fits) {
+  std::vector<std::string> out;
+  for (const auto& f : fits)
+    if (f.ok && f.fit_widths.size() == 2)
+      out.push_back("the fit of " + f.arch + " " + f.activation + " on " + quoted(f.target) + " rests on 2 widths (" +
+                    std::to_string(f.fit_widths[0]) + " and " + std::to_string(f.fit_widths[1]) +
+                    "): its slope is the line through two points; widen --widths or the fit's range");
+  return out;
+}
+
 nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results) {
   nlohmann::json j;
@@ -124,7 +208,8 @@ void put_fits(nlohmann::json& j, const std::vector<GroupFit>& fits, const FitOpt
                         {"params", f.params}, {"effective_params", f.effective_params},
                         {"median_test_rmse", f.median_rmse},
                         {"min_test_rmse", f.min_rmse}, {"max_test_rmse", f.max_rmse},
-                        {"ok", f.ok}};
+                        {"fit_widths", f.fit_widths}, {"ok", f.ok}};
+    if (f.seeds_identical) g["seeds_identical"] = true;
     if (f.ok) {
       // The fit of the median curve across seeds.
       g["vs_width"] = line_json(f.vs_width);
@@ -141,6 +226,7 @@ void put_fits(nlohmann::json& j, const std::vector<GroupFit>& fits, const FitOpt
     arr.push_back(g);
   }
   j["fits"] = arr;
+  j["fit_warnings"] = fit_warnings(fits);
 }
 
 void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const FitOptions& fit) {
@@ -155,10 +241,12 @@ void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const 
   os << std::left << std::setw(aw) << "arch" << std::setw(9) << "act" << std::setw(22) << "target"
      << std::right << std::setw(26) << "slope(n)" << std::setw(26) << "slope(P)" << std::setw(26) << "slope(P_eff)" << std::setw(8)
      << "r2" << std::setw(10) << "widths" << std::setw(7) << "seeds" << "\n";
-  auto cell = [](const SlopeStat& s) {
+  bool identical = false, several_seeds = false;
+  auto cell = [](const SlopeStat& s, bool same) {
     std::ostringstream c;
     c << std::fixed << std::setprecision(3) << s.median;
-    if (s.seeds > 1) c << " [" << s.lo << ", " << s.hi << "]";
+    if (s.seeds > 1 && same) c << " [seeds identical]";
+    else if (s.seeds > 1) c << " [" << s.lo << ", " << s.hi << "]";
     return c.str();
   };
   for (const auto& f : fits) {
@@ -167,15 +255,25 @@ void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const 
        << target << std::right;
     if (f.ok) {
       std::ostringstream range;
-      range << f.widths.front() << "-" << f.widths.back();
-      os << std::setw(26) << cell(f.seed_vs_width) << std::setw(26) << cell(f.seed_vs_params)
-         << std::setw(26) << (f.effective_params.empty() ? std::string("-") : cell(f.seed_vs_effective))
+      range << f.fit_widths.front() << "-" << f.fit_widths.back();
+      const bool same = f.seeds_identical;
+      identical = identical || (same && f.seed_vs_width.seeds > 1);
+      several_seeds = several_seeds || f.seed_vs_width.seeds > 1;
+      os << std::setw(26) << cell(f.seed_vs_width, same) << std::setw(26) << cell(f.seed_vs_params, same)
+         << std::setw(26) << (f.effective_params.empty() ? std::string("-") : cell(f.seed_vs_effective, same))
          << std::fixed << std::setprecision(3) << std::setw(8) << f.seed_vs_width.r2 << std::setw(10)
          << range.str() << std::setw(7) << f.seed_vs_width.seeds << std::defaultfloat << "\n";
     } else {
       os << "  no fit: " << f.note << "\n";
     }
   }
+  if (identical)
+    os << "[seeds identical]: every seed trained the same networks, so the training does not depend on the seed "
+          "(as for an mlp with MASO initialization and relu: its knots are fixed, and its D stage solves D "
+          "exactly), and there is no spread to give an interval of.\n";
+  if (several_seeds)
+    os << "These slopes are medians of per-seed fits; the figures' dashed lines (summary.json's vs_width, "
+          "vs_params) fit the median curve across seeds, whose slope differs a little.\n";
 }
 
 namespace {
@@ -261,18 +359,26 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+    if (!out) throw WriteError("cannot write " + tmp + ": " + std::strerror(errno));
     out << text;
     out.flush();
     if (!out) {
+      const std::string why = std::strerror(errno);
+      out.close();
       std::remove(tmp.c_str());
-      throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+      throw WriteError("cannot write " + tmp + ": " + why);
+    }
+    out.close();
+    if (!out) {
+      const std::string why = std::strerror(errno);
+      std::remove(tmp.c_str());
+      throw WriteError("cannot write " + tmp + ": " + why);
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = std::strerror(errno);
     std::remove(tmp.c_str());
-    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + why);
+    throw WriteError("cannot rename " + tmp + " to " + path + ": " + why);
   }
 }
 

@@ -167,11 +167,19 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
         (*fit)[fit_key]["slope"].is_number()) {
       const auto& vp = (*fit)[fit_key];
       const double slope = vp["slope"].get<double>();
-      // The P range of the fit: summary.json's list, else the widths from fit_min_width on.
+      // The P range of the fit: the P of summary.json's fit_widths; in a summary from before
+      // those, its list of P (then only the fit's); else the widths from fit_min_width on.
       double plo = INFINITY, phi = -INFINITY;
-      if (fit->contains(list_key) && (*fit)[list_key].is_array())
+      if (fit->contains("fit_widths") && (*fit)["fit_widths"].is_array()) {
+        std::set<double> in_fit;
+        for (const auto& wj : (*fit)["fit_widths"])
+          if (wj.is_number()) in_fit.insert(wj.get<double>());
+        for (const auto& [p, v] : g)
+          if (in_fit.count(width_of[k][p])) plo = std::min(plo, p), phi = std::max(phi, p);
+      } else if (fit->contains(list_key) && (*fit)[list_key].is_array()) {
         for (const auto& p : (*fit)[list_key])
           if (p.is_number()) plo = std::min(plo, p.get<double>()), phi = std::max(phi, p.get<double>());
+      }
       if (!(plo < phi))
         for (const auto& [p, v] : g)
           if (width_of[k][p] >= min_width) plo = std::min(plo, p), phi = std::max(phi, p);
@@ -187,7 +195,7 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
           if (p >= plo && p <= phi) sum += std::log(med) - slope * std::log(p), ++cnt;
         b = cnt ? sum / cnt : NAN;
       }
-      key_text += ": slope " + fixed(slope, 2);
+      key_text += ": median-curve slope " + fixed(slope, 2);
       if (std::isfinite(b) && plo < phi) {
         fit_file = name + "_fit_" + std::to_string(gi) + ".dat";
         std::ostringstream fd;
@@ -218,7 +226,7 @@ void scaling_figure(const std::vector<FitRow>& rows, const nlohmann::json& summa
   if (targets.size() == 1) title += ", target " + *targets.begin();
   std::string sub = seeds > 1 ? "line: median over " + std::to_string(seeds) + " seeds, band: min to max; "
                               : "one seed; ";
-  sub += "dashed: log-log fit, widths >= " + std::to_string(static_cast<int>(min_width));
+  sub += "dashed: log-log fit of the median curve, widths >= " + std::to_string(static_cast<int>(min_width));
   std::ostringstream b;
   b << "set title " << gqq(title + "\n" + sub) << " noenhanced\n"
     << "set logscale xy\nset format x '10^{%L}'\nset format y '10^{%L}'\n"
@@ -254,9 +262,14 @@ bool is_data_run(const std::string& target, const nlohmann::json& config) {
 
 Dataset rebuild_dataset(const std::string& target, const nlohmann::json& config, int points) {
   const auto seed = static_cast<std::uint64_t>(json_number(config, "data_seed", 0.0));
-  if (is_data_run(target, config))
-    return load_csv_dataset(target, json_number(config, "test_fraction", 0.2), seed,
-                            json_string(config, "standardize", "on") != "off");
+  if (is_data_run(target, config)) {
+    // The file where the run found it: a relative --data is relative to the run's directory.
+    std::string file = target;
+    if (config.contains("data_file") && config["data_file"].is_object())
+      file = json_string(config["data_file"], "path", target);
+    return csv_dataset(read_data_file(file, target), target, json_number(config, "test_fraction", 0.2), seed,
+                       json_string(config, "standardize", "on") != "off");
+  }
   return make_target_dataset(target, points, seed, static_cast<int>(json_number(config, "dim", 0.0)));
 }
 
@@ -600,7 +613,8 @@ std::vector<NetPick> parse_net_picks(const std::string& text) {
   return picks;
 }
 
-PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
+namespace {
+PlotReport draw_run(const std::string& dir, const std::vector<NetPick>& picks, bool scaling_only) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw std::invalid_argument(dir + ": no such directory");
   if (!fs::exists(fs::path(dir) / "results.csv", ec))
@@ -621,8 +635,8 @@ PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
   const bool have_params = fs::exists(fs::path(dir) / "params_index.csv", ec);
   if (!have_params && !picks.empty())
     throw std::invalid_argument(dir + ": no params_index.csv, so no network can be drawn (--nets)");
-  if (!have_params) rep.notes.push_back(dir + " has no params_index.csv; drew the scaling figure only");
-  if (have_params) {
+  if (!have_params && !scaling_only) rep.notes.push_back(dir + " has no params_index.csv; drew the scaling figure only");
+  if (have_params && !scaling_only) {
     const auto index = read_params_index(dir);
     std::vector<NetPick> chosen = picks;
     if (chosen.empty()) {
@@ -697,5 +711,10 @@ PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) {
   rep.files = render(w, fs::path(dir) / "plots", gnuplot);
   return rep;
 }
+}  // namespace
+
+PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks) { return draw_run(dir, picks, false); }
+
+PlotReport plot_scaling(const std::string& dir) { return draw_run(dir, {}, true); }
 
 }  // namespace gs

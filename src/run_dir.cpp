@@ -78,12 +78,71 @@ void remove_earlier_results(const std::string& dir) {
   gs::remove_chunks(dir);
 }
 
-nlohmann::json manifest_json(Options o, std::size_t jobs) {
+namespace {
+
+// The "model name" of /proc/cpuinfo, or "unknown".
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.compare(0, 10, "model name") == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) {
+        const auto b = line.find_first_not_of(" \t", colon + 1);
+        if (b != std::string::npos) return line.substr(b);
+      }
+    }
+  return "unknown";
+}
+
+nlohmann::json fit_json(const Options& o) {
+  return {{"fit_min_width", o.fit_min_width}, {"fit_max_width", o.fit_max_width}, {"bootstrap", o.bootstrap}};
+}
+
+}  // namespace
+
+std::string shell_quote(int argc, const char* const* argv) {
+  std::string line;
+  for (int k = 0; k < argc; ++k) {
+    const std::string a = argv[k];
+    if (k) line += ' ';
+    const bool plain = !a.empty() && a.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                         "0123456789_-+=./:,@%") == std::string::npos;
+    if (plain) {
+      line += a;
+      continue;
+    }
+    line += '\'';
+    for (char c : a) line += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += '\'';
+  }
+  return line;
+}
+
+Provenance provenance(const Options& o, const std::string& backend, const DataFile& data) {
+  Provenance p;
+  p.command_line = o.command_line;
+  std::error_code ec;
+  p.working_directory = fs::current_path(ec).string();
+  p.backend = backend;
+  p.cpu = cpu_model();
+  p.data = data;
+  return p;
+}
+
+nlohmann::json manifest_json(Options o, std::size_t jobs, const Provenance& p) {
   nlohmann::json m;
   m["version"] = GPUSWEEP_VERSION;
   m["commit"] = GPUSWEEP_COMMIT;
   for_each_sweep_option(o, [&](const char* key, auto& value) { m["sweep"][key] = value; });
   m["jobs"] = jobs;
+  m["command_line"] = p.command_line;
+  m["working_directory"] = p.working_directory;
+  m["backend"] = p.backend;
+  m["cpu"] = p.cpu;
+  if (!p.data.path.empty()) m["data_file"] = {{"path", p.data.path}, {"sha256", p.data.sha256}};
+  m["fit"] = fit_json(o);
+  m["plots"] = !o.no_plots;
   return m;
 }
 
@@ -133,23 +192,31 @@ void apply_manifest(Options& o, const nlohmann::json& m, const CLI::App* app, co
   });
 }
 
-nlohmann::json config_json(Options o, const std::string& backend) {
+nlohmann::json config_json(Options o, const std::string& backend, const nlohmann::json& manifest) {
   nlohmann::json c;
   for_each_sweep_option(o, [&](const char* key, auto& value) { c[key] = value; });
   c["backend"] = backend;
   c["version"] = GPUSWEEP_VERSION;
   c["commit"] = GPUSWEEP_COMMIT;
+  for (const char* key : {"command_line", "working_directory", "cpu", "data_file", "resumed", "merged_from"})
+    if (manifest.is_object() && manifest.contains(key)) c[key] = manifest[key];
   return c;
 }
 
-bool start_sweep_dir(const std::string& out, const Options& o, std::size_t jobs) {
+bool start_sweep_dir(const std::string& out, const Options& o, const nlohmann::json& manifest) {
   const bool created = prepare_out_dir(out, o.overwrite);
-  remove_earlier_results(out);
-  gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest_json(o, jobs).dump(2) + "\n");
+  try {
+    remove_earlier_results(out);
+    gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest.dump(2) + "\n");
+  } catch (...) {
+    std::error_code ec;
+    if (created) fs::remove_all(out, ec);
+    throw;
+  }
   return created;
 }
 
-void resume_options(Options& o, const CLI::App& app) {
+nlohmann::json resume_options(Options& o, const CLI::App& app) {
   if (app.count("--out") > 0 && o.out != o.resume)
     throw std::invalid_argument("--resume " + o.resume + ": writes into that directory; leave out --out");
   const nlohmann::json manifest = read_manifest(o.resume, "--resume");
@@ -157,13 +224,38 @@ void resume_options(Options& o, const CLI::App& app) {
   // chunks (still there) give the results again.
   if (fs::exists(fs::path(o.resume) / "results.csv") && fs::exists(fs::path(o.resume) / "summary.json"))
     throw std::invalid_argument("--resume " + o.resume + ": the sweep is complete; nothing to resume");
-  apply_manifest(o, manifest, &app, (fs::path(o.resume) / "manifest.json").string());
+  const std::string mpath = (fs::path(o.resume) / "manifest.json").string();
+  apply_manifest(o, manifest, &app, mpath);
+  try {
+    // The run's fit options and --no-plots hold unless given again now.
+    if (manifest.contains("fit")) {
+      const auto& f = manifest.at("fit");
+      if (app.count("--fit-min-width") == 0 && f.contains("fit_min_width")) o.fit_min_width = f["fit_min_width"].get<int>();
+      if (app.count("--fit-max-width") == 0 && f.contains("fit_max_width")) o.fit_max_width = f["fit_max_width"].get<int>();
+      if (app.count("--bootstrap") == 0 && f.contains("bootstrap")) o.bootstrap = f["bootstrap"].get<int>();
+    }
+    if (manifest.contains("plots") && !manifest["plots"].get<bool>()) o.no_plots = true;
+    // A relative --data is relative to where the sweep began.
+    if (!o.data.empty() && manifest.contains("data_file")) o.data_file = manifest["data_file"].at("path").get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+    throw std::invalid_argument(mpath + ": its fit, plots or data_file entry has the wrong type");
+  }
   o.out = o.resume;
+  return manifest;
 }
 
-int read_saved(const std::string& dir, int num_jobs, const std::vector<int>& canonical,
-               std::vector<gs::NetResult>* results, std::vector<char>* have) {
-  const auto done = gs::read_chunks(dir, num_jobs);
+void check_data_unchanged(const nlohmann::json& manifest, const DataFile& now, const std::string& what) {
+  if (!manifest.contains("data_file") || !manifest["data_file"].is_object()) return;
+  const std::string was = manifest["data_file"].value("sha256", std::string());
+  if (was.empty() || was == now.sha256) return;
+  throw std::invalid_argument(what + ": the --data file " + now.path + " has changed since the sweep began (SHA-256 " +
+                              now.sha256.substr(0, 12) + "..., was " + was.substr(0, 12) +
+                              "...); its saved networks were trained on the old data, so start a new sweep");
+}
+
+int read_saved(const std::string& dir, const std::vector<gs::Job>& all_jobs, const std::vector<int>& dims,
+               const std::vector<int>& canonical, std::vector<gs::NetResult>* results, std::vector<char>* have) {
+  const auto done = gs::read_chunks(dir, static_cast<int>(all_jobs.size()));
   std::map<int, int> position;
   for (std::size_t i = 0; i < canonical.size(); ++i) position[canonical[i]] = static_cast<int>(i);
   int saved = 0;
@@ -171,6 +263,13 @@ int read_saved(const std::string& dir, int num_jobs, const std::vector<int>& can
     if (!position.count(job))
       throw std::invalid_argument("--resume " + dir + ": its chunks hold job " + std::to_string(job) +
                                   ", which is not in this sweep");
+    const gs::Job& j = all_jobs[job];
+    const std::size_t want = static_cast<std::size_t>(gs::job_params(j, dims));
+    if (r.params.size() != want)
+      throw std::invalid_argument("--resume " + dir + ": a chunk holds " + std::to_string(r.params.size()) +
+                                  " parameters for job " + std::to_string(job) + " (" + gs::model_name(j.model()) +
+                                  " of width " + std::to_string(j.width) + "), which has " + std::to_string(want) +
+                                  "; the chunk is damaged");
     (*results)[position[job]] = r;
     (*have)[position[job]] = 1;
     ++saved;
@@ -189,21 +288,29 @@ std::vector<int> shard_of(const Options& o, const gs::SweepSpec& spec, const std
   return canonical;
 }
 
+void print_warnings(const std::vector<std::string>& lines) {
+  for (const auto& w : lines) std::cerr << "gpu-sweep: warning: " << w << "\n";
+}
+
 void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec& spec,
                    const std::vector<gs::Job>& jobs, const std::vector<gs::NetResult>& results,
-                   const nlohmann::json& config, double secs) {
+                   const nlohmann::json& config, double secs, std::vector<std::string> warnings) {
   const gs::FitOptions fit = fit_options(o);
   const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
   auto summary = gs::summary_json(fits, fit, config, results);
+  const auto after = gs::result_warnings(spec, jobs, results);
+  warnings.insert(warnings.end(), after.begin(), after.end());
+  summary["warnings"] = warnings;
   summary["seconds"] = secs;
   summary["datasets"] = gs::datasets_json(spec.datasets);
-  gs::write_params(out, spec, jobs, results);
-  const std::string results_path = (fs::path(out) / "results.csv").string();
-  gs::write_file_atomic(results_path, gs::results_csv(spec, jobs, results));
+  // All of them or none: a full disk half-way leaves no file that looks like results.
   try {
+    gs::write_params(out, spec, jobs, results);
+    gs::write_file_atomic((fs::path(out) / "results.csv").string(), gs::results_csv(spec, jobs, results));
     gs::write_file_atomic((fs::path(out) / "summary.json").string(), summary.dump(2) + "\n");
   } catch (...) {
-    std::remove(results_path.c_str());
+    std::error_code ec;
+    for (const char* f : {"params.bin", "params_index.csv", "results.csv"}) fs::remove(fs::path(out) / f, ec);
     throw;
   }
   if (!o.quiet) {
@@ -214,6 +321,9 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
               << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
     const std::string short_line = gs::stopped_short_line(results);
     if (!short_line.empty()) std::cout << short_line << "\n";
+    std::cout.flush();
+    print_warnings(after);
+    print_warnings(gs::fit_warnings(fits));
   }
 }
 
@@ -253,10 +363,25 @@ void merge_shards(const Options& o, const std::vector<std::string>& dirs) {
     if (by_k[k].empty())
       throw std::invalid_argument("merge: shard " + std::to_string(k) + "/" + std::to_string(n_shards) + " is missing");
 
+  // Shards of one sweep read the same data.
+  for (std::size_t i = 1; i < dirs.size(); ++i) {
+    const auto sha = [](const nlohmann::json& m) {
+      return m.contains("data_file") && m["data_file"].is_object() ? m["data_file"].value("sha256", std::string())
+                                                                   : std::string();
+    };
+    if (sha(manifests[i]) != sha(manifests[0]))
+      throw std::invalid_argument("merge: " + dirs[i] + " and " + dirs[0] +
+                                  " are not shards of one sweep: their --data files differ (SHA-256)");
+  }
+
   // The sweep's jobs, from its options; each shard's rows are its jobs in order.
   Options sweep_opt = o;
   apply_manifest(sweep_opt, manifests[0], nullptr, (fs::path(dirs[0]) / "manifest.json").string());
-  gs::SweepSpec spec = build_spec(sweep_opt);
+  if (!sweep_opt.data.empty() && manifests[0].contains("data_file") && manifests[0]["data_file"].is_object())
+    sweep_opt.data_file = manifests[0]["data_file"].value("path", std::string());
+  DataFile data;
+  gs::SweepSpec spec = build_spec(sweep_opt, &data);
+  if (!sweep_opt.data.empty()) check_data_unchanged(manifests[0], data, "merge");
   const auto jobs = gs::make_jobs(spec);
   std::vector<gs::NetResult> results(jobs.size());
   double secs = 0.0;
@@ -291,12 +416,18 @@ void merge_shards(const Options& o, const std::vector<std::string>& dirs) {
   const std::string out = o.out;
   const bool created = prepare_out_dir(out, o.overwrite);
   try {
+    // The merged manifest is the first shard's, as if the sweep had run whole, with the merge.
+    nlohmann::json manifest = manifests[0];
     sweep_opt.shard.clear();
-    gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest_json(sweep_opt, jobs.size()).dump(2) + "\n");
-    auto config = config_json(sweep_opt, manifests[0]["sweep"].value("device", std::string()));
-    config["merged_from"] = dirs;
+    manifest["sweep"]["shard"] = "";
+    manifest["jobs"] = jobs.size();
+    manifest["merged_from"] = dirs;
+    manifest["merge_command_line"] = o.command_line;
+    gs::write_file_atomic((fs::path(out) / "manifest.json").string(), manifest.dump(2) + "\n");
+    auto config = config_json(sweep_opt, manifests[0].value("backend", manifests[0]["sweep"].value("device", std::string())),
+                              manifest);
     sweep_opt.quiet = o.quiet;
-    write_outputs(out, sweep_opt, spec, jobs, results, config, secs);
+    write_outputs(out, sweep_opt, spec, jobs, results, config, secs, gs::plan_warnings(spec, jobs));
   } catch (...) {
     std::error_code ec;
     if (created) fs::remove_all(out, ec);

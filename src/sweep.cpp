@@ -81,6 +81,19 @@ std::vector<Job> make_jobs(const SweepSpec& spec) {
   return jobs;
 }
 
+SweepSize sweep_size(const SweepSpec& spec) {
+  SweepSize size;
+  for (const auto& ds : spec.datasets)
+    for (const Model& m : spec.archs) {
+      const double copies = m.method == Method::kTrain ? static_cast<double>(spec.acts.size()) * spec.seeds : 1.0;
+      for (int w : spec.widths) {
+        size.networks += copies;
+        size.params += copies * model_num_params(m, ds.d, w);
+      }
+    }
+  return size;
+}
+
 std::uint64_t job_seed(const Job& job, const std::string& target_name) {
   std::uint64_t h = mix_seed(static_cast<std::uint64_t>(job.seed), hash_string(target_name));
   h = mix_seed(h, static_cast<std::uint64_t>(job.arch) * 16 + static_cast<std::uint64_t>(job.act));

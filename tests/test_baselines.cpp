@@ -419,9 +419,13 @@ TEST(SplineNetwork, GquConstructionScalesAsTheCubicSpline) {
     if (fits[0].widths[k] >= 48)
       EXPECT_LT(fits[0].median_rmse[k], 1.5 * fits[1].median_rmse[k]) << "width " << fits[0].widths[k];
   }
-  // Effective parameters: 4 n + 1 for the relu gqu, all n + 3 coefficients for the spline.
-  EXPECT_EQ(fits[0].effective_params.front(), 4 * 24 + 1);
-  EXPECT_EQ(fits[1].effective_params.front(), 24 + 3);
+  // Effective parameters: 4 n + 1 for the relu gqu, all n + 3 coefficients for the spline
+  // (at every width, the fit's first among them).
+  EXPECT_EQ(fits[0].fit_widths.front(), 24);
+  ASSERT_EQ(fits[0].widths[2], 24);
+  EXPECT_EQ(fits[0].effective_params[2], 4 * 24 + 1);
+  EXPECT_EQ(fits[1].effective_params[2], 24 + 3);
+  EXPECT_EQ(fits[0].effective_params.front(), 4 * 8 + 1);
 }
 
 TEST(SplineInit, TrainingFromTheSplineNetworkOnlyImprovesOnIt) {

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 #include "program.h"
 
 namespace fs = std::filesystem;
@@ -40,7 +42,7 @@ TEST_P(Cli, BadInputGivesOneLineAndNoOutput) {
   std::string args = GetParam().args;
   for (std::size_t p; (p = args.find("@DIR")) != std::string::npos;) args.replace(p, 4, dir.string());
   const fs::path out = dir / "out";
-  if (args.find("--points") == std::string::npos) args += " --points 50";
+  if (args.find("--points") == std::string::npos && args.find("--data") == std::string::npos) args += " --points 50";
   if (args.find("--widths") == std::string::npos) args += " --widths 2:3";
   const Outcome r = run(args + " --out " + out.string(), dir);
   EXPECT_NE(r.code, 0) << args;
@@ -72,12 +74,22 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"--seeds 0", "--seeds"}, BadInput{"--seeds -3", "--seeds"},
                       BadInput{"--target 'sin(4*x'", "--target"},
                       BadInput{"--target 'x+z'", "unknown variable 'z'"},
+                      BadInput{"--target 1/x", "not finite at x = 0 "},
+                      BadInput{"--target '1/(x-0.3)'", "not finite at x = 0.29999"},
+                      BadInput{"--target 'sin4,1/(x-0.3)^2'", "not finite at x = 0.29999"},
+                      BadInput{"--target 'tan(2*x)'", "has a pole at x = -0.785398"},
+                      BadInput{"--target 'x*y/(x-0.5)'", "not finite at x = (0.5, "},
                       BadInput{"--target 'x+x2'", "not both"},
                       BadInput{"--target sin_sin --init maso", "--init maso"},
                       BadInput{"--target sin_sin --dim 3", "--dim 3"},
                       BadInput{"--target x4 --dim 2", "--dim is 2"},
                       BadInput{"--dim -1", "--dim"},
                       BadInput{"--data @DIR/good.csv --dim 2", "--dim"},
+                      BadInput{"--data @DIR/good.csv --target sin4", "--target with --data"},
+                      BadInput{"--data @DIR/good.csv --points 100", "--points with --data"},
+                      BadInput{"--test-fraction 0.5", "--test-fraction applies to --data only"},
+                      BadInput{"--standardize off", "--standardize applies to --data only"},
+                      BadInput{"--data @DIR/good.csv --test-fraction 0.9", "leaves 0 training and 5 test rows"},
                       BadInput{"--data @DIR/good.csv --standardize maybe", "--standardize"},
                       BadInput{"--data @DIR/twoin_ragged.csv", "expected 3 columns"},
                       BadInput{"--target 'sqrt(x)'", "not finite"},
@@ -280,6 +292,118 @@ TEST(CliRun, UnwritableOutputIsRefusedBeforeTraining) {
   EXPECT_NE(r.code, 0);
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("--out"), std::string::npos) << r.err;
+}
+
+// CLI11's own parse errors read like the program's: the option first, exit status 2.
+TEST(CliRun, ParseErrorsInTheProgramsStyle) {
+  const fs::path dir = tmp_dir();
+  for (const auto& [args, want] : std::vector<std::pair<std::string, std::string>>{
+           {"--seeds abc", "--seeds: want a whole number from 1 to 1000000, not 'abc'"},
+           {"--points 2.5", "--points: want a whole number from 2 to 100000000, not '2.5'"},
+           {"--seeds 1 --seeds 2", "--seeds is given 2 times; give it once"},
+           {"--nonsense", "unexpected argument '--nonsense' (gpu-sweep --help lists the options)"},
+           {"fit a b", "fit: unexpected argument 'b'"},
+           {"fit", "fit: give DIR (gpu-sweep fit --help)"},
+           {"--widths", "--widths: needs a value"},
+           {"--adam-lr abc", "--adam-lr: 'abc' is not a number"},
+           {"--overwrite=maybe", "--overwrite is a flag and takes no value, not 'maybe'"}}) {
+    const Outcome r = run(args, dir);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("gpu-sweep: error: " + want, 0), 0u) << args << ": " << r.err;
+  }
+}
+
+// A GPU that is not there is the user's to fix, as bad input is: status 2 and one line.
+TEST(CliRun, DeviceCudaWithoutAGpuExitsTwo) {
+  const fs::path dir = tmp_dir();
+  for (const std::string& args : {std::string("--widths 2 --points 20 --device cuda --out ") + (dir / "a").string(),
+                                  "ntk --widths 2 --points 20 --device cuda --out " + (dir / "b").string()}) {
+    const Outcome r = run(args, dir, "CUDA_VISIBLE_DEVICES=");
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir / "a"));
+  EXPECT_FALSE(fs::exists(dir / "b"));
+}
+
+// A full disk (here a file-size limit: writes past it fail as on a full disk) exits with
+// status 2 and one line. Before anything finished it leaves nothing; after, the finished
+// chunks stay, no file looks like results, and the line says how to resume.
+TEST(CliRun, FullDiskExitsTwoAndSaysHowToResume) {
+  const fs::path dir = tmp_dir();
+  const std::string sweep = "--arch mlp,glu --widths 2:20 --seeds 3 --points 300 --schedule D,U,Q "
+                            "--chunk-networks 8 --threads 1 --no-plots -q --out ";
+  auto limited = [&](int blocks, const fs::path& out) {
+    return run_command("sh -c \"trap '' XFSZ; ulimit -f " + std::to_string(blocks) + "; exec " + GPUSWEEP_BIN + " " +
+                           sweep + out.string() + "\"",
+                       dir);
+  };
+  Outcome r = limited(2, dir / "tiny");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("cannot write"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "tiny"));
+  // Chunks of 8 networks fit; params.bin of all 114 does not.
+  r = limited(40, dir / "some");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("continue with: gpu-sweep --resume " + (dir / "some").string()), std::string::npos) << r.err;
+  for (const char* f : {"results.csv", "summary.json", "params.bin", "params_index.csv"})
+    EXPECT_FALSE(fs::exists(dir / "some" / f)) << f;
+  r = run("--resume " + (dir / "some").string() + " -q", dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(slurp(dir / "some" / "results.csv")), 1 + 2 * 19 * 3);
+}
+
+// What should make a researcher doubt the numbers is said on stderr, and kept in summary.json.
+TEST(CliRun, WarningsOnTheTerminalAndInTheSummary) {
+  const fs::path dir = tmp_dir();
+  Outcome r = run("--arch mlp,glu --widths 4,5 --points 20 --seeds 2 --no-plots --out " + (dir / "a").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* w : {"gpu-sweep: warning: glu on 'invcos2': widths 4 to 5 have more parameters (P = 21 to 26) "
+                        "than its 20 training points",
+                        "gpu-sweep: warning: glu relu on 'invcos2': 2 of 4 networks have a test RMSE above 10x",
+                        "gpu-sweep: warning: the fit of mlp relu on 'invcos2' rests on 2 widths (4 and 5)"})
+    EXPECT_NE(r.err.find(w), std::string::npos) << w << "\n" << r.err;
+  auto j = nlohmann::json::parse(slurp(dir / "a" / "summary.json"));
+  EXPECT_EQ(j["warnings"].size(), 2u) << j["warnings"].dump(2);
+  EXPECT_EQ(j["fit_warnings"].size(), 2u) << j["fit_warnings"].dump(2);
+  {
+    std::ofstream csv(dir / "points.csv");
+    csv << "x,y\n";
+    for (int k = 0; k < 100; ++k) csv << k / 50.0 - 1 << "," << (k % 10) / 10.0 << "\n";
+  }
+  r = run("--arch mlp --widths 2:6 --data " + (dir / "points.csv").string() +
+              " --test-fraction 0 --no-plots --out " + (dir / "b").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("gpu-sweep: warning: --test-fraction 0: the test RMSE of"), std::string::npos) << r.err;
+  j = nlohmann::json::parse(slurp(dir / "b" / "summary.json"));
+  ASSERT_EQ(j["warnings"].size(), 1u);
+  EXPECT_NE(j["warnings"][0].get<std::string>().find("is the train RMSE"), std::string::npos);
+  // -q prints nothing but errors; the summary still has them.
+  r = run("--arch mlp,glu --widths 4,5 --points 20 --no-plots -q --out " + (dir / "c").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_FALSE(nlohmann::json::parse(slurp(dir / "c" / "summary.json"))["warnings"].empty());
+}
+
+// Sizes that would swamp the machine are refused up front, with the size; threads beyond the
+// networks are not started.
+TEST(CliRun, HugeSweepsAreRefusedUpFrontAndThreadsAreCapped) {
+  const fs::path dir = tmp_dir();
+  Outcome r = run("--widths 1:100 --seeds 1000000 --out " + (dir / "big").string(), dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("the sweep has 300000000 networks"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--shard k/N"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "big"));
+  r = run("--arch mlp,glu,gqu --widths 1:3 --points 200 --threads 4096 --no-plots --out " + (dir / "t").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto m = nlohmann::json::parse(slurp(dir / "t" / "manifest.json"));
+  EXPECT_EQ(m["backend"].get<std::string>().rfind("cpu (9 threads", 0), 0u) << m["backend"];
+  EXPECT_NE(r.err.find("gpu-sweep: warning: --threads 4096 on "), std::string::npos) << r.err;
 }
 
 TEST(CliRun, HelpExitsZero) {

@@ -67,6 +67,20 @@ TEST(Dims, BadVariablesAndDimensionsAreRefusedByName) {
             std::string::npos);
 }
 
+// The domain is checked, not only the points drawn: 20 points miss x = 0 and x = 0.3, yet
+// 1/x and the poles at 0.3 are refused; jumps, roots and steep but finite targets are not.
+TEST(Dims, TargetsMustBeFiniteOnTheirWholeDomain) {
+  for (const char* bad : {"1/x", "1/(x-0.3)", "1/(x-0.3)^2", "tan(2*x)", "log(x+1)", "1/(x-0.3)^(1/3)",
+                          "x1+x2+x3/(x1-0.5)", "1/(x*y)"})
+    EXPECT_THROW(make_target_dataset(bad, 20, 0), std::invalid_argument) << bad;
+  EXPECT_NE(message_of([] { make_target_dataset("tan(2*x)", 20, 0); }).find("has a pole at x = -0.785398"),
+            std::string::npos)
+      << message_of([] { make_target_dataset("tan(2*x)", 20, 0); });
+  for (const char* good : {"x>0.3 ? 1 : -1", "sign(x-0.3)*sqrt(abs(x-0.3))", "sin(40*x)", "atan(1e6*(x-0.3))",
+                           "x/(x^2+1e-12)", "1/(1+25*x^2)", "exp(-1e4*(x-0.3)^2)", "x*y"})
+    EXPECT_NO_THROW(make_target_dataset(good, 20, 0)) << good;
+}
+
 // The built-in 2D targets are their formulas on [-1, 1]^2, with an m x m test grid.
 TEST(Dims, Builtin2dTargetsAndTheirTestGrid) {
   const Dataset ds = make_target_dataset("sin_sin", 1000, 4);

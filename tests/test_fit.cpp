@@ -73,9 +73,36 @@ TEST(Fit, WidthRangeIsHonoured) {
   o.max_width = 40;
   const auto fits = fit_groups(synthetic(-2.0, 3, 0.0, 2), o);
   ASSERT_TRUE(fits[0].ok);
-  EXPECT_EQ(fits[0].widths.front(), 12);
-  EXPECT_EQ(fits[0].widths.back(), 40);
+  EXPECT_EQ(fits[0].fit_widths.front(), 12);
+  EXPECT_EQ(fits[0].fit_widths.back(), 40);
   EXPECT_EQ(fits[0].vs_width.points, 8);
+  // Every width keeps its RMSEs, in the fit or not.
+  EXPECT_LT(fits[0].widths.front(), 10);
+  EXPECT_GT(fits[0].widths.back(), 40);
+  EXPECT_EQ(fits[0].median_rmse.size(), fits[0].widths.size());
+}
+
+TEST(Fit, SeedsThatGaveTheSameNetworksAreNamed) {
+  auto rows = synthetic(-2.0, 1, 0.1, 5);
+  const std::size_t n = rows.size();
+  for (int s = 1; s < 3; ++s)
+    for (std::size_t k = 0; k < n; ++k) {
+      rows.push_back(rows[k]);
+      rows.back().seed = s;
+    }
+  auto fits = fit_groups(rows, FitOptions{});
+  ASSERT_TRUE(fits[0].ok);
+  EXPECT_TRUE(fits[0].seeds_identical);
+  EXPECT_NE(fits[0].seed_note.find("all 3 seeds gave the same networks"), std::string::npos) << fits[0].seed_note;
+  std::ostringstream table;
+  print_fit_table(table, fits, FitOptions{});
+  EXPECT_NE(table.str().find("-2.0"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("[seeds identical]"), std::string::npos) << table.str();
+  // One seed that differs anywhere makes them a spread again.
+  rows.back().test_rmse *= 1.01;
+  fits = fit_groups(rows, FitOptions{});
+  EXPECT_FALSE(fits[0].seeds_identical);
+  EXPECT_FALSE(fit_groups(synthetic(-2.0, 3, 0.1, 5), FitOptions{})[0].seeds_identical);
 }
 
 TEST(Fit, TooFewWidthsOrNonPositiveRmseIsAClearNoFit) {
@@ -187,18 +214,45 @@ TEST(FitCommand, RefitsARunWithOtherWidths) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("bootstrap interval"), std::string::npos) << r.out;
   auto summary = nlohmann::json::parse(slurp(fs::path(out) / "summary.json"));
-  EXPECT_EQ(summary["fits"][0]["widths"].front().get<int>(), 4);
+  EXPECT_EQ(summary["fits"][0]["widths"].front().get<int>(), 2);  // every width
+  EXPECT_EQ(summary["fits"][0]["median_test_rmse"].size(), 9u);
+  EXPECT_EQ(summary["fits"][0]["fit_widths"].front().get<int>(), 4);
   EXPECT_EQ(summary["fits"][0]["seed_slopes"]["vs_width"]["seeds"].get<int>(), 3);
+  // MASO initialization and relu: the mlp's seeds train the same networks, and the table says
+  // so instead of printing an interval of width zero; the glu's U and u are random.
+  EXPECT_EQ(summary["fits"][0]["arch"], "mlp");
+  EXPECT_EQ(summary["fits"][0].value("seeds_identical", false), true);
+  EXPECT_EQ(summary["fits"][1]["arch"], "glu");
+  EXPECT_EQ(summary["fits"][1].value("seeds_identical", false), false);
+  EXPECT_NE(r.out.find("[seeds identical]"), std::string::npos) << r.out;
 
+  const fs::path svg = fs::path(out) / "plots" / "scaling.svg";
+  const std::string drawn = slurp(svg);
+  EXPECT_NE(drawn.find("median-curve slope"), std::string::npos) << "the key says which slope it shows";
   r = run("fit " + out + " --fit-min-width 6 --fit-max-width 9", dir);
   ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(slurp(svg), drawn) << "fit redraws the scaling figure with its new lines";
   EXPECT_NE(r.out.find("widths 6..9"), std::string::npos) << r.out;
   summary = nlohmann::json::parse(slurp(fs::path(out) / "summary.json"));
   EXPECT_EQ(summary["fit_min_width"].get<int>(), 6);
   EXPECT_EQ(summary["fit_max_width"].get<int>(), 9);
-  EXPECT_EQ(summary["fits"][0]["widths"].front().get<int>(), 6);
-  EXPECT_EQ(summary["fits"][0]["widths"].back().get<int>(), 9);
+  EXPECT_EQ(summary["fits"][0]["fit_widths"].front().get<int>(), 6);
+  EXPECT_EQ(summary["fits"][0]["fit_widths"].back().get<int>(), 9);
+  EXPECT_EQ(summary["fits"][0]["widths"].size(), 9u);
   EXPECT_EQ(summary["config"]["arch"].get<std::string>(), "mlp,glu");  // the run's config is kept
+  // Options left out keep the last fit's values.
+  r = run("fit " + out + " --bootstrap 50 -q", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  summary = nlohmann::json::parse(slurp(fs::path(out) / "summary.json"));
+  EXPECT_EQ(summary["fit_min_width"].get<int>(), 6);
+  EXPECT_EQ(summary["fit_max_width"].get<int>(), 9);
+  EXPECT_EQ(summary["bootstrap"]["resamples"].get<int>(), 50);
+  r = run("fit " + out + " --fit-max-width 0 -q", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  summary = nlohmann::json::parse(slurp(fs::path(out) / "summary.json"));
+  EXPECT_EQ(summary["fit_min_width"].get<int>(), 6);
+  EXPECT_TRUE(summary["fit_max_width"].is_null());
+  EXPECT_EQ(summary["bootstrap"]["resamples"].get<int>(), 50);
 
   for (const std::string& bad : {std::string("fit ") + (dir / "nowhere").string(), "fit " + out + " --fit-min-width 10",
                                  "fit " + out + " --fit-min-width 8 --fit-max-width 5", std::string("fit")}) {

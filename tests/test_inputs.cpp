@@ -235,6 +235,21 @@ TEST(MalformedCsv, TestFractionOutsideItsRangeIsRefused) {
     EXPECT_THROW(gs::load_csv_dataset((dir / "ok.csv").string(), f, 0), std::invalid_argument) << f;
   EXPECT_THROW(gs::load_csv_dataset(dir.string(), 0.2, 0), std::invalid_argument);
   EXPECT_THROW(gs::load_csv_dataset((dir / "missing.csv").string(), 0.2, 0), std::invalid_argument);
+  // A fraction that holds out nearly every row says so, rather than calling 500 rows too few.
+  {
+    std::ofstream big(dir / "big.csv");
+    big << "x,y\n";
+    for (int k = 0; k < 500; ++k) big << k << "," << k % 3 << "\n";
+  }
+  try {
+    gs::load_csv_dataset((dir / "big.csv").string(), 0.999, 0);
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--test-fraction 0.999 of its 500 rows leaves 0 training and 500 test rows"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(gs::load_csv_dataset((dir / "big.csv").string(), 0.99, 0).n_train(), 5);
 }
 
 // ---- through the program -----------------------------------------------------------------
@@ -294,7 +309,7 @@ void expect_refused(std::vector<std::string> args, const fs::path& dir, const fs
   // Small enough that a wrongly accepted input finishes quickly and is caught below.
   for (const char* def : {"--points", "--widths", "--schedule", "--arch"}) {
     bool given = false;
-    for (const auto& a : args) given = given || a == def;
+    for (const auto& a : args) given = given || a == def || (a == "--data" && std::string(def) == "--points");
     if (!given) {
       args.push_back(def);
       args.push_back(std::string(def) == "--points" ? "20" : std::string(def) == "--widths" ? "2" :
@@ -321,6 +336,11 @@ TEST(MalformedProgramInput, BadArgumentsAreRefusedInOneLine) {
   const fs::path dir = tmp_dir();
   const fs::path out = dir / "out";
   std::ofstream(dir / "file") << "not a directory";
+  {
+    std::ofstream good(dir / "good.csv");
+    good << "x,y\n";
+    for (int k = 0; k < 500; ++k) good << k / 250.0 - 1.0 << "," << k % 7 << "\n";
+  }
   const std::vector<std::vector<std::string>> cases = {
       {"--widths", "1:99999999999"}, {"--widths", "0:5"}, {"--widths", "-3"}, {"--widths", "-1:4"},
       {"--widths", "99999999999999999999999"}, {"--widths", ""}, {"--widths", ":"}, {"--widths", "1:"},
@@ -333,7 +353,10 @@ TEST(MalformedProgramInput, BadArgumentsAreRefusedInOneLine) {
       {"--points", "99999999999"}, {"--points", "2.5"},
       {"--threads", "-1"}, {"--threads", "5000"}, {"--threads", "abc"}, {"--threads", "99999999999"},
       {"--seeds", "0"}, {"--seeds", "-1"}, {"--seeds", "abc"}, {"--seeds", ""}, {"--seeds", "99999999999"},
-      {"--test-fraction", "1"}, {"--test-fraction", "nan"}, {"--test-fraction", "-0.5"},
+      {"--test-fraction", "1", "--data", "good.csv"}, {"--test-fraction", "nan", "--data", "good.csv"},
+      {"--test-fraction", "-0.5", "--data", "good.csv"}, {"--test-fraction", "0.999", "--data", "good.csv"},
+      {"--test-fraction", "0.5"}, {"--standardize", "off"}, {"--data", "good.csv", "--target", "sin4"},
+      {"--data", "good.csv", "--points", "100"},
       {"--data-seed", "-1"}, {"--data-seed", "99999999999999999999999"},
       {"--arch", ""}, {"--activation", ""}, {"--target", ""}, {"--target", ","}, {"--target", "x\n+"},
       {"--arch", "mlp\nglu"}, {"--device", ""}, {"--hessian", ""}, {"--init", ""},

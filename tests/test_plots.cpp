@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -142,7 +143,7 @@ TEST(Plots, TwoDimensionalNetworksAreDrawnAsHeatMaps) {
   Outcome r = run(std::string(kRunArgs) + " --arch mlp,glu --target sin_sin,friedman1 --out " + out.string(), dir);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("friedman1): inputs of dimension 5"), std::string::npos) << r.err;
-  r = run(std::string(kRunArgs) + " --arch glu --data " + (dir / "surface.csv").string() + " -q --out " +
+  r = run("--widths 2:6 --schedule D,U,Q --seeds 2 --threads 1 --arch glu --data " + (dir / "surface.csv").string() + " -q --out " +
               (dir / "data").string(), dir);
   ASSERT_EQ(r.code, 0) << r.err;
   for (const fs::path& p : {out / "plots" / "fit_mlp_relu_sin_sin_n6_s0", out / "plots" / "fit_glu_relu_sin_sin_n6_s0",
@@ -261,6 +262,32 @@ TEST(PlotCommand, WithoutGnuplotTheSweepStillWritesItsResults) {
   EXPECT_NE(p.code, 0);
   EXPECT_EQ(lines(p.err), 1) << p.err;
   EXPECT_NE(p.err.find("gnuplot"), std::string::npos) << p.err;
+}
+
+// A gnuplot that hangs is stopped after GPUSWEEP_GNUPLOT_TIMEOUT seconds, with what it
+// started: `plot` fails in one line, a run keeps its results.
+TEST(PlotCommand, AHangingGnuplotIsStopped) {
+  const fs::path dir = tmp_dir();
+  const fs::path bin = dir / "bin";
+  fs::create_directories(bin);
+  std::ofstream(bin / "gnuplot") << "#!/bin/sh\necho $$ > " << (dir / "pid").string() << "\nsleep 300\n";
+  fs::permissions(bin / "gnuplot", fs::perms::owner_all);
+  const std::string env = "GPUSWEEP_GNUPLOT_TIMEOUT=1 PATH=" + bin.string() + ":/usr/bin:/bin";
+  const fs::path out = dir / "run";
+  const auto t0 = std::chrono::steady_clock::now();
+  const Outcome r = run(std::string(kRunArgs) + " --out " + out.string(), dir, env);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out / "results.csv"));
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("gnuplot did not finish within 1 s"), std::string::npos) << r.err;
+  const Outcome p = run("plot " + out.string(), dir, env);
+  EXPECT_EQ(p.code, 1);
+  EXPECT_EQ(lines(p.err), 1) << p.err;
+  EXPECT_NE(p.err.find("gnuplot did not finish"), std::string::npos) << p.err;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60.0);
+  // The fake gnuplot is gone.
+  const std::string pid = slurp(dir / "pid");
+  EXPECT_NE(std::system(("kill -0 " + pid.substr(0, pid.find('\n')) + " 2>/dev/null").c_str()), 0);
 }
 
 TEST(PlotCommand, AFailingGnuplotIsReportedAndKeepsTheResults) {

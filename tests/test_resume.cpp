@@ -3,6 +3,8 @@
 // resume; a resume with other options is refused; shards 1/3..3/3 merged equal the whole.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -15,11 +17,13 @@
 
 #include "gpusweep/checkpoint.h"
 #include "gpusweep/data.h"
+#include "gpusweep/digest.h"
 #include "program.h"
 
 namespace fs = std::filesystem;
 using gs_test::Outcome;
 using gs_test::run;
+using gs_test::run_command;
 using gs_test::slurp;
 using gs_test::tmp_dir;
 
@@ -171,6 +175,104 @@ TEST(Resume, OtherOptionsAreRefusedByName) {
   EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
   r = run("--resume " + out.string() + " --widths 2:30 --seeds 2 --threads 2 -q --no-plots", dir);
   EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(Digest, Sha256OfKnownTexts) {
+  EXPECT_EQ(gs::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(gs::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+// Starts a sweep from `cwd` and kills it once its manifest is written; false when it was no
+// longer running at the kill.
+bool start_and_kill(const std::string& args, const fs::path& cwd, const fs::path& out) {
+  const std::string cmd = "sh -c 'cd " + cwd.string() + " && { " + std::string(GPUSWEEP_BIN) + " " + args +
+                          " --out " + out.string() + " >/dev/null 2>&1 & p=$!; until [ -f " +
+                          (out / "manifest.json").string() + " ]; do sleep 0.02; done; sleep 0.3; kill -KILL $p; wait $p; }'";
+  return std::system(cmd.c_str()) != 0;
+}
+
+// manifest.json and summary.json say what made the run: the version and commit, the backend,
+// the processor, the command line and directory, and the --data file's absolute path and
+// SHA-256. A relative --data resumes from any directory; changed data is refused.
+TEST(Resume, RecordsProvenanceAndRefusesChangedData) {
+  const fs::path dir = tmp_dir();
+  const fs::path work = dir / "work";
+  fs::create_directories(work);
+  {
+    std::ofstream csv(work / "data.csv");
+    csv << "x,y\n";
+    for (int k = 0; k < 1000; ++k) csv << -1.0 + 2.0 * k / 999 << "," << std::sin(4.0 * k / 999) << "\n";
+  }
+  const std::string sha = gs::sha256_hex(slurp(work / "data.csv"));
+  const std::string args = "--arch mlp,glu,gqu,spline1 --widths 2:20 --seeds 2 --data data.csv "
+                           "--schedule D,U,Q,G,ALL*10 --chunk-networks 4 --threads 1 --fit-min-width 3 --no-plots -q";
+  Outcome r = run_command("cd " + work.string() + " && " + GPUSWEEP_BIN + " " + args + " --out " +
+                          (dir / "whole").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const fs::path broken = dir / "broken";
+  ASSERT_TRUE(start_and_kill(args, work, broken)) << "the sweep must still be running at the kill";
+  const auto m = nlohmann::json::parse(slurp(broken / "manifest.json"));
+  EXPECT_FALSE(m.value("version", "").empty());
+  EXPECT_FALSE(m.value("commit", "").empty());
+  EXPECT_EQ(m.value("backend", "").rfind("cpu (1 thread", 0), 0u) << m.dump(2);
+  EXPECT_FALSE(m.value("cpu", "").empty());
+  EXPECT_NE(m.value("command_line", "").find("--data data.csv --schedule 'D,U,Q,G,ALL*10'"), std::string::npos)
+      << m.dump(2);
+  EXPECT_EQ(m.value("working_directory", ""), work.string());
+  EXPECT_EQ(m["data_file"]["path"], (work / "data.csv").string());
+  EXPECT_EQ(m["data_file"]["sha256"], sha);
+  EXPECT_EQ(m["plots"], false);
+
+  // From another directory, with the relative --data.
+  r = run("--resume " + broken.string() + " --threads 2", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_same_results(dir / "whole", broken);
+  EXPECT_FALSE(fs::exists(broken / "plots")) << "a --no-plots run stays without figures when resumed";
+  EXPECT_EQ(nlohmann::json::parse(slurp(broken / "summary.json"))["fit_min_width"], 3) << "the run's fit options hold";
+  const auto c = nlohmann::json::parse(slurp(broken / "summary.json"))["config"];
+  EXPECT_EQ(c["command_line"], m["command_line"]);
+  EXPECT_EQ(c["data_file"]["sha256"], sha);
+  EXPECT_EQ(c["version"], m["version"]);
+  EXPECT_EQ(c["commit"], m["commit"]);
+  ASSERT_EQ(c["resumed"].size(), 1u) << c.dump(2);
+  EXPECT_NE(c["resumed"][0].value("command_line", "").find("--resume " + broken.string()), std::string::npos);
+  EXPECT_EQ(c["resumed"][0]["working_directory"], fs::current_path().string());
+  EXPECT_EQ(c["backend"].get<std::string>().rfind("cpu (2 threads", 0), 0u) << c.dump(2);
+
+  // Changed data: refused with one line, and the saved chunks stay.
+  const fs::path again = dir / "again";
+  ASSERT_TRUE(start_and_kill(args, work, again));
+  const int chunks = gs::count_chunks(again.string());
+  ASSERT_GT(chunks, 0);
+
+  // A chunk whose parameter vector is too short is refused, not taken.
+  const fs::path damaged = dir / "damaged";
+  fs::copy(again, damaged, fs::copy_options::recursive);
+  {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(damaged / "chunks")) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    auto j = nlohmann::json::parse(slurp(files.front()));
+    auto* longest = &j["networks"][0]["params"];
+    for (auto& n : j["networks"])
+      if (n["params"].size() > longest->size()) longest = &n["params"];
+    ASSERT_GT(longest->size(), 3u);
+    longest->erase(longest->begin() + 3, longest->end());
+    std::ofstream(files.front()) << j.dump();
+  }
+  r = run("--resume " + damaged.string(), dir);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("a chunk holds 3 parameters"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(damaged / "results.csv"));
+
+  std::ofstream(work / "data.csv", std::ios::app) << "0.5,7\n";
+  r = run("--resume " + again.string(), dir);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("has changed since the sweep began"), std::string::npos) << r.err;
+  EXPECT_EQ(gs::count_chunks(again.string()), chunks);
+  EXPECT_FALSE(fs::exists(again / "results.csv"));
 }
 
 TEST(Shards, ThreeShardsMergedEqualTheWholeSweep) {

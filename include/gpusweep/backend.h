@@ -15,8 +15,8 @@ enum class HessianKind : int { kExact = 0, kGaussNewton = 1 };
 enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
 
 // Whether a run on `device` goes to the CUDA backend: --device cuda always (throws
-// std::runtime_error with one clear line when this build has no CUDA backend), auto when a GPU
-// is visible, cpu never.
+// std::invalid_argument with one clear line when this build has no CUDA backend or no GPU is
+// visible), auto when a GPU is visible, cpu never.
 bool use_cuda(DeviceKind device);
 
 struct BackendOptions {
@@ -31,8 +31,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
-  // Returns the backend the options ask for; throws std::runtime_error with one clear line
-  // when it cannot (no GPU visible, CUDA backend not built).
+  // Returns the backend the options ask for; throws std::invalid_argument with one clear
+  // line when it cannot (no GPU visible, CUDA backend not built).
   static std::unique_ptr<Backend> create(const BackendOptions& options);
 
   virtual std::string describe() const = 0;

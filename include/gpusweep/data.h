@@ -49,6 +49,13 @@ std::vector<double> evaluate_target(const Dataset& ds, const std::vector<double>
 constexpr double kMaxDataMagnitude = 1e100;
 Dataset load_csv_dataset(const std::string& path, double test_fraction, std::uint64_t data_seed,
                          bool standardize = true);
+// The same from the file's bytes. `name` is the dataset's name, which its messages, results
+// and the split of its rows (through data_seed) go by: the --data text as the user gave it.
+Dataset csv_dataset(const std::string& text, const std::string& name, double test_fraction,
+                    std::uint64_t data_seed, bool standardize = true);
+// The bytes of the file at path; std::invalid_argument naming `name` (and path, when it
+// differs) when it is a directory or cannot be read.
+std::string read_data_file(const std::string& path, const std::string& name);
 
 // Deterministic random numbers that do not depend on the standard library's distributions.
 class Rng {

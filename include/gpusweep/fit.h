@@ -49,11 +49,13 @@ struct SlopeStat {
 
 struct GroupFit {
   std::string arch, activation, target;
-  std::vector<int> widths;             // widths used in the fit
+  std::vector<int> widths;             // every width with a non-failed network
   std::vector<int> params;             // P at those widths
   std::vector<int> effective_params;   // effective P at those widths (empty: unknown)
   std::vector<double> median_rmse;     // median test RMSE across seeds at each width
   std::vector<double> min_rmse, max_rmse;  // across seeds at each width
+  std::vector<int> fit_widths;         // the widths in the fit's range, which it used
+  bool seeds_identical = false;        // several seeds, all with the same RMSE at every width
   bool ok = false;
   std::string note;                    // why there is no fit, when !ok
   LineFit vs_width, vs_params;         // fit of the median curve
@@ -66,9 +68,10 @@ struct GroupFit {
 std::vector<FitRow> fit_rows(const SweepSpec& spec, const std::vector<Job>& jobs,
                              const std::vector<NetResult>& results);
 
-// One fit per (arch, activation, target) in order of first appearance, over the widths in
-// [min_width, max_width] with a non-failed network: a fit of the median curve across seeds,
-// and per-seed fits summarized by their median slope and its bootstrap interval. A group
+// One fit per (arch, activation, target) in order of first appearance, with the RMSEs of
+// every width, fitted over the widths in [min_width, max_width] with a non-failed network: a
+// fit of the median curve across seeds, and per-seed fits summarized by their median slope
+// and its bootstrap interval. A group
 // that cannot be fitted (fewer than two widths, an RMSE that is not positive) has ok = false
 // and a note that says why.
 std::vector<GroupFit> fit_groups(const std::vector<FitRow>& rows, const FitOptions& options);

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,18 @@ nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions&
 // One line on the networks that stopped at the step limit and how far from an optimum (their
 // last relative loss decrease and scaled gradient); empty when none did.
 std::string stopped_short_line(const std::vector<NetResult>& results);
+
+// What a researcher should know before trusting the numbers, one line each (the program
+// prints them as warnings on stderr, and summary.json keeps them):
+// - before training: a --data set whose test rows are its training rows (--test-fraction 0);
+//   widths whose networks have more parameters than the training points;
+std::vector<std::string> plan_warnings(const SweepSpec& spec, const std::vector<Job>& jobs);
+// - after: networks whose test RMSE is more than kOverfitRatio times their train RMSE;
+constexpr double kOverfitRatio = 10.0;
+std::vector<std::string> result_warnings(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                         const std::vector<NetResult>& results);
+// - fits that rest on two widths.
+std::vector<std::string> fit_warnings(const std::vector<GroupFit>& fits);
 // The "fits" part of summary.json (and the fit options), for summary_json and `gpu-sweep fit`.
 void put_fits(nlohmann::json& summary, const std::vector<GroupFit>& fits, const FitOptions& fit);
 void print_fit_table(std::ostream& os, const std::vector<GroupFit>& fits, const FitOptions& fit);
@@ -49,7 +62,14 @@ std::vector<ResultRow> read_results_table(const std::string& path);
 // rows is refused too.
 std::vector<FitRow> parse_results_csv(const std::string& text, const std::string& path);
 
-// Writes text to path through path + ".tmp" and a rename. Throws std::runtime_error.
+// A file that could not be written (a full disk, a quota, no permission). Like bad input, it
+// is the user's to fix: the program exits with status 2.
+class WriteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Writes text to path through path + ".tmp" and a rename. Throws WriteError.
 void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace gs

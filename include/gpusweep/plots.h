@@ -39,6 +39,8 @@ struct PlotReport {
 // pick that matches no network, GnuplotMissing without gnuplot, std::runtime_error when
 // gnuplot fails.
 PlotReport plot_run(const std::string& dir, const std::vector<NetPick>& picks);
+// The scaling figures alone (after `fit` changed the fits they draw).
+PlotReport plot_scaling(const std::string& dir);
 
 // The figures of a `gpu-sweep ntk` directory into DIR/plots: the condition number against d
 // and against width (ntk_cond_vs_d, ntk_cond_vs_width), the log10 eigenvalue histograms of

@@ -55,6 +55,14 @@ void check_poly_terms(Arch arch, int d);
 // relu.
 std::vector<Job> make_jobs(const SweepSpec& spec);
 
+// What make_jobs would give, counted without building it: the number of jobs and the sum of
+// their parameter counts.
+struct SweepSize {
+  double networks = 0.0;
+  double params = 0.0;
+};
+SweepSize sweep_size(const SweepSpec& spec);
+
 // Initial parameters of one network. MASO (1D): knots evenly spaced just outside the data's
 // range, gates alternating in direction so no neuron is dead; the other blocks N(0, 1).
 // Spline: the spline network on the training points, the same for every seed.
