@@ -52,9 +52,11 @@ void write_plots(const std::string& dir, const std::vector<gs::NetPick>& picks, 
 
 }  // namespace
 
-int run(Options o, const CLI::App& app) {
+int run(Options o, const CLI::App& app, std::string* out_dir) {
   // Before anything is written: a signal during setup stops the sweep at its first Newton
-  // step, with the same message, instead of killing the process half-way through.
+  // step, with the same message, instead of killing the process half-way through. A process
+  // may run several sweeps (the Python module): a stop asked of an earlier one is spent.
+  g_stop = 0;
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   if (!o.resume.empty()) resume_options(o, app);
@@ -79,6 +81,7 @@ int run(Options o, const CLI::App& app) {
                   spec.chunk_networks > 0 ? spec.chunk_networks : backend->max_chunk_networks());
 
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
+  if (out_dir) *out_dir = out;
   bool created = false;
   std::vector<gs::NetResult> results(jobs.size());
   std::vector<char> have(jobs.size(), 0);
