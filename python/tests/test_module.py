@@ -270,6 +270,22 @@ def test_load_errors():
             raise AssertionError("load(%s) did not raise" % d)
 
 
+def test_readme_example():
+    """The README's notebook session runs as written."""
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("## From Python"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+    d = tmp("readme")
+    os.makedirs(d)
+    r = subprocess.run([sys.executable, "-c", code], cwd=d, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("Network(glu, relu, d=1, width=16"), last
+    assert float(last.split()[-1]) < 1e-3, last
+
+
 CTRL_C = textwrap.dedent("""
     import os, signal, sys, time
     import gpusweep
