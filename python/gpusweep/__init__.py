@@ -124,12 +124,14 @@ def sweep(**options):
 
 
 class Network:
-    """One network: y(x) = d0 + sum_i D_i s(G_i x + g_i) (U_i x + u_i) ... as network.h defines
-    it, for the parameter vector `params` in its layout (blocks G, g | U, u | ... | D, d0).
+    """One network: y(x) = d0 + sum_i s(G_i x + g_i) (U_i x + u_i) ... q_i(x) as network.h
+    defines it (q_i = D_i for gated:K, a polynomial for gpoly:K), for the parameter vector
+    `params` in its layout (blocks G, g | U, u | ... | D, d0).
 
-    arch: an --arch name (mlp, glu, gqu, gated:K, or a construction such as glu-construct or
-    mlp-paper, which are relu networks); activation: relu, gelu, silu or sigmoid; d: the input
-    dimension. The width follows from len(params). Calling it evaluates the C++ network code.
+    arch: an --arch name (mlp, glu, gqu, gated:K, gpoly:K, or a construction such as
+    glu-construct or mlp-paper, which are relu networks); activation: relu, gelu, silu or
+    sigmoid; d: the input dimension. The width follows from len(params). Calling it evaluates
+    the C++ network code.
     """
 
     def __init__(self, arch, params, activation="relu", d=1, **keys):

@@ -21,12 +21,12 @@ import gpusweep
 BIN = os.path.abspath(sys.argv[1])
 TMP = os.path.abspath(sys.argv[2])
 
-# Trained archs, a construction, two targets (one an expression with commas and a leading
+# Trained archs of both families, a construction, two targets (one an expression with commas and a leading
 # minus), two seeds: every column of results.csv takes more than one value.
-OPTIONS = dict(arch=["mlp", "glu", "glu-construct"], widths=[3, 6], seeds=2, points=600,
+OPTIONS = dict(arch=["mlp", "glu", "gpoly:1", "glu-construct"], widths=[3, 6], seeds=2, points=600,
                target=["sin4", "-exp(-x^2)*sin(5*x)"], schedule="D,U,G,ALL*20", threads=2,
                no_plots=True, quiet=True)
-CLI_ARGS = ["--arch", "mlp,glu,glu-construct", "--widths", "3,6", "--seeds", "2", "--points", "600",
+CLI_ARGS = ["--arch", "mlp,glu,gpoly:1,glu-construct", "--widths", "3,6", "--seeds", "2", "--points", "600",
             "--target=sin4,-exp(-x^2)*sin(5*x)", "--schedule", "D,U,G,ALL*20", "--threads", "2",
             "--no-plots", "-q"]
 TEXT = ("arch", "activation", "target", "status", "reason")
@@ -80,13 +80,13 @@ def test_sweep_equals_cli():
     assert r.returncode == 0, r.stderr
     assert res.attrs["dir"] == out_py
     want = csv_columns(os.path.join(out_cli, "results.csv"))
-    assert len(want["arch"]) == 3 * 2 * 2 * 2 - 2 * 2, "rows: %d" % len(want["arch"])  # a construction has one seed
+    assert len(want["arch"]) == 4 * 2 * 2 * 2 - 2 * 2, "rows: %d" % len(want["arch"])  # a construction has one seed
     assert_same_results(columns(res), want, "sweep() against gpu-sweep's results.csv")
     assert_same_results(csv_columns(os.path.join(out_py, "results.csv")), want, "the two results.csv")
     with open(os.path.join(out_py, "params.bin"), "rb") as a, open(os.path.join(out_cli, "params.bin"), "rb") as b:
         assert a.read() == b.read(), "params.bin differs"
     run = gpusweep.load(out_py)
-    assert run.summary["config"]["arch"] == "mlp,glu,glu-construct", run.summary["config"]
+    assert run.summary["config"]["arch"] == "mlp,glu,gpoly:1,glu-construct", run.summary["config"]
     assert run.summary["config"]["target"] == "sin4,-exp(-x^2)*sin(5*x)", run.summary["config"]
 
 
@@ -115,7 +115,7 @@ def test_table_kinds():
             sys.modules["pandas"] = saved
     assert type(t) is gpusweep.Table and isinstance(t, dict), type(t)
     assert all(isinstance(v, np.ndarray) for v in t.values())
-    assert t.attrs["dir"] == d and t.rows == 20
+    assert t.attrs["dir"] == d and t.rows == 28
     try:
         import pandas
     except ImportError:
@@ -185,17 +185,20 @@ def test_network_independent_evaluation():
 def test_network_2d():
     """A 2D run: y(x) on its test grid (m x m, x fastest) reproduces the test RMSE."""
     d = tmp("py2d")
-    res = columns(gpusweep.sweep(arch="glu", widths=[4], points=400, target="x2_y2", schedule="D,U,G,ALL*10",
-                                 out=d, no_plots=True, quiet=True))
-    net = gpusweep.load(d).network(0)
-    assert net.d == 2
+    res = columns(gpusweep.sweep(arch="glu,gpoly:2", widths=[4], points=400, target="x2_y2",
+                                 schedule="D,U,G,ALL*10", out=d, no_plots=True, quiet=True))
+    run = gpusweep.load(d)
     g = -1.0 + 2.0 * np.arange(20) / 19
     X, Y = np.meshgrid(g, g)  # rows in y, x fastest
     pts = np.stack([X, Y], axis=-1)
-    y = net(pts)
-    assert y.shape == (20, 20)
-    rmse = np.sqrt(np.mean((y - X ** 2 * Y ** 2) ** 2))
-    assert abs(rmse - res["test_rmse"][0]) <= 1e-12 + 1e-9 * res["test_rmse"][0], (rmse, res["test_rmse"][0])
+    for i in range(len(run)):
+        net = run.network(i)
+        assert net.d == 2 and net.arch == res["arch"][i], (net, res["arch"][i])
+        y = net(pts)
+        assert y.shape == (20, 20)
+        rmse = np.sqrt(np.mean((y - X ** 2 * Y ** 2) ** 2))
+        want = res["test_rmse"][i]
+        assert abs(rmse - want) <= 1e-12 + 1e-9 * want, (net, rmse, want)
     try:
         net(np.zeros((5, 3)))
     except ValueError as e:
