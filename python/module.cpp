@@ -121,11 +121,18 @@ std::string run_sweep(const std::vector<std::string>& args) {
 bool text_column(const std::string& name) {
   return name == "arch" || name == "activation" || name == "target" || name == "status" || name == "reason";
 }
+// The columns that hold measurements, numbers even where every value is a whole one (an exact
+// fit's RMSE of 0).
+bool real_column(const std::string& name) {
+  return name == "train_rmse" || name == "test_rmse" || name == "scaled_gradient" ||
+         name == "last_rel_decrease" || name == "seconds";
+}
 
 // A column of a CSV table as integers, or numbers, or else strings.
 py::object column_values(const gs::CsvTable& t, int c) {
   const std::size_t rows = t.rows.size();
-  if (!text_column(t.header[c])) {
+  const std::string& name = t.header[c];
+  if (!text_column(name) && !real_column(name)) {
     try {
       py::array_t<std::int64_t> ints(static_cast<py::ssize_t>(rows));
       auto iv = ints.mutable_unchecked<1>();
@@ -133,6 +140,8 @@ py::object column_values(const gs::CsvTable& t, int c) {
       return std::move(ints);
     } catch (const std::invalid_argument&) {
     }
+  }
+  if (!text_column(name)) {
     try {
       py::array_t<double> nums(static_cast<py::ssize_t>(rows));
       auto nv = nums.mutable_unchecked<1>();

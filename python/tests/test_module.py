@@ -99,6 +99,20 @@ def test_results_types():
     for k in TEXT:
         assert all(isinstance(v, str) for v in res[k]), k
     assert (res["test_rmse"] > 0).all() and (res["test_rmse"] < 1).all(), res["test_rmse"]
+    # An RMSE column of whole numbers (exact fits) stays float64.
+    import csv
+    d = tmp("zeros")
+    shutil.copytree(os.path.join(TMP, "py"), d)
+    with open(os.path.join(d, "results.csv"), newline="") as f:
+        rows = list(csv.reader(f))
+    col = rows[0].index("test_rmse")
+    for r in rows[1:]:
+        r[col] = "0"
+    with open(os.path.join(d, "results.csv"), "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    z = columns(gpusweep.load(d).results)
+    assert z["test_rmse"].dtype == np.float64 and not z["test_rmse"].any(), z["test_rmse"]
+    assert np.array_equal(z["train_rmse"], res["train_rmse"])
 
 
 def test_table_kinds():
