@@ -83,7 +83,10 @@ void refuse_oversized(const Options& o, const SweepSpec& spec) {
   }
 }
 
-int run(Options o, const CLI::App& app) {
+int run(Options o, const CLI::App& app, std::string* out_dir) {
+  // A process may run several sweeps (the Python module): a stop asked of an earlier one is
+  // spent.
+  g_stop = 0;
   nlohmann::json manifest;
   if (!o.resume.empty()) manifest = resume_options(o, app);
   refuse_ignored_options(o, app);
@@ -127,6 +130,7 @@ int run(Options o, const CLI::App& app) {
   std::signal(SIGTERM, on_stop_signal);
 
   const std::string out = o.out.empty() ? default_out_dir() : o.out;
+  if (out_dir) *out_dir = out;
   bool created = false;
   std::vector<gs::NetResult> results(jobs.size());
   std::vector<char> have(jobs.size(), 0);

@@ -13,7 +13,9 @@
 namespace gs {
 
 // A sweep, or the rest of one with --resume. app: the command line, for --resume's checks.
-int run(Options o, const CLI::App& app);
+// out_dir, when given, gets the run's directory once it is chosen. Returns 130 when SIGINT or
+// SIGTERM stopped it (its handlers stay installed; a caller that had its own restores them).
+int run(Options o, const CLI::App& app, std::string* out_dir = nullptr);
 // `gpu-sweep fit DIR`: the fits again, from DIR/results.csv, with the fit options given now
 // (cmd: the fit subcommand); one left out keeps the value of DIR's last fit. Rewrites the
 // fits in DIR/summary.json (the run's config and counts are kept), prints the table, and
