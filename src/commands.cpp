@@ -10,6 +10,7 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "cuda_plan.h"
 #include "gpusweep/checkpoint.h"
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
@@ -64,6 +65,12 @@ int run(Options o, const CLI::App& app) {
   gs::BackendOptions bo;
   bo.device = parse_device(o.device);
   bo.threads = o.threads;
+  gs::parse_cholesky(o.cholesky);  // refuse a bad table on every device and build
+  bo.cholesky = o.cholesky;
+  if (bo.device == gs::DeviceKind::kAuto && !o.quiet) {
+    std::string why;
+    if (!gs::use_cuda(bo.device, &why) && !why.empty()) std::cerr << "gpu-sweep: note: --device auto: " << why << "\n";
+  }
   auto backend = gs::Backend::create(bo);
   if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
     throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
