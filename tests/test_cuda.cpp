@@ -421,7 +421,10 @@ TEST(Cuda, SecondLoadMatchesAFreshCpuBackend) {
       ASSERT_EQ(ic[j], 0) << where;
       ASSERT_EQ(ig[j], 0) << where;
       EXPECT_TRUE(close(gg[j], gc[j], 1e-8)) << where;
-      for (int t = 0; t < 3; ++t) EXPECT_TRUE(close(tg[3 * j + t], tc[3 * j + t], 1e-10)) << where << " trial " << t;
+      // The trials move along steps that agree to about 1e-8; at alpha = 0 only the order of
+      // the sums differs.
+      for (int t = 0; t < 3; ++t)
+        EXPECT_TRUE(close(tg[3 * j + t], tc[3 * j + t], t == 2 ? 1e-12 : 1e-8)) << where << " trial " << t;
       EXPECT_TRUE(close(rg[j], rc[j], 1e-10)) << where;
       EXPECT_TRUE(close(eg[j], ec[j], 1e-10)) << where;
     }
