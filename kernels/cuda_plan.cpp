@@ -166,7 +166,7 @@ std::size_t cuda_bytes_per_network(int p, int num_points, std::size_t scratch_by
                               + (2 * kColCoef + 2) * P + 8                    // relu1d columns, owners, ranges, moments
                               + kAlpha * (N / kPointTile + 1)                 // partial sums of the trials
                               + 4 * kAlpha;                                   // segment offsets and sums
-  return doubles * sizeof(double) + 256;  // + call lists, work offsets, pointers, info
+  return doubles * sizeof(double) + 512;  // + call lists, work offsets, the solve's entries, pointers, info
 }
 
 }  // namespace gs
