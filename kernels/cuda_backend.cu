@@ -279,7 +279,8 @@ struct CudaBackend::Impl {
     if (segments == 0) return;
     std::size_t bytes = 0;
     CUDA_CHECK(cub::DeviceSegmentedReduce::Sum(nullptr, bytes, in, out, segments, seg, seg + 1, stream.get()));
-    cub_temp.reserve(bytes);
+    // Never a null pointer: CUB takes a null d_temp_storage for another size query.
+    cub_temp.reserve(std::max<std::size_t>(bytes, 1));
     CUDA_CHECK(cub::DeviceSegmentedReduce::Sum(cub_temp.get(), bytes, in, out, segments, seg, seg + 1, stream.get()));
   }
 
