@@ -1,7 +1,8 @@
 // GPU against CPU on the same machine: network-Newton-steps per second of a full (ALL-stage)
 // Newton step at widths 8, 32, 128 and 200 for each arch on both backends; the achieved FP64
 // rate of the general J^T J assembly (gelu) and of the factorization against the card's peak;
-// batched against looped cuSOLVER Cholesky; and the full sweep --widths 1:200 --seeds 32.
+// the Cholesky path table (batched against looped cuSOLVER Cholesky by size and batch, and the
+// --cholesky rules it implies); and the full sweep --widths 1:200 --seeds 32.
 //   usage: bench_gpu [points=10000] [peak_fp64_tflops=0 (unknown)] [full_sweep=1]
 #include <algorithm>
 #include <chrono>
@@ -86,6 +87,9 @@ int main(int argc, char** argv) {
   const gs::Dataset ds = gs::make_target_dataset("invcos2", points, 0);
   gs::CudaBackend gpu{gs::CudaOptions{}};
   std::printf("%s; CPU: %d threads; %d points\n", gpu.describe().c_str(), cores, points);
+  const gs::CudaMemory& mem = gpu.memory();
+  std::printf("memory plan: %.2f GiB for networks, %.2f GiB scratch, %.1f MiB cuSOLVER workspace\n",
+              mem.networks / 1073741824.0, mem.scratch / 1073741824.0, mem.workspace / 1048576.0);
   auto pct = [&](double tflops) { return peak > 0 ? 100.0 * tflops / peak : 0.0; };
 
   std::printf("\nNewton steps, ALL stage, exact Hessian, relu (the relu / 1D assembly on both backends)\n");
@@ -125,32 +129,55 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("\nCholesky: cusolverDnDpotrfBatched against one cusolverDnDpotrf per matrix on 4 streams\n");
-  std::printf("%6s %8s %18s %18s %12s\n", "P", "batch", "batched ms/call", "looped ms/call", "failed");
-  for (int w : {32, 64, 128, 200}) {
+  // The Cholesky path table: per size and batch, the factorization time of one solve on each
+  // path (factor_seconds: from each round's fork to its join, potrf and potrs), and the rules
+  // for --cholesky that follow from it. The full sweep's size groups hold 32 to 96 matrices.
+  std::printf("\nCholesky paths: cusolverDnDpotrfBatched against one cusolverDnXpotrf per matrix on %d streams "
+              "(gqu, relu, Gauss-Newton ALL stage, lambda 1e-2)\n",
+              gs::CudaOptions{}.loop_streams);
+  std::printf("%6s %8s %18s %18s %9s %8s\n", "P", "batch", "batched ms/solve", "looped ms/solve", "looped/b", "failed");
+  gs::CudaOptions ob, ol;
+  ob.cholesky = gs::parse_cholesky("batched");
+  ol.cholesky = gs::parse_cholesky("looped");
+  gs::CudaBackend batched{ob}, looped{ol};
+  std::vector<gs::CholeskyRule> rules;
+  for (int w : {2, 4, 8, 16, 32, 64, 128, 200}) {
     const gs::Shape s{gs::Arch::kGqu, gs::Act::kRelu, 1, w};
     const int p = gs::num_params(s);
-    const gs::Batch batch = make_batch(ds, s, 256);
-    double ms[2];
-    int failed = 0;
-    for (int mode = 0; mode < 2; ++mode) {
-      gs::CudaOptions o;
-      o.potrf_loop_min = mode == 0 ? 0 : 1;
-      gs::CudaBackend be{o};
-      be.load(batch);
-      std::vector<int> nets(batch.size());
-      for (int i = 0; i < batch.size(); ++i) nets[i] = i;
-      std::vector<double> loss(nets.size()), sg(nets.size()), gd(nets.size()), lam(nets.size(), 1e-2);
-      std::vector<int> info(nets.size());
-      be.assemble(nets, gs::Block::kAll, gs::HessianKind::kGaussNewton, loss.data(), sg.data());
-      be.solve(nets, lam.data(), false, info.data(), gd.data());  // warm-up
-      be.reset_stats();
-      for (int r = 0; r < 5; ++r) be.solve(nets, lam.data(), false, info.data(), gd.data());
-      ms[mode] = 1e3 * be.stats().factor_seconds / 5;
-      failed = static_cast<int>(std::count_if(info.begin(), info.end(), [](int v) { return v != 0; }));
+    int min_batch = gs::kNeverBatched;  // the smallest batch from which batched wins at every larger one
+    bool looped_won = false;
+    const std::vector<int> batches = p <= 449 ? std::vector<int>{1, 4, 16, 32, 96, 256} : std::vector<int>{1, 4, 16, 32, 96};
+    for (auto it = batches.rbegin(); it != batches.rend(); ++it) {
+      const int count = *it;
+      const gs::Batch batch = make_batch(ds, s, count);
+      double ms[2];
+      int failed = 0;
+      for (int mode = 0; mode < 2; ++mode) {
+        gs::CudaBackend& be = mode == 0 ? batched : looped;
+        be.load(batch);
+        std::vector<int> nets(batch.size());
+        for (int i = 0; i < batch.size(); ++i) nets[i] = i;
+        std::vector<double> loss(nets.size()), sg(nets.size()), gd(nets.size()), lam(nets.size(), 1e-2);
+        std::vector<int> info(nets.size());
+        be.assemble(nets, gs::Block::kAll, gs::HessianKind::kGaussNewton, loss.data(), sg.data());
+        be.solve(nets, lam.data(), false, info.data(), gd.data());  // warm-up
+        be.reset_stats();
+        for (int r = 0; r < 3; ++r) be.solve(nets, lam.data(), false, info.data(), gd.data());
+        ms[mode] = 1e3 * be.stats().factor_seconds / 3;
+        failed += static_cast<int>(std::count_if(info.begin(), info.end(), [](int v) { return v != 0; }));
+      }
+      std::printf("%6d %8d %18.3f %18.3f %9.2f %8d\n", p, count, ms[0], ms[1], ms[1] / ms[0], failed);
+      if (ms[0] <= ms[1] && !looped_won) min_batch = count;
+      else looped_won = true;
     }
-    std::printf("%6d %8d %18.3f %18.3f %12d\n", p, batch.size(), ms[0], ms[1], failed);
+    rules.push_back({rules.empty() ? 1 : p, min_batch});
   }
+  // Merge sizes with the same crossover into one rule.
+  gs::CholeskyTable measured;
+  for (const auto& r : rules)
+    if (measured.rules.empty() || measured.rules.back().min_batch != r.min_batch) measured.rules.push_back(r);
+  std::printf("measured --cholesky %s (the default, auto, is %s)\n", gs::cholesky_text(measured).c_str(),
+              gs::kDefaultCholesky);
 
   if (full) {
     gs::SweepSpec spec;
@@ -171,8 +198,9 @@ int main(int argc, char** argv) {
     std::printf("\nfull sweep --widths 1:200 --seeds 32 (%zu networks, %d points): %.1f s; %d converged, %d failed\n",
                 jobs.size(), points, el, conv, failed);
     const double tf = st.factor_flops / st.factor_seconds * 1e-12;
-    std::printf("  relu/1D assembly kernels %.1f s; factorization %.1f s at %.3f TFLOP/s (%.1f %% of peak), %lld factorizations\n",
-                st.relu1d_seconds, st.factor_seconds, tf, pct(tf), st.factorizations);
+    std::printf("  relu/1D assembly kernels %.1f s; factorization %.1f s at %.3f TFLOP/s (%.1f %% of peak), %lld factorizations "
+                "(%lld looped) in %lld scratch rounds\n",
+                st.relu1d_seconds, st.factor_seconds, tf, pct(tf), st.factorizations, st.looped, st.rounds);
   }
   return 0;
 }

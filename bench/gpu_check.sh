@@ -48,29 +48,38 @@ fi
 step cuda-tests 240 build/tests/test_cuda --gtest_output="xml:$out/test_cuda.xml"
 step ntk-cuda-tests 120 build/tests/test_ntk_cuda --gtest_output="xml:$out/test_ntk_cuda.xml"
 
-# compute-sanitizer on the small systems of the solve test (every group path) and on the
-# assembly at one width.
+# compute-sanitizer on small systems (sizes up to 441): both Cholesky paths, one scratch round
+# and several, failed factorizations inside a size group, and the host work lists against the
+# device's count.
 if command -v compute-sanitizer >/dev/null 2>&1; then
   step memcheck 180 compute-sanitizer --tool memcheck --error-exitcode 3 \
-      build/tests/test_cuda --gtest_filter='Cuda.DampedSolveMatchesLapack'
+      build/tests/test_cuda --gtest_filter='Cuda.FailedFactorizationInsideASizeGroup:Cuda.HostWorkListsMatchTheDeviceCount'
   step racecheck 180 compute-sanitizer --tool racecheck --error-exitcode 3 \
-      build/tests/test_cuda --gtest_filter='Cuda.DampedSolveMatchesLapack'
+      build/tests/test_cuda --gtest_filter='Cuda.FailedFactorizationInsideASizeGroup'
 else
   note "compute-sanitizer: not found on PATH; skipped"
 fi
 
-# Newton steps per second on both backends, assembly FLOP/s, Cholesky paths; no full sweep here.
-step bench-gpu 240 build/bench/bench_gpu 10000 "${PEAK_TFLOPS:-0}" 0
+# Newton steps per second on both backends, assembly FLOP/s, the Cholesky path table; no full
+# sweep here. The table's last line gives the --cholesky rules measured on this card.
+step bench-gpu 300 build/bench/bench_gpu 10000 "${PEAK_TFLOPS:-0}" 0
 sed -n '/^== bench-gpu/,$p' "$log" > "$out/bench_gpu.txt"
+cholesky=$(sed -n 's/^measured --cholesky \([^ ]*\) .*/\1/p' "$out/bench_gpu.txt" | tail -n 1)
+if [ -n "$cholesky" ]; then
+  note "Cholesky paths measured here: --cholesky $cholesky (kDefaultCholesky in kernels/cuda_plan.cpp holds the default)"
+else
+  cholesky=auto
+  note "Cholesky paths: no measured table (see bench_gpu.txt); the sweep uses --cholesky auto"
+fi
 
 # A stated fraction of the full sweep (--shard k/N, balanced by cost); its time times N
 # estimates the whole.
 t0=$(date +%s)
 if step sweep-shard 300 build/gpu-sweep --widths 1:200 --seeds 32 --shard "$shard" --device cuda \
-     --no-plots --overwrite --out "$out/sweep"; then
+     --cholesky "$cholesky" --no-plots --overwrite --out "$out/sweep"; then
   secs=$(( $(date +%s) - t0 ))
   n=${shard#*/}
-  note "full sweep --widths 1:200 --seeds 32: shard $shard took $secs s; estimate for all $n shards: $(( secs * n )) s"
+  note "full sweep --widths 1:200 --seeds 32 --cholesky $cholesky: shard $shard took $secs s; estimate for all $n shards: $(( secs * n )) s"
   cp "$out/sweep/results.csv" "$out/sweep_results.csv" 2>/dev/null
 fi
 

@@ -1,24 +1,25 @@
-// CudaBackend: device buffers, work lists (Thrust scans), segmented loss sums (Thrust
-// reduce_by_key) and the cuSOLVER Cholesky, grouped by matrix size.
+// CudaBackend: device buffers, work lists planned on the host (cuda_plan.h), segmented loss
+// sums (CUB), and the cuSOLVER Cholesky by size group through a reused scratch buffer.
 //
-// Stream rules: everything runs on one stream, in order. The host synchronizes only where it
-// reads results back (losses, factorization info, step products), and at the end of every
-// public operation so that its wall time can be charged to the networks it acted on.
+// Stream rules: everything runs in order on `stream`, except the looped Cholesky. Each
+// scratch round forks the loop streams from `stream` after its damped matrices are built, and
+// joins them back before the next round reuses the scratch: one join per round, and one round
+// when the scratch holds every matrix of the solve. The host synchronizes once per public
+// operation, where it reads the results back (losses, info, step products), so that the wall
+// time of an operation can be charged to the networks it acted on.
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
-#include <thrust/device_ptr.h>
 #include <thrust/execution_policy.h>
+#include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
-#include <thrust/iterator/transform_iterator.h>
-#include <thrust/reduce.h>
-#include <thrust/scan.h>
 
 #include <algorithm>
 #include <chrono>
-#include <numeric>
 #include <cmath>
+#include <cub/device/device_segmented_reduce.cuh>
+#include <numeric>
 #include <stdexcept>
 
 #include "batch_kernels.h"
@@ -26,8 +27,25 @@
 #include "gpusweep/relu1d.h"
 #include "gpusweep/worklist.h"
 
+#ifndef GPUSWEEP_CUDA_ARCHS
+#define GPUSWEEP_CUDA_ARCHS "unknown"
+#endif
+
 namespace gs {
+
+static_assert(static_cast<int>(WorkItems::kPointTiles) == static_cast<int>(WorkKind::kPointTiles) &&
+                  static_cast<int>(WorkItems::kParamTiles) == static_cast<int>(WorkKind::kParamTiles) &&
+                  static_cast<int>(WorkItems::kHessianTiles) == static_cast<int>(WorkKind::kHessianTiles) &&
+                  static_cast<int>(WorkItems::kNeurons) == static_cast<int>(WorkKind::kNeurons) &&
+                  static_cast<int>(WorkItems::kNeuronsAndBias) == static_cast<int>(WorkKind::kNeuronsAndBias),
+              "the host work lists follow count_work's kinds");
+static_assert(kMaxAlpha == 8, "cuda_bytes_per_network counts 8 trial steps");
+
 namespace {
+
+// Does nothing: cudaFuncGetAttributes on it tells whether the binary holds an image the
+// current device can run.
+__global__ void image_probe_kernel() {}
 
 // A move-only owner of n elements of device memory (plain cudaMalloc).
 template <class T>
@@ -70,18 +88,88 @@ class DeviceBuffer {
   std::size_t n_ = 0;
 };
 
-// Work index -> (trial t, call j) key of a segmented sum laid out [t][w].
-struct SegmentKey {
-  const long long* work_off;
-  int count;
-  long long work;
-  __host__ __device__ long long operator()(long long idx) const {
-    const long long t = idx / work;
-    return t * count + find_segment(work_off, count, idx - t * work);
+// Owners of streams, events and cuSOLVER handles: each created resource is released however
+// the code that created it ends, a constructor that throws half way included.
+struct StreamDel {
+  void operator()(CUstream_st* s) const { cudaStreamDestroy(s); }
+};
+struct EventDel {
+  void operator()(CUevent_st* e) const { cudaEventDestroy(e); }
+};
+struct SolverDel {
+  void operator()(cusolverDnContext* h) const { cusolverDnDestroy(h); }
+};
+struct ParamsDel {
+  void operator()(cusolverDnParams* p) const { cusolverDnDestroyParams(p); }
+};
+using Stream = std::unique_ptr<CUstream_st, StreamDel>;
+using Event = std::unique_ptr<CUevent_st, EventDel>;
+using Solver = std::unique_ptr<cusolverDnContext, SolverDel>;
+using Params = std::unique_ptr<cusolverDnParams, ParamsDel>;
+
+Stream make_stream() {
+  cudaStream_t s = nullptr;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return Stream(s);
+}
+Event make_event(unsigned flags) {
+  cudaEvent_t e = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&e, flags));
+  return Event(e);
+}
+Solver make_solver(cudaStream_t s) {
+  cusolverDnHandle_t h = nullptr;
+  CUSOLVER_CHECK(cusolverDnCreate(&h));
+  Solver owner(h);
+  CUSOLVER_CHECK(cusolverDnSetStream(h, s));
+  return owner;
+}
+Params make_params() {
+  cusolverDnParams_t p = nullptr;
+  CUSOLVER_CHECK(cusolverDnCreateParams(&p));
+  return Params(p);
+}
+
+// One stream of the looped Cholesky, with its own handle and workspace. Members are released
+// in reverse order: the handle before the stream it is bound to.
+struct Lane {
+  Stream stream;
+  Solver solver;
+  Params params;
+  DeviceBuffer<char> work;
+  std::vector<char> host_work;
+  std::size_t work_bytes = 0, host_bytes = 0;
+  double load = 0.0;  // m^3 given to it in the current solve
+};
+
+// Copies each entry's m x m block of H (at src[k]) to the scratch (at dst[k]), one thread
+// per scratch double of the round; dst holds the round's n entries, increasing, from 0.
+// Padding between the blocks is left alone.
+struct GatherCopy {
+  const double* H;
+  double* scratch;
+  const long long* dst;
+  const long long* src;
+  const long long* m;
+  int n;
+  __device__ void operator()(long long d) const {
+    const int k = find_segment(dst, n, d);
+    const long long local = d - dst[k];
+    if (local < m[k] * m[k]) scratch[d] = H[src[k] + local];
   }
 };
 
-constexpr int kLoopStreams = 4;
+// Slot of size m^3 work assigned next: the least loaded lane.
+int least_loaded(const std::vector<Lane>& lanes) {
+  int best = 0;
+  for (int s = 1; s < static_cast<int>(lanes.size()); ++s)
+    if (lanes[s].load < lanes[best].load) best = s;
+  return best;
+}
+
+// The largest matrix whose workspace the backend queries and reserves at creation (larger
+// looped matrices grow it when they come).
+constexpr int kWorkspaceRefSize = 2048;
 
 }  // namespace
 
@@ -97,17 +185,39 @@ int cuda_device_count(std::string* why) {
   return n;
 }
 
+bool cuda_kernel_image(int device, std::string* why) {
+  int old = 0;
+  CUDA_CHECK(cudaGetDevice(&old));
+  CUDA_CHECK(cudaSetDevice(device));
+  cudaFuncAttributes attr{};
+  const cudaError_t e = cudaFuncGetAttributes(&attr, image_probe_kernel);
+  cudaGetLastError();  // a missing image is not sticky; clear it
+  cudaDeviceProp prop{};
+  const cudaError_t pe = cudaGetDeviceProperties(&prop, device);
+  CUDA_CHECK(cudaSetDevice(old));
+  CUDA_CHECK(pe);
+  if (e == cudaSuccess) return true;
+  if (why)
+    *why = "GPU " + std::to_string(device) + " (" + prop.name + ", sm_" + std::to_string(prop.major) +
+           std::to_string(prop.minor) + ") cannot run this binary's kernels, built for CUDA architectures " +
+           GPUSWEEP_CUDA_ARCHS + " (" + cudaGetErrorString(e) + "); rebuild with -DGPUSWEEP_CUDA_ARCH=" +
+           std::to_string(prop.major) + std::to_string(prop.minor);
+  return false;
+}
+
 struct CudaBackend::Impl {
   CudaOptions opt;
   int device = 0;
   std::string name;
+  CudaMemory mem;
   std::size_t free_at_start = 0;
-  cudaStream_t stream = nullptr;
-  cudaStream_t loop_streams[kLoopStreams] = {};
-  cudaEvent_t ev_a = nullptr, ev_b = nullptr, ev_c = nullptr, ev_d = nullptr, ev_join = nullptr;
-  cusolverDnHandle_t solver = nullptr;
-  cusolverDnHandle_t loop_solvers[kLoopStreams] = {};  // one per loop stream, bound to it
   CudaStats stats;
+  // Declared before the buffers and handles that use them, so released after them.
+  Stream stream;
+  Solver solver;
+  std::vector<Lane> lanes;
+  Event ev_a, ev_b, ev_c, ev_d, ev_fork, ev_join;
+  std::vector<std::pair<Event, Event>> round_events;  // fork and join of each scratch round
 
   // Host mirror of the batch.
   std::vector<DevNet> nets;
@@ -117,73 +227,61 @@ struct CudaBackend::Impl {
   long long total_params = 0;
 
   // Device arrays.
-  std::vector<DeviceBuffer<double>> data;  // per dataset: x_train, y_train, x_test, y_test
+  std::vector<DeviceBuffer<double>> data;  // per dataset: x_train, y_train, x_test, y_test, prefix sums
   DeviceBuffer<DevSet> train_sets, test_sets;
-  DeviceBuffer<DevNet> d_nets;
-  DeviceBuffer<double> theta, H, A, g, step, scale, trial, resid, partial, sums, per_call;
+  DeviceBuffer<DevNet> d_nets, fnets;  // fnets: the solve's networks with sq_off into the scratch
+  DeviceBuffer<double> theta, H, scratch, g, step, scale, trial, resid, partial, sums, per_call;
   DeviceBuffer<double> coef;  // damping per call, or the line search's trial lengths
   DeviceBuffer<double> cols, rmom;  // relu1d: column polynomials, moments of r x^j
   DeviceBuffer<int> colnrn, range;  // relu1d: owner of each column, active ranges
-  DeviceBuffer<CallNet> calls_fast, calls_slow;
-  DeviceBuffer<CallNet> calls;
-  DeviceBuffer<long long> items, work_off, keys;
-  DeviceBuffer<long long> asm_off[4];  // the assembly's work lists, built before it is timed
+  DeviceBuffer<CallNet> calls;      // the call lists of one operation, back to back
+  DeviceBuffer<long long> offs;     // its work lists' offsets and segment boundaries, back to back
+  DeviceBuffer<long long> gather;   // the solve's scratch offsets, H offsets and sizes
+  DeviceBuffer<char> cub_temp;
   DeviceBuffer<int> info, potrs_info;
   DeviceBuffer<double*> ptrs;
-  DeviceBuffer<double> loop_work[kLoopStreams];
 
-  // Uploads the call list for nets (stage ranges from stage_b/e) into buf.
-  void upload_calls(const std::vector<int>& list, DeviceBuffer<CallNet>& buf) {
-    std::vector<CallNet> h(list.size());
-    for (std::size_t j = 0; j < list.size(); ++j) h[j] = {list[j], stage_b[list[j]], stage_e[list[j]]};
-    buf.upload(h.data(), h.size(), stream);
-  }
-  void upload_calls(const std::vector<int>& list) { upload_calls(list, calls); }
+  // Host staging of the uploads above.
+  std::vector<CallNet> h_calls;
+  std::vector<long long> h_offs;
 
-  // Scans the items per call of one work list into work_off; returns the total.
-  long long build_work(int count, WorkKind kind, const DevSet* sets) {
-    return build_work(calls.get(), count, kind, sets);
+  // Appends list's calls to h_calls; returns where they start.
+  std::size_t add_calls(const std::vector<int>& list) {
+    const std::size_t at = h_calls.size();
+    for (int i : list) h_calls.push_back({i, stage_b[i], stage_e[i]});
+    return at;
   }
-  long long build_work(const CallNet* cl, int count, WorkKind kind, const DevSet* sets) {
-    return build_work(cl, count, kind, sets, work_off);
+  // Appends v to h_offs; returns where it starts.
+  std::size_t add_offs(const std::vector<long long>& v) {
+    const std::size_t at = h_offs.size();
+    h_offs.insert(h_offs.end(), v.begin(), v.end());
+    return at;
   }
-  long long build_work(const CallNet* cl, int count, WorkKind kind, const DevSet* sets,
-                       DeviceBuffer<long long>& off) {
-    items.reserve(count + 1);
-    off.reserve(count + 1);
-    CUDA_CHECK(cudaMemsetAsync(items.get(), 0, (count + 1) * sizeof(long long), stream));
-    count_work(cl, count, d_nets.get(), sets, kind, items.get(), stream);
-    thrust::exclusive_scan(thrust::cuda::par_nosync.on(stream),
-                           thrust::device_ptr<long long>(items.get()),
-                           thrust::device_ptr<long long>(items.get() + count + 1),
-                           thrust::device_ptr<long long>(off.get()));
-    long long total = 0;
-    CUDA_CHECK(cudaMemcpyAsync(&total, off.get() + count, sizeof total, cudaMemcpyDeviceToHost, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
-    return total;
+  // The work list of kind over list's calls, on the training or the test points.
+  std::vector<long long> work_list(const std::vector<int>& list, WorkItems kind, bool test = false) const {
+    std::vector<CallShape> shapes(list.size());
+    for (std::size_t j = 0; j < list.size(); ++j) {
+      const int i = list[j];
+      shapes[j] = {stage_e[i] - stage_b[i], nets[i].s.n, test ? n_test[i] : n_train[i]};
+    }
+    return work_offsets(shapes, kind);
   }
+  // Sends the staged call lists and offsets in two copies.
+  void upload_staged() {
+    calls.upload(h_calls.data(), h_calls.size(), stream.get());
+    offs.upload(h_offs.data(), h_offs.size(), stream.get());
+  }
+  const CallNet* call_at(std::size_t k) const { return calls.get() + k; }
+  const long long* off_at(std::size_t k) const { return offs.get() + k; }
 
-  // Sums partial[t * work + w] over the work items of each call, for t < n_alpha, into
-  // out[t * count + j] (host). Calls with no work items get 0.
-  void segmented_sums(int count, long long work, int n_alpha, std::vector<double>& out) {
-    out.assign(static_cast<std::size_t>(count) * n_alpha, 0.0);
-    if (work == 0 || count == 0) return;
-    const long long len = work * n_alpha;
-    keys.reserve(len);
-    sums.reserve(len);
-    auto key_it = thrust::make_transform_iterator(thrust::counting_iterator<long long>(0),
-                                                  SegmentKey{work_off.get(), count, work});
-    auto ends = thrust::reduce_by_key(thrust::cuda::par.on(stream), key_it, key_it + len,
-                                      thrust::device_ptr<double>(partial.get()),
-                                      thrust::device_ptr<long long>(keys.get()),
-                                      thrust::device_ptr<double>(sums.get()));
-    const long long got = ends.first - thrust::device_ptr<long long>(keys.get());
-    std::vector<long long> hk(got);
-    std::vector<double> hv(got);
-    CUDA_CHECK(cudaMemcpyAsync(hk.data(), keys.get(), got * sizeof(long long), cudaMemcpyDeviceToHost, stream));
-    CUDA_CHECK(cudaMemcpyAsync(hv.data(), sums.get(), got * sizeof(double), cudaMemcpyDeviceToHost, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
-    for (long long q = 0; q < got; ++q) out[hk[q]] = hv[q];
+  // out[s] = sum of in over segment s = [seg[s], seg[s + 1]), segments of them; no sync.
+  void segmented_sum(const double* in, const long long* seg, int segments, double* out) {
+    if (segments == 0) return;
+    std::size_t bytes = 0;
+    CUDA_CHECK(cub::DeviceSegmentedReduce::Sum(nullptr, bytes, in, out, segments, seg, seg + 1, stream.get()));
+    // Never a null pointer: CUB takes a null d_temp_storage for another size query.
+    cub_temp.reserve(std::max<std::size_t>(bytes, 1));
+    CUDA_CHECK(cub::DeviceSegmentedReduce::Sum(cub_temp.get(), bytes, in, out, segments, seg, seg + 1, stream.get()));
   }
 
   // Charges the wall time of one operation to its networks, in proportion to m^2 (the
@@ -195,7 +293,29 @@ struct CudaBackend::Impl {
     for (int i : list) seconds[i] += secs * std::pow(double(stage_e[i] - stage_b[i]) + 1.0, 2) / total;
   }
 
-  void factorize(const std::vector<int>& list, std::vector<int>& h_info);
+  // Device bytes of cusolverDnXpotrf's workspace for an m x m matrix, on the device and on
+  // the host.
+  void potrf_workspace(int m, std::size_t* dev, std::size_t* host) {
+    *dev = *host = 0;
+    CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(lanes[0].solver.get(), lanes[0].params.get(), CUBLAS_FILL_MODE_LOWER,
+                                               m, CUDA_R_64F, scratch_probe.get(), m, CUDA_R_64F, dev, host));
+  }
+  void reserve_workspace(std::size_t dev, std::size_t host) {
+    for (auto& l : lanes) {
+      if (dev > l.work_bytes) {
+        l.work.reserve(dev);
+        l.work_bytes = dev;
+      }
+      if (host > l.host_bytes) {
+        l.host_work.resize(host);
+        l.host_bytes = host;
+      }
+    }
+  }
+  DeviceBuffer<double> scratch_probe;  // a valid pointer for the workspace queries
+
+  void enqueue_factorization(const std::vector<int>& list, const double* lambda, bool damp_values,
+                             FactorPlan* plan);
 };
 
 namespace {
@@ -207,6 +327,8 @@ double now() {
 CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Impl>()) {
   Impl& I = *impl_;
   I.opt = options;
+  if (options.loop_streams < 1) throw std::invalid_argument("CudaOptions: loop_streams must be at least 1");
+  if (options.cholesky.rules.empty()) throw std::invalid_argument("CudaOptions: empty Cholesky table");
   std::string why;
   const int n = cuda_device_count(&why);
   if (n == 0) throw std::runtime_error("--device cuda: no CUDA device is visible (" + why + ")");
@@ -214,79 +336,57 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
     throw std::runtime_error("--device cuda: device " + std::to_string(options.device) +
                              " does not exist (" + std::to_string(n) + " visible)");
   I.device = options.device;
+  if (!cuda_kernel_image(I.device, &why)) throw std::runtime_error("--device cuda: " + why);
   CUDA_CHECK(cudaSetDevice(I.device));
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, I.device));
+  I.stream = make_stream();
+  I.solver = make_solver(I.stream.get());
+  I.lanes.resize(options.loop_streams);
+  for (auto& l : I.lanes) {
+    l.stream = make_stream();
+    l.solver = make_solver(l.stream.get());
+    l.params = make_params();
+  }
+  I.ev_a = make_event(cudaEventDefault);
+  I.ev_b = make_event(cudaEventDefault);
+  I.ev_c = make_event(cudaEventDefault);
+  I.ev_d = make_event(cudaEventDefault);
+  I.ev_fork = make_event(cudaEventDisableTiming);
+  I.ev_join = make_event(cudaEventDisableTiming);
+  // The looped Cholesky's workspaces for matrices up to kWorkspaceRefSize count in the plan
+  // and are reserved at once (larger looped matrices grow them when they come).
+  I.scratch_probe.reserve(1);
+  std::size_t dev = 0, host = 0;
+  I.potrf_workspace(kWorkspaceRefSize, &dev, &host);
   std::size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   I.free_at_start = free_b;
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "cuda (%s, sm_%d%d, %.1f GiB, cuSOLVER Cholesky)", prop.name,
-                prop.major, prop.minor, total_b / 1073741824.0);
+  I.mem = cuda_memory_plan(free_b, options.memory_fraction, options.scratch_bytes, dev * I.lanes.size());
+  I.reserve_workspace(dev, host);
+  char buf[320];
+  std::snprintf(buf, sizeof buf, "cuda (%s, sm_%d%d, %.1f GiB, cuSOLVER Cholesky: %s)", prop.name, prop.major,
+                prop.minor, total_b / 1073741824.0, cholesky_text(options.cholesky).c_str());
   I.name = buf;
-  CUDA_CHECK(cudaStreamCreateWithFlags(&I.stream, cudaStreamNonBlocking));
-  for (auto& s : I.loop_streams) CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  CUDA_CHECK(cudaEventCreate(&I.ev_a));
-  CUDA_CHECK(cudaEventCreate(&I.ev_b));
-  CUDA_CHECK(cudaEventCreate(&I.ev_c));
-  CUDA_CHECK(cudaEventCreate(&I.ev_d));
-  CUDA_CHECK(cudaEventCreateWithFlags(&I.ev_join, cudaEventDisableTiming));
-  CUSOLVER_CHECK(cusolverDnCreate(&I.solver));
-  CUSOLVER_CHECK(cusolverDnSetStream(I.solver, I.stream));
-  for (int k = 0; k < kLoopStreams; ++k) {
-    CUSOLVER_CHECK(cusolverDnCreate(&I.loop_solvers[k]));
-    CUSOLVER_CHECK(cusolverDnSetStream(I.loop_solvers[k], I.loop_streams[k]));
-  }
 }
 
-CudaBackend::~CudaBackend() {
-  if (!impl_) return;
-  Impl& I = *impl_;
-  // Teardown errors cannot be reported from a destructor; they are ignored.
-  if (I.solver) cusolverDnDestroy(I.solver);
-  for (auto& h : I.loop_solvers)
-    if (h) cusolverDnDestroy(h);
-  if (I.ev_a) cudaEventDestroy(I.ev_a);
-  if (I.ev_b) cudaEventDestroy(I.ev_b);
-  if (I.ev_c) cudaEventDestroy(I.ev_c);
-  if (I.ev_d) cudaEventDestroy(I.ev_d);
-  if (I.ev_join) cudaEventDestroy(I.ev_join);
-  for (auto& s : I.loop_streams)
-    if (s) cudaStreamDestroy(s);
-  if (I.stream) cudaStreamDestroy(I.stream);
-}
+CudaBackend::~CudaBackend() = default;
 
 std::string CudaBackend::describe() const { return impl_->name; }
 
-std::size_t cuda_bytes_per_network(int p, int num_points) {
-  const std::size_t P = p, N = num_points;
-  const std::size_t doubles = 2 * P * P                   // H and its damped copy A
-                              + 5 * P                      // theta, g, step, scale, slack
-                              + static_cast<std::size_t>(kMaxAlpha) * P  // trial parameters
-                              + N                          // residuals
-                              + 7 * P + 8                  // relu1d columns, owners, ranges, moments
-                              + static_cast<std::size_t>(kMaxAlpha) * (N / kPointTile + 1) * 3;
-  return doubles * sizeof(double) + 256;  // + call lists, offsets, pointers, info
-}
-
-std::size_t cuda_memory_budget(std::size_t free_bytes, double fraction) {
-  // Leave room for the CUDA context's own growth, cuSOLVER and Thrust temporaries and the
-  // datasets.
-  const std::size_t reserve = std::size_t(512) << 20;
-  const double usable = fraction * static_cast<double>(free_bytes);
-  return usable > reserve ? static_cast<std::size_t>(usable) - reserve : 0;
-}
-
 std::size_t CudaBackend::bytes_per_network(int p, int num_points) const {
-  return cuda_bytes_per_network(p, num_points);
+  return cuda_bytes_per_network(p, num_points, impl_->mem.scratch);
 }
 
-std::size_t CudaBackend::memory_budget() const {
-  return cuda_memory_budget(impl_->free_at_start, impl_->opt.memory_fraction);
-}
+std::size_t CudaBackend::memory_budget() const { return impl_->mem.networks; }
+
+int CudaBackend::max_chunk_networks() const { return impl_->opt.max_chunk_networks; }
+
+const CudaMemory& CudaBackend::memory() const { return impl_->mem; }
 
 void CudaBackend::load(const Batch& batch) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   const int n = batch.size();
   I.nets.resize(n);
   I.stage_b.assign(n, 0);
@@ -295,15 +395,17 @@ void CudaBackend::load(const Batch& batch) {
   I.n_test.resize(n);
   I.seconds.assign(n, 0.0);
   I.fast.resize(n);
-  long long sq = 0, vec = 0, res = 0, nrn = 0;
+  std::vector<int> ps(n);
+  for (int i = 0; i < n; ++i) ps[i] = num_params(batch.nets[i].shape);
+  const std::vector<long long> sq = matrix_offsets(ps);
+  long long vec = 0, res = 0, nrn = 0, largest = 0;
   for (int i = 0; i < n; ++i) {
     const NetDesc& nd = batch.nets[i];
-    const long long p = num_params(nd.shape);
-    I.nets[i] = DevNet{nd.shape, nd.dataset, static_cast<long long>(nd.offset), sq, vec, res, nrn};
+    I.nets[i] = DevNet{nd.shape, nd.dataset, static_cast<long long>(nd.offset), sq[i], vec, res, nrn};
     I.fast[i] = relu1d_fast_path(nd.shape);
-    sq += p * p;
-    vec += p;
+    vec += ps[i];
     nrn += nd.shape.n + 1;
+    largest = std::max(largest, padded_square(ps[i]));
     I.n_train[i] = batch.datasets[nd.dataset]->n_train();
     I.n_test[i] = batch.datasets[nd.dataset]->n_test();
     res += I.n_train[i];
@@ -329,25 +431,28 @@ void CudaBackend::load(const Batch& batch) {
         ys[q] = ds.y_train[order[q]];
       }
       build_prefix(xs.data(), nullptr, npts, kNumMoments, pre.data());
-      I.data[5 * k + 0].upload(xs.data(), xs.size(), I.stream);
-      I.data[5 * k + 1].upload(ys.data(), ys.size(), I.stream);
-      I.data[5 * k + 4].upload(pre.data(), pre.size(), I.stream);
-      CUDA_CHECK(cudaStreamSynchronize(I.stream));  // before the host vectors go
+      I.data[5 * k + 0].upload(xs.data(), xs.size(), st);
+      I.data[5 * k + 1].upload(ys.data(), ys.size(), st);
+      I.data[5 * k + 4].upload(pre.data(), pre.size(), st);
+      CUDA_CHECK(cudaStreamSynchronize(st));  // before the host vectors go
     } else {
-      I.data[5 * k + 0].upload(ds.x_train.data(), ds.x_train.size(), I.stream);
-      I.data[5 * k + 1].upload(ds.y_train.data(), ds.y_train.size(), I.stream);
+      I.data[5 * k + 0].upload(ds.x_train.data(), ds.x_train.size(), st);
+      I.data[5 * k + 1].upload(ds.y_train.data(), ds.y_train.size(), st);
     }
-    I.data[5 * k + 2].upload(ds.x_test.data(), ds.x_test.size(), I.stream);
-    I.data[5 * k + 3].upload(ds.y_test.data(), ds.y_test.size(), I.stream);
+    I.data[5 * k + 2].upload(ds.x_test.data(), ds.x_test.size(), st);
+    I.data[5 * k + 3].upload(ds.y_test.data(), ds.y_test.size(), st);
     tr[k] = DevSet{I.data[5 * k].get(), I.data[5 * k + 1].get(), npts, ds.d == 1 ? I.data[5 * k + 4].get() : nullptr};
     te[k] = DevSet{I.data[5 * k + 2].get(), I.data[5 * k + 3].get(), ds.n_test(), nullptr};
   }
-  I.train_sets.upload(tr.data(), nd, I.stream);
-  I.test_sets.upload(te.data(), nd, I.stream);
-  I.d_nets.upload(I.nets.data(), n, I.stream);
-  I.theta.upload(batch.params.data(), batch.params.size(), I.stream);
-  I.H.reserve(sq);
-  I.A.reserve(sq);
+  I.train_sets.upload(tr.data(), nd, st);
+  I.test_sets.upload(te.data(), nd, st);
+  I.d_nets.upload(I.nets.data(), n, st);
+  I.theta.upload(batch.params.data(), batch.params.size(), st);
+  I.H.reserve(sq.back());
+  // The scratch holds the damped copies of one round: all of the batch's matrices when they
+  // fit in the planned scratch, and at least the largest one.
+  const long long planned = static_cast<long long>(I.mem.scratch / sizeof(double));
+  I.scratch.reserve(std::max(largest, std::min(planned, sq.back())));
   I.g.reserve(vec);
   I.step.reserve(vec);
   I.scale.reserve(vec);
@@ -358,20 +463,21 @@ void CudaBackend::load(const Batch& batch) {
   I.range.reserve(2 * nrn);
   I.rmom.reserve(nrn * kColCoef);
   I.per_call.reserve(n);
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
 void CudaBackend::read_params(std::vector<double>& params) {
   Impl& I = *impl_;
   params.resize(I.total_params);
   CUDA_CHECK(cudaMemcpyAsync(params.data(), I.theta.get(), params.size() * sizeof(double),
-                             cudaMemcpyDeviceToHost, I.stream));
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+                             cudaMemcpyDeviceToHost, I.stream.get()));
+  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }
 
 void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKind kind,
                            double* loss, double* scaled_grad) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   const double t0 = now();
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
@@ -381,84 +487,94 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
     stage_range(s, stage, &I.stage_b[i], &I.stage_e[i]);
     nonlinear = nonlinear || !stage_is_linear(s.arch, stage);
   }
-  I.upload_calls(list);
-
-  // Residuals and losses.
-  const long long wp = I.build_work(count, WorkKind::kPointTiles, I.train_sets.get());
-  I.partial.reserve(wp);
-  residuals(I.calls.get(), count, I.work_off.get(), wp, I.d_nets.get(), I.train_sets.get(),
-            I.theta.get(), I.resid.get(), I.partial.get(), I.stream);
-  std::vector<double> sse;
-  I.segmented_sums(count, wp, 1, sse);
-  for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
-
   std::vector<int> fast, slow;
   for (int i : list) (I.fast[i] ? fast : slow).push_back(i);
   const bool curvature = kind == HessianKind::kExact && nonlinear;
   const int cs = static_cast<int>(slow.size()), cf = static_cast<int>(fast.size());
-  // Work lists first, so that the timed window holds only the assembly kernels.
-  long long wk[4] = {0, 0, 0, 0};
-  if (cs > 0) {
-    I.upload_calls(slow, I.calls_slow);
-    const CallNet* cl = I.calls_slow.get();
-    wk[0] = I.build_work(cl, cs, WorkKind::kParamTiles, nullptr, I.asm_off[0]);
-    wk[1] = I.build_work(cl, cs, WorkKind::kHessianTiles, nullptr, I.asm_off[1]);
-    if (curvature) wk[2] = I.build_work(cl, cs, WorkKind::kNeurons, nullptr, I.asm_off[2]);
+
+  // Every work list from the sizes on the host, sent in two copies.
+  I.h_calls.clear();
+  I.h_offs.clear();
+  const std::size_t c_all = I.add_calls(list), c_slow = I.add_calls(slow), c_fast = I.add_calls(fast);
+  const auto pts = I.work_list(list, WorkItems::kPointTiles);
+  const std::size_t o_pts = I.add_offs(pts);  // also the boundaries of the loss sums
+  std::vector<long long> wk(7, 0);
+  std::size_t o[7] = {};
+  const WorkItems slow_kinds[3] = {WorkItems::kParamTiles, WorkItems::kHessianTiles, WorkItems::kNeurons};
+  const WorkItems fast_kinds[4] = {WorkItems::kNeuronsAndBias, WorkItems::kParamTiles, WorkItems::kHessianTiles,
+                                   WorkItems::kNeurons};
+  for (int k = 0; k < 3; ++k) {
+    if (cs == 0 || (k == 2 && !curvature)) continue;
+    const auto w = I.work_list(slow, slow_kinds[k]);
+    wk[k] = w.back();
+    o[k] = I.add_offs(w);
   }
-  CUDA_CHECK(cudaEventRecord(I.ev_a, I.stream));
+  for (int k = 0; k < 4; ++k) {
+    if (cf == 0 || (k == 3 && !curvature)) continue;
+    const auto w = I.work_list(fast, fast_kinds[k]);
+    wk[3 + k] = w.back();
+    o[3 + k] = I.add_offs(w);
+  }
+  I.upload_staged();
+  const CallNet* cl = I.call_at(c_all);
+
+  // Residuals and losses.
+  const long long wp = pts.back();
+  I.partial.reserve(wp);
+  I.sums.reserve(count);
+  residuals(cl, count, I.off_at(o_pts), wp, I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.resid.get(),
+            I.partial.get(), st);
+  I.segmented_sum(I.partial.get(), I.off_at(o_pts), count, I.sums.get());
+
+  CUDA_CHECK(cudaEventRecord(I.ev_a.get(), st));
   if (cs > 0) {
     // The general assembly: J^T J tiles over every point, gradient and curvature per point.
-    const CallNet* cl = I.calls_slow.get();
-    gs::gradient(cl, cs, I.asm_off[0].get(), wk[0], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
-                 I.resid.get(), I.g.get(), I.stream);
-    hessian_tiles(cl, cs, I.asm_off[1].get(), wk[1], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
-                  I.H.get(), I.stream);
+    const CallNet* cls = I.call_at(c_slow);
+    gs::gradient(cls, cs, I.off_at(o[0]), wk[0], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.resid.get(),
+                 I.g.get(), st);
+    hessian_tiles(cls, cs, I.off_at(o[1]), wk[1], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.H.get(), st);
     if (curvature)
-      add_curvature(cl, cs, I.asm_off[2].get(), wk[2], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
-                    I.resid.get(), I.H.get(), I.stream);
+      add_curvature(cls, cs, I.off_at(o[2]), wk[2], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+                    I.resid.get(), I.H.get(), st);
     for (int i : slow) {
       const double m = I.stage_e[i] - I.stage_b[i];
       I.stats.assemble_flops += m * (m + 1.0) * I.n_train[i];
     }
   }
-  CUDA_CHECK(cudaEventRecord(I.ev_b, I.stream));
+  CUDA_CHECK(cudaEventRecord(I.ev_b.get(), st));
   if (cf > 0) {
     // relu on 1D data: moments and Hankel forms (relu1d.h), timed separately.
-    I.upload_calls(fast, I.calls_fast);
-    const CallNet* cl = I.calls_fast.get();
-    const long long wn = I.build_work(cl, cf, WorkKind::kNeuronsAndBias, nullptr, I.asm_off[0]);
-    const long long wg = I.build_work(cl, cf, WorkKind::kParamTiles, nullptr, I.asm_off[1]);
-    const long long wh = I.build_work(cl, cf, WorkKind::kHessianTiles, nullptr, I.asm_off[2]);
-    const long long wc = curvature ? I.build_work(cl, cf, WorkKind::kNeurons, nullptr, I.asm_off[3]) : 0;
-    CUDA_CHECK(cudaEventRecord(I.ev_c, I.stream));
-    relu1d_neurons(cl, cf, I.asm_off[0].get(), wn, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
-                   I.resid.get(), I.range.get(), I.rmom.get(), I.stream);
-    relu1d_gradient(cl, cf, I.asm_off[1].get(), wg, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
-                    I.rmom.get(), I.cols.get(), I.colnrn.get(), I.g.get(), I.stream);
-    relu1d_hessian(cl, cf, I.asm_off[2].get(), wh, I.d_nets.get(), I.train_sets.get(), I.cols.get(),
-                   I.colnrn.get(), I.range.get(), I.H.get(), I.stream);
+    const CallNet* clf = I.call_at(c_fast);
+    CUDA_CHECK(cudaEventRecord(I.ev_c.get(), st));
+    relu1d_neurons(clf, cf, I.off_at(o[3]), wk[3], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.resid.get(),
+                   I.range.get(), I.rmom.get(), st);
+    relu1d_gradient(clf, cf, I.off_at(o[4]), wk[4], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.rmom.get(),
+                    I.cols.get(), I.colnrn.get(), I.g.get(), st);
+    relu1d_hessian(clf, cf, I.off_at(o[5]), wk[5], I.d_nets.get(), I.train_sets.get(), I.cols.get(), I.colnrn.get(),
+                   I.range.get(), I.H.get(), st);
     if (curvature)
-      relu1d_curvature(cl, cf, I.asm_off[3].get(), wc, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
-                       I.range.get(), I.rmom.get(), I.H.get(), I.stream);
-    CUDA_CHECK(cudaEventRecord(I.ev_d, I.stream));
+      relu1d_curvature(clf, cf, I.off_at(o[6]), wk[6], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+                       I.range.get(), I.rmom.get(), I.H.get(), st);
+    CUDA_CHECK(cudaEventRecord(I.ev_d.get(), st));
     for (int i : fast) {
       const double m = I.stage_e[i] - I.stage_b[i];
       I.stats.relu1d_entries += m * (m + 1.0) / 2.0;
     }
   }
 
-  jacobi_scale(I.calls.get(), count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(),
-               I.per_call.get(), I.stream);
-  CUDA_CHECK(cudaMemcpyAsync(scaled_grad, I.per_call.get(), count * sizeof(double),
-                             cudaMemcpyDeviceToHost, I.stream));
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  jacobi_scale(cl, count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(), I.per_call.get(), st);
+  std::vector<double> sse(count);
+  CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaMemcpyAsync(scaled_grad, I.per_call.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaStreamSynchronize(st));
+  for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
   float ms = 0.0f;
   if (cs > 0) {
-    CUDA_CHECK(cudaEventElapsedTime(&ms, I.ev_a, I.ev_b));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, I.ev_a.get(), I.ev_b.get()));
     I.stats.assemble_seconds += ms * 1e-3;
   }
   if (cf > 0) {
-    CUDA_CHECK(cudaEventElapsedTime(&ms, I.ev_c, I.ev_d));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, I.ev_c.get(), I.ev_d.get()));
     I.stats.relu1d_seconds += ms * 1e-3;
   }
   I.charge(list, now() - t0);
@@ -470,115 +586,159 @@ void CudaBackend::read_system(int i, std::vector<double>* H, std::vector<double>
   H->resize(m * m);
   g->resize(m);
   CUDA_CHECK(cudaMemcpyAsync(H->data(), I.H.get() + I.nets[i].sq_off, m * m * sizeof(double),
-                             cudaMemcpyDeviceToHost, I.stream));
+                             cudaMemcpyDeviceToHost, I.stream.get()));
   CUDA_CHECK(cudaMemcpyAsync(g->data(), I.g.get() + I.nets[i].vec_off, m * sizeof(double),
-                             cudaMemcpyDeviceToHost, I.stream));
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+                             cudaMemcpyDeviceToHost, I.stream.get()));
+  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }
 
-// Cholesky factorization and solve of each listed network's damped system (A, step), grouped
-// by size: cusolverDnDpotrfBatched + cusolverDnDpotrsBatched per size, or, for sizes of at
-// least opt.potrf_loop_min, one cusolverDnDpotrf/potrs per matrix spread over streams.
-void CudaBackend::Impl::factorize(const std::vector<int>& list, std::vector<int>& h_info) {
+// Enqueues the damped systems of the listed networks and their Cholesky factorizations and
+// solves (into step), by the plan's rounds: per round, copy each H into the scratch, damp it
+// there (build_damped in place: each entry is read and written by the same thread), fork the
+// loop streams, factorize each size group by its path, join. info and potrs_info get one
+// slot per plan entry. Nothing is read back here.
+void CudaBackend::Impl::enqueue_factorization(const std::vector<int>& list, const double* lambda,
+                                              bool damp_values, FactorPlan* plan_out) {
+  cudaStream_t st = stream.get();
   const int count = static_cast<int>(list.size());
   std::vector<int> sizes(count);
-  for (int j = 0; j < count; ++j) sizes[j] = stage_e[list[j]] - stage_b[list[j]];
-  const auto groups = group_by_size(sizes);
-  // Pointer arrays, group by group: A pointers then step pointers.
-  std::vector<double*> hp(2 * static_cast<std::size_t>(count));
-  std::vector<int> order;  // call positions in group order
-  order.reserve(count);
-  for (const auto& grp : groups)
-    for (int j : grp.second) order.push_back(j);
-  for (int q = 0; q < count; ++q) {
-    const DevNet& nd = nets[list[order[q]]];
-    hp[q] = A.get() + nd.sq_off;
-    hp[count + q] = step.get() + nd.vec_off;
+  std::vector<long long> src(count);
+  for (int j = 0; j < count; ++j) {
+    sizes[j] = stage_e[list[j]] - stage_b[list[j]];
+    src[j] = nets[list[j]].sq_off;
   }
-  ptrs.upload(hp.data(), hp.size(), stream);
+  FactorPlan& plan = *plan_out;
+  plan = plan_factorization(sizes, src, static_cast<long long>(scratch.size()), opt.cholesky);
+
+  // Per entry: its network with sq_off in the scratch, its call, its damping, its pointers.
+  std::vector<DevNet> fn(count);
+  std::vector<CallNet> fc(count);
+  std::vector<double> lam(count);
+  std::vector<long long> gat(3 * static_cast<std::size_t>(count));
+  std::vector<double*> hp(2 * static_cast<std::size_t>(count));
+  for (int q = 0; q < count; ++q) {
+    const FactorEntry& e = plan.entries[q];
+    const int i = list[e.call];
+    fn[q] = nets[i];
+    fn[q].sq_off = e.dst;
+    fc[q] = {q, stage_b[i], stage_e[i]};
+    lam[q] = lambda[e.call];
+    gat[q] = e.dst;
+    gat[count + q] = e.src;
+    gat[2 * count + q] = e.m;
+    hp[q] = scratch.get() + e.dst;
+    hp[count + q] = step.get() + nets[i].vec_off;
+  }
+  fnets.upload(fn.data(), fn.size(), st);
+  calls.upload(fc.data(), fc.size(), st);
+  coef.upload(lam.data(), lam.size(), st);
+  gather.upload(gat.data(), gat.size(), st);
+  ptrs.upload(hp.data(), hp.size(), st);
   info.reserve(count);
   // potrs reports only illegal arguments; one slot per matrix so that no two calls share one.
   potrs_info.reserve(count);
-  CUDA_CHECK(cudaMemsetAsync(potrs_info.get(), 0, count * sizeof(int), stream));
+  CUDA_CHECK(cudaMemsetAsync(info.get(), 0, count * sizeof(int), st));
+  CUDA_CHECK(cudaMemsetAsync(potrs_info.get(), 0, count * sizeof(int), st));
+
   // The looped sizes' workspace, reserved before anything is enqueued on the loop streams.
-  int lwork = 0;
-  for (std::size_t gi = 0, q = 0; gi < groups.size(); q += groups[gi].second.size(), ++gi) {
-    const int m = groups[gi].first;
-    if (opt.potrf_loop_min > 0 && m >= opt.potrf_loop_min) {
-      int lw = 0;
-      CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(loop_solvers[0], CUBLAS_FILL_MODE_LOWER, m, hp[q], m, &lw));
-      lwork = std::max(lwork, lw);
-    }
-  }
-  if (lwork > 0)
-    for (auto& w : loop_work) w.reserve(lwork);
-  CUDA_CHECK(cudaEventRecord(ev_a, stream));
-  int q0 = 0;
-  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
-    const int m = groups[gi].first;
-    const int batch = static_cast<int>(groups[gi].second.size());
-    if (opt.potrf_loop_min > 0 && m >= opt.potrf_loop_min) {
-      CUDA_CHECK(cudaEventRecord(ev_join, stream));
-      for (int s = 0; s < kLoopStreams; ++s) CUDA_CHECK(cudaStreamWaitEvent(loop_streams[s], ev_join, 0));
-      for (int b = 0; b < batch; ++b) {
-        const int s = b % kLoopStreams;
-        CUSOLVER_CHECK(cusolverDnDpotrf(loop_solvers[s], CUBLAS_FILL_MODE_LOWER, m, hp[q0 + b], m,
-                                        loop_work[s].get(), lwork, info.get() + q0 + b));
-        // potrs on a failed factorization yields garbage that the info check discards.
-        CUSOLVER_CHECK(cusolverDnDpotrs(loop_solvers[s], CUBLAS_FILL_MODE_LOWER, m, 1, hp[q0 + b], m,
-                                        hp[count + q0 + b], m, potrs_info.get() + q0 + b));
+  std::size_t ws = 0, hs = 0;
+  for (const auto& r : plan.rounds)
+    for (const auto& grp : r.groups)
+      if (grp.path == CholeskyPath::kLooped) {
+        std::size_t d = 0, h = 0;
+        potrf_workspace(grp.m, &d, &h);
+        ws = std::max(ws, d);
+        hs = std::max(hs, h);
       }
-      for (int s = 0; s < kLoopStreams; ++s) {
-        CUDA_CHECK(cudaEventRecord(ev_join, loop_streams[s]));
-        CUDA_CHECK(cudaStreamWaitEvent(stream, ev_join, 0));
+  reserve_workspace(ws, hs);
+  for (auto& l : lanes) l.load = 0.0;
+  while (round_events.size() < plan.rounds.size())
+    round_events.emplace_back(make_event(cudaEventDefault), make_event(cudaEventDefault));
+
+  for (std::size_t ri = 0; ri < plan.rounds.size(); ++ri) {
+    const FactorRound& r = plan.rounds[ri];
+    const int nr = r.end - r.begin;
+    thrust::for_each(thrust::cuda::par_nosync.on(st), thrust::counting_iterator<long long>(0),
+                     thrust::counting_iterator<long long>(r.doubles),
+                     GatherCopy{H.get(), scratch.get(), gather.get() + r.begin, gather.get() + count + r.begin,
+                                gather.get() + 2 * count + r.begin, nr});
+    CUDA_CHECK_LAUNCH("GatherCopy");
+    build_damped(calls.get() + r.begin, nr, fnets.get(), scratch.get(), g.get(), scale.get(), coef.get() + r.begin,
+                 theta.get(), damp_values, scratch.get(), step.get(), st);
+    CUDA_CHECK(cudaEventRecord(round_events[ri].first.get(), st));
+    bool forked = false;
+    std::vector<char> used(lanes.size(), 0);
+    for (const FactorGroup& grp : r.groups) {
+      const int m = grp.m, nb = grp.end - grp.begin;
+      if (grp.path == CholeskyPath::kBatched) {
+        CUSOLVER_CHECK(cusolverDnDpotrfBatched(solver.get(), CUBLAS_FILL_MODE_LOWER, m, ptrs.get() + grp.begin, m,
+                                               info.get() + grp.begin, nb));
+        CUSOLVER_CHECK(cusolverDnDpotrsBatched(solver.get(), CUBLAS_FILL_MODE_LOWER, m, 1, ptrs.get() + grp.begin, m,
+                                               ptrs.get() + count + grp.begin, m, potrs_info.get() + grp.begin, nb));
+      } else {
+        if (!forked) {
+          CUDA_CHECK(cudaEventRecord(ev_fork.get(), st));
+          for (auto& l : lanes) CUDA_CHECK(cudaStreamWaitEvent(l.stream.get(), ev_fork.get(), 0));
+          forked = true;
+        }
+        for (int k = grp.begin; k < grp.end; ++k) {
+          const int s = least_loaded(lanes);
+          Lane& l = lanes[s];
+          used[s] = 1;
+          l.load += std::pow(double(m), 3);
+          CUSOLVER_CHECK(cusolverDnXpotrf(l.solver.get(), l.params.get(), CUBLAS_FILL_MODE_LOWER, m, CUDA_R_64F, hp[k],
+                                          m, CUDA_R_64F, l.work.get(), l.work_bytes,
+                                          l.host_bytes ? l.host_work.data() : nullptr, l.host_bytes, info.get() + k));
+          // potrs on a failed factorization yields garbage that the info check discards.
+          CUSOLVER_CHECK(cusolverDnXpotrs(l.solver.get(), l.params.get(), CUBLAS_FILL_MODE_LOWER, m, 1, CUDA_R_64F,
+                                          hp[k], m, CUDA_R_64F, hp[count + k], m, potrs_info.get() + k));
+        }
+        stats.looped += nb;
       }
-    } else {
-      CUSOLVER_CHECK(cusolverDnDpotrfBatched(solver, CUBLAS_FILL_MODE_LOWER, m, ptrs.get() + q0, m,
-                                             info.get() + q0, batch));
-      CUSOLVER_CHECK(cusolverDnDpotrsBatched(solver, CUBLAS_FILL_MODE_LOWER, m, 1, ptrs.get() + q0, m,
-                                             ptrs.get() + count + q0, m, potrs_info.get() + q0,
-                                             batch));
+      stats.factor_flops += nb * std::pow(double(m), 3) / 3.0;
+      stats.factorizations += nb;
     }
-    stats.factor_flops += batch * std::pow(double(m), 3) / 3.0;
-    stats.factorizations += batch;
-    q0 += batch;
+    if (forked)
+      for (std::size_t s = 0; s < lanes.size(); ++s) {
+        if (!used[s]) continue;
+        CUDA_CHECK(cudaEventRecord(ev_join.get(), lanes[s].stream.get()));
+        CUDA_CHECK(cudaStreamWaitEvent(st, ev_join.get(), 0));
+      }
+    CUDA_CHECK(cudaEventRecord(round_events[ri].second.get(), st));
   }
-  CUDA_CHECK(cudaEventRecord(ev_b, stream));
-  std::vector<int> by_group(count), ps(count);
-  CUDA_CHECK(cudaMemcpyAsync(by_group.data(), info.get(), count * sizeof(int), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaMemcpyAsync(ps.data(), potrs_info.get(), ps.size() * sizeof(int), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaStreamSynchronize(stream));
-  float ms = 0.0f;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, ev_a, ev_b));
-  stats.factor_seconds += ms * 1e-3;
-  for (int v : ps)
-    if (v < 0) throw std::logic_error("cusolverDnDpotrs: illegal argument " + std::to_string(-v));
-  h_info.assign(count, 0);
-  for (int q = 0; q < count; ++q) {
-    if (by_group[q] < 0)
-      throw std::logic_error("cusolverDnDpotrf: illegal argument " + std::to_string(-by_group[q]));
-    h_info[order[q]] = by_group[q];
-  }
+  stats.rounds += static_cast<long long>(plan.rounds.size());
 }
 
 void CudaBackend::solve(const std::vector<int>& list, const double* lambda, bool damp_values,
                         int* info, double* gdotp) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   const double t0 = now();
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
-  I.upload_calls(list);
-  I.coef.upload(lambda, count, I.stream);
-  build_damped(I.calls.get(), count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(),
-               I.coef.get(), I.theta.get(), damp_values, I.A.get(), I.step.get(), I.stream);
-  std::vector<int> h_info;
-  I.factorize(list, h_info);
-  finish_step(I.calls.get(), count, I.d_nets.get(), I.g.get(), I.scale.get(), I.step.get(),
-              I.per_call.get(), I.stream);
-  CUDA_CHECK(cudaMemcpyAsync(gdotp, I.per_call.get(), count * sizeof(double), cudaMemcpyDeviceToHost, I.stream));
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
-  for (int j = 0; j < count; ++j) {
-    info[j] = h_info[j];
+  FactorPlan plan;
+  I.enqueue_factorization(list, lambda, damp_values, &plan);
+  // finish_step takes the calls in list order; the factorization's calls are in plan order.
+  I.h_calls.clear();
+  I.add_calls(list);
+  I.calls.upload(I.h_calls.data(), I.h_calls.size(), st);
+  finish_step(I.calls.get(), count, I.d_nets.get(), I.g.get(), I.scale.get(), I.step.get(), I.per_call.get(), st);
+  std::vector<int> by_entry(count), ps(count);
+  CUDA_CHECK(cudaMemcpyAsync(by_entry.data(), I.info.get(), count * sizeof(int), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaMemcpyAsync(ps.data(), I.potrs_info.get(), count * sizeof(int), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaMemcpyAsync(gdotp, I.per_call.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaStreamSynchronize(st));
+  for (std::size_t ri = 0; ri < plan.rounds.size(); ++ri) {
+    float ms = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, I.round_events[ri].first.get(), I.round_events[ri].second.get()));
+    I.stats.factor_seconds += ms * 1e-3;
+  }
+  for (int v : ps)
+    if (v < 0) throw std::logic_error("cuSOLVER potrs: illegal argument " + std::to_string(-v));
+  for (int q = 0; q < count; ++q) {
+    if (by_entry[q] < 0) throw std::logic_error("cuSOLVER potrf: illegal argument " + std::to_string(-by_entry[q]));
+    const int j = plan.entries[q].call;
+    info[j] = by_entry[q];
     if (info[j] != 0) gdotp[j] = NAN;
   }
   I.charge(list, now() - t0);
@@ -587,21 +747,31 @@ void CudaBackend::solve(const std::vector<int>& list, const double* lambda, bool
 void CudaBackend::trial_losses(const std::vector<int>& list, const double* alpha, int n_alpha,
                                double* loss) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   const double t0 = now();
   const int count = static_cast<int>(list.size());
   if (count == 0 || n_alpha == 0) return;
   if (n_alpha > kMaxAlpha)
     throw std::logic_error("trial_losses: at most " + std::to_string(kMaxAlpha) + " trial steps per pass");
-  I.upload_calls(list);
-  I.coef.upload(alpha, n_alpha, I.stream);
-  make_trials(I.calls.get(), count, I.d_nets.get(), I.theta.get(), I.step.get(), I.coef.get(),
-              n_alpha, I.trial.get(), I.stream);
-  const long long wp = I.build_work(count, WorkKind::kPointTiles, I.train_sets.get());
+  I.h_calls.clear();
+  I.h_offs.clear();
+  I.add_calls(list);
+  const auto pts = I.work_list(list, WorkItems::kPointTiles);
+  const std::size_t o_pts = I.add_offs(pts);
+  const std::size_t o_seg = I.add_offs(segment_offsets(pts, n_alpha));
+  I.upload_staged();
+  I.coef.upload(alpha, n_alpha, st);
+  const long long wp = pts.back();
+  make_trials(I.calls.get(), count, I.d_nets.get(), I.theta.get(), I.step.get(), I.coef.get(), n_alpha, I.trial.get(),
+              st);
   I.partial.reserve(wp * n_alpha);
-  squared_errors(I.calls.get(), count, I.work_off.get(), wp, I.d_nets.get(), I.train_sets.get(),
-                 I.trial.get(), kMaxAlpha, n_alpha, I.partial.get(), I.stream);
-  std::vector<double> sse;
-  I.segmented_sums(count, wp, n_alpha, sse);
+  I.sums.reserve(static_cast<std::size_t>(count) * n_alpha);
+  squared_errors(I.calls.get(), count, I.off_at(o_pts), wp, I.d_nets.get(), I.train_sets.get(), I.trial.get(),
+                 kMaxAlpha, n_alpha, I.partial.get(), st);
+  I.segmented_sum(I.partial.get(), I.off_at(o_seg), count * n_alpha, I.sums.get());
+  std::vector<double> sse(static_cast<std::size_t>(count) * n_alpha);
+  CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), sse.size() * sizeof(double), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaStreamSynchronize(st));
   for (int j = 0; j < count; ++j)
     for (int t = 0; t < n_alpha; ++t)
       loss[static_cast<std::size_t>(j) * n_alpha + t] = sse[static_cast<std::size_t>(t) * count + j] / I.n_train[list[j]];
@@ -610,35 +780,51 @@ void CudaBackend::trial_losses(const std::vector<int>& list, const double* alpha
 
 void CudaBackend::apply_step(const std::vector<int>& list, const double* alpha) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   const double t0 = now();
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
-  I.upload_calls(list);
-  I.coef.upload(alpha, count, I.stream);
-  gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), I.stream);
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  I.h_calls.clear();
+  I.add_calls(list);
+  I.calls.upload(I.h_calls.data(), I.h_calls.size(), st);
+  I.coef.upload(alpha, count, st);
+  gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
+  CUDA_CHECK(cudaStreamSynchronize(st));
   I.charge(list, now() - t0);
 }
 
 void CudaBackend::rmse(double* train, double* test) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   const int count = static_cast<int>(I.nets.size());
   if (count == 0) return;
-  std::vector<int> all(count);
-  for (int i = 0; i < count; ++i) all[i] = i;
-  I.upload_calls(all);
-  auto run = [&](const DevSet* sets, const std::vector<int>& npts, double* out) {
-    const long long wp = I.build_work(count, WorkKind::kPointTiles, sets);
-    I.partial.reserve(wp);
-    squared_errors(I.calls.get(), count, I.work_off.get(), wp, I.d_nets.get(), sets, I.theta.get(),
-                   1, 1, I.partial.get(), I.stream);
-    std::vector<double> sse;
-    I.segmented_sums(count, wp, 1, sse);
-    for (int i = 0; i < count; ++i) out[i] = npts[i] > 0 ? std::sqrt(sse[i] / npts[i]) : NAN;
-  };
   const double t0 = now();
-  run(I.train_sets.get(), I.n_train, train);
-  run(I.test_sets.get(), I.n_test, test);
+  std::vector<int> all(count);
+  std::iota(all.begin(), all.end(), 0);
+  I.h_calls.clear();
+  I.h_offs.clear();
+  I.add_calls(all);
+  const auto wtr = I.work_list(all, WorkItems::kPointTiles, false);
+  const auto wte = I.work_list(all, WorkItems::kPointTiles, true);
+  const std::size_t o_tr = I.add_offs(wtr), o_te = I.add_offs(wte);
+  I.upload_staged();
+  // Both sets in flight at once: the test set's partial sums and sums follow the training set's.
+  const long long ntr = wtr.back(), nte = wte.back();
+  I.partial.reserve(ntr + nte);
+  I.sums.reserve(2 * static_cast<std::size_t>(count));
+  squared_errors(I.calls.get(), count, I.off_at(o_tr), ntr, I.d_nets.get(), I.train_sets.get(), I.theta.get(), 1, 1,
+                 I.partial.get(), st);
+  squared_errors(I.calls.get(), count, I.off_at(o_te), nte, I.d_nets.get(), I.test_sets.get(), I.theta.get(), 1, 1,
+                 I.partial.get() + ntr, st);
+  I.segmented_sum(I.partial.get(), I.off_at(o_tr), count, I.sums.get());
+  I.segmented_sum(I.partial.get() + ntr, I.off_at(o_te), count, I.sums.get() + count);
+  std::vector<double> sse(2 * static_cast<std::size_t>(count));
+  CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), sse.size() * sizeof(double), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaStreamSynchronize(st));
+  for (int i = 0; i < count; ++i) {
+    train[i] = I.n_train[i] > 0 ? std::sqrt(sse[i] / I.n_train[i]) : NAN;
+    test[i] = I.n_test[i] > 0 ? std::sqrt(sse[count + i] / I.n_test[i]) : NAN;
+  }
   I.charge(all, now() - t0);
 }
 
@@ -648,6 +834,7 @@ void CudaBackend::network_seconds(double* seconds) {
 
 void CudaBackend::gradient(const std::vector<int>& list, double* loss, double* grad) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   const double t0 = now();
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
@@ -655,31 +842,39 @@ void CudaBackend::gradient(const std::vector<int>& list, double* loss, double* g
     I.stage_b[i] = 0;
     I.stage_e[i] = num_params(I.nets[i].s);
   }
-  I.upload_calls(list);
-  const long long wp = I.build_work(count, WorkKind::kPointTiles, I.train_sets.get());
+  I.h_calls.clear();
+  I.h_offs.clear();
+  I.add_calls(list);
+  const auto pts = I.work_list(list, WorkItems::kPointTiles);
+  const auto par = I.work_list(list, WorkItems::kParamTiles);
+  const std::size_t o_pts = I.add_offs(pts), o_par = I.add_offs(par);
+  I.upload_staged();
+  const long long wp = pts.back();
   I.partial.reserve(wp);
-  residuals(I.calls.get(), count, I.work_off.get(), wp, I.d_nets.get(), I.train_sets.get(),
-            I.theta.get(), I.resid.get(), I.partial.get(), I.stream);
-  std::vector<double> sse;
-  I.segmented_sums(count, wp, 1, sse);
-  for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
-  const long long wg = I.build_work(count, WorkKind::kParamTiles, nullptr);
-  gs::gradient(I.calls.get(), count, I.work_off.get(), wg, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
-               I.resid.get(), I.g.get(), I.stream);
+  I.sums.reserve(count);
+  residuals(I.calls.get(), count, I.off_at(o_pts), wp, I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+            I.resid.get(), I.partial.get(), st);
+  I.segmented_sum(I.partial.get(), I.off_at(o_pts), count, I.sums.get());
+  gs::gradient(I.calls.get(), count, I.off_at(o_par), par.back(), I.d_nets.get(), I.train_sets.get(), I.theta.get(),
+               I.resid.get(), I.g.get(), st);
   // Network i's gradient is at its vec_off; grad packs the listed networks one after another.
   std::size_t at = 0;
   for (int i : list) {
     const int p = num_params(I.nets[i].s);
     CUDA_CHECK(cudaMemcpyAsync(grad + at, I.g.get() + I.nets[i].vec_off, p * sizeof(double),
-                               cudaMemcpyDeviceToHost, I.stream));
+                               cudaMemcpyDeviceToHost, st));
     at += p;
   }
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  std::vector<double> sse(count);
+  CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
+  CUDA_CHECK(cudaStreamSynchronize(st));
+  for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
   I.charge(list, now() - t0);
 }
 
 void CudaBackend::add_params(const std::vector<int>& list, const double* delta) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
   // delta into step at each network's vec_off, then theta += 1 * step over all parameters.
@@ -689,26 +884,29 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
     I.stage_b[i] = 0;
     I.stage_e[i] = p;
     CUDA_CHECK(cudaMemcpyAsync(I.step.get() + I.nets[i].vec_off, delta + at, p * sizeof(double),
-                               cudaMemcpyHostToDevice, I.stream));
+                               cudaMemcpyHostToDevice, st));
     at += p;
   }
-  I.upload_calls(list);
+  I.h_calls.clear();
+  I.add_calls(list);
+  I.calls.upload(I.h_calls.data(), I.h_calls.size(), st);
   const std::vector<double> ones(count, 1.0);
-  I.coef.upload(ones.data(), count, I.stream);
-  gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), I.stream);
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  I.coef.upload(ones.data(), count, st);
+  gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
+  CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
 void CudaBackend::set_params(const std::vector<int>& list, const double* values) {
   Impl& I = *impl_;
+  cudaStream_t st = I.stream.get();
   std::size_t at = 0;
   for (int i : list) {
     const int p = num_params(I.nets[i].s);
     CUDA_CHECK(cudaMemcpyAsync(I.theta.get() + I.nets[i].theta_off, values + at, p * sizeof(double),
-                               cudaMemcpyHostToDevice, I.stream));
+                               cudaMemcpyHostToDevice, st));
     at += p;
   }
-  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
 const CudaStats& CudaBackend::stats() const { return impl_->stats; }

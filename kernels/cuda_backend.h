@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "cuda_plan.h"
 #include "gpusweep/backend.h"
 
 namespace gs {
@@ -14,17 +15,21 @@ namespace gs {
 // none (no driver, no device, CUDA_VISIBLE_DEVICES empty).
 int cuda_device_count(std::string* why);
 
-// Device bytes the CUDA backend holds per network of num_params parameters on num_points
-// points, and the share of a card's free memory it plans chunks into.
-std::size_t cuda_bytes_per_network(int num_params, int num_points);
-std::size_t cuda_memory_budget(std::size_t free_bytes, double fraction);
+// Whether this binary holds a kernel image the device can run (a cubin for its architecture
+// or PTX it can compile); false with one line in *why when it does not. Needs the device to
+// exist.
+bool cuda_kernel_image(int device, std::string* why);
 
 struct CudaOptions {
   int device = 0;
-  // Matrices of at least this size are factorized one cusolverDnDpotrf call each, spread
-  // over streams, instead of by cusolverDnDpotrfBatched; 0 = always batched.
-  int potrf_loop_min = 0;
+  // The Cholesky path of each size group (cuda_plan.h): cusolverDnDpotrfBatched or one
+  // cusolverDnXpotrf per matrix over loop_streams streams.
+  CholeskyTable cholesky = parse_cholesky("auto");
+  int loop_streams = 8;
+  std::size_t scratch_bytes = 0;  // the damped matrices' scratch; 0: cuda_memory_plan's choice
   double memory_fraction = 0.85;  // of the free device memory at creation
+  // Networks per chunk at most, so that a long run saves its results as it goes.
+  int max_chunk_networks = 4096;
 };
 
 // Counters for the benchmark: time on the device and useful FP64 operations.
@@ -33,9 +38,11 @@ struct CudaStats {
   double assemble_flops = 0.0;    // general path: 2 N m(m+1)/2 per system (J^T J, lower)
   double relu1d_seconds = 0.0;    // relu / 1D path: its four kernels
   double relu1d_entries = 0.0;    // relu / 1D path: Hessian entries (lower) from moments
-  double factor_seconds = 0.0;    // potrf + potrs
+  double factor_seconds = 0.0;    // potrf + potrs, from each round's fork to its join
   double factor_flops = 0.0;      // m^3 / 3 per factorization
   long long factorizations = 0;
+  long long looped = 0;  // of them, by the per-matrix path
+  long long rounds = 0;  // scratch rounds
 };
 
 class CudaBackend final : public Backend {
@@ -48,6 +55,7 @@ class CudaBackend final : public Backend {
   std::string describe() const override;
   std::size_t bytes_per_network(int num_params, int num_points) const override;
   std::size_t memory_budget() const override;
+  int max_chunk_networks() const override;
   void load(const Batch& batch) override;
   void read_params(std::vector<double>& params) override;
   void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,
@@ -68,6 +76,8 @@ class CudaBackend final : public Backend {
   void set_params(const std::vector<int>& nets, const double* values) override;
 
   const CudaStats& stats() const;
+  // What the backend set aside at creation and plans chunks into.
+  const CudaMemory& memory() const;
   void reset_stats();
 
  private:

@@ -147,6 +147,7 @@ std::vector<NtkSpectrum> ntk_spectra_cuda(const Batch& batch, int device, std::s
   std::string why;
   if (cuda_device_count(&why) <= device)
     throw std::runtime_error("--device cuda: no CUDA device is visible (" + why + ")");
+  if (!cuda_kernel_image(device, &why)) throw std::runtime_error("--device cuda: " + why);
   CUDA_CHECK(cudaSetDevice(device));
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device));

@@ -56,7 +56,7 @@ void Backend::set_params(const std::vector<int>&, const double*) {
   throw std::logic_error("set_params: this backend has no gradient-only pass");
 }
 
-bool use_cuda(DeviceKind device) {
+bool use_cuda(DeviceKind device, std::string* why) {
   switch (device) {
     case DeviceKind::kCuda: {
       // A missing GPU is the user's to fix, like any bad input: std::invalid_argument.
@@ -73,8 +73,9 @@ bool use_cuda(DeviceKind device) {
     }
     case DeviceKind::kAuto:
 #ifdef GPUSWEEP_HAVE_CUDA
-      return cuda_device_count(nullptr) > 0;
+      return cuda_device_count(nullptr) > 0 && cuda_kernel_image(0, why);
 #else
+      (void)why;
       return false;
 #endif
     case DeviceKind::kCpu:
@@ -85,7 +86,11 @@ bool use_cuda(DeviceKind device) {
 
 std::unique_ptr<Backend> Backend::create(const BackendOptions& options) {
 #ifdef GPUSWEEP_HAVE_CUDA
-  if (use_cuda(options.device)) return std::make_unique<CudaBackend>(CudaOptions{});
+  if (use_cuda(options.device)) {
+    CudaOptions co;
+    co.cholesky = parse_cholesky(options.cholesky);
+    return std::make_unique<CudaBackend>(co);
+  }
 #else
   use_cuda(options.device);  // throws for --device cuda
 #endif

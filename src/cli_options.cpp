@@ -9,6 +9,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "cuda_plan.h"
 #include "gpusweep/cli.h"
 #include "gpusweep/data.h"
 #include "gpusweep/digest.h"
@@ -86,6 +87,12 @@ void add_sweep_options(CLI::App& app, Options& o) {
                  "starts from the least-squares spline; relu, 1D)")
       ->capture_default_str();
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
+  app.add_option("--cholesky", o.cholesky,
+                 "CUDA backend: the Cholesky path of each group of same-size systems. auto (" +
+                 std::string(gs::kDefaultCholesky) + "), batched (cusolverDnDpotrfBatched), looped (one "
+                 "cusolverDnXpotrf per matrix over many streams), or rules SIZE:BATCH,...: from SIZE up, "
+                 "batched when a group has at least BATCH matrices (never: always looped)")
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 4096));
   app.add_option("--out", o.out, "output directory (default runs/<timestamp>)")->check(non_empty);
   app.add_flag("--overwrite", o.overwrite, "replace results already in --out");

@@ -33,6 +33,7 @@ struct Options {
   int adam_steps = 10000;
   std::string device = "auto";
   int threads = 0;
+  std::string cholesky = "auto";
   std::string out;
   bool overwrite = false;
   int fit_min_width = 4;

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "cuda_plan.h"
 #include "gpusweep/checkpoint.h"
 #include "gpusweep/fit.h"
 #include "gpusweep/output.h"
@@ -100,6 +101,12 @@ int run(Options o, const CLI::App& app, std::string* out_dir) {
   // The CUDA backend's gradient pass has not yet run on a GPU (Cuda.GradientPassAndParameter-
   // UpdatesMatchCpu checks it there): auto keeps Adam on the CPU; --device cuda runs it.
   if (spec.train.optimizer == gs::Optimizer::kAdam && bo.device == gs::DeviceKind::kAuto) bo.device = gs::DeviceKind::kCpu;
+  gs::parse_cholesky(o.cholesky);  // refuse a bad table on every device and build
+  bo.cholesky = o.cholesky;
+  if (bo.device == gs::DeviceKind::kAuto && !o.quiet) {
+    std::string why;
+    if (!gs::use_cuda(bo.device, &why) && !why.empty()) std::cerr << "gpu-sweep: note: --device auto: " << why << "\n";
+  }
   refuse_oversized(o, spec);
   const auto all_jobs = gs::make_jobs(spec);
   // This run's jobs: all of them, or one shard; canonical[i] is job i's index in all_jobs.

@@ -103,7 +103,9 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"--data @DIR/noheader.csv", "header"},
                       BadInput{"--data @DIR/empty.csv", "empty"},
                       BadInput{"--data @DIR/nan.csv", "not finite"},
-                      BadInput{"--no-such-option", "no-such-option"}),
+                      BadInput{"--no-such-option", "no-such-option"},
+                      BadInput{"--cholesky fast", "--cholesky"}, BadInput{"--cholesky 2:0", "--cholesky"},
+                      BadInput{"--cholesky 1:0,300:x", "--cholesky"}, BadInput{"--cholesky 1:0,300:5,300:9", "--cholesky"}),
     [](const ::testing::TestParamInfo<BadInput>& info) { return "case" + std::to_string(info.index); });
 
 // --version names the version and the commit of the source tree (git, independently), and a

@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "batch_kernels.h"
 #include "cpu_backend.h"
 #include "cuda_backend.h"
 #include "gpu_skip.h"
@@ -85,6 +86,54 @@ double rel_diff(const std::vector<double>& a, const std::vector<double>& ref) {
 }
 
 bool close(double a, double ref, double rel) { return std::fabs(a - ref) <= rel * std::fabs(ref) + 1e-300; }
+
+// LAPACK's damped solve (gs::damped_solve) of network i's system exactly as the backend
+// assembled it (read_system), with the 1-norm condition number of the damped matrix
+// (dpocon; infinite when it is not positive definite). Against the same system, the device
+// solve may differ from it by rounding amplified by that condition number, and no more.
+extern "C" void dpocon_(const char* uplo, const int* n, const double* a, const int* lda, const double* anorm,
+                        double* rcond, double* work, int* iwork, int* info);
+struct LapackSolve {
+  int info;
+  double gdotp;
+  double cond;
+};
+LapackSolve lapack_solve(Backend& be, int i, double lambda, const double* theta_stage) {
+  std::vector<double> H, g;
+  be.read_system(i, &H, &g);
+  const int m = static_cast<int>(g.size());
+  std::vector<double> scale(m), work(static_cast<std::size_t>(m) * m), step(m);
+  jacobi_scale(m, H.data(), g.data(), scale.data());
+  // The 1-norm of A = S H S + lambda I (singular rows: identity), before damped_solve
+  // overwrites work with its factor.
+  double anorm = 0.0;
+  for (int j = 0; j < m; ++j) {
+    double col = 0.0;
+    for (int r = 0; r < m; ++r) {
+      double a = scale[r] * H[r + static_cast<std::size_t>(j) * m] * scale[j];
+      if (r == j) a = scale[j] == 0.0 ? 1.0 : a + lambda;
+      else if (scale[j] == 0.0 || scale[r] == 0.0) a = 0.0;
+      col += std::fabs(a);
+    }
+    anorm = std::max(anorm, col);
+  }
+  LapackSolve out{0, NAN, INFINITY};
+  out.info = damped_solve(m, H.data(), g.data(), scale.data(), lambda, work.data(), step.data(), &out.gdotp,
+                          theta_stage);
+  if (out.info == 0) {
+    double rcond = 0.0;
+    std::vector<double> w3(3 * static_cast<std::size_t>(m));
+    std::vector<int> iw(m);
+    int inf = 0;
+    dpocon_("L", &m, work.data(), &m, &anorm, &rcond, w3.data(), iw.data(), &inf);
+    EXPECT_EQ(inf, 0);
+    out.cond = rcond > 0.0 ? 1.0 / rcond : INFINITY;
+  }
+  return out;
+}
+
+// The tolerance of a device solve against LAPACK's on the same system of size m.
+double solve_tol(int m, double cond) { return 1e-10 + 1e-15 * m * cond; }
 
 std::vector<int> all_of(const Batch& b) {
   std::vector<int> v(b.size());
@@ -233,41 +282,293 @@ TEST(Cuda, GradientPassAndParameterUpdatesMatchCpu) {
   }
 }
 
-// The damped solve on the device agrees with LAPACK on the same systems, and reports the
-// same per-matrix info for the indefinite ones.
+// The Cholesky options the solve tests run under: each path alone, the default table, and
+// each path with a scratch so small that the solve takes several rounds.
+std::vector<std::pair<std::string, CudaOptions>> cholesky_modes(std::size_t round_bytes) {
+  std::vector<std::pair<std::string, CudaOptions>> modes;
+  for (const char* c : {"batched", "looped", "auto"}) {
+    CudaOptions o;
+    o.cholesky = parse_cholesky(c);
+    modes.push_back({c, o});
+  }
+  for (const char* c : {"batched", "looped"}) {
+    CudaOptions o;
+    o.cholesky = parse_cholesky(c);
+    o.scratch_bytes = round_bytes;
+    modes.push_back({std::string(c) + " in rounds", o});
+  }
+  return modes;
+}
+
+// The damped solve on the device agrees with LAPACK's on the same systems (those the device
+// assembled), within rounding times the condition number, and reports the same per-matrix
+// info for the indefinite ones, on every Cholesky path.
 TEST(Cuda, DampedSolveMatchesLapack) {
   SKIP_WITHOUT_GPU();
   Dataset ds = make_target_dataset("invcos2", 1000, 2);
   Batch batch = random_batch(ds, {1, 3, 8, 40, 90, 200}, Act::kRelu, 9);
-  for (int loop_min : {0, 64}) {
-    CpuBackend cpu(2);
-    CudaOptions o;
-    o.potrf_loop_min = loop_min;
+  for (const auto& [mode, o] : cholesky_modes(3 * 8 * padded_square(1401))) {
     CudaBackend gpu{o};
-    cpu.load(batch);
     gpu.load(batch);
     const std::vector<int> nets = all_of(batch);
     std::vector<double> l(nets.size()), s(nets.size());
-    cpu.assemble(nets, Block::kAll, HessianKind::kExact, l.data(), s.data());
     gpu.assemble(nets, Block::kAll, HessianKind::kExact, l.data(), s.data());
     // Damping well above round-off: at 1e-9 the near-singular MASO systems make info and
     // g . step depend on the last bits of H.
     for (double lam : {1e-3, 1.0}) {
       for (bool values : {false, true}) {
-        std::vector<double> lams(nets.size(), lam), gc(nets.size()), gg(nets.size());
-        std::vector<int> ic(nets.size()), ig(nets.size());
-        cpu.solve(nets, lams.data(), values, ic.data(), gc.data());
+        std::vector<double> lams(nets.size(), lam), gg(nets.size());
+        std::vector<int> ig(nets.size());
         gpu.solve(nets, lams.data(), values, ig.data(), gg.data());
-        const std::string where = " lambda " + std::to_string(lam) + (values ? " values" : " step") +
-                                  " loop_min " + std::to_string(loop_min);
+        const std::string where = " lambda " + std::to_string(lam) + (values ? " values" : " step") + " " + mode;
         for (std::size_t j = 0; j < nets.size(); ++j) {
-          EXPECT_EQ(ig[j] == 0, ic[j] == 0) << "network " << j << where;
-          if (ic[j] == 0 && ig[j] == 0)
-            EXPECT_TRUE(close(gg[j], gc[j], 1e-8)) << "network " << j << where << ": " << gg[j] << " vs " << gc[j];
+          const int i = nets[j];
+          const LapackSolve ref =
+              lapack_solve(gpu, i, lam, values ? batch.params.data() + batch.nets[i].offset : nullptr);
+          EXPECT_EQ(ig[j] == 0, ref.info == 0) << "network " << j << where;
+          if (ref.info == 0 && ig[j] == 0) {
+            const int m = num_params(batch.nets[i].shape);
+            EXPECT_TRUE(close(gg[j], ref.gdotp, solve_tol(m, ref.cond)))
+                << "network " << j << where << ": " << gg[j] << " vs " << ref.gdotp << " (m " << m << ", cond "
+                << ref.cond << ")";
+          }
         }
       }
     }
+    // Four solves: more rounds than that means the small scratch split them.
+    if (mode.find("rounds") != std::string::npos) EXPECT_GT(gpu.stats().rounds, 4);
+    if (mode == "looped") EXPECT_EQ(gpu.stats().looped, gpu.stats().factorizations);
+    if (mode == "batched") EXPECT_EQ(gpu.stats().looped, 0);
   }
+}
+
+// The reference of the solve tests, on the CPU backend (runs everywhere): on the backend's own
+// systems it reproduces the backend's solve and finds the condition numbers they must have.
+TEST(CudaReference, LapackSolveReproducesTheCpuBackend) {
+  Dataset ds = make_target_dataset("invcos2", 600, 2);
+  Batch batch = random_batch(ds, {1, 8, 40}, Act::kRelu, 9);
+  CpuBackend cpu(2);
+  cpu.load(batch);
+  const std::vector<int> nets = all_of(batch);
+  std::vector<double> l(nets.size()), s(nets.size());
+  cpu.assemble(nets, Block::kAll, HessianKind::kGaussNewton, l.data(), s.data());
+  for (bool values : {false, true}) {
+    std::vector<double> lams(nets.size(), 1.0), gc(nets.size());
+    std::vector<int> ic(nets.size());
+    cpu.solve(nets, lams.data(), values, ic.data(), gc.data());
+    for (int i : nets) {
+      const LapackSolve ref = lapack_solve(cpu, i, 1.0, values ? batch.params.data() + batch.nets[i].offset : nullptr);
+      ASSERT_EQ(ref.info, 0);
+      EXPECT_EQ(ic[i], 0);
+      const int m = num_params(batch.nets[i].shape);
+      EXPECT_TRUE(close(gc[i], ref.gdotp, solve_tol(m, ref.cond))) << "network " << i;
+      // Gauss-Newton with lambda 1 on a unit diagonal: 2-norm condition below m + 1, and the
+      // 1-norm's within a factor m of it.
+      EXPECT_GE(ref.cond, 1.0);
+      EXPECT_LE(ref.cond, static_cast<double>(m) * (m + 1)) << "network " << i;
+    }
+  }
+}
+
+// A factorization that fails (info > 0) inside a group of same-size matrices fails that
+// network alone, on both Cholesky paths, in one round or several: its neighbours' steps match
+// LAPACK's. Gauss-Newton systems with lambda = 1 are positive definite; lambda = -1.5 takes
+// 1.5 from a unit diagonal, so potrf stops at the first row that is not singular, on both
+// backends alike.
+TEST(Cuda, FailedFactorizationInsideASizeGroup) {
+  SKIP_WITHOUT_GPU();
+  Dataset ds = make_target_dataset("invcos2", 800, 4);
+  // Every arch three times at widths 8 and 40: groups of three or more matrices of each size.
+  Batch batch = random_batch(ds, {8, 40, 8, 40, 8, 40}, Act::kRelu, 12);
+  const std::vector<int> nets = all_of(batch);
+  std::vector<double> lams(nets.size(), 1.0);
+  std::vector<char> bad(nets.size(), 0);
+  for (std::size_t j = 1; j < nets.size(); j += 3) bad[j] = 1;
+  bad[nets.size() - 1] = 1;
+  for (std::size_t j = 0; j < nets.size(); ++j)
+    if (bad[j]) lams[j] = -1.5;
+  for (const auto& [mode, o] : cholesky_modes(2 * 8 * padded_square(161))) {
+    CpuBackend cpu(2);
+    CudaBackend gpu{o};
+    cpu.load(batch);
+    gpu.load(batch);
+    std::vector<double> l(nets.size()), s(nets.size()), gc(nets.size()), gg(nets.size());
+    std::vector<int> ic(nets.size()), ig(nets.size());
+    cpu.assemble(nets, Block::kAll, HessianKind::kGaussNewton, l.data(), s.data());
+    gpu.assemble(nets, Block::kAll, HessianKind::kGaussNewton, l.data(), s.data());
+    cpu.solve(nets, lams.data(), false, ic.data(), gc.data());
+    gpu.solve(nets, lams.data(), false, ig.data(), gg.data());
+    for (std::size_t j = 0; j < nets.size(); ++j) {
+      const std::string where = mode + " network " + std::to_string(j) + " (" +
+                                arch_name(batch.nets[j].shape.arch) + " n=" + std::to_string(batch.nets[j].shape.n) + ")";
+      if (bad[j]) {
+        EXPECT_GT(ig[j], 0) << where;
+        EXPECT_EQ(ig[j], ic[j]) << where;
+        EXPECT_TRUE(std::isnan(gg[j])) << where;
+      } else {
+        ASSERT_EQ(ic[j], 0) << where;
+        EXPECT_EQ(ig[j], 0) << where;
+        EXPECT_TRUE(close(gg[j], gc[j], 1e-8)) << where << ": " << gg[j] << " vs " << gc[j];
+      }
+    }
+  }
+}
+
+// The largest network of the full sweep (gqu, width 200: P = 1401) on 10^4 points: relu
+// (moments) and gelu (J^T J tiles) systems agree with the CPU's, and their solves do on both
+// Cholesky paths.
+TEST(Cuda, LargestNetworkOnTenThousandPoints) {
+  SKIP_WITHOUT_GPU();
+  const Dataset ds = make_target_dataset("invcos2", 10000, 0);
+  Batch batch;
+  batch.datasets = {&ds};
+  Rng rng(21);
+  for (Act act : {Act::kRelu, Act::kRelu, Act::kRelu, Act::kGelu}) {
+    const Shape s{Arch::kGqu, act, 1, 200};
+    ASSERT_EQ(num_params(s), 1401);
+    std::vector<double> th(num_params(s));
+    init_params(s, InitKind::kMaso, ds, rng.next(), th.data());
+    for (auto& v : th) v += 0.05 * rng.normal();
+    batch.add(s, 0, th.data());
+  }
+  const std::vector<int> nets = all_of(batch);
+  CpuBackend cpu(0);
+  cpu.load(batch);
+  std::vector<double> lc(nets.size()), sc(nets.size()), lg(nets.size()), sg(nets.size());
+  cpu.assemble(nets, Block::kAll, HessianKind::kExact, lc.data(), sc.data());
+  const double lam = 1e-2;
+  std::vector<double> lams(nets.size(), lam), gg(nets.size());
+  std::vector<int> ig(nets.size());
+  for (const char* mode : {"batched", "looped"}) {
+    CudaOptions o;
+    o.cholesky = parse_cholesky(mode);
+    CudaBackend gpu{o};
+    gpu.load(batch);
+    gpu.assemble(nets, Block::kAll, HessianKind::kExact, lg.data(), sg.data());
+    for (int i : nets) {
+      const std::string where = std::string(mode) + " network " + std::to_string(i);
+      EXPECT_TRUE(close(lg[i], lc[i], 1e-12)) << where << ": loss " << lg[i] << " vs " << lc[i];
+      std::vector<double> Hc, gvc, Hg, gvg;
+      cpu.read_system(i, &Hc, &gvc);
+      gpu.read_system(i, &Hg, &gvg);
+      ASSERT_EQ(Hg.size(), 1401u * 1401u);
+      EXPECT_LE(rel_diff(Hg, Hc), 1e-12) << where;
+      EXPECT_LE(rel_diff(gvg, gvc), 1e-12) << where;
+    }
+    gpu.solve(nets, lams.data(), false, ig.data(), gg.data());
+    for (int i : nets) {
+      const LapackSolve ref = lapack_solve(gpu, i, lam, nullptr);
+      EXPECT_EQ(ig[i] == 0, ref.info == 0) << mode << " network " << i;
+      if (ref.info == 0 && ig[i] == 0)
+        EXPECT_TRUE(close(gg[i], ref.gdotp, solve_tol(1401, ref.cond)))
+            << mode << " network " << i << ": " << gg[i] << " vs " << ref.gdotp << " (cond " << ref.cond << ")";
+    }
+  }
+}
+
+// Loading a second batch (what every chunk after the first does): larger, then smaller, then
+// the first again; each agrees with a CPU backend that loaded it fresh.
+TEST(Cuda, SecondLoadMatchesAFreshCpuBackend) {
+  SKIP_WITHOUT_GPU();
+  const Dataset d1 = make_target_dataset("invcos2", 700, 1);
+  const Dataset d2 = make_target_dataset("sin_sin", 500, 2);
+  const Batch a = random_batch({&d1}, {2, 9}, Act::kRelu, 31);
+  const Batch b = random_batch({&d1, &d2}, {1, 30, 64, 120}, Act::kGelu, 32);
+  const Batch c = random_batch({&d2}, {3}, Act::kSilu, 33);
+  CudaBackend gpu{CudaOptions{}};
+  for (const Batch* batch : {&a, &b, &c, &a}) {
+    CpuBackend cpu(2);
+    cpu.load(*batch);
+    gpu.load(*batch);
+    const std::vector<int> nets = all_of(*batch);
+    const std::size_t n = nets.size();
+    // lambda = 1 on Gauss-Newton systems: condition numbers below m + 1, so the two backends'
+    // steps agree to about 1e-9.
+    std::vector<double> lc(n), lg(n), sc(n), sg(n), gc(n), gg(n), lam(n, 1.0);
+    std::vector<int> ic(n), ig(n);
+    cpu.assemble(nets, Block::kAll, HessianKind::kGaussNewton, lc.data(), sc.data());
+    gpu.assemble(nets, Block::kAll, HessianKind::kGaussNewton, lg.data(), sg.data());
+    cpu.solve(nets, lam.data(), false, ic.data(), gc.data());
+    gpu.solve(nets, lam.data(), false, ig.data(), gg.data());
+    const double alphas[3] = {1.0, 0.5, 0.0};
+    std::vector<double> tc(3 * n), tg(3 * n), rc(n), rg(n), ec(n), eg(n);
+    cpu.trial_losses(nets, alphas, 3, tc.data());
+    gpu.trial_losses(nets, alphas, 3, tg.data());
+    cpu.rmse(rc.data(), ec.data());
+    gpu.rmse(rg.data(), eg.data());
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::string where = "batch of " + std::to_string(n) + ", network " + std::to_string(j);
+      EXPECT_TRUE(close(lg[j], lc[j], 1e-12)) << where;
+      std::vector<double> Hc, vc, Hg, vg;
+      cpu.read_system(nets[j], &Hc, &vc);
+      gpu.read_system(nets[j], &Hg, &vg);
+      EXPECT_LE(rel_diff(Hg, Hc), 1e-12) << where;
+      ASSERT_EQ(ic[j], 0) << where;
+      ASSERT_EQ(ig[j], 0) << where;
+      EXPECT_TRUE(close(gg[j], gc[j], 1e-8)) << where;
+      // The trials move along steps that agree to about 1e-8; at alpha = 0 only the order of
+      // the sums differs.
+      for (int t = 0; t < 3; ++t)
+        EXPECT_TRUE(close(tg[3 * j + t], tc[3 * j + t], t == 2 ? 1e-12 : 1e-8)) << where << " trial " << t;
+      EXPECT_TRUE(close(rg[j], rc[j], 1e-10)) << where;
+      EXPECT_TRUE(close(eg[j], ec[j], 1e-10)) << where;
+    }
+  }
+}
+
+// The host's work-list offsets (cuda_plan.h) against the device's own count: count_work and
+// a scan, per kind, on a mixed call list.
+TEST(Cuda, HostWorkListsMatchTheDeviceCount) {
+  SKIP_WITHOUT_GPU();
+  std::vector<DevNet> nets;
+  std::vector<CallNet> calls;
+  std::vector<CallShape> shapes;
+  const int npts[2] = {1000, 257};
+  const std::vector<DevSet> sets = {{nullptr, nullptr, npts[0], nullptr}, {nullptr, nullptr, npts[1], nullptr}};
+  int k = 0;
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu})
+    for (int w : {1, 7, 64, 200}) {
+      const Shape s{a, Act::kRelu, 1, w};
+      nets.push_back(DevNet{s, k % 2, 0, 0, 0, 0, 0});
+      int b = 0, e = 0;
+      stage_range(s, k % 3 == 0 ? Block::kD : Block::kAll, &b, &e);
+      calls.push_back({k, b, e});
+      shapes.push_back({e - b, w, npts[k % 2]});
+      ++k;
+    }
+  const int count = static_cast<int>(calls.size());
+  DevNet* d_nets = nullptr;
+  CallNet* d_calls = nullptr;
+  DevSet* d_sets = nullptr;
+  long long* d_items = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d_nets), nets.size() * sizeof(DevNet)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d_calls), calls.size() * sizeof(CallNet)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d_sets), sets.size() * sizeof(DevSet)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d_items), count * sizeof(long long)), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_nets, nets.data(), nets.size() * sizeof(DevNet), cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_calls, calls.data(), calls.size() * sizeof(CallNet), cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_sets, sets.data(), sets.size() * sizeof(DevSet), cudaMemcpyHostToDevice), cudaSuccess);
+  for (WorkKind kind : {WorkKind::kPointTiles, WorkKind::kParamTiles, WorkKind::kHessianTiles, WorkKind::kNeurons,
+                        WorkKind::kNeuronsAndBias}) {
+    count_work(d_calls, count, d_nets, d_sets, kind, d_items, nullptr);
+    std::vector<long long> items(count);
+    ASSERT_EQ(cudaMemcpy(items.data(), d_items, count * sizeof(long long), cudaMemcpyDeviceToHost), cudaSuccess);
+    std::vector<long long> scanned(count + 1, 0);
+    for (int j = 0; j < count; ++j) scanned[j + 1] = scanned[j] + items[j];
+    EXPECT_EQ(work_offsets(shapes, static_cast<WorkItems>(kind)), scanned) << "kind " << static_cast<int>(kind);
+  }
+  cudaFree(d_nets);
+  cudaFree(d_calls);
+  cudaFree(d_sets);
+  cudaFree(d_items);
+}
+
+// This build's kernels run on the visible device (the probe behind --device auto).
+TEST(Cuda, BinaryHoldsAnImageForTheDevice) {
+  SKIP_WITHOUT_GPU();
+  std::string why;
+  EXPECT_TRUE(cuda_kernel_image(0, &why)) << why;
+  EXPECT_TRUE(use_cuda(DeviceKind::kAuto));
 }
 
 // One plain Newton step of the ALL stage from identical parameters (no projection, so the
@@ -385,53 +686,38 @@ TEST(Cuda, SweepSlopesMatchCpu) {
   }
 }
 
-// The device memory a loaded batch takes, after a full step, stays within the plan's estimate
-// (plus the datasets, allocation granularity and cuSOLVER, in a fixed 128 MiB allowance).
+// The device memory a loaded batch takes, after a full step, stays within the plan's estimate:
+// bytes_per_network each and the scratch the plan sets aside, plus the datasets, allocation
+// granularity and the libraries' lazy allocations in a fixed 128 MiB allowance. The same with
+// every Cholesky path.
 TEST(Cuda, MemoryUseStaysWithinTheEstimate) {
   SKIP_WITHOUT_GPU();
   const Dataset ds = make_target_dataset("invcos2", 10000, 0);
   Batch batch = random_batch(ds, {1, 50, 200}, Act::kRelu, 4);
-  std::size_t estimate = 0;
-  for (const auto& nd : batch.nets) estimate += cuda_bytes_per_network(num_params(nd.shape), 20000);
-  CudaBackend gpu{CudaOptions{}};
-  std::size_t free0 = 0, free1 = 0, total = 0;
-  ASSERT_EQ(cudaMemGetInfo(&free0, &total), cudaSuccess);
-  gpu.load(batch);
-  std::vector<int> nets = all_of(batch);
-  std::vector<double> l(nets.size()), sg(nets.size()), gd(nets.size()), lam(nets.size(), 1.0), tl(8 * nets.size());
-  std::vector<int> info(nets.size());
-  gpu.assemble(nets, Block::kAll, HessianKind::kExact, l.data(), sg.data());
-  gpu.solve(nets, lam.data(), false, info.data(), gd.data());
-  const double alphas[8] = {1, 0.5, 0.25, 0.125, 1.0 / 16, 1.0 / 64, 1.0 / 256, 1.0 / 2048};
-  gpu.trial_losses(nets, alphas, 8, tl.data());
-  ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
-  const std::size_t used = free0 > free1 ? free0 - free1 : 0;
-  EXPECT_LE(used, estimate + (std::size_t(128) << 20)) << "estimate " << estimate;
-}
-
-// Chunks planned from a card's free memory hold every network of the full sweep, on a small
-// card and on an 80 GB one, and never exceed the budget. Plain arithmetic: runs everywhere.
-TEST(CudaPlan, FullSweepFitsSmallAndLargeCards) {
-  SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("invcos2", 10000, 0));
-  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
-  spec.acts = {Act::kRelu};
-  for (int w = 1; w <= 200; ++w) spec.widths.push_back(w);
-  spec.seeds = 32;
-  const auto jobs = make_jobs(spec);
-  ASSERT_EQ(jobs.size(), 19200u);
-  const int pts = max_points(spec.datasets);
-  for (double gib : {4.0, 79.0}) {
-    const std::size_t budget = cuda_memory_budget(static_cast<std::size_t>(gib * 1073741824.0), 0.85);
-    const auto bytes = [&](int p) { return cuda_bytes_per_network(p, pts); };
-    const auto chunks = plan_chunks(jobs, {1}, budget, bytes);
-    std::size_t total = 0;
-    for (const auto& c : chunks) total += c.size();
-    EXPECT_EQ(total, jobs.size());
-    std::printf("%.0f GiB card: %zu chunks\n", gib, chunks.size());
+  for (const char* mode : {"batched", "looped"}) {
+    CudaOptions o;
+    o.cholesky = parse_cholesky(mode);
+    CudaBackend gpu{o};
+    std::size_t estimate = gpu.memory().scratch;
+    for (const auto& nd : batch.nets) estimate += gpu.bytes_per_network(num_params(nd.shape), 20000);
+    std::size_t free0 = 0, free1 = 0, total = 0;
+    ASSERT_EQ(cudaMemGetInfo(&free0, &total), cudaSuccess);
+    gpu.load(batch);
+    std::vector<int> nets = all_of(batch);
+    std::vector<double> l(nets.size()), sg(nets.size()), gd(nets.size()), lam(nets.size(), 1.0), tl(8 * nets.size());
+    std::vector<int> info(nets.size());
+    gpu.assemble(nets, Block::kAll, HessianKind::kExact, l.data(), sg.data());
+    gpu.solve(nets, lam.data(), false, info.data(), gd.data());
+    const double alphas[8] = {1, 0.5, 0.25, 0.125, 1.0 / 16, 1.0 / 64, 1.0 / 256, 1.0 / 2048};
+    gpu.trial_losses(nets, alphas, 8, tl.data());
+    std::vector<double> tr(nets.size()), te(nets.size());
+    gpu.rmse(tr.data(), te.data());
+    ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
+    const std::size_t used = free0 > free1 ? free0 - free1 : 0;
+    EXPECT_LE(used, estimate + (std::size_t(128) << 20)) << mode << ": estimate " << estimate;
+    std::printf("%s: used %zu MiB of an estimate of %zu MiB; workspace %zu MiB\n", mode, used >> 20, estimate >> 20,
+                gpu.memory().workspace >> 20);
   }
-  // The largest network (gqu, width 200: P = 1401) needs about 32 MiB.
-  EXPECT_LT(cuda_bytes_per_network(1401, 20000), std::size_t(40) << 20);
 }
 
 }  // namespace

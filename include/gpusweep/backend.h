@@ -16,12 +16,14 @@ enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
 
 // Whether a run on `device` goes to the CUDA backend: --device cuda always (throws
 // std::invalid_argument with one clear line when this build has no CUDA backend or no GPU is
-// visible), auto when a GPU is visible, cpu never.
-bool use_cuda(DeviceKind device);
+// visible), auto when GPU 0 is visible and this binary holds a kernel image for it, cpu
+// never. When auto passes over a visible GPU, *why (if given) says why in one line.
+bool use_cuda(DeviceKind device, std::string* why = nullptr);
 
 struct BackendOptions {
   DeviceKind device = DeviceKind::kCpu;
   int threads = 0;  // CPU threads; 0 = all cores
+  std::string cholesky = "auto";  // the CUDA backend's Cholesky paths (--cholesky)
 };
 
 // Per-call index lists name networks by their position in the loaded batch. All networks of
