@@ -95,10 +95,11 @@ std::string run_sweep(const std::vector<std::string>& args) {
   SweepCli cli;
   std::vector<const char*> argv{"gpu-sweep"};
   for (const auto& a : args) argv.push_back(a.c_str());
-  cli_errors([&] {
+  try {
     cli.app.parse(static_cast<int>(argv.size()), argv.data());
-    return 0;
-  });
+  } catch (const CLI::ParseError& e) {  // restyled as gpu-sweep's main restyles it
+    throw py::value_error(one_line(gs::cli_error_message(e, cli.app)));
+  }
   std::string out;
   int rc = 0;
   {
