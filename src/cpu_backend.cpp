@@ -10,7 +10,7 @@
 #include <thread>
 #include <type_traits>
 
-#include "gpusweep/least_squares.h"
+#include "by_shape.h"
 #include "gpusweep/relu1d.h"
 #include "gpusweep/solve.h"
 #include "gpusweep/util.h"
@@ -23,13 +23,11 @@ constexpr int kTile = 256;  // points per dsyrk update
 
 template <class F>
 void for_each_net(const std::vector<int>& nets, int threads, std::vector<double>& seconds, F&& f) {
-  const int count = static_cast<int>(nets.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int j = 0; j < count; ++j) {
+  parallel_for(static_cast<int>(nets.size()), threads, [&](int j, int) {
     const double t0 = omp_get_wtime();
     f(j, nets[j]);
     seconds[nets[j]] += omp_get_wtime() - t0;
-  }
+  });
 }
 
 // The per-point work of assemble() on one tile of training points: Jacobian rows of the stage
@@ -48,14 +46,6 @@ struct TileArgs {
   bool second;
   CpuBackend::Workspace* w;
 };
-
-// The shape with the factor count kNf and the input dimension kD fixed at compile time where
-// they are nonzero (see by_shape), so that the network math unrolls.
-template <int kNf, int kD>
-Shape fixed_shape(const Shape& shape) {
-  return Shape{kNf > 0 ? make_arch(Family::kGated, kNf - 1) : shape.arch, shape.act, kD > 0 ? kD : shape.d,
-               shape.n};
-}
 
 template <int kNf, int kD>
 double tile_points(const TileArgs& t, double sse) {
@@ -113,20 +103,6 @@ double tile_points(const TileArgs& t, double sse) {
   return sse;
 }
 
-// Sum of squared residuals over the points x (row-major) with targets f; kNf and kD as in
-// tile_points.
-template <int kNf, int kD>
-double sum_squares(const Shape& shape, const double* theta, const std::vector<double>& x,
-                   const std::vector<double>& f) {
-  const Shape s = fixed_shape<kNf, kD>(shape);
-  double sse = 0.0;
-  for (std::size_t q = 0; q < f.size(); ++q) {
-    const double r = evaluate(s, theta, x.data() + q * s.d) - f[q];
-    sse += r * r;
-  }
-  return sse;
-}
-
 // Sum of squared residuals over the training points of ds, and its gradient added into g (all
 // parameters; row is scratch of num_params); kNf and kD as in tile_points.
 template <int kNf, int kD>
@@ -142,30 +118,6 @@ double sse_gradient(const Shape& shape, const double* theta, const Dataset& ds, 
   }
   return sse;
 }
-
-// Calls f(kNf, kD) with the factor count and the input dimension as compile-time constants
-// (std::integral_constant) for the gated architectures on 1D inputs, and with both 0 (read
-// at run time) otherwise.
-template <int kNf = 1, class F>
-double by_shape(const Shape& s, F&& f) {
-  if constexpr (kNf > kMaxFactors) {
-    return f(std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
-  } else {
-    if (s.d == 1 && arch_family(s.arch) == Family::kGated && num_factors(s.arch) == kNf)
-      return f(std::integral_constant<int, kNf>{}, std::integral_constant<int, 1>{});
-    return by_shape<kNf + 1>(s, std::forward<F>(f));
-  }
-}
-
-// Sum of squared residuals of the network theta over the training points of ds.
-double train_sse(const Shape& s, const double* theta, const Dataset& ds) {
-  return by_shape(s, [&](auto nf, auto d) {
-    return sum_squares<decltype(nf)::value, decltype(d)::value>(s, theta, ds.x_train, ds.y_train);
-  });
-}
-
-// Training points on each side of a kink from which knot_curvature estimates its curvature.
-constexpr int kKnotWindow = 8;
 
 }  // namespace
 
@@ -209,25 +161,7 @@ void CpuBackend::load(const Batch& batch) {
   stage_begin_.assign(n, 0);
   stage_end_.assign(n, 0);
   seconds_.assign(n, 0.0);
-  sorted_.assign(data_.size(), Sorted{});
-  for (std::size_t k = 0; k < data_.size(); ++k) {
-    const Dataset& ds = *data_[k];
-    if (ds.d != 1) continue;
-    const int npts = ds.n_train();
-    std::vector<int> order(npts);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
-    Sorted& so = sorted_[k];
-    so.x.resize(npts);
-    so.y.resize(npts);
-    for (int q = 0; q < npts; ++q) {
-      so.x[q] = ds.x_train[order[q]];
-      so.y[q] = ds.y_train[order[q]];
-    }
-    so.pre.resize(static_cast<std::size_t>(kNumMoments) * (npts + 1) * 2);
-    build_prefix(so.x.data(), nullptr, npts, kNumMoments, so.pre.data());
-  }
+  host_.load(batch, fast_relu1d_);
 }
 
 // relu, d = 1: the assembly of relu1d.h in O(N n + m^2) instead of O(N m^2). Writes both
@@ -235,7 +169,7 @@ void CpuBackend::load(const Batch& batch) {
 void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* loss) {
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
-  const Sorted& so = sorted_[nd.dataset];
+  const HostSolver::Sorted& so = host_.sorted(nd.dataset);
   const double* theta = theta_.data() + nd.offset;
   const int npts = static_cast<int>(so.x.size());
   const int b = stage_begin_[i], e = stage_end_[i];
@@ -470,98 +404,34 @@ void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool 
   });
 }
 
-int CpuBackend::linear_optimum(int i, const double* theta, const std::vector<int>& cols,
-                               double* values, double* loss) {
-  const NetDesc& nd = nets_[i];
-  const Shape& s = nd.shape;
-  const Dataset& ds = *data_[nd.dataset];
-  Workspace& w = workspace();
-  LsSystem sys;
-  const int npts = ds.n_train();
-  if (relu1d_fast_path(s) && fast_relu1d_) {
-    const Sorted& so = sorted_[nd.dataset];
-    w.resid.resize(npts);
-    for (int k = 0; k < npts; ++k) w.resid[k] = evaluate(s, theta, &so.x[k]) - so.y[k];
-    compress_relu1d(s, theta, cols, so.x.data(), w.resid.data(), npts, &sys);
-  } else {
-    compress_rows(s, theta, cols, ds.x_train.data(), ds.y_train.data(), npts, &sys);
-  }
-  double sse = sys.rest;
-  for (double v : sys.h) sse += v * v;
-  *loss = sse / npts;
-  std::vector<double> current(cols.size());
-  for (std::size_t q = 0; q < cols.size(); ++q) current[q] = theta[cols[q]];
-  return least_squares_values(sys, current.data(), npts, values);
-}
-
 void CpuBackend::least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
-    const double* theta = theta_.data() + nets_[i].offset;
     int b, e;
     stage_range(nets_[i].shape, stage, &b, &e);
     stage_begin_[i] = b;
     stage_end_[i] = e;
-    Workspace& w = workspace();
-    w.values.resize(e - b);
-    rank[j] = linear_optimum(i, theta, param_range(b, e), w.values.data(), &loss[j]);
-    double* step = step_.data() + vec_off_[i];
-    for (int q = b; q < e; ++q) step[q - b] = w.values[q - b] - theta[q];
+    rank[j] = host_.stage_step(i, theta_.data() + nets_[i].offset, b, e, step_.data() + vec_off_[i], &loss[j],
+                               workspace().host);
   });
-}
-
-Points1d CpuBackend::points1d(int dataset) const {
-  const Sorted& so = sorted_[dataset];
-  return {so.x.data(), static_cast<int>(so.x.size()), data_[dataset]->lo[0], data_[dataset]->hi[0]};
 }
 
 void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
                                double* pred) {
-  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
-    const NetDesc& nd = nets_[i];
-    const Shape& s = nd.shape;
-    const int m = num_params(s);
-    if (stage_begin_[i] != 0 || stage_end_[i] != m)
+  for (int i : nets)
+    if (stage_begin_[i] != 0 || stage_end_[i] != num_params(nets_[i].shape))
       throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
-    const double* theta = theta_.data() + nd.offset;
-    Workspace& w = workspace();
-    w.roles.resize(m);
-    w.extra.clear();
-    if (relu1d_fast_path(s)) {
-      const Sorted& so = sorted_[nd.dataset];
-      const Points1d pts = points1d(nd.dataset);
-      var_pro_roles(s, theta, &pts, w.roles.data());
-      knot_curvature(s, theta, so.x.data(), so.y.data(), pts.n, kKnotWindow, &w.extra);
-    } else {
-      var_pro_roles(s, theta, nullptr, w.roles.data());
-    }
-    reduced_system(m, H_.data() + square_off_[i], g_.data() + vec_off_[i],
-                   scale_.data() + vec_off_[i], w.roles.data(), w.extra, &w.reduced);
-    info[j] = reduced_solve(m, scale_.data() + vec_off_[i], w.reduced, lambda[j], w.work,
-                            step_.data() + vec_off_[i], &pred[j]);
+  for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    info[j] = host_.var_pro_step(i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i],
+                                 g_.data() + vec_off_[i], scale_.data() + vec_off_[i], lambda[j],
+                                 step_.data() + vec_off_[i], &pred[j], workspace().host);
   });
 }
 
 void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
-    const NetDesc& nd = nets_[i];
-    const Shape& s = nd.shape;
-    const int m = num_params(s);
-    const double* theta = theta_.data() + nd.offset;
-    const double* step = step_.data() + vec_off_[i];
-    double* trial = trial_theta_.data() + vec_off_[i];
-    for (int q = 0; q < m; ++q) trial[q] = take_step ? theta[q] + step[q] : theta[q];
-    std::vector<int> cols = linear_columns(s);
-    if (relu1d_fast_path(s)) {  // the same rule as var_pro_solve's roles, whatever the assembly
-      const std::vector<int> all = cols;
-      drop_thin_neurons(s, trial, points1d(nd.dataset), &cols);
-      for (int q : all) trial[q] = std::binary_search(cols.begin(), cols.end(), q) ? trial[q] : 0.0;
-    }
-    Workspace& w = workspace();
-    w.values.resize(cols.size());
-    double before;
-    linear_optimum(i, trial, cols, w.values.data(), &before);
-    for (std::size_t q = 0; q < cols.size(); ++q) trial[cols[q]] = w.values[q];
-    loss[j] = train_sse(s, trial, *data_[nd.dataset]) / data_[nd.dataset]->n_train();
+    loss[j] = host_.var_pro_trial(i, theta_.data() + nets_[i].offset,
+                                  take_step ? step_.data() + vec_off_[i] : nullptr,
+                                  trial_theta_.data() + vec_off_[i], workspace().host);
   });
 }
 

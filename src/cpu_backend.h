@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "gpusweep/backend.h"
-#include "gpusweep/var_pro.h"
+#include "gpusweep/host_solver.h"
 
 namespace gs {
 
@@ -52,26 +52,12 @@ class CpuBackend final : public Backend {
     // relu on 1D inputs (relu1d.h): prefix sums of r x^j, active ranges, column polynomials.
     std::vector<double> rpre, cols;
     std::vector<int> range, col_index, neuron_cols;
-    std::vector<double> values;  // least_squares: the stage's new values
-    std::vector<Role> roles;     // var_pro_solve
-    std::vector<HessEntry> extra;
-    ReducedSystem reduced;
-  };
-  // A dataset's training points sorted by x, with the prefix sums of x^j (relu1d.h).
-  struct Sorted {
-    std::vector<double> x, y, pre;
+    HostSolver::Workspace host;  // least squares and variable projection
   };
   void assemble_relu1d(int i, Block stage, HessianKind kind, double* loss);
 
  private:
   Workspace& workspace();
-  // A 1D dataset's sorted training points and domain (var_pro.h).
-  Points1d points1d(int dataset) const;
-  // The least-squares optimum of the parameters cols of network i at theta (not necessarily
-  // its own) into values; writes the training loss at theta and returns the numerical rank.
-  int linear_optimum(int i, const double* theta, const std::vector<int>& cols, double* values,
-                     double* loss);
-
   int threads_;
   bool fast_relu1d_;
   std::vector<NetDesc> nets_;
@@ -84,7 +70,7 @@ class CpuBackend final : public Backend {
   std::vector<int> stage_begin_, stage_end_;
   std::vector<double> seconds_;
   std::vector<Workspace> ws_;
-  std::vector<Sorted> sorted_;  // per dataset; empty for d > 1
+  HostSolver host_;  // the sorted 1D points, least squares and variable projection
 };
 
 }  // namespace gs
