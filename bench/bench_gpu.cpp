@@ -62,6 +62,37 @@ StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double
   return out;
 }
 
+// The default ALL step, variable projection, for every network of the batch: assemble the
+// exact system, take the reduced Newton step (host_solver.h), evaluate the trial with the
+// linear parameters solved, and keep nothing (every repetition does the same work). One
+// untimed warm-up.
+// *timed (if given): the seconds the timed repetitions took.
+double var_pro_steps_per_second(gs::Backend& be, const gs::Batch& batch, double min_seconds,
+                                gs::CudaBackend* stats_of = nullptr, double* timed = nullptr) {
+  be.load(batch);
+  const int n = batch.size();
+  std::vector<int> nets(n);
+  for (int i = 0; i < n; ++i) nets[i] = i;
+  std::vector<double> loss(n), sg(n), lam(n, 1e-2), pred(n), trial(n);
+  std::vector<int> info(n);
+  auto step = [&]() {
+    be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
+    be.var_pro_solve(nets, lam.data(), info.data(), pred.data());
+    be.var_pro_trial(nets, true, trial.data());
+  };
+  step();
+  if (stats_of) stats_of->reset_stats();
+  int steps = 0;
+  const auto t0 = Clock::now();
+  do {
+    step();
+    steps += n;
+  } while (since(t0) < min_seconds);
+  const double el = since(t0);
+  if (timed) *timed = el;
+  return steps / el;
+}
+
 gs::Batch make_batch(const gs::Dataset& ds, const gs::Shape& s, int count) {
   gs::Batch batch;
   batch.datasets.push_back(&ds);
@@ -108,6 +139,23 @@ int main(int argc, char** argv) {
       std::printf("%-5s %6d %6d %8d %14.1f %14.1f %9.1f %12.3f %14.3f %8d\n", gs::arch_name(arch), w, p, count,
                   rc.per_second, rg.per_second, rg.per_second / rc.per_second, 1e3 * st.relu1d_seconds / calls,
                   st.factor_flops / st.factor_seconds * 1e-12, rg.failed);
+    }
+  }
+
+  std::printf("\nVariable-projection steps (the default ALL step), relu: the host half's share of the GPU time\n");
+  std::printf("%-5s %6s %6s %8s %14s %14s %9s %10s\n", "arch", "width", "P", "batch", "CPU steps/s", "GPU steps/s",
+              "GPU/CPU", "host %");
+  for (gs::Arch arch : {gs::Arch::kMlp, gs::Arch::kGlu, gs::Arch::kGqu}) {
+    for (int w : {8, 32, 128, 200}) {
+      const gs::Shape s{arch, gs::Act::kRelu, 1, w};
+      const int p = gs::num_params(s);
+      const int count = gpu_batch(p, points);
+      gs::CpuBackend cpu(cores);
+      const double rc = var_pro_steps_per_second(cpu, make_batch(ds, s, 2 * cores), 2.0);
+      double timed = 0.0;
+      const double rg = var_pro_steps_per_second(gpu, make_batch(ds, s, count), 2.0, &gpu, &timed);
+      std::printf("%-5s %6d %6d %8d %14.1f %14.1f %9.1f %10.1f\n", gs::arch_name(arch), w, p, count, rc, rg, rg / rc,
+                  100.0 * gpu.stats().host_seconds / timed);
     }
   }
 
@@ -198,6 +246,7 @@ int main(int argc, char** argv) {
     std::printf("\nfull sweep --widths 1:200 --seeds 32 (%zu networks, %d points): %.1f s; %d converged, %d failed\n",
                 jobs.size(), points, el, conv, failed);
     const double tf = st.factor_flops / st.factor_seconds * 1e-12;
+    std::printf("  host half of the solver (least squares, variable projection, copies) %.1f s\n", st.host_seconds);
     std::printf("  relu/1D assembly kernels %.1f s; factorization %.1f s at %.3f TFLOP/s (%.1f %% of peak), %lld factorizations "
                 "(%lld looped) in %lld scratch rounds\n",
                 st.relu1d_seconds, st.factor_seconds, tf, pct(tf), st.factorizations, st.looped, st.rounds);

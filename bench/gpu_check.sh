@@ -13,7 +13,7 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep
 fi
 [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
 out=${OUT:-runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
-shard=${SHARD:-1/8}
+shard=${SHARD:-1/32}
 mkdir -p "$out"
 log="$out/log.txt"
 summary="$out/summary.txt"

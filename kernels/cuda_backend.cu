@@ -24,7 +24,9 @@
 
 #include "batch_kernels.h"
 #include "cuda_check.h"
+#include "gpusweep/host_solver.h"
 #include "gpusweep/relu1d.h"
+#include "gpusweep/util.h"
 #include "gpusweep/worklist.h"
 
 #ifndef GPUSWEEP_CUDA_ARCHS
@@ -245,6 +247,33 @@ struct CudaBackend::Impl {
   std::vector<CallNet> h_calls;
   std::vector<long long> h_offs;
 
+  // The solver's host half (host_solver.h) and its host copies: parameters at theta_off,
+  // steps and var_pro_trial's parameters at vec_off, gradients and scales at vec_off.
+  HostSolver host;
+  int host_threads = 1;
+  std::vector<HostSolver::Workspace> host_ws;
+  long long total_vec = 0;
+  std::vector<double> h_theta, h_step, h_trial, h_g, h_scale, h_H;
+
+  // Copy len(i) doubles of each listed network between dev + off(i) and host_buf + off(i),
+  // in order on the stream; no sync.
+  template <class Off, class Len>
+  void copy_out(const std::vector<int>& list, const double* dev, double* host_buf, Off off, Len len) {
+    for (int i : list)
+      CUDA_CHECK(cudaMemcpyAsync(host_buf + off(i), dev + off(i), static_cast<std::size_t>(len(i)) * sizeof(double),
+                                 cudaMemcpyDeviceToHost, stream.get()));
+  }
+  template <class Off, class Len>
+  void copy_in(const std::vector<int>& list, const double* host_buf, double* dev, Off off, Len len) {
+    for (int i : list)
+      CUDA_CHECK(cudaMemcpyAsync(dev + off(i), host_buf + off(i), static_cast<std::size_t>(len(i)) * sizeof(double),
+                                 cudaMemcpyHostToDevice, stream.get()));
+  }
+  long long theta_at(int i) const { return nets[i].theta_off; }
+  long long vec_at(int i) const { return nets[i].vec_off; }
+  int params_of(int i) const { return num_params(nets[i].s); }
+  int stage_of(int i) const { return stage_e[i] - stage_b[i]; }
+
   // Appends list's calls to h_calls; returns where they start.
   std::size_t add_calls(const std::vector<int>& list) {
     const std::size_t at = h_calls.size();
@@ -327,6 +356,8 @@ double now() {
 CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Impl>()) {
   Impl& I = *impl_;
   I.opt = options;
+  I.host_threads = thread_count(options.host_threads);
+  I.host_ws.resize(I.host_threads);
   if (options.loop_streams < 1) throw std::invalid_argument("CudaOptions: loop_streams must be at least 1");
   if (options.cholesky.rules.empty()) throw std::invalid_argument("CudaOptions: empty Cholesky table");
   std::string why;
@@ -411,6 +442,8 @@ void CudaBackend::load(const Batch& batch) {
     res += I.n_train[i];
   }
   I.total_params = static_cast<long long>(batch.params.size());
+  I.total_vec = vec;
+  I.host.load(batch);
   const int nd = static_cast<int>(batch.datasets.size());
   I.data.clear();
   I.data.resize(5 * nd);
@@ -419,22 +452,12 @@ void CudaBackend::load(const Batch& batch) {
     const Dataset& ds = *batch.datasets[k];
     const int npts = ds.n_train();
     if (ds.d == 1) {
-      // Sorted by x, with the prefix sums of x^j, for the relu1d assembly. The order of the
-      // points changes no sum but the rounding of the losses.
-      std::vector<int> order(npts);
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
-      std::vector<double> xs(npts), ys(npts), pre(static_cast<std::size_t>(kNumMoments) * (npts + 1) * 2);
-      for (int q = 0; q < npts; ++q) {
-        xs[q] = ds.x_train[order[q]];
-        ys[q] = ds.y_train[order[q]];
-      }
-      build_prefix(xs.data(), nullptr, npts, kNumMoments, pre.data());
-      I.data[5 * k + 0].upload(xs.data(), xs.size(), st);
-      I.data[5 * k + 1].upload(ys.data(), ys.size(), st);
-      I.data[5 * k + 4].upload(pre.data(), pre.size(), st);
-      CUDA_CHECK(cudaStreamSynchronize(st));  // before the host vectors go
+      // Sorted by x (as the host solver sorts them), with the prefix sums of x^j, for the
+      // relu1d assembly. The order of the points changes no sum but the rounding of the losses.
+      const HostSolver::Sorted& so = I.host.sorted(k);
+      I.data[5 * k + 0].upload(so.x.data(), so.x.size(), st);
+      I.data[5 * k + 1].upload(so.y.data(), so.y.size(), st);
+      I.data[5 * k + 4].upload(so.pre.data(), so.pre.size(), st);
     } else {
       I.data[5 * k + 0].upload(ds.x_train.data(), ds.x_train.size(), st);
       I.data[5 * k + 1].upload(ds.y_train.data(), ds.y_train.size(), st);
@@ -907,6 +930,124 @@ void CudaBackend::set_params(const std::vector<int>& list, const double* values)
     at += p;
   }
   CUDA_CHECK(cudaStreamSynchronize(st));
+}
+
+// The solver's host half. Each operation copies what the host needs of the listed networks,
+// runs host_solver.h on host threads, and copies the results back: one math with the CPU
+// backend. Variable projection copies the Hessians back in groups of at most
+// host_system_bytes.
+
+void CudaBackend::least_squares(const std::vector<int>& list, Block stage, int* rank, double* loss) {
+  Impl& I = *impl_;
+  const int count = static_cast<int>(list.size());
+  if (count == 0) return;
+  const double t0 = now();
+  for (int i : list) stage_range(I.nets[i].s, stage, &I.stage_b[i], &I.stage_e[i]);
+  I.h_theta.resize(I.total_params);
+  I.h_step.resize(I.total_vec);
+  auto theta_at = [&](int i) { return I.theta_at(i); };
+  auto vec_at = [&](int i) { return I.vec_at(i); };
+  I.copy_out(list, I.theta.get(), I.h_theta.data(), theta_at, [&](int i) { return I.params_of(i); });
+  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  parallel_for(count, I.host_threads, [&](int j, int t) {
+    const int i = list[j];
+    rank[j] = I.host.stage_step(i, I.h_theta.data() + I.theta_at(i), I.stage_b[i], I.stage_e[i],
+                                I.h_step.data() + I.vec_at(i), &loss[j], I.host_ws[t]);
+  });
+  I.copy_in(list, I.h_step.data(), I.step.get(), vec_at, [&](int i) { return I.stage_of(i); });
+  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  const double secs = now() - t0;
+  I.stats.host_seconds += secs;
+  I.charge(list, secs);
+}
+
+void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lambda, int* info, double* pred) {
+  Impl& I = *impl_;
+  const int count = static_cast<int>(list.size());
+  if (count == 0) return;
+  for (int i : list)
+    if (I.stage_b[i] != 0 || I.stage_e[i] != I.params_of(i))
+      throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
+  const double t0 = now();
+  cudaStream_t st = I.stream.get();
+  I.h_theta.resize(I.total_params);
+  I.h_step.resize(I.total_vec);
+  I.h_g.resize(I.total_vec);
+  I.h_scale.resize(I.total_vec);
+  auto theta_at = [&](int i) { return I.theta_at(i); };
+  auto vec_at = [&](int i) { return I.vec_at(i); };
+  auto params = [&](int i) { return I.params_of(i); };
+  I.copy_out(list, I.theta.get(), I.h_theta.data(), theta_at, params);
+  I.copy_out(list, I.g.get(), I.h_g.data(), vec_at, params);
+  I.copy_out(list, I.scale.get(), I.h_scale.data(), vec_at, params);
+  // Groups of networks whose Hessians fit in host_system_bytes (at least one network each).
+  const std::size_t cap = std::max<std::size_t>(I.opt.host_system_bytes / sizeof(double), 1);
+  std::size_t first = 0;
+  while (first < list.size()) {
+    std::vector<int> group;
+    std::vector<std::size_t> at;
+    std::size_t used = 0;
+    for (std::size_t k = first; k < list.size(); ++k) {
+      const std::size_t p = I.params_of(list[k]);
+      if (!group.empty() && used + p * p > cap) break;
+      group.push_back(list[k]);
+      at.push_back(used);
+      used += p * p;
+    }
+    I.h_H.resize(std::max(I.h_H.size(), used));
+    for (std::size_t q = 0; q < group.size(); ++q) {
+      const std::size_t p = I.params_of(group[q]);
+      CUDA_CHECK(cudaMemcpyAsync(I.h_H.data() + at[q], I.H.get() + I.nets[group[q]].sq_off, p * p * sizeof(double),
+                                 cudaMemcpyDeviceToHost, st));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    parallel_for(static_cast<int>(group.size()), I.host_threads, [&](int q, int t) {
+      const int i = group[q];
+      const std::size_t j = first + q;
+      info[j] = I.host.var_pro_step(i, I.h_theta.data() + I.theta_at(i), I.h_H.data() + at[q],
+                                    I.h_g.data() + I.vec_at(i), I.h_scale.data() + I.vec_at(i), lambda[j],
+                                    I.h_step.data() + I.vec_at(i), &pred[j], I.host_ws[t]);
+    });
+    first += group.size();
+  }
+  I.copy_in(list, I.h_step.data(), I.step.get(), vec_at, params);
+  CUDA_CHECK(cudaStreamSynchronize(st));
+  const double secs = now() - t0;
+  I.stats.host_seconds += secs;
+  I.charge(list, secs);
+}
+
+void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, double* loss) {
+  Impl& I = *impl_;
+  const int count = static_cast<int>(list.size());
+  if (count == 0) return;
+  const double t0 = now();
+  I.h_theta.resize(I.total_params);
+  I.h_step.resize(I.total_vec);
+  I.h_trial.resize(I.total_vec);
+  auto params = [&](int i) { return I.params_of(i); };
+  I.copy_out(list, I.theta.get(), I.h_theta.data(), [&](int i) { return I.theta_at(i); }, params);
+  if (take_step) I.copy_out(list, I.step.get(), I.h_step.data(), [&](int i) { return I.vec_at(i); }, params);
+  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  parallel_for(count, I.host_threads, [&](int j, int t) {
+    const int i = list[j];
+    loss[j] = I.host.var_pro_trial(i, I.h_theta.data() + I.theta_at(i), take_step ? I.h_step.data() + I.vec_at(i) : nullptr,
+                                   I.h_trial.data() + I.vec_at(i), I.host_ws[t]);
+  });
+  const double secs = now() - t0;
+  I.stats.host_seconds += secs;
+  I.charge(list, secs);
+}
+
+void CudaBackend::var_pro_accept(const std::vector<int>& list) {
+  Impl& I = *impl_;
+  if (list.empty()) return;
+  // var_pro_trial left network i's trial at vec_off in h_trial; theta takes it at theta_off.
+  for (int i : list)
+    CUDA_CHECK(cudaMemcpyAsync(I.theta.get() + I.theta_at(i), I.h_trial.data() + I.vec_at(i),
+                               static_cast<std::size_t>(I.params_of(i)) * sizeof(double), cudaMemcpyHostToDevice,
+                               I.stream.get()));
+  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }
 
 const CudaStats& CudaBackend::stats() const { return impl_->stats; }

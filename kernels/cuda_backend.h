@@ -30,6 +30,10 @@ struct CudaOptions {
   double memory_fraction = 0.85;  // of the free device memory at creation
   // Networks per chunk at most, so that a long run saves its results as it goes.
   int max_chunk_networks = 4096;
+  // Threads of the solver's host half (least squares, variable projection); 0: all cores.
+  int host_threads = 0;
+  // Host bytes at most for the Hessians that variable projection copies back at once.
+  std::size_t host_system_bytes = std::size_t(1) << 30;
 };
 
 // Counters for the benchmark: time on the device and useful FP64 operations.
@@ -43,6 +47,9 @@ struct CudaStats {
   long long factorizations = 0;
   long long looped = 0;  // of them, by the per-matrix path
   long long rounds = 0;  // scratch rounds
+  // The solver's host half (least squares, variable projection), copies to and from the
+  // device included.
+  double host_seconds = 0.0;
 };
 
 class CudaBackend final : public Backend {
@@ -68,6 +75,15 @@ class CudaBackend final : public Backend {
   void apply_step(const std::vector<int>& nets, const double* alpha) override;
   void rmse(double* train, double* test) override;
   void network_seconds(double* seconds) override;
+  // Linear stages and variable projection: the host half of the solver (host_solver.h), the
+  // CPU backend's math, on copies of the parameters and of the systems assembled here.
+  bool has_least_squares() const override { return true; }
+  void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) override;
+  bool has_variable_projection() const override { return true; }
+  void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
+                     double* pred) override;
+  void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss) override;
+  void var_pro_accept(const std::vector<int>& nets) override;
   // Adam's passes: the residual and gradient kernels of the general assembly over every
   // parameter (no Hessian), and theta updated in place on the device.
   bool has_gradient() const override { return true; }

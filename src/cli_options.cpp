@@ -70,8 +70,7 @@ void add_sweep_options(CLI::App& app, Options& o) {
   app.add_option("--hessian", o.hessian, "exact or gn (Gauss-Newton)")->capture_default_str();
   app.add_option("--projection", o.projection,
                  "ALL stage. on: variable projection, Newton on the gates (and middle factors) with the "
-                 "last factor and d0 (mlp: D and d0) solved exactly at every step (CPU; the CUDA backend "
-                 "alternates); "
+                 "last factor and d0 (mlp: D and d0) solved exactly at every step; "
                  "alternate: Newton on all parameters, then exact solves of D and each linear factor in turn; off: plain "
                  "Newton")
       ->capture_default_str();

@@ -18,6 +18,7 @@
 #include "gpusweep/data.h"
 #include "gpusweep/driver.h"
 #include "gpusweep/fit.h"
+#include "gpusweep/host_solver.h"
 #include "gpusweep/solve.h"
 #include "gpusweep/sweep.h"
 
@@ -279,6 +280,93 @@ TEST(Cuda, GradientPassAndParameterUpdatesMatchCpu) {
     cpu.read_params(pc);
     gpu.read_params(pg);
     EXPECT_EQ(pg, pc);
+  }
+}
+
+// The solver's host half on the CUDA backend: least squares of a linear stage and the
+// variable-projection step, trial and accept, against host_solver.h applied by the test to
+// what the device holds (read_params, read_system), with the Hessians copied back in several
+// groups and the networks listed out of batch order. This checks the copies and offsets; the
+// math itself is the CPU backend's (test_var_pro, test_least_squares check it against finite
+// differences and LAPACK's SVD solver) and whole runs compare with the CPU below.
+TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
+  SKIP_WITHOUT_GPU();
+  const Dataset d1 = make_target_dataset("invcos2", 900, 2);
+  const Dataset d2 = plane_dataset(2, 400, 4);
+  for (Act act : {Act::kRelu, Act::kSilu}) {
+    const Batch batch = random_batch({&d1, &d2}, {1, 4, 17, 60}, act, 21);
+    CudaOptions o;
+    o.host_threads = 2;
+    o.host_system_bytes = 200000;  // a few networks per group
+    CudaBackend gpu{o};
+    gpu.load(batch);
+    HostSolver host;
+    host.load(batch);
+    HostSolver::Workspace w;
+    std::vector<int> nets = all_of(batch);
+    std::reverse(nets.begin(), nets.end());
+    const int count = static_cast<int>(nets.size());
+
+    // Least squares of stage D: rank, loss and the step that apply_step takes.
+    std::vector<int> lin;
+    for (int i : nets)
+      if (has_block(batch.nets[i].shape.arch, Block::kD)) lin.push_back(i);
+    std::vector<double> theta, after;
+    gpu.read_params(theta);
+    std::vector<int> rank(lin.size());
+    std::vector<double> loss(lin.size());
+    gpu.least_squares(lin, Block::kD, rank.data(), loss.data());
+    const std::vector<double> ones(lin.size(), 1.0);
+    gpu.apply_step(lin, ones.data());
+    gpu.read_params(after);
+    std::vector<double> expect = theta;
+    for (std::size_t j = 0; j < lin.size(); ++j) {
+      const NetDesc& nd = batch.nets[lin[j]];
+      int b, e;
+      stage_range(nd.shape, Block::kD, &b, &e);
+      std::vector<double> step(e - b);
+      double l = 0.0;
+      EXPECT_EQ(rank[j], host.stage_step(lin[j], theta.data() + nd.offset, b, e, step.data(), &l, w));
+      EXPECT_EQ(loss[j], l);
+      for (int q = b; q < e; ++q) expect[nd.offset + q] = theta[nd.offset + q] + step[q - b];
+    }
+    EXPECT_EQ(after, expect) << act_name(act);
+
+    // Variable projection after an exact ALL assembly.
+    std::vector<double> l0(count), sg(count), lambda(count), pred(count), trial_loss(count);
+    std::vector<int> info(count);
+    for (int j = 0; j < count; ++j) lambda[j] = 1e-3 * (1 + j % 3);
+    gpu.assemble(nets, Block::kAll, HessianKind::kExact, l0.data(), sg.data());
+    std::vector<double> H, g;
+    std::vector<std::vector<double>> systems, grads;
+    for (int i : nets) {
+      gpu.read_system(i, &H, &g);
+      systems.push_back(H);
+      grads.push_back(g);
+    }
+    gpu.var_pro_solve(nets, lambda.data(), info.data(), pred.data());
+    gpu.var_pro_trial(nets, true, trial_loss.data());
+    gpu.read_params(theta);
+    expect = theta;
+    for (int j = 0; j < count; ++j) {
+      const NetDesc& nd = batch.nets[nets[j]];
+      const int p = num_params(nd.shape);
+      const std::string where = std::string(act_name(act)) + " " + arch_name(nd.shape.arch) +
+                                " n=" + std::to_string(nd.shape.n);
+      std::vector<double> scale(p), step(p), trial(p);
+      jacobi_scale(p, systems[j].data(), grads[j].data(), scale.data());
+      double pr = 0.0;
+      const int inf = host.var_pro_step(nets[j], theta.data() + nd.offset, systems[j].data(), grads[j].data(),
+                                        scale.data(), lambda[j], step.data(), &pr, w);
+      EXPECT_EQ(info[j], inf) << where;
+      if (inf == 0) EXPECT_TRUE(close(pred[j], pr, 1e-12)) << where << ": " << pred[j] << " vs " << pr;
+      const double tl = host.var_pro_trial(nets[j], theta.data() + nd.offset, step.data(), trial.data(), w);
+      EXPECT_TRUE(close(trial_loss[j], tl, 1e-12)) << where << ": " << trial_loss[j] << " vs " << tl;
+      std::copy(trial.begin(), trial.end(), expect.begin() + nd.offset);
+    }
+    gpu.var_pro_accept(nets);
+    gpu.read_params(after);
+    EXPECT_LE(rel_diff(after, expect), 1e-12) << act_name(act);
   }
 }
 
@@ -643,7 +731,21 @@ TEST(Cuda, NewtonStepsMatchCpuStatistically) {
   spec.widths = {1, 2, 4, 9, 33, 100, 200};
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
-  spec.train.variable_projection = false;  // the CUDA backend alternates
+  expect_similar_training(spec);
+}
+
+// The same with the ALL stage alternating between damped Newton steps and exact linear solves
+// instead of variable projection.
+TEST(Cuda, AlternatingStepsMatchCpuStatistically) {
+  SKIP_WITHOUT_GPU();
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
+  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
+  spec.acts = {Act::kRelu, Act::kSilu};
+  spec.widths = {1, 2, 4, 9, 33, 100, 200};
+  spec.seeds = 2;
+  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+  spec.train.variable_projection = false;
   expect_similar_training(spec);
 }
 
@@ -658,7 +760,6 @@ TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
   spec.widths = {1, 3, 16, 40};
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
-  spec.train.variable_projection = false;  // the CUDA backend alternates
   expect_similar_training(spec);
 }
 
@@ -672,7 +773,6 @@ TEST(Cuda, SweepSlopesMatchCpu) {
   for (int w = 4; w <= 32; ++w) spec.widths.push_back(w);
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*100");
-  spec.train.variable_projection = false;  // the CUDA backend alternates
   const auto jobs = make_jobs(spec);
   CpuBackend cpu(0);
   CudaBackend gpu{CudaOptions{}};
