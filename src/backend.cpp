@@ -89,6 +89,7 @@ std::unique_ptr<Backend> Backend::create(const BackendOptions& options) {
   if (use_cuda(options.device)) {
     CudaOptions co;
     co.cholesky = parse_cholesky(options.cholesky);
+    co.host_threads = options.threads;
     return std::make_unique<CudaBackend>(co);
   }
 #else

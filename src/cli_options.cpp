@@ -92,7 +92,7 @@ void add_sweep_options(CLI::App& app, Options& o) {
                  "cusolverDnXpotrf per matrix over many streams), or rules SIZE:BATCH,...: from SIZE up, "
                  "batched when a group has at least BATCH matrices (never: always looped)")
       ->capture_default_str();
-  app.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 4096));
+  app.add_option("--threads", o.threads, "CPU threads: the CPU backend's, or the CUDA backend's host solver (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 4096));
   app.add_option("--out", o.out, "output directory (default runs/<timestamp>)")->check(non_empty);
   app.add_flag("--overwrite", o.overwrite, "replace results already in --out");
   app.add_option("--fit-min-width", o.fit_min_width, "smallest width in the slope fits")
