@@ -194,6 +194,106 @@ hessian_tiles_kernel(const CallNet* calls, int count, const long long* work_off,
   }
 }
 
+// Block (j, y) -> neuron-point pairs y * kBlock + thread of call j: point p0 + pt, neuron nu
+// (nu == n: d0). Each neuron is evaluated once per point, and its stage columns of row pt
+// are written into call j's rows at J + j_off[j] (row-major, leading dimension m). Rows of
+// points past the dataset's end are zero.
+__global__ void jacobian_rows_kernel(const CallNet* calls, const long long* j_off, const DevNet* nets,
+                                     const DevSet* train, const double* theta, int p0, int rows, double* J) {
+  const int j = blockIdx.x;
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const Shape s = nd.s;
+  const DevSet set = train[nd.data];
+  const int m = c.e - c.b;
+  const long long idx = static_cast<long long>(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(s.n + 1) * rows) return;
+  const int nu = static_cast<int>(idx / rows), pt = static_cast<int>(idx - static_cast<long long>(nu) * rows);
+  const int k = p0 + pt;
+  double* row = J + j_off[j] + static_cast<long long>(pt) * m;
+  if (nu == s.n) {
+    const int q = num_params(s) - 1 - c.b;  // d0
+    if (q >= 0 && q < m) row[q] = k < set.n ? 1.0 : 0.0;
+    return;
+  }
+  const int kn = neuron_num_params(s);
+  if (k >= set.n) {
+    for (int lk = 0; lk < kn; ++lk) {
+      const int q = neuron_param_index(s, nu, lk) - c.b;
+      if (q >= 0 && q < m) row[q] = 0.0;
+    }
+    return;
+  }
+  const double* x = set.x + static_cast<long long>(k) * s.d;
+  const NeuronEval e = eval_neuron(s, theta + nd.theta_off, x, nu);
+  for (int lk = 0; lk < kn; ++lk) {
+    const int q = neuron_param_index(s, nu, lk) - c.b;
+    if (q >= 0 && q < m) row[q] = jacobian_entry(s, e, x, lk);
+  }
+}
+
+// hessian_tiles_kernel on Jacobian rows written by jacobian_rows_kernel: the points p0 ..
+// p0 + rows - 1, from call j's rows at J + j_off[j]. The first chunk (p0 == 0) writes H,
+// later ones add to it.
+__global__ void __launch_bounds__(256)
+hessian_rows_kernel(const CallNet* calls, int count, const long long* work_off, const long long* j_off,
+                    const DevNet* nets, const DevSet* train, const double* J, int p0, int rows, double* H) {
+  __shared__ double Ja[kHPoints][kHTile];
+  __shared__ double Jb[kHPoints][kHTile];
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const DevSet set = train[nd.data];
+  const int m = c.e - c.b;
+  const int have = min(rows, set.n - p0);  // this call's points in the chunk
+  if (p0 > 0 && have <= 0) return;          // the same for the whole block
+  const double* Jn = J + j_off[j];
+  int ti, tj;
+  lower_tile_coords(static_cast<int>(w - work_off[j]), &ti, &tj);
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  double acc[4][4] = {};
+  for (int r0 = 0; r0 < have; r0 += kHPoints) {
+    for (int idx = threadIdx.x; idx < 2 * kHPoints * kHTile; idx += blockDim.x) {
+      const int which = idx / (kHPoints * kHTile);
+      const int rem = idx - which * kHPoints * kHTile;
+      const int pt = rem / kHTile, col = rem - pt * kHTile;
+      const int q = (which == 0 ? ti : tj) * kHTile + col;
+      const int k = r0 + pt;
+      (which == 0 ? Ja : Jb)[pt][col] = q < m && k < have ? Jn[static_cast<long long>(k) * m + q] : 0.0;
+    }
+    __syncthreads();
+#pragma unroll 4
+    for (int pt = 0; pt < kHPoints; ++pt) {
+      double a[4], b[4];
+      for (int u = 0; u < 4; ++u) a[u] = Ja[pt][ty * 4 + u];
+      for (int v = 0; v < 4; ++v) b[v] = Jb[pt][tx * 4 + v];
+      for (int u = 0; u < 4; ++u)
+        for (int v = 0; v < 4; ++v) acc[u][v] = fma(a[u], b[v], acc[u][v]);
+    }
+    __syncthreads();
+  }
+  const double scale = 2.0 / set.n;
+  double* Hn = H + nd.sq_off;
+  for (int u = 0; u < 4; ++u) {
+    const int r = ti * kHTile + ty * 4 + u;
+    for (int v = 0; v < 4; ++v) {
+      const int cc = tj * kHTile + tx * 4 + v;
+      if (r >= m || cc >= m || (ti == tj && r < cc)) continue;
+      const double val = acc[u][v] * scale;
+      double& lo = Hn[r + static_cast<long long>(cc) * m];
+      double& up = Hn[cc + static_cast<long long>(r) * m];
+      if (p0 == 0) {
+        lo = val;
+        up = val;
+      } else {
+        lo += val;
+        if (r != cc) up += val;
+      }
+    }
+  }
+}
+
 // Block w -> kParamTile stage parameters of call j; thread -> one parameter, looping over
 // every training point (all threads read the same point: broadcast loads).
 __global__ void gradient_kernel(const CallNet* calls, int count, const long long* work_off,
@@ -553,6 +653,24 @@ void hessian_tiles(const CallNet* calls, int count, const long long* work_off, l
   if (work == 0) return;
   hessian_tiles_kernel<<<grid_of(work), 256, 0, stream>>>(calls, count, work_off, nets, train, theta, H);
   CUDA_CHECK_LAUNCH("hessian_tiles_kernel");
+}
+
+void jacobian_rows(const CallNet* calls, int count, const long long* j_off, int max_neurons, const DevNet* nets,
+                   const DevSet* train, const double* theta, int p0, int rows, double* J, cudaStream_t stream) {
+  if (count == 0 || rows == 0) return;
+  const long long items = static_cast<long long>(max_neurons + 1) * rows;
+  const dim3 grid(count, static_cast<unsigned>((items + kBlock - 1) / kBlock));
+  jacobian_rows_kernel<<<grid, kBlock, 0, stream>>>(calls, j_off, nets, train, theta, p0, rows, J);
+  CUDA_CHECK_LAUNCH("jacobian_rows_kernel");
+}
+
+void hessian_rows(const CallNet* calls, int count, const long long* work_off, long long work,
+                  const long long* j_off, const DevNet* nets, const DevSet* train, const double* J, int p0,
+                  int rows, double* H, cudaStream_t stream) {
+  if (work == 0) return;
+  hessian_rows_kernel<<<grid_of(work), 256, 0, stream>>>(calls, count, work_off, j_off, nets, train, J, p0, rows,
+                                                         H);
+  CUDA_CHECK_LAUNCH("hessian_rows_kernel");
 }
 
 void gradient(const CallNet* calls, int count, const long long* work_off, long long work,

@@ -67,6 +67,18 @@ void hessian_tiles(const CallNet* calls, int count, const long long* work_off, l
                    const DevNet* nets, const DevSet* train, const double* theta, double* H,
                    cudaStream_t stream);
 
+// The same from Jacobian rows computed once per chunk of points. jacobian_rows writes the
+// stage's Jacobian rows of the points p0 .. p0 + rows - 1 of each call into J + j_off[j]
+// (rows x m, row-major; zero past the dataset's end), evaluating each neuron once per point;
+// max_neurons is the largest width among the calls. hessian_rows then adds (2/N) of their
+// J^T J to H (writes it when p0 == 0), one 64 x 64 lower tile per work item, both triangles.
+// Over p0 = 0, rows, 2 rows, ... up to the largest dataset the pair gives hessian_tiles' H.
+void jacobian_rows(const CallNet* calls, int count, const long long* j_off, int max_neurons, const DevNet* nets,
+                   const DevSet* train, const double* theta, int p0, int rows, double* J, cudaStream_t stream);
+void hessian_rows(const CallNet* calls, int count, const long long* work_off, long long work,
+                  const long long* j_off, const DevNet* nets, const DevSet* train, const double* J, int p0,
+                  int rows, double* H, cudaStream_t stream);
+
 // g = (2/N) J^T r over the stage block, one tile of kParamTile parameters per work item.
 void gradient(const CallNet* calls, int count, const long long* work_off, long long work,
               const DevNet* nets, const DevSet* train, const double* theta,

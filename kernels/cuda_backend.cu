@@ -356,6 +356,7 @@ double now() {
 CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Impl>()) {
   Impl& I = *impl_;
   I.opt = options;
+  if (options.jacobian_rows < 0) throw std::invalid_argument("CudaOptions: jacobian_rows must not be negative");
   I.host_threads = thread_count(options.host_threads);
   I.host_ws.resize(I.host_threads);
   if (options.loop_streams < 1) throw std::invalid_argument("CudaOptions: loop_streams must be at least 1");
@@ -526,8 +527,9 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   const WorkItems slow_kinds[3] = {WorkItems::kParamTiles, WorkItems::kHessianTiles, WorkItems::kNeurons};
   const WorkItems fast_kinds[4] = {WorkItems::kNeuronsAndBias, WorkItems::kParamTiles, WorkItems::kHessianTiles,
                                    WorkItems::kNeurons};
+  const int rows = I.opt.jacobian_rows;  // 0: hessian_tiles
   for (int k = 0; k < 3; ++k) {
-    if (cs == 0 || (k == 2 && !curvature)) continue;
+    if (cs == 0 || (k == 2 && !curvature) || (k == 1 && rows > 0)) continue;
     const auto w = I.work_list(slow, slow_kinds[k]);
     wk[k] = w.back();
     o[k] = I.add_offs(w);
@@ -537,6 +539,45 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
     const auto w = I.work_list(fast, fast_kinds[k]);
     wk[3 + k] = w.back();
     o[3 + k] = I.add_offs(w);
+  }
+  // The general J^T J from Jacobian rows: the slow calls in consecutive groups whose rows of
+  // one chunk of points fit in the scratch, each with its own tile work list and row offsets.
+  struct RowGroup {
+    int first, count, max_neurons, max_points;
+    std::size_t tiles, j_off;
+    long long work;
+  };
+  std::vector<RowGroup> groups;
+  if (cs > 0 && rows > 0) {
+    long long widest = 0;
+    for (int i : slow) widest = std::max<long long>(widest, I.stage_e[i] - I.stage_b[i]);
+    I.scratch.reserve(static_cast<std::size_t>(widest) * rows);
+    long long cap = static_cast<long long>(I.scratch.size());
+    if (I.opt.jacobian_group_bytes > 0)
+      cap = std::min(cap, static_cast<long long>(I.opt.jacobian_group_bytes / sizeof(double)));
+    for (int a = 0; a < cs;) {
+      RowGroup gr{a, 0, 0, 0, 0, 0, 0};
+      std::vector<long long> joff;
+      long long used = 0;
+      std::vector<int> members;
+      while (a < cs) {
+        const int i = slow[a];
+        const long long need = static_cast<long long>(I.stage_e[i] - I.stage_b[i]) * rows;
+        if (!members.empty() && used + need > cap) break;
+        joff.push_back(used);
+        used += need;
+        members.push_back(i);
+        gr.max_neurons = std::max(gr.max_neurons, I.nets[i].s.n);
+        gr.max_points = std::max(gr.max_points, I.n_train[i]);
+        ++a;
+      }
+      gr.count = static_cast<int>(members.size());
+      const auto w = I.work_list(members, WorkItems::kHessianTiles);
+      gr.work = w.back();
+      gr.tiles = I.add_offs(w);
+      gr.j_off = I.add_offs(joff);
+      groups.push_back(gr);
+    }
   }
   I.upload_staged();
   const CallNet* cl = I.call_at(c_all);
@@ -555,7 +596,18 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
     const CallNet* cls = I.call_at(c_slow);
     gs::gradient(cls, cs, I.off_at(o[0]), wk[0], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.resid.get(),
                  I.g.get(), st);
-    hessian_tiles(cls, cs, I.off_at(o[1]), wk[1], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.H.get(), st);
+    if (rows > 0) {
+      for (const RowGroup& gr : groups)
+        for (int p0 = 0; p0 == 0 || p0 < gr.max_points; p0 += rows) {
+          jacobian_rows(cls + gr.first, gr.count, I.off_at(gr.j_off), gr.max_neurons, I.d_nets.get(),
+                        I.train_sets.get(), I.theta.get(), p0, rows, I.scratch.get(), st);
+          hessian_rows(cls + gr.first, gr.count, I.off_at(gr.tiles), gr.work, I.off_at(gr.j_off), I.d_nets.get(),
+                       I.train_sets.get(), I.scratch.get(), p0, rows, I.H.get(), st);
+        }
+    } else {
+      hessian_tiles(cls, cs, I.off_at(o[1]), wk[1], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.H.get(),
+                    st);
+    }
     if (curvature)
       add_curvature(cls, cs, I.off_at(o[2]), wk[2], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                     I.resid.get(), I.H.get(), st);

@@ -30,6 +30,12 @@ struct CudaOptions {
   double memory_fraction = 0.85;  // of the free device memory at creation
   // Networks per chunk at most, so that a long run saves its results as it goes.
   int max_chunk_networks = 4096;
+  // The general J^T J assembly: Jacobian rows computed once per chunk of this many points into
+  // the damped matrices' scratch (free during assembly), then J^T J from them; 0: every
+  // Hessian tile evaluates its own Jacobian entries (hessian_tiles, the earlier kernel).
+  int jacobian_rows = 256;
+  // Bytes of those rows at most per group of networks; 0: as many as the scratch holds.
+  std::size_t jacobian_group_bytes = 0;
   // Threads of the solver's host half (least squares, variable projection); 0: all cores.
   int host_threads = 0;
   // Host bytes at most for the Hessians that variable projection copies back at once.

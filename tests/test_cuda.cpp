@@ -201,7 +201,9 @@ TEST(Cuda, NoDeviceIsOneClearError) {
 // Assembled gradient and Hessian of every arch, widths 1..200, every stage, exact and
 // Gauss-Newton, agree with the CPU backend to 1e-12 relative (Frobenius). Three datasets of
 // different sizes and dimensions (1, 2 and 5) share the batch; relu takes the relu / 1D path
-// on the 1D sets and the general one on the others.
+// on the 1D sets and the general one on the others. The general J^T J three ways: Jacobian
+// rows 256 points at a time (the default), 7 at a time in groups so small that most hold one
+// network, and the tile kernel that evaluates its own entries.
 TEST(Cuda, AssemblyMatchesCpu) {
   SKIP_WITHOUT_GPU();
   const Dataset d1 = make_target_dataset("invcos2", 2000, 1);
@@ -209,12 +211,22 @@ TEST(Cuda, AssemblyMatchesCpu) {
   const Dataset d3 = plane_dataset(2, 501, 3);
   const Dataset d4 = make_target_dataset("friedman1", 613, 4);
   const Dataset d5 = make_target_dataset("sin_sin", 900, 5);
+  std::vector<std::pair<std::string, CudaOptions>> modes(3);
+  modes[0].first = "rows of 256";
+  modes[1].first = "rows of 7 in groups of 64 KiB";
+  modes[1].second.jacobian_rows = 7;
+  modes[1].second.jacobian_group_bytes = 64 << 10;
+  modes[2].first = "tiles";
+  modes[2].second.jacobian_rows = 0;
   for (Act act : {Act::kRelu, Act::kGelu}) {
     Batch batch = random_batch({&d1, &d2, &d3, &d4, &d5}, {1, 2, 5, 17, 64, 65, 128, 200}, act, 5);
     CpuBackend cpu(2);
-    CudaBackend gpu{CudaOptions{}};
     cpu.load(batch);
-    gpu.load(batch);
+    std::vector<std::unique_ptr<CudaBackend>> gpus;
+    for (const auto& mode : modes) {
+      gpus.push_back(std::make_unique<CudaBackend>(mode.second));
+      gpus.back()->load(batch);
+    }
     for (Block stage : {Block::kD, Block::kU, Block::kQ, Block::kG, Block::kAll}) {
       for (HessianKind kind : {HessianKind::kExact, HessianKind::kGaussNewton}) {
         std::vector<int> nets;
@@ -222,20 +234,24 @@ TEST(Cuda, AssemblyMatchesCpu) {
           if (has_block(batch.nets[i].shape.arch, stage)) nets.push_back(i);
         std::vector<double> lc(nets.size()), lg(nets.size()), sc(nets.size()), sgg(nets.size());
         cpu.assemble(nets, stage, kind, lc.data(), sc.data());
-        gpu.assemble(nets, stage, kind, lg.data(), sgg.data());
-        for (std::size_t j = 0; j < nets.size(); ++j) {
-          const int i = nets[j];
-          const std::string where = std::string(act_name(act)) + " " + arch_name(batch.nets[i].shape.arch) +
-                                    " n=" + std::to_string(batch.nets[i].shape.n) + " stage " +
-                                    block_name(stage) + (kind == HessianKind::kExact ? " exact" : " gn");
-          EXPECT_TRUE(close(lg[j], lc[j], 1e-12)) << where << ": loss " << lg[j] << " vs " << lc[j];
-          EXPECT_TRUE(close(sgg[j], sc[j], 1e-10)) << where << ": scaled gradient " << sgg[j] << " vs " << sc[j];
-          std::vector<double> Hc, gc, Hg, gg;
-          cpu.read_system(i, &Hc, &gc);
-          gpu.read_system(i, &Hg, &gg);
-          ASSERT_EQ(Hc.size(), Hg.size()) << where;
-          EXPECT_LE(rel_diff(Hg, Hc), 1e-12) << where;
-          EXPECT_LE(rel_diff(gg, gc), 1e-12) << where;
+        for (std::size_t g = 0; g < gpus.size(); ++g) {
+          CudaBackend& gpu = *gpus[g];
+          gpu.assemble(nets, stage, kind, lg.data(), sgg.data());
+          for (std::size_t j = 0; j < nets.size(); ++j) {
+            const int i = nets[j];
+            const std::string where = modes[g].first + ": " + act_name(act) + " " +
+                                      arch_name(batch.nets[i].shape.arch) + " n=" +
+                                      std::to_string(batch.nets[i].shape.n) + " stage " + block_name(stage) +
+                                      (kind == HessianKind::kExact ? " exact" : " gn");
+            EXPECT_TRUE(close(lg[j], lc[j], 1e-12)) << where << ": loss " << lg[j] << " vs " << lc[j];
+            EXPECT_TRUE(close(sgg[j], sc[j], 1e-10)) << where << ": scaled gradient " << sgg[j] << " vs " << sc[j];
+            std::vector<double> Hc, gc, Hg, gg;
+            cpu.read_system(i, &Hc, &gc);
+            gpu.read_system(i, &Hg, &gg);
+            ASSERT_EQ(Hc.size(), Hg.size()) << where;
+            EXPECT_LE(rel_diff(Hg, Hc), 1e-12) << where;
+            EXPECT_LE(rel_diff(gg, gc), 1e-12) << where;
+          }
         }
       }
     }
