@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -110,7 +111,7 @@ int gpu_batch(int p, int points) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   const int points = argc > 1 ? std::atoi(argv[1]) : 10000;
   const double peak = argc > 2 ? std::atof(argv[2]) : 0.0;
   const bool full = argc > 3 ? std::atoi(argv[3]) != 0 : true;
@@ -259,4 +260,13 @@ int main(int argc, char** argv) {
                 st.relu1d_seconds, st.factor_seconds, tf, pct(tf), st.factorizations, st.looped, st.rounds);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_gpu: %s\n", e.what());
+    return 2;
+  }
 }

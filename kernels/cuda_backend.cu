@@ -24,6 +24,7 @@
 
 #include "batch_kernels.h"
 #include "cuda_check.h"
+#include "cuda_owners.h"
 #include "gpusweep/host_solver.h"
 #include "gpusweep/relu1d.h"
 #include "gpusweep/util.h"
@@ -89,48 +90,6 @@ class DeviceBuffer {
   T* p_ = nullptr;
   std::size_t n_ = 0;
 };
-
-// Owners of streams, events and cuSOLVER handles: each created resource is released however
-// the code that created it ends, a constructor that throws half way included.
-struct StreamDel {
-  void operator()(CUstream_st* s) const { cudaStreamDestroy(s); }
-};
-struct EventDel {
-  void operator()(CUevent_st* e) const { cudaEventDestroy(e); }
-};
-struct SolverDel {
-  void operator()(cusolverDnContext* h) const { cusolverDnDestroy(h); }
-};
-struct ParamsDel {
-  void operator()(cusolverDnParams* p) const { cusolverDnDestroyParams(p); }
-};
-using Stream = std::unique_ptr<CUstream_st, StreamDel>;
-using Event = std::unique_ptr<CUevent_st, EventDel>;
-using Solver = std::unique_ptr<cusolverDnContext, SolverDel>;
-using Params = std::unique_ptr<cusolverDnParams, ParamsDel>;
-
-Stream make_stream() {
-  cudaStream_t s = nullptr;
-  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  return Stream(s);
-}
-Event make_event(unsigned flags) {
-  cudaEvent_t e = nullptr;
-  CUDA_CHECK(cudaEventCreateWithFlags(&e, flags));
-  return Event(e);
-}
-Solver make_solver(cudaStream_t s) {
-  cusolverDnHandle_t h = nullptr;
-  CUSOLVER_CHECK(cusolverDnCreate(&h));
-  Solver owner(h);
-  CUSOLVER_CHECK(cusolverDnSetStream(h, s));
-  return owner;
-}
-Params make_params() {
-  cusolverDnParams_t p = nullptr;
-  CUSOLVER_CHECK(cusolverDnCreateParams(&p));
-  return Params(p);
-}
 
 // One stream of the looped Cholesky, with its own handle and workspace. Members are released
 // in reverse order: the handle before the stream it is bound to.

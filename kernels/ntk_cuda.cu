@@ -18,6 +18,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_check.h"
+#include "cuda_owners.h"
 #include "ntk_cuda.h"
 #include "ntk_kernels.h"
 
@@ -26,30 +27,13 @@ namespace {
 
 // The library handles of one call, each in its own holder, so that those already created are
 // released however the call ends, a constructor that throws half way included.
-struct BlasDel {
-  void operator()(cublasContext* h) const { cublasDestroy(h); }
-};
-struct SolverDel {
-  void operator()(cusolverDnContext* h) const { cusolverDnDestroy(h); }
-};
-struct ParamsDel {
-  void operator()(cusolverDnParams* p) const { cusolverDnDestroyParams(p); }
-};
 struct Handles {
-  std::unique_ptr<cublasContext, BlasDel> blas_h;
-  std::unique_ptr<cusolverDnContext, SolverDel> solver_h;
-  std::unique_ptr<cusolverDnParams, ParamsDel> params_h;
-  cublasHandle_t blas = nullptr;
-  cusolverDnHandle_t solver = nullptr;
-  cusolverDnParams_t params = nullptr;
-  Handles() {
-    CUBLAS_CHECK(cublasCreate(&blas));
-    blas_h.reset(blas);
-    CUSOLVER_CHECK(cusolverDnCreate(&solver));
-    solver_h.reset(solver);
-    CUSOLVER_CHECK(cusolverDnCreateParams(&params));
-    params_h.reset(params);
-  }
+  Blas blas_h = make_blas();
+  Solver solver_h = make_solver();
+  Params params_h = make_params();
+  cublasHandle_t blas = blas_h.get();
+  cusolverDnHandle_t solver = solver_h.get();
+  cusolverDnParams_t params = params_h.get();
 };
 
 template <class T>
