@@ -194,6 +194,15 @@ hessian_tiles_kernel(const CallNet* calls, int count, const long long* work_off,
   }
 }
 
+// Block j -> segment j (segs: device offsets, packed offsets, lengths; count of each).
+__global__ void copy_segments_kernel(const long long* segs, int count, const double* src, double* dst,
+                                     bool gather) {
+  const int j = blockIdx.x;
+  const long long dev = segs[j], packed = segs[count + j], len = segs[2 * count + j];
+  const long long from = gather ? dev : packed, to = gather ? packed : dev;
+  for (long long q = threadIdx.x; q < len; q += blockDim.x) dst[to + q] = src[from + q];
+}
+
 // Block (j, y) -> neuron-point pairs y * kBlock + thread of call j: point p0 + pt, neuron nu
 // (nu == n: d0). Each neuron is evaluated once per point, and its stage columns of row pt
 // are written into call j's rows at J + j_off[j] (row-major, leading dimension m). Rows of
@@ -653,6 +662,13 @@ void hessian_tiles(const CallNet* calls, int count, const long long* work_off, l
   if (work == 0) return;
   hessian_tiles_kernel<<<grid_of(work), 256, 0, stream>>>(calls, count, work_off, nets, train, theta, H);
   CUDA_CHECK_LAUNCH("hessian_tiles_kernel");
+}
+
+void copy_segments(const long long* segs, int count, const double* src, double* dst, bool gather,
+                   cudaStream_t stream) {
+  if (count == 0) return;
+  copy_segments_kernel<<<count, kBlock, 0, stream>>>(segs, count, src, dst, gather);
+  CUDA_CHECK_LAUNCH("copy_segments_kernel");
 }
 
 void jacobian_rows(const CallNet* calls, int count, const long long* j_off, int max_neurons, const DevNet* nets,

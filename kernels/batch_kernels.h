@@ -67,6 +67,12 @@ void hessian_tiles(const CallNet* calls, int count, const long long* work_off, l
                    const DevNet* nets, const DevSet* train, const double* theta, double* H,
                    cudaStream_t stream);
 
+// Segment j of count: segs[j] (an offset into a device array), segs[count + j] (an offset
+// into a packed array) and segs[2 count + j] (its length). gather: packed[...] = device[...]
+// (src the device array, dst the packed one); otherwise the reverse. One block per segment.
+void copy_segments(const long long* segs, int count, const double* src, double* dst, bool gather,
+                   cudaStream_t stream);
+
 // The same from Jacobian rows computed once per chunk of points. jacobian_rows writes the
 // stage's Jacobian rows of the points p0 .. p0 + rows - 1 of each call into J + j_off[j]
 // (rows x m, row-major; zero past the dataset's end), evaluating each neuron once per point;

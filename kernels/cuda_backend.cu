@@ -214,19 +214,59 @@ struct CudaBackend::Impl {
   long long total_vec = 0;
   std::vector<double> h_theta, h_step, h_trial, h_g, h_scale, h_H;
 
-  // Copy len(i) doubles of each listed network between dev + off(i) and host_buf + off(i),
-  // in order on the stream; no sync.
-  template <class Off, class Len>
-  void copy_out(const std::vector<int>& list, const double* dev, double* host_buf, Off off, Len len) {
-    for (int i : list)
-      CUDA_CHECK(cudaMemcpyAsync(host_buf + off(i), dev + off(i), static_cast<std::size_t>(len(i)) * sizeof(double),
-                                 cudaMemcpyDeviceToHost, stream.get()));
+  // Per-network copies between the device arrays and host buffers go through a packed
+  // device buffer: one gather or scatter kernel and one transfer, however many networks.
+  DeviceBuffer<double> pack;
+  DeviceBuffer<long long> segs;  // device offsets, packed offsets, lengths (copy_segments)
+  std::vector<double> h_pack;
+  std::vector<long long> h_segs;
+
+  // Sends the segments of the listed networks (dev_off(i), len(i) doubles); returns their
+  // packed total.
+  template <class DevOff, class Len>
+  long long stage_segments(const std::vector<int>& list, DevOff dev_off, Len len) {
+    const std::size_t n = list.size();
+    h_segs.resize(3 * n);
+    long long total = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      h_segs[j] = dev_off(list[j]);
+      h_segs[n + j] = total;
+      h_segs[2 * n + j] = len(list[j]);
+      total += len(list[j]);
+    }
+    segs.upload(h_segs.data(), h_segs.size(), stream.get());
+    return total;
   }
-  template <class Off, class Len>
-  void copy_in(const std::vector<int>& list, const double* host_buf, double* dev, Off off, Len len) {
-    for (int i : list)
-      CUDA_CHECK(cudaMemcpyAsync(dev + off(i), host_buf + off(i), static_cast<std::size_t>(len(i)) * sizeof(double),
-                                 cudaMemcpyHostToDevice, stream.get()));
+  // Copies len(i) doubles of each listed network from dev + dev_off(i) to host_buf +
+  // host_off(i), and waits for them.
+  template <class DevOff, class HostOff, class Len>
+  void copy_out(const std::vector<int>& list, const double* dev, DevOff dev_off, double* host_buf, HostOff host_off,
+                Len len) {
+    if (list.empty()) return;
+    const long long total = stage_segments(list, dev_off, len);
+    if (total == 0) return;
+    pack.reserve(total);
+    copy_segments(segs.get(), static_cast<int>(list.size()), dev, pack.get(), true, stream.get());
+    h_pack.resize(total);
+    CUDA_CHECK(cudaMemcpyAsync(h_pack.data(), pack.get(), total * sizeof(double), cudaMemcpyDeviceToHost, stream.get()));
+    CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+    for (std::size_t j = 0; j < list.size(); ++j)
+      std::copy_n(h_pack.data() + h_segs[list.size() + j], h_segs[2 * list.size() + j], host_buf + host_off(list[j]));
+  }
+  // Copies len(i) doubles of each listed network from host_buf + host_off(i) to dev +
+  // dev_off(i), in order on the stream; host_buf may change once it returns.
+  template <class DevOff, class HostOff, class Len>
+  void copy_in(const std::vector<int>& list, const double* host_buf, HostOff host_off, double* dev, DevOff dev_off,
+               Len len) {
+    if (list.empty()) return;
+    const long long total = stage_segments(list, dev_off, len);
+    if (total == 0) return;
+    h_pack.resize(total);
+    for (std::size_t j = 0; j < list.size(); ++j)
+      std::copy_n(host_buf + host_off(list[j]), h_segs[2 * list.size() + j], h_pack.data() + h_segs[list.size() + j]);
+    // From pageable memory: the call returns once h_pack has been read.
+    pack.upload(h_pack.data(), total, stream.get());
+    copy_segments(segs.get(), static_cast<int>(list.size()), pack.get(), dev, false, stream.get());
   }
   long long theta_at(int i) const { return nets[i].theta_off; }
   long long vec_at(int i) const { return nets[i].vec_off; }
@@ -892,13 +932,14 @@ void CudaBackend::gradient(const std::vector<int>& list, double* loss, double* g
   gs::gradient(I.calls.get(), count, I.off_at(o_par), par.back(), I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                I.resid.get(), I.g.get(), st);
   // Network i's gradient is at its vec_off; grad packs the listed networks one after another.
-  std::size_t at = 0;
+  std::vector<long long> packed(I.nets.size());
+  long long at = 0;
   for (int i : list) {
-    const int p = num_params(I.nets[i].s);
-    CUDA_CHECK(cudaMemcpyAsync(grad + at, I.g.get() + I.nets[i].vec_off, p * sizeof(double),
-                               cudaMemcpyDeviceToHost, st));
-    at += p;
+    packed[i] = at;
+    at += I.params_of(i);
   }
+  auto params = [&](int i) { return I.params_of(i); };
+  I.copy_out(list, I.g.get(), [&](int i) { return I.vec_at(i); }, grad, [&](int i) { return packed[i]; }, params);
   std::vector<double> sse(count);
   CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
   CUDA_CHECK(cudaStreamSynchronize(st));
@@ -912,15 +953,17 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
   // delta into step at each network's vec_off, then theta += 1 * step over all parameters.
-  std::size_t at = 0;
+  std::vector<long long> packed(I.nets.size());
+  long long at = 0;
   for (int i : list) {
-    const int p = num_params(I.nets[i].s);
     I.stage_b[i] = 0;
-    I.stage_e[i] = p;
-    CUDA_CHECK(cudaMemcpyAsync(I.step.get() + I.nets[i].vec_off, delta + at, p * sizeof(double),
-                               cudaMemcpyHostToDevice, st));
-    at += p;
+    I.stage_e[i] = I.params_of(i);
+    packed[i] = at;
+    at += I.params_of(i);
   }
+  I.copy_in(
+      list, delta, [&](int i) { return packed[i]; }, I.step.get(), [&](int i) { return I.vec_at(i); },
+      [&](int i) { return I.params_of(i); });
   I.h_calls.clear();
   I.add_calls(list);
   I.calls.upload(I.h_calls.data(), I.h_calls.size(), st);
@@ -933,13 +976,15 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
 void CudaBackend::set_params(const std::vector<int>& list, const double* values) {
   Impl& I = *impl_;
   cudaStream_t st = I.stream.get();
-  std::size_t at = 0;
+  std::vector<long long> packed(I.nets.size());
+  long long at = 0;
   for (int i : list) {
-    const int p = num_params(I.nets[i].s);
-    CUDA_CHECK(cudaMemcpyAsync(I.theta.get() + I.nets[i].theta_off, values + at, p * sizeof(double),
-                               cudaMemcpyHostToDevice, st));
-    at += p;
+    packed[i] = at;
+    at += I.params_of(i);
   }
+  I.copy_in(
+      list, values, [&](int i) { return packed[i]; }, I.theta.get(), [&](int i) { return I.theta_at(i); },
+      [&](int i) { return I.params_of(i); });
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
@@ -958,14 +1003,13 @@ void CudaBackend::least_squares(const std::vector<int>& list, Block stage, int* 
   I.h_step.resize(I.total_vec);
   auto theta_at = [&](int i) { return I.theta_at(i); };
   auto vec_at = [&](int i) { return I.vec_at(i); };
-  I.copy_out(list, I.theta.get(), I.h_theta.data(), theta_at, [&](int i) { return I.params_of(i); });
-  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  I.copy_out(list, I.theta.get(), theta_at, I.h_theta.data(), theta_at, [&](int i) { return I.params_of(i); });
   parallel_for(count, I.host_threads, [&](int j, int t) {
     const int i = list[j];
     rank[j] = I.host.stage_step(i, I.h_theta.data() + I.theta_at(i), I.stage_b[i], I.stage_e[i],
                                 I.h_step.data() + I.vec_at(i), &loss[j], I.host_ws[t]);
   });
-  I.copy_in(list, I.h_step.data(), I.step.get(), vec_at, [&](int i) { return I.stage_of(i); });
+  I.copy_in(list, I.h_step.data(), vec_at, I.step.get(), vec_at, [&](int i) { return I.stage_of(i); });
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
   const double secs = now() - t0;
   I.stats.host_seconds += secs;
@@ -988,9 +1032,9 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   auto theta_at = [&](int i) { return I.theta_at(i); };
   auto vec_at = [&](int i) { return I.vec_at(i); };
   auto params = [&](int i) { return I.params_of(i); };
-  I.copy_out(list, I.theta.get(), I.h_theta.data(), theta_at, params);
-  I.copy_out(list, I.g.get(), I.h_g.data(), vec_at, params);
-  I.copy_out(list, I.scale.get(), I.h_scale.data(), vec_at, params);
+  I.copy_out(list, I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
+  I.copy_out(list, I.g.get(), vec_at, I.h_g.data(), vec_at, params);
+  I.copy_out(list, I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
   // Groups of networks whose Hessians fit in host_system_bytes (at least one network each).
   const std::size_t cap = std::max<std::size_t>(I.opt.host_system_bytes / sizeof(double), 1);
   std::size_t first = 0;
@@ -1021,7 +1065,7 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
     });
     first += group.size();
   }
-  I.copy_in(list, I.h_step.data(), I.step.get(), vec_at, params);
+  I.copy_in(list, I.h_step.data(), vec_at, I.step.get(), vec_at, params);
   CUDA_CHECK(cudaStreamSynchronize(st));
   const double secs = now() - t0;
   I.stats.host_seconds += secs;
@@ -1037,9 +1081,10 @@ void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, do
   I.h_step.resize(I.total_vec);
   I.h_trial.resize(I.total_vec);
   auto params = [&](int i) { return I.params_of(i); };
-  I.copy_out(list, I.theta.get(), I.h_theta.data(), [&](int i) { return I.theta_at(i); }, params);
-  if (take_step) I.copy_out(list, I.step.get(), I.h_step.data(), [&](int i) { return I.vec_at(i); }, params);
-  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  auto theta_at = [&](int i) { return I.theta_at(i); };
+  auto vec_at = [&](int i) { return I.vec_at(i); };
+  I.copy_out(list, I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
+  if (take_step) I.copy_out(list, I.step.get(), vec_at, I.h_step.data(), vec_at, params);
   parallel_for(count, I.host_threads, [&](int j, int t) {
     const int i = list[j];
     loss[j] = I.host.var_pro_trial(i, I.h_theta.data() + I.theta_at(i), take_step ? I.h_step.data() + I.vec_at(i) : nullptr,
@@ -1054,10 +1099,9 @@ void CudaBackend::var_pro_accept(const std::vector<int>& list) {
   Impl& I = *impl_;
   if (list.empty()) return;
   // var_pro_trial left network i's trial at vec_off in h_trial; theta takes it at theta_off.
-  for (int i : list)
-    CUDA_CHECK(cudaMemcpyAsync(I.theta.get() + I.theta_at(i), I.h_trial.data() + I.vec_at(i),
-                               static_cast<std::size_t>(I.params_of(i)) * sizeof(double), cudaMemcpyHostToDevice,
-                               I.stream.get()));
+  I.copy_in(
+      list, I.h_trial.data(), [&](int i) { return I.vec_at(i); }, I.theta.get(), [&](int i) { return I.theta_at(i); },
+      [&](int i) { return I.params_of(i); });
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }
 
