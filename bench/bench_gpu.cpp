@@ -161,12 +161,14 @@ int run(int argc, char** argv) {
   }
 
   std::printf("\nGeneral J^T J assembly (gelu, every point), ALL stage, exact Hessian: Jacobian rows once per 256 "
-              "points (the default) against the tile kernel evaluating its own entries\n");
-  std::printf("%-5s %6s %6s %8s %14s %14s %9s %14s %8s %16s\n", "arch", "width", "P", "batch", "CPU steps/s",
-              "GPU steps/s", "GPU/CPU", "asm TFLOP/s", "% peak", "tiles TFLOP/s");
-  gs::CudaOptions tiles_only;
+              "points with the tile kernel (the default), the tile kernel evaluating its own entries, and "
+              "cublasDgemmGroupedBatched on the rows\n");
+  std::printf("%-5s %6s %6s %8s %14s %14s %9s %14s %8s %16s %15s\n", "arch", "width", "P", "batch", "CPU steps/s",
+              "GPU steps/s", "GPU/CPU", "asm TFLOP/s", "% peak", "tiles TFLOP/s", "GEMM TFLOP/s");
+  gs::CudaOptions tiles_only, gemm;
   tiles_only.jacobian_rows = 0;
-  gs::CudaBackend gpu_tiles{tiles_only};
+  gemm.jtj_gemm = true;
+  gs::CudaBackend gpu_tiles{tiles_only}, gpu_gemm{gemm};
   for (gs::Arch arch : {gs::Arch::kGlu, gs::Arch::kGqu}) {
     for (int w : {32, 128, 200}) {
       const gs::Shape s{arch, gs::Act::kGelu, 1, w};
@@ -178,10 +180,12 @@ int run(int argc, char** argv) {
       const gs::CudaStats& st = gpu.stats();
       const double tf = st.assemble_flops / st.assemble_seconds * 1e-12;
       newton_steps_per_second(gpu_tiles, make_batch(ds, s, count), 1.0, &gpu_tiles);
+      newton_steps_per_second(gpu_gemm, make_batch(ds, s, count), 1.0, &gpu_gemm);
       const gs::CudaStats& tt = gpu_tiles.stats();
-      std::printf("%-5s %6d %6d %8d %14.1f %14.1f %9.1f %14.3f %8.1f %16.3f\n", gs::arch_name(arch), w, p, count,
-                  rc.per_second, rg.per_second, rg.per_second / rc.per_second, tf, pct(tf),
-                  tt.assemble_flops / tt.assemble_seconds * 1e-12);
+      const gs::CudaStats& tg = gpu_gemm.stats();
+      std::printf("%-5s %6d %6d %8d %14.1f %14.1f %9.1f %14.3f %8.1f %16.3f %15.3f\n", gs::arch_name(arch), w, p,
+                  count, rc.per_second, rg.per_second, rg.per_second / rc.per_second, tf, pct(tf),
+                  tt.assemble_flops / tt.assemble_seconds * 1e-12, tg.assemble_flops / tg.assemble_seconds * 1e-12);
     }
   }
 

@@ -3,6 +3,8 @@
 // systems around cuSOLVER's Cholesky. See batch_kernels.h for the data layout.
 #include "batch_kernels.h"
 
+#include <algorithm>
+
 #include "cuda_check.h"
 #include "gpusweep/relu1d.h"
 #include "gpusweep/solve.h"
@@ -203,8 +205,8 @@ __global__ void copy_segments_kernel(const long long* segs, int count, const dou
   for (long long q = threadIdx.x; q < len; q += blockDim.x) dst[to + q] = src[from + q];
 }
 
-// Block (j, y) -> neuron-point pairs y * kBlock + thread of call j: point p0 + pt, neuron nu
-// (nu == n: d0). Each neuron is evaluated once per point, and its stage columns of row pt
+// Block (j, y) -> neuron-point pairs y * kBlock + thread of call j, striding by the grid:
+// point p0 + pt, neuron nu (nu == n: d0). Each neuron is evaluated once per point, and its stage columns of row pt
 // are written into call j's rows at J + j_off[j] (row-major, leading dimension m). Rows of
 // points past the dataset's end are zero.
 __global__ void jacobian_rows_kernel(const CallNet* calls, const long long* j_off, const DevNet* nets,
@@ -215,29 +217,31 @@ __global__ void jacobian_rows_kernel(const CallNet* calls, const long long* j_of
   const Shape s = nd.s;
   const DevSet set = train[nd.data];
   const int m = c.e - c.b;
-  const long long idx = static_cast<long long>(blockIdx.y) * blockDim.x + threadIdx.x;
-  if (idx >= static_cast<long long>(s.n + 1) * rows) return;
-  const int nu = static_cast<int>(idx / rows), pt = static_cast<int>(idx - static_cast<long long>(nu) * rows);
-  const int k = p0 + pt;
-  double* row = J + j_off[j] + static_cast<long long>(pt) * m;
-  if (nu == s.n) {
-    const int q = num_params(s) - 1 - c.b;  // d0
-    if (q >= 0 && q < m) row[q] = k < set.n ? 1.0 : 0.0;
-    return;
-  }
   const int kn = neuron_num_params(s);
-  if (k >= set.n) {
+  const long long items = static_cast<long long>(s.n + 1) * rows;
+  for (long long idx = static_cast<long long>(blockIdx.y) * blockDim.x + threadIdx.x; idx < items;
+       idx += static_cast<long long>(gridDim.y) * blockDim.x) {
+    const int nu = static_cast<int>(idx / rows), pt = static_cast<int>(idx - static_cast<long long>(nu) * rows);
+    const int k = p0 + pt;
+    double* row = J + j_off[j] + static_cast<long long>(pt) * m;
+    if (nu == s.n) {
+      const int q = num_params(s) - 1 - c.b;  // d0
+      if (q >= 0 && q < m) row[q] = k < set.n ? 1.0 : 0.0;
+      continue;
+    }
+    if (k >= set.n) {
+      for (int lk = 0; lk < kn; ++lk) {
+        const int q = neuron_param_index(s, nu, lk) - c.b;
+        if (q >= 0 && q < m) row[q] = 0.0;
+      }
+      continue;
+    }
+    const double* x = set.x + static_cast<long long>(k) * s.d;
+    const NeuronEval e = eval_neuron(s, theta + nd.theta_off, x, nu);
     for (int lk = 0; lk < kn; ++lk) {
       const int q = neuron_param_index(s, nu, lk) - c.b;
-      if (q >= 0 && q < m) row[q] = 0.0;
+      if (q >= 0 && q < m) row[q] = jacobian_entry(s, e, x, lk);
     }
-    return;
-  }
-  const double* x = set.x + static_cast<long long>(k) * s.d;
-  const NeuronEval e = eval_neuron(s, theta + nd.theta_off, x, nu);
-  for (int lk = 0; lk < kn; ++lk) {
-    const int q = neuron_param_index(s, nu, lk) - c.b;
-    if (q >= 0 && q < m) row[q] = jacobian_entry(s, e, x, lk);
   }
 }
 
@@ -675,7 +679,7 @@ void jacobian_rows(const CallNet* calls, int count, const long long* j_off, int 
                    const DevSet* train, const double* theta, int p0, int rows, double* J, cudaStream_t stream) {
   if (count == 0 || rows == 0) return;
   const long long items = static_cast<long long>(max_neurons + 1) * rows;
-  const dim3 grid(count, static_cast<unsigned>((items + kBlock - 1) / kBlock));
+  const dim3 grid(count, static_cast<unsigned>(std::min<long long>((items + kBlock - 1) / kBlock, 65535)));
   jacobian_rows_kernel<<<grid, kBlock, 0, stream>>>(calls, j_off, nets, train, theta, p0, rows, J);
   CUDA_CHECK_LAUNCH("jacobian_rows_kernel");
 }

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cub/device/device_segmented_reduce.cuh>
 #include <numeric>
+#include <utility>
 #include <stdexcept>
 
 #include "batch_kernels.h"
@@ -176,6 +177,7 @@ struct CudaBackend::Impl {
   // Declared before the buffers and handles that use them, so released after them.
   Stream stream;
   Solver solver;
+  Blas blas;  // the J^T J of Jacobian rows by grouped GEMM (jtj_gemm)
   std::vector<Lane> lanes;
   Event ev_a, ev_b, ev_c, ev_d, ev_fork, ev_join;
   std::vector<std::pair<Event, Event>> round_events;  // fork and join of each scratch round
@@ -201,6 +203,7 @@ struct CudaBackend::Impl {
   DeviceBuffer<char> cub_temp;
   DeviceBuffer<int> info, potrs_info;
   DeviceBuffer<double*> ptrs;
+  DeviceBuffer<double*> gemm_ptrs;  // jtj_gemm: each row group's A (row blocks) then C (H) pointers
 
   // Host staging of the uploads above.
   std::vector<CallNet> h_calls;
@@ -267,6 +270,19 @@ struct CudaBackend::Impl {
     // From pageable memory: the call returns once h_pack has been read.
     pack.upload(h_pack.data(), total, stream.get());
     copy_segments(segs.get(), static_cast<int>(list.size()), pack.get(), dev, false, stream.get());
+  }
+  // C += alpha A A^T (C = alpha A A^T when beta is 0) for each problem of the cuBLAS groups
+  // g (stage size m[g], gsize[g] problems, alpha[g]): A the m x rows Jacobian rows of a
+  // network (column-major, leading dimension m: its row-major J), C its H.
+  void gemm_jtj(const std::vector<int>& m, const std::vector<int>& gsize, const std::vector<double>& alpha, int rows,
+                double beta, double* const* a, double* const* c) {
+    const int groups = static_cast<int>(m.size());
+    const std::vector<cublasOperation_t> ta(groups, CUBLAS_OP_N), tb(groups, CUBLAS_OP_T);
+    const std::vector<int> k(groups, rows);
+    const std::vector<double> b(groups, beta);
+    CUBLAS_CHECK(cublasDgemmGroupedBatched(blas.get(), ta.data(), tb.data(), m.data(), m.data(), k.data(),
+                                           alpha.data(), a, m.data(), a, m.data(), b.data(), c, m.data(), groups,
+                                           gsize.data()));
   }
   long long theta_at(int i) const { return nets[i].theta_off; }
   long long vec_at(int i) const { return nets[i].vec_off; }
@@ -373,6 +389,8 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   CUDA_CHECK(cudaGetDeviceProperties(&prop, I.device));
   I.stream = make_stream();
   I.solver = make_solver(I.stream.get());
+  I.blas = make_blas();
+  CUBLAS_CHECK(cublasSetStream(I.blas.get(), I.stream.get()));
   I.lanes.resize(options.loop_streams);
   for (auto& l : I.lanes) {
     l.stream = make_stream();
@@ -444,6 +462,7 @@ void CudaBackend::load(const Batch& batch) {
   I.total_params = static_cast<long long>(batch.params.size());
   I.total_vec = vec;
   I.host.load(batch);
+  I.h_trial.assign(vec, NAN);  // no trial before var_pro_trial: accepting one installs NaN
   const int nd = static_cast<int>(batch.datasets.size());
   I.data.clear();
   I.data.resize(5 * nd);
@@ -545,7 +564,13 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
     int first, count, max_neurons, max_points;
     std::size_t tiles, j_off;
     long long work;
+    // jtj_gemm: cuBLAS groups of the same stage size and point count, their problems at
+    // gemm_ptrs[ptr_at ...] (A pointers, then as many C pointers).
+    std::vector<int> gm, gsize;
+    std::vector<double> galpha;
+    std::size_t ptr_at = 0;
   };
+  std::vector<double*> h_gemm_ptrs;
   std::vector<RowGroup> groups;
   if (cs > 0 && rows > 0) {
     long long widest = 0;
@@ -571,6 +596,23 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
         ++a;
       }
       gr.count = static_cast<int>(members.size());
+      if (I.opt.jtj_gemm) {
+        std::vector<int> order(members.size());
+        std::iota(order.begin(), order.end(), 0);
+        auto key = [&](int q) { return std::make_pair(I.stage_of(members[q]), I.n_train[members[q]]); };
+        std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return key(x) < key(y); });
+        gr.ptr_at = h_gemm_ptrs.size();
+        for (std::size_t q = 0; q < order.size(); ++q) {
+          if (q == 0 || key(order[q]) != key(order[q - 1])) {
+            gr.gm.push_back(key(order[q]).first);
+            gr.galpha.push_back(2.0 / key(order[q]).second);
+            gr.gsize.push_back(0);
+          }
+          ++gr.gsize.back();
+          h_gemm_ptrs.push_back(I.scratch.get() + joff[order[q]]);
+        }
+        for (int q : order) h_gemm_ptrs.push_back(I.H.get() + I.nets[members[q]].sq_off);
+      }
       const auto w = I.work_list(members, WorkItems::kHessianTiles);
       gr.work = w.back();
       gr.tiles = I.add_offs(w);
@@ -579,6 +621,7 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
     }
   }
   I.upload_staged();
+  if (!h_gemm_ptrs.empty()) I.gemm_ptrs.upload(h_gemm_ptrs.data(), h_gemm_ptrs.size(), st);
   const CallNet* cl = I.call_at(c_all);
 
   // Residuals and losses.
@@ -600,8 +643,12 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
         for (int p0 = 0; p0 == 0 || p0 < gr.max_points; p0 += rows) {
           jacobian_rows(cls + gr.first, gr.count, I.off_at(gr.j_off), gr.max_neurons, I.d_nets.get(),
                         I.train_sets.get(), I.theta.get(), p0, rows, I.scratch.get(), st);
-          hessian_rows(cls + gr.first, gr.count, I.off_at(gr.tiles), gr.work, I.off_at(gr.j_off), I.d_nets.get(),
-                       I.train_sets.get(), I.scratch.get(), p0, rows, I.H.get(), st);
+          if (I.opt.jtj_gemm)
+            I.gemm_jtj(gr.gm, gr.gsize, gr.galpha, rows, p0 == 0 ? 0.0 : 1.0, I.gemm_ptrs.get() + gr.ptr_at,
+                       I.gemm_ptrs.get() + gr.ptr_at + gr.count);
+          else
+            hessian_rows(cls + gr.first, gr.count, I.off_at(gr.tiles), gr.work, I.off_at(gr.j_off), I.d_nets.get(),
+                         I.train_sets.get(), I.scratch.get(), p0, rows, I.H.get(), st);
         }
     } else {
       hessian_tiles(cls, cs, I.off_at(o[1]), wk[1], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.H.get(),

@@ -34,6 +34,9 @@ struct CudaOptions {
   // the damped matrices' scratch (free during assembly), then J^T J from them; 0: every
   // Hessian tile evaluates its own Jacobian entries (hessian_tiles, the earlier kernel).
   int jacobian_rows = 256;
+  // J^T J of those rows by cublasDgemmGroupedBatched (FP64 tensor cores) instead of the tile
+  // kernel.
+  bool jtj_gemm = false;
   // Bytes of those rows at most per group of networks; 0: as many as the scratch holds.
   std::size_t jacobian_group_bytes = 0;
   // Threads of the solver's host half (least squares, variable projection); 0: all cores.
