@@ -49,13 +49,16 @@ step cuda-tests 240 build/tests/test_cuda --gtest_output="xml:$out/test_cuda.xml
 step ntk-cuda-tests 120 build/tests/test_ntk_cuda --gtest_output="xml:$out/test_ntk_cuda.xml"
 
 # compute-sanitizer on small systems (sizes up to 441): both Cholesky paths, one scratch round
-# and several, failed factorizations inside a size group, and the host work lists against the
-# device's count.
+# and several, failed factorizations inside a size group, the host work lists against the
+# device's count, the general assembly from Jacobian rows (silu on 2 inputs), and the host
+# solver's gather and scatter copies.
 if command -v compute-sanitizer >/dev/null 2>&1; then
+  small='Cuda.FailedFactorizationInsideASizeGroup:Cuda.HostWorkListsMatchTheDeviceCount'
+  small+=':Backends/AnyBackend.GradientIsTheDerivativeOfItsOwnLoss/cuda_sin_sin_silu'
   step memcheck 180 compute-sanitizer --tool memcheck --error-exitcode 3 \
-      build/tests/test_cuda --gtest_filter='Cuda.FailedFactorizationInsideASizeGroup:Cuda.HostWorkListsMatchTheDeviceCount'
+      build/tests/test_cuda --gtest_filter="$small:Cuda.SolverHostHalfActsOnTheDeviceSystems"
   step racecheck 180 compute-sanitizer --tool racecheck --error-exitcode 3 \
-      build/tests/test_cuda --gtest_filter='Cuda.FailedFactorizationInsideASizeGroup'
+      build/tests/test_cuda --gtest_filter="$small"
 else
   note "compute-sanitizer: not found on PATH; skipped"
 fi
