@@ -1,16 +1,22 @@
 // Long sweeps that survive: a sweep killed (SIGKILL) at random points and resumed again and
 // again ends with the results of an uninterrupted run; SIGINT stops cleanly and says how to
 // resume; a resume with other options is refused; shards 1/3..3/3 merged equal the whole.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -128,6 +134,44 @@ TEST(Resume, InterruptStopsCleanlyAndSaysHowToResume) {
   r = run("--resume " + out.string() + " --threads 2 -q --no-plots", dir);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(fs::exists(out / "results.csv"));
+}
+
+// One Ctrl-C stops a large sweep at once, whether it lands while the sweep is being planned
+// (450,000 networks: the default action ends it, before anything is written) or once
+// training has begun (exit status 130 with the way to resume). The program is started
+// directly: a shell would start it with SIGINT ignored, as it does every background job.
+TEST(Resume, FirstInterruptStopsALargeSweepAtOnce) {
+  const fs::path dir = tmp_dir();
+  const fs::path out = dir / "run";
+  for (const int delay_ms : {50, 300, 1500}) {
+    fs::remove_all(out);
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      const int null = open("/dev/null", O_WRONLY);
+      dup2(null, STDOUT_FILENO);
+      dup2(null, STDERR_FILENO);
+      execl(GPUSWEEP_BIN, GPUSWEEP_BIN, "--widths", "1:30", "--seeds", "5000", "--threads", "1", "--no-plots",
+            "--out", out.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ASSERT_EQ(kill(pid, SIGINT), 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(20)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        FAIL() << "still running 20 s after the first SIGINT (sent after " << delay_ms << " ms)";
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const bool stopped = (WIFEXITED(status) && WEXITSTATUS(status) == 130) ||
+                         (WIFSIGNALED(status) && WTERMSIG(status) == SIGINT);
+    EXPECT_TRUE(stopped) << "after " << delay_ms << " ms: status " << status;
+    EXPECT_FALSE(fs::exists(out / "results.csv"));
+  }
 }
 
 TEST(Resume, OtherOptionsAreRefusedByName) {
