@@ -112,6 +112,8 @@ std::string cuda_plugin_path() {
     self = map->l_name;
   std::error_code ec;
   if (self.empty()) self = fs::read_symlink("/proc/self/exe", ec);
+  // Never the working directory: the bare name makes dlopen search the library path.
+  if (self.empty()) return kCudaPluginFile;
   const fs::path dir = fs::absolute(self, ec).lexically_normal().parent_path();
   return (dir / kCudaPluginFile).string();
 }
