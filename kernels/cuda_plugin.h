@@ -20,8 +20,8 @@ constexpr int kCudaPluginAbi = 1;
 // The plugin's entry points. They are the functions of cuda_backend.h and ntk_cuda.h, and
 // throw as those do.
 struct CudaPlugin {
-  int abi;                 // kCudaPluginAbi of the plugin's build
-  std::size_t size;        // sizeof(CudaPlugin) there
+  int abi;                   // kCudaPluginAbi of the plugin's build
+  std::size_t size;          // sizeof(CudaPlugin) there
   std::size_t options_size;  // sizeof(CudaOptions) there
   int (*device_count)(std::string* why);
   bool (*kernel_image)(int device, std::string* why);
@@ -31,7 +31,7 @@ struct CudaPlugin {
 
 }  // namespace gs
 
-// The one symbol the plugin exports for the core to look up: its table, which lives as long
-// as the plugin stays loaded (for the rest of the process).
+// The symbol the core looks up in the plugin: it returns the table, which lives as long as the
+// plugin stays loaded (for the rest of the process).
 #define GPUSWEEP_CUDA_PLUGIN_ENTRY "gpusweep_cuda_plugin"
 extern "C" const gs::CudaPlugin* gpusweep_cuda_plugin();
