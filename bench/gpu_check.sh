@@ -39,7 +39,7 @@ step() {
 } > "$out/device.txt" 2>&1
 note "device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1), commit $(git rev-parse --short HEAD 2>/dev/null)"
 
-if [ ! -x build/tests/test_cuda ] || [ ! -x build/gpu-sweep ]; then
+if [ ! -x build/tests/test_cuda ] || [ ! -x build/gpu-sweep ] || [ ! -f build/libgpusweep_cuda.so ]; then
   step build 420 bash -c "cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j $(nproc)" ||
     { note "build failed: see $log"; exit 1; }
 fi

@@ -5,7 +5,7 @@
 #include "cpu_backend.h"
 #include "gpusweep/backend.h"
 #ifdef GPUSWEEP_HAVE_CUDA
-#include "cuda_backend.h"
+#include "cuda_loader.h"
 #endif
 
 namespace gs {
@@ -62,7 +62,9 @@ bool use_cuda(DeviceKind device, std::string* why) {
       // A missing GPU is the user's to fix, like any bad input: std::invalid_argument.
 #ifdef GPUSWEEP_HAVE_CUDA
       std::string why;
-      if (cuda_device_count(&why) == 0)
+      const CudaPlugin* plugin = cuda_plugin(&why);
+      if (!plugin) throw std::invalid_argument("--device cuda: " + why);
+      if (plugin->device_count(&why) == 0)
         throw std::invalid_argument("--device cuda: no CUDA device is visible (" + why + "); use --device cpu");
       return true;
 #else
@@ -71,13 +73,27 @@ bool use_cuda(DeviceKind device, std::string* why) {
           "configured); use --device cpu");
 #endif
     }
-    case DeviceKind::kAuto:
+    case DeviceKind::kAuto: {
 #ifdef GPUSWEEP_HAVE_CUDA
-      return cuda_device_count(nullptr) > 0 && cuda_kernel_image(0, why);
+      // The driver alone decides whether there is a GPU, so that a machine without one loads
+      // neither the plugin nor the CUDA libraries behind it.
+      if (cuda_driver_device_count(nullptr) == 0) return false;
+      std::string error;
+      const CudaPlugin* plugin = cuda_plugin(&error);
+      if (!plugin) {
+        if (why) *why = "a GPU is visible, but " + error + "; using the CPU";
+        return false;
+      }
+      if (plugin->device_count(&error) == 0) {
+        if (why) *why = "a GPU is visible, but the CUDA runtime finds none (" + error + "); using the CPU";
+        return false;
+      }
+      return plugin->kernel_image(0, why);
 #else
       (void)why;
       return false;
 #endif
+    }
     case DeviceKind::kCpu:
       break;
   }
@@ -90,7 +106,7 @@ std::unique_ptr<Backend> Backend::create(const BackendOptions& options) {
     CudaOptions co;
     co.cholesky = parse_cholesky(options.cholesky);
     co.host_threads = options.threads;
-    return std::make_unique<CudaBackend>(co);
+    return cuda_plugin(nullptr)->create_backend(co);  // loaded by use_cuda
   }
 #else
   use_cuda(options.device);  // throws for --device cuda

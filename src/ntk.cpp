@@ -15,8 +15,7 @@
 #include "gpusweep/util.h"
 #include "lapack.h"
 #ifdef GPUSWEEP_HAVE_CUDA
-#include "cuda_backend.h"
-#include "ntk_cuda.h"
+#include "cuda_loader.h"
 #endif
 
 namespace gs {
@@ -221,7 +220,7 @@ std::vector<NtkSpectrum> ntk_spectra_cpu(const Batch& batch, int threads) {
 
 std::vector<NtkSpectrum> ntk_spectra(const Batch& batch, DeviceKind device, int threads, std::string* backend) {
 #ifdef GPUSWEEP_HAVE_CUDA
-  if (use_cuda(device)) return ntk_spectra_cuda(batch, 0, backend);
+  if (use_cuda(device)) return cuda_plugin(nullptr)->ntk_spectra(batch, 0, backend);  // loaded by use_cuda
 #else
   use_cuda(device);  // throws for --device cuda
 #endif

@@ -15,9 +15,11 @@ enum class HessianKind : int { kExact = 0, kGaussNewton = 1 };
 enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
 
 // Whether a run on `device` goes to the CUDA backend: --device cuda always (throws
-// std::invalid_argument with one clear line when this build has no CUDA backend or no GPU is
-// visible), auto when GPU 0 is visible and this binary holds a kernel image for it, cpu
-// never. When auto passes over a visible GPU, *why (if given) says why in one line.
+// std::invalid_argument with one clear line when this build has no CUDA backend, its CUDA
+// plugin does not load, or no GPU is visible), auto when GPU 0 is visible, the plugin loads and
+// holds a kernel image for it, cpu never. When auto passes over a visible GPU, *why (if given)
+// says why in one line. The plugin and the CUDA libraries load only for --device cuda and for
+// auto where the driver sees a GPU.
 bool use_cuda(DeviceKind device, std::string* why = nullptr);
 
 struct BackendOptions {
