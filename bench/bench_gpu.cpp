@@ -28,9 +28,28 @@ struct StepRate {
   int failed = 0;  // factorizations that failed at the damping used (their step is not applied)
 };
 
+// Network steps per second of step() on n networks: one untimed warm-up (after which
+// stats_of's counters restart), then repetitions for at least min_seconds. *timed (if given):
+// the seconds the timed repetitions took.
+template <class Step>
+double steps_per_second(Step&& step, int n, double min_seconds, gs::CudaBackend* stats_of,
+                        double* timed = nullptr) {
+  step();
+  if (stats_of) stats_of->reset_stats();
+  long long steps = 0;
+  const auto t0 = Clock::now();
+  do {
+    step();
+    steps += n;
+  } while (since(t0) < min_seconds);
+  const double el = since(t0);
+  if (timed) *timed = el;
+  return steps / el;
+}
+
 // The driver's common path for every network of the batch: assemble the exact system of the
 // stage, solve it, evaluate the full step, apply it with length 0 (so every repetition does
-// the same work) to the networks whose factorization succeeded. One untimed warm-up.
+// the same work) to the networks whose factorization succeeded.
 StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double min_seconds,
                                  gs::CudaBackend* stats_of = nullptr) {
   be.load(batch);
@@ -51,23 +70,13 @@ StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double
     be.trial_losses(ok, &one, 1, trials.data());
     be.apply_step(ok, alpha.data());
   };
-  step();
-  if (stats_of) stats_of->reset_stats();
-  int steps = 0;
-  const auto t0 = Clock::now();
-  do {
-    step();
-    steps += n;
-  } while (since(t0) < min_seconds);
-  out.per_second = steps / since(t0);
+  out.per_second = steps_per_second(step, n, min_seconds, stats_of);
   return out;
 }
 
 // The default ALL step, variable projection, for every network of the batch: assemble the
 // exact system, take the reduced Newton step (host_solver.h), evaluate the trial with the
-// linear parameters solved, and keep nothing (every repetition does the same work). One
-// untimed warm-up.
-// *timed (if given): the seconds the timed repetitions took.
+// linear parameters solved, and keep nothing (every repetition does the same work).
 double var_pro_steps_per_second(gs::Backend& be, const gs::Batch& batch, double min_seconds,
                                 gs::CudaBackend* stats_of = nullptr, double* timed = nullptr) {
   be.load(batch);
@@ -81,17 +90,7 @@ double var_pro_steps_per_second(gs::Backend& be, const gs::Batch& batch, double 
     be.var_pro_solve(nets, lam.data(), info.data(), pred.data());
     be.var_pro_trial(nets, true, trial.data());
   };
-  step();
-  if (stats_of) stats_of->reset_stats();
-  int steps = 0;
-  const auto t0 = Clock::now();
-  do {
-    step();
-    steps += n;
-  } while (since(t0) < min_seconds);
-  const double el = since(t0);
-  if (timed) *timed = el;
-  return steps / el;
+  return steps_per_second(step, n, min_seconds, stats_of, timed);
 }
 
 gs::Batch make_batch(const gs::Dataset& ds, const gs::Shape& s, int count) {

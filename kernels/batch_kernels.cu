@@ -140,6 +140,43 @@ __device__ double stage_jacobian(const DevNet& nd, const double* th, const doubl
   return jacobian_entry(nd.s, e, x, lk);
 }
 
+// acc += the products of kHPoints points' Jacobian entries in shared memory: Ja holds the
+// columns of tile row ti, Jb those of tile column tj; thread (tx, ty) owns a 4 x 4 patch.
+__device__ void tile_products(const double (&Ja)[kHPoints][kHTile], const double (&Jb)[kHPoints][kHTile], int tx,
+                              int ty, double (&acc)[4][4]) {
+#pragma unroll 4
+  for (int pt = 0; pt < kHPoints; ++pt) {
+    double a[4], b[4];
+    for (int u = 0; u < 4; ++u) a[u] = Ja[pt][ty * 4 + u];
+    for (int v = 0; v < 4; ++v) b[v] = Jb[pt][tx * 4 + v];
+    for (int u = 0; u < 4; ++u)
+      for (int v = 0; v < 4; ++v) acc[u][v] = fma(a[u], b[v], acc[u][v]);
+  }
+}
+
+// Stores scale * acc, the thread's patch of lower tile (ti, tj), into both triangles of the
+// m x m matrix Hn, or adds it (a diagonal entry once).
+__device__ void store_tile_patch(double* Hn, int m, int ti, int tj, int tx, int ty, const double (&acc)[4][4],
+                                 double scale, bool add) {
+  for (int u = 0; u < 4; ++u) {
+    const int r = ti * kHTile + ty * 4 + u;
+    for (int v = 0; v < 4; ++v) {
+      const int cc = tj * kHTile + tx * 4 + v;
+      if (r >= m || cc >= m || (ti == tj && r < cc)) continue;
+      const double val = acc[u][v] * scale;
+      double& lo = Hn[r + static_cast<long long>(cc) * m];
+      double& up = Hn[cc + static_cast<long long>(r) * m];
+      if (!add) {
+        lo = val;
+        up = val;
+      } else {
+        lo += val;
+        if (r != cc) up += val;
+      }
+    }
+  }
+}
+
 // Block w -> lower tile (ti, tj) of call j's stage Hessian, 16 x 16 threads, each owning a
 // 4 x 4 patch of the 64 x 64 tile. Points stream through shared memory kHPoints at a time:
 // Ja holds the Jacobian columns of tile row ti, Jb those of tile column tj.
@@ -172,28 +209,10 @@ hessian_tiles_kernel(const CallNet* calls, int count, const long long* work_off,
       (which == 0 ? Ja : Jb)[pt][col] = v;
     }
     __syncthreads();
-#pragma unroll 4
-    for (int pt = 0; pt < kHPoints; ++pt) {
-      double a[4], b[4];
-      for (int u = 0; u < 4; ++u) a[u] = Ja[pt][ty * 4 + u];
-      for (int v = 0; v < 4; ++v) b[v] = Jb[pt][tx * 4 + v];
-      for (int u = 0; u < 4; ++u)
-        for (int v = 0; v < 4; ++v) acc[u][v] = fma(a[u], b[v], acc[u][v]);
-    }
+    tile_products(Ja, Jb, tx, ty, acc);
     __syncthreads();
   }
-  const double scale = 2.0 / set.n;
-  double* Hn = H + nd.sq_off;
-  for (int u = 0; u < 4; ++u) {
-    const int r = ti * kHTile + ty * 4 + u;
-    for (int v = 0; v < 4; ++v) {
-      const int cc = tj * kHTile + tx * 4 + v;
-      if (r >= m || cc >= m || (ti == tj && r < cc)) continue;
-      const double val = acc[u][v] * scale;
-      Hn[r + static_cast<long long>(cc) * m] = val;
-      Hn[cc + static_cast<long long>(r) * m] = val;
-    }
-  }
+  store_tile_patch(H + nd.sq_off, m, ti, tj, tx, ty, acc, 2.0 / set.n, false);
 }
 
 // Block j -> segment j (segs: device offsets, packed offsets, lengths; count of each).
@@ -276,35 +295,10 @@ hessian_rows_kernel(const CallNet* calls, int count, const long long* work_off, 
       (which == 0 ? Ja : Jb)[pt][col] = q < m && k < have ? Jn[static_cast<long long>(k) * m + q] : 0.0;
     }
     __syncthreads();
-#pragma unroll 4
-    for (int pt = 0; pt < kHPoints; ++pt) {
-      double a[4], b[4];
-      for (int u = 0; u < 4; ++u) a[u] = Ja[pt][ty * 4 + u];
-      for (int v = 0; v < 4; ++v) b[v] = Jb[pt][tx * 4 + v];
-      for (int u = 0; u < 4; ++u)
-        for (int v = 0; v < 4; ++v) acc[u][v] = fma(a[u], b[v], acc[u][v]);
-    }
+    tile_products(Ja, Jb, tx, ty, acc);
     __syncthreads();
   }
-  const double scale = 2.0 / set.n;
-  double* Hn = H + nd.sq_off;
-  for (int u = 0; u < 4; ++u) {
-    const int r = ti * kHTile + ty * 4 + u;
-    for (int v = 0; v < 4; ++v) {
-      const int cc = tj * kHTile + tx * 4 + v;
-      if (r >= m || cc >= m || (ti == tj && r < cc)) continue;
-      const double val = acc[u][v] * scale;
-      double& lo = Hn[r + static_cast<long long>(cc) * m];
-      double& up = Hn[cc + static_cast<long long>(r) * m];
-      if (p0 == 0) {
-        lo = val;
-        up = val;
-      } else {
-        lo += val;
-        if (r != cc) up += val;
-      }
-    }
-  }
+  store_tile_patch(H + nd.sq_off, m, ti, tj, tx, ty, acc, 2.0 / set.n, p0 > 0);
 }
 
 // Block w -> kParamTile stage parameters of call j; thread -> one parameter, looping over

@@ -768,8 +768,8 @@ TEST(Cuda, OneNewtonStepMatchesCpu) {
   expect_same_step(spec);
 }
 
-TEST(Cuda, NewtonStepsMatchCpuStatistically) {
-  SKIP_WITHOUT_GPU();
+// A few steps of every stage for the three archs on invcos2, widths 1..200, relu and silu.
+SweepSpec few_steps_spec() {
   SweepSpec spec;
   spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
   spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
@@ -777,20 +777,19 @@ TEST(Cuda, NewtonStepsMatchCpuStatistically) {
   spec.widths = {1, 2, 4, 9, 33, 100, 200};
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
-  expect_similar_training(spec);
+  return spec;
+}
+
+TEST(Cuda, NewtonStepsMatchCpuStatistically) {
+  SKIP_WITHOUT_GPU();
+  expect_similar_training(few_steps_spec());
 }
 
 // The same with the ALL stage alternating between damped Newton steps and exact linear solves
 // instead of variable projection.
 TEST(Cuda, AlternatingStepsMatchCpuStatistically) {
   SKIP_WITHOUT_GPU();
-  SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
-  spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
-  spec.acts = {Act::kRelu, Act::kSilu};
-  spec.widths = {1, 2, 4, 9, 33, 100, 200};
-  spec.seeds = 2;
-  spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
+  SweepSpec spec = few_steps_spec();
   spec.train.variable_projection = false;
   expect_similar_training(spec);
 }
