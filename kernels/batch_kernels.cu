@@ -257,9 +257,12 @@ __global__ void jacobian_rows_kernel(const CallNet* calls, const long long* j_of
     }
     const double* x = set.x + static_cast<long long>(k) * s.d;
     const NeuronEval e = eval_neuron(s, theta + nd.theta_off, x, nu);
+    double mono[kMaxPolyTerms];  // gpoly:K: the monomials once per point, not once per entry
+    const bool poly = poly_degree(s.arch) > 0;
+    if (poly) poly_terms(s, x, mono);
     for (int lk = 0; lk < kn; ++lk) {
       const int q = neuron_param_index(s, nu, lk) - c.b;
-      if (q >= 0 && q < m) row[q] = jacobian_entry(s, e, x, lk);
+      if (q >= 0 && q < m) row[q] = jacobian_entry(s, e, x, lk, poly ? mono : nullptr);
     }
   }
 }

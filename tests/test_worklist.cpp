@@ -103,6 +103,9 @@ TEST(WorkList, ParamOwnerInvertsTheLayoutAndEntriesMatchTheJacobianRow) {
           ASSERT_TRUE(param_owner(s, q, &oi, &ok));
           const NeuronEval e = eval_neuron(s, th.data(), x.data(), oi);
           EXPECT_EQ(jacobian_entry(s, e, x.data(), ok), row[q]) << arch_name(a) << " d" << d << " q " << q;
+          double mono[kMaxPolyTerms];
+          poly_terms(s, x.data(), mono);
+          EXPECT_EQ(jacobian_entry(s, e, x.data(), ok, mono), row[q]) << arch_name(a) << " d" << d << " q " << q;
         }
       }
     }

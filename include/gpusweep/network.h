@@ -207,11 +207,14 @@ HD inline bool param_owner(const Shape& s, int q, int* i, int* k) {
 }
 
 // One entry dy/dtheta_q of the Jacobian row at x, where q is neuron e's local parameter k.
-HD inline double jacobian_entry(const Shape& s, const NeuronEval& e, const double* x, int k) {
+// mono, when given, holds the monomials of poly_terms(s, x): a polynomial coefficient's entry
+// then reads its x^alpha there instead of computing it.
+HD inline double jacobian_entry(const Shape& s, const NeuronEval& e, const double* x, int k,
+                                const double* mono = nullptr) {
   const int per = s.d + 1;
   const int nf = num_factors(s.arch);
   const int b = k / per;
-  if (b >= nf) return e.g.s * e.m * poly_term(s, x, k - nf * per);
+  if (b >= nf) return e.g.s * e.m * (mono != nullptr ? mono[k - nf * per] : poly_term(s, x, k - nf * per));
   const int j = k - b * per;
   const double da = dy_dfactor(e, b);
   return j < s.d ? da * x[j] : da;
