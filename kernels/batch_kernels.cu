@@ -142,7 +142,7 @@ __device__ double stage_jacobian(const DevNet& nd, const double* th, const doubl
 
 // acc += the products of kHPoints points' Jacobian entries in shared memory: Ja holds the
 // columns of tile row ti, Jb those of tile column tj; thread (tx, ty) owns a 4 x 4 patch.
-__device__ void tile_products(const double (&Ja)[kHPoints][kHTile], const double (&Jb)[kHPoints][kHTile], int tx,
+__device__ __forceinline__ void tile_products(const double (&Ja)[kHPoints][kHTile], const double (&Jb)[kHPoints][kHTile], int tx,
                               int ty, double (&acc)[4][4]) {
 #pragma unroll 4
   for (int pt = 0; pt < kHPoints; ++pt) {
@@ -156,7 +156,7 @@ __device__ void tile_products(const double (&Ja)[kHPoints][kHTile], const double
 
 // Stores scale * acc, the thread's patch of lower tile (ti, tj), into both triangles of the
 // m x m matrix Hn, or adds it (a diagonal entry once).
-__device__ void store_tile_patch(double* Hn, int m, int ti, int tj, int tx, int ty, const double (&acc)[4][4],
+__device__ __forceinline__ void store_tile_patch(double* Hn, int m, int ti, int tj, int tx, int ty, const double (&acc)[4][4],
                                  double scale, bool add) {
   for (int u = 0; u < 4; ++u) {
     const int r = ti * kHTile + ty * 4 + u;
@@ -257,7 +257,7 @@ __global__ void jacobian_rows_kernel(const CallNet* calls, const long long* j_of
     }
     const double* x = set.x + static_cast<long long>(k) * s.d;
     const NeuronEval e = eval_neuron(s, theta + nd.theta_off, x, nu);
-    double mono[kMaxPolyTerms];  // gpoly:K: the monomials once per point, not once per entry
+    double mono[kMaxPolyTerms];  // gpoly:K: the monomials once per item, not once per entry
     const bool poly = poly_degree(s.arch) > 0;
     if (poly) poly_terms(s, x, mono);
     for (int lk = 0; lk < kn; ++lk) {

@@ -66,6 +66,7 @@ bool use_cuda(DeviceKind device, std::string* why) {
       if (!plugin) throw std::invalid_argument("--device cuda: " + why);
       if (plugin->device_count(&why) == 0)
         throw std::invalid_argument("--device cuda: no CUDA device is visible (" + why + "); use --device cpu");
+      if (!plugin->kernel_image(0, &why)) throw std::invalid_argument("--device cuda: " + why);
       return true;
 #else
       throw std::invalid_argument(

@@ -77,14 +77,19 @@ LoadedPlugin load_plugin() {
   const auto entry = reinterpret_cast<const CudaPlugin* (*)()>(dlsym(lib, GPUSWEEP_CUDA_PLUGIN_ENTRY));
   if (!entry) {
     l.why = name + " has no entry point " GPUSWEEP_CUDA_PLUGIN_ENTRY " (" + dl_error() + ")";
+    dlclose(lib);  // nothing of it has run but its static constructors
     return l;
   }
   const CudaPlugin* table = entry();
   if (!table || table->abi != kCudaPluginAbi || table->size != sizeof(CudaPlugin) ||
       table->options_size != sizeof(CudaOptions)) {
     l.why = name + " comes from another build of gpu-sweep (plugin interface " +
-            (table ? std::to_string(table->abi) : std::string("unknown")) + ", this program's " +
-            std::to_string(kCudaPluginAbi) + "); rebuild both";
+            (table ? std::to_string(table->abi) + ", table " + std::to_string(table->size) + " bytes, options " +
+                         std::to_string(table->options_size) + " bytes"
+                   : std::string("unknown")) +
+            "; this program's " + std::to_string(kCudaPluginAbi) + ", " + std::to_string(sizeof(CudaPlugin)) +
+            " and " + std::to_string(sizeof(CudaOptions)) + " bytes); rebuild both";
+    dlclose(lib);
     return l;
   }
   l.table = table;
