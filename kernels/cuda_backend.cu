@@ -284,6 +284,17 @@ struct CudaBackend::Impl {
                                            alpha.data(), a, m.data(), a, m.data(), b.data(), c, m.data(), groups,
                                            gsize.data()));
   }
+  // Per network of the batch, where the listed ones start when their parameters are packed in
+  // list order (Backend::gradient's layout).
+  std::vector<long long> packed_at(const std::vector<int>& list) const {
+    std::vector<long long> at(nets.size(), 0);
+    long long total = 0;
+    for (int i : list) {
+      at[i] = total;
+      total += params_of(i);
+    }
+    return at;
+  }
   long long theta_at(int i) const { return nets[i].theta_off; }
   long long vec_at(int i) const { return nets[i].vec_off; }
   int params_of(int i) const { return num_params(nets[i].s); }
@@ -979,12 +990,7 @@ void CudaBackend::gradient(const std::vector<int>& list, double* loss, double* g
   gs::gradient(I.calls.get(), count, I.off_at(o_par), par.back(), I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                I.resid.get(), I.g.get(), st);
   // Network i's gradient is at its vec_off; grad packs the listed networks one after another.
-  std::vector<long long> packed(I.nets.size());
-  long long at = 0;
-  for (int i : list) {
-    packed[i] = at;
-    at += I.params_of(i);
-  }
+  const std::vector<long long> packed = I.packed_at(list);
   auto params = [&](int i) { return I.params_of(i); };
   I.copy_out(list, I.g.get(), [&](int i) { return I.vec_at(i); }, grad, [&](int i) { return packed[i]; }, params);
   std::vector<double> sse(count);
@@ -1000,14 +1006,11 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
   // delta into step at each network's vec_off, then theta += 1 * step over all parameters.
-  std::vector<long long> packed(I.nets.size());
-  long long at = 0;
   for (int i : list) {
     I.stage_b[i] = 0;
     I.stage_e[i] = I.params_of(i);
-    packed[i] = at;
-    at += I.params_of(i);
   }
+  const std::vector<long long> packed = I.packed_at(list);
   I.copy_in(
       list, delta, [&](int i) { return packed[i]; }, I.step.get(), [&](int i) { return I.vec_at(i); },
       [&](int i) { return I.params_of(i); });
@@ -1023,12 +1026,7 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
 void CudaBackend::set_params(const std::vector<int>& list, const double* values) {
   Impl& I = *impl_;
   cudaStream_t st = I.stream.get();
-  std::vector<long long> packed(I.nets.size());
-  long long at = 0;
-  for (int i : list) {
-    packed[i] = at;
-    at += I.params_of(i);
-  }
+  const std::vector<long long> packed = I.packed_at(list);
   I.copy_in(
       list, values, [&](int i) { return packed[i]; }, I.theta.get(), [&](int i) { return I.theta_at(i); },
       [&](int i) { return I.params_of(i); });

@@ -5,10 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <stdexcept>
-#include <thread>
-#include <type_traits>
 
 #include "by_shape.h"
 #include "gpusweep/relu1d.h"
