@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "gpusweep/network.h"
+#include "launch.cuh"
 
 namespace gs {
 
@@ -25,8 +26,8 @@ __global__ void math_check_kernel(Shape s, const double* theta, const double* x,
 cudaError_t math_check(Shape s, const double* theta, const double* x, int npts, double* y,
                        double* rows, double* blocks, cudaStream_t stream) {
   const int threads = 128;
-  math_check_kernel<<<(npts + threads - 1) / threads, threads, 0, stream>>>(s, theta, x, npts, y,
-                                                                            rows, blocks);
+  GS_LAUNCH(math_check_kernel, (npts + threads - 1) / threads, threads, 0, stream)(
+      s, theta, x, npts, y, rows, blocks);
   return cudaGetLastError();
 }
 

@@ -1,0 +1,93 @@
+// The kernel side of the emulated CUDA device (cuda_emu): the built-in index variables of
+// the thread that runs, __syncthreads, shared memory made fresh for each block, and the
+// launch that replaces <<<...>>>. Kernels compiled with the host compiler include it through
+// prelude.h; kernels/launch.cuh maps GS_LAUNCH and GS_SHARED onto it.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace gs_emu {
+
+// Where the running CUDA thread is. Each block runs on one host thread and each of its CUDA
+// threads is a fiber there, so these are per host thread; the scheduler sets thread before
+// it resumes a fiber.
+struct Builtins {
+  uint3 thread;
+  uint3 block;
+  uint3 block_dim;
+  uint3 grid_dim;
+};
+extern __thread Builtins tl_builtins;
+
+// Waits until every thread of the block has reached this barrier. A barrier that some
+// thread of the block does not reach, or threads at different barriers, abort the process
+// naming the kernel, the block and the two sites.
+void sync_threads(const char* file, int line);
+
+// Called where a kernel declares shared memory: the first thread of a block to get there
+// fills it with NaN bytes (0xff), so that a read before any write of that block sees NaN.
+void fresh_shared(void* p, std::size_t bytes, const char* name);
+
+// A pointer argument of a launch: the runtime checks at execution that it points into device
+// memory (or is null), as a kernel on a GPU would fault on a host pointer.
+struct PtrArg {
+  int index;
+  const void* p;
+};
+
+// Enqueues body on stream s as a kernel of grid x block threads; returns the launch error
+// (also the last error), as cudaGetLastError would after <<<...>>>.
+cudaError_t launch_kernel(const char* name, dim3 grid, dim3 block, std::size_t shmem, cudaStream_t s,
+                          std::vector<PtrArg> ptrs, std::function<void()> body);
+
+template <class... P>
+class Launcher {
+ public:
+  Launcher(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t shmem, cudaStream_t s)
+      : name_(name), kernel_(kernel), grid_(grid), block_(block), shmem_(shmem), stream_(s) {}
+
+  // The arguments are converted to the kernel's parameter types and copied at launch, as
+  // the CUDA runtime copies them.
+  template <class... A>
+  void operator()(A&&... a) const {
+    static_assert(sizeof...(A) == sizeof...(P), "a kernel launch with the wrong number of arguments");
+    using Args = std::tuple<std::decay_t<P>...>;
+    auto args = std::make_shared<Args>(std::forward<A>(a)...);
+    std::vector<PtrArg> ptrs;
+    collect(*args, ptrs, std::index_sequence_for<P...>{});
+    void (*k)(P...) = kernel_;
+    launch_kernel(name_, grid_, block_, shmem_, stream_, std::move(ptrs), [k, args] { std::apply(k, *args); });
+  }
+
+ private:
+  template <class T>
+  static void add(int i, const T& v, std::vector<PtrArg>& ptrs) {
+    if constexpr (std::is_pointer_v<T>) ptrs.push_back({i, static_cast<const void*>(v)});
+  }
+  template <class Args, std::size_t... I>
+  static void collect(const Args& args, std::vector<PtrArg>& ptrs, std::index_sequence<I...>) {
+    (add(static_cast<int>(I), std::get<I>(args), ptrs), ...);
+  }
+
+  const char* name_;
+  void (*kernel_)(P...);
+  dim3 grid_, block_;
+  std::size_t shmem_;
+  cudaStream_t stream_;
+};
+
+template <class... P>
+Launcher<P...> launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t shmem,
+                      cudaStream_t s) {
+  return Launcher<P...>(name, kernel, grid, block, shmem, s);
+}
+
+}  // namespace gs_emu
