@@ -75,7 +75,12 @@ bool use_cuda(DeviceKind device, std::string* why) {
 #endif
     }
     case DeviceKind::kAuto: {
-#ifdef GPUSWEEP_HAVE_CUDA
+#if defined(GPUSWEEP_EMULATE_CUDA)
+      // The emulated device (cuda_emu/) checks the CUDA backend on machines without a GPU,
+      // far slower than the CPU backend: only --device cuda asks for it.
+      (void)why;
+      return false;
+#elif defined(GPUSWEEP_HAVE_CUDA)
       // The driver alone decides whether there is a GPU, so that a machine without one loads
       // neither the plugin nor the CUDA libraries behind it.
       if (cuda_driver_device_count(nullptr) == 0) return false;

@@ -110,14 +110,14 @@ double* to_device(const std::vector<double>& h) {
 }
 
 // Death tests re-run the binary: the device's worker threads do not survive a fork.
-class EmulatedDeath : public ::testing::Test {
+class CudaEmuDeathTest : public ::testing::Test {
  protected:
   void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
 };
 
 // The order of the threads between barriers is shuffled (GPUSWEEP_EMU_SEED), so a missing
 // barrier gives wrong sums in nearly every block, as a GPU's warps would.
-TEST(EmulatedDevice, ShuffledThreadsExposeAMissingBarrier) {
+TEST(CudaEmu, ShuffledThreadsExposeAMissingBarrier) {
   if (const char* s = std::getenv("GPUSWEEP_EMU_SEED"); s && std::string(s) == "0")
     GTEST_SKIP() << "GPUSWEEP_EMU_SEED=0 keeps the threads in order";
   EXPECT_EQ(wrong_sums(true), 0);
@@ -125,13 +125,13 @@ TEST(EmulatedDevice, ShuffledThreadsExposeAMissingBarrier) {
 }
 
 // In ascending order (GPUSWEEP_EMU_SEED=0) the same race goes unseen.
-TEST_F(EmulatedDeath, AscendingThreadsHideTheMissingBarrier) {
+TEST_F(CudaEmuDeathTest, AscendingThreadsHideTheMissingBarrier) {
   setenv("GPUSWEEP_EMU_SEED", "0", 1);
   EXPECT_EXIT(std::exit(wrong_sums(false) == 0 && wrong_sums(true) == 0 ? 0 : 3), ::testing::ExitedWithCode(0), "");
   unsetenv("GPUSWEEP_EMU_SEED");
 }
 
-TEST(EmulatedDevice, FreshDeviceAndSharedMemoryHoldNaN) {
+TEST(CudaEmu, FreshDeviceAndSharedMemoryHoldNaN) {
   constexpr int kBlocks = 40;
   double* d = nullptr;
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), kBlocks * kThreads * sizeof(double)), cudaSuccess);
@@ -145,7 +145,7 @@ TEST(EmulatedDevice, FreshDeviceAndSharedMemoryHoldNaN) {
   cudaFree(d);
 }
 
-TEST_F(EmulatedDeath, BarrierNotReachedByEveryThreadAborts) {
+TEST_F(CudaEmuDeathTest, BarrierNotReachedByEveryThreadAborts) {
   EXPECT_DEATH(
       {
         double* d = nullptr;
@@ -157,7 +157,7 @@ TEST_F(EmulatedDeath, BarrierNotReachedByEveryThreadAborts) {
       "every thread of the block: 127 of 128 threads wait there .*thread \\(0,0,0\\) returned");
 }
 
-TEST_F(EmulatedDeath, ThreadsAtDifferentBarriersAbort) {
+TEST_F(CudaEmuDeathTest, ThreadsAtDifferentBarriersAbort) {
   EXPECT_DEATH(
       {
         double* d = nullptr;
@@ -168,7 +168,7 @@ TEST_F(EmulatedDeath, ThreadsAtDifferentBarriersAbort) {
       "kernel split_barrier_kernel, block \\(0,0,0\\): threads wait at different __syncthreads");
 }
 
-TEST_F(EmulatedDeath, MoreThan48KiBOfSharedMemoryAborts) {
+TEST_F(CudaEmuDeathTest, MoreThan48KiBOfSharedMemoryAborts) {
   EXPECT_DEATH(
       {
         double* d = nullptr;
@@ -180,7 +180,7 @@ TEST_F(EmulatedDeath, MoreThan48KiBOfSharedMemoryAborts) {
 }
 
 // The host reads device memory through a device pointer: it faults, and the message says so.
-TEST_F(EmulatedDeath, HostReadOfDeviceMemoryFaults) {
+TEST_F(CudaEmuDeathTest, HostReadOfDeviceMemoryFaults) {
   if (const char* s = std::getenv("GPUSWEEP_EMU_PROTECT"); s && std::string(s) == "0")
     GTEST_SKIP() << "GPUSWEEP_EMU_PROTECT=0 leaves device memory readable";
   EXPECT_DEATH(
@@ -194,7 +194,7 @@ TEST_F(EmulatedDeath, HostReadOfDeviceMemoryFaults) {
 }
 
 // A kernel that writes a page past the end of its allocation faults on the guard page.
-TEST_F(EmulatedDeath, KernelWritePastTheAllocationFaults) {
+TEST_F(CudaEmuDeathTest, KernelWritePastTheAllocationFaults) {
   EXPECT_DEATH(
       {
         double* d = nullptr;
@@ -208,7 +208,7 @@ TEST_F(EmulatedDeath, KernelWritePastTheAllocationFaults) {
 
 #if defined(__SANITIZE_ADDRESS__)
 // Within the allocation's last page, AddressSanitizer catches what the guard page cannot.
-TEST_F(EmulatedDeath, KernelWriteJustPastTheAllocationIsCaughtByAddressSanitizer) {
+TEST_F(CudaEmuDeathTest, KernelWriteJustPastTheAllocationIsCaughtByAddressSanitizer) {
   EXPECT_DEATH(
       {
         double* d = nullptr;
@@ -222,7 +222,7 @@ TEST_F(EmulatedDeath, KernelWriteJustPastTheAllocationIsCaughtByAddressSanitizer
 
 // A kernel given a host pointer: a GPU faults when it runs, and the runtime reports an
 // illegal address at the next synchronization and from then on (a sticky error).
-TEST_F(EmulatedDeath, HostPointerKernelArgumentIsAnIllegalAddress) {
+TEST_F(CudaEmuDeathTest, HostPointerKernelArgumentIsAnIllegalAddress) {
   EXPECT_EXIT(
       {
         std::vector<double> host(kThreads, 0.0);
@@ -241,7 +241,7 @@ TEST_F(EmulatedDeath, HostPointerKernelArgumentIsAnIllegalAddress) {
 
 // Copies check their direction against where the pointers are; a wrong one is cudaErrorInvalidValue,
 // reported once by cudaGetLastError (not sticky).
-TEST(EmulatedDevice, CopiesCheckWhereTheirPointersAre) {
+TEST(CudaEmu, CopiesCheckWhereTheirPointersAre) {
   double* d = nullptr;
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), 10 * sizeof(double)), cudaSuccess);
   std::vector<double> h(10, 1.0), back(10, 0.0);
@@ -264,7 +264,7 @@ TEST(EmulatedDevice, CopiesCheckWhereTheirPointersAre) {
 
 // Work waits in its stream: a copy back is not there before the host synchronizes with the
 // stream, or with an event of it that another stream's work waits on.
-TEST(EmulatedDevice, StreamsRunTheirWorkOnlyWhenSomethingWaitsForIt) {
+TEST(CudaEmu, StreamsRunTheirWorkOnlyWhenSomethingWaitsForIt) {
   cudaStream_t a = nullptr, b = nullptr;
   cudaEvent_t ev = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking), cudaSuccess);
@@ -301,7 +301,7 @@ TEST(EmulatedDevice, StreamsRunTheirWorkOnlyWhenSomethingWaitsForIt) {
 
 // A copy from host memory reads it when the call is made, as from pageable memory on a GPU:
 // the caller may reuse the buffer at once.
-TEST(EmulatedDevice, AsyncCopyFromTheHostReadsItAtTheCall) {
+TEST(CudaEmu, AsyncCopyFromTheHostReadsItAtTheCall) {
   double* d = nullptr;
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), sizeof(double)), cudaSuccess);
   double v = 5.0;
@@ -311,7 +311,7 @@ TEST(EmulatedDevice, AsyncCopyFromTheHostReadsItAtTheCall) {
   cudaFree(d);
 }
 
-TEST(EmulatedDevice, LaunchConfigurationErrorsAreNotSticky) {
+TEST(CudaEmu, LaunchConfigurationErrorsAreNotSticky) {
   double* d = nullptr;
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), kThreads * sizeof(double)), cudaSuccess);
   GS_LAUNCH(add_kernel, 1, 2048, 0, nullptr)(d, 1.0);
@@ -340,13 +340,13 @@ void check_64_mib_device() {
   std::exit(0);
 }
 
-TEST_F(EmulatedDeath, MemorySizeIsASetting) {
+TEST_F(CudaEmuDeathTest, MemorySizeIsASetting) {
   setenv("GPUSWEEP_EMU_MEMORY", "64M", 1);
   EXPECT_EXIT(check_64_mib_device(), ::testing::ExitedWithCode(0), "");
   unsetenv("GPUSWEEP_EMU_MEMORY");
 }
 
-TEST(EmulatedDevice, HiddenByCudaVisibleDevices) {
+TEST(CudaEmu, HiddenByCudaVisibleDevices) {
   int n = -1;
   ASSERT_EQ(cudaGetDeviceCount(&n), cudaSuccess);
   EXPECT_EQ(n, 1);
@@ -365,7 +365,7 @@ TEST(EmulatedDevice, HiddenByCudaVisibleDevices) {
 }
 
 // Thrust's device_vector and for_each, and CUB's segmented sum, against the host.
-TEST(EmulatedDevice, ThrustAndCubShims) {
+TEST(CudaEmu, ThrustAndCubShims) {
   thrust::device_vector<double> zeros(1000);
   thrust::device_vector<int> sevens(300, 7);
   const std::vector<double> h(1000, 0.0);
@@ -402,7 +402,7 @@ TEST(EmulatedDevice, ThrustAndCubShims) {
 // The Cholesky routines: per-matrix info of the batched factorization where one matrix is
 // indefinite from its third row, the solves against a known solution, and cuSOLVER's
 // argument checks.
-TEST(EmulatedDevice, CholeskyRoutinesReportPerMatrixInfoAndCheckArguments) {
+TEST(CudaEmu, CholeskyRoutinesReportPerMatrixInfoAndCheckArguments) {
   constexpr int n = 5;
   // A = tridiag(-1, 4, -1): positive definite. B: the same with B(2,2) = -10 (leading minor 3 < 0).
   std::vector<double> A(n * n, 0.0);
@@ -467,7 +467,7 @@ TEST(EmulatedDevice, CholeskyRoutinesReportPerMatrixInfoAndCheckArguments) {
 
 // The batched eigensolver against the known spectrum of tridiag(-1, 2, -1), 2 - 2 cos(k pi /
 // (n + 1)), ascending, one matrix per size of the batch's stride.
-TEST(EmulatedDevice, BatchedEigenvaluesOfAKnownSpectrum) {
+TEST(CudaEmu, BatchedEigenvaluesOfAKnownSpectrum) {
   constexpr int n = 7, batch = 3;
   std::vector<double> A(static_cast<std::size_t>(n) * n * batch, 0.0);
   for (int b = 0; b < batch; ++b)
@@ -511,7 +511,7 @@ TEST(EmulatedDevice, BatchedEigenvaluesOfAKnownSpectrum) {
 }
 
 // The two batched GEMMs against products written out by hand.
-TEST(EmulatedDevice, BatchedGemmsAgainstTheHost) {
+TEST(CudaEmu, BatchedGemmsAgainstTheHost) {
   constexpr int m = 3, k = 4, batch = 2;
   std::vector<double> a(m * k * batch);
   for (std::size_t i = 0; i < a.size(); ++i) a[i] = 0.5 * static_cast<double>(i) - 3.0;

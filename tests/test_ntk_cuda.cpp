@@ -60,7 +60,9 @@ TEST(NtkCuda, SpectraMatchTheCpu) {
     const NetDesc& nd = batch.nets[i];
     const int n = batch.datasets[nd.dataset]->n_train(), p = num_params(nd.shape);
     const SpectrumSummary sg = summarize_spectrum(gpu[i].eig, n, p), sc = summarize_spectrum(cpu[i].eig, n, p);
-    if (sc.below_floor == 0) EXPECT_NEAR(sg.cond, sc.cond, 1e-8 * sc.cond) << i;
+    // Eigenvalues within 1e-11 of the largest (above) move the smallest, and so the condition
+    // number, by up to 1e-11 cond relative: a 1e9-conditioned Gram matrix agrees to 1e-2.
+    if (sc.below_floor == 0) EXPECT_NEAR(sg.cond, sc.cond, (1e-8 + 1e-11 * sc.cond) * sc.cond) << i;
     ++compared;
   }
   EXPECT_FALSE(gpu.back().ok);
@@ -68,7 +70,9 @@ TEST(NtkCuda, SpectraMatchTheCpu) {
 }
 
 TEST(NtkCuda, ReportsNoDeviceInOneLine) {
-  if (gs_test::gpu_visible()) GTEST_SKIP() << "a GPU is visible; this checks the message without one";
+  if (gs_test::gpu_visible() && !gs_test::HiddenDevices::can_hide())
+    GTEST_SKIP() << "a GPU is visible, and its runtime cannot hide it after start-up";
+  gs_test::HiddenDevices hidden;
   const Dataset a = make_linear_problem(2, 5, 0.1, 1);
   Batch batch;
   batch.datasets = {&a};

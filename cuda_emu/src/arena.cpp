@@ -35,7 +35,13 @@ struct Alloc {
   char* data;       // the pointer cudaMalloc returned: its end as close to the last data page's end as alignment allows
   std::size_t size;
   bool live;
+  int open;  // data pages accessible (set atomically: fault handlers on several threads open them)
 };
+
+// Inside a DeviceScope, device memory opens an allocation at a time, on the first fault in
+// it, and only the allocations opened are closed again when the scope ends: the work of a
+// scope touches a few of them, and each mprotect costs in proportion to the pages it covers.
+constexpr int kMaxOpen = 1 << 14;
 
 struct Arena {
   char* base = nullptr;
@@ -44,6 +50,10 @@ struct Arena {
   std::size_t used = 0;  // bytes charged against the memory size
   std::map<std::uintptr_t, Alloc> spans;  // by span start; freed ones stay to name later faults
   int scope_depth = 0;
+  int in_scope = 0;  // read by the fault handler
+  Alloc* opened[kMaxOpen];
+  int n_opened = 0;  // atomic
+  int open_all = 0;  // more opened than the list holds: close every live allocation
   struct sigaction old_segv {};
 };
 
@@ -71,10 +81,30 @@ void set_access(const Alloc& a, bool on) {
     fatal(std::string("mprotect of device memory failed: ") + std::strerror(errno));
 }
 
+// Opens a's data pages for the scope that runs (from the fault handler: no allocation, no lock).
+void open_in_scope(Alloc* a) {
+  if (__atomic_exchange_n(&a->open, 1, __ATOMIC_ACQ_REL)) return;
+  mprotect(first_data_page(*a, arena().page), data_pages(*a, arena().page), PROT_READ | PROT_WRITE);
+  Arena& A = arena();
+  const int k = __atomic_fetch_add(&A.n_opened, 1, __ATOMIC_ACQ_REL);
+  if (k < kMaxOpen) A.opened[k] = a;
+  else __atomic_store_n(&A.open_all, 1, __ATOMIC_RELEASE);
+}
+
 void segv_handler(int sig, siginfo_t* info, void* uctx) {
   Arena& A = arena();
   const char* addr = static_cast<const char*>(info->si_addr);
   if (A.base && addr >= A.base && addr < A.base + kReserve) {
+    // Device work touching a closed allocation: open it (or let the thread that opens it
+    // finish) and go on.
+    if (__atomic_load_n(&A.in_scope, __ATOMIC_ACQUIRE)) {
+      Alloc* a = const_cast<Alloc*>(find(addr));
+      if (a && a->live && addr >= first_data_page(*a, A.page) &&
+          addr < first_data_page(*a, A.page) + data_pages(*a, A.page)) {
+        open_in_scope(a);
+        return;
+      }
+    }
     std::string what = running_kernel();
     const Alloc* a = find(addr);
     std::string msg;
@@ -129,7 +159,7 @@ char* take_span(std::size_t len) {
       char* s = it->second.span;
       const std::size_t rest = it->second.len - len;
       A.spans.erase(it);
-      if (rest > 0) A.spans[reinterpret_cast<std::uintptr_t>(s + len)] = Alloc{s + len, rest, s + len, 0, false};
+      if (rest > 0) A.spans[reinterpret_cast<std::uintptr_t>(s + len)] = Alloc{s + len, rest, s + len, 0, false, 0};
       return s;
     }
   return nullptr;
@@ -149,7 +179,7 @@ cudaError_t dev_malloc(void** p, std::size_t size) {
   const std::size_t len = pages + 2 * page;
   char* span = take_span(len);
   if (!span) return cudaErrorMemoryAllocation;
-  Alloc a{span, len, span + page + pages - round_up(size, kAlign), size, true};
+  Alloc a{span, len, span + page + pages - round_up(size, kAlign), size, true, 1};
   A.spans[reinterpret_cast<std::uintptr_t>(span)] = a;
   A.used += charged(size);
   set_access(a, true);
@@ -157,7 +187,10 @@ cudaError_t dev_malloc(void** p, std::size_t size) {
   GS_EMU_POISON(span + page, static_cast<std::size_t>(a.data - (span + page)));
   GS_EMU_UNPOISON(a.data, size);
   GS_EMU_POISON(a.data + size, static_cast<std::size_t>(span + page + pages - (a.data + size)));
-  if (A.scope_depth == 0 && config().protect) set_access(a, false);
+  if (config().protect) {
+    set_access(a, false);
+    A.spans[reinterpret_cast<std::uintptr_t>(span)].open = 0;
+  }
   *p = a.data;
   return cudaSuccess;
 }
@@ -174,6 +207,7 @@ cudaError_t dev_free(void* p) {
   madvise(first_data_page(a, page), data_pages(a, page), MADV_DONTNEED);
   set_access(a, false);
   a.live = false;
+  a.open = 0;
   A.used -= charged(a.size);
   return cudaSuccess;
 }
@@ -219,16 +253,21 @@ std::string describe(const void* p) {
 
 DeviceScope::DeviceScope() {
   Arena& A = arena();
-  if (A.scope_depth++ == 0 && config().protect)
-    for (const auto& [at, a] : A.spans)
-      if (a.live) set_access(a, true);
+  if (A.scope_depth++ == 0 && config().protect) __atomic_store_n(&A.in_scope, 1, __ATOMIC_RELEASE);
 }
 
 DeviceScope::~DeviceScope() {
   Arena& A = arena();
-  if (--A.scope_depth == 0 && config().protect)
-    for (const auto& [at, a] : A.spans)
-      if (a.live) set_access(a, false);
+  if (--A.scope_depth != 0 || !config().protect) return;
+  __atomic_store_n(&A.in_scope, 0, __ATOMIC_RELEASE);
+  if (A.open_all) {
+    for (auto& [at, a] : A.spans)
+      if (a.live && a.open) set_access(a, false), a.open = 0;
+  } else {
+    for (int k = 0; k < A.n_opened; ++k) set_access(*A.opened[k], false), A.opened[k]->open = 0;
+  }
+  A.n_opened = 0;
+  A.open_all = 0;
 }
 
 }  // namespace gs_emu

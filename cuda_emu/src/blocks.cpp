@@ -28,7 +28,7 @@
 
 namespace gs_emu {
 
-__thread Builtins tl_builtins;
+__thread Builtins tl_builtins __attribute__((tls_model("initial-exec")));
 
 namespace {
 
@@ -51,6 +51,7 @@ struct Fiber {
   const char* file = nullptr;  // the barrier it waits at
   int line = 0;
   char* stack = nullptr;  // lowest usable address
+  char* top = nullptr;    // where the fiber's frames start
   void* fake = nullptr;   // AddressSanitizer's fake stack while switched away
 };
 
@@ -60,6 +61,8 @@ struct Worker {
   char* stacks = nullptr;
   std::vector<Fiber> fibers;
   std::vector<int> live;
+  std::vector<uint3> coords;  // of each thread of the block shape below
+  uint3 shape{0, 0, 0};
   std::vector<void*> shared;
   std::size_t shared_bytes = 0;
   const char* kernel = nullptr;
@@ -89,11 +92,21 @@ struct Worker {
       char* lo = stacks + slot() * t;
       mprotect(lo, page, PROT_NONE);  // a stack overflow faults
       fibers[t].stack = lo + page;
+      // The tops of the stacks at different offsets within a page: at one offset every
+      // fiber's frames would fall into the same few cache sets.
+      fibers[t].top = fibers[t].stack + kStack - (static_cast<std::size_t>(t) * 7 * 64) % page;
     }
   }
 };
 
-thread_local Worker tl_worker;
+// This host thread's worker state, made on first use and kept while the thread lives (the
+// worker threads live as long as the process).
+__thread Worker* tl_worker_ptr __attribute__((tls_model("initial-exec")));
+
+Worker& worker() {
+  if (!tl_worker_ptr) tl_worker_ptr = new Worker;
+  return *tl_worker_ptr;
+}
 
 std::string basename_of(const char* path) {
   const char* s = std::strrchr(path, '/');
@@ -106,7 +119,8 @@ std::string triple(unsigned x, unsigned y, unsigned z) {
 
 uint3 thread_coords(int t) {
   const uint3& b = tl_builtins.block_dim;
-  return uint3{t % b.x, (t / b.x) % b.y, t / (b.x * b.y)};
+  const unsigned u = static_cast<unsigned>(t);
+  return uint3{u % b.x, (u / b.x) % b.y, u / (b.x * b.y)};
 }
 
 std::string thread_name(int t) {
@@ -115,7 +129,7 @@ std::string thread_name(int t) {
 }
 
 std::string block_name() {
-  return std::string("kernel ") + tl_worker.kernel + ", block " +
+  return std::string("kernel ") + worker().kernel + ", block " +
          triple(tl_builtins.block.x, tl_builtins.block.y, tl_builtins.block.z);
 }
 
@@ -124,7 +138,7 @@ std::string site(const Fiber& f) { return basename_of(f.file) + ":" + std::to_st
 void fiber_main(bctx::transfer_t tr) {
   Fiber* f = static_cast<Fiber*>(tr.data);
   f->sched = tr.fctx;
-  Worker& w = tl_worker;
+  Worker& w = worker();
 #ifdef GS_EMU_ASAN
   __sanitizer_finish_switch_fiber(nullptr, &w.sched_bottom, &w.sched_size);
 #endif
@@ -145,7 +159,7 @@ void fiber_main(bctx::transfer_t tr) {
 
 void resume(Worker& w, int t) {
   Fiber& f = w.fibers[t];
-  tl_builtins.thread = thread_coords(t);
+  tl_builtins.thread = w.coords[t];
   w.cur = &f;
   w.cur_thread = t;
 #ifdef GS_EMU_ASAN
@@ -167,34 +181,64 @@ std::uint64_t splitmix(std::uint64_t& x) {
   return z ^ (z >> 31);
 }
 
+// A shuffle of v (Fisher-Yates, the bound by multiplication instead of a division).
+void shuffle(std::vector<int>& v, std::uint64_t& rng) {
+  for (std::size_t i = v.size() - 1; i > 0 && i < v.size(); --i) {
+    const auto j = static_cast<std::size_t>((static_cast<unsigned __int128>(splitmix(rng)) * (i + 1)) >> 64);
+    std::swap(v[i], v[j]);
+  }
+}
+
+// Runs the threads of a block without barriers one after another, each to its end.
+void run_plain(Worker& w, int n, std::uint64_t& rng) {
+  for (int t = 0; t < n; ++t) w.live[t] = t;
+  if (config().seed != 0) shuffle(w.live, rng);
+  for (int t : w.live) {
+    tl_builtins.thread = w.coords[t];
+    w.cur_thread = t;
+    (*w.body)();
+  }
+  w.cur_thread = -1;
+}
+
 void run_block(const char* name, dim3 grid, dim3 block, const std::function<void()>& body, std::uint64_t launch_id,
-               long long b) {
-  Worker& w = tl_worker;
+               bool barriers, long long b) {
+  Worker& w = worker();
   w.reserve();
   const int n = static_cast<int>(block.x * block.y * block.z);
   tl_builtins.block = uint3{static_cast<unsigned>(b % grid.x), static_cast<unsigned>((b / grid.x) % grid.y),
                             static_cast<unsigned>(b / (static_cast<long long>(grid.x) * grid.y))};
   tl_builtins.block_dim = uint3{block.x, block.y, block.z};
   tl_builtins.grid_dim = uint3{grid.x, grid.y, grid.z};
+  if (w.shape.x != block.x || w.shape.y != block.y || w.shape.z != block.z) {
+    w.shape = tl_builtins.block_dim;
+    w.coords.resize(n);
+    for (int t = 0; t < n; ++t) w.coords[t] = thread_coords(t);
+  }
   w.kernel = name;
   w.body = &body;
   w.shared.clear();
   w.shared_bytes = 0;
   w.live.resize(n);
+  const std::uint64_t seed = config().seed;
+  std::uint64_t rng = seed ^ (launch_id * 0xd1b54a32d192ed03ull) ^ (static_cast<std::uint64_t>(b) << 20);
+  if (!barriers) {
+    run_plain(w, n, rng);
+    w.kernel = nullptr;
+    w.body = nullptr;
+    return;
+  }
   for (int t = 0; t < n; ++t) {
     Fiber& f = w.fibers[t];
 #ifdef GS_EMU_ASAN
     ASAN_UNPOISON_MEMORY_REGION(f.stack, kStack);
 #endif
     f.state = State::kReady;
-    f.self = bctx::make_fcontext(f.stack + kStack, kStack, &fiber_main);
+    f.self = bctx::make_fcontext(f.top, static_cast<std::size_t>(f.top - f.stack), &fiber_main);
     w.live[t] = t;
   }
-  const std::uint64_t seed = config().seed;
-  std::uint64_t rng = seed ^ (launch_id * 0xd1b54a32d192ed03ull) ^ (static_cast<std::uint64_t>(b) << 20);
   while (!w.live.empty()) {
-    if (seed != 0)
-      for (std::size_t i = w.live.size() - 1; i > 0; --i) std::swap(w.live[i], w.live[splitmix(rng) % (i + 1)]);
+    if (seed != 0) shuffle(w.live, rng);
     for (int t : w.live) resume(w, t);
     int waiting = -1, returned = -1;
     std::size_t at_barrier = 0;
@@ -276,8 +320,11 @@ Pool& pool() {
 }  // namespace
 
 void sync_threads(const char* file, int line) {
-  Worker& w = tl_worker;
+  Worker& w = worker();
   Fiber* f = w.cur;
+  if (!f && w.kernel)
+    fatal(block_name() + " waits at __syncthreads (" + basename_of(file) + ":" + std::to_string(line) +
+          "), but it was launched as a kernel without barriers");
   if (!f) fatal(std::string("__syncthreads outside a kernel at ") + basename_of(file) + ":" + std::to_string(line));
   f->state = State::kBarrier;
   f->file = file;
@@ -293,7 +340,7 @@ void sync_threads(const char* file, int line) {
 }
 
 void fresh_shared(void* p, std::size_t bytes, const char* name) {
-  Worker& w = tl_worker;
+  Worker& w = worker();
   if (!w.kernel) fatal(std::string("shared memory ") + name + " declared outside a kernel");
   for (void* q : w.shared)
     if (q == p) return;
@@ -306,17 +353,17 @@ void fresh_shared(void* p, std::size_t bytes, const char* name) {
 }
 
 std::string running_kernel() {
-  const Worker& w = tl_worker;
+  const Worker& w = worker();
   if (!w.kernel) return "";
   return block_name() + (w.cur_thread >= 0 ? ", " + thread_name(w.cur_thread) : std::string());
 }
 
 void run_kernel(const char* name, dim3 grid, dim3 block, const std::function<void()>& body,
-                std::uint64_t launch_id) {
+                std::uint64_t launch_id, bool barriers) {
   const long long blocks = static_cast<long long>(grid.x) * grid.y * grid.z;
   std::atomic<long long> next{0};
   const std::function<void(int)> work = [&](int) {
-    for (long long b; (b = next.fetch_add(1)) < blocks;) run_block(name, grid, block, body, launch_id, b);
+    for (long long b; (b = next.fetch_add(1)) < blocks;) run_block(name, grid, block, body, launch_id, barriers, b);
   };
   const int parts = static_cast<int>(std::min<long long>(config().workers, blocks));
   if (parts <= 1) work(0);

@@ -80,9 +80,10 @@ cudaError_t drain(Stream* s);
 cudaError_t drain_all();
 
 // Runs the kernel body over grid x block threads: blocks spread over the worker threads,
-// each block's threads as fibers on one of them (blocks.cpp). launch_id seeds the order.
+// each block's threads as fibers on one of them (blocks.cpp), or one after another without
+// fibers when the kernel has no barriers. launch_id seeds the order.
 void run_kernel(const char* name, dim3 grid, dim3 block, const std::function<void()>& body,
-                std::uint64_t launch_id);
+                std::uint64_t launch_id, bool barriers);
 // The kernel, block and thread running on this host thread, for fault messages ("" when none).
 std::string running_kernel();
 

@@ -192,7 +192,7 @@ cudaError_t ready() {
 }
 
 cudaError_t launch_kernel(const char* name, dim3 grid, dim3 block, std::size_t shmem, cudaStream_t h,
-                          std::vector<PtrArg> ptrs, std::function<void()> body) {
+                          std::vector<PtrArg> ptrs, std::function<void()> body, bool barriers) {
   Lock lock(api_mutex());
   if (cudaError_t e = ready()) return fail(e);
   const unsigned long long threads = static_cast<unsigned long long>(block.x) * block.y * block.z;
@@ -205,14 +205,14 @@ cudaError_t launch_kernel(const char* name, dim3 grid, dim3 block, std::size_t s
   Stream* s = stream_of(h, &se);
   if (!s) return fail(se);
   const std::uint64_t id = ++g_launches;
-  enqueue(s, name, [name, grid, block, ptrs = std::move(ptrs), body = std::move(body), id] {
+  enqueue(s, name, [name, grid, block, ptrs = std::move(ptrs), body = std::move(body), id, barriers] {
     for (const PtrArg& a : ptrs)
       if (a.p && !is_device(a.p)) {
         set_sticky(cudaErrorIllegalAddress, std::string("kernel ") + name + ": argument " + std::to_string(a.index + 1) +
                                                 " is " + describe(a.p));
         return;
       }
-    run_kernel(name, grid, block, body, id);
+    run_kernel(name, grid, block, body, id, barriers);
   });
   return cudaSuccess;
 }

@@ -25,7 +25,9 @@ struct Builtins {
   uint3 block_dim;
   uint3 grid_dim;
 };
-extern __thread Builtins tl_builtins;
+// Initial-exec: kernels read it at every threadIdx, and a call to __tls_get_addr each time
+// would cost more than many a kernel's work per thread.
+extern __thread Builtins tl_builtins __attribute__((tls_model("initial-exec")));
 
 // Waits until every thread of the block has reached this barrier. A barrier that some
 // thread of the block does not reach, or threads at different barriers, abort the process
@@ -45,14 +47,17 @@ struct PtrArg {
 
 // Enqueues body on stream s as a kernel of grid x block threads; returns the launch error
 // (also the last error), as cudaGetLastError would after <<<...>>>.
+// barriers false: the kernel never calls __syncthreads (the Thrust and CUB shims' kernels),
+// so its threads run one after another without fibers.
 cudaError_t launch_kernel(const char* name, dim3 grid, dim3 block, std::size_t shmem, cudaStream_t s,
-                          std::vector<PtrArg> ptrs, std::function<void()> body);
+                          std::vector<PtrArg> ptrs, std::function<void()> body, bool barriers = true);
 
 template <class... P>
 class Launcher {
  public:
-  Launcher(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t shmem, cudaStream_t s)
-      : name_(name), kernel_(kernel), grid_(grid), block_(block), shmem_(shmem), stream_(s) {}
+  Launcher(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t shmem, cudaStream_t s,
+           bool barriers = true)
+      : name_(name), kernel_(kernel), grid_(grid), block_(block), shmem_(shmem), stream_(s), barriers_(barriers) {}
 
   // The arguments are converted to the kernel's parameter types and copied at launch, as
   // the CUDA runtime copies them.
@@ -64,7 +69,8 @@ class Launcher {
     std::vector<PtrArg> ptrs;
     collect(*args, ptrs, std::index_sequence_for<P...>{});
     void (*k)(P...) = kernel_;
-    launch_kernel(name_, grid_, block_, shmem_, stream_, std::move(ptrs), [k, args] { std::apply(k, *args); });
+    launch_kernel(name_, grid_, block_, shmem_, stream_, std::move(ptrs), [k, args] { std::apply(k, *args); },
+                  barriers_);
   }
 
  private:
@@ -82,12 +88,20 @@ class Launcher {
   dim3 grid_, block_;
   std::size_t shmem_;
   cudaStream_t stream_;
+  bool barriers_;
 };
 
 template <class... P>
 Launcher<P...> launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t shmem,
                       cudaStream_t s) {
   return Launcher<P...>(name, kernel, grid, block, shmem, s);
+}
+
+// A launch of a kernel that never waits at a barrier.
+template <class... P>
+Launcher<P...> launch_without_barriers(const char* name, void (*kernel)(P...), dim3 grid, dim3 block,
+                                       std::size_t shmem, cudaStream_t s) {
+  return Launcher<P...>(name, kernel, grid, block, shmem, s, false);
 }
 
 }  // namespace gs_emu

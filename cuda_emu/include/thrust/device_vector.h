@@ -132,7 +132,7 @@ class device_vector {
     if (n == 0) return;
     constexpr unsigned kThreads = 256;
     const auto blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
-    gs_emu::launch("thrust::uninitialized_fill", &cuda_emu_detail::fill_kernel<T>, dim3(blocks), dim3(kThreads), 0,
+    gs_emu::launch_without_barriers("thrust::uninitialized_fill", &cuda_emu_detail::fill_kernel<T>, dim3(blocks), dim3(kThreads), 0,
                    nullptr)(p_, static_cast<long long>(n), v);
     cuda_emu_detail::check(cudaPeekAtLastError(), "device_vector: fill");
     cuda_emu_detail::check(cudaStreamSynchronize(nullptr), "device_vector: fill");

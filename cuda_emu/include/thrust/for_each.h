@@ -29,7 +29,7 @@ It for_each(const cuda_emu_detail::policy& p, It first, It last, F f) {
   if (n <= 0) return last;
   constexpr unsigned kThreads = 256;
   const auto blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
-  gs_emu::launch("thrust::for_each", &cuda_emu_detail::for_each_kernel<It, F>, dim3(blocks), dim3(kThreads), 0,
+  gs_emu::launch_without_barriers("thrust::for_each", &cuda_emu_detail::for_each_kernel<It, F>, dim3(blocks), dim3(kThreads), 0,
                  p.stream)(first, n, f);
   if (cudaError_t e = cudaPeekAtLastError()) throw system_error(e, "for_each: failed to launch kernel");
   if (p.sync)

@@ -41,7 +41,7 @@ struct DeviceSegmentedReduce {
     if (num_segments <= 0) return cudaSuccess;
     constexpr unsigned kThreads = 256;
     const auto blocks = static_cast<unsigned>((num_segments + kThreads - 1) / kThreads);
-    gs_emu::launch("cub::DeviceSegmentedReduce::Sum", &cuda_emu_detail::segmented_sum_kernel<In, Out, Begin, End>,
+    gs_emu::launch_without_barriers("cub::DeviceSegmentedReduce::Sum", &cuda_emu_detail::segmented_sum_kernel<In, Out, Begin, End>,
                    dim3(blocks), dim3(kThreads), 0, stream)(d_in, d_out, static_cast<long long>(num_segments),
                                                              d_begin_offsets, d_end_offsets,
                                                              static_cast<const char*>(d_temp_storage));
