@@ -853,14 +853,16 @@ TEST(Cuda, SweepSlopesMatchCpu) {
 // gpu-sweep --device cuda end to end, figures included, against --device cpu: the run names
 // the device in summary.json, draws the same figures, fails no network the CPU does not, and
 // its median test RMSE per arch is within 10% of the CPU's (trajectories part through
-// rounding, as in expect_similar_training).
+// rounding, as in expect_similar_training). The default sweep's widths 1..20, on 3000
+// points instead of 10^4 on the emulated device.
 TEST(Cuda, SweepCommandMatchesCpu) {
   SKIP_WITHOUT_GPU();
   namespace fs = std::filesystem;
   const fs::path dir = gs_test::tmp_dir();
+  const std::string args = "--widths 1:20 -q --points " + std::to_string(sized(10000, 3000));
   for (const char* device : {"cpu", "cuda"}) {
     const gs_test::Outcome r =
-        gs_test::run(std::string("--widths 1:20 -q --device ") + device + " --out " + (dir / device).string(), dir);
+        gs_test::run(args + " --device " + device + " --out " + (dir / device).string(), dir);
     ASSERT_EQ(r.code, 0) << device << ": " << r.err;
   }
   cudaDeviceProp prop{};

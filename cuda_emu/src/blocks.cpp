@@ -56,7 +56,7 @@ struct Fiber {
 };
 
 // What one host thread needs to run blocks: fiber stacks (a guard page below each), the
-// fibers, and the block that runs.
+// fibers, and the block that runs. Made once per thread and kept until the process ends.
 struct Worker {
   char* stacks = nullptr;
   std::vector<Fiber> fibers;
@@ -76,9 +76,6 @@ struct Worker {
   Worker() = default;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
-  ~Worker() {
-    if (stacks) munmap(stacks, slot() * kMaxThreads);
-  }
   static std::size_t slot() { return kStack + static_cast<std::size_t>(sysconf(_SC_PAGESIZE)); }
   void reserve() {
     if (stacks) return;
