@@ -428,6 +428,19 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
   }
 }
 
+// The host solver's threads each run LAPACK on their own, as the CPU backend's do: with
+// OpenBLAS's threads on top they spun against each other (on the emulated device, a third of
+// a sweep's time went to spinning).
+extern "C" int openblas_get_num_threads(void);
+extern "C" void openblas_set_num_threads(int num_threads);
+TEST(Cuda, HostSolverRunsLapackOnItsCallersThreads) {
+  SKIP_WITHOUT_GPU();
+  openblas_set_num_threads(2);
+  if (openblas_get_num_threads() != 2) GTEST_SKIP() << "one core: OpenBLAS runs one thread whatever it is told";
+  CudaBackend gpu{CudaOptions{}};
+  EXPECT_EQ(openblas_get_num_threads(), 1);
+}
+
 // The Cholesky options the solve tests run under: each path alone, the default table, and
 // each path with a scratch so small that the solve takes several rounds.
 std::vector<std::pair<std::string, CudaOptions>> cholesky_modes(std::size_t round_bytes) {
