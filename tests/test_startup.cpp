@@ -30,8 +30,8 @@ using gs_test::tmp_dir;
 
 // The libraries of the CUDA side: none of them may load on a CPU run (libgpusweep_cuda_emu:
 // the emulated device's runtime, in a -DGPUSWEEP_EMULATE_CUDA=ON build).
-constexpr std::array<const char*, 8> kCudaLibraries{"libcudart",    "libcublas",        "libcublasLt",
-                                                   "libcusolver",  "libcusparse",      "libnvJitLink",
+constexpr std::array<const char*, 8> kCudaLibraries{"libcudart",        "libcublas",   "libcublasLt",
+                                                   "libcusolver",      "libcusparse", "libnvJitLink",
                                                    "libgpusweep_cuda", "libgpusweep_cuda_emu"};
 
 // The CUDA libraries among those the dynamic loader reports loading (LD_DEBUG=files).
