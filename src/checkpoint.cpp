@@ -30,6 +30,7 @@ Status status_from(const std::string& s) {
   if (s == "converged") return Status::kConverged;
   if (s == "max_steps") return Status::kMaxSteps;
   if (s == "failed") return Status::kFailed;
+  if (s == "stalled") return Status::kStalled;
   throw std::invalid_argument("unknown status '" + s + "'");
 }
 

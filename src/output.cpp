@@ -174,7 +174,8 @@ nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions&
                             const nlohmann::json& config, const std::vector<NetResult>& results) {
   nlohmann::json j;
   j["config"] = config;
-  nlohmann::json counts = {{"converged", 0}, {"max_steps", 0}, {"failed", 0}};
+  nlohmann::json counts = nlohmann::json::object();
+  for (Status st : kAllStatuses) counts[status_name(st)] = 0;
   for (const auto& r : results) counts[status_name(r.status)] = counts[status_name(r.status)].get<int>() + 1;
   const StoppedShort st = stopped_short(results);
   if (!st.drops.empty()) {

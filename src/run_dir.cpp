@@ -318,7 +318,8 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
     const auto& n = summary["networks"];
     std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
               << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
-              << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
+              << n["stalled"] << " stalled, " << n["failed"] << " failed. Wrote " << out
+              << "/results.csv, summary.json and params.bin\n";
     const std::string short_line = gs::stopped_short_line(results);
     if (!short_line.empty()) std::cout << short_line << "\n";
     std::cout.flush();

@@ -366,7 +366,7 @@ TEST(CliRun, WarningsOnTheTerminalAndInTheSummary) {
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* w : {"gpu-sweep: warning: glu on 'invcos2': widths 4 to 5 have more parameters (P = 21 to 26) "
                         "than its 20 training points",
-                        "gpu-sweep: warning: glu relu on 'invcos2': 2 of 4 networks have a test RMSE above 10x",
+                        "gpu-sweep: warning: glu relu on 'invcos2': 4 of 4 networks have a test RMSE above 10x",
                         "gpu-sweep: warning: the fit of mlp relu on 'invcos2' rests on 2 widths (4 and 5)"})
     EXPECT_NE(r.err.find(w), std::string::npos) << w << "\n" << r.err;
   auto j = nlohmann::json::parse(slurp(dir / "a" / "summary.json"));
