@@ -53,6 +53,7 @@ void write_chunk(const std::string& dir, int id, const std::vector<int>& jobs,
                    {"train_rmse", number(r.train_rmse)},
                    {"test_rmse", number(r.test_rmse)},
                    {"seconds", r.seconds},
+                   {"start", r.start},
                    {"params", params}});
   }
   char name[32];
@@ -91,6 +92,7 @@ std::map<int, NetResult> read_chunks(const std::string& dir, int num_jobs) {
         r.train_rmse = number_from(n.at("train_rmse"));
         r.test_rmse = number_from(n.at("test_rmse"));
         r.seconds = n.at("seconds").get<double>();
+        r.start = n.contains("start") ? n.at("start").get<int>() : 0;
         for (const auto& v : n.at("params")) r.params.push_back(number_from(v));
         out[job] = std::move(r);
       }

@@ -170,7 +170,7 @@ void apply_manifest(Options& o, const nlohmann::json& m, const CLI::App* app, co
     using T = std::decay_t<decltype(value)>;
     // Options added after a manifest was written count as their defaults, against which a
     // value given now is checked as against any recorded one.
-    const std::set<std::string> optional = {"dim", "standardize", "optimizer", "adam_lr", "adam_steps"};
+    const std::set<std::string> optional = {"dim", "standardize", "optimizer", "adam_lr", "adam_steps", "restarts"};
     const bool absent = m.contains("sweep") && !m["sweep"].contains(key) && optional.count(key);
     if (!absent && (!m.contains("sweep") || !m["sweep"].contains(key)))
       throw std::invalid_argument(path + ": no '" + key + "' (not a gpu-sweep manifest?)");

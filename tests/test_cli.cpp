@@ -156,7 +156,7 @@ TEST(CliRun, WritesResultsAndSummary) {
   EXPECT_NE(r.out.find("slope(P)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("slope(P_eff)"), std::string::npos) << r.out;
   const std::string csv = slurp(out / "results.csv");
-  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,effective_params,seed,train_rmse,test_rmse,status,reason,newton_steps,scaled_gradient,last_rel_decrease,seconds\n", 0), 0u);
+  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,effective_params,seed,train_rmse,test_rmse,status,reason,newton_steps,scaled_gradient,last_rel_decrease,seconds,start\n", 0), 0u);
   EXPECT_EQ(lines(csv), 1 + 2 * 3 * 2);
   EXPECT_NE(csv.find("glu,relu,invcos2,6,31,19,1,"), std::string::npos);  // P = 5n + 1, effective 3n + 1
   const auto j = nlohmann::json::parse(slurp(out / "summary.json"));

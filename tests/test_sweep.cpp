@@ -114,6 +114,45 @@ TEST(Sweep, ChunksRespectTheBudgetAndCoverEveryJobOnce) {
   EXPECT_THROW(plan_chunks(jobs, {1}, 1u << 20, bytes), std::invalid_argument);
 }
 
+// --restarts: each job's starts train side by side, and the row is the one with the lowest
+// training loss. Each start trained alone (its own batch) is the reference.
+TEST(Sweep, RestartsKeepTheLowestTrainingLoss) {
+  SweepSpec spec = small_spec("D,U,Q,G,ALL*30", 800);
+  spec.archs = {Arch::kGlu, Arch::kGqu};
+  spec.widths = {5, 8};
+  spec.restarts = 2;
+  const auto jobs = make_jobs(spec);
+  CpuBackend be(2);
+  const auto results = run_sweep(spec, jobs, be);
+  int restarted = 0;
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const Job& job = jobs[j];
+    const Dataset& ds = spec.datasets[job.target];
+    const Shape s{job.arch, job.act, ds.d, job.width};
+    double best = INFINITY;
+    int which = -1;
+    for (int k = 0; k <= spec.restarts; ++k) {
+      std::vector<double> th(num_params(s));
+      if (k == 0) init_params(s, spec.init, ds, job_seed(job, ds.name), th.data());
+      else restart_params(s, spec.init, ds, job_seed(job, ds.name), k, th.data());
+      Batch batch;
+      batch.datasets.push_back(&ds);
+      batch.add(s, 0, th.data());
+      CpuBackend alone(1);
+      alone.load(batch);
+      const NetResult r = train(alone, batch, spec.train)[0];
+      if (r.train_rmse < best) {
+        best = r.train_rmse;
+        which = k;
+      }
+    }
+    EXPECT_EQ(results[j].train_rmse, best) << arch_name(job.arch) << " " << job.width;
+    EXPECT_EQ(results[j].start, which) << arch_name(job.arch) << " " << job.width;
+    restarted += results[j].start > 0;
+  }
+  EXPECT_GT(restarted, 0) << "no restart ever won: the test would not see a wrong choice";
+}
+
 TEST(Sweep, StatusesOfTheLinearSchedule) {
   SweepSpec spec = small_spec("D,U,Q", 500);
   spec.widths = {2, 6, 10};

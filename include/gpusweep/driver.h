@@ -101,6 +101,7 @@ struct NetResult {
   double train_rmse = 0.0;
   double test_rmse = 0.0;
   double seconds = 0.0;
+  int start = 0;               // which start won (run_sweep with restarts): 0 the job's own
   std::vector<double> params;  // final parameters (filled by run_sweep)
 };
 
