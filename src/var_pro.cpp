@@ -224,13 +224,15 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   // linear columns (their exact Hessian is weight J^T J).
   const double f = std::sqrt(weight);
   const int ldm = std::max(rows, 1);
-  std::vector<double> M(static_cast<std::size_t>(ldm) * nc);
+  // Scratch kept by each thread from call to call: its pages are touched once, not per step.
+  thread_local std::vector<double> M, tau, T, tb, Rbb, hb, W, Rcb, Rcc, hc, U;
+  M.resize(static_cast<std::size_t>(ldm) * nc);
   for (int j = 0; j < ld; ++j)
     for (int k = 0; k < rows; ++k)
       M[k + static_cast<std::size_t>(j) * ldm] = js.B[k + static_cast<std::size_t>(j) * rows] * f * scale[all[j]];
   for (int k = 0; k < rows; ++k) M[k + static_cast<std::size_t>(ld) * ldm] = js.h[k] * f;
   std::vector<double>& work = out->work;
-  std::vector<double> tau(std::max(1, kc));
+  tau.resize(std::max(1, kc));
   std::vector<int> perm(kc);  // the linear columns in the order of R_cc
   for (int j = 0; j < kc; ++j) perm[j] = j;
   const double tol = kVarProRank * std::max(npoints, kc);
@@ -294,16 +296,16 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   // the residual), R_bb and h_b (the QR of the rows below).
   const int below = rows - rank;
   const int kr = std::max(0, std::min(below, kb));
-  std::vector<double> T;
   if (below > 0) {
     T.resize(static_cast<std::size_t>(below) * (kb + 1));
     for (int j = 0; j <= kb; ++j)
       for (int k = 0; k < below; ++k)
         T[k + static_cast<std::size_t>(j) * below] = M[rank + k + static_cast<std::size_t>(kc + j) * ldm];
-    std::vector<double> tb(std::max(1, std::min(below, kb + 1)));
+    tb.resize(std::max(1, std::min(below, kb + 1)));
     householder(below, kb + 1, T.data(), below, tb.data(), work);
   }
-  std::vector<double> Rbb(static_cast<std::size_t>(std::max(kr, 1)) * kb, 0.0), hb(std::max(kr, 1), 0.0);
+  Rbb.assign(static_cast<std::size_t>(std::max(kr, 1)) * kb, 0.0);
+  hb.assign(std::max(kr, 1), 0.0);
   for (int j = 0; j < kb; ++j)
     for (int k = 0; k <= j && k < kr; ++k) Rbb[k + static_cast<std::size_t>(j) * kr] = T[k + static_cast<std::size_t>(j) * below];
   for (int k = 0; k < kr; ++k) hb[k] = T[k + static_cast<std::size_t>(kb) * below];
@@ -319,8 +321,10 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
       out->A[r + static_cast<std::size_t>(c) * kb] +=
           scale[cols.non[r]] * S[kc + r + static_cast<std::size_t>(c) * ld] * scale[cols.non[c]];
   if (rank > 0) {
-    std::vector<double> W(static_cast<std::size_t>(rank) * kb), Rcb(static_cast<std::size_t>(rank) * kb),
-        Rcc(static_cast<std::size_t>(rank) * rank), hc(rank);
+    W.resize(static_cast<std::size_t>(rank) * kb);
+    Rcb.resize(static_cast<std::size_t>(rank) * kb);
+    Rcc.assign(static_cast<std::size_t>(rank) * rank, 0.0);
+    hc.resize(rank);
     bool any = false;
     for (int c = 0; c < kb; ++c)
       for (int k = 0; k < rank; ++k) {
@@ -336,7 +340,7 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
         for (int r = 0; r <= c; ++r) Rcc[r + static_cast<std::size_t>(c) * rank] = M[r + static_cast<std::size_t>(c) * ldm];
       dtrsm_("L", "U", "T", "N", &rank, &kb, &one, Rcc.data(), &rank, W.data(), &rank);
       // A -= R_cb^T W + W^T R_cb + W^T W (lower triangle), gr -= W^T h_c.
-      std::vector<double> U(static_cast<std::size_t>(kb) * kb);
+      U.resize(static_cast<std::size_t>(kb) * kb);
       dgemm_("T", "N", &kb, &kb, &rank, &one, Rcb.data(), &rank, W.data(), &rank, &zero, U.data(), &kb);
       for (int c = 0; c < kb; ++c)
         for (int r = c; r < kb; ++r)
