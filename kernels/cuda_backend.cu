@@ -1122,7 +1122,7 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   I.charge(list, secs);
 }
 
-void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, double* loss) {
+void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, double* loss, const double* alpha) {
   Impl& I = *impl_;
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
@@ -1138,7 +1138,7 @@ void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, do
   parallel_for(count, I.host_threads, [&](int j, int t) {
     const int i = list[j];
     loss[j] = I.host.var_pro_trial(i, I.h_theta.data() + I.theta_at(i), take_step ? I.h_step.data() + I.vec_at(i) : nullptr,
-                                   I.h_trial.data() + I.vec_at(i), I.host_ws[t]);
+                                   I.h_trial.data() + I.vec_at(i), I.host_ws[t], alpha != nullptr ? alpha[j] : 1.0);
   });
   const double secs = now() - t0;
   I.stats.host_seconds += secs;

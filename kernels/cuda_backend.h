@@ -91,7 +91,8 @@ class CudaBackend final : public Backend {
   bool has_variable_projection() const override { return true; }
   void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
                      double* pred) override;
-  void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss) override;
+  void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
+                     const double* alpha = nullptr) override;
   void var_pro_accept(const std::vector<int>& nets) override;
   // Adam's passes: the residual and gradient kernels of the general assembly over every
   // parameter (no Hessian), and theta updated in place on the device.

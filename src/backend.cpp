@@ -36,7 +36,7 @@ void Backend::var_pro_solve(const std::vector<int>&, const double*, int*, double
   throw std::logic_error("var_pro_solve: this backend has no variable projection");
 }
 
-void Backend::var_pro_trial(const std::vector<int>&, bool, double*) {
+void Backend::var_pro_trial(const std::vector<int>&, bool, double*, const double*) {
   throw std::logic_error("var_pro_trial: this backend has no variable projection");
 }
 

@@ -30,6 +30,7 @@ Status status_from(const std::string& s) {
   if (s == "converged") return Status::kConverged;
   if (s == "max_steps") return Status::kMaxSteps;
   if (s == "failed") return Status::kFailed;
+  if (s == "stalled") return Status::kStalled;
   throw std::invalid_argument("unknown status '" + s + "'");
 }
 
@@ -52,6 +53,7 @@ void write_chunk(const std::string& dir, int id, const std::vector<int>& jobs,
                    {"train_rmse", number(r.train_rmse)},
                    {"test_rmse", number(r.test_rmse)},
                    {"seconds", r.seconds},
+                   {"start", r.start},
                    {"params", params}});
   }
   char name[32];
@@ -90,6 +92,7 @@ std::map<int, NetResult> read_chunks(const std::string& dir, int num_jobs) {
         r.train_rmse = number_from(n.at("train_rmse"));
         r.test_rmse = number_from(n.at("test_rmse"));
         r.seconds = n.at("seconds").get<double>();
+        r.start = n.contains("start") ? n.at("start").get<int>() : 0;
         for (const auto& v : n.at("params")) r.params.push_back(number_from(v));
         out[job] = std::move(r);
       }

@@ -85,6 +85,11 @@ void add_sweep_options(CLI::App& app, Options& o) {
                  "N(0, 1/d) through random data points) or spline (the arch's -construct network: training "
                  "starts from the least-squares spline; relu, 1D)")
       ->capture_default_str();
+  app.add_option("--restarts", o.restarts,
+                 "K more starts per trained network (its knots jittered, its other parameters drawn "
+                 "again), all trained; the one with the lowest training loss is kept, and results.csv "
+                 "says which (column start)")
+      ->capture_default_str()->check(CLI::Range(0, 1000));
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--cholesky", o.cholesky,
                  "CUDA backend: the Cholesky path of each group of same-size systems. auto (" +
@@ -164,6 +169,7 @@ gs::SweepSpec build_spec(const Options& o, DataFile* data) {
   spec.acts = gs::parse_acts(o.activation);
   spec.widths = gs::parse_widths(o.widths);
   spec.seeds = o.seeds;
+  spec.restarts = o.restarts;
   if (o.init == "maso") spec.init = gs::InitKind::kMaso;
   else if (o.init == "random") spec.init = gs::InitKind::kRandom;
   else if (o.init == "auto") spec.init = gs::InitKind::kAuto;

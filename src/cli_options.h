@@ -45,6 +45,7 @@ struct Options {
   std::string resume;   // a directory of an unfinished sweep
   std::string shard;    // "k/N"
   int chunk_networks = 0;
+  int restarts = 0;
   // Not options but the run's provenance: the command line as typed (shell-quoted), and the
   // file --data is read from (empty: --data itself; on --resume, the absolute path that the
   // manifest recorded, so that a relative --data works from any directory).
@@ -81,6 +82,7 @@ void for_each_sweep_option(Options& o, F&& f) {
   f("optimizer", o.optimizer);
   f("adam_lr", o.adam_lr);
   f("adam_steps", o.adam_steps);
+  f("restarts", o.restarts);
   f("device", o.device);
   f("shard", o.shard);
 }

@@ -121,9 +121,7 @@ int run(Options o, const CLI::App& app, std::string* out_dir) {
     throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
                                 " backend has no gradient pass (use --device cpu)");
   // Refuse sizes that cannot fit before any output is made.
-  const auto planned = gs::plan_chunks(jobs, gs::dataset_dims(spec.datasets), backend->memory_budget(),
-                  [&](int p) { return backend->bytes_per_network(p, gs::max_points(spec.datasets)); },
-                  spec.chunk_networks > 0 ? spec.chunk_networks : backend->max_chunk_networks());
+  const auto planned = gs::plan_sweep_chunks(spec, jobs, *backend);
 
   std::vector<std::string> warnings = gs::plan_warnings(spec, jobs);
   const unsigned cores = std::thread::hardware_concurrency();

@@ -158,6 +158,8 @@ void CpuBackend::load(const Batch& batch) {
   stage_begin_.assign(n, 0);
   stage_end_.assign(n, 0);
   seconds_.assign(n, 0.0);
+  reduced_.assign(n, ReducedSystem{});
+  reduced_ok_.assign(n, 0);
   host_.load(batch, fast_relu1d_);
 }
 
@@ -298,6 +300,7 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     stage_range(s, stage, &b, &e);
     stage_begin_[i] = b;
     stage_end_[i] = e;
+    reduced_ok_[i] = 0;
     const int m = e - b;
     double* H = H_.data() + square_off_[i];
     double* g = g_.data() + vec_off_[i];
@@ -417,18 +420,27 @@ void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambd
   for (int i : nets)
     if (stage_begin_[i] != 0 || stage_end_[i] != num_params(nets_[i].shape))
       throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
+  // The reduced system of a network is built once per assembly; a damping retry only solves
+  // it again.
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
-    info[j] = host_.var_pro_step(i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i],
-                                 g_.data() + vec_off_[i], scale_.data() + vec_off_[i], lambda[j],
-                                 step_.data() + vec_off_[i], &pred[j], workspace().host);
+    HostSolver::Workspace& w = workspace().host;
+    const double* scale = scale_.data() + vec_off_[i];
+    if (!reduced_ok_[i]) {
+      host_.var_pro_system(i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i], scale, &reduced_[i], w);
+      reduced_ok_[i] = 1;
+    }
+    info[j] = reduced_solve(num_params(nets_[i].shape), scale, reduced_[i], lambda[j], w.work,
+                            step_.data() + vec_off_[i], &pred[j]);
   });
 }
 
-void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss) {
+void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
+                               const double* alpha) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     loss[j] = host_.var_pro_trial(i, theta_.data() + nets_[i].offset,
                                   take_step ? step_.data() + vec_off_[i] : nullptr,
-                                  trial_theta_.data() + vec_off_[i], workspace().host);
+                                  trial_theta_.data() + vec_off_[i], workspace().host,
+                                  alpha != nullptr ? alpha[j] : 1.0);
   });
 }
 

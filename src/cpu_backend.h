@@ -33,7 +33,8 @@ class CpuBackend final : public Backend {
   bool has_variable_projection() const override { return true; }
   void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
                      double* pred) override;
-  void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss) override;
+  void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
+                     const double* alpha = nullptr) override;
   void var_pro_accept(const std::vector<int>& nets) override;
   bool has_gradient() const override { return true; }
   void gradient(const std::vector<int>& nets, double* loss, double* grad) override;
@@ -71,6 +72,9 @@ class CpuBackend final : public Backend {
   std::vector<double> seconds_;
   std::vector<Workspace> ws_;
   HostSolver host_;  // the sorted 1D points, least squares and variable projection
+  // Per network: its reduced system (var_pro_solve), valid until the next assembly.
+  std::vector<ReducedSystem> reduced_;
+  std::vector<char> reduced_ok_;
 };
 
 }  // namespace gs

@@ -6,6 +6,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "gpusweep/host_solver.h"
+#include "gpusweep/relu1d.h"
+
 namespace gs {
 
 std::string block_name(Block b) {
@@ -26,6 +29,7 @@ const char* status_name(Status s) {
     case Status::kConverged: return "converged";
     case Status::kMaxSteps: return "max_steps";
     case Status::kFailed: return "failed";
+    case Status::kStalled: return "stalled";
   }
   return "?";
 }
@@ -84,15 +88,48 @@ struct StageState {
   std::vector<double> lambda;   // per network of the batch
   std::vector<double> loss0;    // loss at the start of the current step
   std::vector<double> gdotp;    // g . step of the current candidate
+  std::vector<double> sgrad;    // scaled gradient / RMSE at the start of the current step
+  std::vector<int> fallbacks;   // fallbacks taken in this stage
+  std::vector<double> floor;    // rounding_floor at the stage's start (empty: not watched)
+  bool var_pro = false;         // the stage takes variable-projection steps
+  // Set when a network leaves the stage by a stop test (not its step limit) at a point that
+  // may not be stationary; the final status reads it (train).
+  std::vector<char>* stopped_short;
+
+  StageState(const Batch& b, const TrainOptions& o, Block blk, bool damp, std::vector<NetResult>& r,
+             std::vector<char>* shortstop)
+      : batch(b), opt(o), block(blk), damp_values(damp), res(r), lambda(b.size(), o.lambda_init),
+        loss0(b.size(), 0.0), gdotp(b.size(), 0.0), sgrad(b.size(), NAN), fallbacks(b.size(), 0),
+        stopped_short(shortstop) {}
 };
+
+// A network whose loss comes within this factor of its stage-start rounding floor has the floor
+// measured again (assemble_and_screen).
+constexpr double kFloorMargin = 16.0;
 
 // Damping of the variable-projection steps: Levenberg-Marquardt on the reduced system (unit
 // diagonal), updated from the gain ratio as Nielsen does.
 constexpr double kVarProLambdaInit = 1e-3;
+// The most a kept step lowers the damping (Nielsen's 1/3).
+constexpr double kLambdaDrop = 1.0 / 3.0;
+// The first kCalmSteps steps of a variable-projection stage keep the damping at least
+// kCalmLambda (the unit diagonal of the scaled reduced system). From the spline start the
+// reduced Hessian has directions of negative curvature, and undamped steps along them (the
+// saddle-free step of reduced_solve) leave its basin for worse minima: 1.5x to 5x at gqu widths
+// 21 to 49 on invcos2 (bench/RESULTS.md). Later steps are free, and converge fast.
+constexpr int kCalmSteps = 20;
+constexpr double kCalmLambda = 1.0;
 
 void mark(NetResult& r, Status s, const std::string& why) {
   r.status = s;
   r.reason = why;
+}
+
+// A network leaves its stage by a stop test. Its status is provisional (train decides the
+// final one from its stationarity); the reason says which test.
+void stop(StageState& st, int i, const std::string& why) {
+  mark(st.res[i], Status::kConverged, why);
+  if (st.stopped_short != nullptr) (*st.stopped_short)[i] = 1;
 }
 
 // Raises the damping of a network whose candidate step was refused. Returns true when it may
@@ -103,7 +140,7 @@ bool raise_damping(StageState& st, int i, const std::string& why, bool numeric_f
   if (numeric_fault)
     mark(st.res[i], Status::kFailed, why + " at maximum damping");
   else
-    mark(st.res[i], Status::kConverged, "no decrease at maximum damping");
+    stop(st, i, "no decrease at maximum damping");
   return false;
 }
 
@@ -111,7 +148,39 @@ bool raise_damping(StageState& st, int i, const std::string& why, bool numeric_f
 std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vector<int>& active) {
   const std::size_t m = active.size();
   std::vector<double> loss(m), sgrad(m);
-  be.assemble(active, st.block, st.opt.hessian, loss.data(), sgrad.data());
+  if (st.var_pro) {
+    // Variable projection reads no Hessian of a relu network on 1D inputs (var_pro.h): its
+    // assembly is the Gauss-Newton one, whose scaled gradient is the one the final status
+    // reads. The other networks need the exact Hessian for their residual curvature.
+    std::vector<int> part[2];
+    std::vector<std::size_t> at[2];
+    for (std::size_t j = 0; j < m; ++j) {
+      const int k = relu1d_fast_path(st.batch.nets[active[j]].shape) ? 0 : 1;
+      part[k].push_back(active[j]);
+      at[k].push_back(j);
+    }
+    for (int k = 0; k < 2; ++k) {
+      if (part[k].empty()) continue;
+      std::vector<double> l(part[k].size()), g(part[k].size());
+      be.assemble(part[k], st.block, k == 0 ? HessianKind::kGaussNewton : st.opt.hessian, l.data(), g.data());
+      for (std::size_t q = 0; q < part[k].size(); ++q) {
+        loss[at[k][q]] = l[q];
+        sgrad[at[k][q]] = g[q];
+      }
+    }
+  } else {
+    be.assemble(active, st.block, st.opt.hessian, loss.data(), sgrad.data());
+  }
+  // Networks near their rounding floor (the stage's estimate, from its start) have it measured
+  // again at the present parameters: one there leaves the stage, its gradient being noise.
+  std::vector<double> floor(m, 0.0), theta;
+  for (std::size_t j = 0; j < m; ++j) {
+    const int i = active[j];
+    if (st.floor.empty() || !(loss[j] <= kFloorMargin * st.floor[i])) continue;
+    if (theta.empty()) be.read_params(theta);
+    const NetDesc& nd = st.batch.nets[i];
+    floor[j] = rounding_floor(nd.shape, theta.data() + nd.offset, *st.batch.datasets[nd.dataset]);
+  }
   std::vector<int> pending;
   for (std::size_t j = 0; j < m; ++j) {
     const int i = active[j];
@@ -119,9 +188,12 @@ std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vec
     if (!std::isfinite(loss[j]) || !std::isfinite(sgrad[j])) {
       mark(st.res[i], Status::kFailed, "non-finite loss or gradient");
     } else if (loss[j] == 0.0 || sgrad[j] <= st.opt.gtol * std::sqrt(loss[j])) {
-      mark(st.res[i], Status::kConverged, "gradient below gtol");
+      stop(st, i, "gradient below gtol");
+    } else if (loss[j] <= floor[j]) {
+      stop(st, i, "loss at the rounding floor");
     } else {
       st.loss0[i] = loss[j];
+      st.sgrad[i] = sgrad[j] / std::sqrt(loss[j]);
       pending.push_back(i);
     }
   }
@@ -207,7 +279,7 @@ void line_search_and_accept(Backend& be, StageState& st, const std::vector<int>&
     if (t == 0 && stage_is_linear(s.arch, st.block) && lam_used <= 1e-6) {
       mark(st.res[i], Status::kConverged, "exact least-squares solve");
     } else if (st.loss0[i] - new_loss <= st.opt.ftol * st.loss0[i]) {
-      mark(st.res[i], Status::kConverged, "loss change below ftol");
+      stop(st, i, "loss change below ftol");
     } else {
       keep.push_back(i);
     }
@@ -230,39 +302,138 @@ std::vector<int> newton_step(Backend& be, StageState& st, const std::vector<int>
   return keep;
 }
 
+void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
+                    std::vector<NetResult>& res, std::vector<NetResult>& scratch,
+                    const std::vector<int>& active);
+std::vector<double> losses(Backend& be, const Batch& batch, const std::vector<int>& nets);
+
+// The fallback of variable projection for networks that stop short of a stationary point (no
+// step lowers the loss at any damping, or it falls by less than ftol, while the scaled
+// gradient is above stationary_tol): one step of the alternating method (a damped Newton step
+// on all parameters with the exact Hessian and a line search, then the exact solve of each
+// linear block), then the projection's own solve of the linear parameters. A network whose
+// loss it lowers goes back to the stage, with fresh damping; the others get their parameters
+// back and stop.
+void fallback_step(Backend& be, StageState& st, std::vector<double>& nu, const std::vector<int>& nets,
+                   std::vector<int>& keep) {
+  const Batch& batch = st.batch;
+  const std::vector<double> before = losses(be, batch, nets);
+  std::vector<double> theta;
+  be.read_params(theta);
+  std::vector<NetResult> scratch(batch.size()), sub(batch.size());
+  StageState all(batch, st.opt, Block::kAll, false, scratch, nullptr);
+  newton_step(be, all, nets);
+  project_linear(be, batch, st.opt, scratch, sub, nets);
+  std::vector<int> live;
+  for (int i : nets)
+    if (scratch[i].status != Status::kFailed) live.push_back(i);
+  std::vector<double> after(nets.size(), NAN);
+  if (!live.empty()) {
+    std::vector<double> trial(live.size());
+    be.var_pro_trial(live, false, trial.data());
+    be.var_pro_accept(live);
+    for (std::size_t j = 0, q = 0; j < nets.size(); ++j)
+      if (q < live.size() && live[q] == nets[j]) after[j] = trial[q++];
+  }
+  std::vector<int> back;
+  std::vector<double> values;
+  for (std::size_t j = 0; j < nets.size(); ++j) {
+    const int i = nets[j];
+    st.res[i].newton_steps += scratch[i].newton_steps;
+    ++st.fallbacks[i];
+    const std::string why = st.res[i].reason;
+    if (std::isfinite(after[j]) && before[j] - after[j] > st.opt.ftol * before[j]) {
+      st.res[i].rel_decrease = (before[j] - after[j]) / before[j];
+      mark(st.res[i], Status::kMaxSteps, "step limit of stage ALL");
+      st.lambda[i] = kVarProLambdaInit;
+      nu[i] = 2.0;
+      keep.push_back(i);
+      continue;
+    }
+    // No gain: the parameters of before the fallback, and a stop.
+    back.push_back(i);
+    const std::size_t off = batch.nets[i].offset;
+    values.insert(values.end(), theta.begin() + off, theta.begin() + off + num_params(batch.nets[i].shape));
+    stop(st, i, why + "; the fallback did not lower the loss");
+  }
+  if (!back.empty()) be.set_params(back, values.data());
+}
+
+// A step whose actual decrease is well above the model's (gain ratio above kExtrapolateRho)
+// went where the loss is flatter than the model says: the kinks crossed training points, whose
+// jumps in the gradient no per-point Hessian holds. Such a step is extended along its own
+// direction, doubling its length while the exact loss (the trial) keeps falling, up to
+// kMaxExtrapolate times. st.loss0 holds each network's loss after its accepted step.
+constexpr double kExtrapolateRho = 1.5;
+constexpr double kMaxExtrapolate = 16.0;
+// A stationary network (scaled gradient at most stationary_tol) leaves the stage once a step
+// lowers its loss by less than this, relative: near the noise floor of its least-squares
+// solves (about 1e-9 of the loss at width 200) the steps only move it within the noise.
+constexpr double kStationaryFtol = 1e-8;
+
+void extrapolate(Backend& be, StageState& st, std::vector<int> nets) {
+  double total = 1.0;
+  while (!nets.empty() && 2.0 * total <= kMaxExtrapolate) {
+    // theta already holds the trial at `total` times the step; one more `total` doubles it.
+    const std::vector<double> alpha(nets.size(), total);
+    std::vector<double> loss(nets.size());
+    be.var_pro_trial(nets, true, loss.data(), alpha.data());
+    std::vector<int> better;
+    for (std::size_t j = 0; j < nets.size(); ++j)
+      if (std::isfinite(loss[j]) && loss[j] < st.loss0[nets[j]]) {
+        st.loss0[nets[j]] = loss[j];
+        better.push_back(nets[j]);
+      }
+    if (!better.empty()) be.var_pro_accept(better);
+    nets.swap(better);
+    total *= 2.0;
+  }
+}
+
 // One variable-projection step (var_pro.h) for every active network of the ALL stage; returns
 // those still active. A trial is kept when it lowers the loss; the damping follows the ratio of
-// the actual to the predicted decrease (Nielsen), and grows until a trial is kept.
+// the actual to the predicted decrease (Nielsen), and grows until a trial is kept. A network
+// that would stop short of a stationary point takes the fallback first (fallback_step).
 std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& nu,
                               const std::vector<int>& active) {
-  std::vector<int> keep;
+  std::vector<int> keep, fallback;
+  auto leave = [&](int i, const std::string& why) {
+    if (st.sgrad[i] > st.opt.stationary_tol && st.fallbacks[i] < st.opt.fallbacks) {
+      st.res[i].reason = why;
+      fallback.push_back(i);
+    } else {
+      stop(st, i, why);
+    }
+  };
   std::vector<int> pending = assemble_and_screen(be, st, active);
+  std::vector<double> start(st.batch.size(), NAN);  // the loss at the start of the step
   while (!pending.empty()) {
     const std::size_t m = pending.size();
     std::vector<double> lam(m), pred(m);
     std::vector<int> info(m);
     for (std::size_t j = 0; j < m; ++j) lam[j] = st.lambda[pending[j]];
     be.var_pro_solve(pending, lam.data(), info.data(), pred.data());
-    std::vector<int> ready, retry;
+    std::vector<int> ready, retry, stretch;
     std::vector<double> ready_pred;
     auto refuse = [&](int i, const std::string& why, bool fault) {
       st.lambda[i] *= nu[i];
       nu[i] *= 2.0;
       if (st.lambda[i] <= st.opt.lambda_max) {
         retry.push_back(i);
+      } else if (fault) {
+        mark(st.res[i], Status::kFailed, why + " at maximum damping");
       } else {
-        mark(st.res[i], fault ? Status::kFailed : Status::kConverged,
-             why + " at maximum damping");
+        leave(i, why + " at maximum damping");
       }
     };
     for (std::size_t j = 0; j < m; ++j) {
       const int i = pending[j];
       if (info[j] > 0) {
-        refuse(i, "not positive definite", true);
+        refuse(i, "no factorization", true);
       } else if (!std::isfinite(pred[j])) {
         refuse(i, "non-finite step", true);
       } else if (pred[j] <= 0.0) {
-        mark(st.res[i], Status::kConverged, "reduced gradient zero");
+        leave(i, "reduced gradient zero");
       } else {
         ready.push_back(i);
         ready_pred.push_back(pred[j]);
@@ -281,19 +452,32 @@ std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& 
         }
         accepted.push_back(i);
         const double rho = drop / ready_pred[j];
+        if (rho > kExtrapolateRho) stretch.push_back(i);
+        st.loss0[i] = trial[j];
         const double c = 2.0 * rho - 1.0;
-        st.lambda[i] = std::max(st.lambda[i] * std::max(1.0 / 3.0, 1.0 - c * c * c), st.opt.lambda_min);
+        st.lambda[i] = std::max(st.lambda[i] * std::max(kLambdaDrop, 1.0 - c * c * c), st.opt.lambda_min);
         nu[i] = 2.0;
-        st.res[i].rel_decrease = drop / st.loss0[i];
-        if (drop <= st.opt.ftol * st.loss0[i])
-          mark(st.res[i], Status::kConverged, "loss change below ftol");
+        start[i] = trial[j] + drop;
+      }
+      if (!accepted.empty()) be.var_pro_accept(accepted);
+      extrapolate(be, st, stretch);
+      for (int i : accepted) {
+        const double drop = start[i] - st.loss0[i];
+        st.res[i].rel_decrease = drop / start[i];
+        if (drop <= st.opt.ftol * start[i])
+          leave(i, "loss change below ftol");
+        else if (drop <= kStationaryFtol * start[i] && st.sgrad[i] <= st.opt.stationary_tol)
+          leave(i, "stationary; loss change below 1e-8");
         else
           keep.push_back(i);
       }
-      if (!accepted.empty()) be.var_pro_accept(accepted);
     }
     std::sort(retry.begin(), retry.end());
     pending.swap(retry);
+  }
+  if (!fallback.empty()) {
+    std::sort(fallback.begin(), fallback.end());
+    fallback_step(be, st, nu, fallback, keep);
   }
   std::sort(keep.begin(), keep.end());
   return keep;
@@ -349,9 +533,7 @@ void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
     if (be.has_least_squares()) {
       least_squares_stage(be, b, scratch, sub);
     } else {
-      const int n = batch.size();
-      StageState st{batch, opt, b, false, scratch, std::vector<double>(n, opt.lambda_init),
-                    std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
+      StageState st(batch, opt, b, false, scratch, nullptr);
       newton_step(be, st, sub);
     }
     for (int i : sub) {
@@ -449,11 +631,75 @@ void adam(Backend& be, const Batch& batch, const TrainOptions& options, std::vec
   }
 }
 
+// The blocks a network's schedule trains: ALL alone when the schedule has it (or for Adam),
+// else each stage block its arch has.
+std::vector<Block> trained_blocks(const Shape& s, const TrainOptions& options) {
+  if (options.optimizer == Optimizer::kAdam) return {Block::kAll};
+  std::vector<Block> out;
+  for (const StageSpec& spec : options.schedule) {
+    if (spec.block == Block::kAll) return {Block::kAll};
+    if (has_block(s.arch, spec.block) && std::find(out.begin(), out.end(), spec.block) == out.end())
+      out.push_back(spec.block);
+  }
+  return out;
+}
+
+// Each network's scaled gradient over the parameters its schedule trains (Gauss-Newton
+// diagonal: the largest over the blocks, each assembled alone, is the one over their union),
+// then its final status (driver.h): converged where stationary, else stalled where a stage
+// stopped it short, else max_steps.
+void final_status(Backend& be, const Batch& batch, const TrainOptions& options,
+                  const std::vector<char>& stopped_short, std::vector<NetResult>& res) {
+  const int n = batch.size();
+  std::vector<std::vector<Block>> blocks(n);
+  std::vector<Block> every;
+  for (int i = 0; i < n; ++i) {
+    res[i].scaled_grad = NAN;
+    if (res[i].status == Status::kFailed) continue;
+    blocks[i] = trained_blocks(batch.nets[i].shape, options);
+    for (Block b : blocks[i])
+      if (std::find(every.begin(), every.end(), b) == every.end()) every.push_back(b);
+  }
+  std::vector<double> loss(n, NAN);
+  for (Block b : every) {
+    std::vector<int> list;
+    for (int i = 0; i < n; ++i)
+      if (std::find(blocks[i].begin(), blocks[i].end(), b) != blocks[i].end()) list.push_back(i);
+    std::vector<double> l(list.size()), sg(list.size());
+    be.assemble(list, b, HessianKind::kGaussNewton, l.data(), sg.data());
+    for (std::size_t j = 0; j < list.size(); ++j) {
+      const int i = list[j];
+      const double v = l[j] > 0.0 ? sg[j] / std::sqrt(l[j]) : 0.0;
+      res[i].scaled_grad = std::isnan(res[i].scaled_grad) ? v : std::fmax(res[i].scaled_grad, v);
+      loss[i] = l[j];
+    }
+  }
+  std::vector<double> theta;
+  be.read_params(theta);
+  for (int i = 0; i < n; ++i) {
+    NetResult& r = res[i];
+    if (r.status == Status::kFailed || blocks[i].empty()) continue;
+    const NetDesc& nd = batch.nets[i];
+    const bool floor = loss[i] <= rounding_floor(nd.shape, theta.data() + nd.offset, *batch.datasets[nd.dataset]);
+    if (floor || r.scaled_grad <= options.stationary_tol) {
+      if (floor) r.reason = "loss at the rounding floor";
+      else if (r.status == Status::kMaxSteps) r.reason = "stationary at the step limit";
+      r.status = Status::kConverged;
+    } else if (stopped_short[i]) {
+      r.status = Status::kStalled;
+      r.reason += "; not stationary";
+    } else {
+      r.status = Status::kMaxSteps;
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions& options) {
   const int n = batch.size();
   std::vector<NetResult> res(n), scratch(n);
+  std::vector<char> stopped_short(n, 0);
   if (options.optimizer == Optimizer::kAdam) adam(be, batch, options, res);
   const std::vector<StageSpec> none;
   const std::vector<StageSpec>& stages = options.optimizer == Optimizer::kAdam ? none : options.schedule;
@@ -465,14 +711,13 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
     // point sits (the ends of the domain). The projection inside ALL keeps step damping.
     const bool damp_values = options.min_norm_linear && spec.block != Block::kAll &&
                              spec.block != Block::kG;
-    StageState st{batch, options, spec.block, damp_values, res,
-                  std::vector<double>(n, options.lambda_init), std::vector<double>(n, 0.0),
-                  std::vector<double>(n, 0.0)};
+    StageState st(batch, options, spec.block, damp_values, res, &stopped_short);
     std::vector<int> active;
     for (int i = 0; i < n; ++i) {
       if (res[i].status == Status::kFailed || !has_block(batch.nets[i].shape.arch, spec.block))
         continue;
       mark(res[i], Status::kMaxSteps, "step limit of stage " + block_name(spec.block));
+      stopped_short[i] = 0;
       active.push_back(i);
     }
     const bool project = spec.block == Block::kAll && options.project;
@@ -486,6 +731,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
       continue;
     }
     const bool var_pro = project && options.variable_projection && be.has_variable_projection();
+    st.var_pro = var_pro;
     std::vector<double> nu(n, 2.0);
     // The networks that enter a variable-projection stage, their loss and their parameters
     // then: a network that leaves it with a higher loss gets them back (below).
@@ -503,9 +749,18 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
       std::vector<double> start(active.size());
       be.var_pro_trial(active, false, start.data());
       be.var_pro_accept(active);
+      std::vector<double> theta;
+      be.read_params(theta);
+      st.floor.assign(n, 0.0);
+      for (int i : active) {
+        const NetDesc& nd = batch.nets[i];
+        st.floor[i] = rounding_floor(nd.shape, theta.data() + nd.offset, *batch.datasets[nd.dataset]);
+      }
     }
     for (int step = 0; step < spec.steps && !active.empty(); ++step) {
       if (var_pro) {
+        if (step < kCalmSteps)
+          for (int i : active) st.lambda[i] = std::max(st.lambda[i], kCalmLambda);
         active = var_pro_step(be, st, nu, active);
       } else {
         active = newton_step(be, st, active);
@@ -522,16 +777,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
     }
     if (!entered.empty()) keep_the_better(be, batch, entered, loss_in, theta_in, res);
   }
-  // How far from an optimum each network stopped: its scaled gradient over all parameters.
-  std::vector<int> live;
-  for (int i = 0; i < n; ++i)
-    if (res[i].status != Status::kFailed) live.push_back(i);
-  if (!live.empty()) {
-    std::vector<double> loss(live.size()), sgrad(live.size());
-    be.assemble(live, Block::kAll, HessianKind::kGaussNewton, loss.data(), sgrad.data());
-    for (std::size_t j = 0; j < live.size(); ++j)
-      res[live[j]].scaled_grad = loss[j] > 0.0 ? sgrad[j] / std::sqrt(loss[j]) : 0.0;
-  }
+  final_status(be, batch, options, stopped_short, res);
   std::vector<double> train(n), test(n), secs(n);
   be.rmse(train.data(), test.data());
   be.network_seconds(secs.data());

@@ -24,7 +24,7 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
                         const std::vector<NetResult>& results) {
   std::ostringstream os;
   os << "arch,activation,target,width,params,effective_params,seed,train_rmse,test_rmse,status,reason,"
-        "newton_steps,scaled_gradient,last_rel_decrease,seconds\n";
+        "newton_steps,scaled_gradient,last_rel_decrease,seconds,start\n";
   os << std::setprecision(17);
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     const Job& job = jobs[j];
@@ -36,7 +36,7 @@ std::string results_csv(const SweepSpec& spec, const std::vector<Job>& jobs,
        << model_effective_params(job.model(), ds.d, job.width, job.act) << ',' << job.seed << ','
        << r.train_rmse << ',' << r.test_rmse << ',' << status_name(r.status) << ',' << r.reason
        << ',' << r.newton_steps << ',' << std::setprecision(6) << r.scaled_grad << ','
-       << r.rel_decrease << ',' << r.seconds
+       << r.rel_decrease << ',' << r.seconds << ',' << r.start
        << std::setprecision(17) << '\n';
   }
   return os.str();
@@ -174,7 +174,8 @@ nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions&
                             const nlohmann::json& config, const std::vector<NetResult>& results) {
   nlohmann::json j;
   j["config"] = config;
-  nlohmann::json counts = {{"converged", 0}, {"max_steps", 0}, {"failed", 0}};
+  nlohmann::json counts = nlohmann::json::object();
+  for (Status st : kAllStatuses) counts[status_name(st)] = 0;
   for (const auto& r : results) counts[status_name(r.status)] = counts[status_name(r.status)].get<int>() + 1;
   const StoppedShort st = stopped_short(results);
   if (!st.drops.empty()) {
@@ -297,6 +298,7 @@ std::vector<ResultRow> result_rows(const CsvTable& t) {
   const int c_eff = has_column(t, "effective_params") ? t.column("effective_params") : -1;
   const int c_sgrad = has_column(t, "scaled_gradient") ? t.column("scaled_gradient") : -1;
   const int c_drop = has_column(t, "last_rel_decrease") ? t.column("last_rel_decrease") : -1;
+  const int c_start = has_column(t, "start") ? t.column("start") : -1;  // older files: start 0
   std::vector<ResultRow> rows;
   for (std::size_t k = 0; k < t.rows.size(); ++k) {
     const auto& f = t.rows[k];
@@ -323,6 +325,7 @@ std::vector<ResultRow> result_rows(const CsvTable& t) {
     n.train_rmse = parse_double_field(f[c_train], where);
     n.test_rmse = parse_double_field(f[c_test], where);
     n.seconds = parse_double_field(f[c_secs], where);
+    if (c_start >= 0) n.start = parse_int_field(f[c_start], where, 0, INT_MAX);
     rows.push_back(std::move(r));
   }
   return rows;

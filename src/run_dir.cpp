@@ -170,7 +170,7 @@ void apply_manifest(Options& o, const nlohmann::json& m, const CLI::App* app, co
     using T = std::decay_t<decltype(value)>;
     // Options added after a manifest was written count as their defaults, against which a
     // value given now is checked as against any recorded one.
-    const std::set<std::string> optional = {"dim", "standardize", "optimizer", "adam_lr", "adam_steps"};
+    const std::set<std::string> optional = {"dim", "standardize", "optimizer", "adam_lr", "adam_steps", "restarts"};
     const bool absent = m.contains("sweep") && !m["sweep"].contains(key) && optional.count(key);
     if (!absent && (!m.contains("sweep") || !m["sweep"].contains(key)))
       throw std::invalid_argument(path + ": no '" + key + "' (not a gpu-sweep manifest?)");
@@ -318,7 +318,8 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
     const auto& n = summary["networks"];
     std::cout << "\n" << jobs.size() << " networks in " << std::fixed << std::setprecision(2) << secs
               << " s: " << n["converged"] << " converged, " << n["max_steps"] << " at max steps, "
-              << n["failed"] << " failed. Wrote " << out << "/results.csv, summary.json and params.bin\n";
+              << n["stalled"] << " stalled, " << n["failed"] << " failed. Wrote " << out
+              << "/results.csv, summary.json and params.bin\n";
     const std::string short_line = gs::stopped_short_line(results);
     if (!short_line.empty()) std::cout << short_line << "\n";
     std::cout.flush();

@@ -188,14 +188,38 @@ int max_points(const std::vector<Dataset>& datasets) {
   return most;
 }
 
+void restart_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64_t seed, int k,
+                    double* theta) {
+  init_params(s, kind, data, mix_seed(seed, static_cast<std::uint64_t>(k)), theta);
+  if (s.d != 1 || data.lo.empty()) return;
+  Rng rng(mix_seed(mix_seed(seed, static_cast<std::uint64_t>(k)), 0x6b6e6f7473ULL));
+  const double lo = data.lo[0], hi = data.hi[0];
+  const double reach = 0.25 * (hi - lo) / std::max(1, s.n);
+  for (int i = 0; i < s.n; ++i) {
+    const double G = theta[i];
+    if (G == 0.0) continue;
+    const double kink = -theta[s.n + i] / G;
+    const double moved = kink + reach * (2.0 * rng.uniform() - 1.0);
+    if (kink > lo && kink < hi && moved > lo && moved < hi) theta[s.n + i] = -G * moved;
+  }
+}
+
+std::vector<std::vector<int>> plan_sweep_chunks(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                                const Backend& backend) {
+  const int points = max_points(spec.datasets);
+  const int starts = 1 + spec.restarts;
+  const int most = spec.chunk_networks > 0 ? spec.chunk_networks : backend.max_chunk_networks();
+  return plan_chunks(jobs, dataset_dims(spec.datasets), backend.memory_budget(),
+                     [&](int p) { return starts * backend.bytes_per_network(p, points); },
+                     most > 0 ? std::max(1, most / starts) : 0);
+}
+
 std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
                                  Backend& backend,
                                  const std::function<void(const SweepProgress&)>& progress,
                                  const ChunkDone& chunk_done) {
-  const int points = max_points(spec.datasets);
-  const auto chunks = plan_chunks(jobs, dataset_dims(spec.datasets), backend.memory_budget(),
-                                  [&](int p) { return backend.bytes_per_network(p, points); },
-                                  spec.chunk_networks > 0 ? spec.chunk_networks : backend.max_chunk_networks());
+  const auto chunks = plan_sweep_chunks(spec, jobs, backend);
+  const int starts = 1 + spec.restarts;
   std::vector<NetResult> results(jobs.size());
   const auto t0 = std::chrono::steady_clock::now();
   int done = 0;
@@ -210,6 +234,7 @@ std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& 
   }
   if (chunk_done && !baselines.empty()) chunk_done(baselines, results);
   for (std::size_t c = 0; c < chunks.size(); ++c) {
+    // Network q * starts + k of the batch is start k of the chunk's job q.
     Batch batch;
     for (const auto& ds : spec.datasets) batch.datasets.push_back(&ds);
     std::vector<double> theta;
@@ -218,16 +243,33 @@ std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& 
       const Dataset& ds = spec.datasets[job.target];
       const Shape s{job.arch, job.act, ds.d, job.width};
       theta.resize(num_params(s));
-      init_params(s, spec.init, ds, job_seed(job, ds.name), theta.data());
-      batch.add(s, job.target, theta.data());
+      for (int k = 0; k < starts; ++k) {
+        if (k == 0) init_params(s, spec.init, ds, job_seed(job, ds.name), theta.data());
+        else restart_params(s, spec.init, ds, job_seed(job, ds.name), k, theta.data());
+        batch.add(s, job.target, theta.data());
+      }
     }
     backend.load(batch);
     auto res = train(backend, batch, spec.train);
     backend.read_params(theta);
-    for (std::size_t k = 0; k < chunks[c].size(); ++k) {
-      const NetDesc& nd = batch.nets[k];
-      res[k].params.assign(theta.begin() + nd.offset, theta.begin() + nd.offset + num_params(nd.shape));
-      results[chunks[c][k]] = std::move(res[k]);
+    for (std::size_t q = 0; q < chunks[c].size(); ++q) {
+      // The start with the lowest training loss (a failed one only when all failed); its
+      // row counts the compute seconds of every start.
+      int best = 0;
+      double seconds = 0.0;
+      for (int k = 0; k < starts; ++k) {
+        const NetResult& r = res[q * starts + k];
+        seconds += r.seconds;
+        const NetResult& b = res[q * starts + best];
+        const bool ok = r.status != Status::kFailed, b_ok = b.status != Status::kFailed;
+        if ((ok && !b_ok) || (ok == b_ok && r.train_rmse < b.train_rmse)) best = k;
+      }
+      const NetDesc& nd = batch.nets[q * starts + best];
+      NetResult& r = res[q * starts + best];
+      r.params.assign(theta.begin() + nd.offset, theta.begin() + nd.offset + num_params(nd.shape));
+      r.start = best;
+      r.seconds = seconds;
+      results[chunks[c][q]] = std::move(r);
     }
     done += static_cast<int>(chunks[c].size());
     if (chunk_done) chunk_done(chunks[c], results);

@@ -157,7 +157,7 @@ TEST(CliRun, WritesResultsAndSummary) {
   EXPECT_NE(r.out.find("slope(P)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("slope(P_eff)"), std::string::npos) << r.out;
   const std::string csv = slurp(out / "results.csv");
-  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,effective_params,seed,train_rmse,test_rmse,status,reason,newton_steps,scaled_gradient,last_rel_decrease,seconds\n", 0), 0u);
+  EXPECT_EQ(csv.rfind("arch,activation,target,width,params,effective_params,seed,train_rmse,test_rmse,status,reason,newton_steps,scaled_gradient,last_rel_decrease,seconds,start\n", 0), 0u);
   EXPECT_EQ(lines(csv), 1 + 2 * 3 * 2);
   EXPECT_NE(csv.find("glu,relu,invcos2,6,31,19,1,"), std::string::npos);  // P = 5n + 1, effective 3n + 1
   const auto j = nlohmann::json::parse(slurp(out / "summary.json"));
@@ -367,7 +367,7 @@ TEST(CliRun, WarningsOnTheTerminalAndInTheSummary) {
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* w : {"gpu-sweep: warning: glu on 'invcos2': widths 4 to 5 have more parameters (P = 21 to 26) "
                         "than its 20 training points",
-                        "gpu-sweep: warning: glu relu on 'invcos2': 2 of 4 networks have a test RMSE above 10x",
+                        "gpu-sweep: warning: glu relu on 'invcos2': 4 of 4 networks have a test RMSE above 10x",
                         "gpu-sweep: warning: the fit of mlp relu on 'invcos2' rests on 2 widths (4 and 5)"})
     EXPECT_NE(r.err.find(w), std::string::npos) << w << "\n" << r.err;
   auto j = nlohmann::json::parse(slurp(dir / "a" / "summary.json"));

@@ -43,12 +43,17 @@ std::string sweep(const std::string& widths) {
 }
 const std::string kSweep = sweep("2:30");
 
-// results.csv without its seconds column (a measurement, not a result).
+// results.csv without its seconds column (a measurement, not a result): the 15th field.
 std::vector<std::string> rows_without_seconds(const fs::path& csv) {
   std::istringstream in(slurp(csv));
   std::vector<std::string> rows;
   std::string line;
-  while (std::getline(in, line)) rows.push_back(line.substr(0, line.rfind(',')));
+  while (std::getline(in, line)) {
+    std::size_t at = 0;
+    for (int f = 0; f < 14 && at != std::string::npos; ++f) at = line.find(',', at) + 1;
+    const std::size_t end = line.find(',', at);
+    rows.push_back(line.substr(0, at) + (end == std::string::npos ? "" : line.substr(end + 1)));
+  }
   return rows;
 }
 
@@ -187,7 +192,8 @@ TEST(Resume, OtherOptionsAreRefusedByName) {
   Outcome r;
   for (const auto& [arg, name] : std::vector<std::pair<std::string, std::string>>{
            {"--widths 2:20", "--widths"}, {"--seeds 3", "--seeds"}, {"--schedule D,U,Q", "--schedule"},
-           {"--points 1000", "--points"}, {"--arch mlp", "--arch"}, {"--data-seed 7", "--data-seed"}}) {
+           {"--points 1000", "--points"}, {"--arch mlp", "--arch"}, {"--data-seed 7", "--data-seed"},
+           {"--restarts 2", "--restarts"}}) {
     r = run("--resume " + out.string() + " " + arg, dir);
     EXPECT_EQ(r.code, 2) << arg;
     EXPECT_EQ(lines(r.err), 1) << r.err;
@@ -348,6 +354,34 @@ TEST(Shards, ThreeShardsMergedEqualTheWholeSweep) {
     EXPECT_NE(r.err.find(mention), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(out)) << args;
   }
+}
+
+// With --restarts every job trains its starts together wherever it runs: shards merged, and a
+// sweep killed once and resumed, give the whole sweep's results, start by start.
+TEST(Shards, RestartsMergedAndResumedEqualTheWholeSweep) {
+  const fs::path dir = tmp_dir();
+  const std::string cmd = sweep("2:14") + " --restarts 1";
+  Outcome r = run(cmd + " --threads 2 --out " + (dir / "whole").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(slurp(dir / "whole" / "results.csv").find(",1\n"), std::string::npos) << "no restart ever won";
+  std::string dirs;
+  for (int k = 1; k <= 2; ++k) {
+    const fs::path s = dir / ("s" + std::to_string(k));
+    r = run(cmd + " --threads 2 --shard " + std::to_string(k) + "/2 --out " + s.string(), dir);
+    ASSERT_EQ(r.code, 0) << r.err;
+    dirs += " " + s.string();
+  }
+  r = run("merge" + dirs + " --no-plots -q --out " + (dir / "merged").string(), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_same_results(dir / "whole", dir / "merged");
+  const fs::path out = dir / "killed";
+  const std::string kill = "sh -c '" + std::string(GPUSWEEP_BIN) + " " + cmd + " --threads 1 --out " + out.string() +
+                           " >/dev/null 2>&1 & p=$!; until [ -d " + (out / "chunks").string() +
+                           " ]; do sleep 0.02; done; kill -KILL $p; wait $p'";
+  ASSERT_NE(std::system(kill.c_str()), 0) << "the sweep must still be running at the kill";
+  r = run("--resume " + out.string() + " --threads 2", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_same_results(dir / "whole", out);
 }
 
 TEST(Shards, DealtByCostEveryJobOnce) {

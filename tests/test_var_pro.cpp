@@ -1,23 +1,28 @@
 // Variable projection (var_pro.h) against independent references: the reduced gradient and
 // Hessian against finite differences of the projected loss phi(b) = min_c L(b, c), with the
-// minimum over c taken by LAPACK's SVD solver on the explicit Jacobian; relu's knot-crossing
-// curvature against the secant of the per-point gradient; thin neurons switched off; and the
-// ALL stage reaching, in fewer steps, a loss no worse than the alternating method's.
+// minimum over c taken by LAPACK's SVD solver on the explicit Jacobian; the Gauss-Newton part
+// at a wide network against the SVD projection of the explicit Jacobian; thin neurons pushed
+// out of the domain; the ALL stage reaching, in fewer steps, a loss no worse than the
+// alternating method's; stationarity against finite differences of the loss; a target that is
+// itself a network, reached to the rounding floor, at width 200 in a handful of steps.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "cpu_backend.h"
 #include "gpusweep/data.h"
 #include "gpusweep/driver.h"
+#include "gpusweep/host_solver.h"
+#include "gpusweep/least_squares.h"
+#include "gpusweep/relu1d.h"
 #include "gpusweep/solve.h"
 #include "gpusweep/sweep.h"
 #include "gpusweep/var_pro.h"
-#include "gpusweep/least_squares.h"
 #include "lsq_reference.h"
 
 namespace gs {
@@ -33,9 +38,10 @@ double phi(const Shape& s, const std::vector<double>& th, const Dataset& ds) {
   return train_mse(s, p.data(), ds);
 }
 
-// The exact Hessian and gradient of the ALL stage at theta, from the CPU backend.
-void assembled(const Shape& s, const std::vector<double>& th, const Dataset& ds,
-               std::vector<double>* H, std::vector<double>* g) {
+// The reduced system of one network at theta, as the CPU backend builds it: the exact Hessian's
+// Jacobi scale (and, off the relu 1D path, the Hessian itself), then HostSolver::var_pro_system.
+void reduced_at(const Shape& s, const std::vector<double>& th, const Dataset& ds, ReducedSystem* sys,
+                std::vector<double>* scale) {
   Batch batch;
   batch.datasets.push_back(&ds);
   batch.add(s, 0, th.data());
@@ -43,10 +49,68 @@ void assembled(const Shape& s, const std::vector<double>& th, const Dataset& ds,
   be.load(batch);
   double loss = 0.0, sg = 0.0;
   be.assemble({0}, Block::kAll, HessianKind::kExact, &loss, &sg);
-  be.read_system(0, H, g);
+  std::vector<double> H, g;
+  be.read_system(0, &H, &g);
+  const int m = num_params(s);
+  scale->assign(m, 0.0);
+  jacobi_scale(m, H.data(), g.data(), scale->data());
+  HostSolver host;
+  host.load(batch);
+  HostSolver::Workspace w;
+  host.var_pro_system(0, th.data(), H.data(), scale->data(), sys, w);
 }
 
-// Smooth activations (no kinks), so phi is smooth and its finite differences are clean.
+// Central differences of phi against the reduced gradient and Hessian, each step 1e-4 in the
+// units where the reduced Hessian has a unit diagonal (a direction that phi hardly sees keeps a
+// step of bounded size). step_ok(k, h) may veto a step (a relu kink that would cross a point).
+void check_against_phi(const Shape& s, const std::vector<double>& th, const Dataset& ds, const std::string& where,
+                       double rel) {
+  ReducedSystem sys;
+  std::vector<double> scale;
+  reduced_at(s, th, ds, &sys, &scale);
+  const int kb = static_cast<int>(sys.index.size());
+  ASSERT_GT(kb, 0) << where;
+  std::vector<double> h(kb), unit(kb);
+  double umax = 0.0;
+  for (int k = 0; k < kb; ++k) {
+    unit[k] = std::sqrt(std::fabs(sys.A[k + static_cast<std::size_t>(k) * kb]));
+    umax = std::fmax(umax, unit[k]);
+  }
+  ASSERT_GT(umax, 0.0) << where;
+  for (int k = 0; k < kb; ++k) {
+    unit[k] = std::fmax(unit[k], 1e-3 * umax);
+    h[k] = 1e-4 * scale[sys.index[k]] / unit[k];
+  }
+  auto at = [&](int k, double dk, int l, double dl) {
+    std::vector<double> t(th);
+    if (k >= 0) t[sys.index[k]] += dk;
+    if (l >= 0) t[sys.index[l]] += dl;
+    return phi(s, t, ds);
+  };
+  const double f0 = phi(s, th, ds);
+  double gmax = 0.0;
+  for (double v : sys.gr) gmax = std::fmax(gmax, std::fabs(v));
+  for (int k = 0; k < kb; ++k) {
+    const double sk = scale[sys.index[k]];
+    const double fd_g = (at(k, h[k], -1, 0) - at(k, -h[k], -1, 0)) / (2 * h[k]);
+    EXPECT_NEAR(fd_g * sk, sys.gr[k], rel * std::fabs(sys.gr[k]) + 1e-6 * gmax) << where << " gradient " << k;
+    for (int l = 0; l <= k; ++l) {
+      const double sl = scale[sys.index[l]];
+      double fd_h;
+      if (l == k) {
+        fd_h = (at(k, h[k], -1, 0) - 2 * f0 + at(k, -h[k], -1, 0)) / (h[k] * h[k]);
+      } else {
+        fd_h = (at(k, h[k], l, h[l]) - at(k, h[k], l, -h[l]) - at(k, -h[k], l, h[l]) +
+                at(k, -h[k], l, -h[l])) / (4 * h[k] * h[l]);
+      }
+      EXPECT_NEAR(fd_h * sk * sl, sys.A[k + static_cast<std::size_t>(l) * kb], 5 * rel * unit[k] * unit[l])
+          << where << " Hessian " << k << "," << l;
+    }
+  }
+}
+
+// Smooth activations (no kinks), so phi is smooth and its finite differences are clean: the
+// general path (streaming QR of the Jacobian rows, the residual curvature from the Hessian).
 TEST(VarPro, ReducedSystemIsTheDerivativeOfTheProjectedLoss) {
   // Few neurons on a target they fit only roughly: the optimal coefficients stay moderate, and
   // phi's differences stand well above the rounding of its least-squares solves.
@@ -61,62 +125,129 @@ TEST(VarPro, ReducedSystemIsTheDerivativeOfTheProjectedLoss) {
                   {{Arch::kGqu, Act::kGelu, 1, 2}, &one},
                   {{Arch::kGlu, Act::kSilu, 2, 2}, &two}};
   for (const C& c : cs) {
-    const Shape& s = c.s;
-    const Dataset& ds = *c.ds;
-    const int m = num_params(s);
-    std::vector<double> th(m);
-    init_params(s, InitKind::kRandom, ds, 7, th.data());
+    std::vector<double> th(num_params(c.s));
+    init_params(c.s, InitKind::kRandom, *c.ds, 7, th.data());
+    th = project(c.s, th, *c.ds);
+    check_against_phi(c.s, th, *c.ds, std::string(arch_name(c.s.arch)) + " d=" + std::to_string(c.s.d), 1e-3);
+  }
+}
+
+// Relu on 1D inputs (compress_relu1d and the residual curvature from prefix sums): phi is
+// smooth between the training points, so the differences are taken with kinks that stay
+// between the same two points (a few points, and steps far below their spacing).
+TEST(VarPro, Relu1dReducedSystemIsTheDerivativeOfTheProjectedLoss) {
+  const Dataset ds = make_target_dataset("invcos2", 60, 2);
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+    const Shape s{a, Act::kRelu, 1, 4};
+    std::vector<double> th(num_params(s));
+    init_params(s, InitKind::kMaso, ds, 5, th.data());
+    // Kinks inside, away from the points: midway between two of them.
+    std::vector<double> xs(ds.x_train);
+    std::sort(xs.begin(), xs.end());
+    for (int i = 0; i < s.n; ++i) {
+      const int at = 12 + 11 * i;
+      const double kink = 0.5 * (xs[at] + xs[at + 1]), G = th[factor_offset(s, 0) + i];
+      th[factor_offset(s, 0) + s.n + i] = -G * kink;
+    }
     th = project(s, th, ds);
-    std::vector<double> H, g, scale(m);
-    assembled(s, th, ds, &H, &g);
-    jacobi_scale(m, H.data(), g.data(), scale.data());
-    std::vector<Role> role(m);
-    var_pro_roles(s, th.data(), nullptr, role.data());
-    ReducedSystem sys;
-    reduced_system(m, H.data(), g.data(), scale.data(), role.data(), {}, &sys);
-    const int kb = static_cast<int>(sys.index.size());
-    const std::string where = std::string(arch_name(s.arch)) + " d=" + std::to_string(s.d);
-    ASSERT_GT(kb, 0) << where;
-    // Central differences of phi, each step 1e-4 in the units where the reduced Hessian has a
-    // unit diagonal (a direction that phi hardly sees keeps a step of bounded size).
-    std::vector<double> h(kb), unit(kb);
-    double umax = 0.0;
-    for (int k = 0; k < kb; ++k) {
-      unit[k] = std::sqrt(std::fabs(sys.A[k + static_cast<std::size_t>(k) * kb]));
-      umax = std::fmax(umax, unit[k]);
-    }
-    ASSERT_GT(umax, 0.0) << where;
-    for (int k = 0; k < kb; ++k) {
-      unit[k] = std::fmax(unit[k], 1e-3 * umax);
-      h[k] = 1e-4 * scale[sys.index[k]] / unit[k];
-    }
-    auto at = [&](int k, double dk, int l, double dl) {
-      std::vector<double> t(th);
-      if (k >= 0) t[sys.index[k]] += dk;
-      if (l >= 0) t[sys.index[l]] += dl;
-      return phi(s, t, ds);
-    };
-    const double f0 = phi(s, th, ds);
-    double gmax = 0.0;
-    for (double v : sys.gr) gmax = std::fmax(gmax, std::fabs(v));
-    for (int k = 0; k < kb; ++k) {
-      const double sk = scale[sys.index[k]];
-      const double fd_g = (at(k, h[k], -1, 0) - at(k, -h[k], -1, 0)) / (2 * h[k]);
-      EXPECT_NEAR(fd_g * sk, sys.gr[k], 1e-3 * std::fabs(sys.gr[k]) + 1e-6 * gmax) << where << " gradient " << k;
-      for (int l = 0; l <= k; ++l) {
-        const double sl = scale[sys.index[l]];
-        double fd_h;
-        if (l == k) {
-          fd_h = (at(k, h[k], -1, 0) - 2 * f0 + at(k, -h[k], -1, 0)) / (h[k] * h[k]);
-        } else {
-          fd_h = (at(k, h[k], l, h[l]) - at(k, h[k], l, -h[l]) - at(k, -h[k], l, h[l]) +
-                  at(k, -h[k], l, -h[l])) / (4 * h[k] * h[l]);
-        }
-        EXPECT_NEAR(fd_h * sk * sl, sys.A[k + static_cast<std::size_t>(l) * kb], 5e-3 * unit[k] * unit[l])
-            << where << " Hessian " << k << "," << l;
-      }
+    check_against_phi(s, th, ds, std::string(arch_name(a)) + " relu", 2e-3);
+  }
+}
+
+// At a wide network the linear columns are ill-conditioned (cond(J_c) near 1e7 at gqu width
+// 50), and the Schur complement of the Hessian loses the Gauss-Newton part to rounding; the QR
+// keeps it. Reference: the explicit Jacobian of every training point, its nonlinear columns
+// projected off the linear ones by LAPACK's SVD solver (dgelsd, one right-hand side per column).
+TEST(VarPro, ReducedGaussNewtonMatchesTheSvdProjectionAtWidth50) {
+  const Dataset ds = make_target_dataset("invcos2", 3000, 0);
+  const Shape s{Arch::kGqu, Act::kRelu, 1, 50};
+  const int m = num_params(s);
+  // A trained-like network: the default schedule's linear stages from the MASO start.
+  std::vector<double> th(m);
+  init_params(s, InitKind::kMaso, ds, 1, th.data());
+  {
+    Batch batch;
+    batch.datasets.push_back(&ds);
+    batch.add(s, 0, th.data());
+    CpuBackend be(1);
+    be.load(batch);
+    TrainOptions o;
+    o.schedule = parse_schedule("D,U,Q,G,ALL*3");
+    train(be, batch, o);
+    be.read_params(th);
+  }
+  ReducedSystem sys;
+  std::vector<double> scale;
+  reduced_at(s, th, ds, &sys, &scale);  // for the scale and the roles
+  std::vector<Role> role(m);
+  std::vector<double> xs, ys;
+  {
+    std::vector<int> order(ds.n_train());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
+    for (int k : order) {
+      xs.push_back(ds.x_train[k]);
+      ys.push_back(ds.y_train[k]);
     }
   }
+  const Points1d pts{xs.data(), ds.n_train(), ds.lo[0], ds.hi[0]};
+  var_pro_roles(s, th.data(), &pts, role.data());
+  VarProColumns cols;
+  var_pro_columns(s, th.data(), role.data(), scale.data(), &pts, &cols);
+  const int n = ds.n_train();
+  std::vector<double> r(n);
+  for (int k = 0; k < n; ++k) r[k] = evaluate(s, th.data(), &xs[k]) - ys[k];
+  LsSystem js;
+  compress_relu1d(s, th.data(), cols.all(), xs.data(), r.data(), n, &js);
+  const int kc = static_cast<int>(cols.lin.size()), kb = static_cast<int>(cols.non.size());
+  const std::vector<double> zero(static_cast<std::size_t>(kc + kb) * kb, 0.0);
+  ReducedSystem gn;
+  reduced_system(js, cols, scale.data(), 2.0 / n, n, zero, &gn);
+  ASSERT_EQ(gn.index, cols.non);
+
+  // The reference, in the same scaled units: sqrt(2/N) J diag(scale).
+  const double f = std::sqrt(2.0 / n);
+  std::vector<double> Jc(static_cast<std::size_t>(n) * kc), Jb(static_cast<std::size_t>(n) * (kb + 1)), row(m);
+  for (int k = 0; k < n; ++k) {
+    jacobian_row(s, th.data(), &xs[k], row.data());
+    for (int j = 0; j < kc; ++j) Jc[k + static_cast<std::size_t>(j) * n] = f * scale[cols.lin[j]] * row[cols.lin[j]];
+    for (int j = 0; j < kb; ++j) Jb[k + static_cast<std::size_t>(j) * n] = f * scale[cols.non[j]] * row[cols.non[j]];
+    Jb[k + static_cast<std::size_t>(kb) * n] = f * r[k];
+  }
+  std::vector<double> A(Jc), B(Jb), sv(kc);
+  const double rcond = kLsRcondEps * n;
+  int rank = 0, info = 0, lwork = -1, iw = 0;
+  const int nrhs = kb + 1;
+  double wq = 0.0;
+  dgelsd_(&n, &kc, &nrhs, A.data(), &n, B.data(), &n, sv.data(), &rcond, &rank, &wq, &lwork, &iw, &info);
+  lwork = static_cast<int>(wq);
+  std::vector<double> work(lwork);
+  std::vector<int> iwork(std::max(1, iw));
+  dgelsd_(&n, &kc, &nrhs, A.data(), &n, B.data(), &n, sv.data(), &rcond, &rank, work.data(), &lwork, iwork.data(),
+          &info);
+  ASSERT_EQ(info, 0);
+  // cond(J_c) is large here, which is the point of the test.
+  EXPECT_GT(sv[0] / sv[rank - 1], 1e6) << "rank " << rank;
+  // P J_b = J_b - J_c X, X the first kc rows of B.
+  std::vector<double> P(Jb);
+  const double one = 1.0, minus = -1.0;
+  dgemm_("N", "N", &n, &nrhs, &kc, &minus, Jc.data(), &n, B.data(), &n, &one, P.data(), &n);
+  double diff = 0.0, norm = 0.0, gdiff = 0.0, gnorm = 0.0;
+  for (int c = 0; c < kb; ++c) {
+    for (int q = 0; q < kb; ++q) {
+      double v = 0.0;
+      for (int k = 0; k < n; ++k) v += P[k + static_cast<std::size_t>(q) * n] * P[k + static_cast<std::size_t>(c) * n];
+      const double got = gn.A[q + static_cast<std::size_t>(c) * kb];
+      diff += (got - v) * (got - v);
+      norm += v * v;
+    }
+    double v = 0.0;  // J_b^T P r
+    for (int k = 0; k < n; ++k) v += P[k + static_cast<std::size_t>(c) * n] * P[k + static_cast<std::size_t>(kb) * n];
+    gdiff += (gn.gr[c] - v) * (gn.gr[c] - v);
+    gnorm += v * v;
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-6);
+  EXPECT_LT(std::sqrt(gdiff / gnorm), 1e-6);
 }
 
 // Sorted copies of a 1D dataset's training points.
@@ -132,62 +263,11 @@ void sorted_points(const Dataset& ds, std::vector<double>* xs, std::vector<doubl
   }
 }
 
-// The per-point Hessian misses the jumps of dL/dg as a kink crosses the points; over a step
-// that crosses many of them, the change of the gradient is the per-point curvature plus the
-// knot term.
-TEST(VarPro, KnotCurvatureIsTheSecantOfTheGradient) {
-  const Dataset ds = make_target_dataset("invcos2", 40000, 2);
-  std::vector<double> xs, ys;
-  sorted_points(ds, &xs, &ys);
-  int checked = 0;
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
-    const Shape s{a, Act::kRelu, 1, 6};
-    const int m = num_params(s);
-    std::vector<double> th(m);
-    init_params(s, InitKind::kMaso, ds, 3, th.data());
-    for (int i = 0; i < s.n; ++i) {
-      const int ig = factor_offset(s, 0) + s.n + i;
-      const double G = th[factor_offset(s, 0) + i];
-      const double kink = -th[ig] / G;
-      if (kink_place(s, th.data(), {xs.data(), ds.n_train(), ds.lo[0], ds.hi[0]}, i) != EdgeKind::kInside)
-        continue;
-      // Move the kink across about 100 points either way; along the way, the per-point
-      // curvature and the knot term at five kink positions (Simpson's rule).
-      const double dg = 100.0 * 2.0 / ds.n_train() * std::fabs(G);
-      const double wts[5] = {1, 4, 2, 4, 1};
-      double per_point = 0.0, knot = 0.0, g_lo = 0.0, g_hi = 0.0;
-      for (int t = 0; t < 5; ++t) {
-        std::vector<double> tt(th), H, g;
-        tt[ig] = th[ig] + dg * (t - 2) / 2.0;
-        assembled(s, tt, ds, &H, &g);
-        std::vector<HessEntry> extra;
-        knot_curvature(s, tt.data(), xs.data(), ys.data(), ds.n_train(), 8, &extra);
-        double kv = 0.0;
-        for (const HessEntry& e : extra)
-          if (e.row == ig && e.col == ig) kv = e.value;
-        per_point += wts[t] / 12.0 * H[ig + static_cast<std::size_t>(ig) * m];
-        knot += wts[t] / 12.0 * kv;
-        if (t == 0) g_lo = g[ig];
-        if (t == 4) g_hi = g[ig];
-      }
-      const double secant = (g_hi - g_lo) / (2 * dg);
-      // Only where the knot term carries a real part of the curvature does the comparison say
-      // anything; there it accounts for what the per-point Hessian misses, to the precision of
-      // its density estimate (64 random points each: about 12%, 6% over the five).
-      if (std::fabs(knot) < 0.1 * std::fabs(per_point)) continue;
-      ++checked;
-      EXPECT_NEAR(per_point + knot, secant, 0.1 * std::fabs(secant - per_point))
-          << arch_name(a) << " neuron " << i << " kink " << kink << ": per-point " << per_point
-          << ", knot " << knot;
-    }
-  }
-  EXPECT_GE(checked, 6);
-}
-
-// A neuron whose kink leaves two training points beyond it is thin: the trial leaves its last
-// factor at zero (and that of any other thin neuron) and solves the rest, as dgelsd does
-// without their columns.
-TEST(VarPro, ThinNeuronIsSwitchedOff) {
+// A neuron whose kink leaves two training points beyond it is thin: the trial moves its kink
+// past the end of the domain, where it is one polynomial on all of the data (its active side
+// held the rest), and solves the linear parameters; dgelsd on the explicit Jacobian there is
+// the reference.
+TEST(VarPro, ThinNeuronIsPushedOutOfTheDomain) {
   const Dataset ds = make_target_dataset("invcos2", 2000, 5);
   std::vector<double> xs, ys;
   sorted_points(ds, &xs, &ys);
@@ -198,7 +278,7 @@ TEST(VarPro, ThinNeuronIsSwitchedOff) {
     std::vector<double> th(m);
     init_params(s, InitKind::kMaso, ds, 1, th.data());
     const int i = 3;
-    const double G = 1.0, kink = 0.5 * (xs[npts - 3] + xs[npts - 2]);
+    const double G = -1.0, kink = 0.5 * (xs[npts - 3] + xs[npts - 2]);  // active on the left
     th[factor_offset(s, 0) + i] = G;
     th[factor_offset(s, 0) + s.n + i] = -G * kink;
     const Points1d pts{xs.data(), npts, ds.lo[0], ds.hi[0]};
@@ -213,20 +293,12 @@ TEST(VarPro, ThinNeuronIsSwitchedOff) {
     be.var_pro_accept({0});
     std::vector<double> got;
     be.read_params(got);
-    // The reference: dgelsd on the linear columns of the neurons that are not thin.
+    EXPECT_EQ(kink_place(s, got.data(), pts, i), EdgeKind::kOutside) << arch_name(a);
+    EXPECT_GT(-got[factor_offset(s, 0) + s.n + i] / got[factor_offset(s, 0) + i], ds.hi[0]) << arch_name(a);
+    // The reference: the pushed-out gate, every linear column, dgelsd.
     std::vector<double> ref(th);
-    const std::vector<int> all = linear_columns(s);
-    std::vector<int> keep;
-    for (int q : all) {
-      int nu, k;
-      if (param_owner(s, q, &nu, &k) && kink_place(s, th.data(), pts, nu) == EdgeKind::kThin) {
-        ref[q] = 0.0;
-        EXPECT_EQ(got[q], 0.0) << arch_name(a) << " parameter " << q;
-      } else {
-        keep.push_back(q);
-      }
-    }
-    ref = reference_solve(s, ref, keep, ds);
+    ref[factor_offset(s, 0) + s.n + i] = got[factor_offset(s, 0) + s.n + i];
+    ref = reference_solve(s, ref, linear_columns(s), ds);
     const double want = train_mse(s, ref.data(), ds);
     EXPECT_NEAR(loss, want, 1e-8 * want) << arch_name(a);
     EXPECT_NEAR(train_mse(s, got.data(), ds), want, 1e-8 * want) << arch_name(a);
@@ -235,9 +307,8 @@ TEST(VarPro, ThinNeuronIsSwitchedOff) {
 
 // The ALL stage by variable projection against the alternating method with ten times the
 // steps, from the same start, on the default target. The two may settle in different local
-// minima, so the RMSEs compare statistically: median ratio within 5%, none worse than 1.5x
-// (at this commit: 0.97 to 1.38). Every network ends at a stationary point (small scaled
-// gradient), in a quarter of the steps or fewer in all.
+// minima, so the RMSEs compare statistically: median ratio within 5%, none worse than 1.5x.
+// Every network ends converged (stationary), in a quarter of the steps or fewer in all.
 TEST(VarPro, ConvergesInFewStepsToTheAlternatingMethodsLoss) {
   const Dataset ds = make_target_dataset("invcos2", 3000, 0);
   Batch batch;
@@ -267,13 +338,184 @@ TEST(VarPro, ConvergesInFewStepsToTheAlternatingMethodsLoss) {
     ratio.push_back(r1[i].train_rmse / r2[i].train_rmse);
     steps1 += r1[i].newton_steps;
     steps2 += r2[i].newton_steps;
-    EXPECT_LT(r1[i].scaled_grad, 1e-4) << where << ": " << r1[i].reason;
+    EXPECT_EQ(r1[i].status, Status::kConverged) << where << ": " << r1[i].reason;
+    EXPECT_LE(r1[i].scaled_grad, vp.stationary_tol) << where << ": " << r1[i].reason;
     EXPECT_LT(ratio.back(), 1.5) << where << ": " << r1[i].train_rmse << " against " << r2[i].train_rmse;
     EXPECT_TRUE(std::isfinite(r1[i].rel_decrease)) << where;
   }
   std::sort(ratio.begin(), ratio.end());
   EXPECT_LT(0.5 * (ratio[2] + ratio[3]), 1.05);
   EXPECT_LT(steps1, steps2 / 4);
+}
+
+// The scaled gradient of the training loss from central differences of the loss itself
+// (direct evaluation of every point, train_mse), each entry over the square root of its
+// Gauss-Newton diagonal from the explicit Jacobian, and the whole over the RMSE: the quantity
+// NetResult::scaled_grad reports, computed without the solver.
+double fd_scaled_gradient(const Shape& s, const std::vector<double>& th, const Dataset& ds) {
+  const int m = num_params(s), n = ds.n_train();
+  std::vector<double> diag(m, 0.0), row(m);
+  for (int k = 0; k < n; ++k) {
+    jacobian_row(s, th.data(), &ds.x_train[static_cast<std::size_t>(k) * s.d], row.data());
+    for (int q = 0; q < m; ++q) diag[q] += 2.0 * row[q] * row[q] / n;
+  }
+  const double loss = train_mse(s, th.data(), ds);
+  double worst = 0.0;
+  for (int q = 0; q < m; ++q) {
+    if (!(diag[q] > 0.0)) continue;
+    const double h = 1e-6 / std::sqrt(diag[q]);  // a step of 1e-6 in the Jacobi-scaled units
+    std::vector<double> t(th);
+    t[q] = th[q] + h;
+    const double up = train_mse(s, t.data(), ds);
+    t[q] = th[q] - h;
+    const double down = train_mse(s, t.data(), ds);
+    worst = std::fmax(worst, std::fabs(up - down) / (2 * h) / std::sqrt(diag[q]));
+  }
+  return worst / std::sqrt(loss);
+}
+
+// Every network the driver calls converged is stationary by the loss's own finite differences,
+// and the scaled gradient it reports agrees with them.
+TEST(VarPro, ConvergedIsStationaryByFiniteDifferences) {
+  const Dataset ds = make_target_dataset("invcos2", 2000, 1);
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu})
+    for (int w : {6, 12}) {
+      const Shape s{a, Act::kRelu, 1, w};
+      std::vector<double> th(num_params(s));
+      init_params(s, InitKind::kMaso, ds, 2, th.data());
+      batch.add(s, 0, th.data());
+    }
+  TrainOptions o;
+  o.schedule = parse_schedule("D,U,Q,G,ALL*100");
+  CpuBackend be(2);
+  be.load(batch);
+  const std::vector<NetResult> res = train(be, batch, o);
+  std::vector<double> theta;
+  be.read_params(theta);
+  int converged = 0;
+  for (int i = 0; i < batch.size(); ++i) {
+    const NetDesc& nd = batch.nets[i];
+    const std::string where = std::string(arch_name(nd.shape.arch)) + " n=" + std::to_string(nd.shape.n);
+    if (res[i].status != Status::kConverged) continue;
+    ++converged;
+    const std::vector<double> th(theta.begin() + nd.offset, theta.begin() + nd.offset + num_params(nd.shape));
+    const double fd = fd_scaled_gradient(nd.shape, th, ds);
+    EXPECT_LE(fd, o.stationary_tol * 1.01 + 1e-7) << where << ": " << res[i].reason;
+    EXPECT_NEAR(fd, res[i].scaled_grad, 0.01 * res[i].scaled_grad + 1e-7) << where;
+  }
+  EXPECT_GE(converged, batch.size() - 1);
+}
+
+// A target that is itself a network of the arch and width: the teacher's knots spread over the
+// domain (jittered), its other parameters N(0, 1). Training points uniform, test points a grid.
+Dataset teacher_dataset(const Shape& s, const std::vector<double>& th, int points, std::uint64_t seed) {
+  Dataset ds;
+  ds.name = "teacher";
+  ds.d = 1;
+  ds.lo = {-1.0};
+  ds.hi = {1.0};
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (int k = 0; k < points; ++k) {
+    const double x = u(rng);
+    ds.x_train.push_back(x);
+    ds.y_train.push_back(evaluate(s, th.data(), &x));
+    const double t = -1.0 + 2.0 * k / (points - 1);
+    ds.x_test.push_back(t);
+    ds.y_test.push_back(evaluate(s, th.data(), &t));
+  }
+  return ds;
+}
+
+// A teacher whose neurons are far from the parameterization's singular points: each factor's
+// root lies on the active side of its kink, a third and two thirds of a cell in, so that no
+// factor is nearly constant over the neuron's support and no two roots coincide (where the
+// Jacobian loses rank and Newton's method is only linear). Coefficients D of size 1/n.
+std::vector<double> regular_teacher(const Shape& s, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g(0.0, 1.0);
+  std::vector<double> th(num_params(s));
+  const double cell = 1.9 / s.n;
+  const int nf = num_factors(s.arch);
+  for (int i = 0; i < s.n; ++i) {
+    const double kink = -0.95 + cell * (i + 0.5 + 0.2 * std::tanh(g(rng)));
+    const double G = i % 2 == 0 ? 1.0 : -1.0;
+    th[factor_offset(s, 0) + i] = G;
+    th[factor_offset(s, 0) + s.n + i] = -G * kink;
+    for (int b = 1; b < nf; ++b) {
+      const double root = kink + G * cell * b / nf;
+      th[factor_offset(s, b) + i] = 1.0;
+      th[factor_offset(s, b) + s.n + i] = -root;
+    }
+    th[d_offset(s) + i] = (1.0 + 0.5 * std::tanh(g(rng))) / s.n;
+  }
+  th[num_params(s) - 1] = 0.1;
+  return th;
+}
+
+// The teacher with every kink and factor root moved by `frac` of a cell (normal).
+std::vector<double> perturbed(const Shape& s, std::vector<double> th, double frac, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g(0.0, 1.0);
+  const double cell = 1.9 / s.n;
+  for (int b = 0; b < num_factors(s.arch) - 1; ++b)
+    for (int i = 0; i < s.n; ++i)
+      th[factor_offset(s, b) + s.n + i] -= th[factor_offset(s, b) + i] * frac * cell * g(rng);
+  return th;
+}
+
+// From a perturbed start (kinks and roots moved by 2% of a cell, the linear parameters 1% off
+// and then solved), training reaches the teacher: a test RMSE of 1e-10 or less, converged at
+// the rounding floor of its loss.
+TEST(VarPro, TargetThatIsANetworkIsReachedToTheFloor) {
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+    const Shape s{a, Act::kRelu, 1, 8};
+    const std::vector<double> t = regular_teacher(s, 11);
+    const Dataset ds = teacher_dataset(s, t, 2000, 12);
+    std::vector<double> start = perturbed(s, t, 0.02, 13);
+    std::mt19937_64 rng(14);
+    std::normal_distribution<double> g(0.0, 0.01);
+    for (int q : linear_columns(s)) start[q] *= 1.0 + g(rng);
+    Batch batch;
+    batch.datasets.push_back(&ds);
+    batch.add(s, 0, start.data());
+    CpuBackend be(1);
+    be.load(batch);
+    TrainOptions o;
+    o.schedule = parse_schedule("D,U,Q,G,ALL*100");
+    const std::vector<NetResult> res = train(be, batch, o);
+    const std::string where = arch_name(a);
+    EXPECT_EQ(res[0].status, Status::kConverged) << where << ": " << res[0].reason;
+    EXPECT_LE(res[0].test_rmse, 1e-10) << where << ": " << res[0].reason;
+  }
+}
+
+// The rate at width 200: a gqu teacher of width 200 (1401 parameters, 10,000 points), from a
+// start with every kink and root moved by 1% of a cell. Near a zero residual, with a Jacobian
+// of full rank, the projection and Newton's steps take the test RMSE from above 1e-7 to below
+// 1e-10 in three steps (the projected problem's own floor at this width, about 1e-11 of the
+// target's size, is reached). A model that does not describe the reduced problem (the Schur
+// complement of the Hessian, whose conditioning is squared, loses its Gauss-Newton part at
+// this width) does not get there.
+TEST(VarPro, Width200ConvergesAtNewtonsRate) {
+  const Shape s{Arch::kGqu, Act::kRelu, 1, 200};
+  const std::vector<double> t = regular_teacher(s, 21);
+  const Dataset ds = teacher_dataset(s, t, 10000, 22);
+  const std::vector<double> start = perturbed(s, t, 0.01, 23);
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  batch.add(s, 0, start.data());
+  CpuBackend be(2);
+  be.load(batch);
+  const double rmse0 = std::sqrt(train_mse(s, start.data(), ds));
+  TrainOptions o;
+  o.schedule = parse_schedule("ALL*3");
+  const std::vector<NetResult> res = train(be, batch, o);
+  EXPECT_GT(rmse0, 1e-7);
+  EXPECT_LE(res[0].test_rmse, 1e-4 * rmse0) << res[0].reason;
+  EXPECT_LE(res[0].test_rmse, 1e-10) << res[0].reason;
 }
 
 }  // namespace

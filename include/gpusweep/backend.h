@@ -89,18 +89,21 @@ class Backend {
   virtual bool has_variable_projection() const { return false; }
 
   // After assemble(nets, Block::kAll, ...): the Newton step on each network's nonlinear
-  // parameters with the linear ones eliminated (the Schur complement of the exact Hessian,
-  // plus relu's knot-crossing curvature in 1D), Levenberg-Marquardt damped by lambda, into the
+  // parameters with the linear ones eliminated (the Schur complement of the exact Hessian, by
+  // QR of the compressed Jacobian: var_pro.h), Levenberg-Marquardt damped by lambda, into the
   // step (zero on the linear and the fixed parameters). Writes per listed network the Cholesky
-  // info and the decrease the reduced quadratic model predicts.
+  // info and the decrease the reduced quadratic model predicts. A call with the same networks
+  // and no assembly in between (a damping retry) may reuse the reduced systems.
   virtual void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
                              double* pred);
 
-  // The trial theta + step (theta itself without take_step) with the linear parameters then
-  // solved to their least-squares optimum (least_squares; the linear columns of neurons that
-  // var_pro.h calls thin are left out, at zero); writes its training loss per listed network
-  // and keeps it for var_pro_accept.
-  virtual void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss);
+  // The trial theta + alpha step (alpha per listed network, 1 when null; theta itself without
+  // take_step), the kinks of the neurons that
+  // var_pro.h calls thin pushed out of the domain (push_out_thin), with the linear parameters
+  // then solved to their least-squares optimum (least_squares); writes its training loss per
+  // listed network and keeps it for var_pro_accept.
+  virtual void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
+                             const double* alpha = nullptr);
 
   // theta = the last trial, for each listed network.
   virtual void var_pro_accept(const std::vector<int>& nets);

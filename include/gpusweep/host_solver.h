@@ -12,9 +12,6 @@
 
 namespace gs {
 
-// Training points on each side of a kink from which knot_curvature estimates its curvature.
-constexpr int kKnotWindow = 8;
-
 class HostSolver {
  public:
   // A 1D dataset's training points sorted by x (stable: ties keep their order), with the
@@ -27,7 +24,8 @@ class HostSolver {
   struct Workspace {
     std::vector<double> resid, values, work, current;
     std::vector<Role> roles;
-    std::vector<HessEntry> extra;
+    std::vector<double> curvature;
+    VarProColumns cols;
     ReducedSystem reduced;
   };
 
@@ -52,17 +50,26 @@ class HostSolver {
   int stage_step(int i, const double* theta, int b, int e, double* step, double* loss,
                  Workspace& w) const;
 
-  // Backend::var_pro_solve for one network: from the exact Hessian H and gradient g over all
-  // its parameters (column-major, both triangles) and their Jacobi scale, the damped reduced
-  // Newton step into step (all parameters). Returns the Cholesky info; writes *pred.
+  // The reduced Newton system of network i at theta (var_pro.h): its roles, its compressed
+  // Jacobian and residual curvature, and their QR into sys. scale: the Jacobi scale of all its
+  // parameters. H, the exact Hessian over all of them (column-major), is read only by networks
+  // outside the relu 1D fast path (their residual curvature is H less its Gauss-Newton part);
+  // it may be null for the others.
+  void var_pro_system(int i, const double* theta, const double* H, const double* scale,
+                      ReducedSystem* sys, Workspace& w) const;
+
+  // Backend::var_pro_solve for one network: var_pro_system, then the damped step
+  // (reduced_solve) into step (all parameters). Returns reduced_solve's info; writes *pred.
+  // (g, the gradient, is not needed: the reduced gradient comes from the QR.)
   int var_pro_step(int i, const double* theta, const double* H, const double* g, const double* scale,
                    double lambda, double* step, double* pred, Workspace& w) const;
 
-  // Backend::var_pro_trial for one network: trial = theta (+ step when step is not null),
-  // its linear parameters then set to their least-squares optimum (the thin neurons' to zero).
+  // Backend::var_pro_trial for one network: trial = theta (+ alpha step when step is not null),
+  // the kinks of its thin neurons pushed out of the domain (push_out_thin), its linear
+  // parameters then set to their least-squares optimum.
   // Returns the trial's training MSE.
   double var_pro_trial(int i, const double* theta, const double* step, double* trial,
-                       Workspace& w) const;
+                       Workspace& w, double alpha = 1.0) const;
 
  private:
   std::vector<NetDesc> nets_;
@@ -73,6 +80,13 @@ class HostSolver {
 
 // Sum of squared residuals of the network theta over the training points of ds.
 double train_sse(const Shape& s, const double* theta, const Dataset& ds);
+
+// The training MSE below which the residuals are rounding: at each training point the sum of
+// the magnitudes that evaluating r = y - f adds up (|f|, |d0| and each neuron's |term|), times
+// kFloorUlps units in the last place of 1, squared and averaged. A network there can lower its
+// loss no further in float64, and its gradient is noise, so it counts as stationary.
+constexpr double kFloorUlps = 64.0;
+double rounding_floor(const Shape& s, const double* theta, const Dataset& ds);
 
 // Calls f(j, thread) for j < count on threads OpenMP threads (dynamic schedule, one index at
 // a time); thread < threads names the caller's scratch. The first exception thrown by f is

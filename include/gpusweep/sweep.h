@@ -35,6 +35,7 @@ struct SweepSpec {
   std::vector<int> widths;
   int seeds = 1;
   int chunk_networks = 0;  // networks per chunk at most; 0: the backend's choice
+  int restarts = 0;        // more starts per trained job (restart_params); the best is kept
   InitKind init = InitKind::kAuto;
   TrainOptions train;
 };
@@ -73,6 +74,12 @@ void init_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64
                  double* theta);
 std::uint64_t job_seed(const Job& job, const std::string& target_name);
 
+// Start k >= 1 of a job (--restarts): init_params with the seed mixed with k, then, on 1D
+// inputs, every kink inside the domain moved by a uniform amount of at most a quarter of the
+// mean spacing of the n knots, so the restarts explore other minima near the spline start.
+void restart_params(const Shape& s, InitKind kind, const Dataset& data, std::uint64_t seed, int k,
+                    double* theta);
+
 // The input dimension of each dataset, and a job's parameter count given those.
 std::vector<int> dataset_dims(const std::vector<Dataset>& datasets);
 int job_params(const Job& job, const std::vector<int>& dims);
@@ -84,6 +91,10 @@ std::vector<std::vector<int>> plan_chunks(const std::vector<Job>& jobs, const st
                                           std::size_t bytes_budget,
                                           const std::function<std::size_t(int)>& bytes_per_net,
                                           int max_networks = 0);
+
+// plan_chunks for a sweep on a backend: each job trains 1 + spec.restarts networks together.
+std::vector<std::vector<int>> plan_sweep_chunks(const SweepSpec& spec, const std::vector<Job>& jobs,
+                                                const Backend& backend);
 
 // The most points (training and test) of any dataset: the planner's per-network point count.
 int max_points(const std::vector<Dataset>& datasets);

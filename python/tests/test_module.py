@@ -154,7 +154,7 @@ def test_load_round_trip():
     assert np.array_equal(np.concatenate(run.params), raw), "params differ from params.bin"
     assert all(np.isfinite(p).all() for p in run.params)
     counts = run.summary["networks"]
-    assert sum(counts[k] for k in ("converged", "max_steps", "failed")) == len(run), counts
+    assert sum(counts[k] for k in ("converged", "max_steps", "stalled", "failed")) == len(run), counts
     assert sorted({(g["arch"], g["target"]) for g in run.summary["fits"]}) == sorted(
         {(a, t) for a, t in zip(res["arch"], res["target"])}), run.summary["fits"]
     assert run.summary["config"]["widths"] == "3,6" and run.summary["config"]["seeds"] == 2, run.summary["config"]
