@@ -215,7 +215,9 @@ TEST(Cuda, NoDeviceIsOneClearError) {
 // rows 256 points at a time (the default), 7 at a time in groups so small that most hold one
 // network, each with the tile kernel and with cuBLAS's grouped GEMM, and the tile kernel that
 // evaluates its own entries. The emulated device takes widths up to 33 (systems of up to
-// 1000 parameters: many 64 x 64 tiles, most of them cut at the system's edge) on fewer points.
+// 1000 parameters: many 64 x 64 tiles, most of them cut at the system's edge) on fewer points;
+// the order of its widths deals the datasets so that some system is a whole number of tiles
+// and another one row more (checked below).
 TEST(Cuda, AssemblyMatchesCpu) {
   SKIP_WITHOUT_GPU();
   const Dataset d1 = make_target_dataset("invcos2", sized(2000, 400), 1);
@@ -223,7 +225,7 @@ TEST(Cuda, AssemblyMatchesCpu) {
   const Dataset d3 = plane_dataset(2, sized(501, 151), 3);
   const Dataset d4 = make_target_dataset("friedman1", sized(613, 163), 4);
   const Dataset d5 = make_target_dataset("sin_sin", sized(900, 200), 5);
-  const std::vector<int> widths = sized<std::vector<int>>({1, 2, 5, 17, 64, 65, 128, 200}, {1, 2, 5, 17, 33});
+  const std::vector<int> widths = sized<std::vector<int>>({1, 2, 5, 17, 64, 65, 128, 200}, {1, 2, 5, 17, 16, 33});
   std::vector<std::pair<std::string, CudaOptions>> modes(5);
   modes[0].first = "rows of 256";
   modes[1].first = "rows of 7 in groups of 64 KiB";
@@ -238,6 +240,19 @@ TEST(Cuda, AssemblyMatchesCpu) {
   modes[4].second.jacobian_rows = 0;
   for (Act act : {Act::kRelu, Act::kGelu}) {
     Batch batch = random_batch({&d1, &d2, &d3, &d4, &d5}, widths, act, 5);
+    // The tiles' edge cases are among the systems: a size that is a whole number of 64-wide
+    // tiles, and one a single row past it.
+    std::set<int> edges;
+    std::string sizes;
+    for (const NetDesc& nd : batch.nets)
+      for (Block stage : {Block::kD, Block::kU, Block::kQ, Block::kG, Block::kAll}) {
+        if (!has_block(nd.shape.arch, stage)) continue;
+        int b = 0, e = 0;
+        stage_range(nd.shape, stage, &b, &e);
+        if (e - b >= 64 && (e - b) % 64 <= 1) edges.insert((e - b) % 64);
+        sizes += " " + std::to_string(e - b);
+      }
+    ASSERT_EQ(edges.size(), 2u) << "no system of 64 k or 64 k + 1 parameters among" << sizes;
     CpuBackend cpu(2);
     cpu.load(batch);
     std::vector<std::unique_ptr<CudaBackend>> gpus;
@@ -436,7 +451,8 @@ extern "C" void openblas_set_num_threads(int num_threads);
 TEST(Cuda, HostSolverRunsLapackOnItsCallersThreads) {
   SKIP_WITHOUT_GPU();
   openblas_set_num_threads(2);
-  if (openblas_get_num_threads() != 2) GTEST_SKIP() << "one core: OpenBLAS runs one thread whatever it is told";
+  if (openblas_get_num_threads() != 2)
+    GTEST_SKIP() << "this OpenBLAS does not take two threads (a single-threaded build, or capped to one core)";
   CudaBackend gpu{CudaOptions{}};
   EXPECT_EQ(openblas_get_num_threads(), 1);
 }
@@ -946,7 +962,9 @@ TEST(Cuda, MemoryUseStaysWithinTheEstimate) {
     gpu.rmse(tr.data(), te.data());
     ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
     const std::size_t used = free0 > free1 ? free0 - free1 : 0;
-    EXPECT_LE(used, estimate + (std::size_t(128) << 20)) << mode << ": estimate " << estimate;
+    // The allowance: what the libraries allocate for themselves on a GPU (cuBLAS's and
+    // cuSOLVER's handles and workspaces); the emulated ones allocate nothing of the device's.
+    EXPECT_LE(used, estimate + sized(std::size_t(128) << 20, std::size_t(8) << 20)) << mode << ": estimate " << estimate;
     std::printf("%s: used %zu MiB of an estimate of %zu MiB; workspace %zu MiB\n", mode, used >> 20, estimate >> 20,
                 gpu.memory().workspace >> 20);
   }

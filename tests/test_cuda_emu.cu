@@ -88,6 +88,18 @@ __global__ void write_kernel(double* p, long long index, double v) { p[index] = 
 
 __global__ void add_kernel(double* p, double v) { p[threadIdx.x] += v; }
 
+// Thread 0 writes sh[index], through a pointer (UndefinedBehaviorSanitizer's bounds check
+// catches sh[kThreads] itself; through a pointer only AddressSanitizer can).
+__global__ void shared_overflow_kernel(double* out, int index) {
+  GS_SHARED(double, sh, [kThreads]);
+  sh[threadIdx.x] = 1.0;
+  __syncthreads();
+  double* p = &sh[0];
+  if (threadIdx.x == 0) p[index] = 2.0;
+  __syncthreads();
+  out[threadIdx.x] = sh[threadIdx.x];
+}
+
 __global__ void too_much_shared_kernel(double* out) {
   GS_SHARED(double, a, [4096]);
   GS_SHARED(double, b, [4096]);
@@ -218,7 +230,30 @@ TEST_F(CudaEmuDeathTest, KernelWriteJustPastTheAllocationIsCaughtByAddressSaniti
       },
       "AddressSanitizer: use-after-poison");
 }
+
+// Shared memory is a heap array per block here, so a write past its end is caught too.
+TEST_F(CudaEmuDeathTest, SharedWritePastTheArrayIsCaughtByAddressSanitizer) {
+  EXPECT_DEATH(
+      {
+        double* d = nullptr;
+        cudaMalloc(reinterpret_cast<void**>(&d), kThreads * sizeof(double));
+        GS_LAUNCH(shared_overflow_kernel, 1, kThreads, 0, nullptr)(d, kThreads);
+        cudaDeviceSynchronize();
+      },
+      "AddressSanitizer: heap-buffer-overflow");
+}
 #endif
+
+// The same kernel within its array: a control for the test above, in every build.
+TEST(CudaEmu, SharedWriteWithinTheArrayRuns) {
+  double* d = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), kThreads * sizeof(double)), cudaSuccess);
+  GS_LAUNCH(shared_overflow_kernel, 2, kThreads, 0, nullptr)(d, kThreads - 1);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<double> h = to_host(d, kThreads);
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(h[t], t == kThreads - 1 ? 2.0 : 1.0) << t;
+  cudaFree(d);
+}
 
 // A kernel given a host pointer: a GPU faults when it runs, and the runtime reports an
 // illegal address at the next synchronization and from then on (a sticky error).
@@ -274,9 +309,10 @@ TEST(CudaEmu, StreamsRunTheirWorkOnlyWhenSomethingWaitsForIt) {
   std::vector<double> h(kThreads, 0.0);
   GS_LAUNCH(add_kernel, 1, kThreads, 0, a)(d, 2.0);
   ASSERT_EQ(cudaMemcpyAsync(h.data(), d, kThreads * sizeof(double), cudaMemcpyDeviceToHost, a), cudaSuccess);
-  EXPECT_EQ(h[0], 0.0) << "the copy ran before anything waited for it";
+  // Before the stream runs, the destination holds NaN: no old value passes for the result.
+  EXPECT_TRUE(std::isnan(h[0])) << "the copy ran before anything waited for it: " << h[0];
   ASSERT_EQ(cudaStreamSynchronize(b), cudaSuccess);
-  EXPECT_EQ(h[0], 0.0) << "synchronizing another stream ran it";
+  EXPECT_TRUE(std::isnan(h[kThreads - 1])) << "synchronizing another stream ran it";
   ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
   EXPECT_EQ(h[0], 3.0);
   // Stream b's copy waits on a's event: synchronizing b runs a's work up to the record.

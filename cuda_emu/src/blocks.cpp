@@ -12,6 +12,7 @@
 #include <atomic>
 #include <boost/context/detail/fcontext.hpp>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <thread>
@@ -63,7 +64,7 @@ struct Worker {
   std::vector<int> live;
   std::vector<uint3> coords;  // of each thread of the block shape below
   uint3 shape{0, 0, 0};
-  std::vector<void*> shared;
+  std::vector<std::pair<const void*, void*>> shared;  // the running block's arrays, by declaration
   std::size_t shared_bytes = 0;
   const char* kernel = nullptr;
   const std::function<void()>* body = nullptr;
@@ -186,6 +187,13 @@ void shuffle(std::vector<int>& v, std::uint64_t& rng) {
   }
 }
 
+// Frees the shared arrays of the block that ran last on this worker.
+void release_shared(Worker& w) {
+  for (const auto& kp : w.shared) std::free(kp.second);
+  w.shared.clear();
+  w.shared_bytes = 0;
+}
+
 // Runs the threads of a block without barriers one after another, each to its end.
 void run_plain(Worker& w, int n, std::uint64_t& rng) {
   for (int t = 0; t < n; ++t) w.live[t] = t;
@@ -214,13 +222,13 @@ void run_block(const char* name, dim3 grid, dim3 block, const std::function<void
   }
   w.kernel = name;
   w.body = &body;
-  w.shared.clear();
-  w.shared_bytes = 0;
+  release_shared(w);
   w.live.resize(n);
   const std::uint64_t seed = config().seed;
   std::uint64_t rng = seed ^ (launch_id * 0xd1b54a32d192ed03ull) ^ (static_cast<std::uint64_t>(b) << 20);
   if (!barriers) {
     run_plain(w, n, rng);
+    release_shared(w);
     w.kernel = nullptr;
     w.body = nullptr;
     return;
@@ -247,7 +255,7 @@ void run_block(const char* name, dim3 grid, dim3 block, const std::function<void
       }
       ++at_barrier;
       if (waiting < 0) waiting = t;
-      else if (f.file != w.fibers[waiting].file || f.line != w.fibers[waiting].line)
+      else if (f.line != w.fibers[waiting].line || std::strcmp(f.file, w.fibers[waiting].file) != 0)
         fatal(block_name() + ": threads wait at different __syncthreads: " + thread_name(waiting) + " at " +
               site(w.fibers[waiting]) + ", " + thread_name(t) + " at " + site(f));
     }
@@ -259,6 +267,7 @@ void run_block(const char* name, dim3 grid, dim3 block, const std::function<void
             thread_name(returned) + " returned");
     for (int t : w.live) w.fibers[t].state = State::kReady;
   }
+  release_shared(w);
   w.kernel = nullptr;
   w.body = nullptr;
 }
@@ -336,21 +345,25 @@ void sync_threads(const char* file, int line) {
   f->sched = tr.fctx;
 }
 
-void fresh_shared(void* p, std::size_t bytes, const char* name) {
+void* shared_array(const void* key, std::size_t bytes, const char* name) {
   Worker& w = worker();
   if (!w.kernel) fatal(std::string("shared memory ") + name + " declared outside a kernel");
-  for (void* q : w.shared)
-    if (q == p) return;
-  w.shared.push_back(p);
+  for (const auto& [k, p] : w.shared)
+    if (k == key) return p;
   w.shared_bytes += bytes;
   if (w.shared_bytes > kSharedPerBlock)
     fatal(block_name() + ": " + std::to_string(w.shared_bytes) +
           " bytes of static shared memory, more than the 48 KiB a block may have");
+  void* p = std::malloc(bytes);
+  if (!p) fatal(block_name() + ": out of host memory for the shared array " + name);
   std::memset(p, 0xff, bytes);
+  w.shared.emplace_back(key, p);
+  return p;
 }
 
 std::string running_kernel() {
-  const Worker& w = worker();
+  if (!tl_worker_ptr) return "";  // called from the fault handler: no allocation for a thread that runs no blocks
+  const Worker& w = *tl_worker_ptr;
   if (!w.kernel) return "";
   return block_name() + (w.cur_thread >= 0 ? ", " + thread_name(w.cur_thread) : std::string());
 }

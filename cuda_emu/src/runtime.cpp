@@ -76,7 +76,8 @@ const char* kind_name(cudaMemcpyKind k) {
 
 // A copy of n bytes on stream s. The host side of an asynchronous copy from host memory is
 // read when the call is made (pageable memory goes through a staging buffer, so the caller
-// may reuse it at once); everything else happens when the stream runs. sync: the host
+// may reuse it at once); the host side of one to host memory is filled with NaN bytes when
+// the call is made; everything else happens when the stream runs. sync: the host
 // waits for it, as cudaMemcpy does.
 cudaError_t copy(const char* api, void* dst, const void* src, std::size_t n, cudaMemcpyKind kind, cudaStream_t h,
                  bool sync) {
@@ -110,6 +111,11 @@ cudaError_t copy(const char* api, void* dst, const void* src, std::size_t n, cud
   if (!want_dst_dev && !want_src_dev) {  // host to host: no device involved
     std::memmove(dst, src, n);
     return cudaSuccess;
+  }
+  if (want_src_dev && !want_dst_dev && !sync) {
+    // Until the stream runs the copy, the host destination holds NaN bytes: a read without
+    // the synchronization sees NaN, never a value from before that could pass for the result.
+    std::memset(dst, 0xff, n);
   }
   if (!want_src_dev && !sync) {
     auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + n);

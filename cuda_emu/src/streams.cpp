@@ -200,7 +200,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t ev) {
 
 cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t h) {
   Lock lock(api_mutex());
-  if (cudaError_t e = sticky()) return e;
+  if (cudaError_t e = sticky()) return fail(e);
   if (!streams().events.count(ev)) return fail(cudaErrorInvalidResourceHandle);
   cudaError_t e = cudaSuccess;
   Stream* s = stream_of(h, &e);
@@ -220,7 +220,7 @@ cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t h) {
 // never recorded makes it a no-op.
 cudaError_t cudaStreamWaitEvent(cudaStream_t h, cudaEvent_t ev, unsigned int flags) {
   Lock lock(api_mutex());
-  if (cudaError_t e = sticky()) return e;
+  if (cudaError_t e = sticky()) return fail(e);
   if (!streams().events.count(ev)) return fail(cudaErrorInvalidResourceHandle);
   if (flags != 0 && flags != cudaEventWaitExternal) return fail(cudaErrorInvalidValue);
   cudaError_t e = cudaSuccess;

@@ -34,9 +34,12 @@ extern __thread Builtins tl_builtins __attribute__((tls_model("initial-exec")));
 // naming the kernel, the block and the two sites.
 void sync_threads(const char* file, int line);
 
-// Called where a kernel declares shared memory: the first thread of a block to get there
-// fills it with NaN bytes (0xff), so that a read before any write of that block sees NaN.
-void fresh_shared(void* p, std::size_t bytes, const char* name);
+// Where a kernel declares shared memory (key: one per declaration): the block's array of
+// that declaration. The first thread of a block to get there allocates it on the heap, on its
+// own, and fills it with NaN bytes (0xff), so that a read before any write of that block sees
+// NaN, and an access past either end is AddressSanitizer's heap-buffer-overflow in a
+// sanitized build; the block's arrays are freed when it ends.
+void* shared_array(const void* key, std::size_t bytes, const char* name);
 
 // A pointer argument of a launch: the runtime checks at execution that it points into device
 // memory (or is null), as a kernel on a GPU would fault on a host pointer.
