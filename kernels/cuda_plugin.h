@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cuda_backend.h"
-#include "gpusweep/ntk.h"
+#include "gpusweep/analysis/ntk.h"
 
 namespace gs {
 

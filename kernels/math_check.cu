@@ -3,7 +3,7 @@
 // headers the CPU backend uses are valid device code.
 #include <cuda_runtime.h>
 
-#include "gpusweep/network.h"
+#include "gpusweep/model/network.h"
 #include "launch.cuh"
 
 namespace gs {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "gpusweep/ntk.h"
+#include "gpusweep/analysis/ntk.h"
 
 namespace gs {
 

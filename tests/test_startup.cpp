@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda_loader.h"
+#include "backend/cuda_loader.h"
 #include "program.h"
 
 extern char** environ;
