@@ -19,6 +19,7 @@
 #include "gpusweep/io/output.h"
 #include "gpusweep/io/params_io.h"
 #include "gpusweep/model/data.h"
+#include "gpusweep/model/model.h"
 #include "gpusweep/model/network.h"
 #include "gpusweep/solver/baselines.h"
 #include "gpusweep/util/csv.h"

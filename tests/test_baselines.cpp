@@ -13,9 +13,9 @@
 #include "backend/cpu_backend.h"
 #include "gpusweep/analysis/fit.h"
 #include "gpusweep/model/data.h"
+#include "gpusweep/model/model.h"
 #include "gpusweep/solver/baselines.h"
 #include "gpusweep/train/sweep.h"
-#include "gpusweep/util/text.h"
 #include "lsq_reference.h"
 
 namespace gs {

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "gpusweep/model/data.h"
+#include "gpusweep/model/model.h"
 #include "gpusweep/train/sweep.h"
 #include "gpusweep/util/csv.h"
 #include "gpusweep/util/text.h"

@@ -11,6 +11,7 @@
 
 #include "cuda_plan.h"
 #include "gpusweep/model/data.h"
+#include "gpusweep/model/model.h"
 #include "gpusweep/util/digest.h"
 #include "gpusweep/util/text.h"
 

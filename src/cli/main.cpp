@@ -11,6 +11,7 @@
 #include "cli/run_dir.h"
 #include "gpusweep/analysis/ntk_run.h"
 #include "gpusweep/io/output.h"
+#include "gpusweep/model/model.h"
 #include "gpusweep/util/text.h"
 #include "gpusweep_version.h"
 

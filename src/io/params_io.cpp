@@ -14,7 +14,7 @@
 #include <stdexcept>
 
 #include "gpusweep/io/output.h"
-#include "gpusweep/util/text.h"
+#include "gpusweep/model/model.h"
 
 namespace fs = std::filesystem;
 

@@ -1,83 +1,16 @@
-// The untrained baselines: model names, the paper's mlp and glu constructions, and
+// The untrained baselines: the paper's mlp and glu constructions, the spline networks, and
 // least-squares splines in a uniform B-spline basis (LAPACK dgelsd).
 #include "gpusweep/solver/baselines.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <stdexcept>
 
+#include "gpusweep/model/model.h"
 #include "gpusweep/model/network.h"
-#include "gpusweep/train/sweep.h"
 #include "solver/lapack.h"
 
 namespace gs {
-
-// ---- names ---------------------------------------------------------------------------------
-
-namespace {
-std::vector<Model> all_models() {
-  std::vector<Model> v;
-  for (const ArchRow& r : kArchTable) v.push_back(Model(row_arch(r)));
-  for (const ArchRow& r : kArchTable) v.push_back(Model(Method::kConstruct, row_arch(r), 0));
-  v.push_back(Model(Method::kPaper, Arch::kMlp, 0));
-  v.push_back(Model(Method::kPaper, Arch::kGlu, 0));
-  for (int deg = 1; deg <= kMaxSplineDegree; ++deg) v.push_back(Model(Method::kSpline, Arch::kMlp, deg));
-  return v;
-}
-}  // namespace
-
-std::string model_name(const Model& m) {
-  switch (m.method) {
-    case Method::kTrain: return arch_name(m.arch);
-    case Method::kConstruct: return std::string(arch_name(m.arch)) + "-construct";
-    case Method::kPaper: return std::string(arch_name(m.arch)) + "-paper";
-    case Method::kSpline: return "spline" + std::to_string(m.degree);
-  }
-  return "?";
-}
-
-bool parse_model(const std::string& name, Model* out) {
-  for (const Model& m : all_models()) {
-    // A network's model also answers to its family name: gated:2, gated:2-construct.
-    const std::string family = m.method == Method::kSpline ? std::string() : arch_family_name(m.arch);
-    const std::string alt = m.method == Method::kTrain ? family
-                            : m.method == Method::kConstruct ? family + "-construct"
-                            : m.method == Method::kPaper ? family + "-paper"
-                                                         : std::string();
-    if (model_name(m) == name || (!alt.empty() && alt == name)) {
-      *out = m;
-      return true;
-    }
-  }
-  return false;
-}
-
-std::vector<std::string> model_names() {
-  std::vector<std::string> v;
-  for (const Model& m : all_models()) v.push_back(model_name(m));
-  return v;
-}
-
-int model_num_params(const Model& m, int d, int width) {
-  if (m.method == Method::kSpline) return width + m.degree;
-  return num_params(Shape{m.arch, Act::kRelu, d, width});
-}
-
-int model_effective_params(const Model& m, int d, int width, Act trained_act) {
-  if (m.method == Method::kSpline) return width + m.degree;
-  return effective_params(Shape{m.arch, m.method == Method::kTrain ? trained_act : Act::kRelu, d, width});
-}
-
-const char* model_act_name(const Model& m, Act trained_act) {
-  switch (m.method) {
-    case Method::kTrain: return act_name(trained_act);
-    case Method::kConstruct:
-    case Method::kPaper: return "relu";
-    case Method::kSpline: return "none";
-  }
-  return "?";
-}
 
 // ---- constructions ---------------------------------------------------------------------------
 
@@ -491,52 +424,6 @@ std::vector<double> spline_network(Arch arch, int n, double lo, double hi, const
     }
   }
   return th;
-}
-
-// ---- one baseline as a sweep row -------------------------------------------------------------
-
-namespace {
-template <class Fn>
-double rmse(const Fn& y, const std::vector<double>& x, const std::vector<double>& f) {
-  double sse = 0.0;
-  for (std::size_t k = 0; k < x.size(); ++k) {
-    const double e = y(x[k]) - f[k];
-    sse += e * e;
-  }
-  return x.empty() ? 0.0 : std::sqrt(sse / x.size());
-}
-}  // namespace
-
-NetResult run_baseline(const Model& m, int width, const Dataset& ds, const TargetFn& f) {
-  if (m.method == Method::kTrain) throw std::logic_error("run_baseline: " + model_name(m) + " is trained");
-  if (ds.d != 1) throw std::invalid_argument(model_name(m) + " is defined for 1D inputs only");
-  const auto t0 = std::chrono::steady_clock::now();
-  NetResult r;
-  r.status = Status::kConverged;
-  r.newton_steps = 0;
-  if (m.method == Method::kPaper || m.method == Method::kConstruct) {
-    r.params = m.method == Method::kPaper
-                   ? paper_network(m.arch, width, ds.lo[0], ds.hi[0], f)
-                   : spline_network(m.arch, width, ds.lo[0], ds.hi[0], ds.x_train, ds.y_train);
-    const Shape s{m.arch, Act::kRelu, 1, width};
-    // Measured through the shared network math: the construction is a real network.
-    auto y = [&](double x) { return evaluate(s, r.params.data(), &x); };
-    r.train_rmse = rmse(y, ds.x_train, ds.y_train);
-    r.test_rmse = rmse(y, ds.x_test, ds.y_test);
-    r.reason = "construction";
-  } else {
-    const UniformSpline sp = fit_spline(m.degree, width, ds.lo[0], ds.hi[0], ds.x_train, ds.y_train);
-    r.train_rmse = rmse(sp, ds.x_train, ds.y_train);
-    r.test_rmse = rmse(sp, ds.x_test, ds.y_test);
-    r.params = sp.coef;
-    r.reason = "least squares";
-  }
-  if (!std::isfinite(r.train_rmse) || !std::isfinite(r.test_rmse)) {
-    r.status = Status::kFailed;
-    r.reason = "non-finite";
-  }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
 }
 
 }  // namespace gs

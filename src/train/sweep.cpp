@@ -3,22 +3,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 #include <stdexcept>
 
 #include "gpusweep/model/data.h"
 
 namespace gs {
-
-const char* act_name(Act a) {
-  switch (a) {
-    case Act::kRelu: return "relu";
-    case Act::kGelu: return "gelu";
-    case Act::kSilu: return "silu";
-    case Act::kSigmoid: return "sigmoid";
-  }
-  return "?";
-}
 
 namespace {
 // The most host memory one spline fit may take for its dense least-squares matrix.
@@ -212,6 +203,52 @@ std::vector<std::vector<int>> plan_sweep_chunks(const SweepSpec& spec, const std
   return plan_chunks(jobs, dataset_dims(spec.datasets), backend.memory_budget(),
                      [&](int p) { return starts * backend.bytes_per_network(p, points); },
                      most > 0 ? std::max(1, most / starts) : 0);
+}
+
+// ---- one baseline as a sweep row -------------------------------------------------------------
+
+namespace {
+template <class Fn>
+double rmse(const Fn& y, const std::vector<double>& x, const std::vector<double>& f) {
+  double sse = 0.0;
+  for (std::size_t k = 0; k < x.size(); ++k) {
+    const double e = y(x[k]) - f[k];
+    sse += e * e;
+  }
+  return x.empty() ? 0.0 : std::sqrt(sse / x.size());
+}
+}  // namespace
+
+NetResult run_baseline(const Model& m, int width, const Dataset& ds, const TargetFn& f) {
+  if (m.method == Method::kTrain) throw std::logic_error("run_baseline: " + model_name(m) + " is trained");
+  if (ds.d != 1) throw std::invalid_argument(model_name(m) + " is defined for 1D inputs only");
+  const auto t0 = std::chrono::steady_clock::now();
+  NetResult r;
+  r.status = Status::kConverged;
+  r.newton_steps = 0;
+  if (m.method == Method::kPaper || m.method == Method::kConstruct) {
+    r.params = m.method == Method::kPaper
+                   ? paper_network(m.arch, width, ds.lo[0], ds.hi[0], f)
+                   : spline_network(m.arch, width, ds.lo[0], ds.hi[0], ds.x_train, ds.y_train);
+    const Shape s{m.arch, Act::kRelu, 1, width};
+    // Measured through the shared network math: the construction is a real network.
+    auto y = [&](double x) { return evaluate(s, r.params.data(), &x); };
+    r.train_rmse = rmse(y, ds.x_train, ds.y_train);
+    r.test_rmse = rmse(y, ds.x_test, ds.y_test);
+    r.reason = "construction";
+  } else {
+    const UniformSpline sp = fit_spline(m.degree, width, ds.lo[0], ds.hi[0], ds.x_train, ds.y_train);
+    r.train_rmse = rmse(sp, ds.x_train, ds.y_train);
+    r.test_rmse = rmse(sp, ds.x_test, ds.y_test);
+    r.params = sp.coef;
+    r.reason = "least squares";
+  }
+  if (!std::isfinite(r.train_rmse) || !std::isfinite(r.test_rmse)) {
+    r.status = Status::kFailed;
+    r.reason = "non-finite";
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
 }
 
 std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,

@@ -1,58 +1,16 @@
 // Baselines that need no training: the paper's analytical constructions (section 3) of mlp
-// and glu parameters, and least-squares splines of degree 1 to 3 on uniform cells. They run
-// on the host, share the sweep's jobs, rows and fits, and never touch the Newton driver.
+// and glu parameters, the spline networks, and least-squares splines of degree 1 to
+// kMaxSplineDegree (model.h) on uniform cells. Host only (LAPACK); the sweep measures them
+// (run_baseline in sweep.h) and never trains them.
 #pragma once
 
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "gpusweep/model/batch.h"
-#include "gpusweep/train/driver.h"
+#include "gpusweep/model/arch.h"
 
 namespace gs {
-
-// How a sweep entry gets its parameters: trained by the Newton driver, built by the paper's
-// construction (no training), fitted as a least-squares spline, or built as the network that
-// equals a least-squares spline (no training).
-enum class Method : int { kTrain = 0, kPaper = 1, kSpline = 2, kConstruct = 3 };
-
-// One --arch name: an architecture of arch.h by its name ("mlp", "glu", "gqu", "gated:3",
-// ...; trained), that name with "-construct" (the spline network, see spline_network), the
-// paper's constructions "mlp-paper" and "glu-paper", or "spline1" .. "spline5". A plain Arch
-// converts to its trained model.
-struct Model {
-  Method method = Method::kTrain;
-  Arch arch = Arch::kMlp;  // the network trained or constructed; unused by splines
-  int degree = 0;          // spline degree; 0 otherwise
-
-  Model() = default;
-  Model(Arch a) : arch(a) {}  // NOLINT(google-explicit-constructor): an arch is a trained model
-  Model(Method m, Arch a, int deg) : method(m), arch(a), degree(deg) {}
-  bool operator==(const Model& o) const {
-    return method == o.method && arch == o.arch && degree == o.degree;
-  }
-};
-
-// The spline baselines go up to the degree of the highest construction, K + 1.
-constexpr int kMaxSplineDegree = kMaxFactors;
-
-std::string model_name(const Model& m);
-// Parses one --arch name; false when it is none of the names above.
-bool parse_model(const std::string& name, Model* out);
-// Every accepted name, in the order the help and the error messages list them.
-std::vector<std::string> model_names();
-
-// P of a model at width n (d inputs): the network's parameter count for trained and
-// constructed models, the number of spline coefficients (n + degree) for splines.
-int model_num_params(const Model& m, int d, int width);
-// P less the network's continuous symmetries (network.h effective_params) with the
-// activation the model runs; a spline's coefficients are all effective.
-int model_effective_params(const Model& m, int d, int width, Act trained_act);
-
-// The activation a row reports. --activation applies to trained models only: constructions
-// are relu networks, and splines have no activation ("none").
-const char* model_act_name(const Model& m, Act trained_act);
 
 // f evaluated at a list of points (a target's expression, or a test's lambda).
 using TargetFn = std::function<std::vector<double>(const std::vector<double>&)>;
@@ -114,12 +72,5 @@ std::vector<double> spline_network(Arch arch, int n, double lo, double hi, const
 int spline_network_cells(Arch arch, int n);
 // The smallest width spline_network builds: 1 for K <= 1 and gpoly:K, 2 for gated:K from K = 2.
 int spline_network_min_width(Arch arch);
-
-// Builds or fits one baseline model (any method but kTrain) of width n on a 1D dataset and
-// measures it: RMSE on the training and the test points, status converged with reason
-// "construction" or "least squares", no Newton steps, params = the network's parameters
-// (constructions) or the B-spline coefficients (splines). The paper's constructions
-// evaluate f through `f` (f at points between the data); the others use the training points.
-NetResult run_baseline(const Model& m, int width, const Dataset& ds, const TargetFn& f);
 
 }  // namespace gs

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gpusweep/backend/backend.h"
+#include "gpusweep/model/model.h"
 #include "gpusweep/solver/baselines.h"
 #include "gpusweep/train/driver.h"
 
@@ -39,8 +40,6 @@ struct SweepSpec {
   InitKind init = InitKind::kAuto;
   TrainOptions train;
 };
-
-const char* act_name(Act a);
 
 // Throws std::invalid_argument when arch's output polynomial in d inputs has more
 // coefficients than kMaxPolyTerms (gpoly:K with large K and d).
@@ -98,6 +97,13 @@ std::vector<std::vector<int>> plan_sweep_chunks(const SweepSpec& spec, const std
 
 // The most points (training and test) of any dataset: the planner's per-network point count.
 int max_points(const std::vector<Dataset>& datasets);
+
+// Builds or fits one baseline model (any method but kTrain) of width n on a 1D dataset and
+// measures it: RMSE on the training and the test points, status converged with reason
+// "construction" or "least squares", no Newton steps, params = the network's parameters
+// (constructions) or the B-spline coefficients (splines). The paper's constructions
+// evaluate f through `f` (f at points between the data); the others use the training points.
+NetResult run_baseline(const Model& m, int width, const Dataset& ds, const TargetFn& f);
 
 struct SweepProgress {
   int chunks_done, chunks_total, nets_done, nets_total;
