@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cuda_backend.h"
-#include "gpusweep/analysis/ntk.h"
+#include "gpusweep/backend/spectra.h"
 
 namespace gs {
 

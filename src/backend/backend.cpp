@@ -1,9 +1,11 @@
-// Backend::create: picks the CPU or the CUDA backend from the options.
+// The factory: Backend::create and ntk_spectra pick the CPU or the CUDA backend (use_cuda).
 #include <stdexcept>
 #include <string>
 
 #include "backend/cpu_backend.h"
 #include "gpusweep/backend/backend.h"
+#include "gpusweep/backend/spectra.h"
+#include "gpusweep/util/util.h"
 #ifdef GPUSWEEP_HAVE_CUDA
 #include "backend/cuda_loader.h"
 #endif
@@ -118,6 +120,17 @@ std::unique_ptr<Backend> Backend::create(const BackendOptions& options) {
   use_cuda(options.device);  // throws for --device cuda
 #endif
   return std::make_unique<CpuBackend>(options.threads);
+}
+
+std::vector<NtkSpectrum> ntk_spectra(const Batch& batch, DeviceKind device, int threads, std::string* backend) {
+#ifdef GPUSWEEP_HAVE_CUDA
+  if (use_cuda(device)) return cuda_plugin(nullptr)->ntk_spectra(batch, 0, backend);  // loaded by use_cuda
+#else
+  use_cuda(device);  // throws for --device cuda
+#endif
+  const int t = thread_count(threads);
+  if (backend) *backend = "cpu (" + std::to_string(t) + " thread" + (t == 1 ? "" : "s") + ", LAPACK dsyevd)";
+  return ntk_spectra_cpu(batch, t);
 }
 
 }  // namespace gs

@@ -2,16 +2,14 @@
 // spectrum of K = J J^T over the training points and all parameters, its condition number,
 // and gradient-descent loss curves at a step size set from K's largest eigenvalue.
 //
-// J is N x P (N training points, P parameters, every block of network.h including the biases
-// and d0); its rows are network.h's jacobian_row. K = J J^T (N x N) and J^T J (P x P) share
-// their nonzero eigenvalues, so the smaller one is factorized: K when N <= P, J^T J otherwise.
+// The spectra themselves are a batch computation of the backends (backend/spectra.h).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "gpusweep/backend/backend.h"
+#include "gpusweep/backend/spectra.h"
 #include "gpusweep/util/util.h"  // median_of
 
 namespace gs {
@@ -33,21 +31,6 @@ void init_lecun(const Shape& s, std::uint64_t seed, double* theta);
 // n (d+1) / (2d+1); for gpoly:K, M = C(d + K, K) (its constant coefficient counted).
 int matched_width(Arch arch, int d, int n);
 
-// Which Gram matrix a network's spectrum comes from.
-enum class Gram : int { kJJt = 0, kJtJ = 1 };
-inline Gram gram_kind(int points, int params) { return points <= params ? Gram::kJJt : Gram::kJtJ; }
-inline int gram_size(int points, int params) { return points <= params ? points : params; }
-const char* gram_name(Gram g);
-
-// One network's NTK eigenvalues, ascending; min(N, P) of them. When !ok, reason says why
-// (a factorization that did not converge, non-finite entries) and eig is empty.
-struct NtkSpectrum {
-  bool ok = false;
-  std::string reason;
-  Gram gram = Gram::kJJt;
-  std::vector<double> eig;
-};
-
 // The figures of one spectrum of a network with N points and P parameters. Eigenvalues at or
 // below floor = lambda_max * max(N, P) * 2^-52 are numerically zero (the rounding of J J^T or
 // J^T J scales with both the matrix size and the inner dimension): below_floor counts them, and
@@ -60,25 +43,6 @@ struct SpectrumSummary {
   int below_floor = 0;
 };
 SpectrumSummary summarize_spectrum(const std::vector<double>& eig_ascending, int points, int params);
-
-// Fills J (N x P, row-major: row k is dy/dtheta at training point k) of one network.
-void ntk_jacobian(const Shape& s, const double* theta, const Dataset& data, double* J);
-
-// The Gram matrix of J (row-major N x P), m x m with m = gram_size(N, P), full (both
-// triangles), by three nested loops. The tests' reference, not used by the backends.
-std::vector<double> gram_reference(const double* J, int points, int params);
-
-// Spectra of every network of the batch, in batch order. CPU: OpenMP threads over networks,
-// J from jacobian_row, the Gram matrix by BLAS dsyrk and its eigenvalues by LAPACK dsyevd.
-// threads = 0: all cores.
-std::vector<NtkSpectrum> ntk_spectra_cpu(const Batch& batch, int threads);
-
-// Spectra on the device the options ask for: the CPU above, or the CUDA path (J by a kernel
-// over (network, point), the Gram matrix by cuBLAS strided-batched dgemm and the eigenvalues
-// by cusolverDnXsyevBatched, grouped by size). kAuto takes the GPU when one is visible.
-// *backend names what ran. Throws std::runtime_error when CUDA is asked for and cannot run.
-std::vector<NtkSpectrum> ntk_spectra(const Batch& batch, DeviceKind device, int threads,
-                                     std::string* backend);
 
 // ---- training dynamics ---------------------------------------------------------------------
 
