@@ -6,10 +6,10 @@
 #include <algorithm>
 
 #include "cuda_check.h"
+#include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/solve.h"
 #include "launch.cuh"
-#include "gpusweep/relu1d.h"
-#include "gpusweep/solve.h"
-#include "gpusweep/worklist.h"
+#include "worklist.h"
 
 namespace gs {
 namespace {

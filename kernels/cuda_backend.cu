@@ -26,10 +26,10 @@
 #include "batch_kernels.h"
 #include "cuda_check.h"
 #include "cuda_owners.h"
-#include "gpusweep/host_solver.h"
-#include "gpusweep/relu1d.h"
-#include "gpusweep/util.h"
-#include "gpusweep/worklist.h"
+#include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/host_solver.h"
+#include "gpusweep/util/util.h"
+#include "worklist.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 

@@ -15,17 +15,17 @@
 #include <tuple>
 #include <vector>
 
+#include "backend/cpu_backend.h"
 #include "batch_kernels.h"
-#include "cpu_backend.h"
 #include "cuda_backend.h"
 #include "gpu_skip.h"
-#include "gpusweep/data.h"
-#include "gpusweep/driver.h"
-#include "gpusweep/fit.h"
-#include "gpusweep/host_solver.h"
-#include "gpusweep/solve.h"
-#include "gpusweep/csv.h"
-#include "gpusweep/sweep.h"
+#include "gpusweep/analysis/fit.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/solver/host_solver.h"
+#include "gpusweep/solver/solve.h"
+#include "gpusweep/train/driver.h"
+#include "gpusweep/train/sweep.h"
+#include "gpusweep/util/csv.h"
 #include "program.h"
 
 namespace gs {

@@ -9,8 +9,8 @@
 
 #include "cuda_backend.h"
 #include "gpu_skip.h"
-#include "gpusweep/data.h"
-#include "gpusweep/ntk.h"
+#include "gpusweep/analysis/ntk.h"
+#include "gpusweep/model/data.h"
 #include "ntk_cuda.h"
 
 namespace gs {

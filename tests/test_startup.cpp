@@ -1,5 +1,5 @@
 // A lean start: gpu-sweep loads the CUDA libraries only when a run goes to a GPU (the CUDA
-// plugin, src/cuda_loader.h), so --help and CPU runs start fast and small; a plugin that
+// plugin, src/backend/cuda_loader.h), so --help and CPU runs start fast and small; a plugin that
 // cannot be loaded is one clear line.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda_loader.h"
+#include "backend/cuda_loader.h"
 #include "program.h"
 
 extern char** environ;
