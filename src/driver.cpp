@@ -92,6 +92,9 @@ struct StageState {
   std::vector<double> sgrad;    // scaled gradient / RMSE at the start of the current step
   std::vector<int> fallbacks;   // fallbacks taken in this stage
   std::vector<double> floor;    // rounding_floor at the stage's start (empty: not watched)
+  // A network whose last step lowered its loss by less than kStationaryFtol: it leaves the stage
+  // at the next assembly if it is stationary there (var_pro_step, assemble_and_screen).
+  std::vector<char> settled;
   bool var_pro = false;         // the stage takes variable-projection steps
   // Set when a network leaves the stage by a stop test (not its step limit) at a point that
   // may not be stationary; the final status reads it (train).
@@ -101,7 +104,7 @@ struct StageState {
              std::vector<char>* shortstop)
       : batch(b), opt(o), block(blk), damp_values(damp), res(r), lambda(b.size(), o.lambda_init),
         loss0(b.size(), 0.0), gdotp(b.size(), 0.0), sgrad(b.size(), NAN), fallbacks(b.size(), 0),
-        stopped_short(shortstop) {}
+        settled(b.size(), 0), stopped_short(shortstop) {}
 };
 
 // A network whose loss comes within this factor of its stage-start rounding floor has the floor
@@ -186,12 +189,16 @@ std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vec
   for (std::size_t j = 0; j < m; ++j) {
     const int i = active[j];
     st.res[i].newton_steps++;
+    const bool settled = st.settled[i];
+    st.settled[i] = 0;
     if (!std::isfinite(loss[j]) || !std::isfinite(sgrad[j])) {
       mark(st.res[i], Status::kFailed, "non-finite loss or gradient");
     } else if (loss[j] == 0.0 || sgrad[j] <= st.opt.gtol * std::sqrt(loss[j])) {
       stop(st, i, "gradient below gtol");
     } else if (loss[j] <= floor[j]) {
       stop(st, i, "loss at the rounding floor");
+    } else if (settled && sgrad[j] <= st.opt.stationary_tol * std::sqrt(loss[j])) {
+      stop(st, i, "loss change below 1e-8");
     } else {
       st.loss0[i] = loss[j];
       st.sgrad[i] = sgrad[j] / std::sqrt(loss[j]);
@@ -383,8 +390,9 @@ bool stopped_short_of_model(const StepModel& m, double rho) {
 }
 
 // A stationary network (scaled gradient at most stationary_tol) leaves the stage once a step
-// lowers its loss by less than this, relative: near the noise floor of its least-squares
-// solves (about 1e-9 of the loss at width 200) the steps only move it within the noise.
+// lowers its loss by less than this, relative, and it is still stationary after the step (the
+// next assembly says so): near the noise floor of its least-squares solves (about 1e-9 of the
+// loss at width 200) the steps only move it within the noise.
 constexpr double kStationaryFtol = 1e-8;
 
 void extrapolate(Backend& be, StageState& st, std::vector<int> nets) {
@@ -483,10 +491,11 @@ std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& 
         st.res[i].rel_decrease = drop / start[i];
         if (drop <= st.opt.ftol * start[i])
           leave(i, "loss change below ftol");
-        else if (drop <= kStationaryFtol * start[i] && st.sgrad[i] <= st.opt.stationary_tol)
-          leave(i, "stationary; loss change below 1e-8");
         else
           keep.push_back(i);
+        // Stationary at the step's start and hardly lowered by it: the next assembly decides,
+        // at the point where the network would stop.
+        st.settled[i] = drop <= kStationaryFtol * start[i] && st.sgrad[i] <= st.opt.stationary_tol;
       }
     }
     std::sort(retry.begin(), retry.end());
