@@ -83,11 +83,12 @@ double var_pro_steps_per_second(gs::Backend& be, const gs::Batch& batch, double 
   const int n = batch.size();
   std::vector<int> nets(n);
   for (int i = 0; i < n; ++i) nets[i] = i;
-  std::vector<double> loss(n), sg(n), lam(n, 1e-2), pred(n), trial(n);
+  std::vector<double> loss(n), sg(n), lam(n, 1e-2), trial(n);
+  std::vector<gs::StepModel> model(n);
   std::vector<int> info(n);
   auto step = [&]() {
     be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
-    be.var_pro_solve(nets, lam.data(), info.data(), pred.data());
+    be.var_pro_solve(nets, lam.data(), info.data(), model.data());
     be.var_pro_trial(nets, true, trial.data());
   };
   return steps_per_second(step, n, min_seconds, stats_of, timed);

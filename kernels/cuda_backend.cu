@@ -1066,7 +1066,7 @@ void CudaBackend::least_squares(const std::vector<int>& list, Block stage, int* 
   I.charge(list, secs);
 }
 
-void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lambda, int* info, double* pred) {
+void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lambda, int* info, StepModel* model) {
   Impl& I = *impl_;
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
@@ -1111,7 +1111,7 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
       const std::size_t j = first + q;
       info[j] = I.host.var_pro_step(i, I.h_theta.data() + I.theta_at(i), I.h_H.data() + at[q],
                                     I.h_g.data() + I.vec_at(i), I.h_scale.data() + I.vec_at(i), lambda[j],
-                                    I.h_step.data() + I.vec_at(i), &pred[j], I.host_ws[t]);
+                                    I.h_step.data() + I.vec_at(i), &model[j], I.host_ws[t]);
     });
     first += group.size();
   }

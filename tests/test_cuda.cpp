@@ -384,7 +384,8 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
     EXPECT_LE(rel_diff(after, expect), 1e-13) << act_name(act);
 
     // Variable projection after an exact ALL assembly.
-    std::vector<double> l0(count), sg(count), lambda(count), pred(count), trial_loss(count);
+    std::vector<double> l0(count), sg(count), lambda(count), trial_loss(count);
+    std::vector<StepModel> model(count);
     std::vector<int> info(count);
     for (int j = 0; j < count; ++j) lambda[j] = 1e-3 * (1 + j % 3);
     gpu.assemble(nets, Block::kAll, HessianKind::kExact, l0.data(), sg.data());
@@ -395,7 +396,7 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
       systems.push_back(H);
       grads.push_back(g);
     }
-    gpu.var_pro_solve(nets, lambda.data(), info.data(), pred.data());
+    gpu.var_pro_solve(nets, lambda.data(), info.data(), model.data());
     gpu.var_pro_trial(nets, true, trial_loss.data());
     gpu.read_params(theta);
     expect = theta;
@@ -406,11 +407,15 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
                                 " n=" + std::to_string(nd.shape.n);
       std::vector<double> scale(p), step(p), trial(p);
       jacobi_scale(p, systems[j].data(), grads[j].data(), scale.data());
-      double pr = 0.0;
+      StepModel pr;
       const int inf = host.var_pro_step(nets[j], theta.data() + nd.offset, systems[j].data(), grads[j].data(),
                                         scale.data(), lambda[j], step.data(), &pr, w);
       EXPECT_EQ(info[j], inf) << where;
-      if (inf == 0) EXPECT_TRUE(close(pred[j], pr, 1e-12)) << where << ": " << pred[j] << " vs " << pr;
+      if (inf == 0) {
+        EXPECT_TRUE(close(model[j].pred, pr.pred, 1e-12)) << where << ": " << model[j].pred << " vs " << pr.pred;
+        EXPECT_TRUE(close(model[j].slope, pr.slope, 1e-12)) << where;
+        EXPECT_TRUE(close(model[j].curvature, pr.curvature, 1e-12)) << where;
+      }
       const double tl = host.var_pro_trial(nets[j], theta.data() + nd.offset, step.data(), trial.data(), w);
       EXPECT_TRUE(close(trial_loss[j], tl, 1e-12)) << where << ": " << trial_loss[j] << " vs " << tl;
       std::copy(trial.begin(), trial.end(), expect.begin() + nd.offset);

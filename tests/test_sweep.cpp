@@ -153,6 +153,19 @@ TEST(Sweep, RestartsKeepTheLowestTrainingLoss) {
   EXPECT_GT(restarted, 0) << "no restart ever won: the test would not see a wrong choice";
 }
 
+// A row's reason agrees with its status: only a stalled row says "not stationary" (at its
+// end), and then nothing before that says "stationary".
+void expect_reason_agrees(const NetResult& r) {
+  const std::string tail = "; not stationary";
+  const bool says_not = r.reason.find("not stationary") != std::string::npos;
+  EXPECT_EQ(says_not, r.status == Status::kStalled) << status_name(r.status) << ": " << r.reason;
+  if (says_not) {
+    ASSERT_GE(r.reason.size(), tail.size()) << r.reason;
+    EXPECT_EQ(r.reason.substr(r.reason.size() - tail.size()), tail) << r.reason;
+    EXPECT_EQ(r.reason.substr(0, r.reason.size() - tail.size()).find("stationary"), std::string::npos) << r.reason;
+  }
+}
+
 TEST(Sweep, StatusesOfTheLinearSchedule) {
   SweepSpec spec = small_spec("D,U,Q", 500);
   spec.widths = {2, 6, 10};
@@ -165,6 +178,7 @@ TEST(Sweep, StatusesOfTheLinearSchedule) {
     EXPECT_TRUE(r.status == Status::kConverged || r.status == Status::kMaxSteps) << r.reason;
     EXPECT_EQ(r.status == Status::kConverged, r.scaled_grad <= spec.train.stationary_tol) << r.reason;
     EXPECT_TRUE(std::isfinite(r.test_rmse));
+    expect_reason_agrees(r);
   }
 }
 
@@ -187,6 +201,7 @@ Slopes sweep_slopes(const std::string& schedule, double min_r2) {
     // (unless its loss is at the rounding floor, where the gradient is noise).
     if (r.status == Status::kConverged && r.reason != "loss at the rounding floor")
       EXPECT_LE(r.scaled_grad, spec.train.stationary_tol) << r.reason;
+    expect_reason_agrees(r);
   }
   const auto fits = fit_groups(spec, jobs, results, 4);
   EXPECT_EQ(fits.size(), 3u);
@@ -246,6 +261,7 @@ TEST(Science, GluScalesFasterThanMlpIn2d) {
     // (unless its loss is at the rounding floor, where the gradient is noise).
     if (r.status == Status::kConverged && r.reason != "loss at the rounding floor")
       EXPECT_LE(r.scaled_grad, spec.train.stationary_tol) << r.reason;
+    expect_reason_agrees(r);
   }
   const auto fits = fit_groups(spec, jobs, results, 4);
   ASSERT_EQ(fits.size(), 2u);

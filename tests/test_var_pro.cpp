@@ -132,6 +132,74 @@ TEST(VarPro, ReducedSystemIsTheDerivativeOfTheProjectedLoss) {
   }
 }
 
+// The step's model (StepModel: its slope and curvature along the step, and the decrease it
+// predicts) against central differences of phi along the step, on the smooth networks above,
+// at small and large damping, from a random start (indefinite reduced Hessians: eigenvectors,
+// the saddle-free step) and near the minimum 30 steps reach (positive definite ones: Cholesky).
+TEST(VarPro, StepModelIsTheProjectedLossAlongTheStep) {
+  const Dataset one = make_target_dataset("runge9", 400, 3);
+  const Dataset two = make_target_dataset("sin_sin", 300, 4);
+  struct C {
+    Shape s;
+    const Dataset* ds;
+  };
+  const C cs[] = {{{Arch::kMlp, Act::kSilu, 1, 3}, &one},
+                  {{Arch::kGlu, Act::kSilu, 1, 2}, &one},
+                  {{Arch::kGqu, Act::kGelu, 1, 2}, &one},
+                  {{Arch::kGlu, Act::kSilu, 2, 2}, &two}};
+  int modes[3] = {0, 0, 0};
+  for (const C& c : cs) {
+    for (int trained : {0, 1}) {
+      std::vector<double> th(num_params(c.s));
+      // (a start whose 30 steps keep every coefficient moderate: some others lead a silu neuron
+      // to a near line with coefficients near 1e5, where phi's differences are rounding)
+      init_params(c.s, InitKind::kRandom, *c.ds, 11, th.data());
+      th = project(c.s, th, *c.ds);
+      if (trained) {
+        // Near a minimum, where the reduced Hessian is positive definite.
+        Batch batch;
+        batch.datasets.push_back(c.ds);
+        batch.add(c.s, 0, th.data());
+        CpuBackend be(1);
+        be.load(batch);
+        TrainOptions o;
+        o.schedule = parse_schedule("ALL*30");
+        train(be, batch, o);
+        be.read_params(th);
+        // ... and a little off it, so that the step has somewhere to go.
+        for (std::size_t q = 0; q < th.size(); ++q) th[q] *= 1.0 + 0.01 * std::sin(q + 1.0);
+        th = project(c.s, th, *c.ds);
+      }
+      ReducedSystem sys;
+      std::vector<double> scale;
+      reduced_at(c.s, th, *c.ds, &sys, &scale);
+      for (double lambda : {1e-3, 1.0}) {
+        const std::string where = std::string(arch_name(c.s.arch)) + " d=" + std::to_string(c.s.d) +
+                                  (trained ? " trained" : "") + " lambda " + std::to_string(lambda);
+        std::vector<double> step(num_params(c.s)), work;
+        StepModel m;
+        ASSERT_EQ(reduced_solve(num_params(c.s), scale.data(), sys, lambda, work, step.data(), &m), 0) << where;
+        ++modes[sys.mode];
+        // phi along the step, a short stretch of it (the model is quadratic; phi is not).
+        const double h = 1e-4;
+        auto at = [&](double a) {
+          std::vector<double> t(th);
+          for (std::size_t q = 0; q < t.size(); ++q) t[q] += a * step[q];
+          return phi(c.s, t, *c.ds);
+        };
+        const double f0 = phi(c.s, th, *c.ds), fp = at(h), fm = at(-h);
+        const double slope = (fp - fm) / (2 * h), curvature = (fp - 2 * f0 + fm) / (h * h);
+        EXPECT_NEAR(m.slope, slope, 1e-4 * std::fabs(slope)) << where;
+        EXPECT_NEAR(m.curvature, curvature, 2e-3 * std::fabs(curvature) + 1e-6 * std::fabs(slope)) << where;
+        EXPECT_NEAR(m.pred, -(m.slope + 0.5 * m.curvature), 1e-12 * std::fabs(m.slope)) << where;
+        EXPECT_LT(m.slope, 0.0) << where;
+      }
+    }
+  }
+  EXPECT_GT(modes[ReducedSystem::kCholesky], 0);
+  EXPECT_GT(modes[ReducedSystem::kEigen], 0);
+}
+
 // Relu on 1D inputs (compress_relu1d and the residual curvature from prefix sums): phi is
 // smooth between the training points, so the differences are taken with kinks that stay
 // between the same two points (a few points, and steps far below their spacing).

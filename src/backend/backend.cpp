@@ -17,7 +17,7 @@ void Backend::least_squares(const std::vector<int>&, Block, int*, double*) {
   throw std::logic_error("least_squares: this backend has no least-squares solve");
 }
 
-void Backend::var_pro_solve(const std::vector<int>&, const double*, int*, double*) {
+void Backend::var_pro_solve(const std::vector<int>&, const double*, int*, StepModel*) {
   throw std::logic_error("var_pro_solve: this backend has no variable projection");
 }
 

@@ -416,7 +416,7 @@ void CpuBackend::least_squares(const std::vector<int>& nets, Block stage, int* r
 }
 
 void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
-                               double* pred) {
+                               StepModel* model) {
   for (int i : nets)
     if (stage_begin_[i] != 0 || stage_end_[i] != num_params(nets_[i].shape))
       throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
@@ -430,7 +430,7 @@ void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambd
       reduced_ok_[i] = 1;
     }
     info[j] = reduced_solve(num_params(nets_[i].shape), scale, reduced_[i], lambda[j], w.work,
-                            step_.data() + vec_off_[i], &pred[j]);
+                            step_.data() + vec_off_[i], &model[j]);
   });
 }
 

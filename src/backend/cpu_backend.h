@@ -32,7 +32,7 @@ class CpuBackend final : public Backend {
   void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) override;
   bool has_variable_projection() const override { return true; }
   void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
-                     double* pred) override;
+                     StepModel* model) override;
   void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
                      const double* alpha = nullptr) override;
   void var_pro_accept(const std::vector<int>& nets) override;

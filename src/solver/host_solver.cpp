@@ -190,10 +190,10 @@ void HostSolver::var_pro_system(int i, const double* theta, const double* H, con
 }
 
 int HostSolver::var_pro_step(int i, const double* theta, const double* H, const double*,
-                             const double* scale, double lambda, double* step, double* pred,
+                             const double* scale, double lambda, double* step, StepModel* model,
                              Workspace& w) const {
   var_pro_system(i, theta, H, scale, &w.reduced, w);
-  return reduced_solve(num_params(nets_[i].shape), scale, w.reduced, lambda, w.work, step, pred);
+  return reduced_solve(num_params(nets_[i].shape), scale, w.reduced, lambda, w.work, step, model);
 }
 
 double HostSolver::var_pro_trial(int i, const double* theta, const double* step, double* trial,

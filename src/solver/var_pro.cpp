@@ -379,10 +379,10 @@ void unit_diagonal(const ReducedSystem& sys, std::vector<double>* t, std::vector
 }  // namespace
 
 int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda, std::vector<double>& work,
-                  double* step, double* pred) {
+                  double* step, StepModel* model) {
   const int kb = static_cast<int>(sys.index.size());
   std::fill(step, step + m, 0.0);
-  *pred = 0.0;
+  *model = StepModel{};
   if (kb == 0) return 0;
   std::vector<double>& t = sys.t;
   if (sys.mode == ReducedSystem::kUnknown) {
@@ -414,7 +414,7 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
   }
   std::vector<double> rhs(kb), z(kb);
   for (int k = 0; k < kb; ++k) rhs[k] = -t[k] * sys.gr[k];
-  double p = 0.0;
+  double p = 0.0, curvature = 0.0;
   if (sys.mode == ReducedSystem::kCholesky) {
     unit_diagonal(sys, &t, &work);
     for (int k = 0; k < kb; ++k) work[k + static_cast<std::size_t>(k) * kb] += lambda;
@@ -426,8 +426,12 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
     const int one = 1;
     dpotrs_("L", &kb, &one, work.data(), &kb, z.data(), &kb, &info);
     if (info < 0) throw std::logic_error("dpotrs: illegal argument " + std::to_string(-info));
-    // The decrease of the model g.s + s A s / 2 at the step: (rhs . z + lambda |z|^2) / 2.
-    for (int k = 0; k < kb; ++k) p += rhs[k] * z[k] + lambda * z[k] * z[k];
+    // The decrease of the model g.s + s A s / 2 at the step: (rhs . z + lambda |z|^2) / 2; and
+    // z (T A T) z = rhs . z - lambda |z|^2.
+    for (int k = 0; k < kb; ++k) {
+      p += rhs[k] * z[k] + lambda * z[k] * z[k];
+      curvature += rhs[k] * z[k] - lambda * z[k] * z[k];
+    }
     p *= 0.5;
   } else {
     // z = V (|Lambda| + lambda)^-1 V^T rhs: each direction of negative curvature is taken
@@ -442,11 +446,18 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
       // The model's decrease along eigenvector k: -(g_k y_k + ev_k y_k^2 / 2), g_k = -(V^T rhs)_k.
       const double gk = -(std::fabs(sys.ev[k]) + lambda) * y[k];
       p -= gk * y[k] + 0.5 * sys.ev[k] * y[k] * y[k];
+      curvature += sys.ev[k] * y[k] * y[k];
     }
     dgemv_("N", &kb, &kb, &one, sys.V.data(), &kb, y.data(), &inc, &zero, z.data(), &inc);
   }
-  for (int k = 0; k < kb; ++k) step[sys.index[k]] = scale[sys.index[k]] * t[k] * z[k];
-  *pred = p;
+  double slope = 0.0;
+  for (int k = 0; k < kb; ++k) {
+    step[sys.index[k]] = scale[sys.index[k]] * t[k] * z[k];
+    slope -= rhs[k] * z[k];
+  }
+  model->pred = p;
+  model->slope = slope;
+  model->curvature = curvature;
   return 0;
 }
 

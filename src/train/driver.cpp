@@ -8,6 +8,7 @@
 
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/host_solver.h"
+#include "gpusweep/solver/var_pro.h"
 
 namespace gs {
 
@@ -91,6 +92,9 @@ struct StageState {
   std::vector<double> sgrad;    // scaled gradient / RMSE at the start of the current step
   std::vector<int> fallbacks;   // fallbacks taken in this stage
   std::vector<double> floor;    // rounding_floor at the stage's start (empty: not watched)
+  // A network whose last step lowered its loss by less than kStationaryFtol: it leaves the stage
+  // at the next assembly if it is stationary there (var_pro_step, assemble_and_screen).
+  std::vector<char> settled;
   bool var_pro = false;         // the stage takes variable-projection steps
   // Set when a network leaves the stage by a stop test (not its step limit) at a point that
   // may not be stationary; the final status reads it (train).
@@ -100,7 +104,7 @@ struct StageState {
              std::vector<char>* shortstop)
       : batch(b), opt(o), block(blk), damp_values(damp), res(r), lambda(b.size(), o.lambda_init),
         loss0(b.size(), 0.0), gdotp(b.size(), 0.0), sgrad(b.size(), NAN), fallbacks(b.size(), 0),
-        stopped_short(shortstop) {}
+        settled(b.size(), 0), stopped_short(shortstop) {}
 };
 
 // A network whose loss comes within this factor of its stage-start rounding floor has the floor
@@ -185,12 +189,16 @@ std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vec
   for (std::size_t j = 0; j < m; ++j) {
     const int i = active[j];
     st.res[i].newton_steps++;
+    const bool settled = st.settled[i];
+    st.settled[i] = 0;
     if (!std::isfinite(loss[j]) || !std::isfinite(sgrad[j])) {
       mark(st.res[i], Status::kFailed, "non-finite loss or gradient");
     } else if (loss[j] == 0.0 || sgrad[j] <= st.opt.gtol * std::sqrt(loss[j])) {
       stop(st, i, "gradient below gtol");
     } else if (loss[j] <= floor[j]) {
       stop(st, i, "loss at the rounding floor");
+    } else if (settled && sgrad[j] <= st.opt.stationary_tol * std::sqrt(loss[j])) {
+      stop(st, i, "loss change below 1e-8");
     } else {
       st.loss0[i] = loss[j];
       st.sgrad[i] = sgrad[j] / std::sqrt(loss[j]);
@@ -359,16 +367,32 @@ void fallback_step(Backend& be, StageState& st, std::vector<double>& nu, const s
   if (!back.empty()) be.set_params(back, values.data());
 }
 
-// A step whose actual decrease is well above the model's (gain ratio above kExtrapolateRho)
-// went where the loss is flatter than the model says: the kinks crossed training points, whose
-// jumps in the gradient no per-point Hessian holds. Such a step is extended along its own
-// direction, doubling its length while the exact loss (the trial) keeps falling, up to
-// kMaxExtrapolate times. st.loss0 holds each network's loss after its accepted step.
+// A kept step is extended along its own direction, doubling its length while the exact loss (the
+// trial) keeps falling, up to kMaxExtrapolate times (extrapolate), in two cases. Its actual
+// decrease is well above the model's (gain ratio above kExtrapolateRho): it went where the loss
+// is flatter than the model says (the kinks crossed training points, whose jumps in the
+// gradient no per-point Hessian holds). Or the model was right about it (gain ratio above
+// kTrustRho) and says itself that the step stopped short: along the step's direction it has no
+// minimum (curvature <= 0) or one beyond twice the step (StepModel). The damping and the
+// saddle-free absolute values make that common where the reduced Hessian is indefinite: at
+// the wide gqu of the 1..200 sweep, where the roots of the factors sit close to the kinks
+// (half of the reduced Hessian's eigenvalues negative over hundreds of steps), the loss falls
+// along directions of negative curvature, each step as far as |curvature| allows; doubled,
+// most of them are kept (bench/RESULTS.md). st.loss0 holds each network's loss after its
+// accepted step.
 constexpr double kExtrapolateRho = 1.5;
+constexpr double kTrustRho = 0.5;
 constexpr double kMaxExtrapolate = 16.0;
+
+// Whether the model says that a step (gain ratio rho) stopped short along its direction.
+bool stopped_short_of_model(const StepModel& m, double rho) {
+  return rho > kTrustRho && (m.curvature <= 0.0 || -m.slope > 2.0 * m.curvature);
+}
+
 // A stationary network (scaled gradient at most stationary_tol) leaves the stage once a step
-// lowers its loss by less than this, relative: near the noise floor of its least-squares
-// solves (about 1e-9 of the loss at width 200) the steps only move it within the noise.
+// lowers its loss by less than this, relative, and it is still stationary after the step (the
+// next assembly says so): near the noise floor of its least-squares solves (about 1e-9 of the
+// loss at width 200) the steps only move it within the noise.
 constexpr double kStationaryFtol = 1e-8;
 
 void extrapolate(Backend& be, StageState& st, std::vector<int> nets) {
@@ -409,12 +433,13 @@ std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& 
   std::vector<double> start(st.batch.size(), NAN);  // the loss at the start of the step
   while (!pending.empty()) {
     const std::size_t m = pending.size();
-    std::vector<double> lam(m), pred(m);
+    std::vector<double> lam(m);
+    std::vector<StepModel> model(m);
     std::vector<int> info(m);
     for (std::size_t j = 0; j < m; ++j) lam[j] = st.lambda[pending[j]];
-    be.var_pro_solve(pending, lam.data(), info.data(), pred.data());
+    be.var_pro_solve(pending, lam.data(), info.data(), model.data());
     std::vector<int> ready, retry, stretch;
-    std::vector<double> ready_pred;
+    std::vector<StepModel> ready_model;
     auto refuse = [&](int i, const std::string& why, bool fault) {
       st.lambda[i] *= nu[i];
       nu[i] *= 2.0;
@@ -430,13 +455,13 @@ std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& 
       const int i = pending[j];
       if (info[j] > 0) {
         refuse(i, "no factorization", true);
-      } else if (!std::isfinite(pred[j])) {
+      } else if (!std::isfinite(model[j].pred)) {
         refuse(i, "non-finite step", true);
-      } else if (pred[j] <= 0.0) {
+      } else if (model[j].pred <= 0.0) {
         leave(i, "reduced gradient zero");
       } else {
         ready.push_back(i);
-        ready_pred.push_back(pred[j]);
+        ready_model.push_back(model[j]);
       }
     }
     if (!ready.empty()) {
@@ -451,8 +476,8 @@ std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& 
           continue;
         }
         accepted.push_back(i);
-        const double rho = drop / ready_pred[j];
-        if (rho > kExtrapolateRho) stretch.push_back(i);
+        const double rho = drop / ready_model[j].pred;
+        if (rho > kExtrapolateRho || stopped_short_of_model(ready_model[j], rho)) stretch.push_back(i);
         st.loss0[i] = trial[j];
         const double c = 2.0 * rho - 1.0;
         st.lambda[i] = std::max(st.lambda[i] * std::max(kLambdaDrop, 1.0 - c * c * c), st.opt.lambda_min);
@@ -466,10 +491,11 @@ std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& 
         st.res[i].rel_decrease = drop / start[i];
         if (drop <= st.opt.ftol * start[i])
           leave(i, "loss change below ftol");
-        else if (drop <= kStationaryFtol * start[i] && st.sgrad[i] <= st.opt.stationary_tol)
-          leave(i, "stationary; loss change below 1e-8");
         else
           keep.push_back(i);
+        // Stationary at the step's start and hardly lowered by it: the next assembly decides,
+        // at the point where the network would stop.
+        st.settled[i] = drop <= kStationaryFtol * start[i] && st.sgrad[i] <= st.opt.stationary_tol;
       }
     }
     std::sort(retry.begin(), retry.end());

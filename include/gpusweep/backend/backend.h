@@ -12,6 +12,7 @@
 namespace gs {
 
 enum class HessianKind : int { kExact = 0, kGaussNewton = 1 };
+struct StepModel;  // var_pro.h
 enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
 
 // Whether a run on `device` goes to the CUDA backend: --device cuda always (throws
@@ -92,10 +93,11 @@ class Backend {
   // parameters with the linear ones eliminated (the Schur complement of the exact Hessian, by
   // QR of the compressed Jacobian: var_pro.h), Levenberg-Marquardt damped by lambda, into the
   // step (zero on the linear and the fixed parameters). Writes per listed network the Cholesky
-  // info and the decrease the reduced quadratic model predicts. A call with the same networks
-  // and no assembly in between (a damping retry) may reuse the reduced systems.
+  // info and the reduced quadratic model at the step (StepModel: the decrease it predicts, its
+  // slope and curvature along the step). A call with the same networks and no assembly in
+  // between (a damping retry) may reuse the reduced systems.
   virtual void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
-                             double* pred);
+                             StepModel* model);
 
   // The trial theta + alpha step (alpha per listed network, 1 when null; theta itself without
   // take_step), the kinks of the neurons that

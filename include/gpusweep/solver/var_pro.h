@@ -128,9 +128,18 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
 // The two agree wherever both apply. The definiteness test (a Cholesky of T A T) and the
 // eigendecomposition are made once per system and kept in sys, so a damping retry costs one
 // Cholesky or two matrix-vector products. Returns 0, or the LAPACK info of a failed Cholesky
-// or eigendecomposition; on success writes *pred, the decrease of the quadratic model
-// gr.s + s A s / 2 at the step (in the scaled units).
+// or eigendecomposition; on success writes *model (StepModel).
+//
+// The quadratic model gr.s + s A s / 2 at the step s, in the loss's units: pred, the decrease it
+// predicts, -(slope + curvature / 2), with slope = gr.s and curvature = s A s. Along the step's
+// direction the model is m(a) = a slope + a^2 curvature / 2; the damping and the absolute
+// values of the saddle-free step make the step shorter than the model's own minimizer along it
+// (-slope / curvature), or the model has none there (curvature <= 0), and the driver reads
+// that to decide whether a longer step is worth a trial.
+struct StepModel {
+  double pred = 0.0, slope = 0.0, curvature = 0.0;
+};
 int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
-                  std::vector<double>& work, double* step, double* pred);
+                  std::vector<double>& work, double* step, StepModel* model);
 
 }  // namespace gs
