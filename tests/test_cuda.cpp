@@ -861,7 +861,10 @@ TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
 }
 
 // The slopes of a whole sweep agree within 0.05 (the emulated device: widths 4..16 on fewer
-// points).
+// points). Trajectories part through rounding, and a network may end in another minimum; a
+// fit over 13 widths spanning a factor 4 moves about 2.2 times as much for one such network
+// as one over 29 widths spanning a factor 8 (sqrt(29/13) * ln 8 / ln 4), so the emulated
+// sizes allow 0.11: the same sensitivity to one network.
 TEST(Cuda, SweepSlopesMatchCpu) {
   SKIP_WITHOUT_GPU();
   SweepSpec spec;
@@ -879,8 +882,8 @@ TEST(Cuda, SweepSlopesMatchCpu) {
   ASSERT_EQ(fc.size(), fg.size());
   for (std::size_t k = 0; k < fc.size(); ++k) {
     ASSERT_TRUE(fc[k].ok && fg[k].ok) << fc[k].arch;
-    EXPECT_NEAR(fg[k].vs_width.slope, fc[k].vs_width.slope, 0.05) << fc[k].arch;
-    EXPECT_NEAR(fg[k].vs_params.slope, fc[k].vs_params.slope, 0.05) << fc[k].arch;
+    EXPECT_NEAR(fg[k].vs_width.slope, fc[k].vs_width.slope, sized(0.05, 0.11)) << fc[k].arch;
+    EXPECT_NEAR(fg[k].vs_params.slope, fc[k].vs_params.slope, sized(0.05, 0.11)) << fc[k].arch;
   }
 }
 
