@@ -8,9 +8,9 @@
 #include <thread>
 #include <vector>
 
-#include "cpu_backend.h"
-#include "gpusweep/data.h"
-#include "gpusweep/sweep.h"
+#include "backend/cpu_backend.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/train/sweep.h"
 
 namespace {
 

@@ -12,11 +12,11 @@
 #include <thread>
 #include <vector>
 
-#include "cpu_backend.h"
+#include "backend/cpu_backend.h"
 #include "cuda_backend.h"
-#include "gpusweep/data.h"
-#include "gpusweep/driver.h"
-#include "gpusweep/sweep.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/train/driver.h"
+#include "gpusweep/train/sweep.h"
 
 namespace {
 

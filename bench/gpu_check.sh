@@ -39,12 +39,14 @@ step() {
 } > "$out/device.txt" 2>&1
 note "device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1), commit $(git rev-parse --short HEAD 2>/dev/null)"
 
-if [ ! -x build/tests/test_cuda ] || [ ! -x build/gpu-sweep ] || [ ! -f build/libgpusweep_cuda.so ]; then
+if [ ! -x build/tests/test_cuda ] || [ ! -x build/tests/test_device_math ] || [ ! -x build/gpu-sweep ] || [ ! -f build/libgpusweep_cuda.so ]; then
   step build 420 bash -c "cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j $(nproc)" ||
     { note "build failed: see $log"; exit 1; }
 fi
 
-# The CUDA tests (assembly, solves, one step, statistical runs, slopes, memory, NTK).
+# The CUDA tests (the network math on the device, assembly, solves, one step, statistical
+# runs, slopes, memory, NTK).
+step device-math-tests 60 build/tests/test_device_math --gtest_output="xml:$out/test_device_math.xml"
 step cuda-tests 240 build/tests/test_cuda --gtest_output="xml:$out/test_cuda.xml"
 step ntk-cuda-tests 120 build/tests/test_ntk_cuda --gtest_output="xml:$out/test_ntk_cuda.xml"
 

@@ -6,9 +6,10 @@
 #include <algorithm>
 
 #include "cuda_check.h"
-#include "gpusweep/relu1d.h"
-#include "gpusweep/solve.h"
-#include "gpusweep/worklist.h"
+#include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/solve.h"
+#include "launch.cuh"
+#include "worklist.h"
 
 namespace gs {
 namespace {
@@ -76,7 +77,7 @@ __global__ void count_work_kernel(const CallNet* calls, int count, const DevNet*
 __global__ void residuals_kernel(const CallNet* calls, int count, const long long* work_off,
                                  const DevNet* nets, const DevSet* train, const double* theta,
                                  double* resid, double* partial) {
-  __shared__ double sh[kBlock];
+  GS_SHARED(double, sh, [kBlock]);
   const long long w = blockIdx.x;
   const int j = find_segment(work_off, count, w);
   const DevNet& nd = nets[calls[j].net];
@@ -97,7 +98,7 @@ __global__ void squared_errors_kernel(const CallNet* calls, int count, const lon
                                       long long work, const DevNet* nets, const DevSet* sets,
                                       const double* params, long long stride, int n_alpha,
                                       double* partial) {
-  __shared__ double sh[kBlock];
+  GS_SHARED(double, sh, [kBlock]);
   const long long w = blockIdx.x;
   const int j = find_segment(work_off, count, w);
   const DevNet& nd = nets[calls[j].net];
@@ -183,8 +184,8 @@ __device__ __forceinline__ void store_tile_patch(double* Hn, int m, int ti, int 
 __global__ void __launch_bounds__(256)
 hessian_tiles_kernel(const CallNet* calls, int count, const long long* work_off,
                      const DevNet* nets, const DevSet* train, const double* theta, double* H) {
-  __shared__ double Ja[kHPoints][kHTile];
-  __shared__ double Jb[kHPoints][kHTile];
+  GS_SHARED(double, Ja, [kHPoints][kHTile]);
+  GS_SHARED(double, Jb, [kHPoints][kHTile]);
   const long long w = blockIdx.x;
   const int j = find_segment(work_off, count, w);
   const CallNet c = calls[j];
@@ -273,8 +274,8 @@ __global__ void jacobian_rows_kernel(const CallNet* calls, const long long* j_of
 __global__ void __launch_bounds__(256)
 hessian_rows_kernel(const CallNet* calls, int count, const long long* work_off, const long long* j_off,
                     const DevNet* nets, const DevSet* train, const double* J, int p0, int rows, double* H) {
-  __shared__ double Ja[kHPoints][kHTile];
-  __shared__ double Jb[kHPoints][kHTile];
+  GS_SHARED(double, Ja, [kHPoints][kHTile]);
+  GS_SHARED(double, Jb, [kHPoints][kHTile]);
   const long long w = blockIdx.x;
   const int j = find_segment(work_off, count, w);
   const CallNet c = calls[j];
@@ -333,7 +334,7 @@ constexpr int kPairChunk = 16;
 __global__ void curvature_kernel(const CallNet* calls, int count, const long long* work_off,
                                  const DevNet* nets, const DevSet* train, const double* theta,
                                  const double* resid, double* H) {
-  __shared__ double sh[kCurvThreads];
+  GS_SHARED(double, sh, [kCurvThreads]);
   const long long w = blockIdx.x;
   const int j = find_segment(work_off, count, w);
   const CallNet c = calls[j];
@@ -405,7 +406,7 @@ __global__ void curvature_kernel(const CallNet* calls, int count, const long lon
 __global__ void relu1d_neurons_kernel(const CallNet* calls, int count, const long long* work_off,
                                       const DevNet* nets, const DevSet* train, const double* theta,
                                       const double* resid, int* range, double* rmom) {
-  __shared__ double sh[kCurvThreads];
+  GS_SHARED(double, sh, [kCurvThreads]);
   const long long w = blockIdx.x;
   const int j = find_segment(work_off, count, w);
   const DevNet& nd = nets[calls[j].net];
@@ -540,7 +541,7 @@ __global__ void relu1d_curvature_kernel(const CallNet* calls, int count, const l
 // Block j -> call j; threads stride over the diagonal.
 __global__ void jacobi_scale_kernel(const CallNet* calls, const DevNet* nets, const double* H,
                                     const double* g, double* scale, double* sgrad) {
-  __shared__ double sh[kBlock];
+  GS_SHARED(double, sh, [kBlock]);
   const CallNet c = calls[blockIdx.x];
   const DevNet& nd = nets[c.net];
   const int m = c.e - c.b;
@@ -598,7 +599,7 @@ __global__ void build_damped_kernel(const CallNet* calls, const DevNet* nets, co
 // Block j -> call j.
 __global__ void finish_step_kernel(const CallNet* calls, const DevNet* nets, const double* g,
                                    const double* scale, double* step, double* gdotp) {
-  __shared__ double sh[kBlock];
+  GS_SHARED(double, sh, [kBlock]);
   const CallNet c = calls[blockIdx.x];
   const DevNet& nd = nets[c.net];
   const int m = c.e - c.b;
@@ -627,7 +628,7 @@ __global__ void apply_step_kernel(const CallNet* calls, const DevNet* nets, cons
 void count_work(const CallNet* calls, int count, const DevNet* nets, const DevSet* sets,
                 WorkKind kind, long long* items, cudaStream_t stream) {
   if (count == 0) return;
-  count_work_kernel<<<ceil_div(count, kBlock), kBlock, 0, stream>>>(calls, count, nets, sets, kind, items);
+  GS_LAUNCH(count_work_kernel, ceil_div(count, kBlock), kBlock, 0, stream)(calls, count, nets, sets, kind, items);
   CUDA_CHECK_LAUNCH("count_work_kernel");
 }
 
@@ -635,8 +636,8 @@ void residuals(const CallNet* calls, int count, const long long* work_off, long 
                const DevNet* nets, const DevSet* train, const double* theta, double* resid,
                double* partial, cudaStream_t stream) {
   if (work == 0) return;
-  residuals_kernel<<<grid_of(work), kPointTile, 0, stream>>>(calls, count, work_off, nets, train,
-                                                             theta, resid, partial);
+  GS_LAUNCH(residuals_kernel, grid_of(work), kPointTile, 0, stream)(calls, count, work_off, nets, train, theta, resid,
+                                                                    partial);
   CUDA_CHECK_LAUNCH("residuals_kernel");
 }
 
@@ -644,8 +645,8 @@ void squared_errors(const CallNet* calls, int count, const long long* work_off, 
                     const DevNet* nets, const DevSet* sets, const double* params,
                     long long per_net_stride, int n_alpha, double* partial, cudaStream_t stream) {
   if (work == 0) return;
-  squared_errors_kernel<<<grid_of(work), kPointTile, 0, stream>>>(
-      calls, count, work_off, work, nets, sets, params, per_net_stride, n_alpha, partial);
+  GS_LAUNCH(squared_errors_kernel, grid_of(work), kPointTile, 0, stream)(calls, count, work_off, work, nets, sets,
+                                                                         params, per_net_stride, n_alpha, partial);
   CUDA_CHECK_LAUNCH("squared_errors_kernel");
 }
 
@@ -653,7 +654,7 @@ void make_trials(const CallNet* calls, int count, const DevNet* nets, const doub
                  const double* step, const double* alpha, int n_alpha, double* trial,
                  cudaStream_t stream) {
   if (count == 0) return;
-  make_trials_kernel<<<count, kBlock, 0, stream>>>(calls, nets, theta, step, alpha, n_alpha, trial);
+  GS_LAUNCH(make_trials_kernel, count, kBlock, 0, stream)(calls, nets, theta, step, alpha, n_alpha, trial);
   CUDA_CHECK_LAUNCH("make_trials_kernel");
 }
 
@@ -661,14 +662,14 @@ void hessian_tiles(const CallNet* calls, int count, const long long* work_off, l
                    const DevNet* nets, const DevSet* train, const double* theta, double* H,
                    cudaStream_t stream) {
   if (work == 0) return;
-  hessian_tiles_kernel<<<grid_of(work), 256, 0, stream>>>(calls, count, work_off, nets, train, theta, H);
+  GS_LAUNCH(hessian_tiles_kernel, grid_of(work), 256, 0, stream)(calls, count, work_off, nets, train, theta, H);
   CUDA_CHECK_LAUNCH("hessian_tiles_kernel");
 }
 
 void copy_segments(const long long* segs, int count, const double* src, double* dst, bool gather,
                    cudaStream_t stream) {
   if (count == 0) return;
-  copy_segments_kernel<<<count, kBlock, 0, stream>>>(segs, count, src, dst, gather);
+  GS_LAUNCH(copy_segments_kernel, count, kBlock, 0, stream)(segs, count, src, dst, gather);
   CUDA_CHECK_LAUNCH("copy_segments_kernel");
 }
 
@@ -677,7 +678,7 @@ void jacobian_rows(const CallNet* calls, int count, const long long* j_off, int 
   if (count == 0 || rows == 0) return;
   const long long items = static_cast<long long>(max_neurons + 1) * rows;
   const dim3 grid(count, static_cast<unsigned>(std::min<long long>((items + kBlock - 1) / kBlock, 65535)));
-  jacobian_rows_kernel<<<grid, kBlock, 0, stream>>>(calls, j_off, nets, train, theta, p0, rows, J);
+  GS_LAUNCH(jacobian_rows_kernel, grid, kBlock, 0, stream)(calls, j_off, nets, train, theta, p0, rows, J);
   CUDA_CHECK_LAUNCH("jacobian_rows_kernel");
 }
 
@@ -685,8 +686,8 @@ void hessian_rows(const CallNet* calls, int count, const long long* work_off, lo
                   const long long* j_off, const DevNet* nets, const DevSet* train, const double* J, int p0,
                   int rows, double* H, cudaStream_t stream) {
   if (work == 0) return;
-  hessian_rows_kernel<<<grid_of(work), 256, 0, stream>>>(calls, count, work_off, j_off, nets, train, J, p0, rows,
-                                                         H);
+  GS_LAUNCH(hessian_rows_kernel, grid_of(work), 256, 0, stream)(calls, count, work_off, j_off, nets, train, J, p0,
+                                                                rows, H);
   CUDA_CHECK_LAUNCH("hessian_rows_kernel");
 }
 
@@ -694,8 +695,8 @@ void gradient(const CallNet* calls, int count, const long long* work_off, long l
               const DevNet* nets, const DevSet* train, const double* theta,
               const double* resid, double* g, cudaStream_t stream) {
   if (work == 0) return;
-  gradient_kernel<<<grid_of(work), kParamTile, 0, stream>>>(calls, count, work_off, nets, train,
-                                                            theta, resid, g);
+  GS_LAUNCH(gradient_kernel, grid_of(work), kParamTile, 0, stream)(calls, count, work_off, nets, train, theta, resid,
+                                                                   g);
   CUDA_CHECK_LAUNCH("gradient_kernel");
 }
 
@@ -703,8 +704,8 @@ void add_curvature(const CallNet* calls, int count, const long long* work_off, l
                    const DevNet* nets, const DevSet* train, const double* theta,
                    const double* resid, double* H, cudaStream_t stream) {
   if (work == 0) return;
-  curvature_kernel<<<grid_of(work), kCurvThreads, 0, stream>>>(calls, count, work_off, nets,
-                                                               train, theta, resid, H);
+  GS_LAUNCH(curvature_kernel, grid_of(work), kCurvThreads, 0, stream)(calls, count, work_off, nets, train, theta,
+                                                                      resid, H);
   CUDA_CHECK_LAUNCH("curvature_kernel");
 }
 
@@ -712,8 +713,8 @@ void relu1d_neurons(const CallNet* calls, int count, const long long* work_off, 
                     const DevNet* nets, const DevSet* train, const double* theta,
                     const double* resid, int* range, double* rmom, cudaStream_t stream) {
   if (work == 0) return;
-  relu1d_neurons_kernel<<<grid_of(work), kCurvThreads, 0, stream>>>(calls, count, work_off, nets, train,
-                                                                    theta, resid, range, rmom);
+  GS_LAUNCH(relu1d_neurons_kernel, grid_of(work), kCurvThreads, 0, stream)(calls, count, work_off, nets, train, theta,
+                                                                           resid, range, rmom);
   CUDA_CHECK_LAUNCH("relu1d_neurons_kernel");
 }
 
@@ -721,8 +722,8 @@ void relu1d_gradient(const CallNet* calls, int count, const long long* work_off,
                      const DevNet* nets, const DevSet* train, const double* theta,
                      const double* rmom, double* cols, int* colnrn, double* g, cudaStream_t stream) {
   if (work == 0) return;
-  relu1d_gradient_kernel<<<grid_of(work), kParamTile, 0, stream>>>(calls, count, work_off, nets, train,
-                                                                   theta, rmom, cols, colnrn, g);
+  GS_LAUNCH(relu1d_gradient_kernel, grid_of(work), kParamTile, 0, stream)(calls, count, work_off, nets, train, theta,
+                                                                          rmom, cols, colnrn, g);
   CUDA_CHECK_LAUNCH("relu1d_gradient_kernel");
 }
 
@@ -730,8 +731,8 @@ void relu1d_hessian(const CallNet* calls, int count, const long long* work_off, 
                     const DevNet* nets, const DevSet* train, const double* cols, const int* colnrn,
                     const int* range, double* H, cudaStream_t stream) {
   if (work == 0) return;
-  relu1d_hessian_kernel<<<grid_of(work), kBlock, 0, stream>>>(calls, count, work_off, nets, train, cols,
-                                                              colnrn, range, H);
+  GS_LAUNCH(relu1d_hessian_kernel, grid_of(work), kBlock, 0, stream)(calls, count, work_off, nets, train, cols,
+                                                                     colnrn, range, H);
   CUDA_CHECK_LAUNCH("relu1d_hessian_kernel");
 }
 
@@ -740,15 +741,15 @@ void relu1d_curvature(const CallNet* calls, int count, const long long* work_off
                       const int* range, const double* rmom, double* H, cudaStream_t stream) {
   if (work == 0) return;
   const long long blocks = (work + kBlock - 1) / kBlock;
-  relu1d_curvature_kernel<<<grid_of(blocks), kBlock, 0, stream>>>(calls, count, work_off, work, nets,
-                                                                   train, theta, range, rmom, H);
+  GS_LAUNCH(relu1d_curvature_kernel, grid_of(blocks), kBlock, 0, stream)(calls, count, work_off, work, nets, train,
+                                                                         theta, range, rmom, H);
   CUDA_CHECK_LAUNCH("relu1d_curvature_kernel");
 }
 
 void jacobi_scale(const CallNet* calls, int count, const DevNet* nets, const double* H,
                   const double* g, double* scale, double* sgrad, cudaStream_t stream) {
   if (count == 0) return;
-  jacobi_scale_kernel<<<count, kBlock, 0, stream>>>(calls, nets, H, g, scale, sgrad);
+  GS_LAUNCH(jacobi_scale_kernel, count, kBlock, 0, stream)(calls, nets, H, g, scale, sgrad);
   CUDA_CHECK_LAUNCH("jacobi_scale_kernel");
 }
 
@@ -757,22 +758,22 @@ void build_damped(const CallNet* calls, int count, const DevNet* nets, const dou
                   const double* theta, bool damp_values, double* A, double* step,
                   cudaStream_t stream) {
   if (count == 0) return;
-  build_damped_kernel<<<count, kBlock, 0, stream>>>(calls, nets, H, g, scale, lambda, theta,
-                                                    damp_values, A, step);
+  GS_LAUNCH(build_damped_kernel, count, kBlock, 0, stream)(calls, nets, H, g, scale, lambda, theta, damp_values, A,
+                                                           step);
   CUDA_CHECK_LAUNCH("build_damped_kernel");
 }
 
 void finish_step(const CallNet* calls, int count, const DevNet* nets, const double* g,
                  const double* scale, double* step, double* gdotp, cudaStream_t stream) {
   if (count == 0) return;
-  finish_step_kernel<<<count, kBlock, 0, stream>>>(calls, nets, g, scale, step, gdotp);
+  GS_LAUNCH(finish_step_kernel, count, kBlock, 0, stream)(calls, nets, g, scale, step, gdotp);
   CUDA_CHECK_LAUNCH("finish_step_kernel");
 }
 
 void apply_step(const CallNet* calls, int count, const DevNet* nets, const double* step,
                 const double* alpha, double* theta, cudaStream_t stream) {
   if (count == 0) return;
-  apply_step_kernel<<<count, kBlock, 0, stream>>>(calls, nets, step, alpha, theta);
+  GS_LAUNCH(apply_step_kernel, count, kBlock, 0, stream)(calls, nets, step, alpha, theta);
   CUDA_CHECK_LAUNCH("apply_step_kernel");
 }
 

@@ -5,12 +5,12 @@
 // A "call list" names the networks one backend operation acts on: CallNet j is network
 // calls[j].net of the loaded batch, training its stage parameters [b, e). Work lists are
 // ragged: work_off (count + 1 entries, an exclusive scan of items per call) maps work item
-// w to its call with find_segment (gpusweep/worklist.h).
+// w to its call with find_segment (worklist.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
 
-#include "gpusweep/network.h"
+#include "gpusweep/model/network.h"
 
 namespace gs {
 

@@ -26,10 +26,12 @@
 #include "batch_kernels.h"
 #include "cuda_check.h"
 #include "cuda_owners.h"
-#include "gpusweep/host_solver.h"
-#include "gpusweep/relu1d.h"
-#include "gpusweep/util.h"
-#include "gpusweep/worklist.h"
+#include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/host_solver.h"
+#include "gpusweep/util/util.h"
+#include "worklist.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);
 
 #ifndef GPUSWEEP_CUDA_ARCHS
 #define GPUSWEEP_CUDA_ARCHS "unknown"
@@ -385,6 +387,9 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   if (options.jacobian_rows < 0) throw std::invalid_argument("CudaOptions: jacobian_rows must not be negative");
   I.host_threads = thread_count(options.host_threads);
   I.host_ws.resize(I.host_threads);
+  // The host solver's parallelism is over networks, as the CPU backend's: each LAPACK call
+  // runs on its caller's thread (OpenBLAS's own threads would spin against them).
+  openblas_set_num_threads(1);
   if (options.loop_streams < 1) throw std::invalid_argument("CudaOptions: loop_streams must be at least 1");
   if (options.cholesky.rules.empty()) throw std::invalid_argument("CudaOptions: empty Cholesky table");
   std::string why;

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "cuda_plan.h"
-#include "gpusweep/backend.h"
+#include "gpusweep/backend/backend.h"
 
 namespace gs {
 

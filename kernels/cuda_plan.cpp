@@ -7,8 +7,8 @@
 #include <map>
 #include <stdexcept>
 
-#include "gpusweep/relu1d.h"
-#include "gpusweep/worklist.h"
+#include "gpusweep/model/relu1d.h"
+#include "worklist.h"
 
 namespace gs {
 

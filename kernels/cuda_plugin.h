@@ -1,6 +1,6 @@
 // The interface of the CUDA plugin, libgpusweep_cuda.so: the CUDA backend and the NTK spectra
-// on CUDA, which the core loads only when a run goes to a GPU (src/cuda_loader.h), so that a
-// CPU run never loads the CUDA libraries. A plain C++ header, free of CUDA types.
+// on CUDA, which the core loads only when a run goes to a GPU (src/backend/cuda_loader.h), so
+// that a CPU run never loads the CUDA libraries. A plain C++ header, free of CUDA types.
 #pragma once
 
 #include <cstddef>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cuda_backend.h"
-#include "gpusweep/ntk.h"
+#include "gpusweep/backend/spectra.h"
 
 namespace gs {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "gpusweep/ntk.h"
+#include "gpusweep/backend/spectra.h"
 
 namespace gs {
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cuda_check.h"
+#include "launch.cuh"
 #include "ntk_kernels.h"
 
 namespace gs {
@@ -53,14 +54,14 @@ __global__ void ntk_neutralize_kernel(const int* bad, int count, int m, double* 
 
 void ntk_jacobians(const NtkDevNet* nets, int count, int points, int params, const double* theta,
                    double* J, int* bad, cudaStream_t stream) {
-  ntk_jacobians_kernel<<<grid_for(static_cast<long long>(count) * points), kBlock, 0, stream>>>(
+  GS_LAUNCH(ntk_jacobians_kernel, grid_for(static_cast<long long>(count) * points), kBlock, 0, stream)(
       nets, count, points, params, theta, J, bad);
   CUDA_CHECK_LAUNCH("ntk_jacobians_kernel");
 }
 
 void ntk_neutralize(const int* bad, int count, int m, double* G, cudaStream_t stream) {
-  ntk_neutralize_kernel<<<grid_for(static_cast<long long>(count) * m * m), kBlock, 0, stream>>>(bad, count, m,
-                                                                                                 G);
+  GS_LAUNCH(ntk_neutralize_kernel, grid_for(static_cast<long long>(count) * m * m), kBlock, 0, stream)(
+      bad, count, m, G);
   CUDA_CHECK_LAUNCH("ntk_neutralize_kernel");
 }
 

@@ -4,7 +4,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "gpusweep/network.h"
+#include "gpusweep/model/network.h"
 
 namespace gs {
 

@@ -14,15 +14,16 @@
 #include <string>
 #include <vector>
 
-#include "cli_options.h"
-#include "commands.h"
-#include "gpusweep/baselines.h"
-#include "gpusweep/cli.h"
-#include "gpusweep/csv.h"
-#include "gpusweep/data.h"
-#include "gpusweep/network.h"
-#include "gpusweep/output.h"
-#include "gpusweep/params_io.h"
+#include "cli/cli_options.h"
+#include "cli/commands.h"
+#include "gpusweep/io/output.h"
+#include "gpusweep/io/params_io.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/model/model.h"
+#include "gpusweep/model/network.h"
+#include "gpusweep/solver/baselines.h"
+#include "gpusweep/util/csv.h"
+#include "gpusweep/util/text.h"
 #include "gpusweep_version.h"
 
 namespace py = pybind11;

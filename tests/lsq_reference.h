@@ -8,9 +8,9 @@
 #include <cmath>
 #include <vector>
 
-#include "gpusweep/data.h"
-#include "gpusweep/network.h"
-#include "lapack.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/model/network.h"
+#include "solver/lapack.h"
 
 namespace gs {
 

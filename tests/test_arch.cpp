@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "gpusweep/arch.h"
-#include "gpusweep/baselines.h"
-#include "gpusweep/driver.h"
-#include "gpusweep/network.h"
-#include "gpusweep/sweep.h"
+#include "gpusweep/model/arch.h"
+#include "gpusweep/model/network.h"
+#include "gpusweep/solver/baselines.h"
+#include "gpusweep/train/driver.h"
+#include "gpusweep/train/sweep.h"
 
 namespace gs {
 namespace {

@@ -10,12 +10,12 @@
 #include <tuple>
 #include <vector>
 
-#include "cpu_backend.h"
-#include "gpusweep/baselines.h"
-#include "gpusweep/cli.h"
-#include "gpusweep/data.h"
-#include "gpusweep/fit.h"
-#include "gpusweep/sweep.h"
+#include "backend/cpu_backend.h"
+#include "gpusweep/analysis/fit.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/model/model.h"
+#include "gpusweep/solver/baselines.h"
+#include "gpusweep/train/sweep.h"
 #include "lsq_reference.h"
 
 namespace gs {

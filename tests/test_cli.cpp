@@ -44,7 +44,8 @@ TEST_P(Cli, BadInputGivesOneLineAndNoOutput) {
   const fs::path out = dir / "out";
   if (args.find("--points") == std::string::npos && args.find("--data") == std::string::npos) args += " --points 50";
   if (args.find("--widths") == std::string::npos) args += " --widths 2:3";
-  const Outcome r = run(args + " --out " + out.string(), dir);
+  // No CUDA device, whatever the machine has: --device cuda is one of the bad inputs.
+  const Outcome r = run(args + " --out " + out.string(), dir, "CUDA_VISIBLE_DEVICES=");
   EXPECT_NE(r.code, 0) << args;
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find(GetParam().must_mention), std::string::npos) << r.err;

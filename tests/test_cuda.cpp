@@ -6,24 +6,32 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "backend/cpu_backend.h"
 #include "batch_kernels.h"
-#include "cpu_backend.h"
 #include "cuda_backend.h"
 #include "gpu_skip.h"
-#include "gpusweep/data.h"
-#include "gpusweep/driver.h"
-#include "gpusweep/fit.h"
-#include "gpusweep/host_solver.h"
-#include "gpusweep/solve.h"
-#include "gpusweep/sweep.h"
+#include "gpusweep/analysis/fit.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/solver/host_solver.h"
+#include "gpusweep/solver/solve.h"
+#include "gpusweep/train/driver.h"
+#include "gpusweep/train/sweep.h"
+#include "gpusweep/util/csv.h"
+#include "program.h"
 
 namespace gs {
 namespace {
+
+using gs_test::sized;
 
 std::unique_ptr<Backend> make_backend(const std::string& which) {
   if (which == "cuda") return std::make_unique<CudaBackend>(CudaOptions{});
@@ -187,7 +195,9 @@ INSTANTIATE_TEST_SUITE_P(Backends, AnyBackend,
                          });
 
 TEST(Cuda, NoDeviceIsOneClearError) {
-  if (gs_test::gpu_visible()) GTEST_SKIP() << "a CUDA device is visible";
+  if (gs_test::gpu_visible() && !gs_test::HiddenDevices::can_hide())
+    GTEST_SKIP() << "a CUDA device is visible, and its runtime cannot hide it after start-up";
+  gs_test::HiddenDevices hidden;
   try {
     CudaBackend be{CudaOptions{}};
     FAIL() << "created a CUDA backend without a device";
@@ -204,14 +214,18 @@ TEST(Cuda, NoDeviceIsOneClearError) {
 // on the 1D sets and the general one on the others. The general J^T J five ways: Jacobian
 // rows 256 points at a time (the default), 7 at a time in groups so small that most hold one
 // network, each with the tile kernel and with cuBLAS's grouped GEMM, and the tile kernel that
-// evaluates its own entries.
+// evaluates its own entries. The emulated device takes widths up to 33 (systems of up to
+// 1000 parameters: many 64 x 64 tiles, most of them cut at the system's edge) on fewer points;
+// the order of its widths deals the datasets so that some system is a whole number of tiles
+// and another one row more (checked below).
 TEST(Cuda, AssemblyMatchesCpu) {
   SKIP_WITHOUT_GPU();
-  const Dataset d1 = make_target_dataset("invcos2", 2000, 1);
-  const Dataset d2 = make_target_dataset("sin4", 777, 2);
-  const Dataset d3 = plane_dataset(2, 501, 3);
-  const Dataset d4 = make_target_dataset("friedman1", 613, 4);
-  const Dataset d5 = make_target_dataset("sin_sin", 900, 5);
+  const Dataset d1 = make_target_dataset("invcos2", sized(2000, 400), 1);
+  const Dataset d2 = make_target_dataset("sin4", sized(777, 200), 2);
+  const Dataset d3 = plane_dataset(2, sized(501, 151), 3);
+  const Dataset d4 = make_target_dataset("friedman1", sized(613, 163), 4);
+  const Dataset d5 = make_target_dataset("sin_sin", sized(900, 200), 5);
+  const std::vector<int> widths = sized<std::vector<int>>({1, 2, 5, 17, 64, 65, 128, 200}, {1, 2, 5, 17, 16, 33});
   std::vector<std::pair<std::string, CudaOptions>> modes(5);
   modes[0].first = "rows of 256";
   modes[1].first = "rows of 7 in groups of 64 KiB";
@@ -225,7 +239,20 @@ TEST(Cuda, AssemblyMatchesCpu) {
   modes[4].first = "tiles";
   modes[4].second.jacobian_rows = 0;
   for (Act act : {Act::kRelu, Act::kGelu}) {
-    Batch batch = random_batch({&d1, &d2, &d3, &d4, &d5}, {1, 2, 5, 17, 64, 65, 128, 200}, act, 5);
+    Batch batch = random_batch({&d1, &d2, &d3, &d4, &d5}, widths, act, 5);
+    // The tiles' edge cases are among the systems: a size that is a whole number of 64-wide
+    // tiles, and one a single row past it.
+    std::set<int> edges;
+    std::string sizes;
+    for (const NetDesc& nd : batch.nets)
+      for (Block stage : {Block::kD, Block::kU, Block::kQ, Block::kG, Block::kAll}) {
+        if (!has_block(nd.shape.arch, stage)) continue;
+        int b = 0, e = 0;
+        stage_range(nd.shape, stage, &b, &e);
+        if (e - b >= 64 && (e - b) % 64 <= 1) edges.insert((e - b) % 64);
+        sizes += " " + std::to_string(e - b);
+      }
+    ASSERT_EQ(edges.size(), 2u) << "no system of 64 k or 64 k + 1 parameters among" << sizes;
     CpuBackend cpu(2);
     cpu.load(batch);
     std::vector<std::unique_ptr<CudaBackend>> gpus;
@@ -421,6 +448,20 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
   }
 }
 
+// The host solver's threads each run LAPACK on their own, as the CPU backend's do: with
+// OpenBLAS's threads on top they spun against each other (on the emulated device, a third of
+// a sweep's time went to spinning).
+extern "C" int openblas_get_num_threads(void);
+extern "C" void openblas_set_num_threads(int num_threads);
+TEST(Cuda, HostSolverRunsLapackOnItsCallersThreads) {
+  SKIP_WITHOUT_GPU();
+  openblas_set_num_threads(2);
+  if (openblas_get_num_threads() != 2)
+    GTEST_SKIP() << "this OpenBLAS does not take two threads (a single-threaded build, or capped to one core)";
+  CudaBackend gpu{CudaOptions{}};
+  EXPECT_EQ(openblas_get_num_threads(), 1);
+}
+
 // The Cholesky options the solve tests run under: each path alone, the default table, and
 // each path with a scratch so small that the solve takes several rounds.
 std::vector<std::pair<std::string, CudaOptions>> cholesky_modes(std::size_t round_bytes) {
@@ -441,12 +482,13 @@ std::vector<std::pair<std::string, CudaOptions>> cholesky_modes(std::size_t roun
 
 // The damped solve on the device agrees with LAPACK's on the same systems (those the device
 // assembled), within rounding times the condition number, and reports the same per-matrix
-// info for the indefinite ones, on every Cholesky path.
+// info for the indefinite ones, on every Cholesky path (the emulated device: widths up to 90).
 TEST(Cuda, DampedSolveMatchesLapack) {
   SKIP_WITHOUT_GPU();
-  Dataset ds = make_target_dataset("invcos2", 1000, 2);
-  Batch batch = random_batch(ds, {1, 3, 8, 40, 90, 200}, Act::kRelu, 9);
-  for (const auto& [mode, o] : cholesky_modes(3 * 8 * padded_square(1401))) {
+  Dataset ds = make_target_dataset("invcos2", sized(1000, 500), 2);
+  Batch batch = random_batch(ds, sized<std::vector<int>>({1, 3, 8, 40, 90, 200}, {1, 3, 8, 40, 90}), Act::kRelu, 9);
+  // A scratch of three gqu systems of the largest width: several rounds per solve.
+  for (const auto& [mode, o] : cholesky_modes(3 * 8 * padded_square(sized(1401, 631)))) {
     CudaBackend gpu{o};
     gpu.load(batch);
     const std::vector<int> nets = all_of(batch);
@@ -555,10 +597,10 @@ TEST(Cuda, FailedFactorizationInsideASizeGroup) {
 
 // The largest network of the full sweep (gqu, width 200: P = 1401) on 10^4 points: relu
 // (moments) and gelu (J^T J tiles) systems agree with the CPU's, and their solves do on both
-// Cholesky paths.
+// Cholesky paths. The emulated device takes the same networks on 2000 points.
 TEST(Cuda, LargestNetworkOnTenThousandPoints) {
   SKIP_WITHOUT_GPU();
-  const Dataset ds = make_target_dataset("invcos2", 10000, 0);
+  const Dataset ds = make_target_dataset("invcos2", sized(10000, 2000), 0);
   Batch batch;
   batch.datasets = {&ds};
   Rng rng(21);
@@ -702,12 +744,14 @@ TEST(Cuda, HostWorkListsMatchTheDeviceCount) {
   cudaFree(d_items);
 }
 
-// This build's kernels run on the visible device (the probe behind --device auto).
+// This build's kernels run on the visible device (the probe behind --device auto). The
+// emulated device is there for --device cuda only: auto asks the driver, which sees no GPU.
 TEST(Cuda, BinaryHoldsAnImageForTheDevice) {
   SKIP_WITHOUT_GPU();
   std::string why;
   EXPECT_TRUE(cuda_kernel_image(0, &why)) << why;
-  EXPECT_TRUE(use_cuda(DeviceKind::kAuto));
+  EXPECT_TRUE(use_cuda(DeviceKind::kCuda));
+  EXPECT_EQ(use_cuda(DeviceKind::kAuto), !gs_test::kEmulatedDevice);
 }
 
 // One plain Newton step of the ALL stage from identical parameters (no projection, so the
@@ -761,25 +805,27 @@ void expect_similar_training(const SweepSpec& spec) {
     }
 }
 
+// The emulated device: widths up to 33 on fewer points.
 TEST(Cuda, OneNewtonStepMatchesCpu) {
   SKIP_WITHOUT_GPU();
   SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
-  spec.datasets.push_back(make_target_dataset("sin_sin", 1500, 0));
+  spec.datasets.push_back(make_target_dataset("invcos2", sized(2000, 800), 0));
+  spec.datasets.push_back(make_target_dataset("sin_sin", sized(1500, 600), 0));
   spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
   spec.acts = {Act::kRelu, Act::kSilu};
-  spec.widths = {1, 2, 4, 9, 33, 100, 200};
+  spec.widths = sized<std::vector<int>>({1, 2, 4, 9, 33, 100, 200}, {1, 2, 4, 9, 33});
   spec.seeds = 2;
   expect_same_step(spec);
 }
 
-// A few steps of every stage for the three archs on invcos2, widths 1..200, relu and silu.
+// A few steps of every stage for the three archs on invcos2, widths 1..200, relu and silu
+// (the emulated device: widths up to 33 on fewer points).
 SweepSpec few_steps_spec() {
   SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
+  spec.datasets.push_back(make_target_dataset("invcos2", sized(2000, 800), 0));
   spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
   spec.acts = {Act::kRelu, Act::kSilu};
-  spec.widths = {1, 2, 4, 9, 33, 100, 200};
+  spec.widths = sized<std::vector<int>>({1, 2, 4, 9, 33, 100, 200}, {1, 2, 4, 9, 33});
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
   return spec;
@@ -799,28 +845,30 @@ TEST(Cuda, AlternatingStepsMatchCpuStatistically) {
   expect_similar_training(spec);
 }
 
-// The same in d = 2 and d = 5, where every activation takes the general assembly.
+// The same in d = 2 and d = 5, where every activation takes the general assembly (the
+// emulated device: widths up to 16 on fewer points).
 TEST(Cuda, NewtonStepsMatchCpuInHigherDimensions) {
   SKIP_WITHOUT_GPU();
   SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("sin_sin", 1500, 0));
-  spec.datasets.push_back(make_target_dataset("friedman1", 1200, 0));
+  spec.datasets.push_back(make_target_dataset("sin_sin", sized(1500, 600), 0));
+  spec.datasets.push_back(make_target_dataset("friedman1", sized(1200, 500), 0));
   spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
   spec.acts = {Act::kRelu, Act::kGelu};
-  spec.widths = {1, 3, 16, 40};
+  spec.widths = sized<std::vector<int>>({1, 3, 16, 40}, {1, 3, 16});
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*3");
   expect_similar_training(spec);
 }
 
-// The slopes of a whole sweep agree within 0.05.
+// The slopes of a whole sweep agree within 0.05 (the emulated device: widths 4..16 on fewer
+// points).
 TEST(Cuda, SweepSlopesMatchCpu) {
   SKIP_WITHOUT_GPU();
   SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
+  spec.datasets.push_back(make_target_dataset("invcos2", sized(2000, 1000), 0));
   spec.archs = {Arch::kMlp, Arch::kGlu, Arch::kGqu};
   spec.acts = {Act::kRelu};
-  for (int w = 4; w <= 32; ++w) spec.widths.push_back(w);
+  for (int w = 4; w <= sized(32, 16); ++w) spec.widths.push_back(w);
   spec.seeds = 2;
   spec.train.schedule = parse_schedule("D,U,Q,G,ALL*100");
   const auto jobs = make_jobs(spec);
@@ -836,20 +884,75 @@ TEST(Cuda, SweepSlopesMatchCpu) {
   }
 }
 
+// gpu-sweep --device cuda end to end, figures included, against --device cpu: the run names
+// the device in summary.json, draws the same figures, fails no network the CPU does not, and
+// its median test RMSE per arch is within 10% of the CPU's (trajectories part through
+// rounding, as in expect_similar_training). The default sweep's widths 1..20, on 3000
+// points instead of 10^4 on the emulated device.
+TEST(Cuda, SweepCommandMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  namespace fs = std::filesystem;
+  const fs::path dir = gs_test::tmp_dir();
+  const std::string args = "--widths 1:20 -q --points " + std::to_string(sized(10000, 3000));
+  for (const char* device : {"cpu", "cuda"}) {
+    const gs_test::Outcome r =
+        gs_test::run(args + " --device " + device + " --out " + (dir / device).string(), dir);
+    ASSERT_EQ(r.code, 0) << device << ": " << r.err;
+  }
+  cudaDeviceProp prop{};
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  const auto summary = nlohmann::json::parse(gs_test::slurp(dir / "cuda" / "summary.json"));
+  const auto& config = summary.at("config");
+  EXPECT_EQ(config.at("device"), "cuda");
+  const std::string backend = config.at("backend");
+  EXPECT_EQ(backend.rfind(std::string("cuda (") + prop.name, 0), 0u) << backend;
+  std::set<std::string> figures[2];
+  for (int k = 0; k < 2; ++k)
+    for (const auto& e : fs::directory_iterator(dir / (k ? "cuda" : "cpu") / "plots")) {
+      EXPECT_GT(fs::file_size(e.path()), 0u) << e.path();
+      figures[k].insert(e.path().filename().string());
+    }
+  EXPECT_FALSE(figures[0].empty());
+  EXPECT_EQ(figures[1], figures[0]);
+  const CsvTable rc = read_csv_table((dir / "cpu" / "results.csv").string());
+  const CsvTable rg = read_csv_table((dir / "cuda" / "results.csv").string());
+  ASSERT_EQ(rg.rows.size(), rc.rows.size());
+  const int arch = rc.column("arch"), width = rc.column("width"), rmse = rc.column("test_rmse"), st = rc.column("status");
+  std::map<std::string, std::vector<double>> by_arch[2];
+  for (std::size_t j = 0; j < rc.rows.size(); ++j) {
+    const auto& c = rc.rows[j];
+    const auto& g = rg.rows[j];
+    ASSERT_EQ(g[arch] + g[width], c[arch] + c[width]);
+    EXPECT_EQ(g[st] == "failed", c[st] == "failed") << c[arch] << " n=" << c[width];
+    by_arch[0][c[arch]].push_back(parse_double_field(c[rmse], "cpu results"));
+    by_arch[1][g[arch]].push_back(parse_double_field(g[rmse], "cuda results"));
+  }
+  ASSERT_EQ(by_arch[0].size(), 3u);
+  for (auto& [name, cpu] : by_arch[0]) {
+    std::vector<double>& gpu = by_arch[1][name];
+    std::sort(cpu.begin(), cpu.end());
+    std::sort(gpu.begin(), gpu.end());
+    const double ratio = gpu[gpu.size() / 2] / cpu[cpu.size() / 2];
+    EXPECT_NEAR(ratio, 1.0, 0.1) << name;
+    std::printf("%s: median test RMSE %.6g (cuda) vs %.6g (cpu), ratio %.4f\n", name.c_str(), gpu[gpu.size() / 2],
+                cpu[cpu.size() / 2], ratio);
+  }
+}
+
 // The device memory a loaded batch takes, after a full step, stays within the plan's estimate:
 // bytes_per_network each and the scratch the plan sets aside, plus the datasets, allocation
 // granularity and the libraries' lazy allocations in a fixed 128 MiB allowance. The same with
 // every Cholesky path.
 TEST(Cuda, MemoryUseStaysWithinTheEstimate) {
   SKIP_WITHOUT_GPU();
-  const Dataset ds = make_target_dataset("invcos2", 10000, 0);
+  const Dataset ds = make_target_dataset("invcos2", sized(10000, 4000), 0);
   Batch batch = random_batch(ds, {1, 50, 200}, Act::kRelu, 4);
   for (const char* mode : {"batched", "looped"}) {
     CudaOptions o;
     o.cholesky = parse_cholesky(mode);
     CudaBackend gpu{o};
     std::size_t estimate = gpu.memory().scratch;
-    for (const auto& nd : batch.nets) estimate += gpu.bytes_per_network(num_params(nd.shape), 20000);
+    for (const auto& nd : batch.nets) estimate += gpu.bytes_per_network(num_params(nd.shape), sized(20000, 8000));
     std::size_t free0 = 0, free1 = 0, total = 0;
     ASSERT_EQ(cudaMemGetInfo(&free0, &total), cudaSuccess);
     gpu.load(batch);
@@ -864,7 +967,9 @@ TEST(Cuda, MemoryUseStaysWithinTheEstimate) {
     gpu.rmse(tr.data(), te.data());
     ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
     const std::size_t used = free0 > free1 ? free0 - free1 : 0;
-    EXPECT_LE(used, estimate + (std::size_t(128) << 20)) << mode << ": estimate " << estimate;
+    // The allowance: what the libraries allocate for themselves on a GPU (cuBLAS's and
+    // cuSOLVER's handles and workspaces); the emulated ones allocate nothing of the device's.
+    EXPECT_LE(used, estimate + sized(std::size_t(128) << 20, std::size_t(8) << 20)) << mode << ": estimate " << estimate;
     std::printf("%s: used %zu MiB of an estimate of %zu MiB; workspace %zu MiB\n", mode, used >> 20, estimate >> 20,
                 gpu.memory().workspace >> 20);
   }

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "cuda_plan.h"
-#include "gpusweep/data.h"
-#include "gpusweep/sweep.h"
-#include "gpusweep/worklist.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/train/sweep.h"
+#include "worklist.h"
 
 namespace gs {
 namespace {

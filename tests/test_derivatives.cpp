@@ -6,10 +6,10 @@
 #include <tuple>
 #include <vector>
 
-#include "cpu_backend.h"
-#include "gpusweep/data.h"
-#include "gpusweep/network.h"
-#include "gpusweep/sweep.h"
+#include "backend/cpu_backend.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/model/network.h"
+#include "gpusweep/train/sweep.h"
 
 namespace gs {
 namespace {

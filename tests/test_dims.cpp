@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "gpusweep/data.h"
-#include "gpusweep/sweep.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/train/sweep.h"
 #include "program.h"
 
 namespace fs = std::filesystem;

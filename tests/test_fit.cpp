@@ -10,9 +10,9 @@
 #include <sstream>
 #include <string>
 
-#include "gpusweep/data.h"
-#include "gpusweep/fit.h"
-#include "gpusweep/output.h"
+#include "gpusweep/analysis/fit.h"
+#include "gpusweep/io/output.h"
+#include "gpusweep/model/data.h"
 #include "program.h"
 
 namespace fs = std::filesystem;

@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "gpusweep/cli.h"
-#include "gpusweep/data.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/util/text.h"
 #include "program.h"
 
 namespace fs = std::filesystem;

@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
-#include "cpu_backend.h"
-#include "gpusweep/data.h"
-#include "gpusweep/driver.h"
-#include "gpusweep/least_squares.h"
-#include "gpusweep/sweep.h"
-#include "lapack.h"
+#include "backend/cpu_backend.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/solver/least_squares.h"
+#include "gpusweep/train/driver.h"
+#include "gpusweep/train/sweep.h"
 #include "lsq_reference.h"
+#include "solver/lapack.h"
 
 namespace gs {
 namespace {

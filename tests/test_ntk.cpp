@@ -10,12 +10,12 @@
 #include <map>
 #include <vector>
 
-#include "gpusweep/csv.h"
-#include "gpusweep/data.h"
-#include "gpusweep/ntk.h"
-#include "gpusweep/ntk_run.h"
-#include "lapack.h"
+#include "gpusweep/analysis/ntk.h"
+#include "gpusweep/analysis/ntk_run.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/util/csv.h"
 #include "program.h"
+#include "solver/lapack.h"
 
 namespace gs {
 namespace {

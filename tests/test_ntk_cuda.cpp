@@ -9,8 +9,8 @@
 
 #include "cuda_backend.h"
 #include "gpu_skip.h"
-#include "gpusweep/data.h"
-#include "gpusweep/ntk.h"
+#include "gpusweep/analysis/ntk.h"
+#include "gpusweep/model/data.h"
 #include "ntk_cuda.h"
 
 namespace gs {
@@ -45,7 +45,7 @@ TEST(NtkCuda, SpectraMatchTheCpu) {
   std::string name;
   const auto gpu = ntk_spectra_cuda(batch, 0, &name);
   ASSERT_EQ(gpu.size(), cpu.size());
-  int compared = 0;
+  int compared = 0, tight = 0;
   for (std::size_t i = 0; i < cpu.size(); ++i) {
     ASSERT_EQ(gpu[i].ok, cpu[i].ok) << "network " << i << ": " << gpu[i].reason << " / " << cpu[i].reason;
     EXPECT_EQ(gpu[i].gram, cpu[i].gram) << i;
@@ -60,15 +60,23 @@ TEST(NtkCuda, SpectraMatchTheCpu) {
     const NetDesc& nd = batch.nets[i];
     const int n = batch.datasets[nd.dataset]->n_train(), p = num_params(nd.shape);
     const SpectrumSummary sg = summarize_spectrum(gpu[i].eig, n, p), sc = summarize_spectrum(cpu[i].eig, n, p);
-    if (sc.below_floor == 0) EXPECT_NEAR(sg.cond, sc.cond, 1e-8 * sc.cond) << i;
+    // Eigenvalues within 1e-11 of the largest (above) move the smallest, and so the condition
+    // number, by up to 1e-11 cond relative: a 1e9-conditioned Gram matrix agrees to 1e-2.
+    if (sc.below_floor == 0) {
+      EXPECT_NEAR(sg.cond, sc.cond, (1e-8 + 1e-11 * sc.cond) * sc.cond) << i;
+      if (sc.cond < 1e8) ++tight;  // checked to 1e-3 relative or better
+    }
     ++compared;
   }
   EXPECT_FALSE(gpu.back().ok);
   EXPECT_GT(compared, 100);
+  EXPECT_GE(tight, 50) << "too few condition numbers compared tightly";
 }
 
 TEST(NtkCuda, ReportsNoDeviceInOneLine) {
-  if (gs_test::gpu_visible()) GTEST_SKIP() << "a GPU is visible; this checks the message without one";
+  if (gs_test::gpu_visible() && !gs_test::HiddenDevices::can_hide())
+    GTEST_SKIP() << "a GPU is visible, and its runtime cannot hide it after start-up";
+  gs_test::HiddenDevices hidden;
   const Dataset a = make_linear_problem(2, 5, 0.1, 1);
   Batch batch;
   batch.datasets = {&a};

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "gpusweep/data.h"
-#include "gpusweep/network.h"
-#include "gpusweep/params_io.h"
-#include "gpusweep/plots.h"
+#include "gpusweep/figures/plots.h"
+#include "gpusweep/io/params_io.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/model/network.h"
 #include "program.h"
 
 namespace fs = std::filesystem;

@@ -6,10 +6,10 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu_backend.h"
-#include "gpusweep/data.h"
-#include "gpusweep/relu1d.h"
-#include "gpusweep/sweep.h"
+#include "backend/cpu_backend.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/model/relu1d.h"
+#include "gpusweep/train/sweep.h"
 
 namespace gs {
 namespace {

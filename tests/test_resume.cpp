@@ -21,9 +21,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "gpusweep/checkpoint.h"
-#include "gpusweep/data.h"
-#include "gpusweep/digest.h"
+#include "gpusweep/io/checkpoint.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/util/digest.h"
 #include "program.h"
 
 namespace fs = std::filesystem;

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "gpusweep/solve.h"
+#include "gpusweep/solver/solve.h"
 
 namespace gs {
 namespace {

@@ -1,5 +1,5 @@
 // A lean start: gpu-sweep loads the CUDA libraries only when a run goes to a GPU (the CUDA
-// plugin, src/cuda_loader.h), so --help and CPU runs start fast and small; a plugin that
+// plugin, src/backend/cuda_loader.h), so --help and CPU runs start fast and small; a plugin that
 // cannot be loaded is one clear line.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda_loader.h"
+#include "backend/cuda_loader.h"
 #include "program.h"
 
 extern char** environ;
@@ -28,9 +28,11 @@ using gs_test::Outcome;
 using gs_test::run;
 using gs_test::tmp_dir;
 
-// The libraries of the CUDA side: none of them may load on a CPU run.
-constexpr std::array<const char*, 7> kCudaLibraries{"libcudart", "libcublas", "libcublasLt", "libcusolver", "libcusparse",
-                                                   "libnvJitLink", "libgpusweep_cuda"};
+// The libraries of the CUDA side: none of them may load on a CPU run (libgpusweep_cuda_emu:
+// the emulated device's runtime, in a -DGPUSWEEP_EMULATE_CUDA=ON build).
+constexpr std::array<const char*, 8> kCudaLibraries{"libcudart",        "libcublas",   "libcublasLt",
+                                                   "libcusolver",      "libcusparse", "libnvJitLink",
+                                                   "libgpusweep_cuda", "libgpusweep_cuda_emu"};
 
 // The CUDA libraries among those the dynamic loader reports loading (LD_DEBUG=files).
 std::vector<std::string> cuda_libraries_loaded(const std::string& ld_debug) {
@@ -50,6 +52,16 @@ bool gpu_visible() {
   return gs::cuda_driver_device_count(&why) > 0;
 }
 
+#ifdef GPUSWEEP_EMULATE_CUDA
+constexpr bool kEmulatedDevice = true;
+#else
+constexpr bool kEmulatedDevice = false;
+#endif
+
+// Whether --device auto may go to a GPU: where the driver sees one, except in a build for the
+// emulated device, whose auto stays on the CPU.
+bool auto_may_use_gpu() { return gpu_visible() && !kEmulatedDevice; }
+
 TEST(Startup, HelpLoadsNoCudaLibrary) {
   const fs::path dir = tmp_dir();
   const Outcome r = run_traced("--help", dir);
@@ -63,7 +75,7 @@ TEST(Startup, CpuRunLoadsNoCudaLibrary) {
   const fs::path dir = tmp_dir();
   std::vector<std::string> devices{"cpu"};
   // auto asks the driver alone; where it sees a GPU, auto may rightly load the plugin.
-  if (!gpu_visible()) devices.push_back("auto");
+  if (!auto_may_use_gpu()) devices.push_back("auto");
   for (const std::string& device : devices) {
     const fs::path out = dir / device;
     const Outcome r = run_traced("--widths 2 --points 20 --schedule D,ALL*2 --no-plots -q --device " + device +
@@ -140,7 +152,7 @@ TEST(Startup, UnloadablePluginIsOneLine) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(fs::exists(out / "results.csv"));
   // Without a GPU auto never looks for the plugin; with one it says it passed over the GPU.
-  if (gpu_visible())
+  if (auto_may_use_gpu())
     EXPECT_NE(r.err.find("note: --device auto: a GPU is visible, but the CUDA plugin " + missing.string()),
               std::string::npos)
         << r.err;
@@ -159,7 +171,9 @@ TEST(Startup, PluginLoadsBesideTheCore) {
   ASSERT_NE(plugin, nullptr) << why;
   EXPECT_EQ(plugin->abi, gs::kCudaPluginAbi);
   const int n = plugin->device_count(&why);
-  EXPECT_EQ(n > 0, gpu_visible()) << why;
+  // The emulated device is always there, whatever the driver sees.
+  EXPECT_EQ(n > 0, gpu_visible() || kEmulatedDevice) << why;
+  if (kEmulatedDevice) EXPECT_EQ(n, 1);
   if (n == 0) EXPECT_FALSE(why.empty());
 }
 

@@ -8,10 +8,10 @@
 #include <cstring>
 #include <vector>
 
-#include "cpu_backend.h"
-#include "gpusweep/data.h"
-#include "gpusweep/fit.h"
-#include "gpusweep/sweep.h"
+#include "backend/cpu_backend.h"
+#include "gpusweep/analysis/fit.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/train/sweep.h"
 
 namespace gs {
 namespace {

@@ -14,15 +14,15 @@
 #include <string>
 #include <vector>
 
-#include "cpu_backend.h"
-#include "gpusweep/data.h"
-#include "gpusweep/driver.h"
-#include "gpusweep/host_solver.h"
-#include "gpusweep/least_squares.h"
-#include "gpusweep/relu1d.h"
-#include "gpusweep/solve.h"
-#include "gpusweep/sweep.h"
-#include "gpusweep/var_pro.h"
+#include "backend/cpu_backend.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/host_solver.h"
+#include "gpusweep/solver/least_squares.h"
+#include "gpusweep/solver/solve.h"
+#include "gpusweep/solver/var_pro.h"
+#include "gpusweep/train/driver.h"
+#include "gpusweep/train/sweep.h"
 #include "lsq_reference.h"
 
 namespace gs {

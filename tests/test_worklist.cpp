@@ -6,10 +6,10 @@
 #include <set>
 #include <vector>
 
-#include "gpusweep/data.h"
-#include "gpusweep/network.h"
-#include "gpusweep/sweep.h"
-#include "gpusweep/worklist.h"
+#include "gpusweep/model/data.h"
+#include "gpusweep/model/network.h"
+#include "gpusweep/train/sweep.h"
+#include "worklist.h"
 
 namespace gs {
 namespace {

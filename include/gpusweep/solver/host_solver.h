@@ -1,0 +1,110 @@
+// The solver's host half, one math for both backends: the least-squares optimum of a linear
+// stage (least_squares.h) and the variable-projection step of the ALL stage (var_pro.h), one
+// network at a time. The CPU backend calls it on its own arrays; the CUDA backend on host
+// copies of the parameters and of the systems its kernels assembled. Host only (LAPACK).
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "gpusweep/model/batch.h"
+#include "gpusweep/solver/var_pro.h"
+
+namespace gs {
+
+class HostSolver {
+ public:
+  // A 1D dataset's training points sorted by x (stable: ties keep their order), with the
+  // prefix sums of x^j of relu1d.h (build_prefix, kNumMoments of them).
+  struct Sorted {
+    std::vector<double> x, y, pre;
+  };
+
+  // Scratch of one thread.
+  struct Workspace {
+    std::vector<double> resid, values, work, current;
+    std::vector<Role> roles;
+    std::vector<double> curvature;
+    VarProColumns cols;
+    ReducedSystem reduced;
+  };
+
+  // Keeps the batch's network shapes and datasets (which must outlive the solver) and sorts
+  // each 1D dataset's training points. fast_relu1d: relu networks on 1D data compress their
+  // Jacobian with compress_relu1d, else with compress_rows.
+  void load(const Batch& batch, bool fast_relu1d = true);
+
+  // Empty for a dataset with d > 1.
+  const Sorted& sorted(int dataset) const { return sorted_[dataset]; }
+  // A 1D dataset's sorted training points and the ends of its domain.
+  Points1d points1d(int dataset) const;
+
+  // The least-squares optimum of the parameters cols of network i, the other parameters held
+  // at theta (a full parameter vector of network i, not necessarily its current one), into
+  // values; writes the training MSE at theta and returns the numerical rank.
+  int linear_optimum(int i, const double* theta, const std::vector<int>& cols, double* values,
+                     double* loss, Workspace& w) const;
+
+  // Backend::least_squares for one network: step (e - b entries) = the optimum of the stage
+  // [b, e) minus its values in theta. Writes the training MSE at theta; returns the rank.
+  int stage_step(int i, const double* theta, int b, int e, double* step, double* loss,
+                 Workspace& w) const;
+
+  // The reduced Newton system of network i at theta (var_pro.h): its roles, its compressed
+  // Jacobian and residual curvature, and their QR into sys. scale: the Jacobi scale of all its
+  // parameters. H, the exact Hessian over all of them (column-major), is read only by networks
+  // outside the relu 1D fast path (their residual curvature is H less its Gauss-Newton part);
+  // it may be null for the others.
+  void var_pro_system(int i, const double* theta, const double* H, const double* scale,
+                      ReducedSystem* sys, Workspace& w) const;
+
+  // Backend::var_pro_solve for one network: var_pro_system, then the damped step
+  // (reduced_solve) into step (all parameters). Returns reduced_solve's info; writes *model.
+  // (g, the gradient, is not needed: the reduced gradient comes from the QR.)
+  int var_pro_step(int i, const double* theta, const double* H, const double* g, const double* scale,
+                   double lambda, double* step, StepModel* model, Workspace& w) const;
+
+  // Backend::var_pro_trial for one network: trial = theta (+ alpha step when step is not null),
+  // the kinks of its thin neurons pushed out of the domain (push_out_thin), its linear
+  // parameters then set to their least-squares optimum.
+  // Returns the trial's training MSE.
+  double var_pro_trial(int i, const double* theta, const double* step, double* trial,
+                       Workspace& w, double alpha = 1.0) const;
+
+ private:
+  std::vector<NetDesc> nets_;
+  std::vector<const Dataset*> data_;
+  std::vector<Sorted> sorted_;
+  bool fast_relu1d_ = true;
+};
+
+// Sum of squared residuals of the network theta over the training points of ds.
+double train_sse(const Shape& s, const double* theta, const Dataset& ds);
+
+// The training MSE below which the residuals are rounding: at each training point the sum of
+// the magnitudes that evaluating r = y - f adds up (|f|, |d0| and each neuron's |term|), times
+// kFloorUlps units in the last place of 1, squared and averaged. A network there can lower its
+// loss no further in float64, and its gradient is noise, so it counts as stationary.
+constexpr double kFloorUlps = 64.0;
+double rounding_floor(const Shape& s, const double* theta, const Dataset& ds);
+
+// Relu on 1D inputs: the loss is piecewise smooth in the gates. Where a kink sits on a
+// training point x_k, the gradient of the gate (G_i, g_i) jumps between two one-sided values
+// as x_k leaves or joins the neuron's active side (by 2/N r_k q_i(x_k) m_i(x_k) (x_k, 1), the
+// neuron's other factors at the point; its value there is zero, so no other derivative
+// jumps). A minimum there is a corner: its one-sided derivatives have opposite signs, and the
+// gradient of either side need not vanish. This returns the scaled gradient of NetResult
+// (Jacobi-scaled by the Gauss-Newton diagonal, over the RMSE; rows whose diagonal is at most
+// kSingularRel of the largest left out, as jacobi_scale does) in which the gate of every
+// neuron whose kink sits at its nearest training point takes the element of least scaled norm
+// on the segment between the two one-sided gradients (Clarke's generalized gradient). A kink
+// counts as sitting at the point when moving it there changes the loss, to first order, by at
+// most at_point times the loss. Off the relu 1D path it returns the plain scaled gradient.
+double kink_scaled_gradient(const Shape& s, const double* theta, const Dataset& ds, double at_point);
+
+// Calls f(j, thread) for j < count on threads OpenMP threads (dynamic schedule, one index at
+// a time); thread < threads names the caller's scratch. The first exception thrown by f is
+// rethrown once every index has run.
+void parallel_for(int count, int threads, const std::function<void(int, int)>& f);
+
+}  // namespace gs

@@ -1,0 +1,54 @@
+// Linear stages solved to their least-squares optimum without the normal equations. The stage's
+// Jacobian J (training points x stage columns) and the residual r are first compressed to a
+// small system [B | h] with ||J s + r|| = ||B s + h|| for every step s (an orthogonal
+// reduction: the Gram matrix J^T J is never formed, so conditioning is not squared), then a
+// rank-revealing LAPACK solve (dgelsd, the SVD) gives the minimizer of least norm in the exact
+// null space. Host only.
+#pragma once
+
+#include <vector>
+
+#include "gpusweep/model/network.h"
+
+namespace gs {
+
+// A compressed least-squares system: rows x m matrix B (column-major, leading dimension rows)
+// and right-hand side h, with ||J s + r||^2 = ||B s + h||^2 + rest for every s.
+struct LsSystem {
+  int rows = 0, m = 0;
+  std::vector<double> B, h;
+  double rest = 0.0;  // the part of ||r||^2 that no step can reach
+};
+
+// Relative rank threshold of the solve: singular directions below kLsRcondEps * max(N, m) of the
+// largest (N = training points, columns scaled to unit norm) count as the exact null space,
+// as numpy's lstsq counts them.
+constexpr double kLsRcondEps = 2.220446049250313e-16;
+
+// The new values of the stage's m parameters (theta: their current values) that minimize
+// ||B (x - theta) + h||, of least norm ||diag(c) x|| among the minimizers, c_q = ||B e_q|| (the
+// Jacobi scaling of the Newton systems; zero columns count with c_q = 1 and get x_q = 0).
+// npoints sets the rank threshold. Returns the numerical rank.
+int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x);
+
+// Relu networks on 1D inputs (relu1d.h): the exact compression of the Jacobian columns of the
+// network theta named by columns (parameter indices) on the training points xs (sorted
+// ascending, n of them) with residuals r (y(x_k) - f(x_k)). The gates split the points into
+// runs on which every column is one polynomial of degree <= c (column_degree of arch.h); each
+// run contributes the R factor of its local Vandermonde matrix (LAPACK dgeqrf in the run's
+// own centred, scaled coordinate). Each gate is a half-line and adds one boundary, so the
+// system has at most (n + 1)(c + 1) rows, however many points there are.
+void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>& columns,
+                     const double* xs, const double* r, int n, LsSystem* out);
+
+// Any network: the compression as a streaming QR of the Jacobian rows (their entries in
+// columns), a tile of
+// points at a time (LAPACK dgeqrf on the previous R stacked over the tile). x is row-major
+// (n points of s.d inputs), f the targets. At most m + 1 rows.
+void compress_rows(const Shape& s, const double* theta, const std::vector<int>& columns,
+                   const double* x, const double* f, int n, LsSystem* out);
+
+// The parameter indices b, b + 1, ..., e - 1: the columns of a stage [b, e).
+std::vector<int> param_range(int b, int e);
+
+}  // namespace gs

@@ -1,0 +1,145 @@
+// Variable projection for the ALL stage, on the host (LAPACK): Newton on the nonlinear
+// parameters with the linear ones eliminated exactly.
+//
+// With the gates and the middle factors held, y is linear in the last factor and d0 (the mlp
+// and gpoly:K: in D and d0), so the loss has a least-squares optimum c*(b) in those "linear"
+// parameters for every value b of the others. Variable projection minimizes
+// phi(b) = L(b, c*(b)). Its gradient is dL/db at (b, c*) and its Hessian is the Schur
+// complement H_bb - H_bc H_cc^-1 H_cb of the exact Hessian. H_cc is J_c^T J_c, and J_c (the
+// truncated-power basis) has condition numbers near 1e9 at width 200, so H_cc is never formed:
+// the Schur complement comes from a Householder QR of the compressed Jacobian [J_c | J_b | r]
+// (reduced_system), and c itself is never stepped: after each step on b it is solved again
+// with the rank-revealing least squares of least_squares.h.
+//
+// The parameterization's continuous symmetries are removed from b by holding one coordinate
+// of each orbit fixed (Role::kFixed): relu's positive homogeneity (the largest gate weight of
+// each neuron), each middle factor's scale against the last one (its largest entry) and D
+// against the last factor (all of D; its columns lie in the span of the last factor's, and
+// with them in the least-squares solve the rank decision loses accuracy).
+#pragma once
+
+#include <vector>
+
+#include "gpusweep/model/network.h"
+#include "gpusweep/solver/least_squares.h"
+
+namespace gs {
+
+enum class Role : unsigned char { kNonlinear = 0, kLinear = 1, kFixed = 2 };
+
+// The linear parameters, ascending: the last factor and d0; an arch whose only factor is its
+// gate (the mlp, gpoly:K): D (all of each neuron's polynomial coefficients) and d0.
+std::vector<int> linear_columns(const Shape& s);
+
+// The sorted training points of a 1D dataset and the ends of its domain (Dataset::lo, hi).
+struct Points1d {
+  const double* x;
+  int n;
+  double lo, hi;
+};
+
+// Relu on 1D inputs: where neuron i's kink lies against the training points.
+// kOutside: beyond the domain; on the data the neuron is one polynomial, which the other outer
+// neurons and d0 span too. kThin: inside the data with fewer than 2 (c + 1) points, c the
+// column degree of arch.h, between
+// the kink and the end of the data, or between the data and the end of the domain: a
+// polynomial piece fitted to those few points, or to none, whose coefficients nothing else
+// constrains, and which takes any value between the last point and the end of the domain,
+// where test points lie. kInside: every other kink.
+enum class EdgeKind : int { kInside = 0, kThin = 1, kOutside = 2 };
+int min_active_points(const Shape& s);
+EdgeKind kink_place(const Shape& s, const double* theta, const Points1d& pts, int i);
+
+// Moves the kink of every thin neuron out of the domain, past the nearer end by 0.0005 of
+// its length (the margin of the MASO knots), by its gate bias; returns how many moved. A neuron
+// whose active side held the few points is then off on all of the data; one whose active side
+// held the rest is one polynomial on all of it (an outside neuron). Either way the thin piece
+// is gone: nothing is left fitted to a few points, and the function changes only there, so a
+// step that carries a kink into the thin zone is judged by what the training points see.
+int push_out_thin(const Shape& s, const Points1d& pts, double* theta);
+
+// The role of each of the network's num_params(s) parameters at theta. With the training
+// points (1D relu; pts may be null otherwise), the gate and middle factors of every neuron
+// whose kink lies outside the domain are fixed as well (on the data they move only within the
+// span of the other outer neurons, and unchecked they drift to large values that show between
+// the data and the end of the domain), and all of a thin neuron's.
+void var_pro_roles(const Shape& s, const double* theta, const Points1d* pts, Role* role);
+
+// The columns of the reduced system: the linear parameters that enter (role kLinear, nonzero
+// Jacobi scale), the main ones first and then the `global` ones, whose columns are one
+// polynomial of degree <= c on all of the data (d0, and the last factor of each neuron whose
+// kink lies outside the domain: together they span at most c + 1 functions, so they are
+// linearly dependent whenever there are more than c + 1 of them); then the nonlinear ones
+// (role kNonlinear, nonzero scale). pts may be null (no kink is then called outside).
+struct VarProColumns {
+  std::vector<int> lin;
+  int global = 0;
+  std::vector<int> non;
+  std::vector<int> all() const;  // lin, then non
+};
+void var_pro_columns(const Shape& s, const double* theta, const Role* role, const double* scale,
+                     const Points1d* pts, VarProColumns* out);
+
+// The residual curvature S_pq = (2/N) sum_k r_k d2y(x_k)/dtheta_p dtheta_q for p in cols.all()
+// and q in cols.non, into S ((kc + kb) x kb, column-major): relu on 1D inputs, exactly, from
+// prefix sums of r_k x_k^j over the sorted points xs (relu1d.h; r = y - f at xs).
+void residual_curvature_relu1d(const Shape& s, const double* theta, const VarProColumns& cols,
+                               const double* xs, const double* r, int n, std::vector<double>* S);
+
+// The reduced Newton system of one network, by orthogonal factorization of its compressed
+// Jacobian (least_squares.h), so that the conditioning of the linear columns is never squared.
+// js compresses [J_c | J_b | r] with the columns cols.all() (so ||J s + r|| = ||B s + h||);
+// weight = 2 / N (the loss is the mean of the squared residuals); scale, the Jacobi scale of
+// every parameter; S, residual_curvature's matrix. With the Householder QR
+//   [J_c | J_b | r] = Q [[R_cc, R_cb, h_c], [0, R_bb, h_b]],
+// the reduced Hessian (the Schur complement of the exact Hessian's linear block) and gradient
+// are, with W = R_cc^-T S_cb,
+//   A = R_bb^T R_bb + S_bb - R_cb^T W - W^T R_cb - W^T W,   gr = R_bb^T h_b - W^T h_c,
+// scaled by the Jacobi scale on both sides; R_bb^T R_bb is the Gauss-Newton part (the
+// Jacobian of the projected residual, as Kaufman's) and the rest the exact second-order terms.
+// The QR of the main linear columns is unpivoted; a diagonal entry of R_cc below
+// kVarProRank * max(N, kc) times the largest (columns of unit norm: the rank threshold of the
+// least-squares solves, least_squares.h) sends the network to a column-pivoted QR of all the
+// linear columns (`pivoted`), whose trailing columns below that threshold are left out (as the
+// trial's minimum-norm solve leaves out the directions below its threshold). The global
+// columns always take a small pivoted QR of their own after the main ones.
+constexpr double kVarProRank = 2.220446049250313e-16;
+struct ReducedSystem {
+  std::vector<int> index;      // the nonlinear parameters (cols.non)
+  std::vector<double> A, gr;   // k x k, column-major, both triangles; k
+  int rank = 0;                // of the linear columns
+  bool pivoted = false;        // the rank-revealing path was taken
+  // reduced_solve's factorization, kept for the damping retries: unknown until the first
+  // solve, then Cholesky (T A T positive definite) or the eigenvectors V and values ev of T A T.
+  enum Mode { kUnknown = 0, kCholesky = 1, kEigen = 2 };
+  Mode mode = kUnknown;
+  std::vector<double> t, V, ev;
+  std::vector<double> work;    // scratch, reused
+};
+void reduced_system(const LsSystem& js, const VarProColumns& cols, const double* scale, double weight,
+                    int npoints, const std::vector<double>& S, ReducedSystem* out);
+
+// The damped step on the reduced system, into step (all m parameters; zero outside index),
+// with the matrix scaled to its own unit diagonal, T A T, T = diag(1/sqrt|A_kk|). Where T A T
+// is positive definite this is Levenberg-Marquardt: (T A T + lambda I) z = -T gr by Cholesky.
+// Where it is not, each eigenvalue enters with its absolute value, (|T A T| + lambda I) z =
+// -T gr (the saddle-free Newton step of Dauphin et al. 2014): a direction of negative curvature
+// is descended as far as its curvature's size allows, and no other direction is damped for it.
+// The two agree wherever both apply. The definiteness test (a Cholesky of T A T) and the
+// eigendecomposition are made once per system and kept in sys, so a damping retry costs one
+// Cholesky or two matrix-vector products. Returns 0, or the LAPACK info of a failed Cholesky
+// or eigendecomposition; on success writes *model (StepModel).
+//
+// The quadratic model gr.s + s A s / 2 at the step s, in the loss's units: pred, the decrease it
+// predicts, -(slope + curvature / 2), with slope = gr.s and curvature = s A s. Along the step's
+// direction the model is m(a) = a slope + a^2 curvature / 2; the damping and the absolute
+// values of the saddle-free step make the step shorter than the model's own minimizer along it
+// (-slope / curvature), or the model has none there (curvature <= 0), and the driver reads
+// that to decide whether a longer step is worth a trial.
+struct StepModel {
+  double pred = 0.0, slope = 0.0, curvature = 0.0;
+};
+int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
+                  std::vector<double>& work, double* step, StepModel* model);
+
+}  // namespace gs

@@ -1,0 +1,275 @@
+// The solver's host half (host_solver.h): least squares of linear stages and the
+// variable-projection step, per network, for both backends.
+#include "gpusweep/solver/host_solver.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <numeric>
+#include <stdexcept>
+#include <utility>
+
+#include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/least_squares.h"
+#include "gpusweep/solver/solve.h"
+#include "model/by_shape.h"
+#include "solver/lapack.h"
+
+namespace gs {
+namespace {
+
+// Sum of squared residuals over the points x (row-major) with targets f; kNf and kD as in
+// by_shape.
+template <int kNf, int kD>
+double sum_squares(const Shape& shape, const double* theta, const std::vector<double>& x,
+                   const std::vector<double>& f) {
+  const Shape s = fixed_shape<kNf, kD>(shape);
+  double sse = 0.0;
+  for (std::size_t q = 0; q < f.size(); ++q) {
+    const double r = evaluate(s, theta, x.data() + q * s.d) - f[q];
+    sse += r * r;
+  }
+  return sse;
+}
+
+// Residuals y(x_k) - f_k at n points x (row-major) into r; kNf and kD as in by_shape.
+template <int kNf, int kD>
+double residuals_of(const Shape& shape, const double* theta, const double* x, const double* f, int n, double* r) {
+  const Shape s = fixed_shape<kNf, kD>(shape);
+  for (int q = 0; q < n; ++q) r[q] = evaluate(s, theta, x + static_cast<std::size_t>(q) * s.d) - f[q];
+  return 0.0;
+}
+
+// The residuals at the sorted 1D points of a dataset, the network math unrolled (by_shape).
+void sorted_residuals(const Shape& s, const double* theta, const HostSolver::Sorted& so, std::vector<double>& r) {
+  const int n = static_cast<int>(so.x.size());
+  r.resize(n);
+  by_shape(s, [&](auto nf, auto d) {
+    return residuals_of<decltype(nf)::value, decltype(d)::value>(s, theta, so.x.data(), so.y.data(), n, r.data());
+  });
+}
+
+}  // namespace
+
+double train_sse(const Shape& s, const double* theta, const Dataset& ds) {
+  return by_shape(s, [&](auto nf, auto d) {
+    return sum_squares<decltype(nf)::value, decltype(d)::value>(s, theta, ds.x_train, ds.y_train);
+  });
+}
+
+double rounding_floor(const Shape& s, const double* theta, const Dataset& ds) {
+  const int npts = ds.n_train();
+  if (npts == 0) return 0.0;
+  const double d0 = std::fabs(theta[num_params(s) - 1]);
+  double sum = 0.0;
+  for (int q = 0; q < npts; ++q) {
+    const double* x = ds.x_train.data() + static_cast<std::size_t>(q) * s.d;
+    double mag = d0 + std::fabs(ds.y_train[q]);
+    for (int i = 0; i < s.n; ++i) {
+      const NeuronEval e = eval_neuron(s, theta, x, i);
+      mag += std::fabs(e.q * e.g.s * e.m);
+    }
+    sum += mag * mag;
+  }
+  const double ulp = kFloorUlps * 2.220446049250313e-16;
+  return ulp * ulp * sum / npts;
+}
+
+double kink_scaled_gradient(const Shape& s, const double* theta, const Dataset& ds, double at_point) {
+  const int npts = ds.n_train(), m = num_params(s);
+  if (npts == 0) return 0.0;
+  std::vector<double> g(m, 0.0), h(m, 0.0), row(m), r(npts);
+  double sse = 0.0;
+  for (int k = 0; k < npts; ++k) {
+    const double y = jacobian_row(s, theta, ds.x_train.data() + static_cast<std::size_t>(k) * s.d, row.data());
+    r[k] = y - ds.y_train[k];
+    sse += r[k] * r[k];
+    for (int q = 0; q < m; ++q) {
+      g[q] += 2.0 / npts * row[q] * r[k];
+      h[q] += 2.0 / npts * row[q] * row[q];
+    }
+  }
+  const double loss = sse / npts;
+  if (!(loss > 0.0)) return 0.0;
+  if (relu1d_fast_path(s)) {
+    std::vector<int> order(npts);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
+    for (int i = 0; i < s.n; ++i) {
+      const int iG = factor_offset(s, 0) + i, ig = factor_offset(s, 0) + s.n + i;
+      if (theta[iG] == 0.0) continue;
+      const double kink = -theta[ig] / theta[iG];
+      // The nearest training point.
+      const auto at = std::lower_bound(order.begin(), order.end(), kink,
+                                       [&](int a, double v) { return ds.x_train[a] < v; }) - order.begin();
+      int k = -1;
+      for (auto c : {at - 1, at})
+        if (c >= 0 && c < npts && (k < 0 || std::fabs(ds.x_train[order[c]] - kink) < std::fabs(ds.x_train[k] - kink)))
+          k = order[c];
+      if (k < 0) continue;
+      const double xk = ds.x_train[k];
+      if (std::fabs(g[ig] * theta[iG] * (xk - kink)) > at_point * loss) continue;
+      // The jump of the gate's gradient when x_k changes sides, the neuron's other factors at x_k.
+      const NeuronEval e = eval_neuron(s, theta, &xk, i);
+      const double sign = e.a[0] > 0.0 ? -1.0 : 1.0;  // active now: the other side drops it
+      const double dg = sign * 2.0 / npts * r[k] * e.q * e.m, dG = dg * xk;
+      // Least scaled norm on g + t d, t in [0, 1].
+      double num = 0.0, den = 0.0;
+      for (const auto& [q, d] : {std::pair<int, double>{iG, dG}, std::pair<int, double>{ig, dg}})
+        if (h[q] > 0.0) {
+          num += g[q] * d / h[q];
+          den += d * d / h[q];
+        }
+      const double t = den > 0.0 ? std::clamp(-num / den, 0.0, 1.0) : 0.0;
+      g[iG] += t * dG;
+      g[ig] += t * dg;
+    }
+  }
+  double hmax = 0.0;
+  for (double v : h) hmax = std::fmax(hmax, v);
+  double worst = 0.0;
+  for (int q = 0; q < m; ++q)
+    if (h[q] > kSingularRel * hmax && h[q] > 0.0) worst = std::fmax(worst, std::fabs(g[q]) / std::sqrt(h[q]));
+  return worst / std::sqrt(loss);
+}
+
+void parallel_for(int count, int threads, const std::function<void(int, int)>& f) {
+  // An exception must not leave an OpenMP region: the first one is kept and rethrown here.
+  std::exception_ptr first;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int j = 0; j < count; ++j) {
+    try {
+      f(j, omp_get_thread_num());
+    } catch (...) {
+#pragma omp critical(gs_parallel_for)
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
+}
+
+void HostSolver::load(const Batch& batch, bool fast_relu1d) {
+  nets_ = batch.nets;
+  data_ = batch.datasets;
+  fast_relu1d_ = fast_relu1d;
+  sorted_.assign(data_.size(), Sorted{});
+  for (std::size_t k = 0; k < data_.size(); ++k) {
+    const Dataset& ds = *data_[k];
+    if (ds.d != 1) continue;
+    const int npts = ds.n_train();
+    std::vector<int> order(npts);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
+    Sorted& so = sorted_[k];
+    so.x.resize(npts);
+    so.y.resize(npts);
+    for (int q = 0; q < npts; ++q) {
+      so.x[q] = ds.x_train[order[q]];
+      so.y[q] = ds.y_train[order[q]];
+    }
+    so.pre.resize(static_cast<std::size_t>(kNumMoments) * (npts + 1) * 2);
+    build_prefix(so.x.data(), nullptr, npts, kNumMoments, so.pre.data());
+  }
+}
+
+Points1d HostSolver::points1d(int dataset) const {
+  const Sorted& so = sorted_[dataset];
+  return {so.x.data(), static_cast<int>(so.x.size()), data_[dataset]->lo[0], data_[dataset]->hi[0]};
+}
+
+int HostSolver::linear_optimum(int i, const double* theta, const std::vector<int>& cols, double* values,
+                               double* loss, Workspace& w) const {
+  const NetDesc& nd = nets_[i];
+  const Shape& s = nd.shape;
+  const Dataset& ds = *data_[nd.dataset];
+  LsSystem sys;
+  const int npts = ds.n_train();
+  if (relu1d_fast_path(s) && fast_relu1d_) {
+    const Sorted& so = sorted_[nd.dataset];
+    sorted_residuals(s, theta, so, w.resid);
+    compress_relu1d(s, theta, cols, so.x.data(), w.resid.data(), npts, &sys);
+  } else {
+    compress_rows(s, theta, cols, ds.x_train.data(), ds.y_train.data(), npts, &sys);
+  }
+  double sse = sys.rest;
+  for (double v : sys.h) sse += v * v;
+  *loss = sse / npts;
+  w.current.resize(cols.size());
+  for (std::size_t q = 0; q < cols.size(); ++q) w.current[q] = theta[cols[q]];
+  return least_squares_values(sys, w.current.data(), npts, values);
+}
+
+int HostSolver::stage_step(int i, const double* theta, int b, int e, double* step, double* loss,
+                           Workspace& w) const {
+  w.values.resize(e - b);
+  const int rank = linear_optimum(i, theta, param_range(b, e), w.values.data(), loss, w);
+  for (int q = b; q < e; ++q) step[q - b] = w.values[q - b] - theta[q];
+  return rank;
+}
+
+void HostSolver::var_pro_system(int i, const double* theta, const double* H, const double* scale,
+                                ReducedSystem* sys, Workspace& w) const {
+  const NetDesc& nd = nets_[i];
+  const Shape& s = nd.shape;
+  const Dataset& ds = *data_[nd.dataset];
+  const int m = num_params(s);
+  const int npts = ds.n_train();
+  w.roles.resize(m);
+  LsSystem js;
+  if (relu1d_fast_path(s)) {
+    const Sorted& so = sorted_[nd.dataset];
+    const Points1d pts = points1d(nd.dataset);
+    var_pro_roles(s, theta, &pts, w.roles.data());
+    var_pro_columns(s, theta, w.roles.data(), scale, &pts, &w.cols);
+    sorted_residuals(s, theta, so, w.resid);
+    compress_relu1d(s, theta, w.cols.all(), so.x.data(), w.resid.data(), npts, &js);
+    residual_curvature_relu1d(s, theta, w.cols, so.x.data(), w.resid.data(), npts, &w.curvature);
+  } else {
+    // Any other network: the streaming QR of its Jacobian rows, and the residual curvature
+    // as the exact Hessian less its Gauss-Newton part.
+    var_pro_roles(s, theta, nullptr, w.roles.data());
+    var_pro_columns(s, theta, w.roles.data(), scale, nullptr, &w.cols);
+    const std::vector<int> all = w.cols.all();
+    compress_rows(s, theta, all, ds.x_train.data(), ds.y_train.data(), npts, &js);
+    const int ld = static_cast<int>(all.size()), kc = static_cast<int>(w.cols.lin.size());
+    const int kb = ld - kc;
+    w.curvature.assign(static_cast<std::size_t>(ld) * kb, 0.0);
+    if (kb > 0 && js.rows > 0) {
+      const double weight = -2.0 / npts, one = 1.0;
+      for (int c = 0; c < kb; ++c)
+        for (int r = 0; r < ld; ++r)
+          w.curvature[r + static_cast<std::size_t>(c) * ld] = H[all[r] + static_cast<std::size_t>(all[kc + c]) * m];
+      dgemm_("T", "N", &ld, &kb, &js.rows, &weight, js.B.data(), &js.rows,
+             js.B.data() + static_cast<std::size_t>(kc) * js.rows, &js.rows, &one, w.curvature.data(), &ld);
+    }
+  }
+  reduced_system(js, w.cols, scale, 2.0 / npts, npts, w.curvature, sys);
+}
+
+int HostSolver::var_pro_step(int i, const double* theta, const double* H, const double*,
+                             const double* scale, double lambda, double* step, StepModel* model,
+                             Workspace& w) const {
+  var_pro_system(i, theta, H, scale, &w.reduced, w);
+  return reduced_solve(num_params(nets_[i].shape), scale, w.reduced, lambda, w.work, step, model);
+}
+
+double HostSolver::var_pro_trial(int i, const double* theta, const double* step, double* trial,
+                                 Workspace& w, double alpha) const {
+  const NetDesc& nd = nets_[i];
+  const Shape& s = nd.shape;
+  const int m = num_params(s);
+  for (int q = 0; q < m; ++q) trial[q] = step != nullptr ? theta[q] + alpha * step[q] : theta[q];
+  const std::vector<int> cols = linear_columns(s);
+  if (relu1d_fast_path(s)) push_out_thin(s, points1d(nd.dataset), trial);
+  w.values.resize(cols.size());
+  double before;
+  linear_optimum(i, trial, cols, w.values.data(), &before, w);
+  for (std::size_t q = 0; q < cols.size(); ++q) trial[cols[q]] = w.values[q];
+  const Dataset& ds = *data_[nd.dataset];
+  return train_sse(s, trial, ds) / ds.n_train();
+}
+
+}  // namespace gs

@@ -1,0 +1,212 @@
+// Compressed least-squares systems of linear stages and their rank-revealing solve (LAPACK
+// dgeqrf, dgelsd). See least_squares.h.
+#include "gpusweep/solver/least_squares.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "gpusweep/model/relu1d.h"
+#include "solver/lapack.h"
+
+namespace gs {
+namespace {
+
+// In-place QR of the rows x cols matrix a (column-major, leading dimension lda): R in the upper
+// triangle.
+void qr_in_place(int rows, int cols, double* a, int lda, std::vector<double>& tau,
+                 std::vector<double>& work) {
+  tau.resize(std::max(1, std::min(rows, cols)));
+  int lwork = -1, info = 0;
+  double query = 0.0;
+  dgeqrf_(&rows, &cols, a, &lda, tau.data(), &query, &lwork, &info);
+  if (info != 0) throw std::logic_error("dgeqrf workspace query: info " + std::to_string(info));
+  lwork = std::max(1, static_cast<int>(query));
+  if (static_cast<int>(work.size()) < lwork) work.resize(lwork);
+  dgeqrf_(&rows, &cols, a, &lda, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) throw std::logic_error("dgeqrf: argument " + std::to_string(-info) + " is invalid");
+}
+
+// Coefficients in t of p(c0 + h t), p of degree < ncoef given by its coefficients in x.
+void shift_poly(const double* p, int ncoef, double c0, double h, double* out) {
+  double hk = 1.0;
+  for (int k = 0; k < ncoef; ++k) {
+    // sum_{l >= k} C(l, k) p[l] c0^(l - k)
+    double v = 0.0, binom = 1.0, cp = 1.0;
+    for (int l = k; l < ncoef; ++l) {
+      v += binom * p[l] * cp;
+      cp *= c0;
+      binom = binom * (l + 1) / (l + 1 - k);
+    }
+    out[k] = v * hk;
+    hk *= h;
+  }
+}
+
+}  // namespace
+
+std::vector<int> param_range(int b, int e) {
+  std::vector<int> cols(e - b);
+  for (int q = b; q < e; ++q) cols[q - b] = q;
+  return cols;
+}
+
+int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x) {
+  const int m = sys.m;
+  if (m == 0) return 0;
+  const int rows = sys.rows;
+  if (rows == 0) {
+    std::fill(x, x + m, 0.0);
+    return 0;
+  }
+  std::vector<double> c(m, 1.0);
+  const int ldb = std::max(rows, m);
+  std::vector<double> A(static_cast<std::size_t>(rows) * m, 0.0), rhs(ldb, 0.0);
+  for (int q = 0; q < m; ++q) {
+    const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
+    double nrm = 0.0;
+    for (int k = 0; k < sys.rows; ++k) nrm = std::hypot(nrm, col[k]);
+    if (nrm > 0.0 && std::isfinite(nrm)) c[q] = nrm;
+    double* out = A.data() + static_cast<std::size_t>(q) * rows;
+    for (int k = 0; k < sys.rows; ++k) {
+      rhs[k] += col[k] * theta[q];
+      out[k] = col[k] / c[q];
+    }
+  }
+  for (int k = 0; k < sys.rows; ++k) rhs[k] -= sys.h[k];
+  const double rcond = kLsRcondEps * std::max(npoints, m);
+  std::vector<double> sv(std::max(1, std::min(rows, m)));
+  int rank = 0, info = 0, lwork = -1, iquery = 0;
+  const int nrhs = 1;
+  double query = 0.0;
+  dgelsd_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, sv.data(), &rcond, &rank, &query,
+          &lwork, &iquery, &info);
+  if (info != 0) throw std::logic_error("dgelsd workspace query: info " + std::to_string(info));
+  lwork = std::max(1, static_cast<int>(query));
+  std::vector<double> work(lwork);
+  std::vector<int> iwork(std::max(1, iquery));
+  dgelsd_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, sv.data(), &rcond, &rank,
+          work.data(), &lwork, iwork.data(), &info);
+  if (info < 0) throw std::logic_error("dgelsd: argument " + std::to_string(-info) + " is invalid");
+  if (info > 0) throw std::runtime_error("dgelsd: the SVD did not converge");
+  for (int q = 0; q < m; ++q) x[q] = rhs[q] / c[q];
+  return rank;
+}
+
+void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>& columns,
+                     const double* xs, const double* r, int n, LsSystem* out) {
+  const int ncoef = column_degree(s.arch) + 1;  // column polynomials have degree <= c
+  const int m = static_cast<int>(columns.size());
+  // Active point ranges; d0 (neuron s.n) is active everywhere.
+  std::vector<int> lo(s.n + 1, 0), hi(s.n + 1, n), bounds = {0, n};
+  for (int nu = 0; nu < s.n; ++nu) {
+    const NeuronLines L = neuron_lines(s, theta, nu);
+    active_range(xs, n, L.W[0], L.w[0], &lo[nu], &hi[nu]);
+    bounds.push_back(lo[nu]);
+    bounds.push_back(hi[nu]);
+  }
+  std::sort(bounds.begin(), bounds.end());
+  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+  // Each column's polynomial in x on its neuron's active range.
+  std::vector<double> poly(static_cast<std::size_t>(m) * kColCoef, 0.0);
+  std::vector<int> owner(m);
+  for (int j = 0; j < m; ++j) {
+    int nu, lk;
+    double* c = &poly[static_cast<std::size_t>(j) * kColCoef];
+    if (param_owner(s, columns[j], &nu, &lk)) {
+      column_poly(neuron_lines(s, theta, nu), lk, c);
+    } else {
+      nu = s.n;
+      c[0] = 1.0;
+    }
+    owner[j] = nu;
+  }
+  const int runs = static_cast<int>(bounds.size()) - 1;
+  out->m = m;
+  out->rows = 0;
+  out->rest = 0.0;
+  out->B.assign(static_cast<std::size_t>(runs) * ncoef * m, 0.0);
+  out->h.assign(static_cast<std::size_t>(runs) * ncoef, 0.0);
+  // Rows are appended run by run into a rows-major scratch, then transposed into B.
+  std::vector<double> Brow(static_cast<std::size_t>(runs) * ncoef * m, 0.0);
+  std::vector<double> V, tau, work, a(ncoef);
+  for (int j = 0; j < runs; ++j) {
+    const int s0 = bounds[j], s1 = bounds[j + 1];
+    const int cnt = s1 - s0;
+    if (cnt <= 0) continue;
+    const double c0 = 0.5 * (xs[s0] + xs[s1 - 1]);
+    double h = 0.5 * (xs[s1 - 1] - xs[s0]);
+    if (!(h > 0.0)) h = 1.0;
+    const int cols = ncoef + 1;
+    V.assign(static_cast<std::size_t>(cnt) * cols, 0.0);
+    for (int k = 0; k < cnt; ++k) {
+      const double t = (xs[s0 + k] - c0) / h;
+      double p = 1.0;
+      for (int u = 0; u < ncoef; ++u, p *= t) V[k + static_cast<std::size_t>(u) * cnt] = p;
+      V[k + static_cast<std::size_t>(ncoef) * cnt] = r[s0 + k];
+    }
+    qr_in_place(cnt, cols, V.data(), cnt, tau, work);
+    const int kr = std::min(cnt, ncoef);
+    if (cnt > ncoef) {
+      const double last = V[ncoef + static_cast<std::size_t>(ncoef) * cnt];
+      out->rest += last * last;
+    }
+    for (int q = 0; q < m; ++q) {
+      const int nu = owner[q];
+      if (s0 < lo[nu] || s1 > hi[nu]) continue;
+      shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, c0, h, a.data());
+      for (int rho = 0; rho < kr; ++rho) {
+        double v = 0.0;
+        for (int u = rho; u < ncoef; ++u) v += V[rho + static_cast<std::size_t>(u) * cnt] * a[u];
+        Brow[static_cast<std::size_t>(out->rows + rho) * m + q] = v;
+      }
+    }
+    for (int rho = 0; rho < kr; ++rho)
+      out->h[out->rows + rho] = V[rho + static_cast<std::size_t>(ncoef) * cnt];
+    out->rows += kr;
+  }
+  const int rows = out->rows;
+  out->h.resize(rows);
+  out->B.resize(static_cast<std::size_t>(rows) * m);
+  for (int q = 0; q < m; ++q)
+    for (int k = 0; k < rows; ++k)
+      out->B[k + static_cast<std::size_t>(q) * rows] = Brow[static_cast<std::size_t>(k) * m + q];
+}
+
+void compress_rows(const Shape& s, const double* theta, const std::vector<int>& columns,
+                   const double* x, const double* f, int n, LsSystem* out) {
+  const int m = static_cast<int>(columns.size());
+  const int cols = m + 1;  // the stage's columns, then the residual
+  const int tile = std::max(256, cols);
+  const int ld = cols + tile;
+  std::vector<double> W(static_cast<std::size_t>(ld) * cols, 0.0), row(num_params(s));
+  std::vector<double> tau, work;
+  int have = 0;  // rows of R at the top of W
+  for (int t0 = 0; t0 < n; t0 += tile) {
+    const int nb = std::min(tile, n - t0);
+    for (int k = 0; k < nb; ++k) {
+      const double* xk = x + static_cast<std::size_t>(t0 + k) * s.d;
+      const double y = jacobian_row(s, theta, xk, row.data());
+      for (int q = 0; q < m; ++q) W[have + k + static_cast<std::size_t>(q) * ld] = row[columns[q]];
+      W[have + k + static_cast<std::size_t>(m) * ld] = y - f[t0 + k];
+    }
+    const int rows = have + nb;
+    qr_in_place(rows, cols, W.data(), ld, tau, work);
+    have = std::min(rows, cols);
+    for (int q = 0; q < cols; ++q)  // keep R: clear the reflectors below the diagonal
+      for (int k = q + 1; k < rows; ++k) W[k + static_cast<std::size_t>(q) * ld] = 0.0;
+  }
+  const int rows = std::min(have, m);
+  out->m = m;
+  out->rows = rows;
+  out->rest = have > m ? W[m + static_cast<std::size_t>(m) * ld] * W[m + static_cast<std::size_t>(m) * ld] : 0.0;
+  out->B.assign(static_cast<std::size_t>(rows) * m, 0.0);
+  out->h.assign(rows, 0.0);
+  for (int q = 0; q < m; ++q)
+    for (int k = 0; k < rows; ++k)
+      out->B[k + static_cast<std::size_t>(q) * rows] = W[k + static_cast<std::size_t>(q) * ld];
+  for (int k = 0; k < rows; ++k) out->h[k] = W[k + static_cast<std::size_t>(m) * ld];
+}
+
+}  // namespace gs
