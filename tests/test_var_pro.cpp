@@ -476,6 +476,77 @@ TEST(VarPro, ConvergedIsStationaryByFiniteDifferences) {
   EXPECT_GE(converged, batch.size() - 1);
 }
 
+// A kink on a training point (x = 0, so that only the gate bias's derivative jumps there):
+// kink_scaled_gradient against finite differences of the loss. Every parameter but that gate
+// bias takes a central difference; the gate bias takes its two one-sided differences (the
+// point on and off the active side), and the element of least size between them (zero where
+// they have opposite signs: a corner). Both a corner and a kink that is not one are met.
+TEST(VarPro, KinkOnATrainingPointTakesTheLeastOneSidedDerivative) {
+  Dataset ds;
+  ds.name = "grid";
+  ds.d = 1;
+  ds.lo = {-1.0};
+  ds.hi = {1.0};
+  for (int k = 0; k <= 200; ++k) {
+    const double x = -1.0 + k / 100.0;  // x = 0 exactly at k = 100
+    ds.x_train.push_back(x);
+    ds.y_train.push_back(1.0 / (1.0 + std::pow(std::cos(3.14159 * x), 2)) + 0.3 * x * x * x);
+    ds.x_test.push_back(x);
+    ds.y_test.push_back(ds.y_train.back());
+  }
+  int corners = 0, plain = 0;
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu})
+    for (int i = 1; i <= 3; ++i) {
+      const Shape s{a, Act::kRelu, 1, 5};
+      const std::string where = std::string(arch_name(a)) + " neuron " + std::to_string(i);
+      std::vector<double> th(num_params(s));
+      init_params(s, InitKind::kMaso, ds, 3, th.data());
+      // Neuron i's kink at x = 0, on the training point there; every other one midway between two.
+      for (int j = 0; j < s.n; ++j) {
+        const double G = th[factor_offset(s, 0) + j];
+        const double kink = j == i ? 0.0 : (std::floor(-th[factor_offset(s, 0) + s.n + j] / G * 100.0) + 0.5) / 100.0;
+        th[factor_offset(s, 0) + s.n + j] = -G * kink;
+      }
+      const int ig = factor_offset(s, 0) + s.n + i;
+      th = project(s, th, ds);
+      const int m = num_params(s), n = ds.n_train();
+      std::vector<double> diag(m, 0.0), row(m);
+      for (int k = 0; k < n; ++k) {
+        jacobian_row(s, th.data(), &ds.x_train[k], row.data());
+        for (int q = 0; q < m; ++q) diag[q] += 2.0 * row[q] * row[q] / n;
+      }
+      double dmax = 0.0;
+      for (double v : diag) dmax = std::fmax(dmax, v);
+      const double loss = train_mse(s, th.data(), ds);
+      auto at = [&](int q, double d) {
+        std::vector<double> t(th);
+        t[q] += d;
+        return train_mse(s, t.data(), ds);
+      };
+      double worst = 0.0;
+      for (int q = 0; q < m; ++q) {
+        if (!(diag[q] > kSingularRel * dmax)) continue;
+        double slope;
+        if (q == ig) {
+          const double h = 1e-8;  // the kink moves 1e-8 / |G|, far less than the spacing 0.01
+          const double up = (at(q, h) - loss) / h, down = (loss - at(q, -h)) / h;
+          const bool corner = (up >= 0.0) == (down <= 0.0) && up * down <= 0.0;
+          corners += corner;
+          plain += !corner;
+          slope = corner ? 0.0 : (std::fabs(up) < std::fabs(down) ? up : down);
+        } else {
+          const double h = 1e-6 / std::sqrt(diag[q]);
+          slope = (at(q, h) - at(q, -h)) / (2 * h);
+        }
+        worst = std::fmax(worst, std::fabs(slope) / std::sqrt(diag[q]));
+      }
+      worst /= std::sqrt(loss);
+      EXPECT_NEAR(kink_scaled_gradient(s, th.data(), ds, 1e-10), worst, 1e-4 * worst + 1e-9) << where;
+    }
+  EXPECT_GT(corners, 0);
+  EXPECT_GT(plain, 0);
+}
+
 // A target that is itself a network of the arch and width: the teacher's knots spread over the
 // domain (jittered), its other parameters N(0, 1). Training points uniform, test points a grid.
 Dataset teacher_dataset(const Shape& s, const std::vector<double>& th, int points, std::uint64_t seed) {

@@ -9,9 +9,11 @@
 #include <exception>
 #include <numeric>
 #include <stdexcept>
+#include <utility>
 
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/least_squares.h"
+#include "gpusweep/solver/solve.h"
 #include "model/by_shape.h"
 #include "solver/lapack.h"
 
@@ -73,6 +75,64 @@ double rounding_floor(const Shape& s, const double* theta, const Dataset& ds) {
   }
   const double ulp = kFloorUlps * 2.220446049250313e-16;
   return ulp * ulp * sum / npts;
+}
+
+double kink_scaled_gradient(const Shape& s, const double* theta, const Dataset& ds, double at_point) {
+  const int npts = ds.n_train(), m = num_params(s);
+  if (npts == 0) return 0.0;
+  std::vector<double> g(m, 0.0), h(m, 0.0), row(m), r(npts);
+  double sse = 0.0;
+  for (int k = 0; k < npts; ++k) {
+    const double y = jacobian_row(s, theta, ds.x_train.data() + static_cast<std::size_t>(k) * s.d, row.data());
+    r[k] = y - ds.y_train[k];
+    sse += r[k] * r[k];
+    for (int q = 0; q < m; ++q) {
+      g[q] += 2.0 / npts * row[q] * r[k];
+      h[q] += 2.0 / npts * row[q] * row[q];
+    }
+  }
+  const double loss = sse / npts;
+  if (!(loss > 0.0)) return 0.0;
+  if (relu1d_fast_path(s)) {
+    std::vector<int> order(npts);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return ds.x_train[a] < ds.x_train[b]; });
+    for (int i = 0; i < s.n; ++i) {
+      const int iG = factor_offset(s, 0) + i, ig = factor_offset(s, 0) + s.n + i;
+      if (theta[iG] == 0.0) continue;
+      const double kink = -theta[ig] / theta[iG];
+      // The nearest training point.
+      const auto at = std::lower_bound(order.begin(), order.end(), kink,
+                                       [&](int a, double v) { return ds.x_train[a] < v; }) - order.begin();
+      int k = -1;
+      for (auto c : {at - 1, at})
+        if (c >= 0 && c < npts && (k < 0 || std::fabs(ds.x_train[order[c]] - kink) < std::fabs(ds.x_train[k] - kink)))
+          k = order[c];
+      if (k < 0) continue;
+      const double xk = ds.x_train[k];
+      if (std::fabs(g[ig] * theta[iG] * (xk - kink)) > at_point * loss) continue;
+      // The jump of the gate's gradient when x_k changes sides, the neuron's other factors at x_k.
+      const NeuronEval e = eval_neuron(s, theta, &xk, i);
+      const double sign = e.a[0] > 0.0 ? -1.0 : 1.0;  // active now: the other side drops it
+      const double dg = sign * 2.0 / npts * r[k] * e.q * e.m, dG = dg * xk;
+      // Least scaled norm on g + t d, t in [0, 1].
+      double num = 0.0, den = 0.0;
+      for (const auto& [q, d] : {std::pair<int, double>{iG, dG}, std::pair<int, double>{ig, dg}})
+        if (h[q] > 0.0) {
+          num += g[q] * d / h[q];
+          den += d * d / h[q];
+        }
+      const double t = den > 0.0 ? std::clamp(-num / den, 0.0, 1.0) : 0.0;
+      g[iG] += t * dG;
+      g[ig] += t * dg;
+    }
+  }
+  double hmax = 0.0;
+  for (double v : h) hmax = std::fmax(hmax, v);
+  double worst = 0.0;
+  for (int q = 0; q < m; ++q)
+    if (h[q] > kSingularRel * hmax && h[q] > 0.0) worst = std::fmax(worst, std::fabs(g[q]) / std::sqrt(h[q]));
+  return worst / std::sqrt(loss);
 }
 
 void parallel_for(int count, int threads, const std::function<void(int, int)>& f) {

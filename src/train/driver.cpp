@@ -706,10 +706,23 @@ void final_status(Backend& be, const Batch& batch, const TrainOptions& options,
     NetResult& r = res[i];
     if (r.status == Status::kFailed || blocks[i].empty()) continue;
     const NetDesc& nd = batch.nets[i];
-    const bool floor = loss[i] <= rounding_floor(nd.shape, theta.data() + nd.offset, *batch.datasets[nd.dataset]);
+    const Dataset& ds = *batch.datasets[nd.dataset];
+    const bool floor = loss[i] <= rounding_floor(nd.shape, theta.data() + nd.offset, ds);
+    bool corner = false;
+    const bool all = std::find(blocks[i].begin(), blocks[i].end(), Block::kAll) != blocks[i].end();
+    if (!floor && r.scaled_grad > options.stationary_tol && all && relu1d_fast_path(nd.shape)) {
+      // A kink on a training point: the least of its one-sided gradients' segment counts
+      // (kink_scaled_gradient); a kink within a loss change of ftol of the point is on it.
+      const double k = kink_scaled_gradient(nd.shape, theta.data() + nd.offset, ds, options.ftol);
+      if (k < r.scaled_grad) {
+        r.scaled_grad = k;
+        corner = k <= options.stationary_tol;
+      }
+    }
     if (floor || r.scaled_grad <= options.stationary_tol) {
       if (floor) r.reason = "loss at the rounding floor";
       else if (r.status == Status::kMaxSteps) r.reason = "stationary at the step limit";
+      if (corner) r.reason += "; a kink on a training point (one-sided derivatives of opposite signs)";
       r.status = Status::kConverged;
     } else if (stopped_short[i]) {
       r.status = Status::kStalled;

@@ -88,6 +88,20 @@ double train_sse(const Shape& s, const double* theta, const Dataset& ds);
 constexpr double kFloorUlps = 64.0;
 double rounding_floor(const Shape& s, const double* theta, const Dataset& ds);
 
+// Relu on 1D inputs: the loss is piecewise smooth in the gates. Where a kink sits on a
+// training point x_k, the gradient of the gate (G_i, g_i) jumps between two one-sided values
+// as x_k leaves or joins the neuron's active side (by 2/N r_k q_i(x_k) m_i(x_k) (x_k, 1), the
+// neuron's other factors at the point; its value there is zero, so no other derivative
+// jumps). A minimum there is a corner: its one-sided derivatives have opposite signs, and the
+// gradient of either side need not vanish. This returns the scaled gradient of NetResult
+// (Jacobi-scaled by the Gauss-Newton diagonal, over the RMSE; rows whose diagonal is at most
+// kSingularRel of the largest left out, as jacobi_scale does) in which the gate of every
+// neuron whose kink sits at its nearest training point takes the element of least scaled norm
+// on the segment between the two one-sided gradients (Clarke's generalized gradient). A kink
+// counts as sitting at the point when moving it there changes the loss, to first order, by at
+// most at_point times the loss. Off the relu 1D path it returns the plain scaled gradient.
+double kink_scaled_gradient(const Shape& s, const double* theta, const Dataset& ds, double at_point);
+
 // Calls f(j, thread) for j < count on threads OpenMP threads (dynamic schedule, one index at
 // a time); thread < threads names the caller's scratch. The first exception thrown by f is
 // rethrown once every index has run.

@@ -75,7 +75,9 @@ struct TrainOptions {
 
 // Where a network ended (Gpufit's FitState), decided after the last stage from its scaled
 // gradient over the parameters the schedule trains:
-//   converged  stationary: the scaled gradient at most TrainOptions::stationary_tol, or the
+//   converged  stationary: the scaled gradient at most TrainOptions::stationary_tol (after an
+//              ALL stage, for relu on 1D inputs, with every kink that sits on a training
+//              point measured by its least one-sided gradient: kink_scaled_gradient), or the
 //              loss at the rounding floor;
 //   max_steps  not stationary, and the schedule ran out (the last stage used all its steps, or
 //              its stages are exact solves);
