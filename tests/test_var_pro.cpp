@@ -373,6 +373,32 @@ TEST(VarPro, ThinNeuronIsPushedOutOfTheDomain) {
   }
 }
 
+// The side a thin kink leaves by is the one of the fewer points, not the nearer half of the
+// domain: with the domain reaching far beyond the data on the left, a kink two points from the
+// data's left end still leaves on the left.
+TEST(VarPro, ThinNeuronLeavesOnTheSideOfTheFewerPoints) {
+  Dataset ds = make_target_dataset("invcos2", 2000, 5);
+  std::vector<double> xs, ys;
+  sorted_points(ds, &xs, &ys);
+  const double lo = ds.lo[0] - 3.0 * (ds.hi[0] - ds.lo[0]);  // midpoint left of every point
+  const Points1d pts{xs.data(), ds.n_train(), lo, ds.hi[0]};
+  ASSERT_LT(0.5 * (pts.lo + pts.hi), xs[0]);
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+    const Shape s{a, Act::kRelu, 1, 8};
+    std::vector<double> th(num_params(s));
+    init_params(s, InitKind::kMaso, ds, 1, th.data());
+    const int i = 3;
+    const double G = 1.0, kink = 0.5 * (xs[1] + xs[2]);  // active on the right
+    th[factor_offset(s, 0) + i] = G;
+    th[factor_offset(s, 0) + s.n + i] = -G * kink;
+    ASSERT_EQ(kink_place(s, th.data(), pts, i), EdgeKind::kThin);
+    EXPECT_GE(push_out_thin(s, pts, th.data()), 1) << arch_name(a);
+    const double moved = -th[factor_offset(s, 0) + s.n + i] / th[factor_offset(s, 0) + i];
+    EXPECT_LT(moved, pts.lo) << arch_name(a);
+    EXPECT_EQ(kink_place(s, th.data(), pts, i), EdgeKind::kOutside) << arch_name(a);
+  }
+}
+
 // The ALL stage by variable projection against the alternating method with ten times the
 // steps, from the same start, on the default target. The two may settle in different local
 // minima, so the RMSEs compare statistically: median ratio within 5%, none worse than 1.5x.

@@ -41,7 +41,10 @@ int push_out_thin(const Shape& s, const Points1d& pts, double* theta) {
     if (kink_place(s, theta, pts, i) != EdgeKind::kThin) continue;
     const double G = theta[factor_offset(s, 0) + i];
     const double kink = -theta[factor_offset(s, 0) + s.n + i] / G;
-    const double out = kink < 0.5 * (pts.lo + pts.hi) ? pts.lo - margin : pts.hi + margin;
+    // Out past the end of the data the kink is nearer to, counted in points: with the data
+    // spread unevenly over the domain, the domain's midpoint can lie on the other side.
+    const int at = static_cast<int>(std::lower_bound(pts.x, pts.x + pts.n, kink) - pts.x);
+    const double out = at < pts.n - at ? pts.lo - margin : pts.hi + margin;
     theta[factor_offset(s, 0) + s.n + i] = -G * out;
     ++moved;
   }

@@ -50,7 +50,8 @@ enum class EdgeKind : int { kInside = 0, kThin = 1, kOutside = 2 };
 int min_active_points(const Shape& s);
 EdgeKind kink_place(const Shape& s, const double* theta, const Points1d& pts, int i);
 
-// Moves the kink of every thin neuron out of the domain, past the nearer end by 0.0005 of
+// Moves the kink of every thin neuron out of the domain, past the end on the side of the
+// fewer training points (the end of the thin zone) by 0.0005 of
 // its length (the margin of the MASO knots), by its gate bias; returns how many moved. A neuron
 // whose active side held the few points is then off on all of the data; one whose active side
 // held the rest is one polynomial on all of it (an outside neuron). Either way the thin piece
