@@ -84,6 +84,8 @@ class CudaBackend final : public Backend {
   void apply_step(const std::vector<int>& nets, const double* alpha) override;
   void rmse(double* train, double* test) override;
   void network_seconds(double* seconds) override;
+  // Every copy between the host and the device, counted where it is made (to_host, to_device).
+  std::optional<HostTransfers> host_transfers() const override;
   // Linear stages and variable projection: the host half of the solver (host_solver.h), the
   // CPU backend's math, on copies of the parameters and of the systems assembled here.
   bool has_least_squares() const override { return true; }

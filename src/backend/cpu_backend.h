@@ -45,6 +45,8 @@ class CpuBackend final : public Backend {
   void apply_step(const std::vector<int>& nets, const double* alpha) override;
   void rmse(double* train, double* test) override;
   void network_seconds(double* seconds) override;
+  // The CPU backend has no device: nothing crosses to one.
+  std::optional<HostTransfers> host_transfers() const override { return std::nullopt; }
 
   // Scratch of one thread.
   struct Workspace {

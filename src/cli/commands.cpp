@@ -179,6 +179,7 @@ int run(Options o, const CLI::App& app, std::string* out_dir) {
       progress.step(s);
     };
     // Each finished chunk goes to disk at once, under the jobs' canonical indices.
+    gs::SweepTransfers transfers;
     const auto fresh = gs::run_sweep(
         spec, todo, *backend, [&](const gs::SweepProgress& p) { progress.chunk(p); },
         [&](const std::vector<int>& done, const std::vector<gs::NetResult>& res) {
@@ -192,12 +193,13 @@ int run(Options o, const CLI::App& app, std::string* out_dir) {
           }
           gs::write_chunk(out, next_chunk++, ids, by_id);
           if (g_stop) throw Interrupted();
-        });
+        },
+        &transfers);
     for (std::size_t t = 0; t < todo.size(); ++t) results[todo_pos[t]] = fresh[t];
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto config = config_json(o, backend->describe(), manifest);
     if (!o.shard.empty()) config["shard"] = o.shard;
-    write_outputs(out, o, spec, jobs, results, config, secs, warnings);
+    write_outputs(out, o, spec, jobs, results, config, secs, warnings, transfers);
     gs::remove_chunks(out);
   } catch (const Interrupted&) {
     std::cerr << "\ngpu-sweep: interrupted: " << saved << " of " << jobs.size() << " networks are saved in "

@@ -3,7 +3,9 @@
 // cuSOLVER) backends implement it.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,13 @@ enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
 // says why in one line. The plugin and the CUDA libraries load only for --device cuda and for
 // auto where the driver sees a GPU.
 bool use_cuda(DeviceKind device, std::string* why = nullptr);
+
+// The bytes a backend with a device has copied between the host and the device, by direction:
+// every copy, of parameters, systems, losses, the data and the work lists alike.
+struct HostTransfers {
+  std::uint64_t bytes_to_host = 0;
+  std::uint64_t bytes_to_device = 0;
+};
 
 struct BackendOptions {
   DeviceKind device = DeviceKind::kCpu;
@@ -137,6 +146,10 @@ class Backend {
 
   // Compute seconds spent on each network of the batch since load().
   virtual void network_seconds(double* seconds) = 0;
+
+  // The bytes copied between the host and the device since the backend was made; none for a
+  // backend without a device (the CPU backend).
+  virtual std::optional<HostTransfers> host_transfers() const = 0;
 };
 
 }  // namespace gs
