@@ -117,9 +117,6 @@ int run(Options o, const CLI::App& app, std::string* out_dir) {
   const long trained = std::count_if(jobs.begin(), jobs.end(), [](const gs::Job& j) { return j.method == gs::Method::kTrain; });
   bo.threads = o.threads > 0 ? static_cast<int>(std::min<long>(o.threads, std::max(1L, trained))) : 0;
   auto backend = gs::Backend::create(bo);
-  if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
-    throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
-                                " backend has no gradient pass (use --device cpu)");
   // Refuse sizes that cannot fit before any output is made.
   const auto planned = gs::plan_sweep_chunks(spec, jobs, *backend);
 
