@@ -53,6 +53,28 @@ namespace {
 // current device can run.
 __global__ void image_probe_kernel() {}
 
+// The one place the backend copies between the host and the device: every copy goes through
+// to_device or to_host, asynchronous on the given stream, and counts its bytes by direction
+// (Backend::host_transfers). What a library moves by itself is not counted: the arrays of
+// sizes that cublasDgemmGroupedBatched takes on the host (jtj_gemm, off by default).
+class HostCopies {
+ public:
+  void to_device(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
+    if (bytes == 0) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+    count_.bytes_to_device += bytes;
+  }
+  void to_host(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
+    if (bytes == 0) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+    count_.bytes_to_host += bytes;
+  }
+  const HostTransfers& count() const { return count_; }
+
+ private:
+  HostTransfers count_;
+};
+
 // A move-only owner of n elements of device memory (plain cudaMalloc).
 template <class T>
 class DeviceBuffer {
@@ -77,9 +99,9 @@ class DeviceBuffer {
     CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), std::max<std::size_t>(n, 1) * sizeof(T)));
     n_ = n;
   }
-  void upload(const T* h, std::size_t n, cudaStream_t s) {
+  void upload(HostCopies& copies, const T* h, std::size_t n, cudaStream_t s) {
     reserve(n);
-    if (n) CUDA_CHECK(cudaMemcpyAsync(p_, h, n * sizeof(T), cudaMemcpyHostToDevice, s));
+    copies.to_device(p_, h, n * sizeof(T), s);
   }
   T* get() const { return p_; }
   std::size_t size() const { return n_; }
@@ -176,6 +198,7 @@ struct CudaBackend::Impl {
   CudaMemory mem;
   std::size_t free_at_start = 0;
   CudaStats stats;
+  HostCopies copies;  // every copy between the host and the device
   // Declared before the buffers and handles that use them, so released after them.
   Stream stream;
   Solver solver;
@@ -239,7 +262,7 @@ struct CudaBackend::Impl {
       h_segs[2 * n + j] = len(list[j]);
       total += len(list[j]);
     }
-    segs.upload(h_segs.data(), h_segs.size(), stream.get());
+    segs.upload(copies, h_segs.data(), h_segs.size(), stream.get());
     return total;
   }
   // Copies len(i) doubles of each listed network from dev + dev_off(i) to host_buf +
@@ -253,7 +276,7 @@ struct CudaBackend::Impl {
     pack.reserve(total);
     copy_segments(segs.get(), static_cast<int>(list.size()), dev, pack.get(), true, stream.get());
     h_pack.resize(total);
-    CUDA_CHECK(cudaMemcpyAsync(h_pack.data(), pack.get(), total * sizeof(double), cudaMemcpyDeviceToHost, stream.get()));
+    copies.to_host(h_pack.data(), pack.get(), total * sizeof(double), stream.get());
     CUDA_CHECK(cudaStreamSynchronize(stream.get()));
     for (std::size_t j = 0; j < list.size(); ++j)
       std::copy_n(h_pack.data() + h_segs[list.size() + j], h_segs[2 * list.size() + j], host_buf + host_off(list[j]));
@@ -270,7 +293,7 @@ struct CudaBackend::Impl {
     for (std::size_t j = 0; j < list.size(); ++j)
       std::copy_n(host_buf + host_off(list[j]), h_segs[2 * list.size() + j], h_pack.data() + h_segs[list.size() + j]);
     // From pageable memory: the call returns once h_pack has been read.
-    pack.upload(h_pack.data(), total, stream.get());
+    pack.upload(copies, h_pack.data(), total, stream.get());
     copy_segments(segs.get(), static_cast<int>(list.size()), pack.get(), dev, false, stream.get());
   }
   // C += alpha A A^T (C = alpha A A^T when beta is 0) for each problem of the cuBLAS groups
@@ -325,8 +348,8 @@ struct CudaBackend::Impl {
   }
   // Sends the staged call lists and offsets in two copies.
   void upload_staged() {
-    calls.upload(h_calls.data(), h_calls.size(), stream.get());
-    offs.upload(h_offs.data(), h_offs.size(), stream.get());
+    calls.upload(copies, h_calls.data(), h_calls.size(), stream.get());
+    offs.upload(copies, h_offs.data(), h_offs.size(), stream.get());
   }
   const CallNet* call_at(std::size_t k) const { return calls.get() + k; }
   const long long* off_at(std::size_t k) const { return offs.get() + k; }
@@ -490,22 +513,22 @@ void CudaBackend::load(const Batch& batch) {
       // Sorted by x (as the host solver sorts them), with the prefix sums of x^j, for the
       // relu1d assembly. The order of the points changes no sum but the rounding of the losses.
       const HostSolver::Sorted& so = I.host.sorted(k);
-      I.data[5 * k + 0].upload(so.x.data(), so.x.size(), st);
-      I.data[5 * k + 1].upload(so.y.data(), so.y.size(), st);
-      I.data[5 * k + 4].upload(so.pre.data(), so.pre.size(), st);
+      I.data[5 * k + 0].upload(I.copies, so.x.data(), so.x.size(), st);
+      I.data[5 * k + 1].upload(I.copies, so.y.data(), so.y.size(), st);
+      I.data[5 * k + 4].upload(I.copies, so.pre.data(), so.pre.size(), st);
     } else {
-      I.data[5 * k + 0].upload(ds.x_train.data(), ds.x_train.size(), st);
-      I.data[5 * k + 1].upload(ds.y_train.data(), ds.y_train.size(), st);
+      I.data[5 * k + 0].upload(I.copies, ds.x_train.data(), ds.x_train.size(), st);
+      I.data[5 * k + 1].upload(I.copies, ds.y_train.data(), ds.y_train.size(), st);
     }
-    I.data[5 * k + 2].upload(ds.x_test.data(), ds.x_test.size(), st);
-    I.data[5 * k + 3].upload(ds.y_test.data(), ds.y_test.size(), st);
+    I.data[5 * k + 2].upload(I.copies, ds.x_test.data(), ds.x_test.size(), st);
+    I.data[5 * k + 3].upload(I.copies, ds.y_test.data(), ds.y_test.size(), st);
     tr[k] = DevSet{I.data[5 * k].get(), I.data[5 * k + 1].get(), npts, ds.d == 1 ? I.data[5 * k + 4].get() : nullptr};
     te[k] = DevSet{I.data[5 * k + 2].get(), I.data[5 * k + 3].get(), ds.n_test(), nullptr};
   }
-  I.train_sets.upload(tr.data(), nd, st);
-  I.test_sets.upload(te.data(), nd, st);
-  I.d_nets.upload(I.nets.data(), n, st);
-  I.theta.upload(batch.params.data(), batch.params.size(), st);
+  I.train_sets.upload(I.copies, tr.data(), nd, st);
+  I.test_sets.upload(I.copies, te.data(), nd, st);
+  I.d_nets.upload(I.copies, I.nets.data(), n, st);
+  I.theta.upload(I.copies, batch.params.data(), batch.params.size(), st);
   I.H.reserve(sq.back());
   // The scratch holds the damped copies of one round: all of the batch's matrices when they
   // fit in the planned scratch, and at least the largest one.
@@ -527,8 +550,7 @@ void CudaBackend::load(const Batch& batch) {
 void CudaBackend::read_params(std::vector<double>& params) {
   Impl& I = *impl_;
   params.resize(I.total_params);
-  CUDA_CHECK(cudaMemcpyAsync(params.data(), I.theta.get(), params.size() * sizeof(double),
-                             cudaMemcpyDeviceToHost, I.stream.get()));
+  I.copies.to_host(params.data(), I.theta.get(), params.size() * sizeof(double), I.stream.get());
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }
 
@@ -637,7 +659,7 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
     }
   }
   I.upload_staged();
-  if (!h_gemm_ptrs.empty()) I.gemm_ptrs.upload(h_gemm_ptrs.data(), h_gemm_ptrs.size(), st);
+  if (!h_gemm_ptrs.empty()) I.gemm_ptrs.upload(I.copies, h_gemm_ptrs.data(), h_gemm_ptrs.size(), st);
   const CallNet* cl = I.call_at(c_all);
 
   // Residuals and losses.
@@ -701,8 +723,8 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
 
   jacobi_scale(cl, count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(), I.per_call.get(), st);
   std::vector<double> sse(count);
-  CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
-  CUDA_CHECK(cudaMemcpyAsync(scaled_grad, I.per_call.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
+  I.copies.to_host(sse.data(), I.sums.get(), count * sizeof(double), st);
+  I.copies.to_host(scaled_grad, I.per_call.get(), count * sizeof(double), st);
   CUDA_CHECK(cudaStreamSynchronize(st));
   for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
   float ms = 0.0f;
@@ -722,10 +744,8 @@ void CudaBackend::read_system(int i, std::vector<double>* H, std::vector<double>
   const std::size_t m = I.stage_e[i] - I.stage_b[i];
   H->resize(m * m);
   g->resize(m);
-  CUDA_CHECK(cudaMemcpyAsync(H->data(), I.H.get() + I.nets[i].sq_off, m * m * sizeof(double),
-                             cudaMemcpyDeviceToHost, I.stream.get()));
-  CUDA_CHECK(cudaMemcpyAsync(g->data(), I.g.get() + I.nets[i].vec_off, m * sizeof(double),
-                             cudaMemcpyDeviceToHost, I.stream.get()));
+  I.copies.to_host(H->data(), I.H.get() + I.nets[i].sq_off, m * m * sizeof(double), I.stream.get());
+  I.copies.to_host(g->data(), I.g.get() + I.nets[i].vec_off, m * sizeof(double), I.stream.get());
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }
 
@@ -766,11 +786,11 @@ void CudaBackend::Impl::enqueue_factorization(const std::vector<int>& list, cons
     hp[q] = scratch.get() + e.dst;
     hp[count + q] = step.get() + nets[i].vec_off;
   }
-  fnets.upload(fn.data(), fn.size(), st);
-  calls.upload(fc.data(), fc.size(), st);
-  coef.upload(lam.data(), lam.size(), st);
-  gather.upload(gat.data(), gat.size(), st);
-  ptrs.upload(hp.data(), hp.size(), st);
+  fnets.upload(copies, fn.data(), fn.size(), st);
+  calls.upload(copies, fc.data(), fc.size(), st);
+  coef.upload(copies, lam.data(), lam.size(), st);
+  gather.upload(copies, gat.data(), gat.size(), st);
+  ptrs.upload(copies, hp.data(), hp.size(), st);
   info.reserve(count);
   // potrs reports only illegal arguments; one slot per matrix so that no two calls share one.
   potrs_info.reserve(count);
@@ -858,12 +878,12 @@ void CudaBackend::solve(const std::vector<int>& list, const double* lambda, bool
   // finish_step takes the calls in list order; the factorization's calls are in plan order.
   I.h_calls.clear();
   I.add_calls(list);
-  I.calls.upload(I.h_calls.data(), I.h_calls.size(), st);
+  I.calls.upload(I.copies, I.h_calls.data(), I.h_calls.size(), st);
   finish_step(I.calls.get(), count, I.d_nets.get(), I.g.get(), I.scale.get(), I.step.get(), I.per_call.get(), st);
   std::vector<int> by_entry(count), ps(count);
-  CUDA_CHECK(cudaMemcpyAsync(by_entry.data(), I.info.get(), count * sizeof(int), cudaMemcpyDeviceToHost, st));
-  CUDA_CHECK(cudaMemcpyAsync(ps.data(), I.potrs_info.get(), count * sizeof(int), cudaMemcpyDeviceToHost, st));
-  CUDA_CHECK(cudaMemcpyAsync(gdotp, I.per_call.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
+  I.copies.to_host(by_entry.data(), I.info.get(), count * sizeof(int), st);
+  I.copies.to_host(ps.data(), I.potrs_info.get(), count * sizeof(int), st);
+  I.copies.to_host(gdotp, I.per_call.get(), count * sizeof(double), st);
   CUDA_CHECK(cudaStreamSynchronize(st));
   for (std::size_t ri = 0; ri < plan.rounds.size(); ++ri) {
     float ms = 0.0f;
@@ -897,7 +917,7 @@ void CudaBackend::trial_losses(const std::vector<int>& list, const double* alpha
   const std::size_t o_pts = I.add_offs(pts);
   const std::size_t o_seg = I.add_offs(segment_offsets(pts, n_alpha));
   I.upload_staged();
-  I.coef.upload(alpha, n_alpha, st);
+  I.coef.upload(I.copies, alpha, n_alpha, st);
   const long long wp = pts.back();
   make_trials(I.calls.get(), count, I.d_nets.get(), I.theta.get(), I.step.get(), I.coef.get(), n_alpha, I.trial.get(),
               st);
@@ -907,7 +927,7 @@ void CudaBackend::trial_losses(const std::vector<int>& list, const double* alpha
                  kMaxAlpha, n_alpha, I.partial.get(), st);
   I.segmented_sum(I.partial.get(), I.off_at(o_seg), count * n_alpha, I.sums.get());
   std::vector<double> sse(static_cast<std::size_t>(count) * n_alpha);
-  CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), sse.size() * sizeof(double), cudaMemcpyDeviceToHost, st));
+  I.copies.to_host(sse.data(), I.sums.get(), sse.size() * sizeof(double), st);
   CUDA_CHECK(cudaStreamSynchronize(st));
   for (int j = 0; j < count; ++j)
     for (int t = 0; t < n_alpha; ++t)
@@ -923,8 +943,8 @@ void CudaBackend::apply_step(const std::vector<int>& list, const double* alpha) 
   if (count == 0) return;
   I.h_calls.clear();
   I.add_calls(list);
-  I.calls.upload(I.h_calls.data(), I.h_calls.size(), st);
-  I.coef.upload(alpha, count, st);
+  I.calls.upload(I.copies, I.h_calls.data(), I.h_calls.size(), st);
+  I.coef.upload(I.copies, alpha, count, st);
   gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
   CUDA_CHECK(cudaStreamSynchronize(st));
   I.charge(list, now() - t0);
@@ -956,7 +976,7 @@ void CudaBackend::rmse(double* train, double* test) {
   I.segmented_sum(I.partial.get(), I.off_at(o_tr), count, I.sums.get());
   I.segmented_sum(I.partial.get() + ntr, I.off_at(o_te), count, I.sums.get() + count);
   std::vector<double> sse(2 * static_cast<std::size_t>(count));
-  CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), sse.size() * sizeof(double), cudaMemcpyDeviceToHost, st));
+  I.copies.to_host(sse.data(), I.sums.get(), sse.size() * sizeof(double), st);
   CUDA_CHECK(cudaStreamSynchronize(st));
   for (int i = 0; i < count; ++i) {
     train[i] = I.n_train[i] > 0 ? std::sqrt(sse[i] / I.n_train[i]) : NAN;
@@ -999,7 +1019,7 @@ void CudaBackend::gradient(const std::vector<int>& list, double* loss, double* g
   auto params = [&](int i) { return I.params_of(i); };
   I.copy_out(list, I.g.get(), [&](int i) { return I.vec_at(i); }, grad, [&](int i) { return packed[i]; }, params);
   std::vector<double> sse(count);
-  CUDA_CHECK(cudaMemcpyAsync(sse.data(), I.sums.get(), count * sizeof(double), cudaMemcpyDeviceToHost, st));
+  I.copies.to_host(sse.data(), I.sums.get(), count * sizeof(double), st);
   CUDA_CHECK(cudaStreamSynchronize(st));
   for (int j = 0; j < count; ++j) loss[j] = sse[j] / I.n_train[list[j]];
   I.charge(list, now() - t0);
@@ -1021,9 +1041,9 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
       [&](int i) { return I.params_of(i); });
   I.h_calls.clear();
   I.add_calls(list);
-  I.calls.upload(I.h_calls.data(), I.h_calls.size(), st);
+  I.calls.upload(I.copies, I.h_calls.data(), I.h_calls.size(), st);
   const std::vector<double> ones(count, 1.0);
-  I.coef.upload(ones.data(), count, st);
+  I.coef.upload(I.copies, ones.data(), count, st);
   gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
@@ -1102,8 +1122,7 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
     I.h_H.resize(std::max(I.h_H.size(), used));
     for (std::size_t q = 0; q < group.size(); ++q) {
       const std::size_t p = I.params_of(group[q]);
-      CUDA_CHECK(cudaMemcpyAsync(I.h_H.data() + at[q], I.H.get() + I.nets[group[q]].sq_off, p * p * sizeof(double),
-                                 cudaMemcpyDeviceToHost, st));
+      I.copies.to_host(I.h_H.data() + at[q], I.H.get() + I.nets[group[q]].sq_off, p * p * sizeof(double), st);
     }
     CUDA_CHECK(cudaStreamSynchronize(st));
     parallel_for(static_cast<int>(group.size()), I.host_threads, [&](int q, int t) {
@@ -1154,6 +1173,8 @@ void CudaBackend::var_pro_accept(const std::vector<int>& list) {
       [&](int i) { return I.params_of(i); });
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }
+
+std::optional<HostTransfers> CudaBackend::host_transfers() const { return impl_->copies.count(); }
 
 const CudaStats& CudaBackend::stats() const { return impl_->stats; }
 void CudaBackend::reset_stats() { impl_->stats = CudaStats{}; }

@@ -84,11 +84,11 @@ class CudaBackend final : public Backend {
   void apply_step(const std::vector<int>& nets, const double* alpha) override;
   void rmse(double* train, double* test) override;
   void network_seconds(double* seconds) override;
+  // Every copy between the host and the device, counted where it is made (to_host, to_device).
+  std::optional<HostTransfers> host_transfers() const override;
   // Linear stages and variable projection: the host half of the solver (host_solver.h), the
   // CPU backend's math, on copies of the parameters and of the systems assembled here.
-  bool has_least_squares() const override { return true; }
   void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) override;
-  bool has_variable_projection() const override { return true; }
   void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
                      StepModel* model) override;
   void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
@@ -96,7 +96,6 @@ class CudaBackend final : public Backend {
   void var_pro_accept(const std::vector<int>& nets) override;
   // Adam's passes: the residual and gradient kernels of the general assembly over every
   // parameter (no Hessian), and theta updated in place on the device.
-  bool has_gradient() const override { return true; }
   void gradient(const std::vector<int>& nets, double* loss, double* grad) override;
   void add_params(const std::vector<int>& nets, const double* delta) override;
   void set_params(const std::vector<int>& nets, const double* values) override;

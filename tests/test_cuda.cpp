@@ -17,6 +17,9 @@
 
 #include "backend/cpu_backend.h"
 #include "batch_kernels.h"
+#ifdef GPUSWEEP_EMULATE_CUDA
+#include "cuda_emu/copies.h"
+#endif
 #include "cuda_backend.h"
 #include "gpu_skip.h"
 #include "gpusweep/analysis/fit.h"
@@ -931,6 +934,32 @@ TEST(Cuda, SweepCommandMatchesCpu) {
     by_arch[1][g[arch]].push_back(parse_double_field(g[rmse], "cuda results"));
   }
   ASSERT_EQ(by_arch[0].size(), 3u);
+  // The host transfers of the CUDA run (none on the CPU's): its network-steps are the Newton
+  // steps of results.csv summed, every parameter came to the device at the start and back at
+  // the end, and each per-step figure is its total over the steps.
+  EXPECT_FALSE(nlohmann::json::parse(gs_test::slurp(dir / "cpu" / "summary.json")).contains("host_transfers"));
+  ASSERT_TRUE(summary.contains("host_transfers"));
+  const auto& ht = summary.at("host_transfers");
+  const int steps = rg.column("newton_steps"), params = rg.column("params");
+  long long step_sum = 0;
+  double param_bytes = 0.0, param_steps = 0.0;
+  for (const auto& g : rg.rows) {
+    const int s = std::stoi(g[steps]), p = std::stoi(g[params]);
+    step_sum += s;
+    param_bytes += 8.0 * p;
+    param_steps += static_cast<double>(p) * s;
+  }
+  const long long ns = ht.at("network_steps").get<long long>();
+  EXPECT_EQ(ns, step_sum);
+  ASSERT_GT(ns, 0);
+  const double to_host = ht.at("bytes_to_host").get<double>(), to_device = ht.at("bytes_to_device").get<double>();
+  EXPECT_GE(to_host, param_bytes);
+  EXPECT_GE(to_device, param_bytes);
+  EXPECT_DOUBLE_EQ(ht.at("bytes_to_host_per_network_step").get<double>(), to_host / ns);
+  EXPECT_DOUBLE_EQ(ht.at("bytes_to_device_per_network_step").get<double>(), to_device / ns);
+  EXPECT_DOUBLE_EQ(ht.at("params_per_network_step").get<double>(), param_steps / ns);
+  std::printf("host transfers: %.0f bytes to the host, %.0f to the device per network-step (%lld steps)\n",
+              to_host / ns, to_device / ns, ns);
   for (auto& [name, cpu] : by_arch[0]) {
     std::vector<double>& gpu = by_arch[1][name];
     std::sort(cpu.begin(), cpu.end());
@@ -941,6 +970,50 @@ TEST(Cuda, SweepCommandMatchesCpu) {
                 cpu[cpu.size() / 2], ratio);
   }
 }
+
+#ifdef GPUSWEEP_EMULATE_CUDA
+// Every copy the backend makes between the host and the device goes through its count
+// (Backend::host_transfers): over the same interval, from before the backend is made, its count
+// equals the emulated device's own (cuda_emu/copies.h, taken at each cudaMemcpy and
+// cudaMemcpyAsync), through every operation of the interface: training through each kind of
+// stage with both projections, Adam, reading a system and the parameters, on the relu 1D
+// path and the general one. Reading the parameters adds exactly their bytes.
+TEST(Cuda, HostTransfersCountEveryCopy) {
+  const Dataset ds = make_target_dataset("invcos2", 300, 0);
+  const gs_emu::CopiedBytes e0 = gs_emu::bytes_copied();
+  CudaBackend gpu{CudaOptions{}};
+  ASSERT_TRUE(gpu.host_transfers().has_value());
+  for (Act act : {Act::kRelu, Act::kSilu}) {
+    const Batch batch = random_batch(ds, {2, 6}, act, 11);
+    TrainOptions opt;
+    opt.schedule = parse_schedule("D,U,Q,G,ALL*3");
+    gpu.load(batch);
+    train(gpu, batch, opt);
+    opt.variable_projection = false;
+    gpu.load(batch);
+    train(gpu, batch, opt);
+    opt.optimizer = Optimizer::kAdam;
+    opt.adam.steps = 3;
+    gpu.load(batch);
+    train(gpu, batch, opt);
+    std::vector<double> H, g, theta;
+    gpu.read_system(batch.size() - 1, &H, &g);
+    const HostTransfers before = *gpu.host_transfers();
+    gpu.read_params(theta);
+    const HostTransfers after = *gpu.host_transfers();
+    EXPECT_EQ(after.bytes_to_host - before.bytes_to_host, batch.params.size() * sizeof(double));
+    EXPECT_EQ(after.bytes_to_device, before.bytes_to_device);
+  }
+  const gs_emu::CopiedBytes e1 = gs_emu::bytes_copied();
+  const HostTransfers b = *gpu.host_transfers();
+  EXPECT_GT(b.bytes_to_host, 0u);
+  EXPECT_GT(b.bytes_to_device, 0u);
+  EXPECT_EQ(b.bytes_to_host, e1.to_host - e0.to_host);
+  EXPECT_EQ(b.bytes_to_device, e1.to_device - e0.to_device);
+  std::printf("%llu bytes to the host, %llu to the device\n", static_cast<unsigned long long>(b.bytes_to_host),
+              static_cast<unsigned long long>(b.bytes_to_device));
+}
+#endif
 
 // The device memory a loaded batch takes, after a full step, stays within the plan's estimate:
 // bytes_per_network each and the scratch the plan sets aside, plus the datasets, allocation

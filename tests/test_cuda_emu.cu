@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_emu/copies.h"
 #include "launch.cuh"
 
 namespace {
@@ -295,6 +296,31 @@ TEST(CudaEmu, CopiesCheckWhereTheirPointersAre) {
   EXPECT_EQ(cudaFree(d), cudaSuccess);
   EXPECT_EQ(cudaFree(d), cudaErrorInvalidValue) << "freed twice";
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+}
+
+// The count of the bytes copied between the host and the device (cuda_emu/copies.h): by
+// direction, the direction of cudaMemcpyDefault read from the pointers, asynchronous copies
+// when they are made, and neither refused copies nor those within the host or the device.
+TEST(CudaEmu, CountsTheBytesItCopiesByDirection) {
+  double* d = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), 16 * sizeof(double)), cudaSuccess);
+  std::vector<double> h(16, 1.0), back(16, 0.0);
+  const gs_emu::CopiedBytes c0 = gs_emu::bytes_copied();
+  ASSERT_EQ(cudaMemcpy(d, h.data(), 16 * sizeof(double), cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(d, h.data(), 3 * sizeof(double), cudaMemcpyDefault, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(back.data(), d, 5 * sizeof(double), cudaMemcpyDeviceToHost, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(back.data(), d + 8, 7 * sizeof(double), cudaMemcpyDefault), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d + 8, d, 8 * sizeof(double), cudaMemcpyDeviceToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(back.data(), h.data(), 16 * sizeof(double), cudaMemcpyHostToHost), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(d, h.data(), 17 * sizeof(double), cudaMemcpyHostToDevice), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpy(back.data(), h.data(), 8, cudaMemcpyDeviceToHost), cudaErrorInvalidValue);
+  cudaGetLastError();
+  const gs_emu::CopiedBytes c1 = gs_emu::bytes_copied();
+  EXPECT_EQ(c1.to_device - c0.to_device, 19 * sizeof(double));
+  EXPECT_EQ(c1.to_host - c0.to_host, 12 * sizeof(double));
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(gs_emu::bytes_copied().to_host, c1.to_host) << "counted again when the stream ran";
+  cudaFree(d);
 }
 
 // Work waits in its stream: a copy back is not there before the host synchronizes with the

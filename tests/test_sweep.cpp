@@ -115,7 +115,9 @@ TEST(Sweep, ChunksRespectTheBudgetAndCoverEveryJobOnce) {
 }
 
 // --restarts: each job's starts train side by side, and the row is the one with the lowest
-// training loss. Each start trained alone (its own batch) is the reference.
+// training loss. Each start trained alone (its own batch) is the reference. The sweep's
+// network-steps (SweepTransfers) are every start's steps, as the starts trained alone count
+// them; the CPU backend has no device, so no bytes.
 TEST(Sweep, RestartsKeepTheLowestTrainingLoss) {
   SweepSpec spec = small_spec("D,U,Q,G,ALL*30", 800);
   spec.archs = {Arch::kGlu, Arch::kGqu};
@@ -123,7 +125,12 @@ TEST(Sweep, RestartsKeepTheLowestTrainingLoss) {
   spec.restarts = 2;
   const auto jobs = make_jobs(spec);
   CpuBackend be(2);
-  const auto results = run_sweep(spec, jobs, be);
+  SweepTransfers counted;
+  const auto results = run_sweep(spec, jobs, be, {}, {}, &counted);
+  EXPECT_FALSE(be.host_transfers().has_value());
+  EXPECT_FALSE(counted.bytes.has_value());
+  long long steps = 0;
+  double param_steps = 0.0;
   int restarted = 0;
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     const Job& job = jobs[j];
@@ -141,6 +148,8 @@ TEST(Sweep, RestartsKeepTheLowestTrainingLoss) {
       CpuBackend alone(1);
       alone.load(batch);
       const NetResult r = train(alone, batch, spec.train)[0];
+      steps += r.newton_steps;
+      param_steps += static_cast<double>(num_params(s)) * r.newton_steps;
       if (r.train_rmse < best) {
         best = r.train_rmse;
         which = k;
@@ -151,6 +160,9 @@ TEST(Sweep, RestartsKeepTheLowestTrainingLoss) {
     restarted += results[j].start > 0;
   }
   EXPECT_GT(restarted, 0) << "no restart ever won: the test would not see a wrong choice";
+  EXPECT_GT(steps, 0);
+  EXPECT_EQ(counted.network_steps, steps);
+  EXPECT_EQ(counted.param_steps, param_steps);
 }
 
 // A row's reason agrees with its status: only a stalled row says "not stationary" (at its

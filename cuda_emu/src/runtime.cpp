@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "cuda_emu/copies.h"
 #include "cuda_emu/kernel.h"
 #include "emu.h"
 
@@ -57,6 +58,7 @@ Config read_config() {
 }
 
 thread_local cudaError_t tl_last = cudaSuccess;
+CopiedBytes g_copied;  // under api_mutex
 cudaError_t g_sticky = cudaSuccess;
 std::uint64_t g_launches = 0;
 
@@ -112,6 +114,8 @@ cudaError_t copy(const char* api, void* dst, const void* src, std::size_t n, cud
     std::memmove(dst, src, n);
     return cudaSuccess;
   }
+  if (want_src_dev && !want_dst_dev) g_copied.to_host += n;
+  if (want_dst_dev && !want_src_dev) g_copied.to_device += n;
   if (want_src_dev && !want_dst_dev && !sync) {
     // Until the stream runs the copy, the host destination holds NaN bytes: a read without
     // the synchronization sees NaN, never a value from before that could pass for the result.
@@ -142,6 +146,11 @@ cudaError_t fill(const char* api, void* p, int value, std::size_t n, cudaStream_
 }
 
 }  // namespace
+
+CopiedBytes bytes_copied() {
+  Lock lock(api_mutex());
+  return g_copied;
+}
 
 const Config& config() {
   static const Config c = read_config();

@@ -1,5 +1,5 @@
-// The Backend interface's default members, and its factory: Backend::create and ntk_spectra pick
-// the CPU or the CUDA backend (use_cuda).
+// The Backend interface's factory: Backend::create and ntk_spectra pick the CPU or the CUDA
+// backend (use_cuda).
 #include <stdexcept>
 #include <string>
 
@@ -12,34 +12,6 @@
 #endif
 
 namespace gs {
-
-void Backend::least_squares(const std::vector<int>&, Block, int*, double*) {
-  throw std::logic_error("least_squares: this backend has no least-squares solve");
-}
-
-void Backend::var_pro_solve(const std::vector<int>&, const double*, int*, StepModel*) {
-  throw std::logic_error("var_pro_solve: this backend has no variable projection");
-}
-
-void Backend::var_pro_trial(const std::vector<int>&, bool, double*, const double*) {
-  throw std::logic_error("var_pro_trial: this backend has no variable projection");
-}
-
-void Backend::var_pro_accept(const std::vector<int>&) {
-  throw std::logic_error("var_pro_accept: this backend has no variable projection");
-}
-
-void Backend::gradient(const std::vector<int>&, double*, double*) {
-  throw std::logic_error("gradient: this backend has no gradient-only pass");
-}
-
-void Backend::add_params(const std::vector<int>&, const double*) {
-  throw std::logic_error("add_params: this backend has no gradient-only pass");
-}
-
-void Backend::set_params(const std::vector<int>&, const double*) {
-  throw std::logic_error("set_params: this backend has no gradient-only pass");
-}
 
 bool use_cuda(DeviceKind device, std::string* why) {
   switch (device) {

@@ -28,15 +28,12 @@ class CpuBackend final : public Backend {
   void read_system(int i, std::vector<double>* H, std::vector<double>* g) override;
   void solve(const std::vector<int>& nets, const double* lambda, bool damp_values, int* info,
              double* gdotp) override;
-  bool has_least_squares() const override { return true; }
   void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) override;
-  bool has_variable_projection() const override { return true; }
   void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
                      StepModel* model) override;
   void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
                      const double* alpha = nullptr) override;
   void var_pro_accept(const std::vector<int>& nets) override;
-  bool has_gradient() const override { return true; }
   void gradient(const std::vector<int>& nets, double* loss, double* grad) override;
   void add_params(const std::vector<int>& nets, const double* delta) override;
   void set_params(const std::vector<int>& nets, const double* values) override;
@@ -45,6 +42,8 @@ class CpuBackend final : public Backend {
   void apply_step(const std::vector<int>& nets, const double* alpha) override;
   void rmse(double* train, double* test) override;
   void network_seconds(double* seconds) override;
+  // The CPU backend has no device: nothing crosses to one.
+  std::optional<HostTransfers> host_transfers() const override { return std::nullopt; }
 
   // Scratch of one thread.
   struct Workspace {

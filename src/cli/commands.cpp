@@ -117,9 +117,6 @@ int run(Options o, const CLI::App& app, std::string* out_dir) {
   const long trained = std::count_if(jobs.begin(), jobs.end(), [](const gs::Job& j) { return j.method == gs::Method::kTrain; });
   bo.threads = o.threads > 0 ? static_cast<int>(std::min<long>(o.threads, std::max(1L, trained))) : 0;
   auto backend = gs::Backend::create(bo);
-  if (spec.train.optimizer == gs::Optimizer::kAdam && !backend->has_gradient())
-    throw std::invalid_argument("--optimizer adam: the " + backend->describe() +
-                                " backend has no gradient pass (use --device cpu)");
   // Refuse sizes that cannot fit before any output is made.
   const auto planned = gs::plan_sweep_chunks(spec, jobs, *backend);
 
@@ -179,6 +176,7 @@ int run(Options o, const CLI::App& app, std::string* out_dir) {
       progress.step(s);
     };
     // Each finished chunk goes to disk at once, under the jobs' canonical indices.
+    gs::SweepTransfers transfers;
     const auto fresh = gs::run_sweep(
         spec, todo, *backend, [&](const gs::SweepProgress& p) { progress.chunk(p); },
         [&](const std::vector<int>& done, const std::vector<gs::NetResult>& res) {
@@ -192,12 +190,13 @@ int run(Options o, const CLI::App& app, std::string* out_dir) {
           }
           gs::write_chunk(out, next_chunk++, ids, by_id);
           if (g_stop) throw Interrupted();
-        });
+        },
+        &transfers);
     for (std::size_t t = 0; t < todo.size(); ++t) results[todo_pos[t]] = fresh[t];
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto config = config_json(o, backend->describe(), manifest);
     if (!o.shard.empty()) config["shard"] = o.shard;
-    write_outputs(out, o, spec, jobs, results, config, secs, warnings);
+    write_outputs(out, o, spec, jobs, results, config, secs, warnings, transfers);
     gs::remove_chunks(out);
   } catch (const Interrupted&) {
     std::cerr << "\ngpu-sweep: interrupted: " << saved << " of " << jobs.size() << " networks are saved in "

@@ -294,7 +294,8 @@ void print_warnings(const std::vector<std::string>& lines) {
 
 void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec& spec,
                    const std::vector<gs::Job>& jobs, const std::vector<gs::NetResult>& results,
-                   const nlohmann::json& config, double secs, std::vector<std::string> warnings) {
+                   const nlohmann::json& config, double secs, std::vector<std::string> warnings,
+                   const gs::SweepTransfers& transfers) {
   const gs::FitOptions fit = fit_options(o);
   const auto fits = gs::fit_groups(gs::fit_rows(spec, jobs, results), fit);
   auto summary = gs::summary_json(fits, fit, config, results);
@@ -303,6 +304,7 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
   summary["warnings"] = warnings;
   summary["seconds"] = secs;
   summary["datasets"] = gs::datasets_json(spec.datasets);
+  if (transfers.bytes) summary["host_transfers"] = gs::host_transfers_json(transfers);
   // All of them or none: a full disk half-way leaves no file that looks like results.
   try {
     gs::write_params(out, spec, jobs, results);
@@ -322,6 +324,7 @@ void write_outputs(const std::string& out, const Options& o, const gs::SweepSpec
               << "/results.csv, summary.json and params.bin\n";
     const std::string short_line = gs::stopped_short_line(results);
     if (!short_line.empty()) std::cout << short_line << "\n";
+    if (transfers.bytes) std::cout << gs::host_transfers_line(transfers) << "\n";
     std::cout.flush();
     print_warnings(after);
     print_warnings(gs::fit_warnings(fits));

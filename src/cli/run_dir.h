@@ -82,10 +82,12 @@ std::vector<int> shard_of(const Options& o, const SweepSpec& spec, const std::ve
 // The finished sweep's files: params.bin and its index, results.csv, summary.json (results
 // and summary stand or fall together), and the slope table. summary.json's warnings are
 // `warnings` (the plan's, already printed) and those of the results, which are printed after
-// the table, with the fits' (unless quiet).
+// the table, with the fits' (unless quiet). With transfers.bytes (a run on a backend with a
+// device), summary.json has host_transfers and the terminal a line on them.
 void write_outputs(const std::string& out, const Options& o, const SweepSpec& spec,
                    const std::vector<Job>& jobs, const std::vector<NetResult>& results,
-                   const nlohmann::json& config, double secs, std::vector<std::string> warnings);
+                   const nlohmann::json& config, double secs, std::vector<std::string> warnings,
+                   const SweepTransfers& transfers = {});
 // Each line to stderr as a warning.
 void print_warnings(const std::vector<std::string>& lines);
 

@@ -75,6 +75,33 @@ StoppedShort stopped_short(const std::vector<NetResult>& results) {
 
 }  // namespace
 
+nlohmann::json host_transfers_json(const SweepTransfers& t) {
+  const HostTransfers b = t.bytes.value_or(HostTransfers{});
+  const long long steps = t.network_steps;
+  auto per_step = [&](double v) { return steps > 0 ? nlohmann::json(v / steps) : nlohmann::json(nullptr); };
+  return {{"bytes_to_host", b.bytes_to_host},
+          {"bytes_to_device", b.bytes_to_device},
+          {"network_steps", steps},
+          {"bytes_to_host_per_network_step", per_step(static_cast<double>(b.bytes_to_host))},
+          {"bytes_to_device_per_network_step", per_step(static_cast<double>(b.bytes_to_device))},
+          {"params_per_network_step", per_step(t.param_steps)}};
+}
+
+std::string host_transfers_line(const SweepTransfers& t) {
+  const HostTransfers b = t.bytes.value_or(HostTransfers{});
+  std::ostringstream os;
+  os << "Host transfers: ";
+  if (t.network_steps > 0) {
+    const double steps = static_cast<double>(t.network_steps);
+    os << std::fixed << std::setprecision(0) << b.bytes_to_host / steps << " bytes to the host and "
+       << b.bytes_to_device / steps << " to the device per network-step (" << t.network_steps
+       << " network-steps of " << std::setprecision(1) << t.param_steps / steps << " parameters on average)";
+  } else {
+    os << b.bytes_to_host << " bytes to the host and " << b.bytes_to_device << " to the device, in no network-step";
+  }
+  return os.str();
+}
+
 std::string stopped_short_line(const std::vector<NetResult>& results) {
   const StoppedShort st = stopped_short(results);
   if (st.drops.empty()) return "";

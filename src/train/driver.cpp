@@ -310,8 +310,7 @@ std::vector<int> newton_step(Backend& be, StageState& st, const std::vector<int>
   return keep;
 }
 
-void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
-                    std::vector<NetResult>& res, std::vector<NetResult>& scratch,
+void project_linear(Backend& be, const Batch& batch, std::vector<NetResult>& res, std::vector<NetResult>& scratch,
                     const std::vector<int>& active);
 std::vector<double> losses(Backend& be, const Batch& batch, const std::vector<int>& nets);
 
@@ -331,7 +330,7 @@ void fallback_step(Backend& be, StageState& st, std::vector<double>& nu, const s
   std::vector<NetResult> scratch(batch.size()), sub(batch.size());
   StageState all(batch, st.opt, Block::kAll, false, scratch, nullptr);
   newton_step(be, all, nets);
-  project_linear(be, batch, st.opt, scratch, sub, nets);
+  project_linear(be, batch, scratch, sub, nets);
   std::vector<int> live;
   for (int i : nets)
     if (scratch[i].status != Status::kFailed) live.push_back(i);
@@ -544,8 +543,7 @@ void least_squares_stage(Backend& be, Block block, std::vector<NetResult>& res,
 // linear block (D, then U, Q, ... in factor order) with the others held, so the next ALL step starts from the optimal
 // linear coefficients for the current knots. The sub-steps' own statuses are scratch; only a
 // numerical failure is carried over to the network.
-void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
-                    std::vector<NetResult>& res, std::vector<NetResult>& scratch,
+void project_linear(Backend& be, const Batch& batch, std::vector<NetResult>& res, std::vector<NetResult>& scratch,
                     const std::vector<int>& active) {
   for (int k = 0; k < kMaxFactors; ++k) {
     const Block b = k == 0 ? Block::kD : factor_block(k);  // D, then U, Q, R, ...
@@ -556,12 +554,7 @@ void project_linear(Backend& be, const Batch& batch, const TrainOptions& opt,
         sub.push_back(i);
       }
     if (sub.empty()) continue;
-    if (be.has_least_squares()) {
-      least_squares_stage(be, b, scratch, sub);
-    } else {
-      StageState st(batch, opt, b, false, scratch, nullptr);
-      newton_step(be, st, sub);
-    }
+    least_squares_stage(be, b, scratch, sub);
     for (int i : sub) {
       res[i].newton_steps += scratch[i].newton_steps;
       if (scratch[i].status == Status::kFailed)
@@ -614,7 +607,6 @@ void keep_the_better(Backend& be, const Batch& batch, const std::vector<int>& en
 // Adam on all parameters of every network, options.adam.steps steps with bias-corrected
 // moments; each step is one gradient pass of the backend.
 void adam(Backend& be, const Batch& batch, const TrainOptions& options, std::vector<NetResult>& res) {
-  if (!be.has_gradient()) throw std::logic_error("adam: the backend has no gradient pass");
   const AdamOptions& a = options.adam;
   const int n = batch.size();
   std::vector<int> active;
@@ -761,7 +753,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
     }
     const bool project = spec.block == Block::kAll && options.project;
     const int stage_index = static_cast<int>(&spec - stages.data());
-    if (spec.block != Block::kAll && spec.block != Block::kG && be.has_least_squares()) {
+    if (spec.block != Block::kAll && spec.block != Block::kG) {
       // A linear stage: its optimum in one solve, whatever its step count.
       least_squares_stage(be, spec.block, res, active);
       if (options.on_step)
@@ -769,7 +761,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
                          spec.steps, 0, n});
       continue;
     }
-    const bool var_pro = project && options.variable_projection && be.has_variable_projection();
+    const bool var_pro = project && options.variable_projection;
     st.var_pro = var_pro;
     std::vector<double> nu(n, 2.0);
     // The networks that enter a variable-projection stage, their loss and their parameters
@@ -777,11 +769,9 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
     std::vector<int> entered;
     std::vector<double> loss_in, theta_in;
     if (var_pro && !active.empty()) {
-      if (be.has_gradient()) {
-        entered = active;
-        loss_in = losses(be, batch, active);
-        be.read_params(theta_in);
-      }
+      entered = active;
+      loss_in = losses(be, batch, active);
+      be.read_params(theta_in);
       // Start from the optimal linear parameters for the current nonlinear ones, with the same
       // rule for thin neurons as every trial, so that the trials compare like with like.
       std::fill(st.lambda.begin(), st.lambda.end(), kVarProLambdaInit);
@@ -805,7 +795,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
         active = newton_step(be, st, active);
       }
       if (project && !var_pro) {
-        project_linear(be, batch, options, res, scratch, active);
+        project_linear(be, batch, res, scratch, active);
         active.erase(std::remove_if(active.begin(), active.end(),
                                     [&](int i) { return res[i].status == Status::kFailed; }),
                      active.end());

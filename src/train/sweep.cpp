@@ -254,7 +254,7 @@ NetResult run_baseline(const Model& m, int width, const Dataset& ds, const Targe
 std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
                                  Backend& backend,
                                  const std::function<void(const SweepProgress&)>& progress,
-                                 const ChunkDone& chunk_done) {
+                                 const ChunkDone& chunk_done, SweepTransfers* transfers) {
   const auto chunks = plan_sweep_chunks(spec, jobs, backend);
   const int starts = 1 + spec.restarts;
   std::vector<NetResult> results(jobs.size());
@@ -286,9 +286,22 @@ std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& 
         batch.add(s, job.target, theta.data());
       }
     }
+    const std::optional<HostTransfers> before = backend.host_transfers();
     backend.load(batch);
     auto res = train(backend, batch, spec.train);
     backend.read_params(theta);
+    if (transfers) {
+      if (const std::optional<HostTransfers> after = backend.host_transfers(); after && before) {
+        if (!transfers->bytes) transfers->bytes = HostTransfers{};
+        HostTransfers& t = *transfers->bytes;
+        t.bytes_to_host += after->bytes_to_host - before->bytes_to_host;
+        t.bytes_to_device += after->bytes_to_device - before->bytes_to_device;
+      }
+      for (std::size_t k = 0; k < res.size(); ++k) {
+        transfers->network_steps += res[k].newton_steps;
+        transfers->param_steps += static_cast<double>(num_params(batch.nets[k].shape)) * res[k].newton_steps;
+      }
+    }
     for (std::size_t q = 0; q < chunks[c].size(); ++q) {
       // The start with the lowest training loss (a failed one only when all failed); its
       // row counts the compute seconds of every start.

@@ -3,7 +3,9 @@
 // cuSOLVER) backends implement it.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,13 @@ enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
 // says why in one line. The plugin and the CUDA libraries load only for --device cuda and for
 // auto where the driver sees a GPU.
 bool use_cuda(DeviceKind device, std::string* why = nullptr);
+
+// The bytes a backend with a device has copied between the host and the device, by direction:
+// every copy, of parameters, systems, losses, the data and the work lists alike.
+struct HostTransfers {
+  std::uint64_t bytes_to_host = 0;
+  std::uint64_t bytes_to_device = 0;
+};
 
 struct BackendOptions {
   DeviceKind device = DeviceKind::kCpu;
@@ -71,23 +80,13 @@ class Backend {
   virtual void solve(const std::vector<int>& nets, const double* lambda, bool damp_values,
                      int* info, double* gdotp) = 0;
 
-  // Whether least_squares() is available. Without it the driver solves a linear stage with
-  // one damped Newton step on the normal equations (solve() with damp_values), which stops
-  // short of the optimum when J^T J is ill-conditioned.
-  virtual bool has_least_squares() const { return false; }
-
   // For a linear stage (stage_is_linear) of each listed network: puts into the step the change
   // from the stage's current values to the least-squares optimum of the training loss with the
   // other blocks held, of least Jacobi-scaled norm in the exact null space, solved on an
   // orthogonal compression of the stage's Jacobian (least_squares.h: J^T J is never formed, so
   // its conditioning is not squared); trial_losses and apply_step then act on it. Writes per
   // listed network the numerical rank and the training loss at the current parameters.
-  virtual void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss);
-
-  // Whether the variable-projection step of the ALL stage (var_pro.h) is available. Without it
-  // the driver takes damped Newton steps on all parameters, each followed by exact solves of
-  // the linear blocks.
-  virtual bool has_variable_projection() const { return false; }
+  virtual void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) = 0;
 
   // After assemble(nets, Block::kAll, ...): the Newton step on each network's nonlinear
   // parameters with the linear ones eliminated (the Schur complement of the exact Hessian, by
@@ -97,7 +96,7 @@ class Backend {
   // slope and curvature along the step). A call with the same networks and no assembly in
   // between (a damping retry) may reuse the reduced systems.
   virtual void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,
-                             StepModel* model);
+                             StepModel* model) = 0;
 
   // The trial theta + alpha step (alpha per listed network, 1 when null; theta itself without
   // take_step), the kinks of the neurons that
@@ -105,24 +104,21 @@ class Backend {
   // then solved to their least-squares optimum (least_squares); writes its training loss per
   // listed network and keeps it for var_pro_accept.
   virtual void var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
-                             const double* alpha = nullptr);
+                             const double* alpha = nullptr) = 0;
 
   // theta = the last trial, for each listed network.
-  virtual void var_pro_accept(const std::vector<int>& nets);
-
-  // Whether gradient() and add_params() are available: the first-order optimizers need them.
-  virtual bool has_gradient() const { return false; }
+  virtual void var_pro_accept(const std::vector<int>& nets) = 0;
 
   // The training MSE of each listed network and its gradient over all its parameters, in one
   // pass over the points without a Hessian. grad holds the listed networks' gradients one
   // after another, num_params of each.
-  virtual void gradient(const std::vector<int>& nets, double* loss, double* grad);
+  virtual void gradient(const std::vector<int>& nets, double* loss, double* grad) = 0;
 
   // theta += delta for each listed network (delta laid out as gradient's grad).
-  virtual void add_params(const std::vector<int>& nets, const double* delta);
+  virtual void add_params(const std::vector<int>& nets, const double* delta) = 0;
 
   // theta = values for each listed network (laid out as gradient's grad), exactly.
-  virtual void set_params(const std::vector<int>& nets, const double* values);
+  virtual void set_params(const std::vector<int>& nets, const double* values) = 0;
 
   // Training losses at theta + alpha[t] * step for t < n_alpha, in one pass over the data.
   // loss is per listed network, n_alpha entries each.
@@ -137,6 +133,10 @@ class Backend {
 
   // Compute seconds spent on each network of the batch since load().
   virtual void network_seconds(double* seconds) = 0;
+
+  // The bytes copied between the host and the device since the backend was made; none for a
+  // backend without a device (the CPU backend).
+  virtual std::optional<HostTransfers> host_transfers() const = 0;
 };
 
 }  // namespace gs

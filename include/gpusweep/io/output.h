@@ -20,6 +20,12 @@ nlohmann::json datasets_json(const std::vector<Dataset>& datasets);
 
 nlohmann::json summary_json(const std::vector<GroupFit>& fits, const FitOptions& fit,
                             const nlohmann::json& config, const std::vector<NetResult>& results);
+// summary.json's host_transfers: the bytes a run on a backend with a device moved to the host
+// and to the device, its network-steps (SweepTransfers), the bytes of each direction per
+// network-step (null without a step) and the mean P of a network-step; and the terminal's line
+// on them. Only for transfers.bytes present.
+nlohmann::json host_transfers_json(const SweepTransfers& transfers);
+std::string host_transfers_line(const SweepTransfers& transfers);
 // One line on the networks that stopped at the step limit and how far from an optimum (their
 // last relative loss decrease and scaled gradient); empty when none did.
 std::string stopped_short_line(const std::vector<NetResult>& results);

@@ -65,9 +65,9 @@ struct TrainOptions {
   double lambda_max = 1e10;
   double armijo = 1e-4;
   bool project = true;        // after each ALL step, re-solve the linear blocks exactly
-  // ... by variable projection (var_pro.h) where the backend has it: Newton on the nonlinear
-  // parameters with the linear ones eliminated. Off: damped Newton on all parameters, then
-  // one least-squares solve of each linear block (D, U, Q) in turn.
+  // ... by variable projection (var_pro.h): Newton on the nonlinear parameters with the linear
+  // ones eliminated. Off: damped Newton on all parameters, then one least-squares solve of
+  // each linear block (D, U, Q) in turn.
   bool variable_projection = true;
   bool min_norm_linear = true;  // D, U, Q stages of the schedule: minimum-norm solutions
   std::function<void(const StepInfo&)> on_step;  // progress; may be empty
@@ -108,9 +108,9 @@ struct NetResult {
 };
 
 // Trains every network of the batch already loaded into the backend through the schedule (or
-// by Adam: options.optimizer; the backend then needs has_gradient()). A network whose numbers
-// go bad is marked failed and leaves the batch; the rest go on. With Adam, newton_steps counts
-// Adam's steps, and a network that finishes them has status max_steps unless it is stationary.
+// by Adam: options.optimizer). A network whose numbers go bad is marked failed and leaves the
+// batch; the rest go on. With Adam, newton_steps counts Adam's steps, and a network that
+// finishes them has status max_steps unless it is stationary.
 std::vector<NetResult> train(Backend& backend, const Batch& batch, const TrainOptions& options);
 
 }  // namespace gs

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -114,11 +115,22 @@ struct SweepProgress {
 // the results so far (indexed like jobs). The baselines come first, then each chunk.
 using ChunkDone = std::function<void(const std::vector<int>& done, const std::vector<NetResult>& results)>;
 
+// What a sweep moved between the host and the device, against the work it did: the backend's
+// host transfers over the chunks it trained (none on a backend without a device), and its
+// network-steps, the steps of one network as NetResult::newton_steps counts them, summed over
+// every network trained (every start of a job with restarts), with P times those steps summed
+// alike (param_steps / network_steps: the mean P of a network-step).
+struct SweepTransfers {
+  std::optional<HostTransfers> bytes;
+  long long network_steps = 0;
+  double param_steps = 0.0;
+};
+
 // Trains every trained job on the backend and computes the baselines on the host; results
-// come back in job order.
+// come back in job order. With transfers, adds to it what the chunks moved and did.
 std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& jobs,
                                  Backend& backend,
                                  const std::function<void(const SweepProgress&)>& progress = {},
-                                 const ChunkDone& chunk_done = {});
+                                 const ChunkDone& chunk_done = {}, SweepTransfers* transfers = nullptr);
 
 }  // namespace gs
