@@ -166,7 +166,7 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
     }
     qr_in_place(cnt, cols, V.data(), cnt, tau, work);
     const int kr = std::min(cnt, ncoef);
-    flops += 3.0 * cnt * ncoef + flops_qr(cnt, cols);
+    if (timer.on()) flops += 3.0 * cnt * ncoef + flops_qr(cnt, cols);
     if (cnt > ncoef) {
       const double last = V[ncoef + static_cast<std::size_t>(ncoef) * cnt];
       out->rest += last * last;
@@ -175,7 +175,7 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
       const int nu = owner[q];
       if (s0 < lo[nu] || s1 > hi[nu]) continue;
       shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, c0, h, a.data());
-      flops += 3.0 * ncoef * ncoef + 2.0 * kr * ncoef;
+      if (timer.on()) flops += 3.0 * ncoef * ncoef + 2.0 * kr * ncoef;
       for (int rho = 0; rho < kr; ++rho) {
         double v = 0.0;
         for (int u = rho; u < ncoef; ++u) v += V[rho + static_cast<std::size_t>(u) * cnt] * a[u];

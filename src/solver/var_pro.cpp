@@ -150,11 +150,11 @@ void residual_curvature_relu1d(const Shape& s, const double* theta, const VarPro
     if (lo >= hi) continue;
     double R[kColCoef] = {};
     for (int j = 0; j < nr; ++j) R[j] = prefix_moment(pre.data(), n, j, lo, hi);
-    flops += 8.0 * nr;
+    if (timer.on()) flops += 8.0 * nr;
     for (int t = 0; t < count[i]; ++t) {
       const int q = pos[static_cast<std::size_t>(i) * k_loc + t] - kc;  // a nonlinear column
       if (q < 0) continue;
-      flops += static_cast<double>(count[i]) * (2 * nr + 2 * num_factors(s.arch) * nr);
+      if (timer.on()) flops += static_cast<double>(count[i]) * (2 * nr + 2 * num_factors(s.arch) * nr);
       for (int u = 0; u < count[i]; ++u) {
         double c[kColCoef];
         curvature_poly(L, loc[static_cast<std::size_t>(i) * k_loc + u], loc[static_cast<std::size_t>(i) * k_loc + t], c);
