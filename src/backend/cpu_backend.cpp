@@ -9,6 +9,7 @@
 
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/solve.h"
+#include "gpusweep/solver/tally.h"
 #include "gpusweep/util/util.h"
 #include "model/by_shape.h"
 #include "solver/lapack.h"
@@ -305,8 +306,21 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     double* H = H_.data() + square_off_[i];
     double* g = g_.data() + vec_off_[i];
     if (relu1d_fast_path(s) && fast_relu1d_) {
+      const TallyTimer timer;
       assemble_relu1d(i, stage, kind, &loss[j]);
       scaled_grad[j] = jacobi_scale(m, H, g, scale_.data() + vec_off_[i]);
+      if (timer.on() && m == p) {
+        // The ALL stage (tally.h): residuals, loss, prefix sums of r x^j, gradient; then every
+        // entry of J^T J (a Hankel form of two column polynomials, one moment set per pair of
+        // neurons), where the target forms its diagonal only.
+        const int npts = ds.n_train(), nr = column_degree(s.arch) + 1, nmom = 2 * nr - 1;
+        double base = residual_flops(s, npts) + 2.0 * npts + 2.0 * m * m;
+        for (int jm = 0; jm < nr; ++jm) base += static_cast<double>(npts) * (jm + 14);
+        base += (s.n + 1.0) * nr * 8.0 + 2.0 * m * nr;
+        const double entry = 2.0 * nr * nr + 2.0 * nr, pairs = (s.n + 1.0) * (s.n + 2.0) / 2.0;
+        tally_add(Prim::kAssembly, base + pairs * nmom * 8.0 + m * (m + 1.0) / 2.0 * entry,
+                  base - 2.0 * m * m + (s.n + 1.0) * nmom * 8.0 + m * entry, timer.seconds());
+      }
       return;
     }
     std::fill(H, H + static_cast<std::size_t>(m) * m, 0.0);
@@ -396,11 +410,16 @@ void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool 
     Workspace& w = workspace();
     w.work.resize(static_cast<std::size_t>(m) * m);
     gdotp[j] = NAN;
+    const TallyTimer timer;
     info[j] = damped_solve(m, H_.data() + square_off_[i], g_.data() + vec_off_[i],
                            scale_.data() + vec_off_[i], lambda[j], w.work.data(),
                            step_.data() + vec_off_[i], &gdotp[j],
                            damp_values ? theta_.data() + nets_[i].offset + stage_begin_[i]
                                        : nullptr);
+    if (timer.on() && m == num_params(nets_[i].shape)) {
+      const double f = flops_potrf(m) + 2.0 * m * m;
+      tally_add(Prim::kOther, f, f, timer.seconds());
+    }
   });
 }
 

@@ -14,6 +14,7 @@
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/least_squares.h"
 #include "gpusweep/solver/solve.h"
+#include "gpusweep/solver/tally.h"
 #include "model/by_shape.h"
 #include "solver/lapack.h"
 
@@ -52,6 +53,13 @@ void sorted_residuals(const Shape& s, const double* theta, const HostSolver::Sor
 }
 
 }  // namespace
+
+double residual_flops(const Shape& s, int npoints) {
+  // Per point and neuron: d + 1 operations for each factor's line, one product per factor
+  // and the sum (the relu a comparison); then d0 and the target.
+  const int nf = num_factors(s.arch);
+  return static_cast<double>(npoints) * (static_cast<double>(s.n) * (nf * (2 * s.d + 1) + 1) + 2);
+}
 
 double train_sse(const Shape& s, const double* theta, const Dataset& ds) {
   return by_shape(s, [&](auto nf, auto d) {
@@ -189,7 +197,12 @@ int HostSolver::linear_optimum(int i, const double* theta, const std::vector<int
   const int npts = ds.n_train();
   if (relu1d_fast_path(s) && fast_relu1d_) {
     const Sorted& so = sorted_[nd.dataset];
+    const TallyTimer timer;
     sorted_residuals(s, theta, so, w.resid);
+    if (timer.on() && tally_phase() == TallyPhase::kTrial) {
+      const double f = residual_flops(s, npts);
+      tally_add(Prim::kTrialLoss, f, f, timer.seconds());
+    }
     compress_relu1d(s, theta, cols, so.x.data(), w.resid.data(), npts, &sys);
   } else {
     compress_rows(s, theta, cols, ds.x_train.data(), ds.y_train.data(), npts, &sys);
@@ -219,12 +232,18 @@ void HostSolver::var_pro_system(int i, const double* theta, const double* H, con
   const int npts = ds.n_train();
   w.roles.resize(m);
   LsSystem js;
+  const TallyPhaseScope phase(TallyPhase::kSystem);
   if (relu1d_fast_path(s)) {
     const Sorted& so = sorted_[nd.dataset];
     const Points1d pts = points1d(nd.dataset);
     var_pro_roles(s, theta, &pts, w.roles.data());
     var_pro_columns(s, theta, w.roles.data(), scale, &pts, &w.cols);
+    const TallyTimer timer;
     sorted_residuals(s, theta, so, w.resid);
+    if (timer.on()) {
+      const double f = residual_flops(s, npts);
+      tally_add(Prim::kResiduals, f, f, timer.seconds());
+    }
     compress_relu1d(s, theta, w.cols.all(), so.x.data(), w.resid.data(), npts, &js);
     residual_curvature_relu1d(s, theta, w.cols, so.x.data(), w.resid.data(), npts, &w.curvature);
   } else {
@@ -261,6 +280,7 @@ double HostSolver::var_pro_trial(int i, const double* theta, const double* step,
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
   const int m = num_params(s);
+  const TallyPhaseScope phase(TallyPhase::kTrial);
   for (int q = 0; q < m; ++q) trial[q] = step != nullptr ? theta[q] + alpha * step[q] : theta[q];
   const std::vector<int> cols = linear_columns(s);
   if (relu1d_fast_path(s)) push_out_thin(s, points1d(nd.dataset), trial);
@@ -269,7 +289,13 @@ double HostSolver::var_pro_trial(int i, const double* theta, const double* step,
   linear_optimum(i, trial, cols, w.values.data(), &before, w);
   for (std::size_t q = 0; q < cols.size(); ++q) trial[cols[q]] = w.values[q];
   const Dataset& ds = *data_[nd.dataset];
-  return train_sse(s, trial, ds) / ds.n_train();
+  const TallyTimer timer;
+  const double sse = train_sse(s, trial, ds);
+  if (timer.on()) {
+    const double f = residual_flops(s, ds.n_train()) + 2.0 * ds.n_train();
+    tally_add(Prim::kTrialLoss, f, f, timer.seconds());
+  }
+  return sse / ds.n_train();
 }
 
 }  // namespace gs

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/tally.h"
 #include "solver/lapack.h"
 
 namespace gs {
@@ -55,6 +56,7 @@ std::vector<int> param_range(int b, int e) {
 int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x) {
   const int m = sys.m;
   if (m == 0) return 0;
+  const TallyTimer timer;
   const int rows = sys.rows;
   if (rows == 0) {
     std::fill(x, x + m, 0.0);
@@ -91,11 +93,27 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   if (info < 0) throw std::logic_error("dgelsd: argument " + std::to_string(-info) + " is invalid");
   if (info > 0) throw std::runtime_error("dgelsd: the SVD did not converge");
   for (int q = 0; q < m; ++q) x[q] = rhs[q] / c[q];
+  if (timer.on() && tally_phase() == TallyPhase::kTrial) {
+    // The target (tally.h): Householder QR of [B | h], then a triangular solve.
+    const double scaling = 3.0 * rows * m;
+    tally_add(Prim::kTrialLs, scaling + flops_gelsd(rows, m),
+              scaling + flops_qr(rows, m + 1) + static_cast<double>(m) * m, timer.seconds());
+    tally_sizes([&](SolverTally& t) {
+      ++t.trials;
+      t.sum_trial_rows += rows;
+      t.sum_trial_m += m;
+      t.sum_trial_elems += static_cast<double>(rows) * m;
+      t.max_trial_rows = std::max(t.max_trial_rows, rows);
+      t.max_trial_m = std::max(t.max_trial_m, m);
+    });
+  }
   return rank;
 }
 
 void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>& columns,
                      const double* xs, const double* r, int n, LsSystem* out) {
+  const TallyTimer timer;
+  double flops = 0.0;
   const int ncoef = column_degree(s.arch) + 1;  // column polynomials have degree <= c
   const int m = static_cast<int>(columns.size());
   // Active point ranges; d0 (neuron s.n) is active everywhere.
@@ -148,6 +166,7 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
     }
     qr_in_place(cnt, cols, V.data(), cnt, tau, work);
     const int kr = std::min(cnt, ncoef);
+    if (timer.on()) flops += 3.0 * cnt * ncoef + flops_qr(cnt, cols);
     if (cnt > ncoef) {
       const double last = V[ncoef + static_cast<std::size_t>(ncoef) * cnt];
       out->rest += last * last;
@@ -156,6 +175,7 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
       const int nu = owner[q];
       if (s0 < lo[nu] || s1 > hi[nu]) continue;
       shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, c0, h, a.data());
+      if (timer.on()) flops += 3.0 * ncoef * ncoef + 2.0 * kr * ncoef;
       for (int rho = 0; rho < kr; ++rho) {
         double v = 0.0;
         for (int u = rho; u < ncoef; ++u) v += V[rho + static_cast<std::size_t>(u) * cnt] * a[u];
@@ -172,6 +192,9 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
   for (int q = 0; q < m; ++q)
     for (int k = 0; k < rows; ++k)
       out->B[k + static_cast<std::size_t>(q) * rows] = Brow[static_cast<std::size_t>(k) * m + q];
+  if (timer.on() && tally_phase() != TallyPhase::kNone)
+    tally_add(tally_phase() == TallyPhase::kTrial ? Prim::kTrialCompress : Prim::kCompress, flops, flops,
+              timer.seconds());
 }
 
 void compress_rows(const Shape& s, const double* theta, const std::vector<int>& columns,

@@ -8,6 +8,7 @@
 
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/solve.h"
+#include "gpusweep/solver/tally.h"
 #include "solver/lapack.h"
 
 namespace gs {
@@ -120,11 +121,17 @@ void var_pro_columns(const Shape& s, const double* theta, const Role* role, cons
 
 void residual_curvature_relu1d(const Shape& s, const double* theta, const VarProColumns& cols,
                                const double* xs, const double* r, int n, std::vector<double>* S) {
+  const TallyTimer timer;
   const int kc = static_cast<int>(cols.lin.size()), kb = static_cast<int>(cols.non.size());
   const int ld = kc + kb;
   S->assign(static_cast<std::size_t>(ld) * kb, 0.0);
   if (kb == 0) return;
   const int nr = column_degree(s.arch) + 1;
+  // Operations (tally.h): the prefix sums (x^j r and a compensated sum, about j + 14 a point),
+  // then per neuron its moments and one polynomial product and dot per entry.
+  double flops = 0.0;
+  if (timer.on())
+    for (int j = 0; j < nr; ++j) flops += static_cast<double>(n) * (j + 14);
   std::vector<double> pre(static_cast<std::size_t>(nr) * (n + 1) * 2);
   build_prefix(xs, r, n, nr, pre.data());
   // The columns of each neuron: (position in cols.all(), local index).
@@ -146,9 +153,11 @@ void residual_curvature_relu1d(const Shape& s, const double* theta, const VarPro
     if (lo >= hi) continue;
     double R[kColCoef] = {};
     for (int j = 0; j < nr; ++j) R[j] = prefix_moment(pre.data(), n, j, lo, hi);
+    if (timer.on()) flops += 8.0 * nr;
     for (int t = 0; t < count[i]; ++t) {
       const int q = pos[static_cast<std::size_t>(i) * k_loc + t] - kc;  // a nonlinear column
       if (q < 0) continue;
+      if (timer.on()) flops += static_cast<double>(count[i]) * (2 * nr + 2 * num_factors(s.arch) * nr);
       for (int u = 0; u < count[i]; ++u) {
         double c[kColCoef];
         curvature_poly(L, loc[static_cast<std::size_t>(i) * k_loc + u], loc[static_cast<std::size_t>(i) * k_loc + t], c);
@@ -158,6 +167,7 @@ void residual_curvature_relu1d(const Shape& s, const double* theta, const VarPro
       }
     }
   }
+  if (timer.on()) tally_add(Prim::kCurvature, flops, flops, timer.seconds());
 }
 
 namespace {
@@ -222,6 +232,8 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   out->mode = ReducedSystem::kUnknown;
   if (kb == 0) return;
   if (js.m != ld) throw std::logic_error("reduced_system: the compressed system has the wrong columns");
+  const TallyTimer qr_timer;
+  double qr_flops = 2.0 * rows * nc;  // the scaled copy M
   const std::vector<int> all = cols.all();
   // M = sqrt(weight) [B diag(scale) | h]: the scaled Jacobian, of unit column norms for the
   // linear columns (their exact Hessian is weight J^T J).
@@ -244,6 +256,7 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   bool deficient = kmain > rows;
   if (!deficient && kmain > 0) {
     householder(rows, kmain, M.data(), ldm, tau.data(), work);
+    qr_flops += flops_qr(rows, kmain);
     for (int j = 0; j < kmain; ++j) rmax = std::fmax(rmax, std::fabs(M[j + static_cast<std::size_t>(j) * ldm]));
     for (int j = 0; j < kmain && !deficient; ++j)
       deficient = !(std::fabs(M[j + static_cast<std::size_t>(j) * ldm]) > tol * rmax);
@@ -259,6 +272,7 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
     std::vector<int> jp(kc);
     pivoted_qr(rows, kc, M.data(), ldm, jp.data(), tau.data(), work);
     const int kq = std::min(rows, kc);
+    qr_flops += 2.0 * rows * nc + flops_qr(rows, kc) + flops_apply_q(rows, kb + 1, kq);
     rmax = kq > 0 ? std::fabs(M[0]) : 0.0;
     while (rank < kq && std::fabs(M[rank + static_cast<std::size_t>(rank) * ldm]) > tol * rmax) ++rank;
     for (int j = 0; j < kc; ++j) perm[j] = jp[j] - 1;
@@ -268,6 +282,7 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
     if (kmain > 0)
       apply_qt(rows, nc - kmain, kmain, M.data(), ldm, tau.data(), M.data() + static_cast<std::size_t>(kmain) * ldm,
                ldm, work);
+    qr_flops += flops_apply_q(rows, nc - kmain, kmain);
     const int g = cols.global, below = rows - kmain;
     if (g > 0 && below > 0) {
       // The global columns, below the main block's rows: a small pivoted QR, then its
@@ -277,6 +292,7 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
       std::vector<double> tg(std::max(1, g));
       pivoted_qr(below, g, Mg, ldm, jp.data(), tg.data(), work);
       const int kq = std::min(below, g);
+      qr_flops += flops_qr(below, g) + flops_apply_q(below, kb + 1, kq);
       if (rmax == 0.0) rmax = kq > 0 ? std::fabs(Mg[0]) : 0.0;
       int r2 = 0;
       while (r2 < kq && std::fabs(Mg[r2 + static_cast<std::size_t>(r2) * ldm]) > tol * rmax) ++r2;
@@ -306,7 +322,25 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
         T[k + static_cast<std::size_t>(j) * below] = M[rank + k + static_cast<std::size_t>(kc + j) * ldm];
     tb.resize(std::max(1, std::min(below, kb + 1)));
     householder(below, kb + 1, T.data(), below, tb.data(), work);
+    qr_flops += flops_qr(below, kb + 1);
   }
+  if (qr_timer.on()) {
+    tally_add(Prim::kQr, qr_flops, qr_flops, qr_timer.seconds());
+    tally_sizes([&](SolverTally& t) {
+      ++t.systems;
+      t.pivoted += out->pivoted ? 1 : 0;
+      t.sum_rows += rows;
+      t.sum_kc += kc;
+      t.sum_kb += kb;
+      t.sum_rank += rank;
+      t.sum_elems += static_cast<double>(rows) * nc;
+      t.max_rows = std::max(t.max_rows, rows);
+      t.max_kc = std::max(t.max_kc, kc);
+      t.max_kb = std::max(t.max_kb, kb);
+    });
+  }
+  const TallyTimer red_timer;
+  double red_flops = 0.0;
   Rbb.assign(static_cast<std::size_t>(std::max(kr, 1)) * kb, 0.0);
   hb.assign(std::max(kr, 1), 0.0);
   for (int j = 0; j < kb; ++j)
@@ -317,7 +351,9 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   if (kr > 0) {
     dsyrk_("L", "T", &kb, &kr, &one, Rbb.data(), &kr, &zero, out->A.data(), &kb);
     dgemv_("T", &kr, &kb, &one, Rbb.data(), &kr, hb.data(), &inc, &zero, out->gr.data(), &inc);
+    red_flops += static_cast<double>(kb) * kb * kr + 2.0 * kr * kb;
   }
+  red_flops += 2.0 * kb * kb;  // S_bb
   // S_bb, then the terms of W = R_cc^-T S_cb (S's rows in the order of R_cc).
   for (int c = 0; c < kb; ++c)
     for (int r = c; r < kb; ++r)
@@ -350,10 +386,14 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
           out->A[r + static_cast<std::size_t>(c) * kb] -= U[r + static_cast<std::size_t>(c) * kb] + U[c + static_cast<std::size_t>(r) * kb];
       dsyrk_("L", "T", &kb, &rank, &minus, W.data(), &rank, &one, out->A.data(), &kb);
       dgemv_("T", &rank, &kb, &minus, W.data(), &rank, hc.data(), &inc, &one, out->gr.data(), &inc);
+      // trsm, gemm, the sum of both triangles, syrk, gemv
+      red_flops += static_cast<double>(rank) * rank * kb + 2.0 * kb * kb * rank + 2.0 * kb * kb +
+                   static_cast<double>(kb) * kb * rank + 2.0 * rank * kb;
     }
   }
   for (int c = 0; c < kb; ++c)
     for (int r = c + 1; r < kb; ++r) out->A[c + static_cast<std::size_t>(r) * kb] = out->A[r + static_cast<std::size_t>(c) * kb];
+  if (red_timer.on()) tally_add(Prim::kReduced, red_flops, red_flops, red_timer.seconds());
 }
 
 namespace {
@@ -388,7 +428,11 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
   *model = StepModel{};
   if (kb == 0) return 0;
   std::vector<double>& t = sys.t;
+  const double n3 = flops_potrf(kb), n2 = static_cast<double>(kb) * kb;
+  // The target formulation (tally.h): a Cholesky of the damped matrix and its solve at every try.
+  const double target_try = n3 + 2.0 * n2;
   if (sys.mode == ReducedSystem::kUnknown) {
+    const TallyTimer timer;
     // Once per system: is T A T positive definite? Then the damped step is a Cholesky solve
     // for every lambda; otherwise the eigenvectors are kept for every lambda.
     unit_diagonal(sys, &t, &work);
@@ -397,9 +441,11 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
     int info = 0;
     dpotrf_("L", &kb, C.data(), &kb, &info);
     if (info < 0) throw std::logic_error("dpotrf: illegal argument " + std::to_string(-info));
+    if (timer.on()) tally_add(Prim::kCholesky, 3.0 * n2 + n3, 0.0, timer.seconds());
     if (info == 0) {
       sys.mode = ReducedSystem::kCholesky;
     } else {
+      const TallyTimer eig_timer;
       sys.mode = ReducedSystem::kEigen;
       sys.V.swap(work);
       sys.ev.resize(kb);
@@ -412,9 +458,16 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
       std::vector<int> iwk(std::max(1, liwork));
       dsyevd_("V", "L", &kb, sys.V.data(), &kb, sys.ev.data(), wk.data(), &lwork, iwk.data(), &liwork, &info);
       if (info < 0) throw std::logic_error("dsyevd: illegal argument " + std::to_string(-info));
+      if (eig_timer.on()) tally_add(Prim::kEigen, flops_syevd(kb), 0.0, eig_timer.seconds());
       if (info > 0) return info;  // no eigendecomposition: refused like a failed Cholesky
     }
+    tally_sizes([&](SolverTally& ts) {
+      ++ts.first_solves;
+      ts.indefinite += sys.mode == ReducedSystem::kEigen ? 1 : 0;
+    });
   }
+  tally_sizes([&](SolverTally& ts) { ++ts.tries; });
+  const TallyTimer try_timer;
   std::vector<double> rhs(kb), z(kb);
   for (int k = 0; k < kb; ++k) rhs[k] = -t[k] * sys.gr[k];
   double p = 0.0, curvature = 0.0;
@@ -424,7 +477,10 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
     int info = 0;
     dpotrf_("L", &kb, work.data(), &kb, &info);
     if (info < 0) throw std::logic_error("dpotrf: illegal argument " + std::to_string(-info));
-    if (info > 0) return info;
+    if (info > 0) {
+      if (try_timer.on()) tally_add(Prim::kCholesky, 3.0 * n2 + n3, target_try, try_timer.seconds());
+      return info;
+    }
     z = rhs;
     const int one = 1;
     dpotrs_("L", &kb, &one, work.data(), &kb, z.data(), &kb, &info);
@@ -436,6 +492,7 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
       curvature += rhs[k] * z[k] - lambda * z[k] * z[k];
     }
     p *= 0.5;
+    if (try_timer.on()) tally_add(Prim::kCholesky, 3.0 * n2 + n3 + 2.0 * n2, target_try, try_timer.seconds());
   } else {
     // z = V (|Lambda| + lambda)^-1 V^T rhs: each direction of negative curvature is taken
     // with its curvature's absolute value (Dauphin et al. 2014, "saddle-free Newton"), so it
@@ -452,6 +509,7 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
       curvature += sys.ev[k] * y[k] * y[k];
     }
     dgemv_("N", &kb, &kb, &one, sys.V.data(), &kb, y.data(), &inc, &zero, z.data(), &inc);
+    if (try_timer.on()) tally_add(Prim::kEigen, 4.0 * n2, target_try, try_timer.seconds());
   }
   double slope = 0.0;
   for (int k = 0; k < kb; ++k) {

@@ -78,6 +78,10 @@ class HostSolver {
   bool fast_relu1d_ = true;
 };
 
+// The operations of one evaluation of the residuals y(x_k) - f_k of a network at npoints points
+// (the count of tally.h).
+double residual_flops(const Shape& s, int npoints);
+
 // Sum of squared residuals of the network theta over the training points of ds.
 double train_sse(const Shape& s, const double* theta, const Dataset& ds);
 
