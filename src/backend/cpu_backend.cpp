@@ -160,11 +160,12 @@ void CpuBackend::load(const Batch& batch) {
   seconds_.assign(n, 0.0);
   reduced_.assign(n, ReducedSystem{});
   reduced_ok_.assign(n, 0);
+  diag_only_.assign(n, 0);
   host_.load(batch, fast_relu1d_);
 }
 
-// relu, d = 1: the assembly of relu1d.h in O(N n + m^2) instead of O(N m^2). Writes both
-// triangles of H, unscaled by 2/N like the general path before its final loop.
+// relu, d = 1: the assembly of relu1d.h in O(N n + m^2) instead of O(N m^2). Writes g and both
+// triangles of H, scaled by 2/N; kDiagonal writes only H's diagonal, in O(N n + m).
 void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* loss) {
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
@@ -230,9 +231,31 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
     }
   }
 
+  const int nmom = 2 * column_degree(s.arch) + 1;
+  const double scale = 2.0 / npts;
+  if (kind == HessianKind::kDiagonal) {
+    // The diagonal of J^T J alone: each column against itself over its neuron's active range
+    // (the same sums as the full assembly's diagonal). The rest of H is left as it was.
+    for (int nu = 0; nu <= s.n; ++nu) {
+      const int* list = &w.neuron_cols[static_cast<std::size_t>(nu) * (k_loc + 1)];
+      if (list[0] == 0) continue;
+      const int lo = w.range[2 * nu], hi = w.range[2 * nu + 1];
+      double M[kNumMoments] = {};
+      if (lo < hi)
+        for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(so.pre.data(), npts, jm, lo, hi);
+      for (int t = 0; t < list[0]; ++t) {
+        const int c = list[1 + t];
+        const double* p = &w.cols[static_cast<std::size_t>(c) * kColCoef];
+        const double v = lo < hi ? hankel_form(p, p, M) : 0.0;
+        H[c + static_cast<std::size_t>(c) * m] = v * scale;
+      }
+    }
+    for (int q = 0; q < m; ++q) g[q] *= scale;
+    return;
+  }
+
   // J^T J: for each pair of neurons (d0 included), the moments of x over the intersection
   // of their active ranges, then one Hankel form per pair of their columns.
-  const int nmom = 2 * column_degree(s.arch) + 1;
   for (int n1 = 0; n1 <= s.n; ++n1) {
     const int* l1 = &w.neuron_cols[static_cast<std::size_t>(n1) * (k_loc + 1)];
     if (l1[0] == 0) continue;
@@ -281,7 +304,6 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
       }
     }
   }
-  const double scale = 2.0 / npts;
   for (std::size_t q = 0; q < static_cast<std::size_t>(m) * m; ++q) H[q] *= scale;
   for (int q = 0; q < m; ++q) g[q] *= scale;
 }
@@ -301,11 +323,13 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     stage_begin_[i] = b;
     stage_end_[i] = e;
     reduced_ok_[i] = 0;
+    diag_only_[i] = 0;
     const int m = e - b;
     double* H = H_.data() + square_off_[i];
     double* g = g_.data() + vec_off_[i];
     if (relu1d_fast_path(s) && fast_relu1d_) {
       assemble_relu1d(i, stage, kind, &loss[j]);
+      diag_only_[i] = kind == HessianKind::kDiagonal;
       scaled_grad[j] = jacobi_scale(m, H, g, scale_.data() + vec_off_[i]);
       return;
     }
@@ -325,6 +349,8 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     const int M = num_poly_terms(s);
     const int pair_len = per * per;
     const int acc_len = nf * nf * pair_len + nf * M * per;
+    // kDiagonal takes the Gauss-Newton assembly here: the full J^T J costs little more than
+    // its diagonal once the Jacobian rows are made.
     const bool second = kind == HessianKind::kExact && !stage_is_linear(s.arch, stage);
     if (second) w.local.assign(static_cast<std::size_t>(s.n) * acc_len, 0.0);
     w.xtilde.resize(per);
@@ -385,12 +411,19 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
 void CpuBackend::read_system(int i, std::vector<double>* H, std::vector<double>* g) {
   const std::size_t m = stage_end_[i] - stage_begin_[i];
   const double* h = H_.data() + square_off_[i];
-  H->assign(h, h + m * m);
+  if (diag_only_[i]) {
+    H->assign(m * m, 0.0);
+    for (std::size_t q = 0; q < m; ++q) (*H)[q + q * m] = h[q + q * m];
+  } else {
+    H->assign(h, h + m * m);
+  }
   g->assign(g_.data() + vec_off_[i], g_.data() + vec_off_[i] + m);
 }
 
 void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool damp_values,
                        int* info, double* gdotp) {
+  for (int i : nets)
+    if (diag_only_[i]) throw std::logic_error("solve: the last assembly built only the Hessian's diagonal");
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     const int m = stage_end_[i] - stage_begin_[i];
     Workspace& w = workspace();

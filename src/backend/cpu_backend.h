@@ -75,6 +75,8 @@ class CpuBackend final : public Backend {
   // Per network: its reduced system (var_pro_solve), valid until the next assembly.
   std::vector<ReducedSystem> reduced_;
   std::vector<char> reduced_ok_;
+  // Per network: its last assembly (kDiagonal, relu 1D) wrote only the diagonal of H.
+  std::vector<char> diag_only_;
 };
 
 }  // namespace gs
