@@ -267,5 +267,77 @@ TEST(Relu1d, DiagonalAssemblyMatchesTheFullOneAndFiniteDifferences) {
   EXPECT_NO_THROW(fast.solve(nets, &lambda, false, &info, &gdotp));
 }
 
+// HostSolver::sorted_residuals sums each neuron over its active range only: its residuals are
+// evaluate's, bit for bit, at every sorted point (kinks on points, dead neurons, G = 0, the
+// output polynomials of gpoly), and where a factor product overflows (evaluate's 0 * inf is NaN
+// off the active range) it takes evaluate's path. var_pro_trial's loss, summed from them, is
+// train_sse's to the bit.
+TEST(Relu1d, SortedResidualsAreEvaluatesToTheBit) {
+  const Dataset ds = make_target_dataset("invcos2", 700, 9);
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  Rng rng(21);
+  std::vector<double> xs(ds.x_train);
+  std::sort(xs.begin(), xs.end());
+  std::vector<char> huge;
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu, make_arch(Family::kGated, 4), make_arch(Family::kGpoly, 3)}) {
+    for (int w : {1, 2, 9, 30}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const Shape s{a, Act::kRelu, 1, w};
+        std::vector<double> th(num_params(s));
+        init_params(s, variant == 1 ? InitKind::kRandom : InitKind::kMaso, ds, rng.next(), th.data());
+        for (auto& v : th) v += 0.1 * rng.normal();
+        const int i = w - 1;
+        if (variant == 2) {
+          th[factor_offset(s, 0) + s.n + i] = -th[factor_offset(s, 0) + i] * xs[350];  // a kink on a point
+          if (w > 1) th[factor_offset(s, 0) + s.n] = -5.0 * std::fabs(th[factor_offset(s, 0)]);  // dead or everywhere
+          if (w > 2) th[factor_offset(s, 0) + 1] = 0.0;                                       // G = 0
+        }
+        if (variant == 3) {
+          // Factors that overflow: evaluate's sum is NaN wherever the gate is off.
+          for (int b = 1; b < num_factors(s.arch); ++b) th[factor_offset(s, b) + s.n + i] = 1e200;
+          if (num_factors(s.arch) == 1) th[d_offset(s) + i * num_poly_terms(s)] = INFINITY;
+        }
+        huge.push_back(variant == 3);
+        batch.add(s, 0, th.data());
+      }
+    }
+  }
+  HostSolver host;
+  host.load(batch);
+  const HostSolver::Sorted& so = host.sorted(0);
+  HostSolver::Workspace w;
+  int nan_nets = 0, finite_trials = 0;
+  for (int i = 0; i < batch.size(); ++i) {
+    const Shape& s = batch.nets[i].shape;
+    const double* th = batch.params.data() + batch.nets[i].offset;
+    std::vector<double> r;
+    host.sorted_residuals(i, th, r);
+    ASSERT_EQ(r.size(), so.x.size());
+    bool any_nan = false;
+    for (std::size_t k = 0; k < r.size(); ++k) {
+      const double ref = evaluate(s, th, &so.x[k]) - so.y[k];
+      any_nan = any_nan || std::isnan(ref);
+      EXPECT_TRUE(r[k] == ref || (std::isnan(r[k]) && std::isnan(ref)))
+          << arch_name(s.arch) << " n=" << s.n << " net " << i << " point " << k << ": " << r[k] << " vs " << ref;
+    }
+    nan_nets += any_nan;
+    if (huge[i]) continue;
+    // The trial without a step: the linear parameters solved, its loss from the residuals.
+    std::vector<double> trial(num_params(s)), rt;
+    const double loss = host.var_pro_trial(i, th, nullptr, trial.data(), w, 1.0, &rt);
+    const double ref = train_sse(s, trial.data(), ds) / ds.n_train();
+    EXPECT_TRUE(loss == ref || (std::isnan(loss) && std::isnan(ref))) << arch_name(s.arch) << " net " << i;
+    finite_trials += std::isfinite(loss);
+    std::vector<double> r2;
+    host.sorted_residuals(i, trial.data(), r2);
+    ASSERT_EQ(rt.size(), r2.size());
+    for (std::size_t k = 0; k < r2.size(); ++k)
+      EXPECT_TRUE(rt[k] == r2[k] || (std::isnan(rt[k]) && std::isnan(r2[k]))) << "net " << i << " point " << k;
+  }
+  EXPECT_GT(nan_nets, 0);  // the overflow case was met
+  EXPECT_GT(finite_trials, 40);
+}
+
 }  // namespace
 }  // namespace gs

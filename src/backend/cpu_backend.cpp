@@ -130,8 +130,11 @@ std::string CpuBackend::describe() const {
          ", OpenBLAS/LAPACK)";
 }
 
-std::size_t CpuBackend::bytes_per_network(int p, int /*num_points*/) const {
-  return sizeof(double) * (static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p));
+std::size_t CpuBackend::bytes_per_network(int p, int num_points) const {
+  // H, then g, step, scale, the trial's parameters and one more P; the two residual vectors of
+  // a relu network on 1D inputs (num_points counts the test points too: an upper bound).
+  return sizeof(double) * (static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p) +
+                           2 * static_cast<std::size_t>(num_points));
 }
 
 std::size_t CpuBackend::memory_budget() const { return std::size_t(768) << 20; }
@@ -161,6 +164,10 @@ void CpuBackend::load(const Batch& batch) {
   reduced_.assign(n, ReducedSystem{});
   reduced_ok_.assign(n, 0);
   diag_only_.assign(n, 0);
+  resid_.resize(n);
+  trial_resid_.resize(n);
+  resid_ok_.assign(n, 0);
+  trial_resid_ok_.assign(n, 0);
   host_.load(batch, fast_relu1d_);
 }
 
@@ -179,17 +186,17 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
   Workspace& w = workspace();
 
   // Residuals on the sorted points, and the prefix sums of r x^j, j <= the column degree.
-  w.resid.resize(npts);
-  double sse = 0.0;
-  for (int k = 0; k < npts; ++k) {
-    const double r = evaluate(s, theta, &so.x[k]) - so.y[k];
-    w.resid[k] = r;
-    sse += r * r;
+  if (!resid_ok_[i]) {
+    host_.sorted_residuals(i, theta, resid_[i]);
+    resid_ok_[i] = 1;
   }
+  const double* resid = resid_[i].data();
+  double sse = 0.0;
+  for (int k = 0; k < npts; ++k) sse += resid[k] * resid[k];
   *loss = sse / npts;
   const int nr = column_degree(s.arch) + 1;
   w.rpre.resize(static_cast<std::size_t>(nr) * (npts + 1) * 2);
-  build_prefix(so.x.data(), w.resid.data(), npts, nr, w.rpre.data());
+  build_prefix(so.x.data(), resid, npts, nr, w.rpre.data());
 
   // Active ranges; the stage's columns grouped by neuron (neuron s.n stands for d0).
   const int k_loc = neuron_num_params(s);
@@ -459,7 +466,8 @@ void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambd
     HostSolver::Workspace& w = workspace().host;
     const double* scale = scale_.data() + vec_off_[i];
     if (!reduced_ok_[i]) {
-      host_.var_pro_system(i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i], scale, &reduced_[i], w);
+      host_.var_pro_system(i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i], scale, &reduced_[i], w,
+                           resid_ok_[i] ? resid_[i].data() : nullptr);
       reduced_ok_[i] = 1;
     }
     info[j] = reduced_solve(num_params(nets_[i].shape), scale, reduced_[i], lambda[j], w.work,
@@ -473,7 +481,8 @@ void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, dou
     loss[j] = host_.var_pro_trial(i, theta_.data() + nets_[i].offset,
                                   take_step ? step_.data() + vec_off_[i] : nullptr,
                                   trial_theta_.data() + vec_off_[i], workspace().host,
-                                  alpha != nullptr ? alpha[j] : 1.0);
+                                  alpha != nullptr ? alpha[j] : 1.0, &trial_resid_[i]);
+    trial_resid_ok_[i] = !trial_resid_[i].empty();
   });
 }
 
@@ -481,6 +490,9 @@ void CpuBackend::var_pro_accept(const std::vector<int>& nets) {
   for_each_net(nets, threads_, seconds_, [&](int, int i) {
     const double* trial = trial_theta_.data() + vec_off_[i];
     std::copy(trial, trial + num_params(nets_[i].shape), theta_.data() + nets_[i].offset);
+    resid_[i].swap(trial_resid_[i]);
+    resid_ok_[i] = trial_resid_ok_[i];
+    trial_resid_ok_[i] = 0;
   });
 }
 
@@ -510,13 +522,16 @@ void CpuBackend::add_params(const std::vector<int>& nets, const double* delta) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     double* theta = theta_.data() + nets_[i].offset;
     for (int k = 0, p = num_params(nets_[i].shape); k < p; ++k) theta[k] += delta[off[j] + k];
+    resid_ok_[i] = 0;
   });
 }
 
 void CpuBackend::set_params(const std::vector<int>& nets, const double* values) {
   const std::vector<std::size_t> off = packed_offsets(nets_, nets);
-  for (std::size_t j = 0; j < nets.size(); ++j)
+  for (std::size_t j = 0; j < nets.size(); ++j) {
     std::copy(values + off[j], values + off[j + 1], theta_.data() + nets_[nets[j]].offset);
+    resid_ok_[nets[j]] = 0;
+  }
 }
 
 void CpuBackend::trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
@@ -549,6 +564,7 @@ void CpuBackend::apply_step(const std::vector<int>& nets, const double* alpha) {
     double* theta = theta_.data() + nets_[i].offset;
     const double* step = step_.data() + vec_off_[i];
     for (int q = stage_begin_[i]; q < stage_end_[i]; ++q) theta[q] += alpha[j] * step[q - stage_begin_[i]];
+    resid_ok_[i] = 0;
   });
 }
 
