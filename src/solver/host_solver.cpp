@@ -250,7 +250,7 @@ int HostSolver::linear_optimum(int i, const double* theta, const std::vector<int
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
   const Dataset& ds = *data_[nd.dataset];
-  LsSystem sys;
+  LsSystem& sys = w.ls;
   const int npts = ds.n_train();
   if (relu1d_fast_path(s) && fast_relu1d_) {
     const Sorted& so = sorted_[nd.dataset];
@@ -264,7 +264,7 @@ int HostSolver::linear_optimum(int i, const double* theta, const std::vector<int
   *loss = sse / npts;
   w.current.resize(cols.size());
   for (std::size_t q = 0; q < cols.size(); ++q) w.current[q] = theta[cols[q]];
-  return least_squares_values(sys, w.current.data(), npts, values);
+  return least_squares_values(sys, w.current.data(), npts, values, &w.lss);
 }
 
 int HostSolver::stage_step(int i, const double* theta, int b, int e, double* step, double* loss,
@@ -283,7 +283,7 @@ void HostSolver::var_pro_system(int i, const double* theta, const double* H, con
   const int m = num_params(s);
   const int npts = ds.n_train();
   w.roles.resize(m);
-  LsSystem js;
+  LsSystem& js = w.js;
   if (relu1d_fast_path(s)) {
     const Sorted& so = sorted_[nd.dataset];
     const Points1d pts = points1d(nd.dataset);

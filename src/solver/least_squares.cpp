@@ -52,7 +52,8 @@ std::vector<int> param_range(int b, int e) {
   return cols;
 }
 
-int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x) {
+int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x,
+                         LsScratch* scratch) {
   const int m = sys.m;
   if (m == 0) return 0;
   const int rows = sys.rows;
@@ -60,13 +61,21 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
     std::fill(x, x + m, 0.0);
     return 0;
   }
-  std::vector<double> c(m, 1.0);
+  LsScratch own;
+  LsScratch& w = scratch != nullptr ? *scratch : own;
+  std::vector<double>& c = w.c;
+  c.assign(m, 1.0);
   const int ldb = std::max(rows, m);
-  std::vector<double> A(static_cast<std::size_t>(rows) * m, 0.0), rhs(ldb, 0.0);
+  std::vector<double>& A = w.A;
+  std::vector<double>& rhs = w.rhs;
+  A.resize(static_cast<std::size_t>(rows) * m);
+  rhs.assign(ldb, 0.0);
   for (int q = 0; q < m; ++q) {
     const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
     double nrm = 0.0;
-    for (int k = 0; k < sys.rows; ++k) nrm = std::hypot(nrm, col[k]);
+    // hypot(nrm, 0) is nrm: the zeros (where a relu column's neuron is off) are skipped.
+    for (int k = 0; k < sys.rows; ++k)
+      if (col[k] != 0.0) nrm = std::hypot(nrm, col[k]);
     if (nrm > 0.0 && std::isfinite(nrm)) c[q] = nrm;
     double* out = A.data() + static_cast<std::size_t>(q) * rows;
     for (int k = 0; k < sys.rows; ++k) {
@@ -76,7 +85,8 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   }
   for (int k = 0; k < sys.rows; ++k) rhs[k] -= sys.h[k];
   const double rcond = kLsRcondEps * std::max(npoints, m);
-  std::vector<double> sv(std::max(1, std::min(rows, m)));
+  std::vector<double>& sv = w.sv;
+  sv.resize(std::max(1, std::min(rows, m)));
   int rank = 0, info = 0, lwork = -1, iquery = 0;
   const int nrhs = 1;
   double query = 0.0;
@@ -84,10 +94,10 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
           &lwork, &iquery, &info);
   if (info != 0) throw std::logic_error("dgelsd workspace query: info " + std::to_string(info));
   lwork = std::max(1, static_cast<int>(query));
-  std::vector<double> work(lwork);
-  std::vector<int> iwork(std::max(1, iquery));
+  if (static_cast<int>(w.work.size()) < lwork) w.work.resize(lwork);
+  if (static_cast<int>(w.iwork.size()) < std::max(1, iquery)) w.iwork.resize(std::max(1, iquery));
   dgelsd_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, sv.data(), &rcond, &rank,
-          work.data(), &lwork, iwork.data(), &info);
+          w.work.data(), &lwork, w.iwork.data(), &info);
   if (info < 0) throw std::logic_error("dgelsd: argument " + std::to_string(-info) + " is invalid");
   if (info > 0) throw std::runtime_error("dgelsd: the SVD did not converge");
   for (int q = 0; q < m; ++q) x[q] = rhs[q] / c[q];
@@ -123,14 +133,17 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
     owner[j] = nu;
   }
   const int runs = static_cast<int>(bounds.size()) - 1;
+  // Each run of cnt points gives min(cnt, ncoef) rows; B is written column-major at once, every
+  // entry (zero where the column's neuron is off on the run).
+  int rows = 0;
+  for (int j = 0; j < runs; ++j) rows += std::min(std::max(bounds[j + 1] - bounds[j], 0), ncoef);
   out->m = m;
-  out->rows = 0;
+  out->rows = rows;
   out->rest = 0.0;
-  out->B.assign(static_cast<std::size_t>(runs) * ncoef * m, 0.0);
-  out->h.assign(static_cast<std::size_t>(runs) * ncoef, 0.0);
-  // Rows are appended run by run into a rows-major scratch, then transposed into B.
-  std::vector<double> Brow(static_cast<std::size_t>(runs) * ncoef * m, 0.0);
+  out->B.resize(static_cast<std::size_t>(rows) * m);
+  out->h.resize(rows);
   std::vector<double> V, tau, work, a(ncoef);
+  int row0 = 0;
   for (int j = 0; j < runs; ++j) {
     const int s0 = bounds[j], s1 = bounds[j + 1];
     const int cnt = s1 - s0;
@@ -139,7 +152,7 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
     double h = 0.5 * (xs[s1 - 1] - xs[s0]);
     if (!(h > 0.0)) h = 1.0;
     const int cols = ncoef + 1;
-    V.assign(static_cast<std::size_t>(cnt) * cols, 0.0);
+    V.resize(static_cast<std::size_t>(cnt) * cols);
     for (int k = 0; k < cnt; ++k) {
       const double t = (xs[s0 + k] - c0) / h;
       double p = 1.0;
@@ -153,25 +166,22 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
       out->rest += last * last;
     }
     for (int q = 0; q < m; ++q) {
+      double* b = out->B.data() + row0 + static_cast<std::size_t>(q) * rows;
       const int nu = owner[q];
-      if (s0 < lo[nu] || s1 > hi[nu]) continue;
+      if (s0 < lo[nu] || s1 > hi[nu]) {
+        for (int rho = 0; rho < kr; ++rho) b[rho] = 0.0;
+        continue;
+      }
       shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, c0, h, a.data());
       for (int rho = 0; rho < kr; ++rho) {
         double v = 0.0;
         for (int u = rho; u < ncoef; ++u) v += V[rho + static_cast<std::size_t>(u) * cnt] * a[u];
-        Brow[static_cast<std::size_t>(out->rows + rho) * m + q] = v;
+        b[rho] = v;
       }
     }
-    for (int rho = 0; rho < kr; ++rho)
-      out->h[out->rows + rho] = V[rho + static_cast<std::size_t>(ncoef) * cnt];
-    out->rows += kr;
+    for (int rho = 0; rho < kr; ++rho) out->h[row0 + rho] = V[rho + static_cast<std::size_t>(ncoef) * cnt];
+    row0 += kr;
   }
-  const int rows = out->rows;
-  out->h.resize(rows);
-  out->B.resize(static_cast<std::size_t>(rows) * m);
-  for (int q = 0; q < m; ++q)
-    for (int k = 0; k < rows; ++k)
-      out->B[k + static_cast<std::size_t>(q) * rows] = Brow[static_cast<std::size_t>(k) * m + q];
 }
 
 void compress_rows(const Shape& s, const double* theta, const std::vector<int>& columns,

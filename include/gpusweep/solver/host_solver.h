@@ -22,13 +22,15 @@ class HostSolver {
     std::vector<int> pos;
   };
 
-  // Scratch of one thread.
+  // Scratch of one thread, grow-only: once the sizes have been met, a step allocates nothing.
   struct Workspace {
     std::vector<double> resid, values, work, current;
     std::vector<Role> roles;
     std::vector<double> curvature;
     VarProColumns cols;
     ReducedSystem reduced;
+    LsSystem ls, js;  // the compressions of linear_optimum and var_pro_system
+    LsScratch lss;
   };
 
   // Keeps the batch's network shapes and datasets (which must outlive the solver) and sorts
