@@ -14,33 +14,42 @@ namespace gs {
 namespace {
 
 // In-place QR of the rows x cols matrix a (column-major, leading dimension lda): R in the upper
-// triangle.
+// triangle. lwork: the size of work, or -1 to ask LAPACK (and size work) first.
 void qr_in_place(int rows, int cols, double* a, int lda, std::vector<double>& tau,
-                 std::vector<double>& work) {
+                 std::vector<double>& work, int lwork = -1) {
   tau.resize(std::max(1, std::min(rows, cols)));
-  int lwork = -1, info = 0;
-  double query = 0.0;
-  dgeqrf_(&rows, &cols, a, &lda, tau.data(), &query, &lwork, &info);
-  if (info != 0) throw std::logic_error("dgeqrf workspace query: info " + std::to_string(info));
-  lwork = std::max(1, static_cast<int>(query));
-  if (static_cast<int>(work.size()) < lwork) work.resize(lwork);
+  int info = 0;
+  if (lwork < 0) {
+    double query = 0.0;
+    dgeqrf_(&rows, &cols, a, &lda, tau.data(), &query, &lwork, &info);
+    if (info != 0) throw std::logic_error("dgeqrf workspace query: info " + std::to_string(info));
+    lwork = std::max(1, static_cast<int>(query));
+    if (static_cast<int>(work.size()) < lwork) work.resize(lwork);
+  }
   dgeqrf_(&rows, &cols, a, &lda, tau.data(), work.data(), &lwork, &info);
   if (info != 0) throw std::logic_error("dgeqrf: argument " + std::to_string(-info) + " is invalid");
 }
 
-// Coefficients in t of p(c0 + h t), p of degree < ncoef given by its coefficients in x.
-void shift_poly(const double* p, int ncoef, double c0, double h, double* out) {
-  double hk = 1.0;
+// The binomial coefficients C(l, k), l, k < kColCoef (exact in double).
+struct Binomials {
+  double c[kColCoef][kColCoef] = {};
+  Binomials() {
+    for (int l = 0; l < kColCoef; ++l) {
+      c[l][0] = 1.0;
+      for (int k = 1; k <= l; ++k) c[l][k] = c[l - 1][k - 1] + (k < l ? c[l - 1][k] : 0.0);
+    }
+  }
+};
+const Binomials kBinomials;
+
+// Coefficients in t of p(c0 + h t), p of degree < ncoef given by its coefficients in x;
+// cpow[j] = c0^j and hpow[j] = h^j, each the product of the one before and c0 (h).
+void shift_poly(const double* p, int ncoef, const double* cpow, const double* hpow, double* out) {
   for (int k = 0; k < ncoef; ++k) {
     // sum_{l >= k} C(l, k) p[l] c0^(l - k)
-    double v = 0.0, binom = 1.0, cp = 1.0;
-    for (int l = k; l < ncoef; ++l) {
-      v += binom * p[l] * cp;
-      cp *= c0;
-      binom = binom * (l + 1) / (l + 1 - k);
-    }
-    out[k] = v * hk;
-    hk *= h;
+    double v = 0.0;
+    for (int l = k; l < ncoef; ++l) v += kBinomials.c[l][k] * p[l] * cpow[l - k];
+    out[k] = v * hpow[k];
   }
 }
 
@@ -143,6 +152,7 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
   out->B.resize(static_cast<std::size_t>(rows) * m);
   out->h.resize(rows);
   std::vector<double> V, tau, work, a(ncoef);
+  int lwork = -1;  // dgeqrf's workspace, asked once: the runs differ only in their rows
   int row0 = 0;
   for (int j = 0; j < runs; ++j) {
     const int s0 = bounds[j], s1 = bounds[j + 1];
@@ -159,11 +169,22 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
       for (int u = 0; u < ncoef; ++u, p *= t) V[k + static_cast<std::size_t>(u) * cnt] = p;
       V[k + static_cast<std::size_t>(ncoef) * cnt] = r[s0 + k];
     }
-    qr_in_place(cnt, cols, V.data(), cnt, tau, work);
+    if (lwork < 0) {
+      qr_in_place(cnt, cols, V.data(), cnt, tau, work);
+      lwork = static_cast<int>(work.size());
+    } else {
+      qr_in_place(cnt, cols, V.data(), cnt, tau, work, lwork);
+    }
     const int kr = std::min(cnt, ncoef);
     if (cnt > ncoef) {
       const double last = V[ncoef + static_cast<std::size_t>(ncoef) * cnt];
       out->rest += last * last;
+    }
+    double cpow[kColCoef], hpow[kColCoef];
+    cpow[0] = hpow[0] = 1.0;
+    for (int k = 1; k < ncoef; ++k) {
+      cpow[k] = cpow[k - 1] * c0;
+      hpow[k] = hpow[k - 1] * h;
     }
     for (int q = 0; q < m; ++q) {
       double* b = out->B.data() + row0 + static_cast<std::size_t>(q) * rows;
@@ -172,7 +193,7 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
         for (int rho = 0; rho < kr; ++rho) b[rho] = 0.0;
         continue;
       }
-      shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, c0, h, a.data());
+      shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, cpow, hpow, a.data());
       for (int rho = 0; rho < kr; ++rho) {
         double v = 0.0;
         for (int u = rho; u < ncoef; ++u) v += V[rho + static_cast<std::size_t>(u) * cnt] * a[u];
