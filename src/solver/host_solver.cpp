@@ -47,8 +47,9 @@ double residuals_of(const Shape& shape, const double* theta, const double* x, co
 // the same points). Off that range evaluate adds q * 0 * m, a zero, and its sum is unchanged;
 // on it, each point adds the neurons in evaluate's order with evaluate's arithmetic, so r is
 // residuals_of's to the bit. That holds while q and m are finite on the data (else 0 * inf
-// makes evaluate's sum NaN): a neuron whose bound on them is not below 1e300 makes this return
-// false, and its caller takes residuals_of. kNf as in by_shape.
+// makes evaluate's sum NaN): a neuron whose bound on |q|, |a_0| and |m| (the product of one
+// plus each) is not below 1e300 (a non-finite parameter, or one that could overflow) makes
+// this return 0, and its caller takes residuals_of. kNf as in by_shape.
 template <int kNf, int kD>
 double relu1d_residuals_of(const Shape& shape, const double* theta, const double* xs, const double* f, int n,
                            double* r) {
@@ -58,10 +59,11 @@ double relu1d_residuals_of(const Shape& shape, const double* theta, const double
   const double xmax = n > 0 ? std::fmax(std::fabs(xs[0]), std::fabs(xs[n - 1])) : 0.0;
   for (int i = 0; i < s.n; ++i) {
     const double* D = theta + d_offset(s) + i * M;
-    double bound = 0.0, xp = 1.0;
+    // Each bound plus 1, so that a zero in one does not hide the overflow of another.
+    double bound = 1.0, xp = 1.0;
     for (int t = 0; t < M; ++t, xp *= xmax) bound += std::fabs(D[t]) * xp;
-    for (int b = 1; b < nf; ++b)
-      bound *= std::fabs(theta[factor_offset(s, b) + i]) * xmax + std::fabs(theta[factor_offset(s, b) + s.n + i]);
+    for (int b = 0; b < nf; ++b)
+      bound *= 1.0 + std::fabs(theta[factor_offset(s, b) + i]) * xmax + std::fabs(theta[factor_offset(s, b) + s.n + i]);
     if (!(bound < 1e300)) return 0.0;
   }
   const double d0 = theta[num_params(s) - 1];
