@@ -131,8 +131,11 @@ std::string CpuBackend::describe() const {
          ", OpenBLAS/LAPACK)";
 }
 
-std::size_t CpuBackend::bytes_per_network(int p, int /*num_points*/) const {
-  return sizeof(double) * (static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p));
+std::size_t CpuBackend::bytes_per_network(int p, int num_points) const {
+  // H, then g, step, scale, the trial's parameters and one more P; the two residual vectors of
+  // a relu network on 1D inputs (num_points counts the test points too: an upper bound).
+  return sizeof(double) * (static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p) +
+                           2 * static_cast<std::size_t>(num_points));
 }
 
 std::size_t CpuBackend::memory_budget() const { return std::size_t(768) << 20; }
@@ -161,11 +164,16 @@ void CpuBackend::load(const Batch& batch) {
   seconds_.assign(n, 0.0);
   reduced_.assign(n, ReducedSystem{});
   reduced_ok_.assign(n, 0);
+  diag_only_.assign(n, 0);
+  resid_.resize(n);
+  trial_resid_.resize(n);
+  resid_ok_.assign(n, 0);
+  trial_resid_ok_.assign(n, 0);
   host_.load(batch, fast_relu1d_);
 }
 
-// relu, d = 1: the assembly of relu1d.h in O(N n + m^2) instead of O(N m^2). Writes both
-// triangles of H, unscaled by 2/N like the general path before its final loop.
+// relu, d = 1: the assembly of relu1d.h in O(N n + m^2) instead of O(N m^2). Writes g and both
+// triangles of H, scaled by 2/N; kDiagonal writes only H's diagonal, in O(N n + m).
 void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* loss) {
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
@@ -179,17 +187,17 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
   Workspace& w = workspace();
 
   // Residuals on the sorted points, and the prefix sums of r x^j, j <= the column degree.
-  w.resid.resize(npts);
-  double sse = 0.0;
-  for (int k = 0; k < npts; ++k) {
-    const double r = evaluate(s, theta, &so.x[k]) - so.y[k];
-    w.resid[k] = r;
-    sse += r * r;
+  if (!resid_ok_[i]) {
+    host_.sorted_residuals(i, theta, resid_[i]);
+    resid_ok_[i] = 1;
   }
+  const double* resid = resid_[i].data();
+  double sse = 0.0;
+  for (int k = 0; k < npts; ++k) sse += resid[k] * resid[k];
   *loss = sse / npts;
   const int nr = column_degree(s.arch) + 1;
   w.rpre.resize(static_cast<std::size_t>(nr) * (npts + 1) * 2);
-  build_prefix(so.x.data(), w.resid.data(), npts, nr, w.rpre.data());
+  build_prefix(so.x.data(), resid, npts, nr, w.rpre.data());
 
   // Active ranges; the stage's columns grouped by neuron (neuron s.n stands for d0).
   const int k_loc = neuron_num_params(s);
@@ -231,9 +239,31 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
     }
   }
 
+  const int nmom = 2 * column_degree(s.arch) + 1;
+  const double scale = 2.0 / npts;
+  if (kind == HessianKind::kDiagonal) {
+    // The diagonal of J^T J alone: each column against itself over its neuron's active range
+    // (the same sums as the full assembly's diagonal). The rest of H is left as it was.
+    for (int nu = 0; nu <= s.n; ++nu) {
+      const int* list = &w.neuron_cols[static_cast<std::size_t>(nu) * (k_loc + 1)];
+      if (list[0] == 0) continue;
+      const int lo = w.range[2 * nu], hi = w.range[2 * nu + 1];
+      double M[kNumMoments] = {};
+      if (lo < hi)
+        for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(so.pre.data(), npts, jm, lo, hi);
+      for (int t = 0; t < list[0]; ++t) {
+        const int c = list[1 + t];
+        const double* p = &w.cols[static_cast<std::size_t>(c) * kColCoef];
+        const double v = lo < hi ? hankel_form(p, p, M) : 0.0;
+        H[c + static_cast<std::size_t>(c) * m] = v * scale;
+      }
+    }
+    for (int q = 0; q < m; ++q) g[q] *= scale;
+    return;
+  }
+
   // J^T J: for each pair of neurons (d0 included), the moments of x over the intersection
   // of their active ranges, then one Hankel form per pair of their columns.
-  const int nmom = 2 * column_degree(s.arch) + 1;
   for (int n1 = 0; n1 <= s.n; ++n1) {
     const int* l1 = &w.neuron_cols[static_cast<std::size_t>(n1) * (k_loc + 1)];
     if (l1[0] == 0) continue;
@@ -282,7 +312,6 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
       }
     }
   }
-  const double scale = 2.0 / npts;
   for (std::size_t q = 0; q < static_cast<std::size_t>(m) * m; ++q) H[q] *= scale;
   for (int q = 0; q < m; ++q) g[q] *= scale;
 }
@@ -302,12 +331,14 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     stage_begin_[i] = b;
     stage_end_[i] = e;
     reduced_ok_[i] = 0;
+    diag_only_[i] = 0;
     const int m = e - b;
     double* H = H_.data() + square_off_[i];
     double* g = g_.data() + vec_off_[i];
     if (relu1d_fast_path(s) && fast_relu1d_) {
       const TallyTimer timer;
       assemble_relu1d(i, stage, kind, &loss[j]);
+      diag_only_[i] = kind == HessianKind::kDiagonal;
       scaled_grad[j] = jacobi_scale(m, H, g, scale_.data() + vec_off_[i]);
       if (timer.on() && m == p) {
         // The ALL stage (tally.h): residuals, loss, prefix sums of r x^j, gradient; then every
@@ -339,6 +370,8 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     const int M = num_poly_terms(s);
     const int pair_len = per * per;
     const int acc_len = nf * nf * pair_len + nf * M * per;
+    // kDiagonal takes the Gauss-Newton assembly here: the full J^T J costs little more than
+    // its diagonal once the Jacobian rows are made.
     const bool second = kind == HessianKind::kExact && !stage_is_linear(s.arch, stage);
     if (second) w.local.assign(static_cast<std::size_t>(s.n) * acc_len, 0.0);
     w.xtilde.resize(per);
@@ -399,12 +432,19 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
 void CpuBackend::read_system(int i, std::vector<double>* H, std::vector<double>* g) {
   const std::size_t m = stage_end_[i] - stage_begin_[i];
   const double* h = H_.data() + square_off_[i];
-  H->assign(h, h + m * m);
+  if (diag_only_[i]) {
+    H->assign(m * m, 0.0);
+    for (std::size_t q = 0; q < m; ++q) (*H)[q + q * m] = h[q + q * m];
+  } else {
+    H->assign(h, h + m * m);
+  }
   g->assign(g_.data() + vec_off_[i], g_.data() + vec_off_[i] + m);
 }
 
 void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool damp_values,
                        int* info, double* gdotp) {
+  for (int i : nets)
+    if (diag_only_[i]) throw std::logic_error("solve: the last assembly built only the Hessian's diagonal");
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     const int m = stage_end_[i] - stage_begin_[i];
     Workspace& w = workspace();
@@ -445,7 +485,8 @@ void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambd
     HostSolver::Workspace& w = workspace().host;
     const double* scale = scale_.data() + vec_off_[i];
     if (!reduced_ok_[i]) {
-      host_.var_pro_system(i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i], scale, &reduced_[i], w);
+      host_.var_pro_system(i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i], scale, &reduced_[i], w,
+                           resid_ok_[i] ? resid_[i].data() : nullptr);
       reduced_ok_[i] = 1;
     }
     info[j] = reduced_solve(num_params(nets_[i].shape), scale, reduced_[i], lambda[j], w.work,
@@ -459,7 +500,8 @@ void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, dou
     loss[j] = host_.var_pro_trial(i, theta_.data() + nets_[i].offset,
                                   take_step ? step_.data() + vec_off_[i] : nullptr,
                                   trial_theta_.data() + vec_off_[i], workspace().host,
-                                  alpha != nullptr ? alpha[j] : 1.0);
+                                  alpha != nullptr ? alpha[j] : 1.0, &trial_resid_[i]);
+    trial_resid_ok_[i] = !trial_resid_[i].empty();
   });
 }
 
@@ -467,6 +509,9 @@ void CpuBackend::var_pro_accept(const std::vector<int>& nets) {
   for_each_net(nets, threads_, seconds_, [&](int, int i) {
     const double* trial = trial_theta_.data() + vec_off_[i];
     std::copy(trial, trial + num_params(nets_[i].shape), theta_.data() + nets_[i].offset);
+    resid_[i].swap(trial_resid_[i]);
+    resid_ok_[i] = trial_resid_ok_[i];
+    trial_resid_ok_[i] = 0;
   });
 }
 
@@ -496,13 +541,16 @@ void CpuBackend::add_params(const std::vector<int>& nets, const double* delta) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     double* theta = theta_.data() + nets_[i].offset;
     for (int k = 0, p = num_params(nets_[i].shape); k < p; ++k) theta[k] += delta[off[j] + k];
+    resid_ok_[i] = 0;
   });
 }
 
 void CpuBackend::set_params(const std::vector<int>& nets, const double* values) {
   const std::vector<std::size_t> off = packed_offsets(nets_, nets);
-  for (std::size_t j = 0; j < nets.size(); ++j)
+  for (std::size_t j = 0; j < nets.size(); ++j) {
     std::copy(values + off[j], values + off[j + 1], theta_.data() + nets_[nets[j]].offset);
+    resid_ok_[nets[j]] = 0;
+  }
 }
 
 void CpuBackend::trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
@@ -535,6 +583,7 @@ void CpuBackend::apply_step(const std::vector<int>& nets, const double* alpha) {
     double* theta = theta_.data() + nets_[i].offset;
     const double* step = step_.data() + vec_off_[i];
     for (int q = stage_begin_[i]; q < stage_end_[i]; ++q) theta[q] += alpha[j] * step[q - stage_begin_[i]];
+    resid_ok_[i] = 0;
   });
 }
 

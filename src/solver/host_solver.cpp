@@ -43,13 +43,63 @@ double residuals_of(const Shape& shape, const double* theta, const double* x, co
   return 0.0;
 }
 
-// The residuals at the sorted 1D points of a dataset, the network math unrolled (by_shape).
-void sorted_residuals(const Shape& s, const double* theta, const HostSolver::Sorted& so, std::vector<double>& r) {
-  const int n = static_cast<int>(so.x.size());
-  r.resize(n);
-  by_shape(s, [&](auto nf, auto d) {
-    return residuals_of<decltype(nf)::value, decltype(d)::value>(s, theta, so.x.data(), so.y.data(), n, r.data());
-  });
+// Relu on 1D inputs: the residuals at the sorted points xs (n of them, targets f) into r,
+// neuron by neuron over its active range (active_range: the gate as eval_neuron computes it, so
+// the same points). Off that range evaluate adds q * 0 * m, a zero, and its sum is unchanged;
+// on it, each point adds the neurons in evaluate's order with evaluate's arithmetic, so r is
+// residuals_of's to the bit. That holds while q and m are finite on the data (else 0 * inf
+// makes evaluate's sum NaN): a neuron whose bound on |q|, |a_0| and |m| (the product of one
+// plus each) is not below 1e300 (a non-finite parameter, or one that could overflow) makes
+// this return 0, and its caller takes residuals_of. kNf as in by_shape.
+template <int kNf, int kD>
+double relu1d_residuals_of(const Shape& shape, const double* theta, const double* xs, const double* f, int n,
+                           double* r) {
+  const Shape s = fixed_shape<kNf, kD>(shape);
+  const int nf = num_factors(s.arch);
+  const int M = num_poly_terms(s);
+  const double xmax = n > 0 ? std::fmax(std::fabs(xs[0]), std::fabs(xs[n - 1])) : 0.0;
+  for (int i = 0; i < s.n; ++i) {
+    const double* D = theta + d_offset(s) + i * M;
+    // Each bound plus 1, so that a zero in one does not hide the overflow of another.
+    double bound = 1.0, xp = 1.0;
+    for (int t = 0; t < M; ++t, xp *= xmax) bound += std::fabs(D[t]) * xp;
+    for (int b = 0; b < nf; ++b)
+      bound *= 1.0 + std::fabs(theta[factor_offset(s, b) + i]) * xmax + std::fabs(theta[factor_offset(s, b) + s.n + i]);
+    if (!(bound < 1e300)) return 0.0;
+  }
+  const double d0 = theta[num_params(s) - 1];
+  for (int k = 0; k < n; ++k) r[k] = d0;
+  for (int i = 0; i < s.n; ++i) {
+    double W[kMaxFactors], w[kMaxFactors];
+    for (int b = 0; b < nf; ++b) {
+      W[b] = theta[factor_offset(s, b) + i];
+      w[b] = theta[factor_offset(s, b) + s.n + i];
+    }
+    const double* D = theta + d_offset(s) + i * M;
+    int lo, hi;
+    active_range(xs, n, W[0], w[0], &lo, &hi);
+    for (int k = lo; k < hi; ++k) {
+      const double x = xs[k];
+      double a0 = w[0];
+      a0 += W[0] * x;
+      double m = 1.0;
+      for (int b = 1; b < nf; ++b) {
+        double a = w[b];
+        a += W[b] * x;
+        m *= a;
+      }
+      double q;
+      if (M == 1) {
+        q = D[0];
+      } else {
+        q = D[M - 1];
+        for (int t = M - 2; t >= 0; --t) q = q * x + D[t];
+      }
+      r[k] += q * a0 * m;
+    }
+  }
+  for (int k = 0; k < n; ++k) r[k] -= f[k];
+  return 1.0;
 }
 
 }  // namespace
@@ -174,13 +224,30 @@ void HostSolver::load(const Batch& batch, bool fast_relu1d) {
     Sorted& so = sorted_[k];
     so.x.resize(npts);
     so.y.resize(npts);
+    so.pos.resize(npts);
     for (int q = 0; q < npts; ++q) {
       so.x[q] = ds.x_train[order[q]];
       so.y[q] = ds.y_train[order[q]];
+      so.pos[order[q]] = q;
     }
     so.pre.resize(static_cast<std::size_t>(kNumMoments) * (npts + 1) * 2);
     build_prefix(so.x.data(), nullptr, npts, kNumMoments, so.pre.data());
   }
+}
+
+void HostSolver::sorted_residuals(int i, const double* theta, std::vector<double>& r) const {
+  const Shape& s = nets_[i].shape;
+  const Sorted& so = sorted_[nets_[i].dataset];
+  const int n = static_cast<int>(so.x.size());
+  r.resize(n);
+  const double fast = by_shape(s, [&](auto nf, auto d) {
+    return relu1d_residuals_of<decltype(nf)::value, decltype(d)::value>(s, theta, so.x.data(), so.y.data(), n,
+                                                                         r.data());
+  });
+  if (fast == 0.0)
+    by_shape(s, [&](auto nf, auto d) {
+      return residuals_of<decltype(nf)::value, decltype(d)::value>(s, theta, so.x.data(), so.y.data(), n, r.data());
+    });
 }
 
 Points1d HostSolver::points1d(int dataset) const {
@@ -193,12 +260,12 @@ int HostSolver::linear_optimum(int i, const double* theta, const std::vector<int
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
   const Dataset& ds = *data_[nd.dataset];
-  LsSystem sys;
+  LsSystem& sys = w.ls;
   const int npts = ds.n_train();
   if (relu1d_fast_path(s) && fast_relu1d_) {
     const Sorted& so = sorted_[nd.dataset];
     const TallyTimer timer;
-    sorted_residuals(s, theta, so, w.resid);
+    sorted_residuals(i, theta, w.resid);
     if (timer.on() && tally_phase() == TallyPhase::kTrial) {
       const double f = residual_flops(s, npts);
       tally_add(Prim::kTrialLoss, f, f, timer.seconds());
@@ -212,7 +279,7 @@ int HostSolver::linear_optimum(int i, const double* theta, const std::vector<int
   *loss = sse / npts;
   w.current.resize(cols.size());
   for (std::size_t q = 0; q < cols.size(); ++q) w.current[q] = theta[cols[q]];
-  return least_squares_values(sys, w.current.data(), npts, values);
+  return least_squares_values(sys, w.current.data(), npts, values, &w.lss);
 }
 
 int HostSolver::stage_step(int i, const double* theta, int b, int e, double* step, double* loss,
@@ -224,28 +291,31 @@ int HostSolver::stage_step(int i, const double* theta, int b, int e, double* ste
 }
 
 void HostSolver::var_pro_system(int i, const double* theta, const double* H, const double* scale,
-                                ReducedSystem* sys, Workspace& w) const {
+                                ReducedSystem* sys, Workspace& w, const double* resid) const {
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
   const Dataset& ds = *data_[nd.dataset];
   const int m = num_params(s);
   const int npts = ds.n_train();
   w.roles.resize(m);
-  LsSystem js;
+  LsSystem& js = w.js;
   const TallyPhaseScope phase(TallyPhase::kSystem);
   if (relu1d_fast_path(s)) {
     const Sorted& so = sorted_[nd.dataset];
     const Points1d pts = points1d(nd.dataset);
     var_pro_roles(s, theta, &pts, w.roles.data());
     var_pro_columns(s, theta, w.roles.data(), scale, &pts, &w.cols);
-    const TallyTimer timer;
-    sorted_residuals(s, theta, so, w.resid);
-    if (timer.on()) {
-      const double f = residual_flops(s, npts);
-      tally_add(Prim::kResiduals, f, f, timer.seconds());
+    if (resid == nullptr) {
+      const TallyTimer timer;
+      sorted_residuals(i, theta, w.resid);
+      if (timer.on()) {
+        const double f = residual_flops(s, npts);
+        tally_add(Prim::kResiduals, f, f, timer.seconds());
+      }
+      resid = w.resid.data();
     }
-    compress_relu1d(s, theta, w.cols.all(), so.x.data(), w.resid.data(), npts, &js);
-    residual_curvature_relu1d(s, theta, w.cols, so.x.data(), w.resid.data(), npts, &w.curvature);
+    compress_relu1d(s, theta, w.cols.all(), so.x.data(), resid, npts, &js);
+    residual_curvature_relu1d(s, theta, w.cols, so.x.data(), resid, npts, &w.curvature);
   } else {
     // Any other network: the streaming QR of its Jacobian rows, and the residual curvature
     // as the exact Hessian less its Gauss-Newton part.
@@ -276,7 +346,7 @@ int HostSolver::var_pro_step(int i, const double* theta, const double* H, const 
 }
 
 double HostSolver::var_pro_trial(int i, const double* theta, const double* step, double* trial,
-                                 Workspace& w, double alpha) const {
+                                 Workspace& w, double alpha, std::vector<double>* resid) const {
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
   const int m = num_params(s);
@@ -289,13 +359,27 @@ double HostSolver::var_pro_trial(int i, const double* theta, const double* step,
   linear_optimum(i, trial, cols, w.values.data(), &before, w);
   for (std::size_t q = 0; q < cols.size(); ++q) trial[cols[q]] = w.values[q];
   const Dataset& ds = *data_[nd.dataset];
+  const int npts = ds.n_train();
   const TallyTimer timer;
-  const double sse = train_sse(s, trial, ds);
+  double sse = 0.0;
+  if (relu1d_fast_path(s) && fast_relu1d_) {
+    // train_sse's sum, in its order (the training points'), of the sorted residuals.
+    std::vector<double>& r = resid != nullptr ? *resid : w.resid;
+    sorted_residuals(i, trial, r);
+    const std::vector<int>& pos = sorted_[nd.dataset].pos;
+    for (int q = 0; q < npts; ++q) {
+      const double v = r[pos[q]];
+      sse += v * v;
+    }
+  } else {
+    if (resid != nullptr) resid->clear();
+    sse = train_sse(s, trial, ds);
+  }
   if (timer.on()) {
-    const double f = residual_flops(s, ds.n_train()) + 2.0 * ds.n_train();
+    const double f = residual_flops(s, npts) + 2.0 * npts;
     tally_add(Prim::kTrialLoss, f, f, timer.seconds());
   }
-  return sse / ds.n_train();
+  return sse / npts;
 }
 
 }  // namespace gs

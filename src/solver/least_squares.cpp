@@ -15,33 +15,42 @@ namespace gs {
 namespace {
 
 // In-place QR of the rows x cols matrix a (column-major, leading dimension lda): R in the upper
-// triangle.
+// triangle. lwork: the size of work, or -1 to ask LAPACK (and size work) first.
 void qr_in_place(int rows, int cols, double* a, int lda, std::vector<double>& tau,
-                 std::vector<double>& work) {
+                 std::vector<double>& work, int lwork = -1) {
   tau.resize(std::max(1, std::min(rows, cols)));
-  int lwork = -1, info = 0;
-  double query = 0.0;
-  dgeqrf_(&rows, &cols, a, &lda, tau.data(), &query, &lwork, &info);
-  if (info != 0) throw std::logic_error("dgeqrf workspace query: info " + std::to_string(info));
-  lwork = std::max(1, static_cast<int>(query));
-  if (static_cast<int>(work.size()) < lwork) work.resize(lwork);
+  int info = 0;
+  if (lwork < 0) {
+    double query = 0.0;
+    dgeqrf_(&rows, &cols, a, &lda, tau.data(), &query, &lwork, &info);
+    if (info != 0) throw std::logic_error("dgeqrf workspace query: info " + std::to_string(info));
+    lwork = std::max(1, static_cast<int>(query));
+    if (static_cast<int>(work.size()) < lwork) work.resize(lwork);
+  }
   dgeqrf_(&rows, &cols, a, &lda, tau.data(), work.data(), &lwork, &info);
   if (info != 0) throw std::logic_error("dgeqrf: argument " + std::to_string(-info) + " is invalid");
 }
 
-// Coefficients in t of p(c0 + h t), p of degree < ncoef given by its coefficients in x.
-void shift_poly(const double* p, int ncoef, double c0, double h, double* out) {
-  double hk = 1.0;
+// The binomial coefficients C(l, k), l, k < kColCoef (exact in double).
+struct Binomials {
+  double c[kColCoef][kColCoef] = {};
+  Binomials() {
+    for (int l = 0; l < kColCoef; ++l) {
+      c[l][0] = 1.0;
+      for (int k = 1; k <= l; ++k) c[l][k] = c[l - 1][k - 1] + (k < l ? c[l - 1][k] : 0.0);
+    }
+  }
+};
+const Binomials kBinomials;
+
+// Coefficients in t of p(c0 + h t), p of degree < ncoef given by its coefficients in x;
+// cpow[j] = c0^j and hpow[j] = h^j, each the product of the one before and c0 (h).
+void shift_poly(const double* p, int ncoef, const double* cpow, const double* hpow, double* out) {
   for (int k = 0; k < ncoef; ++k) {
     // sum_{l >= k} C(l, k) p[l] c0^(l - k)
-    double v = 0.0, binom = 1.0, cp = 1.0;
-    for (int l = k; l < ncoef; ++l) {
-      v += binom * p[l] * cp;
-      cp *= c0;
-      binom = binom * (l + 1) / (l + 1 - k);
-    }
-    out[k] = v * hk;
-    hk *= h;
+    double v = 0.0;
+    for (int l = k; l < ncoef; ++l) v += kBinomials.c[l][k] * p[l] * cpow[l - k];
+    out[k] = v * hpow[k];
   }
 }
 
@@ -53,7 +62,8 @@ std::vector<int> param_range(int b, int e) {
   return cols;
 }
 
-int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x) {
+int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x,
+                         LsScratch* scratch) {
   const int m = sys.m;
   if (m == 0) return 0;
   const TallyTimer timer;
@@ -62,13 +72,21 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
     std::fill(x, x + m, 0.0);
     return 0;
   }
-  std::vector<double> c(m, 1.0);
+  LsScratch own;
+  LsScratch& w = scratch != nullptr ? *scratch : own;
+  std::vector<double>& c = w.c;
+  c.assign(m, 1.0);
   const int ldb = std::max(rows, m);
-  std::vector<double> A(static_cast<std::size_t>(rows) * m, 0.0), rhs(ldb, 0.0);
+  std::vector<double>& A = w.A;
+  std::vector<double>& rhs = w.rhs;
+  A.resize(static_cast<std::size_t>(rows) * m);
+  rhs.assign(ldb, 0.0);
   for (int q = 0; q < m; ++q) {
     const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
     double nrm = 0.0;
-    for (int k = 0; k < sys.rows; ++k) nrm = std::hypot(nrm, col[k]);
+    // hypot(nrm, 0) is nrm: the zeros (where a relu column's neuron is off) are skipped.
+    for (int k = 0; k < sys.rows; ++k)
+      if (col[k] != 0.0) nrm = std::hypot(nrm, col[k]);
     if (nrm > 0.0 && std::isfinite(nrm)) c[q] = nrm;
     double* out = A.data() + static_cast<std::size_t>(q) * rows;
     for (int k = 0; k < sys.rows; ++k) {
@@ -78,7 +96,8 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   }
   for (int k = 0; k < sys.rows; ++k) rhs[k] -= sys.h[k];
   const double rcond = kLsRcondEps * std::max(npoints, m);
-  std::vector<double> sv(std::max(1, std::min(rows, m)));
+  std::vector<double>& sv = w.sv;
+  sv.resize(std::max(1, std::min(rows, m)));
   int rank = 0, info = 0, lwork = -1, iquery = 0;
   const int nrhs = 1;
   double query = 0.0;
@@ -86,10 +105,10 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
           &lwork, &iquery, &info);
   if (info != 0) throw std::logic_error("dgelsd workspace query: info " + std::to_string(info));
   lwork = std::max(1, static_cast<int>(query));
-  std::vector<double> work(lwork);
-  std::vector<int> iwork(std::max(1, iquery));
+  if (static_cast<int>(w.work.size()) < lwork) w.work.resize(lwork);
+  if (static_cast<int>(w.iwork.size()) < std::max(1, iquery)) w.iwork.resize(std::max(1, iquery));
   dgelsd_(&rows, &m, &nrhs, A.data(), &rows, rhs.data(), &ldb, sv.data(), &rcond, &rank,
-          work.data(), &lwork, iwork.data(), &info);
+          w.work.data(), &lwork, w.iwork.data(), &info);
   if (info < 0) throw std::logic_error("dgelsd: argument " + std::to_string(-info) + " is invalid");
   if (info > 0) throw std::runtime_error("dgelsd: the SVD did not converge");
   for (int q = 0; q < m; ++q) x[q] = rhs[q] / c[q];
@@ -141,14 +160,18 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
     owner[j] = nu;
   }
   const int runs = static_cast<int>(bounds.size()) - 1;
+  // Each run of cnt points gives min(cnt, ncoef) rows; B is written column-major at once, every
+  // entry (zero where the column's neuron is off on the run).
+  int rows = 0;
+  for (int j = 0; j < runs; ++j) rows += std::min(std::max(bounds[j + 1] - bounds[j], 0), ncoef);
   out->m = m;
-  out->rows = 0;
+  out->rows = rows;
   out->rest = 0.0;
-  out->B.assign(static_cast<std::size_t>(runs) * ncoef * m, 0.0);
-  out->h.assign(static_cast<std::size_t>(runs) * ncoef, 0.0);
-  // Rows are appended run by run into a rows-major scratch, then transposed into B.
-  std::vector<double> Brow(static_cast<std::size_t>(runs) * ncoef * m, 0.0);
+  out->B.resize(static_cast<std::size_t>(rows) * m);
+  out->h.resize(rows);
   std::vector<double> V, tau, work, a(ncoef);
+  int lwork = -1;  // dgeqrf's workspace, asked once: the runs differ only in their rows
+  int row0 = 0;
   for (int j = 0; j < runs; ++j) {
     const int s0 = bounds[j], s1 = bounds[j + 1];
     const int cnt = s1 - s0;
@@ -157,41 +180,49 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
     double h = 0.5 * (xs[s1 - 1] - xs[s0]);
     if (!(h > 0.0)) h = 1.0;
     const int cols = ncoef + 1;
-    V.assign(static_cast<std::size_t>(cnt) * cols, 0.0);
+    V.resize(static_cast<std::size_t>(cnt) * cols);
     for (int k = 0; k < cnt; ++k) {
       const double t = (xs[s0 + k] - c0) / h;
       double p = 1.0;
       for (int u = 0; u < ncoef; ++u, p *= t) V[k + static_cast<std::size_t>(u) * cnt] = p;
       V[k + static_cast<std::size_t>(ncoef) * cnt] = r[s0 + k];
     }
-    qr_in_place(cnt, cols, V.data(), cnt, tau, work);
+    if (lwork < 0) {
+      qr_in_place(cnt, cols, V.data(), cnt, tau, work);
+      lwork = static_cast<int>(work.size());
+    } else {
+      qr_in_place(cnt, cols, V.data(), cnt, tau, work, lwork);
+    }
     const int kr = std::min(cnt, ncoef);
     if (timer.on()) flops += 3.0 * cnt * ncoef + flops_qr(cnt, cols);
     if (cnt > ncoef) {
       const double last = V[ncoef + static_cast<std::size_t>(ncoef) * cnt];
       out->rest += last * last;
     }
+    double cpow[kColCoef], hpow[kColCoef];
+    cpow[0] = hpow[0] = 1.0;
+    for (int k = 1; k < ncoef; ++k) {
+      cpow[k] = cpow[k - 1] * c0;
+      hpow[k] = hpow[k - 1] * h;
+    }
     for (int q = 0; q < m; ++q) {
+      double* b = out->B.data() + row0 + static_cast<std::size_t>(q) * rows;
       const int nu = owner[q];
-      if (s0 < lo[nu] || s1 > hi[nu]) continue;
-      shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, c0, h, a.data());
+      if (s0 < lo[nu] || s1 > hi[nu]) {
+        for (int rho = 0; rho < kr; ++rho) b[rho] = 0.0;
+        continue;
+      }
+      shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, cpow, hpow, a.data());
       if (timer.on()) flops += 3.0 * ncoef * ncoef + 2.0 * kr * ncoef;
       for (int rho = 0; rho < kr; ++rho) {
         double v = 0.0;
         for (int u = rho; u < ncoef; ++u) v += V[rho + static_cast<std::size_t>(u) * cnt] * a[u];
-        Brow[static_cast<std::size_t>(out->rows + rho) * m + q] = v;
+        b[rho] = v;
       }
     }
-    for (int rho = 0; rho < kr; ++rho)
-      out->h[out->rows + rho] = V[rho + static_cast<std::size_t>(ncoef) * cnt];
-    out->rows += kr;
+    for (int rho = 0; rho < kr; ++rho) out->h[row0 + rho] = V[rho + static_cast<std::size_t>(ncoef) * cnt];
+    row0 += kr;
   }
-  const int rows = out->rows;
-  out->h.resize(rows);
-  out->B.resize(static_cast<std::size_t>(rows) * m);
-  for (int q = 0; q < m; ++q)
-    for (int k = 0; k < rows; ++k)
-      out->B[k + static_cast<std::size_t>(q) * rows] = Brow[static_cast<std::size_t>(k) * m + q];
   if (timer.on() && tally_phase() != TallyPhase::kNone)
     tally_add(tally_phase() == TallyPhase::kTrial ? Prim::kTrialCompress : Prim::kCompress, flops, flops,
               timer.seconds());

@@ -132,7 +132,8 @@ void residual_curvature_relu1d(const Shape& s, const double* theta, const VarPro
   double flops = 0.0;
   if (timer.on())
     for (int j = 0; j < nr; ++j) flops += static_cast<double>(n) * (j + 14);
-  std::vector<double> pre(static_cast<std::size_t>(nr) * (n + 1) * 2);
+  thread_local std::vector<double> pre;  // kept by each thread from call to call
+  pre.resize(static_cast<std::size_t>(nr) * (n + 1) * 2);
   build_prefix(xs, r, n, nr, pre.data());
   // The columns of each neuron: (position in cols.all(), local index).
   const int k_loc = neuron_num_params(s);
@@ -436,7 +437,10 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
     // Once per system: is T A T positive definite? Then the damped step is a Cholesky solve
     // for every lambda; otherwise the eigenvectors are kept for every lambda.
     unit_diagonal(sys, &t, &work);
-    std::vector<double> C(work);
+    // Scratch kept by each thread from call to call, as reduced_system's.
+    thread_local std::vector<double> C, wk;
+    thread_local std::vector<int> iwk;
+    C = work;
     for (int k = 0; k < kb; ++k) C[k + static_cast<std::size_t>(k) * kb] += kSingularRel;
     int info = 0;
     dpotrf_("L", &kb, C.data(), &kb, &info);
@@ -454,8 +458,8 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
       dsyevd_("V", "L", &kb, sys.V.data(), &kb, sys.ev.data(), &wq, &lwork, &iq, &liwork, &info);
       lwork = static_cast<int>(wq);
       liwork = iq;
-      std::vector<double> wk(std::max(1, lwork));
-      std::vector<int> iwk(std::max(1, liwork));
+      if (static_cast<int>(wk.size()) < std::max(1, lwork)) wk.resize(std::max(1, lwork));
+      if (static_cast<int>(iwk.size()) < std::max(1, liwork)) iwk.resize(std::max(1, liwork));
       dsyevd_("V", "L", &kb, sys.V.data(), &kb, sys.ev.data(), wk.data(), &lwork, iwk.data(), &liwork, &info);
       if (info < 0) throw std::logic_error("dsyevd: illegal argument " + std::to_string(-info));
       if (eig_timer.on()) tally_add(Prim::kEigen, flops_syevd(kb), 0.0, eig_timer.seconds());

@@ -153,9 +153,10 @@ std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vec
   const std::size_t m = active.size();
   std::vector<double> loss(m), sgrad(m);
   if (st.var_pro) {
-    // Variable projection reads no Hessian of a relu network on 1D inputs (var_pro.h): its
-    // assembly is the Gauss-Newton one, whose scaled gradient is the one the final status
-    // reads. The other networks need the exact Hessian for their residual curvature.
+    // Variable projection reads no Hessian of a relu network on 1D inputs (var_pro.h), only
+    // the Jacobi scale: its assembly is the Gauss-Newton diagonal, whose scaled gradient is
+    // the one the final status reads. The other networks need the exact Hessian for their
+    // residual curvature.
     std::vector<int> part[2];
     std::vector<std::size_t> at[2];
     for (std::size_t j = 0; j < m; ++j) {
@@ -166,7 +167,7 @@ std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vec
     for (int k = 0; k < 2; ++k) {
       if (part[k].empty()) continue;
       std::vector<double> l(part[k].size()), g(part[k].size());
-      be.assemble(part[k], st.block, k == 0 ? HessianKind::kGaussNewton : st.opt.hessian, l.data(), g.data());
+      be.assemble(part[k], st.block, k == 0 ? HessianKind::kDiagonal : st.opt.hessian, l.data(), g.data());
       for (std::size_t q = 0; q < part[k].size(); ++q) {
         loss[at[k][q]] = l[q];
         sgrad[at[k][q]] = g[q];
@@ -684,7 +685,7 @@ void final_status(Backend& be, const Batch& batch, const TrainOptions& options,
     for (int i = 0; i < n; ++i)
       if (std::find(blocks[i].begin(), blocks[i].end(), b) != blocks[i].end()) list.push_back(i);
     std::vector<double> l(list.size()), sg(list.size());
-    be.assemble(list, b, HessianKind::kGaussNewton, l.data(), sg.data());
+    be.assemble(list, b, HessianKind::kDiagonal, l.data(), sg.data());
     for (std::size_t j = 0; j < list.size(); ++j) {
       const int i = list[j];
       const double v = l[j] > 0.0 ? sg[j] / std::sqrt(l[j]) : 0.0;

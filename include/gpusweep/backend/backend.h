@@ -13,7 +13,11 @@
 
 namespace gs {
 
-enum class HessianKind : int { kExact = 0, kGaussNewton = 1 };
+// What assemble() builds besides the loss and the gradient: the exact Hessian, its Gauss-Newton
+// part J^T J, or only the diagonal of the Gauss-Newton part (kDiagonal: all that the Jacobi
+// scale, the scaled gradient and the variable projection of a relu network on 1D inputs read;
+// solve() cannot follow it). A backend may build the full Gauss-Newton Hessian for kDiagonal.
+enum class HessianKind : int { kExact = 0, kGaussNewton = 1, kDiagonal = 2 };
 struct StepModel;  // var_pro.h
 enum class DeviceKind : int { kCpu = 0, kCuda = 1, kAuto = 2 };
 
@@ -69,7 +73,8 @@ class Backend {
                         double* scaled_grad) = 0;
 
   // Copies network i's last assembled Hessian (m x m, column-major) and gradient; for tests
-  // and for comparing backends.
+  // and for comparing backends. After a kDiagonal assembly that built only the diagonal, H
+  // holds it with zeros elsewhere.
   virtual void read_system(int i, std::vector<double>* H, std::vector<double>* g) = 0;
 
   // Solves (S H S + lambda I) z = -S g with S = diag(1/sqrt|H_ii|), singular rows set to

@@ -15,18 +15,22 @@ namespace gs {
 class HostSolver {
  public:
   // A 1D dataset's training points sorted by x (stable: ties keep their order), with the
-  // prefix sums of x^j of relu1d.h (build_prefix, kNumMoments of them).
+  // prefix sums of x^j of relu1d.h (build_prefix, kNumMoments of them), and pos[k], the sorted
+  // position of training point k.
   struct Sorted {
     std::vector<double> x, y, pre;
+    std::vector<int> pos;
   };
 
-  // Scratch of one thread.
+  // Scratch of one thread, grow-only: once the sizes have been met, a step allocates nothing.
   struct Workspace {
     std::vector<double> resid, values, work, current;
     std::vector<Role> roles;
     std::vector<double> curvature;
     VarProColumns cols;
     ReducedSystem reduced;
+    LsSystem ls, js;  // the compressions of linear_optimum and var_pro_system
+    LsScratch lss;
   };
 
   // Keeps the batch's network shapes and datasets (which must outlive the solver) and sorts
@@ -38,6 +42,11 @@ class HostSolver {
   const Sorted& sorted(int dataset) const { return sorted_[dataset]; }
   // A 1D dataset's sorted training points and the ends of its domain.
   Points1d points1d(int dataset) const;
+
+  // The residuals y(x_k) - f_k of network i (relu on 1D inputs) at theta, at the sorted
+  // training points of its dataset, into r: evaluate's values to the bit, each neuron summed
+  // over its active range only (relu1d.h).
+  void sorted_residuals(int i, const double* theta, std::vector<double>& r) const;
 
   // The least-squares optimum of the parameters cols of network i, the other parameters held
   // at theta (a full parameter vector of network i, not necessarily its current one), into
@@ -54,9 +63,10 @@ class HostSolver {
   // Jacobian and residual curvature, and their QR into sys. scale: the Jacobi scale of all its
   // parameters. H, the exact Hessian over all of them (column-major), is read only by networks
   // outside the relu 1D fast path (their residual curvature is H less its Gauss-Newton part);
-  // it may be null for the others.
+  // it may be null for the others. resid: for those others, their residuals at theta at the
+  // sorted training points (sorted_residuals), when the caller has them; null: computed here.
   void var_pro_system(int i, const double* theta, const double* H, const double* scale,
-                      ReducedSystem* sys, Workspace& w) const;
+                      ReducedSystem* sys, Workspace& w, const double* resid = nullptr) const;
 
   // Backend::var_pro_solve for one network: var_pro_system, then the damped step
   // (reduced_solve) into step (all parameters). Returns reduced_solve's info; writes *model.
@@ -67,9 +77,11 @@ class HostSolver {
   // Backend::var_pro_trial for one network: trial = theta (+ alpha step when step is not null),
   // the kinks of its thin neurons pushed out of the domain (push_out_thin), its linear
   // parameters then set to their least-squares optimum.
-  // Returns the trial's training MSE.
+  // Returns the trial's training MSE. resid, when not null, receives the trial's residuals at
+  // the sorted training points (sorted_residuals) where the relu 1D path computed them, and is
+  // left empty elsewhere.
   double var_pro_trial(int i, const double* theta, const double* step, double* trial,
-                       Workspace& w, double alpha = 1.0) const;
+                       Workspace& w, double alpha = 1.0, std::vector<double>* resid = nullptr) const;
 
  private:
   std::vector<NetDesc> nets_;

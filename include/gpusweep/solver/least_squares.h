@@ -25,11 +25,19 @@ struct LsSystem {
 // as numpy's lstsq counts them.
 constexpr double kLsRcondEps = 2.220446049250313e-16;
 
+// Scratch of least_squares_values, kept by its caller from call to call so that a solve
+// allocates nothing once the sizes have been met.
+struct LsScratch {
+  std::vector<double> c, A, rhs, sv, work;
+  std::vector<int> iwork;
+};
+
 // The new values of the stage's m parameters (theta: their current values) that minimize
 // ||B (x - theta) + h||, of least norm ||diag(c) x|| among the minimizers, c_q = ||B e_q|| (the
 // Jacobi scaling of the Newton systems; zero columns count with c_q = 1 and get x_q = 0).
-// npoints sets the rank threshold. Returns the numerical rank.
-int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x);
+// npoints sets the rank threshold. Returns the numerical rank. scratch may be null.
+int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x,
+                         LsScratch* scratch = nullptr);
 
 // Relu networks on 1D inputs (relu1d.h): the exact compression of the Jacobian columns of the
 // network theta named by columns (parameter indices) on the training points xs (sorted
