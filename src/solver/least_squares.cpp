@@ -31,6 +31,119 @@ void qr_in_place(int rows, int cols, double* a, int lda, std::vector<double>& ta
   if (info != 0) throw std::logic_error("dgeqrf: argument " + std::to_string(-info) + " is invalid");
 }
 
+// Column-pivoted QR (jpvt: 1-based permutation out) of the rows x cols block at a.
+void pivoted_qr(int rows, int cols, double* a, int lda, int* jpvt, double* tau, std::vector<double>& work) {
+  std::fill(jpvt, jpvt + cols, 0);
+  int lwork = -1, info = 0;
+  double q = 0.0;
+  dgeqp3_(&rows, &cols, a, &lda, jpvt, tau, &q, &lwork, &info);
+  if (info != 0) throw std::logic_error("dgeqp3 workspace query: info " + std::to_string(info));
+  lwork = std::max(1, static_cast<int>(q));
+  if (static_cast<int>(work.size()) < lwork) work.resize(lwork);
+  dgeqp3_(&rows, &cols, a, &lda, jpvt, tau, work.data(), &lwork, &info);
+  if (info != 0) throw std::logic_error("dgeqp3: argument " + std::to_string(-info) + " is invalid");
+}
+
+// c := op(Q) c, trans "T" or "N", for the first k reflectors of a QR (a, tau); c: rows x cols.
+void apply_q(const char* trans, int rows, int cols, int k, const double* a, int lda, const double* tau,
+             double* c, int ldc, std::vector<double>& work) {
+  if (rows <= 0 || cols <= 0 || k <= 0) return;
+  int lwork = -1, info = 0;
+  double q = 0.0;
+  dormqr_("L", trans, &rows, &cols, &k, a, &lda, tau, c, &ldc, &q, &lwork, &info);
+  if (info != 0) throw std::logic_error("dormqr workspace query: info " + std::to_string(info));
+  lwork = std::max(1, static_cast<int>(q));
+  if (static_cast<int>(work.size()) < lwork) work.resize(lwork);
+  dormqr_("L", trans, &rows, &cols, &k, a, &lda, tau, c, &ldc, work.data(), &lwork, &info);
+  if (info != 0) throw std::logic_error("dormqr: argument " + std::to_string(-info) + " is invalid");
+}
+
+// The QR path of least_squares_values (least_squares.h) on the scaled system: the columns of
+// sys.B divided by c, in the order w.order (the km main columns, then the g global ones), the
+// right-hand side rhs = B theta - h. Writes y (scaled values, in w.order's order) and returns
+// the rank, or -1 where the main block's R looks rank-deficient (the caller falls back).
+int qr_solve(const LsSystem& sys, const double* theta, double rcond, int km, int g, LsScratch& w,
+             std::vector<double>& y) {
+  const int rows = sys.rows, n = km + g, ld = rows;
+  if (km > rows) return -1;
+  std::vector<double>& M = w.A;
+  M.resize(static_cast<std::size_t>(ld) * (n + 1));
+  double* rhs = M.data() + static_cast<std::size_t>(n) * ld;
+  std::fill(rhs, rhs + rows, 0.0);
+  for (int j = 0; j < n; ++j) {
+    const int q = w.order[j];
+    const double* col = sys.B.data() + static_cast<std::size_t>(q) * rows;
+    double* out = M.data() + static_cast<std::size_t>(j) * ld;
+    const double inv = 1.0 / w.c[q];
+    for (int k = 0; k < rows; ++k) {
+      rhs[k] += col[k] * theta[q];
+      out[k] = col[k] * inv;
+    }
+  }
+  for (int k = 0; k < rows; ++k) rhs[k] -= sys.h[k];
+  w.tau.resize(std::max(1, km));
+  double rmax = 0.0;
+  if (km > 0) {
+    qr_in_place(rows, km, M.data(), ld, w.tau, w.work);
+    for (int j = 0; j < km; ++j) rmax = std::fmax(rmax, std::fabs(M[j + static_cast<std::size_t>(j) * ld]));
+    for (int j = 0; j < km; ++j)
+      if (!(std::fabs(M[j + static_cast<std::size_t>(j) * ld]) > rcond * rmax)) return -1;
+    apply_q("T", rows, g + 1, km, M.data(), ld, w.tau.data(), M.data() + static_cast<std::size_t>(km) * ld, ld,
+            w.work);
+  }
+  // The global columns below the main block: pivoted QR, its reflectors on the right-hand side,
+  // and the main rows of the global columns in the pivoted order.
+  const int below = rows - km;
+  int r2 = 0;
+  w.jp.resize(std::max(1, g));
+  for (int j = 0; j < g; ++j) w.jp[j] = j + 1;
+  if (g > 0 && below > 0) {
+    double* Mg = M.data() + km + static_cast<std::size_t>(km) * ld;
+    w.tg.resize(std::max(1, g));
+    pivoted_qr(below, g, Mg, ld, w.jp.data(), w.tg.data(), w.work);
+    const int kq = std::min(below, g);
+    rmax = std::fmax(rmax, std::fabs(Mg[0]));
+    while (r2 < kq && std::fabs(Mg[r2 + static_cast<std::size_t>(r2) * ld]) > rcond * rmax) ++r2;
+    apply_q("T", below, 1, kq, Mg, ld, w.tg.data(), rhs + km, ld, w.work);
+    std::vector<double>& top = w.Z;
+    top.resize(static_cast<std::size_t>(std::max(1, km)) * g);
+    for (int j = 0; j < g; ++j)
+      for (int k = 0; k < km; ++k)
+        top[k + static_cast<std::size_t>(j) * km] = M[k + static_cast<std::size_t>(km + w.jp[j] - 1) * ld];
+    for (int j = 0; j < g; ++j)
+      for (int k = 0; k < km; ++k) M[k + static_cast<std::size_t>(km + j) * ld] = top[k + static_cast<std::size_t>(j) * km];
+  }
+  // The basic solution: R (rank x rank, upper) y = the first rank entries of Q^T rhs, the
+  // dropped global columns at zero.
+  const int rank = km + r2, d = n - rank, one_rhs = 1;
+  const double one = 1.0;
+  std::vector<double> yp(n, 0.0);  // in the pivoted order
+  for (int k = 0; k < rank; ++k) yp[k] = rhs[k];
+  if (rank > 0) dtrsm_("L", "U", "N", "N", &rank, &one_rhs, &one, M.data(), &ld, yp.data(), &rank);
+  if (d > 0) {
+    // The null space: column t is e_{rank + t} less R^-1 (the upper rows of that column).
+    std::vector<double>& Z = w.Z;
+    Z.assign(static_cast<std::size_t>(n) * d, 0.0);
+    for (int t = 0; t < d; ++t) {
+      double* z = Z.data() + static_cast<std::size_t>(t) * n;
+      const double* a = M.data() + static_cast<std::size_t>(rank + t) * ld;
+      for (int k = 0; k < rank; ++k) z[k] = -a[k];
+      z[rank + t] = 1.0;
+    }
+    if (rank > 0) dtrsm_("L", "U", "N", "N", &rank, &d, &one, M.data(), &ld, Z.data(), &n);
+    // Least norm: yp less its projection on span(Z), through the QR of Z.
+    w.tz.resize(d);
+    qr_in_place(n, d, Z.data(), n, w.tz, w.work);
+    apply_q("T", n, 1, d, Z.data(), n, w.tz.data(), yp.data(), n, w.work);
+    for (int t = 0; t < d; ++t) yp[t] = 0.0;
+    apply_q("N", n, 1, d, Z.data(), n, w.tz.data(), yp.data(), n, w.work);
+  }
+  y.assign(n, 0.0);
+  for (int j = 0; j < km; ++j) y[j] = yp[j];
+  for (int j = 0; j < g; ++j) y[km + w.jp[j] - 1] = yp[km + j];
+  return rank;
+}
+
 // The binomial coefficients C(l, k), l, k < kColCoef (exact in double).
 struct Binomials {
   double c[kColCoef][kColCoef] = {};
@@ -62,20 +175,13 @@ std::vector<int> param_range(int b, int e) {
   return cols;
 }
 
-int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x,
-                         LsScratch* scratch) {
-  const int m = sys.m;
-  if (m == 0) return 0;
-  const TallyTimer timer;
-  const int rows = sys.rows;
-  if (rows == 0) {
-    std::fill(x, x + m, 0.0);
-    return 0;
-  }
-  LsScratch own;
-  LsScratch& w = scratch != nullptr ? *scratch : own;
-  std::vector<double>& c = w.c;
-  c.assign(m, 1.0);
+namespace {
+
+// The dgelsd path of least_squares_values: the columns of sys.B divided by w.c, the right-hand
+// side B theta - h; writes x and returns the rank.
+int gelsd_values(const LsSystem& sys, const double* theta, double rcond, LsScratch& w, double* x) {
+  const int m = sys.m, rows = sys.rows;
+  const std::vector<double>& c = w.c;
   const int ldb = std::max(rows, m);
   std::vector<double>& A = w.A;
   std::vector<double>& rhs = w.rhs;
@@ -83,11 +189,6 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   rhs.assign(ldb, 0.0);
   for (int q = 0; q < m; ++q) {
     const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
-    double nrm = 0.0;
-    // hypot(nrm, 0) is nrm: the zeros (where a relu column's neuron is off) are skipped.
-    for (int k = 0; k < sys.rows; ++k)
-      if (col[k] != 0.0) nrm = std::hypot(nrm, col[k]);
-    if (nrm > 0.0 && std::isfinite(nrm)) c[q] = nrm;
     double* out = A.data() + static_cast<std::size_t>(q) * rows;
     for (int k = 0; k < sys.rows; ++k) {
       rhs[k] += col[k] * theta[q];
@@ -95,7 +196,6 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
     }
   }
   for (int k = 0; k < sys.rows; ++k) rhs[k] -= sys.h[k];
-  const double rcond = kLsRcondEps * std::max(npoints, m);
   std::vector<double>& sv = w.sv;
   sv.resize(std::max(1, std::min(rows, m)));
   int rank = 0, info = 0, lwork = -1, iquery = 0;
@@ -112,13 +212,67 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   if (info < 0) throw std::logic_error("dgelsd: argument " + std::to_string(-info) + " is invalid");
   if (info > 0) throw std::runtime_error("dgelsd: the SVD did not converge");
   for (int q = 0; q < m; ++q) x[q] = rhs[q] / c[q];
+  return rank;
+}
+
+}  // namespace
+
+int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x,
+                         LsScratch* scratch) {
+  const int m = sys.m;
+  if (m == 0) return 0;
+  const TallyTimer timer;
+  const int rows = sys.rows;
+  if (rows == 0) {
+    std::fill(x, x + m, 0.0);
+    return 0;
+  }
+  LsScratch own;
+  LsScratch& w = scratch != nullptr ? *scratch : own;
+  std::vector<double>& c = w.c;
+  c.assign(m, 1.0);
+  std::vector<unsigned char> nonzero(m, 0);
+  for (int q = 0; q < m; ++q) {
+    const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
+    double nrm = 0.0;
+    // hypot(nrm, 0) is nrm: the zeros (where a relu column's neuron is off) are skipped.
+    for (int k = 0; k < sys.rows; ++k)
+      if (col[k] != 0.0) nrm = std::hypot(nrm, col[k]);
+    if (nrm > 0.0 && std::isfinite(nrm)) {
+      c[q] = nrm;
+      nonzero[q] = 1;
+    }
+  }
+  const double rcond = kLsRcondEps * std::max(npoints, m);
+  int rank = -1;
+  if (static_cast<int>(sys.global.size()) == m) {
+    // The QR path: the main columns, then the global ones; zero columns get x_q = 0.
+    w.order.clear();
+    for (int q = 0; q < m; ++q)
+      if (nonzero[q] && !sys.global[q]) w.order.push_back(q);
+    const int km = static_cast<int>(w.order.size());
+    for (int q = 0; q < m; ++q)
+      if (nonzero[q] && sys.global[q]) w.order.push_back(q);
+    const int g = static_cast<int>(w.order.size()) - km;
+    rank = qr_solve(sys, theta, rcond, km, g, w, w.rhs);
+    if (rank >= 0) {
+      ++w.qr_solves;
+      std::fill(x, x + m, 0.0);
+      for (int j = 0; j < km + g; ++j) x[w.order[j]] = w.rhs[j] / c[w.order[j]];
+    } else {
+      ++w.fallbacks;
+    }
+  }
+  const bool used_qr = rank >= 0;
+  if (rank < 0) rank = gelsd_values(sys, theta, rcond, w, x);
   if (timer.on() && tally_phase() == TallyPhase::kTrial) {
     // The target (tally.h): Householder QR of [B | h], then a triangular solve.
     const double scaling = 3.0 * rows * m;
-    tally_add(Prim::kTrialLs, scaling + flops_gelsd(rows, m),
+    tally_add(Prim::kTrialLs, scaling + (used_qr ? flops_qr(rows, m + 1) + static_cast<double>(m) * m : flops_gelsd(rows, m)),
               scaling + flops_qr(rows, m + 1) + static_cast<double>(m) * m, timer.seconds());
     tally_sizes([&](SolverTally& t) {
       ++t.trials;
+      if (static_cast<int>(sys.global.size()) == m) ++(used_qr ? t.trial_qr : t.trial_fallbacks);
       t.sum_trial_rows += rows;
       t.sum_trial_m += m;
       t.sum_trial_elems += static_cast<double>(rows) * m;
@@ -167,6 +321,8 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
   out->m = m;
   out->rows = rows;
   out->rest = 0.0;
+  out->global.resize(m);
+  for (int j = 0; j < m; ++j) out->global[j] = lo[owner[j]] == 0 && hi[owner[j]] == n ? 1 : 0;
   out->B.resize(static_cast<std::size_t>(rows) * m);
   out->h.resize(rows);
   std::vector<double> V, tau, work, a(ncoef);
@@ -254,6 +410,7 @@ void compress_rows(const Shape& s, const double* theta, const std::vector<int>& 
   const int rows = std::min(have, m);
   out->m = m;
   out->rows = rows;
+  out->global.clear();
   out->rest = have > m ? W[m + static_cast<std::size_t>(m) * ld] * W[m + static_cast<std::size_t>(m) * ld] : 0.0;
   out->B.assign(static_cast<std::size_t>(rows) * m, 0.0);
   out->h.assign(rows, 0.0);

@@ -18,6 +18,11 @@ struct LsSystem {
   int rows = 0, m = 0;
   std::vector<double> B, h;
   double rest = 0.0;  // the part of ||r||^2 that no step can reach
+  // Empty, or one mark per column: 1 where the column is one polynomial of degree <= c on all
+  // of the training points (compress_relu1d: d0, and any column of a neuron active on every
+  // point). Together such columns span at most c + 1 functions, so more of them are linearly
+  // dependent; least_squares_values solves a system with these marks by QR (see there).
+  std::vector<unsigned char> global;
 };
 
 // Relative rank threshold of the solve: singular directions below kLsRcondEps * max(N, m) of the
@@ -28,14 +33,33 @@ constexpr double kLsRcondEps = 2.220446049250313e-16;
 // Scratch of least_squares_values, kept by its caller from call to call so that a solve
 // allocates nothing once the sizes have been met.
 struct LsScratch {
-  std::vector<double> c, A, rhs, sv, work;
-  std::vector<int> iwork;
+  std::vector<double> c, A, rhs, sv, work, tau, tg, Z, tz;
+  std::vector<int> iwork, order, jp;
+  // Solves by each path since the scratch was made: the QR path, and the systems with global
+  // marks that fell back to dgelsd (their main columns looked dependent).
+  long long qr_solves = 0, fallbacks = 0;
 };
 
 // The new values of the stage's m parameters (theta: their current values) that minimize
 // ||B (x - theta) + h||, of least norm ||diag(c) x|| among the minimizers, c_q = ||B e_q|| (the
 // Jacobi scaling of the Newton systems; zero columns count with c_q = 1 and get x_q = 0).
 // npoints sets the rank threshold. Returns the numerical rank. scratch may be null.
+//
+// A system without global marks is solved by dgelsd (the SVD): directions of singular value
+// at most rcond = kLsRcondEps * max(N, m) times the largest are dropped. A system with them
+// (sys.global) is solved by QR with the structure of reduced_system (var_pro.h): an unpivoted
+// Householder QR of the main (nonzero, unmarked) scaled columns, Q^T applied to the global
+// columns and the right-hand side, a column-pivoted QR of the global columns' rows below the
+// main block, and a triangular solve. A global column whose pivoted diagonal is at most rcond
+// times the largest diagonal of R counts as dependent: its direction, and the main columns'
+// share of it, is the null space, and the answer is the basic solution less its projection on
+// that null space (least scaled norm there, as dgelsd's). Where any diagonal of the main
+// block's R is at most rcond times the largest, the system goes to dgelsd (counted in
+// scratch->fallbacks). The two differ only in how the rank is decided: by the diagonals of
+// R (each at least the smallest singular value) instead of the singular values, so a
+// direction whose singular value falls below rcond while no diagonal does is kept here and
+// dropped by dgelsd; at the conditioning these systems have (singular values of the scaled
+// main block far above rcond) the answers agree to rounding.
 int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x,
                          LsScratch* scratch = nullptr);
 

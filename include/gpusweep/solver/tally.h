@@ -56,6 +56,9 @@ struct SolverTally {
   long long trials = 0;
   double sum_trial_rows = 0.0, sum_trial_m = 0.0, sum_trial_elems = 0.0;
   int max_trial_rows = 0, max_trial_m = 0;
+  // Trials whose system carried global marks (least_squares.h): solved by the QR path, or sent
+  // to dgelsd because their main columns looked dependent.
+  long long trial_qr = 0, trial_fallbacks = 0;
 };
 
 // Installs t (null: none). The caller owns it; records go to it until it is replaced.
