@@ -257,11 +257,14 @@ TEST(LeastSquares, FrozenKnotScheduleReachesTheSvdFitOnItsKnots) {
 // columns of the variable-projection trial (linear_columns) of relu networks from the MASO start
 // and after a few ALL steps, thin kinks pushed out as the trial does, some networks with several
 // neurons moved outside the domain so that the global columns are dependent. The losses agree
-// to 1e-10 relative; the count of solves that fell back to dgelsd is printed.
+// to 1e-10 relative, or to the rounding floor of the loss near its optimum; the count of solves that fell back to dgelsd is printed.
 TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
   const Dataset ds = make_target_dataset("invcos2", 3000, 0);
+  double ymax = 0.0;
+  for (double v : ds.y_train) ymax = std::fmax(ymax, std::fabs(v));
   LsScratch qr_scratch;
   int cases_run = 0, deficient_global = 0;
+  double worst = 0.0;  // the largest relative difference of the two losses
   for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
     for (int w : {3, 50, 200}) {
       for (int variant = 0; variant < 3; ++variant) {
@@ -318,7 +321,12 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
         const double lr = train_mse(s, reference_solve(s, th, cols, ds).data(), ds);
         const std::string where = std::string(arch_name(a)) + " n=" + std::to_string(w) + " variant " +
                                   std::to_string(variant) + " global " + std::to_string(g);
-        EXPECT_LE(std::fabs(lq - ls), 1e-10 * ls) << where << ": " << lq << " against " << ls;
+        // Near the optimum a change of the fitted values by a few roundings of y (|y| <= ymax)
+        // moves the loss by about 2 sqrt(loss) eps ymax: below that floor neither answer is the
+        // better one (at gqu widths 50 and 200 the losses are near 1e-12, and the two differ there).
+        const double floor = 64.0 * 2.220446049250313e-16 * ymax * std::sqrt(ls);
+        worst = std::fmax(worst, std::fabs(lq - ls) / ls);
+        EXPECT_LE(std::fabs(lq - ls), 1e-10 * ls + floor) << where << ": " << lq << " against " << ls;
         EXPECT_LE(lq, lr * (1.0 + 1e-6)) << where << ": " << lq << " against the explicit Jacobian's " << lr;
         ++cases_run;
       }
@@ -326,8 +334,9 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
   }
   EXPECT_GE(deficient_global, 3);  // the rank-deficient global block was exercised
   EXPECT_EQ(qr_scratch.qr_solves + qr_scratch.fallbacks, cases_run);
-  std::printf("trial QR: %lld solves, %lld fell back to dgelsd; %d with a dependent global block\n",
-              qr_scratch.qr_solves, qr_scratch.fallbacks, deficient_global);
+  std::printf("trial QR: %lld solves, %lld fell back to dgelsd; %d with a dependent global block; largest "
+              "relative loss difference %.2g\n",
+              qr_scratch.qr_solves, qr_scratch.fallbacks, deficient_global, worst);
 }
 
 }  // namespace
