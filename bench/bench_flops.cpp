@@ -7,7 +7,8 @@
 // assemblies); widths between the samples are interpolated linearly, and the seeds of the
 // full job are taken to cost what the sampled seeds cost. It prints:
 //   - per arch and sampled width: steps, reduced systems and how many were indefinite
-//     (the saddle-free path, dsyevd), damping tries, trials, mean sizes, flops per step;
+//     (the saddle-free path, dsyevd), damping tries, trials, mean sizes, flops per step, and
+//     the trials solved by QR (trqr) and sent to dgelsd (trfb), totals (least_squares.h);
 //   - one step of the full job by primitive: flops (present and target formulation,
 //     tally.h), this machine's CPU seconds on one thread and its rate;
 //   - a projection for one H100 at the sustained rates assumed below, one step and the whole
@@ -50,6 +51,7 @@ struct Sample {
   double systems = 0, indefinite = 0, first_solves = 0, tries = 0, trials = 0, pivoted = 0;
   double rows = 0, kc = 0, kb = 0, elems = 0, trial_rows = 0, trial_m = 0, trial_elems = 0;
   int max_rows = 0, max_kc = 0, max_kb = 0, max_trial_rows = 0, max_trial_m = 0;
+  long long trial_qr = 0, trial_fallbacks = 0;  // totals over the sampled networks (tally.h)
 };
 
 Sample run_one(const std::string& arch, int width, int seeds) {
@@ -95,6 +97,8 @@ Sample run_one(const std::string& arch, int width, int seeds) {
   s.max_kb = t.max_kb;
   s.max_trial_rows = t.max_trial_rows;
   s.max_trial_m = t.max_trial_m;
+  s.trial_qr = t.trial_qr;
+  s.trial_fallbacks = t.trial_fallbacks;
   return s;
 }
 
@@ -277,15 +281,16 @@ int main(int argc, char** argv) {
   std::printf("bench_flops: the default sweep (invcos2, 10,000 points, D,U,Q,R,S,G,ALL*100), CPU backend, one thread,\n"
               "widths %s, %d seed(s) sampled; projected to widths 1..%d x %d seeds\n\n",
               widths_text.c_str(), seeds, wmax, full_seeds);
-  std::printf("%-4s %5s %5s %6s %6s %6s %7s %6s %6s %7s %6s %6s %6s %10s %10s %8s\n", "arch", "width", "P", "conv",
-              "steps", "syst", "indef%", "tries", "trials", "rows", "kc", "kb", "trialm", "flops/step",
-              "target", "cpu s");
+  std::printf("%-4s %5s %5s %6s %6s %6s %7s %6s %6s %7s %6s %6s %6s %10s %10s %8s %6s %6s\n", "arch", "width", "P",
+              "conv", "steps", "syst", "indef%", "tries", "trials", "rows", "kc", "kb", "trialm", "flops/step",
+              "target", "cpu s", "trqr", "trfb");
   std::map<std::string, std::vector<Sample>> by_arch;
   std::ofstream out;
   if (!csv.empty()) {
     out.open(csv);
     out << "arch,width,params,nets,converged,steps,systems,indefinite,first_solves,tries,trials,pivoted,rows,kc,kb,"
-           "elems,trial_rows,trial_m,trial_elems,max_rows,max_kc,max_kb,max_trial_rows,max_trial_m";
+           "elems,trial_rows,trial_m,trial_elems,max_rows,max_kc,max_kb,max_trial_rows,max_trial_m,trial_qr,"
+           "trial_fallbacks";
     for (int p = 0; p < kP; ++p) {
       const char* n = gs::prim_name(static_cast<gs::Prim>(p));
       out << ',' << n << "_flops," << n << "_target," << n << "_seconds";
@@ -304,17 +309,19 @@ int main(int argc, char** argv) {
         sec += s.seconds[p];
       }
       const double st = std::max(s.steps, 1e-300);
-      std::printf("%-4s %5d %5d %3d/%-2d %6.1f %6.1f %7.1f %6.1f %6.1f %7.1f %6.1f %6.1f %6.1f %10.3e %10.3e %8.4f\n",
+      std::printf("%-4s %5d %5d %3d/%-2d %6.1f %6.1f %7.1f %6.1f %6.1f %7.1f %6.1f %6.1f %6.1f %10.3e %10.3e %8.4f %6lld "
+                  "%6lld\n",
                   arch.c_str(), w, s.params, s.converged, s.nets, s.steps, s.systems,
                   s.first_solves > 0 ? 100.0 * s.indefinite / s.first_solves : 0.0, s.tries, s.trials, s.rows, s.kc,
-                  s.kb, s.trial_m, fl / st, tg / st, sec / st);
+                  s.kb, s.trial_m, fl / st, tg / st, sec / st, s.trial_qr, s.trial_fallbacks);
       std::fflush(stdout);
       if (out) {
         out << arch << ',' << w << ',' << s.params << ',' << s.nets << ',' << s.converged << ',' << s.steps << ','
             << s.systems << ',' << s.indefinite << ',' << s.first_solves << ',' << s.tries << ',' << s.trials << ','
             << s.pivoted << ',' << s.rows << ',' << s.kc << ',' << s.kb << ',' << s.elems << ',' << s.trial_rows
             << ',' << s.trial_m << ',' << s.trial_elems << ',' << s.max_rows << ',' << s.max_kc << ','
-            << s.max_kb << ',' << s.max_trial_rows << ',' << s.max_trial_m;
+            << s.max_kb << ',' << s.max_trial_rows << ',' << s.max_trial_m << ',' << s.trial_qr << ','
+            << s.trial_fallbacks;
         for (int p = 0; p < kP; ++p) out << ',' << s.flops[p] << ',' << s.target[p] << ',' << s.seconds[p];
         out << '\n';
         out.flush();
