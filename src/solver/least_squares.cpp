@@ -117,7 +117,8 @@ int qr_solve(const LsSystem& sys, const double* theta, double rcond, int km, int
   // dropped global columns at zero.
   const int rank = km + r2, d = n - rank, one_rhs = 1;
   const double one = 1.0;
-  std::vector<double> yp(n, 0.0);  // in the pivoted order
+  std::vector<double>& yp = w.y;  // in the pivoted order
+  yp.assign(n, 0.0);
   for (int k = 0; k < rank; ++k) yp[k] = rhs[k];
   if (rank > 0) dtrsm_("L", "U", "N", "N", &rank, &one_rhs, &one, M.data(), &ld, yp.data(), &rank);
   if (d > 0) {
@@ -231,7 +232,8 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   LsScratch& w = scratch != nullptr ? *scratch : own;
   std::vector<double>& c = w.c;
   c.assign(m, 1.0);
-  std::vector<unsigned char> nonzero(m, 0);
+  std::vector<unsigned char>& nonzero = w.nonzero;
+  nonzero.assign(m, 0);
   for (int q = 0; q < m; ++q) {
     const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
     double nrm = 0.0;

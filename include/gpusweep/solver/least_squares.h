@@ -33,8 +33,9 @@ constexpr double kLsRcondEps = 2.220446049250313e-16;
 // Scratch of least_squares_values, kept by its caller from call to call so that a solve
 // allocates nothing once the sizes have been met.
 struct LsScratch {
-  std::vector<double> c, A, rhs, sv, work, tau, tg, Z, tz;
+  std::vector<double> c, A, rhs, sv, work, tau, tg, Z, tz, y;
   std::vector<int> iwork, order, jp;
+  std::vector<unsigned char> nonzero;
   // Solves by each path since the scratch was made: the QR path, and the systems with global
   // marks that fell back to dgelsd (their main columns looked dependent).
   long long qr_solves = 0, fallbacks = 0;

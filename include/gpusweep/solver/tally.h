@@ -26,7 +26,7 @@ enum class Prim : int {
   kCholesky,       // reduced_solve: the definiteness test and the damped Cholesky solves
   kEigen,          // reduced_solve: dsyevd of the indefinite systems, and their step products
   kTrialCompress,  // var_pro_trial: compress_relu1d of the linear columns at the trial
-  kTrialLs,        // var_pro_trial: the rank-revealing least squares (dgelsd)
+  kTrialLs,        // var_pro_trial: the rank-revealing least squares (QR or dgelsd)
   kTrialLoss,      // var_pro_trial: the residuals before the solve and the loss after it
   kOther,          // the rest of the ALL stage: the fallback's damped Newton solve
   kCount
