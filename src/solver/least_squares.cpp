@@ -236,10 +236,20 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   nonzero.assign(m, 0);
   for (int q = 0; q < m; ++q) {
     const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
+    // The norm in two passes, scaled by the largest entry (no overflow or underflow, as
+    // hypot's, at the cost of one vectorizable sum).
+    double amax = 0.0;
+    for (int k = 0; k < sys.rows; ++k) amax = std::fmax(amax, std::fabs(col[k]));
     double nrm = 0.0;
-    // hypot(nrm, 0) is nrm: the zeros (where a relu column's neuron is off) are skipped.
-    for (int k = 0; k < sys.rows; ++k)
-      if (col[k] != 0.0) nrm = std::hypot(nrm, col[k]);
+    if (amax > 0.0 && std::isfinite(amax)) {
+      const double inv = 1.0 / amax;
+      double ss = 0.0;
+      for (int k = 0; k < sys.rows; ++k) {
+        const double v = col[k] * inv;
+        ss += v * v;
+      }
+      nrm = amax * std::sqrt(ss);
+    }
     if (nrm > 0.0 && std::isfinite(nrm)) {
       c[q] = nrm;
       nonzero[q] = 1;
