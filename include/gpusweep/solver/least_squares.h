@@ -2,8 +2,9 @@
 // Jacobian J (training points x stage columns) and the residual r are first compressed to a
 // small system [B | h] with ||J s + r|| = ||B s + h|| for every step s (an orthogonal
 // reduction: the Gram matrix J^T J is never formed, so conditioning is not squared), then a
-// rank-revealing LAPACK solve (dgelsd, the SVD) gives the minimizer of least norm in the exact
-// null space. Host only.
+// rank-revealing LAPACK solve (dgelsd, the SVD; for relu 1D systems a QR with the same
+// threshold, see least_squares_values) gives the minimizer of least norm in the exact null
+// space. Host only.
 #pragma once
 
 #include <vector>
