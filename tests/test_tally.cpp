@@ -46,7 +46,9 @@ TEST(Tally, LeavesTrainingUnchangedAndCountsEveryStep) {
   EXPECT_GT(t.systems, 0);
   EXPECT_EQ(calls(Prim::kQr), t.systems);
   EXPECT_EQ(calls(Prim::kCompress), t.systems);
-  EXPECT_EQ(calls(Prim::kResiduals), t.systems);
+  // The residuals of a system are those of the trial it was accepted from (the CPU backend
+  // keeps them), so the system evaluates the network only where none was kept.
+  EXPECT_LE(calls(Prim::kResiduals), t.systems);
   EXPECT_EQ(t.first_solves, t.systems);
   EXPECT_GE(t.tries, t.first_solves);
   EXPECT_LE(t.indefinite, t.first_solves);

@@ -241,6 +241,12 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
 
   const int nmom = 2 * column_degree(s.arch) + 1;
   const double scale = 2.0 / npts;
+  // The moments of x over the points [lo, hi) (zero where the range is empty).
+  auto moments = [&](int lo, int hi, double* M) {
+    for (int jm = 0; jm < kNumMoments; ++jm) M[jm] = 0.0;
+    if (lo < hi)
+      for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(so.pre.data(), npts, jm, lo, hi);
+  };
   if (kind == HessianKind::kDiagonal) {
     // The diagonal of J^T J alone: each column against itself over its neuron's active range
     // (the same sums as the full assembly's diagonal). The rest of H is left as it was.
@@ -248,9 +254,8 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
       const int* list = &w.neuron_cols[static_cast<std::size_t>(nu) * (k_loc + 1)];
       if (list[0] == 0) continue;
       const int lo = w.range[2 * nu], hi = w.range[2 * nu + 1];
-      double M[kNumMoments] = {};
-      if (lo < hi)
-        for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(so.pre.data(), npts, jm, lo, hi);
+      double M[kNumMoments];
+      moments(lo, hi, M);
       for (int t = 0; t < list[0]; ++t) {
         const int c = list[1 + t];
         const double* p = &w.cols[static_cast<std::size_t>(c) * kColCoef];
@@ -272,9 +277,8 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
       if (l2[0] == 0) continue;
       const int lo = std::max(w.range[2 * n1], w.range[2 * n2]);
       const int hi = std::min(w.range[2 * n1 + 1], w.range[2 * n2 + 1]);
-      double M[kNumMoments] = {};
-      if (lo < hi)
-        for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(so.pre.data(), npts, jm, lo, hi);
+      double M[kNumMoments];
+      moments(lo, hi, M);
       for (int t1 = 0; t1 < l1[0]; ++t1) {
         const int c1 = l1[1 + t1];
         const double* p1 = &w.cols[static_cast<std::size_t>(c1) * kColCoef];
