@@ -468,12 +468,13 @@ TEST(SplineInit, TrainingFromTheSplineNetworkOnlyImprovesOnIt) {
   EXPECT_THROW(make_jobs(spec), std::invalid_argument);
 }
 
-// gated:4 on sin4 at width 100 fits to 4e-12: there a re-solve of the linear parameters in
+// gated:4 on sin4 at width 100 fits to 3e-12: there a re-solve of the linear parameters in
 // the network's own basis (truncated powers of degree 5) loses digits that the B-spline fit
-// kept, and the ALL stage must not end worse than it began.
+// kept, and the ALL stage must not end worse than it began. (On 4000 points the trial's QR
+// solve keeps those digits and the stage beats its start; on 1000 it does not.)
 TEST(SplineInit, AnIllConditionedStartIsKeptWhenTrainingCannotBeatIt) {
   SweepSpec spec;
-  spec.datasets.push_back(make_target_dataset("sin4", 4000, 0));
+  spec.datasets.push_back(make_target_dataset("sin4", 1000, 0));
   // The gqu first, so that gated:4 sits at an offset in the batch.
   spec.archs = parse_archs("gqu,gated:4,gqu-construct,gated:4-construct");
   spec.acts = {Act::kRelu};
