@@ -240,7 +240,25 @@ struct CudaBackend::Impl {
   int host_threads = 1;
   std::vector<HostSolver::Workspace> host_ws;
   long long total_vec = 0;
-  std::vector<double> h_theta, h_step, h_trial, h_g, h_scale, h_H;
+  std::vector<double> h_theta, h_step, h_trial, h_scale, h_H;
+  // Per network: whether its host copy above holds what the device holds now (h_theta its
+  // parameters, h_step its whole step, h_scale its Jacobi scale). Every operation that writes
+  // one of these on the device clears the flag, and a copy to the host or the host's own
+  // value sent to the device sets it; the solver's host half then copies only what it lacks.
+  std::vector<char> theta_held, step_held, scale_held;
+  void drop(std::vector<char>& held, const std::vector<int>& list) {
+    for (int i : list) held[i] = 0;
+  }
+  // The listed networks whose flag is clear (their copies to make), flags then set.
+  std::vector<int> missing(std::vector<char>& held, const std::vector<int>& list) {
+    std::vector<int> out;
+    for (int i : list)
+      if (!held[i]) {
+        out.push_back(i);
+        held[i] = 1;
+      }
+    return out;
+  }
 
   // Per-network copies between the device arrays and host buffers go through a packed
   // device buffer: one gather or scatter kernel and one transfer, however many networks.
@@ -502,6 +520,12 @@ void CudaBackend::load(const Batch& batch) {
   I.total_vec = vec;
   I.host.load(batch);
   I.h_trial.assign(vec, NAN);  // no trial before var_pro_trial: accepting one installs NaN
+  I.h_theta = batch.params;  // what theta receives below
+  I.h_step.assign(vec, 0.0);
+  I.h_scale.assign(vec, 0.0);
+  I.theta_held.assign(n, 1);
+  I.step_held.assign(n, 0);
+  I.scale_held.assign(n, 0);
   const int nd = static_cast<int>(batch.datasets.size());
   I.data.clear();
   I.data.resize(5 * nd);
@@ -552,6 +576,8 @@ void CudaBackend::read_params(std::vector<double>& params) {
   params.resize(I.total_params);
   I.copies.to_host(params.data(), I.theta.get(), params.size() * sizeof(double), I.stream.get());
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  I.h_theta = params;
+  std::fill(I.theta_held.begin(), I.theta_held.end(), 1);
 }
 
 void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKind kind,
@@ -722,6 +748,7 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   }
 
   jacobi_scale(cl, count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(), I.per_call.get(), st);
+  I.drop(I.scale_held, list);
   std::vector<double> sse(count);
   I.copies.to_host(sse.data(), I.sums.get(), count * sizeof(double), st);
   I.copies.to_host(scaled_grad, I.per_call.get(), count * sizeof(double), st);
@@ -875,6 +902,7 @@ void CudaBackend::solve(const std::vector<int>& list, const double* lambda, bool
   if (count == 0) return;
   FactorPlan plan;
   I.enqueue_factorization(list, lambda, damp_values, &plan);
+  I.drop(I.step_held, list);
   // finish_step takes the calls in list order; the factorization's calls are in plan order.
   I.h_calls.clear();
   I.add_calls(list);
@@ -946,6 +974,7 @@ void CudaBackend::apply_step(const std::vector<int>& list, const double* alpha) 
   I.calls.upload(I.copies, I.h_calls.data(), I.h_calls.size(), st);
   I.coef.upload(I.copies, alpha, count, st);
   gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
+  I.drop(I.theta_held, list);
   CUDA_CHECK(cudaStreamSynchronize(st));
   I.charge(list, now() - t0);
 }
@@ -1045,6 +1074,8 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
   const std::vector<double> ones(count, 1.0);
   I.coef.upload(I.copies, ones.data(), count, st);
   gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
+  I.drop(I.theta_held, list);
+  I.drop(I.step_held, list);
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
@@ -1055,6 +1086,8 @@ void CudaBackend::set_params(const std::vector<int>& list, const double* values)
   I.copy_in(
       list, values, [&](int i) { return packed[i]; }, I.theta.get(), [&](int i) { return I.theta_at(i); },
       [&](int i) { return I.params_of(i); });
+  for (int i : list) std::copy_n(values + packed[i], I.params_of(i), I.h_theta.data() + I.theta_at(i));
+  for (int i : list) I.theta_held[i] = 1;
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
@@ -1069,17 +1102,17 @@ void CudaBackend::least_squares(const std::vector<int>& list, Block stage, int* 
   if (count == 0) return;
   const double t0 = now();
   for (int i : list) stage_range(I.nets[i].s, stage, &I.stage_b[i], &I.stage_e[i]);
-  I.h_theta.resize(I.total_params);
-  I.h_step.resize(I.total_vec);
   auto theta_at = [&](int i) { return I.theta_at(i); };
   auto vec_at = [&](int i) { return I.vec_at(i); };
-  I.copy_out(list, I.theta.get(), theta_at, I.h_theta.data(), theta_at, [&](int i) { return I.params_of(i); });
+  I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at,
+             [&](int i) { return I.params_of(i); });
   parallel_for(count, I.host_threads, [&](int j, int t) {
     const int i = list[j];
     rank[j] = I.host.stage_step(i, I.h_theta.data() + I.theta_at(i), I.stage_b[i], I.stage_e[i],
                                 I.h_step.data() + I.vec_at(i), &loss[j], I.host_ws[t]);
   });
   I.copy_in(list, I.h_step.data(), vec_at, I.step.get(), vec_at, [&](int i) { return I.stage_of(i); });
+  I.drop(I.step_held, list);  // only the stage's part of the step was sent
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
   const double secs = now() - t0;
   I.stats.host_seconds += secs;
@@ -1095,17 +1128,15 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
       throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
   const double t0 = now();
   cudaStream_t st = I.stream.get();
-  I.h_theta.resize(I.total_params);
-  I.h_step.resize(I.total_vec);
-  I.h_g.resize(I.total_vec);
-  I.h_scale.resize(I.total_vec);
   auto theta_at = [&](int i) { return I.theta_at(i); };
   auto vec_at = [&](int i) { return I.vec_at(i); };
   auto params = [&](int i) { return I.params_of(i); };
-  I.copy_out(list, I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
-  I.copy_out(list, I.g.get(), vec_at, I.h_g.data(), vec_at, params);
-  I.copy_out(list, I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
-  // Groups of networks whose Hessians fit in host_system_bytes (at least one network each).
+  // The parameters and the scale of each network, unless the host holds them already (a
+  // damping retry; parameters that a trial here made). The system of a relu network on 1D
+  // inputs is built from its parameters and the data alone (var_pro.h): its Hessian stays on
+  // the device. The other networks' Hessians come back in groups of at most host_system_bytes.
+  I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
+  I.copy_out(I.missing(I.scale_held, list), I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
   const std::size_t cap = std::max<std::size_t>(I.opt.host_system_bytes / sizeof(double), 1);
   std::size_t first = 0;
   while (first < list.size()) {
@@ -1113,14 +1144,16 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
     std::vector<std::size_t> at;
     std::size_t used = 0;
     for (std::size_t k = first; k < list.size(); ++k) {
-      const std::size_t p = I.params_of(list[k]);
+      const int i = list[k];
+      const std::size_t p = I.fast[i] ? 0 : static_cast<std::size_t>(I.params_of(i));
       if (!group.empty() && used + p * p > cap) break;
-      group.push_back(list[k]);
+      group.push_back(i);
       at.push_back(used);
       used += p * p;
     }
     I.h_H.resize(std::max(I.h_H.size(), used));
     for (std::size_t q = 0; q < group.size(); ++q) {
+      if (I.fast[group[q]]) continue;
       const std::size_t p = I.params_of(group[q]);
       I.copies.to_host(I.h_H.data() + at[q], I.H.get() + I.nets[group[q]].sq_off, p * p * sizeof(double), st);
     }
@@ -1128,13 +1161,14 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
     parallel_for(static_cast<int>(group.size()), I.host_threads, [&](int q, int t) {
       const int i = group[q];
       const std::size_t j = first + q;
-      info[j] = I.host.var_pro_step(i, I.h_theta.data() + I.theta_at(i), I.h_H.data() + at[q],
-                                    I.h_g.data() + I.vec_at(i), I.h_scale.data() + I.vec_at(i), lambda[j],
+      info[j] = I.host.var_pro_step(i, I.h_theta.data() + I.theta_at(i), I.fast[i] ? nullptr : I.h_H.data() + at[q],
+                                    I.h_scale.data() + I.vec_at(i), lambda[j],
                                     I.h_step.data() + I.vec_at(i), &model[j], I.host_ws[t]);
     });
     first += group.size();
   }
   I.copy_in(list, I.h_step.data(), vec_at, I.step.get(), vec_at, params);
+  for (int i : list) I.step_held[i] = 1;
   CUDA_CHECK(cudaStreamSynchronize(st));
   const double secs = now() - t0;
   I.stats.host_seconds += secs;
@@ -1146,14 +1180,12 @@ void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, do
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
   const double t0 = now();
-  I.h_theta.resize(I.total_params);
-  I.h_step.resize(I.total_vec);
   I.h_trial.resize(I.total_vec);
   auto params = [&](int i) { return I.params_of(i); };
   auto theta_at = [&](int i) { return I.theta_at(i); };
   auto vec_at = [&](int i) { return I.vec_at(i); };
-  I.copy_out(list, I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
-  if (take_step) I.copy_out(list, I.step.get(), vec_at, I.h_step.data(), vec_at, params);
+  I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
+  if (take_step) I.copy_out(I.missing(I.step_held, list), I.step.get(), vec_at, I.h_step.data(), vec_at, params);
   parallel_for(count, I.host_threads, [&](int j, int t) {
     const int i = list[j];
     loss[j] = I.host.var_pro_trial(i, I.h_theta.data() + I.theta_at(i), take_step ? I.h_step.data() + I.vec_at(i) : nullptr,
@@ -1167,10 +1199,15 @@ void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, do
 void CudaBackend::var_pro_accept(const std::vector<int>& list) {
   Impl& I = *impl_;
   if (list.empty()) return;
-  // var_pro_trial left network i's trial at vec_off in h_trial; theta takes it at theta_off.
+  // var_pro_trial left network i's trial at vec_off in h_trial; theta takes it at theta_off,
+  // and so does the host's copy.
   I.copy_in(
       list, I.h_trial.data(), [&](int i) { return I.vec_at(i); }, I.theta.get(), [&](int i) { return I.theta_at(i); },
       [&](int i) { return I.params_of(i); });
+  for (int i : list) {
+    std::copy_n(I.h_trial.data() + I.vec_at(i), I.params_of(i), I.h_theta.data() + I.theta_at(i));
+    I.theta_held[i] = 1;
+  }
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }
 

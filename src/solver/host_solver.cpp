@@ -338,9 +338,8 @@ void HostSolver::var_pro_system(int i, const double* theta, const double* H, con
   reduced_system(js, w.cols, scale, 2.0 / npts, npts, w.curvature, sys);
 }
 
-int HostSolver::var_pro_step(int i, const double* theta, const double* H, const double*,
-                             const double* scale, double lambda, double* step, StepModel* model,
-                             Workspace& w) const {
+int HostSolver::var_pro_step(int i, const double* theta, const double* H, const double* scale,
+                             double lambda, double* step, StepModel* model, Workspace& w) const {
   var_pro_system(i, theta, H, scale, &w.reduced, w);
   return reduced_solve(num_params(nets_[i].shape), scale, w.reduced, lambda, w.work, step, model);
 }

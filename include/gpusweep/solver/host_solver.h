@@ -70,9 +70,10 @@ class HostSolver {
 
   // Backend::var_pro_solve for one network: var_pro_system, then the damped step
   // (reduced_solve) into step (all parameters). Returns reduced_solve's info; writes *model.
-  // (g, the gradient, is not needed: the reduced gradient comes from the QR.)
-  int var_pro_step(int i, const double* theta, const double* H, const double* g, const double* scale,
-                   double lambda, double* step, StepModel* model, Workspace& w) const;
+  // H as var_pro_system reads it. (The gradient is not needed: the reduced gradient comes from
+  // the QR.)
+  int var_pro_step(int i, const double* theta, const double* H, const double* scale, double lambda,
+                   double* step, StepModel* model, Workspace& w) const;
 
   // Backend::var_pro_trial for one network: trial = theta (+ alpha step when step is not null),
   // the kinks of its thin neurons pushed out of the domain (push_out_thin), its linear
