@@ -20,6 +20,7 @@
 #include "gpusweep/solver/host_solver.h"
 #include "gpusweep/solver/least_squares.h"
 #include "gpusweep/solver/solve.h"
+#include "gpusweep/solver/tally.h"
 #include "gpusweep/solver/var_pro.h"
 #include "gpusweep/train/driver.h"
 #include "gpusweep/train/sweep.h"
@@ -681,6 +682,57 @@ TEST(VarPro, Width200ConvergesAtNewtonsRate) {
   EXPECT_GT(rmse0, 1e-7);
   EXPECT_LE(res[0].test_rmse, 1e-4 * rmse0) << res[0].reason;
   EXPECT_LE(res[0].test_rmse, 1e-10) << res[0].reason;
+}
+
+// The damping and extension fields of TrainOptions act as documented. Damping held at 1e8 of
+// the unit diagonal over every step (calm_steps, calm_lambda) leaves the ALL stage where it
+// began, where the default lowers the loss; with max_extrapolate 1 no kept step is extended,
+// so each network takes one trial per damping try (and one at the stage's start), where the
+// default takes more.
+TEST(VarPro, DampingAndExtensionOptionsActAsDocumented) {
+  SweepSpec spec;
+  spec.datasets.push_back(make_target_dataset("invcos2", 2000, 0));
+  spec.archs = parse_archs("glu,gqu");
+  spec.acts = {Act::kRelu};
+  spec.widths = {12};
+  spec.train.schedule = parse_schedule("D,U,Q,R,S,G");
+  const auto jobs = make_jobs(spec);
+  auto run = [&](const TrainOptions& o, SolverTally* t) {
+    SweepSpec sp = spec;
+    sp.train = o;
+    if (t != nullptr) set_solver_tally(t);
+    CpuBackend be(1);
+    const auto res = run_sweep(sp, jobs, be);
+    set_solver_tally(nullptr);
+    return res;
+  };
+  const auto before = run(spec.train, nullptr);
+  TrainOptions o = spec.train;
+  o.schedule = parse_schedule("D,U,Q,R,S,G,ALL*20");
+  SolverTally t_default, t_calm, t_short;
+  const auto trained = run(o, &t_default);
+  TrainOptions calm = o;
+  calm.calm_steps = 1000;
+  calm.calm_lambda = 1e8;
+  const auto held = run(calm, &t_calm);
+  TrainOptions no_ext = o;
+  no_ext.max_extrapolate = 1.0;
+  const auto short_steps = run(no_ext, &t_short);
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const std::string where = model_name(jobs[j].model());
+    EXPECT_LT(trained[j].train_rmse, 0.5 * before[j].train_rmse) << where;
+    // The stage's start re-solves the linear parameters; the held steps then move by about
+    // 1e-8 of a Newton step.
+    EXPECT_GT(held[j].train_rmse, 0.9 * before[j].train_rmse) << where;
+    EXPECT_LT(short_steps[j].train_rmse, 0.5 * before[j].train_rmse) << where;
+    std::printf("%s: train RMSE %.4g before ALL, %.4g default, %.4g held, %.4g without extension\n", where.c_str(),
+                before[j].train_rmse, trained[j].train_rmse, held[j].train_rmse, short_steps[j].train_rmse);
+  }
+  const long long nets = static_cast<long long>(jobs.size());
+  EXPECT_GT(t_default.trials, t_default.tries + nets);
+  EXPECT_LE(t_short.trials, t_short.tries + nets);
+  std::printf("trials / tries: default %lld / %lld, without extension %lld / %lld\n", t_default.trials,
+              t_default.tries, t_short.trials, t_short.tries);
 }
 
 }  // namespace

@@ -92,8 +92,8 @@ struct StageState {
   std::vector<double> sgrad;    // scaled gradient / RMSE at the start of the current step
   std::vector<int> fallbacks;   // fallbacks taken in this stage
   std::vector<double> floor;    // rounding_floor at the stage's start (empty: not watched)
-  // A network whose last step lowered its loss by less than kStationaryFtol: it leaves the stage
-  // at the next assembly if it is stationary there (var_pro_step, assemble_and_screen).
+  // A network whose last step lowered its loss by less than opt.stationary_ftol: it leaves the
+  // stage at the next assembly if it is stationary there (var_pro_step, assemble_and_screen).
   std::vector<char> settled;
   bool var_pro = false;         // the stage takes variable-projection steps
   // Set when a network leaves the stage by a stop test (not its step limit) at a point that
@@ -106,23 +106,6 @@ struct StageState {
         loss0(b.size(), 0.0), gdotp(b.size(), 0.0), sgrad(b.size(), NAN), fallbacks(b.size(), 0),
         settled(b.size(), 0), stopped_short(shortstop) {}
 };
-
-// A network whose loss comes within this factor of its stage-start rounding floor has the floor
-// measured again (assemble_and_screen).
-constexpr double kFloorMargin = 16.0;
-
-// Damping of the variable-projection steps: Levenberg-Marquardt on the reduced system (unit
-// diagonal), updated from the gain ratio as Nielsen does.
-constexpr double kVarProLambdaInit = 1e-3;
-// The most a kept step lowers the damping (Nielsen's 1/3).
-constexpr double kLambdaDrop = 1.0 / 3.0;
-// The first kCalmSteps steps of a variable-projection stage keep the damping at least
-// kCalmLambda (the unit diagonal of the scaled reduced system). From the spline start the
-// reduced Hessian has directions of negative curvature, and undamped steps along them (the
-// saddle-free step of reduced_solve) leave its basin for worse minima: 1.5x to 5x at gqu widths
-// 21 to 49 on invcos2 (bench/RESULTS.md). Later steps are free, and converge fast.
-constexpr int kCalmSteps = 20;
-constexpr double kCalmLambda = 1.0;
 
 void mark(NetResult& r, Status s, const std::string& why) {
   r.status = s;
@@ -181,7 +164,7 @@ std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vec
   std::vector<double> floor(m, 0.0), theta;
   for (std::size_t j = 0; j < m; ++j) {
     const int i = active[j];
-    if (st.floor.empty() || !(loss[j] <= kFloorMargin * st.floor[i])) continue;
+    if (st.floor.empty() || !(loss[j] <= st.opt.floor_margin * st.floor[i])) continue;
     if (theta.empty()) be.read_params(theta);
     const NetDesc& nd = st.batch.nets[i];
     floor[j] = rounding_floor(nd.shape, theta.data() + nd.offset, *st.batch.datasets[nd.dataset]);
@@ -353,7 +336,7 @@ void fallback_step(Backend& be, StageState& st, std::vector<double>& nu, const s
     if (std::isfinite(after[j]) && before[j] - after[j] > st.opt.ftol * before[j]) {
       st.res[i].rel_decrease = (before[j] - after[j]) / before[j];
       mark(st.res[i], Status::kMaxSteps, "step limit of stage ALL");
-      st.lambda[i] = kVarProLambdaInit;
+      st.lambda[i] = st.opt.var_pro_lambda_init;
       nu[i] = 2.0;
       keep.push_back(i);
       continue;
@@ -368,11 +351,11 @@ void fallback_step(Backend& be, StageState& st, std::vector<double>& nu, const s
 }
 
 // A kept step is extended along its own direction, doubling its length while the exact loss (the
-// trial) keeps falling, up to kMaxExtrapolate times (extrapolate), in two cases. Its actual
-// decrease is well above the model's (gain ratio above kExtrapolateRho): it went where the loss
+// trial) keeps falling, up to opt.max_extrapolate times (extrapolate), in two cases. Its actual
+// decrease is well above the model's (gain ratio above opt.extrapolate_rho): it went where the loss
 // is flatter than the model says (the kinks crossed training points, whose jumps in the
 // gradient no per-point Hessian holds). Or the model was right about it (gain ratio above
-// kTrustRho) and says itself that the step stopped short: along the step's direction it has no
+// opt.trust_rho) and says itself that the step stopped short: along the step's direction it has no
 // minimum (curvature <= 0) or one beyond twice the step (StepModel). The damping and the
 // saddle-free absolute values make that common where the reduced Hessian is indefinite: at
 // the wide gqu of the 1..200 sweep, where the roots of the factors sit close to the kinks
@@ -380,24 +363,14 @@ void fallback_step(Backend& be, StageState& st, std::vector<double>& nu, const s
 // along directions of negative curvature, each step as far as |curvature| allows; doubled,
 // most of them are kept (bench/RESULTS.md). st.loss0 holds each network's loss after its
 // accepted step.
-constexpr double kExtrapolateRho = 1.5;
-constexpr double kTrustRho = 0.5;
-constexpr double kMaxExtrapolate = 16.0;
-
 // Whether the model says that a step (gain ratio rho) stopped short along its direction.
-bool stopped_short_of_model(const StepModel& m, double rho) {
-  return rho > kTrustRho && (m.curvature <= 0.0 || -m.slope > 2.0 * m.curvature);
+bool stopped_short_of_model(const StepModel& m, double rho, double trust_rho) {
+  return rho > trust_rho && (m.curvature <= 0.0 || -m.slope > 2.0 * m.curvature);
 }
-
-// A stationary network (scaled gradient at most stationary_tol) leaves the stage once a step
-// lowers its loss by less than this, relative, and it is still stationary after the step (the
-// next assembly says so): near the noise floor of its least-squares solves (about 1e-9 of the
-// loss at width 200) the steps only move it within the noise.
-constexpr double kStationaryFtol = 1e-8;
 
 void extrapolate(Backend& be, StageState& st, std::vector<int> nets) {
   double total = 1.0;
-  while (!nets.empty() && 2.0 * total <= kMaxExtrapolate) {
+  while (!nets.empty() && 2.0 * total <= st.opt.max_extrapolate) {
     // theta already holds the trial at `total` times the step; one more `total` doubles it.
     const std::vector<double> alpha(nets.size(), total);
     std::vector<double> loss(nets.size());
@@ -477,10 +450,11 @@ std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& 
         }
         accepted.push_back(i);
         const double rho = drop / ready_model[j].pred;
-        if (rho > kExtrapolateRho || stopped_short_of_model(ready_model[j], rho)) stretch.push_back(i);
+        if (rho > st.opt.extrapolate_rho || stopped_short_of_model(ready_model[j], rho, st.opt.trust_rho))
+          stretch.push_back(i);
         st.loss0[i] = trial[j];
         const double c = 2.0 * rho - 1.0;
-        st.lambda[i] = std::max(st.lambda[i] * std::max(kLambdaDrop, 1.0 - c * c * c), st.opt.lambda_min);
+        st.lambda[i] = std::max(st.lambda[i] * std::max(st.opt.lambda_drop, 1.0 - c * c * c), st.opt.lambda_min);
         nu[i] = 2.0;
         start[i] = trial[j] + drop;
       }
@@ -495,7 +469,7 @@ std::vector<int> var_pro_step(Backend& be, StageState& st, std::vector<double>& 
           keep.push_back(i);
         // Stationary at the step's start and hardly lowered by it: the next assembly decides,
         // at the point where the network would stop.
-        st.settled[i] = drop <= kStationaryFtol * start[i] && st.sgrad[i] <= st.opt.stationary_tol;
+        st.settled[i] = drop <= st.opt.stationary_ftol * start[i] && st.sgrad[i] <= st.opt.stationary_tol;
       }
     }
     std::sort(retry.begin(), retry.end());
@@ -775,7 +749,7 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
       be.read_params(theta_in);
       // Start from the optimal linear parameters for the current nonlinear ones, with the same
       // rule for thin neurons as every trial, so that the trials compare like with like.
-      std::fill(st.lambda.begin(), st.lambda.end(), kVarProLambdaInit);
+      std::fill(st.lambda.begin(), st.lambda.end(), st.opt.var_pro_lambda_init);
       std::vector<double> start(active.size());
       be.var_pro_trial(active, false, start.data());
       be.var_pro_accept(active);
@@ -789,8 +763,8 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
     }
     for (int step = 0; step < spec.steps && !active.empty(); ++step) {
       if (var_pro) {
-        if (step < kCalmSteps)
-          for (int i : active) st.lambda[i] = std::max(st.lambda[i], kCalmLambda);
+        if (step < st.opt.calm_steps)
+          for (int i : active) st.lambda[i] = std::max(st.lambda[i], st.opt.calm_lambda);
         active = var_pro_step(be, st, nu, active);
       } else {
         active = newton_step(be, st, active);

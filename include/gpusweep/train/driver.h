@@ -70,6 +70,31 @@ struct TrainOptions {
   // each linear block (D, U, Q) in turn.
   bool variable_projection = true;
   bool min_norm_linear = true;  // D, U, Q stages of the schedule: minimum-norm solutions
+  // A network whose loss comes within floor_margin times its stage-start rounding floor has
+  // the floor measured again at its present parameters; at the floor it leaves the stage.
+  double floor_margin = 16.0;
+  // Variable projection's damping: Levenberg-Marquardt on the reduced system scaled to a unit
+  // diagonal, updated from the gain ratio as Nielsen does. A network enters an ALL stage (and
+  // comes back from a fallback) with var_pro_lambda_init; a kept step lowers it by at most the
+  // factor lambda_drop (Nielsen's 1/3). The first calm_steps steps of a stage keep it at least
+  // calm_lambda: from the spline start the reduced Hessian has directions of negative
+  // curvature, and undamped steps along them (the saddle-free step of reduced_solve) leave its
+  // basin for worse minima (1.5x to 5x at gqu widths 21 to 49 on invcos2, bench/RESULTS.md).
+  double var_pro_lambda_init = 1e-3;
+  double lambda_drop = 1.0 / 3.0;
+  int calm_steps = 20;
+  double calm_lambda = 1.0;
+  // A kept variable-projection step is doubled while the loss keeps falling, up to
+  // max_extrapolate times its length, when its gain ratio is above extrapolate_rho, or above
+  // trust_rho with the model saying that the step stopped short along its direction.
+  double extrapolate_rho = 1.5;
+  double trust_rho = 0.5;
+  double max_extrapolate = 16.0;
+  // A stationary network (scaled gradient at most stationary_tol) leaves a variable-projection
+  // stage once a step lowers its loss by less than stationary_ftol, relative, and the next
+  // assembly finds it still stationary: near the noise floor of its least-squares solves
+  // (about 1e-9 of the loss at width 200) steps only move it within the noise.
+  double stationary_ftol = 1e-8;
   std::function<void(const StepInfo&)> on_step;  // progress; may be empty
 };
 
