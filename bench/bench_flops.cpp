@@ -356,13 +356,13 @@ int main(int argc, char** argv) {
         sweep_fl[p] += full_seeds * f;
         sweep_tg[p] += full_seeds * t;
       }
-      // The present CUDA backend, per step: loss and scaled gradient down; per damping try
-      // (var_pro_solve) theta, gradient, scale and the P x P Hessian down and the step up; per
-      // trial (var_pro_trial) theta and the step down, and the accepted trial up (counted for
-      // every trial: an upper bound).
+      // The present CUDA backend, per step: loss, scaled gradient and the new Jacobi scale
+      // down (it keeps host copies of the parameters and the step, and a relu 1D network's
+      // Hessian stays on the device); per damping try (var_pro_solve) the step up; per trial
+      // (var_pro_trial) the accepted trial up (counted for every trial: an upper bound).
       const double tries = interp(v, w, [](const Sample& s) { return s.tries; }) / st;
       const double trials = interp(v, w, [](const Sample& s) { return s.trials; }) / st;
-      bytes_present += full_seeds * (16.0 + tries * (8.0 * P * P + 32.0 * P) + trials * 24.0 * P);
+      bytes_present += full_seeds * (16.0 + 8.0 * P + tries * 8.0 * P + trials * 8.0 * P);
       bytes_target += full_seeds * (16.0 * P + 256.0);
       bytes_systems += full_seeds * 8.0 * interp(v, w, [](const Sample& s) { return s.elems; });
     }
