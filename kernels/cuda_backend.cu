@@ -237,6 +237,7 @@ struct CudaBackend::Impl {
   // The solver's host half (host_solver.h) and its host copies: parameters at theta_off,
   // steps and var_pro_trial's parameters at vec_off, gradients and scales at vec_off.
   HostSolver host;
+  HostVarPro var_pro;  // the reduced systems and residuals kept per network
   int host_threads = 1;
   std::vector<HostSolver::Workspace> host_ws;
   long long total_vec = 0;
@@ -519,6 +520,7 @@ void CudaBackend::load(const Batch& batch) {
   I.total_params = static_cast<long long>(batch.params.size());
   I.total_vec = vec;
   I.host.load(batch);
+  I.var_pro.load(n);
   I.h_trial.assign(vec, NAN);  // no trial before var_pro_trial: accepting one installs NaN
   I.h_theta = batch.params;  // what theta receives below
   I.h_step.assign(vec, 0.0);
@@ -749,6 +751,7 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
 
   jacobi_scale(cl, count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(), I.per_call.get(), st);
   I.drop(I.scale_held, list);
+  for (int i : list) I.var_pro.assembled(i);
   std::vector<double> sse(count);
   I.copies.to_host(sse.data(), I.sums.get(), count * sizeof(double), st);
   I.copies.to_host(scaled_grad, I.per_call.get(), count * sizeof(double), st);
@@ -975,6 +978,7 @@ void CudaBackend::apply_step(const std::vector<int>& list, const double* alpha) 
   I.coef.upload(I.copies, alpha, count, st);
   gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
   I.drop(I.theta_held, list);
+  for (int i : list) I.var_pro.moved(i);
   CUDA_CHECK(cudaStreamSynchronize(st));
   I.charge(list, now() - t0);
 }
@@ -1076,6 +1080,7 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
   gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
   I.drop(I.theta_held, list);
   I.drop(I.step_held, list);
+  for (int i : list) I.var_pro.moved(i);
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
@@ -1087,7 +1092,10 @@ void CudaBackend::set_params(const std::vector<int>& list, const double* values)
       list, values, [&](int i) { return packed[i]; }, I.theta.get(), [&](int i) { return I.theta_at(i); },
       [&](int i) { return I.params_of(i); });
   for (int i : list) std::copy_n(values + packed[i], I.params_of(i), I.h_theta.data() + I.theta_at(i));
-  for (int i : list) I.theta_held[i] = 1;
+  for (int i : list) {
+    I.theta_held[i] = 1;
+    I.var_pro.moved(i);
+  }
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
@@ -1132,11 +1140,14 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   auto vec_at = [&](int i) { return I.vec_at(i); };
   auto params = [&](int i) { return I.params_of(i); };
   // The parameters and the scale of each network, unless the host holds them already (a
-  // damping retry; parameters that a trial here made). The system of a relu network on 1D
-  // inputs is built from its parameters and the data alone (var_pro.h): its Hessian stays on
-  // the device. The other networks' Hessians come back in groups of at most host_system_bytes.
+  // damping retry; parameters that a trial here made). A damping retry solves the reduced
+  // system kept from the first try (HostVarPro). The system of a relu network on 1D inputs is
+  // built from its parameters and the data alone (var_pro.h): its Hessian stays on the device.
+  // The other networks' Hessians come back, for a new system, in groups of at most
+  // host_system_bytes.
   I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
   I.copy_out(I.missing(I.scale_held, list), I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
+  auto needs_hessian = [&](int i) { return !I.fast[i] && !I.var_pro.has_system(i); };
   const std::size_t cap = std::max<std::size_t>(I.opt.host_system_bytes / sizeof(double), 1);
   std::size_t first = 0;
   while (first < list.size()) {
@@ -1145,7 +1156,7 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
     std::size_t used = 0;
     for (std::size_t k = first; k < list.size(); ++k) {
       const int i = list[k];
-      const std::size_t p = I.fast[i] ? 0 : static_cast<std::size_t>(I.params_of(i));
+      const std::size_t p = needs_hessian(i) ? static_cast<std::size_t>(I.params_of(i)) : 0;
       if (!group.empty() && used + p * p > cap) break;
       group.push_back(i);
       at.push_back(used);
@@ -1153,7 +1164,7 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
     }
     I.h_H.resize(std::max(I.h_H.size(), used));
     for (std::size_t q = 0; q < group.size(); ++q) {
-      if (I.fast[group[q]]) continue;
+      if (!needs_hessian(group[q])) continue;
       const std::size_t p = I.params_of(group[q]);
       I.copies.to_host(I.h_H.data() + at[q], I.H.get() + I.nets[group[q]].sq_off, p * p * sizeof(double), st);
     }
@@ -1161,9 +1172,9 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
     parallel_for(static_cast<int>(group.size()), I.host_threads, [&](int q, int t) {
       const int i = group[q];
       const std::size_t j = first + q;
-      info[j] = I.host.var_pro_step(i, I.h_theta.data() + I.theta_at(i), I.fast[i] ? nullptr : I.h_H.data() + at[q],
-                                    I.h_scale.data() + I.vec_at(i), lambda[j],
-                                    I.h_step.data() + I.vec_at(i), &model[j], I.host_ws[t]);
+      info[j] = I.var_pro.solve(I.host, i, I.h_theta.data() + I.theta_at(i),
+                                needs_hessian(i) ? I.h_H.data() + at[q] : nullptr, I.h_scale.data() + I.vec_at(i),
+                                lambda[j], I.h_step.data() + I.vec_at(i), &model[j], I.host_ws[t]);
     });
     first += group.size();
   }
@@ -1188,8 +1199,8 @@ void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, do
   if (take_step) I.copy_out(I.missing(I.step_held, list), I.step.get(), vec_at, I.h_step.data(), vec_at, params);
   parallel_for(count, I.host_threads, [&](int j, int t) {
     const int i = list[j];
-    loss[j] = I.host.var_pro_trial(i, I.h_theta.data() + I.theta_at(i), take_step ? I.h_step.data() + I.vec_at(i) : nullptr,
-                                   I.h_trial.data() + I.vec_at(i), I.host_ws[t], alpha != nullptr ? alpha[j] : 1.0);
+    loss[j] = I.var_pro.trial(I.host, i, I.h_theta.data() + I.theta_at(i), take_step ? I.h_step.data() + I.vec_at(i) : nullptr,
+                              I.h_trial.data() + I.vec_at(i), I.host_ws[t], alpha != nullptr ? alpha[j] : 1.0);
   });
   const double secs = now() - t0;
   I.stats.host_seconds += secs;
@@ -1207,6 +1218,7 @@ void CudaBackend::var_pro_accept(const std::vector<int>& list) {
   for (int i : list) {
     std::copy_n(I.h_trial.data() + I.vec_at(i), I.params_of(i), I.h_theta.data() + I.theta_at(i));
     I.theta_held[i] = 1;
+    I.var_pro.accept(i);
   }
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }

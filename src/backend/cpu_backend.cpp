@@ -162,13 +162,8 @@ void CpuBackend::load(const Batch& batch) {
   stage_begin_.assign(n, 0);
   stage_end_.assign(n, 0);
   seconds_.assign(n, 0.0);
-  reduced_.assign(n, ReducedSystem{});
-  reduced_ok_.assign(n, 0);
   diag_only_.assign(n, 0);
-  resid_.resize(n);
-  trial_resid_.resize(n);
-  resid_ok_.assign(n, 0);
-  trial_resid_ok_.assign(n, 0);
+  var_pro_.load(n);
   host_.load(batch, fast_relu1d_);
 }
 
@@ -187,11 +182,7 @@ void CpuBackend::assemble_relu1d(int i, Block stage, HessianKind kind, double* l
   Workspace& w = workspace();
 
   // Residuals on the sorted points, and the prefix sums of r x^j, j <= the column degree.
-  if (!resid_ok_[i]) {
-    host_.sorted_residuals(i, theta, resid_[i]);
-    resid_ok_[i] = 1;
-  }
-  const double* resid = resid_[i].data();
+  const double* resid = var_pro_.residuals(host_, i, theta).data();
   double sse = 0.0;
   for (int k = 0; k < npts; ++k) sse += resid[k] * resid[k];
   *loss = sse / npts;
@@ -334,7 +325,7 @@ void CpuBackend::assemble(const std::vector<int>& nets, Block stage, HessianKind
     stage_range(s, stage, &b, &e);
     stage_begin_[i] = b;
     stage_end_[i] = e;
-    reduced_ok_[i] = 0;
+    var_pro_.assembled(i);
     diag_only_[i] = 0;
     const int m = e - b;
     double* H = H_.data() + square_off_[i];
@@ -484,28 +475,19 @@ void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambd
     if (stage_begin_[i] != 0 || stage_end_[i] != num_params(nets_[i].shape))
       throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
   // The reduced system of a network is built once per assembly; a damping retry only solves
-  // it again.
+  // it again (HostVarPro).
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
-    HostSolver::Workspace& w = workspace().host;
-    const double* scale = scale_.data() + vec_off_[i];
-    if (!reduced_ok_[i]) {
-      host_.var_pro_system(i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i], scale, &reduced_[i], w,
-                           resid_ok_[i] ? resid_[i].data() : nullptr);
-      reduced_ok_[i] = 1;
-    }
-    info[j] = reduced_solve(num_params(nets_[i].shape), scale, reduced_[i], lambda[j], w.work,
-                            step_.data() + vec_off_[i], &model[j]);
+    info[j] = var_pro_.solve(host_, i, theta_.data() + nets_[i].offset, H_.data() + square_off_[i],
+                             scale_.data() + vec_off_[i], lambda[j], step_.data() + vec_off_[i], &model[j],
+                             workspace().host);
   });
 }
 
 void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
                                const double* alpha) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
-    loss[j] = host_.var_pro_trial(i, theta_.data() + nets_[i].offset,
-                                  take_step ? step_.data() + vec_off_[i] : nullptr,
-                                  trial_theta_.data() + vec_off_[i], workspace().host,
-                                  alpha != nullptr ? alpha[j] : 1.0, &trial_resid_[i]);
-    trial_resid_ok_[i] = !trial_resid_[i].empty();
+    loss[j] = var_pro_.trial(host_, i, theta_.data() + nets_[i].offset, take_step ? step_.data() + vec_off_[i] : nullptr,
+                             trial_theta_.data() + vec_off_[i], workspace().host, alpha != nullptr ? alpha[j] : 1.0);
   });
 }
 
@@ -513,9 +495,7 @@ void CpuBackend::var_pro_accept(const std::vector<int>& nets) {
   for_each_net(nets, threads_, seconds_, [&](int, int i) {
     const double* trial = trial_theta_.data() + vec_off_[i];
     std::copy(trial, trial + num_params(nets_[i].shape), theta_.data() + nets_[i].offset);
-    resid_[i].swap(trial_resid_[i]);
-    resid_ok_[i] = trial_resid_ok_[i];
-    trial_resid_ok_[i] = 0;
+    var_pro_.accept(i);
   });
 }
 
@@ -545,7 +525,7 @@ void CpuBackend::add_params(const std::vector<int>& nets, const double* delta) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     double* theta = theta_.data() + nets_[i].offset;
     for (int k = 0, p = num_params(nets_[i].shape); k < p; ++k) theta[k] += delta[off[j] + k];
-    resid_ok_[i] = 0;
+    var_pro_.moved(i);
   });
 }
 
@@ -553,7 +533,7 @@ void CpuBackend::set_params(const std::vector<int>& nets, const double* values) 
   const std::vector<std::size_t> off = packed_offsets(nets_, nets);
   for (std::size_t j = 0; j < nets.size(); ++j) {
     std::copy(values + off[j], values + off[j + 1], theta_.data() + nets_[nets[j]].offset);
-    resid_ok_[nets[j]] = 0;
+    var_pro_.moved(nets[j]);
   }
 }
 
@@ -587,7 +567,7 @@ void CpuBackend::apply_step(const std::vector<int>& nets, const double* alpha) {
     double* theta = theta_.data() + nets_[i].offset;
     const double* step = step_.data() + vec_off_[i];
     for (int q = stage_begin_[i]; q < stage_end_[i]; ++q) theta[q] += alpha[j] * step[q - stage_begin_[i]];
-    resid_ok_[i] = 0;
+    var_pro_.moved(i);
   });
 }
 

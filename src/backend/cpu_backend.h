@@ -71,18 +71,11 @@ class CpuBackend final : public Backend {
   std::vector<double> seconds_;
   std::vector<Workspace> ws_;
   HostSolver host_;  // the sorted 1D points, least squares and variable projection
-  // Per network: its reduced system (var_pro_solve), valid until the next assembly.
-  std::vector<ReducedSystem> reduced_;
-  std::vector<char> reduced_ok_;
   // Per network: its last assembly (kDiagonal, relu 1D) wrote only the diagonal of H.
   std::vector<char> diag_only_;
-  // Relu on 1D inputs, per network: the residuals at the sorted training points
-  // (HostSolver::sorted_residuals) of theta while resid_ok_, and of the last trial of
-  // var_pro_trial while trial_resid_ok_; var_pro_accept makes the second the first. Each is
-  // made once, where the math needs it again at the same parameters (the accepted trial's are
-  // the next assembly's and the next reduced system's).
-  std::vector<std::vector<double>> resid_, trial_resid_;
-  std::vector<char> resid_ok_, trial_resid_ok_;
+  // Per network: the reduced systems and the residuals that variable projection keeps; the
+  // residuals are also the relu 1D assembly's.
+  HostVarPro var_pro_;
 };
 
 }  // namespace gs

@@ -381,4 +381,43 @@ double HostSolver::var_pro_trial(int i, const double* theta, const double* step,
   return sse / npts;
 }
 
+void HostVarPro::load(int networks) {
+  system_.assign(networks, ReducedSystem{});
+  resid_.assign(networks, {});
+  trial_resid_.assign(networks, {});
+  system_ok_.assign(networks, 0);
+  resid_ok_.assign(networks, 0);
+  trial_resid_ok_.assign(networks, 0);
+}
+
+const std::vector<double>& HostVarPro::residuals(const HostSolver& host, int i, const double* theta) {
+  if (!resid_ok_[i]) {
+    host.sorted_residuals(i, theta, resid_[i]);
+    resid_ok_[i] = 1;
+  }
+  return resid_[i];
+}
+
+int HostVarPro::solve(const HostSolver& host, int i, const double* theta, const double* H, const double* scale,
+                      double lambda, double* step, StepModel* model, HostSolver::Workspace& w) {
+  if (!system_ok_[i]) {
+    host.var_pro_system(i, theta, H, scale, &system_[i], w, resid_ok_[i] ? resid_[i].data() : nullptr);
+    system_ok_[i] = 1;
+  }
+  return reduced_solve(num_params(host.shape(i)), scale, system_[i], lambda, w.work, step, model);
+}
+
+double HostVarPro::trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
+                         HostSolver::Workspace& w, double alpha) {
+  const double loss = host.var_pro_trial(i, theta, step, trial, w, alpha, &trial_resid_[i]);
+  trial_resid_ok_[i] = !trial_resid_[i].empty();
+  return loss;
+}
+
+void HostVarPro::accept(int i) {
+  resid_[i].swap(trial_resid_[i]);
+  resid_ok_[i] = trial_resid_ok_[i];
+  trial_resid_ok_[i] = 0;
+}
+
 }  // namespace gs

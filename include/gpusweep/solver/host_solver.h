@@ -40,6 +40,8 @@ class HostSolver {
 
   // Empty for a dataset with d > 1.
   const Sorted& sorted(int dataset) const { return sorted_[dataset]; }
+  // Network i's shape.
+  const Shape& shape(int i) const { return nets_[i].shape; }
   // A 1D dataset's sorted training points and the ends of its domain.
   Points1d points1d(int dataset) const;
 
@@ -89,6 +91,38 @@ class HostSolver {
   std::vector<const Dataset*> data_;
   std::vector<Sorted> sorted_;
   bool fast_relu1d_ = true;
+};
+
+// What the variable-projection step keeps per network of a loaded batch between calls, for
+// either backend: its reduced system, built once per assembly (a damping retry only solves it
+// again), and, for relu on 1D inputs, the residuals at the sorted training points of its
+// parameters and of its last trial, each made once per parameter vector (the accepted trial's
+// are the next assembly's and the next reduced system's). Calls for different networks may
+// run on different threads at once.
+class HostVarPro {
+ public:
+  void load(int networks);
+  // Network i was assembled again: its reduced system is stale.
+  void assembled(int i) { system_ok_[i] = 0; }
+  // Whether network i's reduced system is kept (solve() then reads neither H nor theta).
+  bool has_system(int i) const { return system_ok_[i] != 0; }
+  // Network i's parameters changed other than by accept(): its residuals are stale.
+  void moved(int i) { resid_ok_[i] = 0; }
+  // The residuals of network i (relu on 1D inputs) at theta, its present parameters.
+  const std::vector<double>& residuals(const HostSolver& host, int i, const double* theta);
+  // Backend::var_pro_solve for network i (HostSolver::var_pro_step, with the system kept).
+  int solve(const HostSolver& host, int i, const double* theta, const double* H, const double* scale,
+            double lambda, double* step, StepModel* model, HostSolver::Workspace& w);
+  // Backend::var_pro_trial for network i (HostSolver::var_pro_trial, its residuals kept).
+  double trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
+               HostSolver::Workspace& w, double alpha);
+  // Network i's parameters are now its last trial.
+  void accept(int i);
+
+ private:
+  std::vector<ReducedSystem> system_;
+  std::vector<std::vector<double>> resid_, trial_resid_;
+  std::vector<char> system_ok_, resid_ok_, trial_resid_ok_;
 };
 
 // The operations of one evaluation of the residuals y(x_k) - f_k of a network at npoints points
