@@ -390,7 +390,6 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
     std::vector<double> l0(count), sg(count), lambda(count), trial_loss(count);
     std::vector<StepModel> model(count);
     std::vector<int> info(count);
-    for (int j = 0; j < count; ++j) lambda[j] = 1e-3 * (1 + j % 3);
     gpu.assemble(nets, Block::kAll, HessianKind::kExact, l0.data(), sg.data());
     std::vector<double> H, g;
     std::vector<std::vector<double>> systems, grads;
@@ -399,29 +398,34 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
       systems.push_back(H);
       grads.push_back(g);
     }
-    gpu.var_pro_solve(nets, lambda.data(), info.data(), model.data());
-    gpu.var_pro_trial(nets, true, trial_loss.data());
+    // The step and its trial, then a damping retry (no assembly in between: the backend solves
+    // the system it kept, and the parameters, step and scale it holds) and its trial.
     gpu.read_params(theta);
     expect = theta;
-    for (int j = 0; j < count; ++j) {
-      const NetDesc& nd = batch.nets[nets[j]];
-      const int p = num_params(nd.shape);
-      const std::string where = std::string(act_name(act)) + " " + arch_name(nd.shape.arch) +
-                                " n=" + std::to_string(nd.shape.n);
-      std::vector<double> scale(p), step(p), trial(p);
-      jacobi_scale(p, systems[j].data(), grads[j].data(), scale.data());
-      StepModel pr;
-      const int inf = host.var_pro_step(nets[j], theta.data() + nd.offset, systems[j].data(), scale.data(),
-                                        lambda[j], step.data(), &pr, w);
-      EXPECT_EQ(info[j], inf) << where;
-      if (inf == 0) {
-        EXPECT_TRUE(close(model[j].pred, pr.pred, 1e-12)) << where << ": " << model[j].pred << " vs " << pr.pred;
-        EXPECT_TRUE(close(model[j].slope, pr.slope, 1e-12)) << where;
-        EXPECT_TRUE(close(model[j].curvature, pr.curvature, 1e-12)) << where;
+    for (double factor : {1.0, 10.0}) {
+      for (int j = 0; j < count; ++j) lambda[j] = factor * 1e-3 * (1 + j % 3);
+      gpu.var_pro_solve(nets, lambda.data(), info.data(), model.data());
+      gpu.var_pro_trial(nets, true, trial_loss.data());
+      for (int j = 0; j < count; ++j) {
+        const NetDesc& nd = batch.nets[nets[j]];
+        const int p = num_params(nd.shape);
+        const std::string where = std::string(act_name(act)) + " " + arch_name(nd.shape.arch) +
+                                  " n=" + std::to_string(nd.shape.n) + " lambda x" + std::to_string(factor);
+        std::vector<double> scale(p), step(p), trial(p);
+        jacobi_scale(p, systems[j].data(), grads[j].data(), scale.data());
+        StepModel pr;
+        const int inf = host.var_pro_step(nets[j], theta.data() + nd.offset, systems[j].data(), scale.data(),
+                                          lambda[j], step.data(), &pr, w);
+        EXPECT_EQ(info[j], inf) << where;
+        if (inf == 0) {
+          EXPECT_TRUE(close(model[j].pred, pr.pred, 1e-12)) << where << ": " << model[j].pred << " vs " << pr.pred;
+          EXPECT_TRUE(close(model[j].slope, pr.slope, 1e-12)) << where;
+          EXPECT_TRUE(close(model[j].curvature, pr.curvature, 1e-12)) << where;
+        }
+        const double tl = host.var_pro_trial(nets[j], theta.data() + nd.offset, step.data(), trial.data(), w);
+        EXPECT_TRUE(close(trial_loss[j], tl, 1e-12)) << where << ": " << trial_loss[j] << " vs " << tl;
+        std::copy(trial.begin(), trial.end(), expect.begin() + nd.offset);
       }
-      const double tl = host.var_pro_trial(nets[j], theta.data() + nd.offset, step.data(), trial.data(), w);
-      EXPECT_TRUE(close(trial_loss[j], tl, 1e-12)) << where << ": " << trial_loss[j] << " vs " << tl;
-      std::copy(trial.begin(), trial.end(), expect.begin() + nd.offset);
     }
     // Accept every other network's trial: the rest keep their parameters.
     std::vector<int> half;
@@ -448,6 +452,26 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
       std::copy(trial.begin(), trial.end(), expect.begin() + nd.offset);
     }
     EXPECT_LE(rel_diff(after, expect), 1e-12) << act_name(act);
+
+    // add_params moves the parameters and leaves delta as the step on the device: a trial of
+    // that step starts from the moved parameters (the host copies it held are stale).
+    gpu.read_params(theta);
+    std::vector<double> delta;
+    for (int i : nets) {
+      const NetDesc& nd = batch.nets[i];
+      for (int q = 0; q < num_params(nd.shape); ++q) delta.push_back(1e-4 * theta[nd.offset + q]);
+    }
+    gpu.add_params(nets, delta.data());
+    gpu.var_pro_trial(nets, true, trial_loss.data());
+    for (int j = 0, at = 0; j < count; ++j) {
+      const NetDesc& nd = batch.nets[nets[j]];
+      const int p = num_params(nd.shape);
+      std::vector<double> moved(theta.begin() + nd.offset, theta.begin() + nd.offset + p), trial(p);
+      for (int q = 0; q < p; ++q) moved[q] += delta[at + q];
+      const double tl = host.var_pro_trial(nets[j], moved.data(), delta.data() + at, trial.data(), w);
+      EXPECT_TRUE(close(trial_loss[j], tl, 1e-12)) << trial_loss[j] << " vs " << tl;
+      at += p;
+    }
   }
 }
 

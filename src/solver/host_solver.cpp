@@ -415,6 +415,7 @@ double HostVarPro::trial(const HostSolver& host, int i, const double* theta, con
 }
 
 void HostVarPro::accept(int i) {
+  system_ok_[i] = 0;
   resid_[i].swap(trial_resid_[i]);
   resid_ok_[i] = trial_resid_ok_[i];
   trial_resid_ok_[i] = 0;

@@ -463,7 +463,12 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
       dsyevd_("V", "L", &kb, sys.V.data(), &kb, sys.ev.data(), wk.data(), &lwork, iwk.data(), &liwork, &info);
       if (info < 0) throw std::logic_error("dsyevd: illegal argument " + std::to_string(-info));
       if (eig_timer.on()) tally_add(Prim::kEigen, flops_syevd(kb), 0.0, eig_timer.seconds());
-      if (info > 0) return info;  // no eigendecomposition: refused like a failed Cholesky
+      if (info > 0) {
+        // No eigendecomposition: refused like a failed Cholesky, and the system is tested
+        // afresh at the next try (V holds no decomposition).
+        sys.mode = ReducedSystem::kUnknown;
+        return info;
+      }
     }
     tally_sizes([&](SolverTally& ts) {
       ++ts.first_solves;

@@ -106,8 +106,12 @@ class HostVarPro {
   void assembled(int i) { system_ok_[i] = 0; }
   // Whether network i's reduced system is kept (solve() then reads neither H nor theta).
   bool has_system(int i) const { return system_ok_[i] != 0; }
-  // Network i's parameters changed other than by accept(): its residuals are stale.
-  void moved(int i) { resid_ok_[i] = 0; }
+  // Network i's parameters changed other than by accept(): its residuals are stale, and so is
+  // its system.
+  void moved(int i) {
+    resid_ok_[i] = 0;
+    system_ok_[i] = 0;
+  }
   // The residuals of network i (relu on 1D inputs) at theta, its present parameters.
   const std::vector<double>& residuals(const HostSolver& host, int i, const double* theta);
   // Backend::var_pro_solve for network i (HostSolver::var_pro_step, with the system kept).
@@ -116,7 +120,8 @@ class HostVarPro {
   // Backend::var_pro_trial for network i (HostSolver::var_pro_trial, its residuals kept).
   double trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
                HostSolver::Workspace& w, double alpha);
-  // Network i's parameters are now its last trial.
+  // Network i's parameters are now its last trial: the trial's residuals are its own, and its
+  // system is stale.
   void accept(int i);
 
  private:
