@@ -210,6 +210,9 @@ struct CudaBackend::Impl {
   // Host mirror of the batch.
   std::vector<DevNet> nets;
   std::vector<int> stage_b, stage_e, n_train, n_test;
+  // Per network: its last assembly was of all its parameters (the ALL stage). stage_b and
+  // stage_e are also set by the operations that act on all parameters without assembling.
+  std::vector<char> assembled_all;
   std::vector<char> fast;  // relu on 1D data: the relu1d assembly
   std::vector<double> seconds;
   long long total_params = 0;
@@ -498,6 +501,7 @@ void CudaBackend::load(const Batch& batch) {
   I.nets.resize(n);
   I.stage_b.assign(n, 0);
   I.stage_e.assign(n, 0);
+  I.assembled_all.assign(n, 0);
   I.n_train.resize(n);
   I.n_test.resize(n);
   I.seconds.assign(n, 0.0);
@@ -593,6 +597,7 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   for (int i : list) {
     const Shape& s = I.nets[i].s;
     stage_range(s, stage, &I.stage_b[i], &I.stage_e[i]);
+    I.assembled_all[i] = I.stage_b[i] == 0 && I.stage_e[i] == I.params_of(i);
     nonlinear = nonlinear || !stage_is_linear(s.arch, stage);
   }
   std::vector<int> fast, slow;
@@ -1109,7 +1114,10 @@ void CudaBackend::least_squares(const std::vector<int>& list, Block stage, int* 
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
   const double t0 = now();
-  for (int i : list) stage_range(I.nets[i].s, stage, &I.stage_b[i], &I.stage_e[i]);
+  for (int i : list) {
+    stage_range(I.nets[i].s, stage, &I.stage_b[i], &I.stage_e[i]);
+    I.assembled_all[i] = 0;  // a variable-projection solve needs an assembly after this
+  }
   auto theta_at = [&](int i) { return I.theta_at(i); };
   auto vec_at = [&](int i) { return I.vec_at(i); };
   I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at,
@@ -1132,8 +1140,7 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
   for (int i : list)
-    if (I.stage_b[i] != 0 || I.stage_e[i] != I.params_of(i))
-      throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
+    if (!I.assembled_all[i]) throw std::logic_error("var_pro_solve: the last assembly was not of the ALL stage");
   const double t0 = now();
   cudaStream_t st = I.stream.get();
   auto theta_at = [&](int i) { return I.theta_at(i); };

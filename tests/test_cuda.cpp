@@ -197,6 +197,34 @@ INSTANTIATE_TEST_SUITE_P(Backends, AnyBackend,
                                   act_name(std::get<2>(info.param));
                          });
 
+// var_pro_solve reads the assembly of the ALL stage: after an assembly of another stage it
+// refuses, even when an operation on all parameters (gradient, add_params) came between, and
+// after a least-squares solve it refuses until the next assembly.
+TEST(Cuda, VarProSolveNeedsAnAssemblyOfAll) {
+  for (const std::string backend : {"cpu", "cuda"}) {
+    if (backend == "cuda" && !gs_test::gpu_visible()) continue;
+    const Dataset ds = make_target_dataset("invcos2", 200, 1);
+    const Batch batch = random_batch(ds, {3, 5}, Act::kRelu, 7);
+    auto be = make_backend(backend);
+    be->load(batch);
+    const std::vector<int> nets = all_of(batch);
+    const std::size_t n = nets.size();
+    std::vector<double> loss(n), sg(n), lambda(n, 1e-3), grad(batch.params.size());
+    std::vector<int> info(n), rank(n);
+    std::vector<StepModel> model(n);
+    be->assemble(nets, Block::kD, HessianKind::kExact, loss.data(), sg.data());
+    be->gradient(nets, loss.data(), grad.data());
+    const std::vector<double> zero(batch.params.size(), 0.0);
+    be->add_params(nets, zero.data());
+    EXPECT_THROW(be->var_pro_solve(nets, lambda.data(), info.data(), model.data()), std::logic_error) << backend;
+    be->assemble(nets, Block::kAll, HessianKind::kDiagonal, loss.data(), sg.data());
+    be->least_squares(nets, Block::kD, rank.data(), loss.data());
+    EXPECT_THROW(be->var_pro_solve(nets, lambda.data(), info.data(), model.data()), std::logic_error) << backend;
+    be->assemble(nets, Block::kAll, HessianKind::kDiagonal, loss.data(), sg.data());
+    EXPECT_NO_THROW(be->var_pro_solve(nets, lambda.data(), info.data(), model.data())) << backend;
+  }
+}
+
 TEST(Cuda, NoDeviceIsOneClearError) {
   if (gs_test::gpu_visible() && !gs_test::HiddenDevices::can_hide())
     GTEST_SKIP() << "a CUDA device is visible, and its runtime cannot hide it after start-up";
