@@ -501,6 +501,34 @@ __global__ void relu1d_hessian_kernel(const CallNet* calls, int count, const lon
   }
 }
 
+// Block w -> kParamTile stage parameters of call j; thread -> the diagonal entry of one
+// parameter, as relu1d_hessian_kernel makes it (the column's own active range). The other
+// entries of H are left as they were.
+__global__ void relu1d_hessian_diag_kernel(const CallNet* calls, int count, const long long* work_off,
+                                           const DevNet* nets, const DevSet* train, const double* cols,
+                                           const int* colnrn, const int* range, double* H) {
+  const long long w = blockIdx.x;
+  const int j = find_segment(work_off, count, w);
+  const CallNet c = calls[j];
+  const DevNet& nd = nets[c.net];
+  const int m = c.e - c.b;
+  const int q = static_cast<int>(w - work_off[j]) * kParamTile + threadIdx.x;
+  if (q >= m) return;
+  const DevSet set = train[nd.data];
+  const int nmom = 2 * column_degree(nd.s.arch) + 1;
+  const int nu = colnrn[nd.vec_off + q];
+  const int lo = range[2 * (nd.nrn_off + nu)], hi = range[2 * (nd.nrn_off + nu) + 1];
+  double v = 0.0;
+  if (lo < hi) {
+    double M[kNumMoments] = {};
+    for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(set.pre, set.n, jm, lo, hi);
+    double cp[kColCoef];
+    for (int a = 0; a < kColCoef; ++a) cp[a] = cols[(nd.vec_off + q) * kColCoef + a];
+    v = hankel_form(cp, cp, M) * (2.0 / set.n);
+  }
+  H[nd.sq_off + q + static_cast<long long>(q) * m] = v;
+}
+
 // Thread w -> neuron (w - work_off[j]) of call j; adds its residual curvature to H. Neurons
 // own disjoint entries, so threads never write the same entry.
 __global__ void relu1d_curvature_kernel(const CallNet* calls, int count, const long long* work_off,
@@ -734,6 +762,15 @@ void relu1d_hessian(const CallNet* calls, int count, const long long* work_off, 
   GS_LAUNCH(relu1d_hessian_kernel, grid_of(work), kBlock, 0, stream)(calls, count, work_off, nets, train, cols,
                                                                      colnrn, range, H);
   CUDA_CHECK_LAUNCH("relu1d_hessian_kernel");
+}
+
+void relu1d_hessian_diag(const CallNet* calls, int count, const long long* work_off, long long work,
+                         const DevNet* nets, const DevSet* train, const double* cols, const int* colnrn,
+                         const int* range, double* H, cudaStream_t stream) {
+  if (work == 0) return;
+  GS_LAUNCH(relu1d_hessian_diag_kernel, grid_of(work), kParamTile, 0, stream)(calls, count, work_off, nets, train,
+                                                                              cols, colnrn, range, H);
+  CUDA_CHECK_LAUNCH("relu1d_hessian_diag_kernel");
 }
 
 void relu1d_curvature(const CallNet* calls, int count, const long long* work_off, long long work,

@@ -102,6 +102,8 @@ void add_curvature(const CallNet* calls, int count, const long long* work_off, l
 // relu1d_gradient: per stage parameter its column polynomial (kept in cols / colnrn at
 //   vec_off) and g;
 // relu1d_hessian: J^T J from the prefix sums of x^j, one 64 x 64 lower tile per work item;
+// relu1d_hessian_diag: only the diagonal of J^T J, one parameter per thread over the
+//   relu1d_gradient's parameter work list (HessianKind::kDiagonal);
 // relu1d_curvature: adds the residual curvature, one neuron per thread.
 void relu1d_neurons(const CallNet* calls, int count, const long long* work_off, long long work,
                     const DevNet* nets, const DevSet* train, const double* theta,
@@ -112,6 +114,9 @@ void relu1d_gradient(const CallNet* calls, int count, const long long* work_off,
 void relu1d_hessian(const CallNet* calls, int count, const long long* work_off, long long work,
                     const DevNet* nets, const DevSet* train, const double* cols, const int* colnrn,
                     const int* range, double* H, cudaStream_t stream);
+void relu1d_hessian_diag(const CallNet* calls, int count, const long long* work_off, long long work,
+                         const DevNet* nets, const DevSet* train, const double* cols, const int* colnrn,
+                         const int* range, double* H, cudaStream_t stream);
 void relu1d_curvature(const CallNet* calls, int count, const long long* work_off, long long work,
                       const DevNet* nets, const DevSet* train, const double* theta,
                       const int* range, const double* rmom, double* H, cudaStream_t stream);

@@ -213,6 +213,7 @@ struct CudaBackend::Impl {
   // Per network: its last assembly was of all its parameters (the ALL stage). stage_b and
   // stage_e are also set by the operations that act on all parameters without assembling.
   std::vector<char> assembled_all;
+  std::vector<char> diag_only;  // the last assembly built only H's diagonal
   std::vector<char> fast;  // relu on 1D data: the relu1d assembly
   std::vector<double> seconds;
   long long total_params = 0;
@@ -502,6 +503,7 @@ void CudaBackend::load(const Batch& batch) {
   I.stage_b.assign(n, 0);
   I.stage_e.assign(n, 0);
   I.assembled_all.assign(n, 0);
+  I.diag_only.assign(n, 0);
   I.n_train.resize(n);
   I.n_test.resize(n);
   I.seconds.assign(n, 0.0);
@@ -603,6 +605,10 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   std::vector<int> fast, slow;
   for (int i : list) (I.fast[i] ? fast : slow).push_back(i);
   const bool curvature = kind == HessianKind::kExact && nonlinear;
+  // A relu 1D network's kDiagonal assembly writes only H's diagonal (read_system shows zeros
+  // elsewhere; solve refuses it); the other networks' assemblies are full whatever the kind.
+  const bool diagonal = kind == HessianKind::kDiagonal;
+  for (int i : list) I.diag_only[i] = diagonal && I.fast[i];
   const int cs = static_cast<int>(slow.size()), cf = static_cast<int>(fast.size());
 
   // Every work list from the sizes on the host, sent in two copies.
@@ -624,7 +630,7 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
     o[k] = I.add_offs(w);
   }
   for (int k = 0; k < 4; ++k) {
-    if (cf == 0 || (k == 3 && !curvature)) continue;
+    if (cf == 0 || (k == 3 && !curvature) || (k == 2 && diagonal)) continue;
     const auto w = I.work_list(fast, fast_kinds[k]);
     wk[3 + k] = w.back();
     o[3 + k] = I.add_offs(w);
@@ -742,15 +748,19 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
                    I.range.get(), I.rmom.get(), st);
     relu1d_gradient(clf, cf, I.off_at(o[4]), wk[4], I.d_nets.get(), I.train_sets.get(), I.theta.get(), I.rmom.get(),
                     I.cols.get(), I.colnrn.get(), I.g.get(), st);
-    relu1d_hessian(clf, cf, I.off_at(o[5]), wk[5], I.d_nets.get(), I.train_sets.get(), I.cols.get(), I.colnrn.get(),
-                   I.range.get(), I.H.get(), st);
+    if (diagonal)
+      relu1d_hessian_diag(clf, cf, I.off_at(o[4]), wk[4], I.d_nets.get(), I.train_sets.get(), I.cols.get(),
+                          I.colnrn.get(), I.range.get(), I.H.get(), st);
+    else
+      relu1d_hessian(clf, cf, I.off_at(o[5]), wk[5], I.d_nets.get(), I.train_sets.get(), I.cols.get(),
+                     I.colnrn.get(), I.range.get(), I.H.get(), st);
     if (curvature)
       relu1d_curvature(clf, cf, I.off_at(o[6]), wk[6], I.d_nets.get(), I.train_sets.get(), I.theta.get(),
                        I.range.get(), I.rmom.get(), I.H.get(), st);
     CUDA_CHECK(cudaEventRecord(I.ev_d.get(), st));
     for (int i : fast) {
       const double m = I.stage_e[i] - I.stage_b[i];
-      I.stats.relu1d_entries += m * (m + 1.0) / 2.0;
+      I.stats.relu1d_entries += diagonal ? m : m * (m + 1.0) / 2.0;
     }
   }
 
@@ -782,6 +792,10 @@ void CudaBackend::read_system(int i, std::vector<double>* H, std::vector<double>
   I.copies.to_host(H->data(), I.H.get() + I.nets[i].sq_off, m * m * sizeof(double), I.stream.get());
   I.copies.to_host(g->data(), I.g.get() + I.nets[i].vec_off, m * sizeof(double), I.stream.get());
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  if (I.diag_only[i])
+    for (std::size_t c = 0; c < m; ++c)
+      for (std::size_t r = 0; r < m; ++r)
+        if (r != c) (*H)[r + c * m] = 0.0;
 }
 
 // Enqueues the damped systems of the listed networks and their Cholesky factorizations and
@@ -908,6 +922,8 @@ void CudaBackend::solve(const std::vector<int>& list, const double* lambda, bool
   const double t0 = now();
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
+  for (int i : list)
+    if (I.diag_only[i]) throw std::logic_error("solve: the last assembly built only the Hessian's diagonal");
   FactorPlan plan;
   I.enqueue_factorization(list, lambda, damp_values, &plan);
   I.drop(I.step_held, list);

@@ -239,8 +239,9 @@ TEST(Cuda, NoDeviceIsOneClearError) {
   }
 }
 
-// Assembled gradient and Hessian of every arch, widths 1..200, every stage, exact and
-// Gauss-Newton, agree with the CPU backend to 1e-12 relative (Frobenius). Three datasets of
+// Assembled gradient and Hessian of every arch, widths 1..200, every stage, exact, Gauss-Newton
+// and diagonal (a relu 1D network's then holds only the diagonal, the others' the Gauss-Newton
+// Hessian), agree with the CPU backend to 1e-12 relative (Frobenius). Three datasets of
 // different sizes and dimensions (1, 2 and 5) share the batch; relu takes the relu / 1D path
 // on the 1D sets and the general one on the others. The general J^T J five ways: Jacobian
 // rows 256 points at a time (the default), 7 at a time in groups so small that most hold one
@@ -292,7 +293,7 @@ TEST(Cuda, AssemblyMatchesCpu) {
       gpus.back()->load(batch);
     }
     for (Block stage : {Block::kD, Block::kU, Block::kQ, Block::kG, Block::kAll}) {
-      for (HessianKind kind : {HessianKind::kExact, HessianKind::kGaussNewton}) {
+      for (HessianKind kind : {HessianKind::kExact, HessianKind::kGaussNewton, HessianKind::kDiagonal}) {
         std::vector<int> nets;
         for (int i = 0; i < batch.size(); ++i)
           if (has_block(batch.nets[i].shape.arch, stage)) nets.push_back(i);
@@ -306,7 +307,9 @@ TEST(Cuda, AssemblyMatchesCpu) {
             const std::string where = modes[g].first + ": " + act_name(act) + " " +
                                       arch_name(batch.nets[i].shape.arch) + " n=" +
                                       std::to_string(batch.nets[i].shape.n) + " stage " + block_name(stage) +
-                                      (kind == HessianKind::kExact ? " exact" : " gn");
+                                      (kind == HessianKind::kExact         ? " exact"
+                                       : kind == HessianKind::kGaussNewton ? " gn"
+                                                                           : " diagonal");
             EXPECT_TRUE(close(lg[j], lc[j], 1e-12)) << where << ": loss " << lg[j] << " vs " << lc[j];
             EXPECT_TRUE(close(sgg[j], sc[j], 1e-10)) << where << ": scaled gradient " << sgg[j] << " vs " << sc[j];
             std::vector<double> Hc, gc, Hg, gg;
