@@ -461,9 +461,27 @@ __global__ void relu1d_gradient_kernel(const CallNet* calls, int count, const lo
   g[nd.vec_off + q] = v * (2.0 / train[nd.data].n);
 }
 
+// Entry (r, cc) of a relu 1D network's J^T J (2/N scaled): the moments of x over the
+// intersection of the two columns' active ranges, then their Hankel form.
+__device__ double relu1d_gram_entry(const DevNet& nd, const DevSet& set, const double* cols, const int* colnrn,
+                                    const int* range, int r, int cc) {
+  const int n1 = colnrn[nd.vec_off + r], n2 = colnrn[nd.vec_off + cc];
+  const int lo = max(range[2 * (nd.nrn_off + n1)], range[2 * (nd.nrn_off + n2)]);
+  const int hi = min(range[2 * (nd.nrn_off + n1) + 1], range[2 * (nd.nrn_off + n2) + 1]);
+  if (lo >= hi) return 0.0;
+  const int nmom = 2 * column_degree(nd.s.arch) + 1;
+  double M[kNumMoments] = {};
+  for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(set.pre, set.n, jm, lo, hi);
+  double cp[kColCoef], cq[kColCoef];
+  for (int a = 0; a < kColCoef; ++a) {
+    cp[a] = cols[(nd.vec_off + r) * kColCoef + a];
+    cq[a] = cols[(nd.vec_off + cc) * kColCoef + a];
+  }
+  return hankel_form(cp, cq, M) * (2.0 / set.n);
+}
+
 // Block w -> lower tile (ti, tj) of call j; threads stride over the tile's entries, one
-// entry each: the moments of x over the intersection of the two columns' active ranges,
-// then their Hankel form.
+// entry each (relu1d_gram_entry).
 __global__ void relu1d_hessian_kernel(const CallNet* calls, int count, const long long* work_off,
                                       const DevNet* nets, const DevSet* train, const double* cols,
                                       const int* colnrn, const int* range, double* H) {
@@ -473,37 +491,21 @@ __global__ void relu1d_hessian_kernel(const CallNet* calls, int count, const lon
   const DevNet& nd = nets[c.net];
   const DevSet set = train[nd.data];
   const int m = c.e - c.b;
-  const int nmom = 2 * column_degree(nd.s.arch) + 1;
   int ti, tj;
   lower_tile_coords(static_cast<int>(w - work_off[j]), &ti, &tj);
-  const double scale = 2.0 / set.n;
   double* Hn = H + nd.sq_off;
   for (int idx = threadIdx.x; idx < kHTile * kHTile; idx += blockDim.x) {
     const int r = ti * kHTile + idx / kHTile;
     const int cc = tj * kHTile + idx % kHTile;
     if (r >= m || cc >= m || (ti == tj && r < cc)) continue;
-    const int n1 = colnrn[nd.vec_off + r], n2 = colnrn[nd.vec_off + cc];
-    const int lo = max(range[2 * (nd.nrn_off + n1)], range[2 * (nd.nrn_off + n2)]);
-    const int hi = min(range[2 * (nd.nrn_off + n1) + 1], range[2 * (nd.nrn_off + n2) + 1]);
-    double v = 0.0;
-    if (lo < hi) {
-      double M[kNumMoments] = {};
-      for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(set.pre, set.n, jm, lo, hi);
-      double cp[kColCoef], cq[kColCoef];
-      for (int a = 0; a < kColCoef; ++a) {
-        cp[a] = cols[(nd.vec_off + r) * kColCoef + a];
-        cq[a] = cols[(nd.vec_off + cc) * kColCoef + a];
-      }
-      v = hankel_form(cp, cq, M) * scale;
-    }
+    const double v = relu1d_gram_entry(nd, set, cols, colnrn, range, r, cc);
     Hn[r + static_cast<long long>(cc) * m] = v;
     Hn[cc + static_cast<long long>(r) * m] = v;
   }
 }
 
 // Block w -> kParamTile stage parameters of call j; thread -> the diagonal entry of one
-// parameter, as relu1d_hessian_kernel makes it (the column's own active range). The other
-// entries of H are left as they were.
+// parameter (relu1d_gram_entry). The other entries of H are left as they were.
 __global__ void relu1d_hessian_diag_kernel(const CallNet* calls, int count, const long long* work_off,
                                            const DevNet* nets, const DevSet* train, const double* cols,
                                            const int* colnrn, const int* range, double* H) {
@@ -514,19 +516,7 @@ __global__ void relu1d_hessian_diag_kernel(const CallNet* calls, int count, cons
   const int m = c.e - c.b;
   const int q = static_cast<int>(w - work_off[j]) * kParamTile + threadIdx.x;
   if (q >= m) return;
-  const DevSet set = train[nd.data];
-  const int nmom = 2 * column_degree(nd.s.arch) + 1;
-  const int nu = colnrn[nd.vec_off + q];
-  const int lo = range[2 * (nd.nrn_off + nu)], hi = range[2 * (nd.nrn_off + nu) + 1];
-  double v = 0.0;
-  if (lo < hi) {
-    double M[kNumMoments] = {};
-    for (int jm = 0; jm < nmom; ++jm) M[jm] = prefix_moment(set.pre, set.n, jm, lo, hi);
-    double cp[kColCoef];
-    for (int a = 0; a < kColCoef; ++a) cp[a] = cols[(nd.vec_off + q) * kColCoef + a];
-    v = hankel_form(cp, cp, M) * (2.0 / set.n);
-  }
-  H[nd.sq_off + q + static_cast<long long>(q) * m] = v;
+  H[nd.sq_off + q + static_cast<long long>(q) * m] = relu1d_gram_entry(nd, train[nd.data], cols, colnrn, range, q, q);
 }
 
 // Thread w -> neuron (w - work_off[j]) of call j; adds its residual curvature to H. Neurons

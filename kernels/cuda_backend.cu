@@ -1112,8 +1112,8 @@ void CudaBackend::set_params(const std::vector<int>& list, const double* values)
   I.copy_in(
       list, values, [&](int i) { return packed[i]; }, I.theta.get(), [&](int i) { return I.theta_at(i); },
       [&](int i) { return I.params_of(i); });
-  for (int i : list) std::copy_n(values + packed[i], I.params_of(i), I.h_theta.data() + I.theta_at(i));
   for (int i : list) {
+    std::copy_n(values + packed[i], I.params_of(i), I.h_theta.data() + I.theta_at(i));
     I.theta_held[i] = 1;
     I.var_pro.moved(i);
   }
