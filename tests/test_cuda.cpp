@@ -445,8 +445,9 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
         std::vector<double> scale(p), step(p), trial(p);
         jacobi_scale(p, systems[j].data(), grads[j].data(), scale.data());
         StepModel pr;
-        const int inf = host.var_pro_step(nets[j], theta.data() + nd.offset, systems[j].data(), scale.data(),
-                                          lambda[j], step.data(), &pr, w);
+        ReducedSystem sys;
+        host.var_pro_system(nets[j], theta.data() + nd.offset, systems[j].data(), scale.data(), &sys, w);
+        const int inf = reduced_solve(p, scale.data(), sys, lambda[j], w.work, step.data(), &pr);
         EXPECT_EQ(info[j], inf) << where;
         if (inf == 0) {
           EXPECT_TRUE(close(model[j].pred, pr.pred, 1e-12)) << where << ": " << model[j].pred << " vs " << pr.pred;

@@ -18,6 +18,7 @@
 #include "gpusweep/train/driver.h"
 #include "gpusweep/train/sweep.h"
 #include "lsq_reference.h"
+#include "train_one.h"
 #include "solver/lapack.h"
 
 namespace gs {
@@ -272,19 +273,7 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
         const Shape s{a, Act::kRelu, 1, w};
         std::vector<double> th(num_params(s));
         init_params(s, InitKind::kMaso, ds, 7 + variant, th.data());
-        Batch batch;
-        batch.datasets.push_back(&ds);
-        if (variant == 1 && w == 50) {  // trained-like: a few ALL steps
-          batch.add(s, 0, th.data());
-          CpuBackend be(1);
-          be.load(batch);
-          TrainOptions o;
-          o.schedule = parse_schedule("D,U,Q,G,ALL*3");
-          train(be, batch, o);
-          be.read_params(th);
-          batch = Batch{};
-          batch.datasets.push_back(&ds);
-        }
+        if (variant == 1 && w == 50) th = train_one(s, ds, th, "D,U,Q,G,ALL*3");  // trained-like
         if (variant == 2) {  // several neurons active on all the data: kinks outside the domain
           for (int i = 0; i < std::min(w, 6); ++i) {
             const double G = th[factor_offset(s, 0) + i];
@@ -293,6 +282,8 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
             th[factor_offset(s, 0) + s.n + i] = -G * out;
           }
         }
+        Batch batch;
+        batch.datasets.push_back(&ds);
         batch.add(s, 0, th.data());
         HostSolver host;
         host.load(batch);

@@ -25,6 +25,7 @@
 #include "gpusweep/train/driver.h"
 #include "gpusweep/train/sweep.h"
 #include "lsq_reference.h"
+#include "train_one.h"
 
 namespace gs {
 namespace {
@@ -158,15 +159,7 @@ TEST(VarPro, StepModelIsTheProjectedLossAlongTheStep) {
       th = project(c.s, th, *c.ds);
       if (trained) {
         // Near a minimum, where the reduced Hessian is positive definite.
-        Batch batch;
-        batch.datasets.push_back(c.ds);
-        batch.add(c.s, 0, th.data());
-        CpuBackend be(1);
-        be.load(batch);
-        TrainOptions o;
-        o.schedule = parse_schedule("ALL*30");
-        train(be, batch, o);
-        be.read_params(th);
+        th = train_one(c.s, *c.ds, th, "ALL*30");
         // ... and a little off it, so that the step has somewhere to go.
         for (std::size_t q = 0; q < th.size(); ++q) th[q] *= 1.0 + 0.01 * std::sin(q + 1.0);
         th = project(c.s, th, *c.ds);
@@ -234,17 +227,7 @@ TEST(VarPro, ReducedGaussNewtonMatchesTheSvdProjectionAtWidth50) {
   // A trained-like network: the default schedule's linear stages from the MASO start.
   std::vector<double> th(m);
   init_params(s, InitKind::kMaso, ds, 1, th.data());
-  {
-    Batch batch;
-    batch.datasets.push_back(&ds);
-    batch.add(s, 0, th.data());
-    CpuBackend be(1);
-    be.load(batch);
-    TrainOptions o;
-    o.schedule = parse_schedule("D,U,Q,G,ALL*3");
-    train(be, batch, o);
-    be.read_params(th);
-  }
+  th = train_one(s, ds, th, "D,U,Q,G,ALL*3");
   ReducedSystem sys;
   std::vector<double> scale;
   reduced_at(s, th, ds, &sys, &scale);  // for the scale and the roles

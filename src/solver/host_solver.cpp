@@ -338,12 +338,6 @@ void HostSolver::var_pro_system(int i, const double* theta, const double* H, con
   reduced_system(js, w.cols, scale, 2.0 / npts, npts, w.curvature, sys);
 }
 
-int HostSolver::var_pro_step(int i, const double* theta, const double* H, const double* scale,
-                             double lambda, double* step, StepModel* model, Workspace& w) const {
-  var_pro_system(i, theta, H, scale, &w.reduced, w);
-  return reduced_solve(num_params(nets_[i].shape), scale, w.reduced, lambda, w.work, step, model);
-}
-
 double HostSolver::var_pro_trial(int i, const double* theta, const double* step, double* trial,
                                  Workspace& w, double alpha, std::vector<double>* resid) const {
   const NetDesc& nd = nets_[i];

@@ -28,7 +28,6 @@ class HostSolver {
     std::vector<Role> roles;
     std::vector<double> curvature;
     VarProColumns cols;
-    ReducedSystem reduced;
     LsSystem ls, js;  // the compressions of linear_optimum and var_pro_system
     LsScratch lss;
   };
@@ -70,13 +69,6 @@ class HostSolver {
   void var_pro_system(int i, const double* theta, const double* H, const double* scale,
                       ReducedSystem* sys, Workspace& w, const double* resid = nullptr) const;
 
-  // Backend::var_pro_solve for one network: var_pro_system, then the damped step
-  // (reduced_solve) into step (all parameters). Returns reduced_solve's info; writes *model.
-  // H as var_pro_system reads it. (The gradient is not needed: the reduced gradient comes from
-  // the QR.)
-  int var_pro_step(int i, const double* theta, const double* H, const double* scale, double lambda,
-                   double* step, StepModel* model, Workspace& w) const;
-
   // Backend::var_pro_trial for one network: trial = theta (+ alpha step when step is not null),
   // the kinks of its thin neurons pushed out of the domain (push_out_thin), its linear
   // parameters then set to their least-squares optimum.
@@ -114,7 +106,10 @@ class HostVarPro {
   }
   // The residuals of network i (relu on 1D inputs) at theta, its present parameters.
   const std::vector<double>& residuals(const HostSolver& host, int i, const double* theta);
-  // Backend::var_pro_solve for network i (HostSolver::var_pro_step, with the system kept).
+  // Backend::var_pro_solve for network i: its system (HostSolver::var_pro_system, built once
+  // per assembly; the gradient is not needed, the reduced gradient comes from the QR), then the
+  // damped step (reduced_solve) into step (all parameters). Returns reduced_solve's info;
+  // writes *model.
   int solve(const HostSolver& host, int i, const double* theta, const double* H, const double* scale,
             double lambda, double* step, StepModel* model, HostSolver::Workspace& w);
   // Backend::var_pro_trial for network i (HostSolver::var_pro_trial, its residuals kept).
