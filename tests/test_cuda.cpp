@@ -17,6 +17,7 @@
 
 #include "backend/cpu_backend.h"
 #include "batch_kernels.h"
+#include "var_pro_kernels.h"
 #ifdef GPUSWEEP_EMULATE_CUDA
 #include "cuda_emu/copies.h"
 #endif
@@ -25,6 +26,8 @@
 #include "gpusweep/analysis/fit.h"
 #include "gpusweep/model/data.h"
 #include "gpusweep/solver/host_solver.h"
+#include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/least_squares.h"
 #include "gpusweep/solver/solve.h"
 #include "gpusweep/train/driver.h"
 #include "gpusweep/train/sweep.h"
@@ -801,6 +804,169 @@ TEST(Cuda, HostWorkListsMatchTheDeviceCount) {
   cudaFree(d_calls);
   cudaFree(d_sets);
   cudaFree(d_items);
+}
+
+// A device array of v's values (freed by the caller).
+template <class T>
+T* to_device(const std::vector<T>& v) {
+  T* d = nullptr;
+  EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&d), std::max<std::size_t>(v.size(), 1) * sizeof(T)), cudaSuccess);
+  if (!v.empty()) EXPECT_EQ(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  return d;
+}
+template <class T>
+std::vector<T> to_host(const T* d, std::size_t n) {
+  std::vector<T> v(n);
+  if (n > 0) EXPECT_EQ(cudaMemcpy(v.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+  return v;
+}
+
+// G = B^T B (m x m) and c = B^T h of a compressed system whose B has leading dimension ld.
+void normal_parts(const double* B, const double* h, int rows, int m, int ld, std::vector<double>* G,
+                  std::vector<double>* c) {
+  G->assign(static_cast<std::size_t>(m) * m, 0.0);
+  c->assign(m, 0.0);
+  for (int p = 0; p < m; ++p) {
+    for (int q = 0; q < m; ++q) {
+      double v = 0.0;
+      for (int k = 0; k < rows; ++k) v += B[k + static_cast<std::size_t>(p) * ld] * B[k + static_cast<std::size_t>(q) * ld];
+      (*G)[p + static_cast<std::size_t>(q) * m] = v;
+    }
+    for (int k = 0; k < rows; ++k) (*c)[p] += B[k + static_cast<std::size_t>(p) * ld] * h[k];
+  }
+}
+
+// The device compression of relu 1D systems (var_pro_kernels.h: Givens rotations per run of
+// points) against the host's (least_squares.h: LAPACK's Householder QR per run), on networks of
+// every arch at several widths, some with a kink outside the domain, one between the last
+// training points (a thin neuron), one with a zero gate weight; for all the parameters and for
+// the linear ones. The two agree up to an orthogonal transform of each run's rows: the rows,
+// global marks, B^T B, B^T h and |h|^2 + rest are compared.
+TEST(Cuda, CompressRelu1dMatchesTheHost) {
+  SKIP_WITHOUT_GPU();
+  const Dataset d1 = make_target_dataset("invcos2", sized(3000, 600), 1);
+  const Dataset d2 = make_target_dataset("sin4", sized(777, 300), 2);
+  Batch batch = random_batch(std::vector<const Dataset*>{&d1, &d2}, {1, 3, 17, 40}, Act::kRelu, 11);
+  // Kinks out of the domain, between the last two points, and a zero gate weight.
+  for (int i = 0; i < batch.size(); ++i) {
+    const Shape& s = batch.nets[i].shape;
+    if (s.n < 3) continue;
+    double* th = batch.params.data() + batch.nets[i].offset;
+    const Dataset& ds = *batch.datasets[batch.nets[i].dataset];
+    std::vector<double> xs = ds.x_train;
+    std::sort(xs.begin(), xs.end());
+    const int G = factor_offset(s, 0), g = G + s.n;
+    th[g + 0] = -th[G + 0] * (ds.hi[0] + 0.3);              // kink beyond the domain's end
+    th[g + 1] = -th[G + 1] * (0.5 * (xs[xs.size() - 2] + xs.back()));  // thin
+    th[G + 2] = 0.0;                                        // no kink
+  }
+  HostSolver host;
+  host.load(batch);
+  // Two calls per network: all its parameters, and its linear ones.
+  std::vector<DevNet> nets;
+  std::vector<CallNet> calls;
+  std::vector<CompressSlot> slots;
+  std::vector<int> cols;
+  std::vector<double> resid, xs_all, ys_all;
+  std::vector<DevSet> sets;
+  std::vector<long long> set_at;
+  for (int k = 0; k < static_cast<int>(batch.datasets.size()); ++k) {
+    set_at.push_back(static_cast<long long>(xs_all.size()));
+    xs_all.insert(xs_all.end(), host.sorted(k).x.begin(), host.sorted(k).x.end());
+    ys_all.insert(ys_all.end(), host.sorted(k).y.begin(), host.sorted(k).y.end());
+  }
+  long long b_at = 0, h_at = 0, run_at = 0;
+  std::vector<std::vector<int>> call_cols;
+  for (int i = 0; i < batch.size(); ++i) {
+    const Shape& s = batch.nets[i].shape;
+    const int k = batch.nets[i].dataset;
+    const int npts = batch.datasets[k]->n_train();
+    std::vector<double> r;
+    host.sorted_residuals(i, batch.params.data() + batch.nets[i].offset, r);
+    nets.push_back(DevNet{s, k, static_cast<long long>(batch.nets[i].offset), 0, 0,
+                          static_cast<long long>(resid.size()), 0});
+    resid.insert(resid.end(), r.begin(), r.end());
+    for (const std::vector<int>& c : {param_range(0, num_params(s)), linear_columns(s)}) {
+      calls.push_back(CallNet{i, 0, num_params(s)});
+      const int ldb = compress_rows_bound(s, npts);
+      slots.push_back(CompressSlot{static_cast<long long>(cols.size()), static_cast<int>(c.size()), b_at, ldb, h_at,
+                                   run_at});
+      cols.insert(cols.end(), c.begin(), c.end());
+      call_cols.push_back(c);
+      b_at += static_cast<long long>(ldb) * static_cast<long long>(c.size());
+      h_at += ldb;
+      run_at += compress_scratch(s);
+    }
+  }
+  double* d_x = to_device(xs_all);
+  double* d_y = to_device(ys_all);
+  for (int k = 0; k < static_cast<int>(batch.datasets.size()); ++k)
+    sets.push_back(DevSet{d_x + set_at[k], d_y + set_at[k], batch.datasets[k]->n_train(), nullptr});
+  const int count = static_cast<int>(calls.size());
+  DevNet* d_nets = to_device(nets);
+  CallNet* d_calls = to_device(calls);
+  CompressSlot* d_slots = to_device(slots);
+  DevSet* d_sets = to_device(sets);
+  double* d_theta = to_device(batch.params);
+  double* d_resid = to_device(resid);
+  Compressed out{};
+  out.cols = to_device(cols);
+  out.B = to_device(std::vector<double>(b_at, NAN));
+  out.h = to_device(std::vector<double>(h_at, NAN));
+  out.rows = to_device(std::vector<int>(count, -1));
+  out.rest = to_device(std::vector<double>(count, NAN));
+  out.global = to_device(std::vector<unsigned char>(cols.size(), 2));
+  out.cpoly = to_device(std::vector<double>(cols.size() * kColCoef, NAN));
+  out.cown = to_device(std::vector<int>(cols.size(), -1));
+  out.bounds = to_device(std::vector<int>(run_at, -1));
+  out.runrow = to_device(std::vector<int>(run_at, -1));
+  out.nrange = to_device(std::vector<int>(run_at, -1));
+  out.runrest = to_device(std::vector<double>(run_at, NAN));
+  compress_relu1d(d_calls, count, d_slots, d_nets, d_sets, d_theta, d_resid, out, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<double> B = to_host(out.B, b_at), h = to_host(out.h, h_at), rest = to_host(out.rest, count);
+  const std::vector<int> rows = to_host(out.rows, count);
+  const std::vector<unsigned char> global = to_host(out.global, cols.size());
+  int thin_or_outside = 0;
+  for (int j = 0; j < count; ++j) {
+    const int i = calls[j].net;
+    const Shape& s = batch.nets[i].shape;
+    const int k = batch.nets[i].dataset;
+    const double* th = batch.params.data() + batch.nets[i].offset;
+    const HostSolver::Sorted& so = host.sorted(k);
+    const Points1d pts = host.points1d(k);
+    for (int nu = 0; nu < s.n; ++nu) thin_or_outside += kink_place(s, th, pts, nu) != EdgeKind::kInside;
+    std::vector<double> r;
+    host.sorted_residuals(i, th, r);
+    LsSystem ref;
+    compress_relu1d(s, th, call_cols[j], so.x.data(), r.data(), static_cast<int>(so.x.size()), &ref);
+    const CompressSlot& sl = slots[j];
+    const std::string what = std::string(arch_name(s.arch)) + " width " + std::to_string(s.n) + " m " + std::to_string(sl.m);
+    ASSERT_EQ(rows[j], ref.rows) << what;
+    for (int q = 0; q < sl.m; ++q) EXPECT_EQ(global[sl.col_off + q], ref.global[q]) << what << " column " << q;
+    std::vector<double> G, c, Gr, cr;
+    normal_parts(B.data() + sl.b_off, h.data() + sl.h_off, rows[j], sl.m, sl.ldb, &G, &c);
+    normal_parts(ref.B.data(), ref.h.data(), ref.rows, sl.m, ref.rows, &Gr, &cr);
+    double hh = rest[j], hr = ref.rest;
+    for (int q = 0; q < rows[j]; ++q) hh += h[sl.h_off + q] * h[sl.h_off + q];
+    for (int q = 0; q < ref.rows; ++q) hr += ref.h[q] * ref.h[q];
+    EXPECT_NEAR(hh, hr, 1e-12 * hr) << what;
+    for (int p = 0; p < sl.m; ++p) {
+      const double gp = Gr[p + static_cast<std::size_t>(p) * sl.m];
+      EXPECT_NEAR(c[p], cr[p], 1e-11 * std::sqrt(gp * hr) + 1e-300) << what << " B^T h " << p;
+      for (int q = 0; q < sl.m; ++q) {
+        const double gq = Gr[q + static_cast<std::size_t>(q) * sl.m];
+        EXPECT_NEAR(G[p + static_cast<std::size_t>(q) * sl.m], Gr[p + static_cast<std::size_t>(q) * sl.m],
+                    1e-11 * std::sqrt(gp * gq) + 1e-300)
+            << what << " B^T B " << p << ", " << q;
+      }
+    }
+  }
+  EXPECT_GT(thin_or_outside, 0);
+  for (void* p : std::initializer_list<void*>{d_x, d_y, d_nets, d_calls, d_slots, d_sets, d_theta, d_resid,
+                                             const_cast<int*>(out.cols), out.B, out.h, out.rows, out.rest, out.global,
+                                             out.cpoly, out.cown, out.bounds, out.runrow, out.nrange, out.runrest})
+    cudaFree(p);
 }
 
 // This build's kernels run on the visible device (the probe behind --device auto). The

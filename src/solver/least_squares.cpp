@@ -145,29 +145,6 @@ int qr_solve(const LsSystem& sys, const double* theta, double rcond, int km, int
   return rank;
 }
 
-// The binomial coefficients C(l, k), l, k < kColCoef (exact in double).
-struct Binomials {
-  double c[kColCoef][kColCoef] = {};
-  Binomials() {
-    for (int l = 0; l < kColCoef; ++l) {
-      c[l][0] = 1.0;
-      for (int k = 1; k <= l; ++k) c[l][k] = c[l - 1][k - 1] + (k < l ? c[l - 1][k] : 0.0);
-    }
-  }
-};
-const Binomials kBinomials;
-
-// Coefficients in t of p(c0 + h t), p of degree < ncoef given by its coefficients in x;
-// cpow[j] = c0^j and hpow[j] = h^j, each the product of the one before and c0 (h).
-void shift_poly(const double* p, int ncoef, const double* cpow, const double* hpow, double* out) {
-  for (int k = 0; k < ncoef; ++k) {
-    // sum_{l >= k} C(l, k) p[l] c0^(l - k)
-    double v = 0.0;
-    for (int l = k; l < ncoef; ++l) v += kBinomials.c[l][k] * p[l] * cpow[l - k];
-    out[k] = v * hpow[k];
-  }
-}
-
 }  // namespace
 
 std::vector<int> param_range(int b, int e) {
@@ -344,9 +321,8 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
     const int s0 = bounds[j], s1 = bounds[j + 1];
     const int cnt = s1 - s0;
     if (cnt <= 0) continue;
-    const double c0 = 0.5 * (xs[s0] + xs[s1 - 1]);
-    double h = 0.5 * (xs[s1 - 1] - xs[s0]);
-    if (!(h > 0.0)) h = 1.0;
+    double c0, h;
+    run_frame(xs, s0, s1, &c0, &h);
     const int cols = ncoef + 1;
     V.resize(static_cast<std::size_t>(cnt) * cols);
     for (int k = 0; k < cnt; ++k) {

@@ -145,6 +145,30 @@ HD inline void active_range(const double* xs, int n, double G, double g, int* lo
   }
 }
 
+// The local coordinate t = (x - c0) / h of the sorted points xs[s0 .. s1) (s1 > s0), in which
+// compress_relu1d (least_squares.h) factorizes a run's Vandermonde matrix: the run's centre and
+// half-width, h = 1 where its points coincide.
+HD inline void run_frame(const double* xs, int s0, int s1, double* c0, double* h) {
+  *c0 = 0.5 * (xs[s0] + xs[s1 - 1]);
+  *h = 0.5 * (xs[s1 - 1] - xs[s0]);
+  if (!(*h > 0.0)) *h = 1.0;
+}
+
+// Coefficients in t of p(c0 + h t), p of degree < ncoef <= kColCoef given by its coefficients
+// in x; cpow[j] = c0^j and hpow[j] = h^j, each the product of the one before and c0 (h).
+HD inline void shift_poly(const double* p, int ncoef, const double* cpow, const double* hpow, double* out) {
+  // out[k] = sum_{l >= k} C(l, k) p[l] c0^(l - k), summed in the order of l; binom holds row l
+  // of Pascal's triangle (additions of exact integers).
+  double binom[kColCoef];
+  for (int k = 0; k < ncoef; ++k) out[k] = 0.0;
+  for (int l = 0; l < ncoef; ++l) {
+    binom[l] = 1.0;
+    for (int k = l - 1; k >= 1; --k) binom[k] += binom[k - 1];
+    for (int k = 0; k <= l; ++k) out[k] += binom[k] * p[l] * cpow[l - k];
+  }
+  for (int k = 0; k < ncoef; ++k) out[k] *= hpow[k];
+}
+
 // Error-free sum: s + e = a + b exactly.
 HD inline void two_sum(double a, double b, double* s, double* e) {
   const double t = a + b;

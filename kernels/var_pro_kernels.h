@@ -1,0 +1,57 @@
+// Kernels of the variable-projection step on the device (var_pro.h), over a ragged batch of
+// relu networks on 1D inputs (relu1d.h), and their host launchers. The data layout is
+// batch_kernels.h's; every launcher enqueues on the given stream, checks the launch and does
+// not synchronize.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "batch_kernels.h"
+
+namespace gs {
+
+// Where one call's compressed system [B | h] (compress_relu1d of least_squares.h) goes, and
+// the scratch it takes. Offsets are in entries of the arrays of Compressed.
+struct CompressSlot {
+  long long col_off;  // its columns: parameter indices cols[col_off ..], m of them
+  int m;
+  long long b_off;    // B at b_off, column-major, leading dimension ldb (>= its rows)
+  int ldb;
+  long long h_off;    // h at h_off (ldb entries)
+  long long run_off;  // scratch: compress_scratch entries of bounds, runrow, nrange and runrest
+};
+
+// The rows of compress_relu1d for a network of n neurons on npoints points are at most this:
+// at most 2 n + 1 runs, of min(its points, c + 1) rows each.
+int compress_rows_bound(const Shape& s, int npoints);
+// The scratch entries of one slot: the 2 (n + 1) ends of the active ranges (d0's included) and
+// one more.
+inline long long compress_scratch(const Shape& s) { return 2LL * (s.n + 1) + 1; }
+
+struct Compressed {
+  const int* cols;       // the columns of every slot
+  double* B;
+  double* h;
+  int* rows;             // per call
+  double* rest;          // per call: the part of |r|^2 no step reaches
+  unsigned char* global; // per column (at col_off): one polynomial on all the training points
+  double* cpoly;         // scratch per column: its polynomial (kColCoef coefficients)
+  int* cown;             // scratch per column: its neuron (n for d0)
+  int* bounds;           // scratch per slot (run_off): the runs' boundaries, then their count
+  int* runrow;           // scratch per slot: each run's first row
+  int* nrange;           // scratch per slot: each neuron's active range [lo, hi), d0 last
+  double* runrest;       // scratch per slot: each run's share of rest
+};
+
+// compress_relu1d on the device: for call j (network calls[j].net, slot slots[j]), the
+// columns of its Jacobian at the parameters theta (at theta_off) and the residuals r (at
+// res_off, at the sorted training points) compressed to [B | h] with ||J s + r||^2 =
+// ||B s + h||^2 + rest for every s. Each run of points between consecutive kinks contributes
+// the R factor of its local Vandermonde matrix with r appended (run_frame's coordinate),
+// accumulated point by point with Givens rotations; B and h then agree with the host's up to an
+// orthogonal transform of each run's rows (B^T B, B^T h and h^T h + rest to rounding).
+void compress_relu1d(const CallNet* calls, int count, const CompressSlot* slots, const DevNet* nets,
+                     const DevSet* train, const double* theta, const double* resid, const Compressed& out,
+                     cudaStream_t stream);
+
+}  // namespace gs
