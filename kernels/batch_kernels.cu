@@ -545,11 +545,7 @@ __global__ void relu1d_curvature_kernel(const CallNet* calls, int count, const l
     for (int qq = 0; qq <= pp; ++qq) {
       const int gq = neuron_param_index(s, nu, qq);
       if (gq < c.b || gq >= c.e) continue;
-      double cpoly[kColCoef];
-      curvature_poly(L, pp, qq, cpoly);
-      double v = 0.0;
-      for (int a = 0; a < kColCoef; ++a) v += cpoly[a] * R[a];
-      v *= scale;
+      const double v = curvature_entry(L, pp, qq, R, scale);
       Hn[(gp - c.b) + static_cast<long long>(gq - c.b) * m] += v;
       if (gp != gq) Hn[(gq - c.b) + static_cast<long long>(gp - c.b) * m] += v;
     }

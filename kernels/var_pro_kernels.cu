@@ -17,11 +17,11 @@ constexpr int kRunCols = kColCoef + 1;  // a run's Vandermonde columns and the r
 // Block j -> call j. Each neuron's active range (d0's: all points), each column's polynomial
 // and neuron, the runs' boundaries (the ranges' ends, sorted, each once; their count after
 // them), each run's first row, the call's rows, and the columns' global marks.
-__global__ void compress_runs_kernel(const CallNet* calls, const CompressSlot* slots, const DevNet* nets,
+__global__ void compress_runs_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets,
                                      const DevSet* train, const double* theta, Compressed out) {
   const int j = blockIdx.x;
   const DevNet& nd = nets[calls[j].net];
-  const CompressSlot sl = slots[j];
+  const VarProSlot sl = slots[j];
   const DevSet set = train[nd.data];
   const int n = nd.s.n, npts = set.n, nv = 2 * (n + 1);
   const double* th = theta + nd.theta_off;
@@ -79,11 +79,11 @@ __global__ void compress_runs_kernel(const CallNet* calls, const CompressSlot* s
 // the triangle R of [V | r] (V its Vandermonde matrix in run_frame's coordinate); its first
 // min(points, c + 1) rows give the run's rows of B (R times each active column's polynomial in
 // that coordinate) and of h, and its last diagonal entry the run's share of rest.
-__global__ void compress_fill_kernel(const CallNet* calls, const CompressSlot* slots, const DevNet* nets,
+__global__ void compress_fill_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets,
                                      const DevSet* train, const double* resid, Compressed out) {
   const int j = blockIdx.x;
   const DevNet& nd = nets[calls[j].net];
-  const CompressSlot sl = slots[j];
+  const VarProSlot sl = slots[j];
   const DevSet set = train[nd.data];
   const int nv = 2 * (nd.s.n + 1);
   const int* bounds = out.bounds + sl.run_off;
@@ -151,6 +151,27 @@ __global__ void compress_fill_kernel(const CallNet* calls, const CompressSlot* s
   }
 }
 
+// Block j -> call j; threads over the entries of its S.
+__global__ void residual_curvature_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets,
+                                          const DevSet* train, const double* theta, const int* cols,
+                                          const double* rmom, double* S) {
+  const int j = blockIdx.x;
+  const DevNet& nd = nets[calls[j].net];
+  const VarProSlot sl = slots[j];
+  const double w = 2.0 / train[nd.data].n;
+  const double* th = theta + nd.theta_off;
+  const long long entries = static_cast<long long>(sl.m) * (sl.m - sl.kc);
+  for (long long e = threadIdx.x; e < entries; e += blockDim.x) {
+    const int u = static_cast<int>(e % sl.m), v = sl.kc + static_cast<int>(e / sl.m);
+    int nu, ku, nv, kv;
+    double s = 0.0;
+    if (param_owner(nd.s, cols[sl.col_off + u], &nu, &ku) && param_owner(nd.s, cols[sl.col_off + v], &nv, &kv) &&
+        nu == nv)
+      s = curvature_entry(neuron_lines(nd.s, th, nu), ku, kv, rmom + (nd.nrn_off + nu) * kColCoef, w);
+    S[sl.s_off + e] = s;
+  }
+}
+
 }  // namespace
 
 int compress_rows_bound(const Shape& s, int npoints) {
@@ -158,7 +179,7 @@ int compress_rows_bound(const Shape& s, int npoints) {
       std::min<long long>(npoints, static_cast<long long>(column_degree(s.arch) + 1) * (2 * s.n + 1)));
 }
 
-void compress_relu1d(const CallNet* calls, int count, const CompressSlot* slots, const DevNet* nets,
+void compress_relu1d(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,
                      const DevSet* train, const double* theta, const double* resid, const Compressed& out,
                      cudaStream_t stream) {
   if (count == 0) return;
@@ -166,6 +187,14 @@ void compress_relu1d(const CallNet* calls, int count, const CompressSlot* slots,
   CUDA_CHECK_LAUNCH("compress_runs_kernel");
   GS_LAUNCH(compress_fill_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, resid, out);
   CUDA_CHECK_LAUNCH("compress_fill_kernel");
+}
+
+void residual_curvature(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,
+                        const DevSet* train, const double* theta, const int* cols, const double* rmom, double* S,
+                        cudaStream_t stream) {
+  if (count == 0) return;
+  GS_LAUNCH(residual_curvature_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, theta, cols, rmom, S);
+  CUDA_CHECK_LAUNCH("residual_curvature_kernel");
 }
 
 }  // namespace gs

@@ -10,14 +10,17 @@
 
 namespace gs {
 
-// Where one call's compressed system [B | h] (compress_relu1d of least_squares.h) goes, and
-// the scratch it takes. Offsets are in entries of the arrays of Compressed.
-struct CompressSlot {
+// Where one call's reduced system is built on the device: its columns (the kc linear ones,
+// then the nonlinear ones: VarProColumns::all() of var_pro.h), its compressed system [B | h]
+// (compress_relu1d of least_squares.h), its residual curvature S, and scratch. Offsets are in
+// entries of the arrays they name.
+struct VarProSlot {
   long long col_off;  // its columns: parameter indices cols[col_off ..], m of them
-  int m;
+  int m, kc;
   long long b_off;    // B at b_off, column-major, leading dimension ldb (>= its rows)
   int ldb;
   long long h_off;    // h at h_off (ldb entries)
+  long long s_off;    // S at s_off: m x (m - kc), column-major
   long long run_off;  // scratch: compress_scratch entries of bounds, runrow, nrange and runrest
 };
 
@@ -50,8 +53,16 @@ struct Compressed {
 // the R factor of its local Vandermonde matrix with r appended (run_frame's coordinate),
 // accumulated point by point with Givens rotations; B and h then agree with the host's up to an
 // orthogonal transform of each run's rows (B^T B, B^T h and h^T h + rest to rounding).
-void compress_relu1d(const CallNet* calls, int count, const CompressSlot* slots, const DevNet* nets,
+void compress_relu1d(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,
                      const DevSet* train, const double* theta, const double* resid, const Compressed& out,
                      cudaStream_t stream);
+
+// The residual curvature S of var_pro.h (residual_curvature_relu1d) on the device: for call j,
+// S_uv = (2/N) sum_k r_k d2y(x_k)/dtheta_u dtheta_v over its columns u and its nonlinear columns
+// v (zero unless both are the same neuron's), from rmom, the moments of relu1d_neurons (of
+// batch_kernels.h) at the same parameters.
+void residual_curvature(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,
+                        const DevSet* train, const double* theta, const int* cols, const double* rmom, double* S,
+                        cudaStream_t stream);
 
 }  // namespace gs

@@ -28,6 +28,7 @@
 #include "gpusweep/solver/host_solver.h"
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/least_squares.h"
+#include "gpusweep/solver/var_pro.h"
 #include "gpusweep/solver/solve.h"
 #include "gpusweep/train/driver.h"
 #include "gpusweep/train/sweep.h"
@@ -836,13 +837,17 @@ void normal_parts(const double* B, const double* h, int rows, int m, int ld, std
   }
 }
 
-// The device compression of relu 1D systems (var_pro_kernels.h: Givens rotations per run of
-// points) against the host's (least_squares.h: LAPACK's Householder QR per run), on networks of
-// every arch at several widths, some with a kink outside the domain, one between the last
-// training points (a thin neuron), one with a zero gate weight; for all the parameters and for
-// the linear ones. The two agree up to an orthogonal transform of each run's rows: the rows,
-// global marks, B^T B, B^T h and |h|^2 + rest are compared.
-TEST(Cuda, CompressRelu1dMatchesTheHost) {
+// The device's parts of a relu 1D network's reduced system (var_pro_kernels.h) against the
+// host's, on networks of every arch at several widths, some with a kink outside the domain, one
+// between the last training points (a thin neuron), one with a zero gate weight; for three
+// column sets: all the parameters as nonlinear ones, the variable projection's columns
+// (var_pro_columns: linear, then nonlinear), and the linear ones alone (a trial's).
+// - compress_relu1d (Givens rotations per run of points) against the host's (LAPACK's
+//   Householder QR per run): they agree up to an orthogonal transform of each run's rows, so the
+//   rows, global marks, B^T B, B^T h and |h|^2 + rest are compared.
+// - residual_curvature (moments summed over each neuron's range by relu1d_neurons) against
+//   residual_curvature_relu1d (compensated prefix sums), entry by entry.
+TEST(Cuda, VarProSystemPartsMatchTheHost) {
   SKIP_WITHOUT_GPU();
   const Dataset d1 = make_target_dataset("invcos2", sized(3000, 600), 1);
   const Dataset d2 = make_target_dataset("sin4", sized(777, 300), 2);
@@ -856,59 +861,73 @@ TEST(Cuda, CompressRelu1dMatchesTheHost) {
     std::vector<double> xs = ds.x_train;
     std::sort(xs.begin(), xs.end());
     const int G = factor_offset(s, 0), g = G + s.n;
-    th[g + 0] = -th[G + 0] * (ds.hi[0] + 0.3);              // kink beyond the domain's end
+    th[g + 0] = -th[G + 0] * (ds.hi[0] + 0.3);                         // kink beyond the domain's end
     th[g + 1] = -th[G + 1] * (0.5 * (xs[xs.size() - 2] + xs.back()));  // thin
-    th[G + 2] = 0.0;                                        // no kink
+    th[G + 2] = 0.0;                                                   // no kink
   }
   HostSolver host;
   host.load(batch);
-  // Two calls per network: all its parameters, and its linear ones.
   std::vector<DevNet> nets;
   std::vector<CallNet> calls;
-  std::vector<CompressSlot> slots;
+  std::vector<VarProSlot> slots;
+  std::vector<VarProColumns> call_cols;
   std::vector<int> cols;
   std::vector<double> resid, xs_all, ys_all;
-  std::vector<DevSet> sets;
-  std::vector<long long> set_at;
+  std::vector<long long> set_at, work_off = {0};
   for (int k = 0; k < static_cast<int>(batch.datasets.size()); ++k) {
     set_at.push_back(static_cast<long long>(xs_all.size()));
     xs_all.insert(xs_all.end(), host.sorted(k).x.begin(), host.sorted(k).x.end());
     ys_all.insert(ys_all.end(), host.sorted(k).y.begin(), host.sorted(k).y.end());
   }
-  long long b_at = 0, h_at = 0, run_at = 0;
-  std::vector<std::vector<int>> call_cols;
+  long long b_at = 0, h_at = 0, s_at = 0, run_at = 0, nrn_at = 0;
   for (int i = 0; i < batch.size(); ++i) {
     const Shape& s = batch.nets[i].shape;
-    const int k = batch.nets[i].dataset;
-    const int npts = batch.datasets[k]->n_train();
+    const int k = batch.nets[i].dataset, npts = batch.datasets[k]->n_train(), p = num_params(s);
+    const double* th = batch.params.data() + batch.nets[i].offset;
     std::vector<double> r;
-    host.sorted_residuals(i, batch.params.data() + batch.nets[i].offset, r);
+    host.sorted_residuals(i, th, r);
     nets.push_back(DevNet{s, k, static_cast<long long>(batch.nets[i].offset), 0, 0,
-                          static_cast<long long>(resid.size()), 0});
+                          static_cast<long long>(resid.size()), nrn_at});
     resid.insert(resid.end(), r.begin(), r.end());
-    for (const std::vector<int>& c : {param_range(0, num_params(s)), linear_columns(s)}) {
-      calls.push_back(CallNet{i, 0, num_params(s)});
-      const int ldb = compress_rows_bound(s, npts);
-      slots.push_back(CompressSlot{static_cast<long long>(cols.size()), static_cast<int>(c.size()), b_at, ldb, h_at,
-                                   run_at});
-      cols.insert(cols.end(), c.begin(), c.end());
+    nrn_at += s.n + 1;
+    VarProColumns all_non, var_pro, linear;
+    all_non.non = param_range(0, p);
+    std::vector<Role> role(p);
+    const Points1d pts = host.points1d(k);
+    var_pro_roles(s, th, &pts, role.data());
+    const std::vector<double> unit(p, 1.0);
+    var_pro_columns(s, th, role.data(), unit.data(), &pts, &var_pro);
+    linear.lin = linear_columns(s);
+    for (const VarProColumns& c : {all_non, var_pro, linear}) {
+      const std::vector<int> all = c.all();
+      const int m = static_cast<int>(all.size()), kc = static_cast<int>(c.lin.size()), ldb = compress_rows_bound(s, npts);
+      calls.push_back(CallNet{i, 0, p});
+      slots.push_back(VarProSlot{static_cast<long long>(cols.size()), m, kc, b_at, ldb, h_at, s_at, run_at});
+      cols.insert(cols.end(), all.begin(), all.end());
       call_cols.push_back(c);
-      b_at += static_cast<long long>(ldb) * static_cast<long long>(c.size());
+      b_at += static_cast<long long>(ldb) * m;
       h_at += ldb;
+      s_at += static_cast<long long>(m) * (m - kc);
       run_at += compress_scratch(s);
+      work_off.push_back(work_off.back() + s.n + 1);
     }
   }
   double* d_x = to_device(xs_all);
   double* d_y = to_device(ys_all);
+  std::vector<DevSet> sets;
   for (int k = 0; k < static_cast<int>(batch.datasets.size()); ++k)
     sets.push_back(DevSet{d_x + set_at[k], d_y + set_at[k], batch.datasets[k]->n_train(), nullptr});
   const int count = static_cast<int>(calls.size());
   DevNet* d_nets = to_device(nets);
   CallNet* d_calls = to_device(calls);
-  CompressSlot* d_slots = to_device(slots);
+  VarProSlot* d_slots = to_device(slots);
   DevSet* d_sets = to_device(sets);
   double* d_theta = to_device(batch.params);
   double* d_resid = to_device(resid);
+  long long* d_work = to_device(work_off);
+  int* d_range = to_device(std::vector<int>(2 * nrn_at, -1));
+  double* d_rmom = to_device(std::vector<double>(nrn_at * kColCoef, NAN));
+  double* d_S = to_device(std::vector<double>(s_at, NAN));
   Compressed out{};
   out.cols = to_device(cols);
   out.B = to_device(std::vector<double>(b_at, NAN));
@@ -923,25 +942,30 @@ TEST(Cuda, CompressRelu1dMatchesTheHost) {
   out.nrange = to_device(std::vector<int>(run_at, -1));
   out.runrest = to_device(std::vector<double>(run_at, NAN));
   compress_relu1d(d_calls, count, d_slots, d_nets, d_sets, d_theta, d_resid, out, nullptr);
+  relu1d_neurons(d_calls, count, d_work, work_off.back(), d_nets, d_sets, d_theta, d_resid, d_range, d_rmom, nullptr);
+  residual_curvature(d_calls, count, d_slots, d_nets, d_sets, d_theta, out.cols, d_rmom, d_S, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<double> B = to_host(out.B, b_at), h = to_host(out.h, h_at), rest = to_host(out.rest, count);
+  const std::vector<double> S = to_host(d_S, s_at);
   const std::vector<int> rows = to_host(out.rows, count);
   const std::vector<unsigned char> global = to_host(out.global, cols.size());
-  int thin_or_outside = 0;
+  int thin_or_outside = 0, curved = 0;
   for (int j = 0; j < count; ++j) {
     const int i = calls[j].net;
     const Shape& s = batch.nets[i].shape;
     const int k = batch.nets[i].dataset;
     const double* th = batch.params.data() + batch.nets[i].offset;
     const HostSolver::Sorted& so = host.sorted(k);
+    const int npts = static_cast<int>(so.x.size());
     const Points1d pts = host.points1d(k);
     for (int nu = 0; nu < s.n; ++nu) thin_or_outside += kink_place(s, th, pts, nu) != EdgeKind::kInside;
     std::vector<double> r;
     host.sorted_residuals(i, th, r);
+    const VarProSlot& sl = slots[j];
     LsSystem ref;
-    compress_relu1d(s, th, call_cols[j], so.x.data(), r.data(), static_cast<int>(so.x.size()), &ref);
-    const CompressSlot& sl = slots[j];
-    const std::string what = std::string(arch_name(s.arch)) + " width " + std::to_string(s.n) + " m " + std::to_string(sl.m);
+    compress_relu1d(s, th, call_cols[j].all(), so.x.data(), r.data(), npts, &ref);
+    const std::string what = std::string(arch_name(s.arch)) + " width " + std::to_string(s.n) + " m " +
+                             std::to_string(sl.m) + " kc " + std::to_string(sl.kc);
     ASSERT_EQ(rows[j], ref.rows) << what;
     for (int q = 0; q < sl.m; ++q) EXPECT_EQ(global[sl.col_off + q], ref.global[q]) << what << " column " << q;
     std::vector<double> G, c, Gr, cr;
@@ -961,11 +985,27 @@ TEST(Cuda, CompressRelu1dMatchesTheHost) {
             << what << " B^T B " << p << ", " << q;
       }
     }
+    // S: each entry against the host's, to the rounding of the moments' sums (observed: 3e-15 of
+    // (2/N) sum |r| at most).
+    std::vector<double> Sr;
+    residual_curvature_relu1d(s, th, call_cols[j], so.x.data(), r.data(), npts, &Sr);
+    ASSERT_EQ(Sr.size(), static_cast<std::size_t>(sl.m) * (sl.m - sl.kc)) << what;
+    double rsum = 0.0;
+    for (double v : r) rsum += std::fabs(v);
+    const double xmax = std::max(std::fabs(so.x.front()), std::fabs(so.x.back()));
+    for (std::size_t e = 0; e < Sr.size(); ++e) {
+      curved += Sr[e] != 0.0;
+      EXPECT_NEAR(S[sl.s_off + e], Sr[e],
+                  1e-12 * std::fabs(Sr[e]) + 1e-13 * (2.0 / npts) * rsum * std::pow(std::max(1.0, xmax), kColCoef))
+          << what << " S entry " << e;
+    }
   }
   EXPECT_GT(thin_or_outside, 0);
-  for (void* p : std::initializer_list<void*>{d_x, d_y, d_nets, d_calls, d_slots, d_sets, d_theta, d_resid,
-                                             const_cast<int*>(out.cols), out.B, out.h, out.rows, out.rest, out.global,
-                                             out.cpoly, out.cown, out.bounds, out.runrow, out.nrange, out.runrest})
+  EXPECT_GT(curved, 0);
+  for (void* p : std::initializer_list<void*>{d_x, d_y, d_nets, d_calls, d_slots, d_sets, d_theta, d_resid, d_work,
+                                             d_range, d_rmom, d_S, const_cast<int*>(out.cols), out.B, out.h,
+                                             out.rows, out.rest, out.global, out.cpoly, out.cown, out.bounds,
+                                             out.runrow, out.nrange, out.runrest})
     cudaFree(p);
 }
 

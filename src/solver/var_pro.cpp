@@ -159,13 +159,9 @@ void residual_curvature_relu1d(const Shape& s, const double* theta, const VarPro
       const int q = pos[static_cast<std::size_t>(i) * k_loc + t] - kc;  // a nonlinear column
       if (q < 0) continue;
       if (timer.on()) flops += static_cast<double>(count[i]) * (2 * nr + 2 * num_factors(s.arch) * nr);
-      for (int u = 0; u < count[i]; ++u) {
-        double c[kColCoef];
-        curvature_poly(L, loc[static_cast<std::size_t>(i) * k_loc + u], loc[static_cast<std::size_t>(i) * k_loc + t], c);
-        double v = 0.0;
-        for (int j = 0; j < nr; ++j) v += c[j] * R[j];
-        (*S)[pos[static_cast<std::size_t>(i) * k_loc + u] + static_cast<std::size_t>(q) * ld] = w * v;
-      }
+      for (int u = 0; u < count[i]; ++u)
+        (*S)[pos[static_cast<std::size_t>(i) * k_loc + u] + static_cast<std::size_t>(q) * ld] = curvature_entry(
+            L, loc[static_cast<std::size_t>(i) * k_loc + u], loc[static_cast<std::size_t>(i) * k_loc + t], R, w);
     }
   }
   if (timer.on()) tally_add(Prim::kCurvature, flops, flops, timer.seconds());

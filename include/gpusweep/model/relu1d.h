@@ -114,6 +114,17 @@ HD inline void curvature_poly(const NeuronLines& L, int p, int q, double c[kColC
   if (q % 2 == 0) poly_mul_x(c);
 }
 
+// An entry of the residual curvature, w sum_k r_k d2y(x_k)/dtheta_p dtheta_q for local
+// parameters p, q of one neuron, from the moments R[j] = sum r_k x_k^j over its active range
+// (zero beyond the column degree).
+HD inline double curvature_entry(const NeuronLines& L, int p, int q, const double R[kColCoef], double w) {
+  double c[kColCoef];
+  curvature_poly(L, p, q, c);
+  double v = 0.0;
+  for (int a = 0; a < kColCoef; ++a) v += c[a] * R[a];
+  return w * v;
+}
+
 // The active points [lo, hi) of a neuron with gate G x + g among sorted points xs[0..n).
 // The gate is computed as eval_neuron computes it, and it is monotone in x, so the set is
 // exactly the one the per-point formulas see.
