@@ -3,9 +3,13 @@
 #include "var_pro_kernels.h"
 
 #include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "cuda_check.h"
 #include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/var_pro.h"
 #include "launch.cuh"
 
 namespace gs {
@@ -172,6 +176,237 @@ __global__ void residual_curvature_kernel(const CallNet* calls, const VarProSlot
   }
 }
 
+
+// Block j -> call j: M = sqrt(2 / N) [B diag(scale) | h] in place (all ldb rows).
+__global__ void scale_system_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets,
+                                    const DevSet* train, const int* cols, const double* scale, double* B) {
+  const int j = blockIdx.x;
+  const DevNet& nd = nets[calls[j].net];
+  const VarProSlot sl = slots[j];
+  const double f = sqrt(2.0 / train[nd.data].n);
+  const long long entries = static_cast<long long>(sl.ldb) * (sl.m + 1);
+  for (long long e = threadIdx.x; e < entries; e += blockDim.x) {
+    const int q = static_cast<int>(e / sl.ldb);
+    B[sl.b_off + e] *= q < sl.m ? f * scale[nd.vec_off + cols[sl.col_off + q]] : f;
+  }
+}
+
+// Block j -> call j, after the QR of all of M: whether the main block is dependent (a diagonal
+// entry of its R at most kVarProRank max(N, kc) of the largest, or more main columns than
+// rows); else the column-pivoted Householder QR of the global columns' triangle (their R rows
+// below the main block, reflectors below the diagonal dropped), applied to the same rows of the
+// nonlinear columns and h, columns swapped whole; the rank of the linear columns; perm, the
+// linear columns in the order of R_cc.
+__global__ void globals_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets,
+                               const DevSet* train, const int* rows_of, double* B, int* perm, int* rank,
+                               int* deficient) {
+  GS_SHARED(double, red, [kBlock]);
+  GS_SHARED(int, at, [kBlock]);
+  GS_SHARED(double, beta_tau, [2]);
+  const int j = blockIdx.x;
+  const DevNet& nd = nets[calls[j].net];
+  const VarProSlot sl = slots[j];
+  const int rows = rows_of[j], ld = sl.ldb, kc = sl.kc, g = sl.g, kmain = kc - g, m = sl.m;
+  double* M = B + sl.b_off;
+  const double tol = kVarProRank * max(train[nd.data].n, kc);
+  for (int q = threadIdx.x; q < kc; q += blockDim.x) perm[sl.col_off + q] = q;
+  // The main block: its largest diagonal entry, and whether any is too small.
+  double big = 0.0;
+  for (int q = threadIdx.x; q < kmain && q < rows; q += blockDim.x) big = fmax(big, fabs(M[q + static_cast<long long>(q) * ld]));
+  red[threadIdx.x] = big;
+  __syncthreads();
+  for (int h = kBlock / 2; h > 0; h >>= 1) {
+    if (threadIdx.x < h) red[threadIdx.x] = fmax(red[threadIdx.x], red[threadIdx.x + h]);
+    __syncthreads();
+  }
+  double rmax = red[0];
+  __syncthreads();
+  int low = 0;
+  for (int q = threadIdx.x; q < kmain && q < rows; q += blockDim.x)
+    low |= !(fabs(M[q + static_cast<long long>(q) * ld]) > tol * rmax);
+  at[threadIdx.x] = low;
+  __syncthreads();
+  for (int h = kBlock / 2; h > 0; h >>= 1) {
+    if (threadIdx.x < h) at[threadIdx.x] |= at[threadIdx.x + h];
+    __syncthreads();
+  }
+  const bool dependent = kmain > rows || at[0] != 0;
+  __syncthreads();
+  if (dependent) {
+    if (threadIdx.x == 0) {
+      deficient[j] = 1;
+      rank[j] = 0;
+    }
+    return;
+  }
+  const int kq = max(0, min(rows - kmain, g));
+  // The triangle's own entries only: the reflectors of the QR below its diagonal are dropped.
+  for (int e = threadIdx.x; e < kq * g; e += blockDim.x) {
+    const int r = e % kq, c = e / kq;
+    if (r > c) M[kmain + r + static_cast<long long>(kmain + c) * ld] = 0.0;
+  }
+  __syncthreads();
+  int r2 = 0;
+  bool counting = true;
+  for (int t = 0; t < kq; ++t) {
+    // The pivot: the remaining column of the largest norm over rows t .. kq - 1 (the first of equals).
+    double best = -1.0;
+    int arg = t;
+    for (int c = t + threadIdx.x; c < g; c += blockDim.x) {
+      double ss = 0.0;
+      for (int r = t; r < kq; ++r) {
+        const double v = M[kmain + r + static_cast<long long>(kmain + c) * ld];
+        ss += v * v;
+      }
+      if (ss > best) {
+        best = ss;
+        arg = c;
+      }
+    }
+    red[threadIdx.x] = best;
+    at[threadIdx.x] = arg;
+    __syncthreads();
+    for (int h = kBlock / 2; h > 0; h >>= 1) {
+      if (threadIdx.x < h) {
+        const double o = red[threadIdx.x + h];
+        const int oa = at[threadIdx.x + h];
+        if (o > red[threadIdx.x] || (o == red[threadIdx.x] && oa < at[threadIdx.x])) {
+          red[threadIdx.x] = o;
+          at[threadIdx.x] = oa;
+        }
+      }
+      __syncthreads();
+    }
+    const int p = at[0];
+    __syncthreads();
+    if (p != t) {
+      // Swap whole columns (the main rows too) and their places in perm.
+      for (int r = threadIdx.x; r < kmain + kq; r += blockDim.x) {
+        double* a = M + r + static_cast<long long>(kmain + t) * ld;
+        double* b = M + r + static_cast<long long>(kmain + p) * ld;
+        const double v = *a;
+        *a = *b;
+        *b = v;
+      }
+      if (threadIdx.x == 0) {
+        const int v = perm[sl.col_off + kmain + t];
+        perm[sl.col_off + kmain + t] = perm[sl.col_off + kmain + p];
+        perm[sl.col_off + kmain + p] = v;
+      }
+    }
+    __syncthreads();
+    // The reflector of column t (dlarfg): beta = -sign(alpha) |x|, v = x / (alpha - beta) with
+    // v_0 = 1, tau = (beta - alpha) / beta; none where x below alpha is zero.
+    double* x = M + kmain + t + static_cast<long long>(kmain + t) * ld;
+    if (threadIdx.x == 0) {
+      double ss = 0.0;
+      for (int r = 1; r < kq - t; ++r) ss += x[r] * x[r];
+      const double alpha = x[0];
+      if (ss == 0.0) {
+        beta_tau[0] = alpha;
+        beta_tau[1] = 0.0;
+      } else {
+        const double beta = -copysign(sqrt(alpha * alpha + ss), alpha);
+        beta_tau[0] = beta;
+        beta_tau[1] = (beta - alpha) / beta;
+        const double inv = 1.0 / (alpha - beta);
+        for (int r = 1; r < kq - t; ++r) x[r] *= inv;
+      }
+    }
+    __syncthreads();
+    const double tau = beta_tau[1];
+    // H = I - tau v v^T on the global columns after t and on the nonlinear columns and h.
+    const int others = (g - t - 1) + (m + 1 - kc);
+    for (int e = threadIdx.x; e < others; e += blockDim.x) {
+      const int c = e < g - t - 1 ? kmain + t + 1 + e : kc + (e - (g - t - 1));
+      double* y = M + kmain + t + static_cast<long long>(c) * ld;
+      double d = y[0];
+      for (int r = 1; r < kq - t; ++r) d += x[r] * y[r];
+      d *= tau;
+      y[0] -= d;
+      for (int r = 1; r < kq - t; ++r) y[r] -= d * x[r];
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      x[0] = beta_tau[0];
+      for (int r = 1; r < kq - t; ++r) x[r] = 0.0;
+    }
+    __syncthreads();
+    if (t == 0 && kmain == 0) rmax = fabs(x[0]);
+    if (counting && fabs(x[0]) > tol * rmax) ++r2;
+    else counting = false;
+  }
+  if (threadIdx.x == 0) {
+    deficient[j] = 0;
+    rank[j] = kmain + r2;
+  }
+}
+
+// Block j -> call j (not deficient): T = the rows rank .. min(rows, m + 1) - 1 of the nonlinear
+// columns and h of M's R, leading dimension those rows.
+__global__ void copy_t_kernel(const VarProSlot* slots, const int* rows_of, const int* rank, const int* deficient,
+                              const double* B, double* T) {
+  const int j = blockIdx.x;
+  if (deficient[j]) return;
+  const VarProSlot sl = slots[j];
+  const int r0 = rank[j], tr = min(rows_of[j], sl.m + 1) - r0, cols = sl.m + 1 - sl.kc;
+  if (tr <= 0) return;
+  for (long long e = threadIdx.x; e < static_cast<long long>(tr) * cols; e += blockDim.x) {
+    const int r = static_cast<int>(e % tr), c = static_cast<int>(e / tr);
+    // Below the diagonal of all of M's R: its reflectors, not R.
+    T[sl.t_off + e] = r0 + r > sl.kc + c ? 0.0 : B[sl.b_off + r0 + r + static_cast<long long>(sl.kc + c) * sl.ldb];
+  }
+}
+
+// Block j -> call j (not deficient), after the QR of T: its reflectors below the diagonal
+// cleared (R_bb and h_b remain), and W = scale S scale over the rank linear columns in the
+// order of R_cc by the nonlinear ones (leading dimension rank).
+__global__ void reduced_prep_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets,
+                                    const int* rows_of, const int* rank, const int* deficient, const int* cols,
+                                    const int* perm, const double* scale, const double* S, double* T, double* W) {
+  const int j = blockIdx.x;
+  if (deficient[j]) return;
+  const DevNet& nd = nets[calls[j].net];
+  const VarProSlot sl = slots[j];
+  const int r0 = rank[j], tr = min(rows_of[j], sl.m + 1) - r0, kb = sl.m - sl.kc;
+  for (long long e = threadIdx.x; e < static_cast<long long>(max(tr, 0)) * (kb + 1); e += blockDim.x) {
+    const int r = static_cast<int>(e % tr), c = static_cast<int>(e / tr);
+    if (r > c) T[sl.t_off + e] = 0.0;
+  }
+  const double* sc = scale + nd.vec_off;
+  const int* cl = cols + sl.col_off;
+  for (long long e = threadIdx.x; e < static_cast<long long>(r0) * kb; e += blockDim.x) {
+    const int k = static_cast<int>(e % r0), c = static_cast<int>(e / r0);
+    const int q = perm[sl.col_off + k];
+    W[sl.w_off + e] = sc[cl[q]] * S[sl.s_off + q + static_cast<long long>(c) * sl.m] * sc[cl[sl.kc + c]];
+  }
+}
+
+// Block j -> call j (not deficient), on the lower triangle of A: stage 0 adds scale S_bb scale;
+// stage 1 subtracts U + U^T; stage 2 copies the lower triangle to the upper.
+__global__ void reduced_terms_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets,
+                                     const int* rank, const int* deficient, const int* cols, const double* scale,
+                                     const double* S, const double* U, double* A, int stage) {
+  const int j = blockIdx.x;
+  if (deficient[j] || (stage == 1 && rank[j] == 0)) return;
+  const DevNet& nd = nets[calls[j].net];
+  const VarProSlot sl = slots[j];
+  const int kb = sl.m - sl.kc;
+  const double* sc = scale + nd.vec_off;
+  const int* non = cols + sl.col_off + sl.kc;
+  for (long long e = threadIdx.x; e < static_cast<long long>(kb) * kb; e += blockDim.x) {
+    const int r = static_cast<int>(e % kb), c = static_cast<int>(e / kb);
+    if (r < c) continue;
+    double& a = A[sl.a_off + e];
+    if (stage == 0)
+      a += sc[non[r]] * S[sl.s_off + sl.kc + r + static_cast<long long>(c) * sl.m] * sc[non[c]];
+    else if (stage == 1)
+      a -= U[sl.u_off + e] + U[sl.u_off + c + static_cast<long long>(r) * kb];
+    else
+      A[sl.a_off + c + static_cast<long long>(r) * kb] = a;
+  }
+}
+
 }  // namespace
 
 int compress_rows_bound(const Shape& s, int npoints) {
@@ -187,6 +422,125 @@ void compress_relu1d(const CallNet* calls, int count, const VarProSlot* slots, c
   CUDA_CHECK_LAUNCH("compress_runs_kernel");
   GS_LAUNCH(compress_fill_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, resid, out);
   CUDA_CHECK_LAUNCH("compress_fill_kernel");
+}
+
+std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int max_rows, int max_cols) {
+  std::size_t dev = 0, host = 0;
+  CUSOLVER_CHECK(cusolverDnXgeqrf_bufferSize(solver, params, std::max(1, max_rows), std::max(1, max_cols), CUDA_R_64F,
+                                             nullptr, std::max(1, max_rows), CUDA_R_64F, nullptr, CUDA_R_64F, &dev,
+                                             &host));
+  if (host != 0) throw std::logic_error("cusolverDnXgeqrf asks for host workspace");
+  return dev;
+}
+
+namespace {
+
+// C (m x n) = alpha op(A) op(B) + beta C, one problem, on the handle's stream.
+void gemm(cublasHandle_t blas, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, double alpha,
+          const double* A, int lda, const double* Bm, int ldb, double beta, double* C, int ldc) {
+  CUBLAS_CHECK(cublasDgemmStridedBatched(blas, ta, tb, m, n, k, &alpha, A, std::max(1, lda), 0, Bm, std::max(1, ldb),
+                                         0, &beta, C, std::max(1, ldc), 0, 1));
+}
+
+void check_qr_info(const std::vector<int>& info, const char* what) {
+  for (std::size_t j = 0; j < info.size(); ++j)
+    if (info[j] != 0)
+      throw std::logic_error(std::string(what) + ": cuSOLVER info " + std::to_string(info[j]) + " for call " +
+                             std::to_string(j));
+}
+
+}  // namespace
+
+void reduced_systems(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnParams_t params, cublasHandle_t blas,
+                     const CallNet* calls, int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots,
+                     const std::vector<int>& rows, const DevNet* nets, const DevSet* train, const int* cols,
+                     const double* scale, double* B, const double* S, const ReducedWork& w, std::vector<int>* rank,
+                     std::vector<int>* deficient) {
+  rank->assign(count, 0);
+  deficient->assign(count, 0);
+  if (count == 0) return;
+  CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
+  CUBLAS_CHECK(cublasSetStream(blas, stream));
+  CUDA_CHECK(cudaMemcpyAsync(w.rows, rows.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+  GS_LAUNCH(scale_system_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, cols, scale, B);
+  CUDA_CHECK_LAUNCH("scale_system_kernel");
+  // One Householder QR of all of each M.
+  for (int j = 0; j < count; ++j) {
+    const VarProSlot& sl = host_slots[j];
+    if (rows[j] == 0) {
+      CUDA_CHECK(cudaMemsetAsync(w.info + j, 0, sizeof(int), stream));
+      continue;
+    }
+    CUSOLVER_CHECK(cusolverDnXgeqrf(solver, params, rows[j], sl.m + 1, CUDA_R_64F, B + sl.b_off, sl.ldb, CUDA_R_64F,
+                                    w.tau + sl.tau_off, CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.info + j));
+  }
+  GS_LAUNCH(globals_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, w.rows, B, w.perm, w.rank,
+                                                      w.deficient);
+  CUDA_CHECK_LAUNCH("globals_kernel");
+  std::vector<int> info(count);
+  CUDA_CHECK(cudaMemcpyAsync(info.data(), w.info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaMemcpyAsync(rank->data(), w.rank, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaMemcpyAsync(deficient->data(), w.deficient, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  check_qr_info(info, "reduced_systems: the QR of M");
+  // The QR of the rows below the rank: R_bb and h_b.
+  GS_LAUNCH(copy_t_kernel, count, kBlock, 0, stream)(slots, w.rows, w.rank, w.deficient, B, w.T);
+  CUDA_CHECK_LAUNCH("copy_t_kernel");
+  std::vector<int> tr(count, 0);
+  for (int j = 0; j < count; ++j) {
+    const VarProSlot& sl = host_slots[j];
+    tr[j] = std::min(rows[j], sl.m + 1) - (*rank)[j];
+    CUDA_CHECK(cudaMemsetAsync(w.info + j, 0, sizeof(int), stream));
+    if ((*deficient)[j] || tr[j] <= 0) continue;
+    CUSOLVER_CHECK(cusolverDnXgeqrf(solver, params, tr[j], sl.m - sl.kc + 1, CUDA_R_64F, w.T + sl.t_off, tr[j],
+                                    CUDA_R_64F, w.tau + sl.tau_off, CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0,
+                                    w.info + j));
+  }
+  GS_LAUNCH(reduced_prep_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rows, w.rank, w.deficient, cols,
+                                                           w.perm, scale, S, w.T, w.W);
+  CUDA_CHECK_LAUNCH("reduced_prep_kernel");
+  // A = R_bb^T R_bb and gr = R_bb^T h_b.
+  for (int j = 0; j < count; ++j) {
+    const VarProSlot& sl = host_slots[j];
+    const int kb = sl.m - sl.kc, kr = std::max(0, std::min(tr[j], kb));
+    if ((*deficient)[j] || kb == 0) continue;
+    const double* T = w.T + sl.t_off;
+    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, kb, kr, 1.0, T, tr[j], T, tr[j], 0.0, w.A + sl.a_off, kb);
+    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, 1, kr, 1.0, T, tr[j], T + static_cast<long long>(kb) * std::max(1, tr[j]),
+         tr[j], 0.0, w.gr + sl.gr_off, kb);
+  }
+  GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
+                                                            w.U, w.A, 0);
+  CUDA_CHECK_LAUNCH("reduced_terms_kernel");
+  // W = R_cc^-T W, U = R_cb^T W; A -= U + U^T + W^T W, gr -= W^T h_c.
+  for (int j = 0; j < count; ++j) {
+    const VarProSlot& sl = host_slots[j];
+    const int kb = sl.m - sl.kc, r = (*rank)[j];
+    if ((*deficient)[j] || kb == 0 || r == 0) continue;
+    const double one = 1.0;
+    CUBLAS_CHECK(cublasDtrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT, r, kb,
+                             &one, B + sl.b_off, sl.ldb, w.W + sl.w_off, r));
+    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, kb, r, 1.0, B + sl.b_off + static_cast<long long>(sl.kc) * sl.ldb, sl.ldb,
+         w.W + sl.w_off, r, 0.0, w.U + sl.u_off, kb);
+  }
+  GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
+                                                            w.U, w.A, 1);
+  CUDA_CHECK_LAUNCH("reduced_terms_kernel");
+  for (int j = 0; j < count; ++j) {
+    const VarProSlot& sl = host_slots[j];
+    const int kb = sl.m - sl.kc, r = (*rank)[j];
+    if ((*deficient)[j] || kb == 0 || r == 0) continue;
+    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, kb, r, -1.0, w.W + sl.w_off, r, w.W + sl.w_off, r, 1.0, w.A + sl.a_off,
+         kb);
+    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, 1, r, -1.0, w.W + sl.w_off, r,
+         B + sl.b_off + static_cast<long long>(sl.m) * sl.ldb, sl.ldb, 1.0, w.gr + sl.gr_off, kb);
+  }
+  GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
+                                                            w.U, w.A, 2);
+  CUDA_CHECK_LAUNCH("reduced_terms_kernel");
+  CUDA_CHECK(cudaMemcpyAsync(info.data(), w.info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  check_qr_info(info, "reduced_systems: the QR of T");
 }
 
 void residual_curvature(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,

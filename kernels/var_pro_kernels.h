@@ -4,7 +4,11 @@
 // not synchronize.
 #pragma once
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <cusolverDn.h>
+
+#include <vector>
 
 #include "batch_kernels.h"
 
@@ -16,12 +20,15 @@ namespace gs {
 // entries of the arrays they name.
 struct VarProSlot {
   long long col_off;  // its columns: parameter indices cols[col_off ..], m of them
-  int m, kc;
+  int m, kc, g;       // kc linear columns, the last g of them global (var_pro.h)
   long long b_off;    // B at b_off, column-major, leading dimension ldb (>= its rows)
   int ldb;
   long long h_off;    // h at h_off (ldb entries)
   long long s_off;    // S at s_off: m x (m - kc), column-major
   long long run_off;  // scratch: compress_scratch entries of bounds, runrow, nrange and runrest
+  // reduced_systems: A ((m - kc)^2) and gr at a_off and gr_off; scratch: tau (m + 1 entries),
+  // T ((m + 1) (m - kc + 1)), W (kc (m - kc)) and U ((m - kc)^2) at their offsets.
+  long long a_off, gr_off, tau_off, t_off, w_off, u_off;
 };
 
 // The rows of compress_relu1d for a network of n neurons on npoints points are at most this:
@@ -64,5 +71,37 @@ void compress_relu1d(const CallNet* calls, int count, const VarProSlot* slots, c
 void residual_curvature(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,
                         const DevSet* train, const double* theta, const int* cols, const double* rmom, double* S,
                         cudaStream_t stream);
+
+// The device arrays of reduced_systems besides the slots' own: per column (at col_off) the
+// permutation of the linear columns in the order of R_cc; per call the rank of the linear
+// columns, whether they were found dependent, cuSOLVER's info and the rows; the QRs' device
+// workspace.
+struct ReducedWork {
+  double *A, *gr, *tau, *T, *W, *U;
+  int *perm;
+  int *rank, *deficient, *info, *rows;  // per call
+  void* ws;
+  std::size_t ws_bytes;
+};
+
+// reduced_system of var_pro.h on the device, for calls whose [B | h] (compress_relu1d, with h at
+// column m of B: h_off = b_off + m ldb) and S (residual_curvature) are made. scale: the Jacobi
+// scale of every parameter (at vec_off). With M = sqrt(2 / N) [B diag(scale) | h], one
+// Householder QR of all of M (cuSOLVER) gives the main linear columns' R, with Q^T applied to the
+// rest; the global columns' triangle then takes a column-pivoted QR of its own (a block per
+// call), the same R up to the signs of its rows as the host's pivoted QR of their rows below
+// the main block, since column norms are kept by orthogonal transforms; the rows of the
+// nonlinear columns and h below the rank, their QR (R_bb, h_b); then A and gr by cuBLAS, as the
+// host's. A call whose main block looks dependent (the host's `pivoted` path) gets deficient = 1
+// and no A: the host solves it. Host arrays: the slots, the calls' rows (compress_relu1d's) and,
+// out, their ranks and deficient flags. Synchronizes the stream.
+void reduced_systems(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnParams_t params, cublasHandle_t blas,
+                     const CallNet* calls, int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots,
+                     const std::vector<int>& rows, const DevNet* nets, const DevSet* train, const int* cols,
+                     const double* scale, double* B, const double* S, const ReducedWork& w, std::vector<int>* rank,
+                     std::vector<int>* deficient);
+
+// Bytes of device workspace reduced_systems' QRs need for at most max_cols columns.
+std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int max_rows, int max_cols);
 
 }  // namespace gs

@@ -1,5 +1,5 @@
 // The cuBLAS routines of the emulated CUDA device, over the host BLAS: handles bound to a
-// stream, and the batched double GEMMs. Arguments are checked when the call is made, with
+// stream, the batched double GEMMs and the triangular solve. Arguments are checked when the call is made, with
 // cuBLAS's statuses; the products run when the handle's stream runs, on device memory, and
 // a pointer that is not device memory there is a fault (cudaErrorIllegalAddress).
 #include <cublas_v2.h>
@@ -13,6 +13,9 @@
 extern "C" void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
                        const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
                        const double* beta, double* c, const int* ldc);
+
+extern "C" void dtrsm_(const char* side, const char* uplo, const char* transa, const char* diag, const int* m,
+                       const int* n, const double* alpha, const double* a, const int* lda, double* b, const int* ldb);
 
 struct cublasContext {
   cudaStream_t stream = nullptr;
@@ -137,6 +140,44 @@ cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t handle, cublasOperation_
   enqueue(s, "cublasDgemmStridedBatched", [=] {
     for (int b = 0; b < batchCount; ++b)
       if (!run_gemm("cublasDgemmStridedBatched", b, g, A + b * strideA, B + b * strideB, C + b * strideC)) return;
+  });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+// Triangular solve with many right-hand sides as BLAS's dtrsm: B := alpha op(A)^-1 B (side
+// left) or alpha B op(A)^-1 (side right).
+cublasStatus_t cublasDtrsm_v2(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
+                              cublasOperation_t trans, cublasDiagType_t diag, int m, int n, const double* alpha,
+                              const double* A, int lda, double* B, int ldb) {
+  Lock lock(api_mutex());
+  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  const int k = side == CUBLAS_SIDE_LEFT ? m : n;
+  if (!alpha || (side != CUBLAS_SIDE_LEFT && side != CUBLAS_SIDE_RIGHT) ||
+      (uplo != CUBLAS_FILL_MODE_LOWER && uplo != CUBLAS_FILL_MODE_UPPER) || !op_ok(trans) ||
+      (diag != CUBLAS_DIAG_UNIT && diag != CUBLAS_DIAG_NON_UNIT) || m < 0 || n < 0 || lda < std::max(1, k) ||
+      ldb < std::max(1, m))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (handle->mode != CUBLAS_POINTER_MODE_HOST) return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
+  Stream* s = handle_stream(handle);
+  if (!s) return CUBLAS_STATUS_INVALID_VALUE;
+  const double a = *alpha;
+  enqueue(s, "cublasDtrsm_v2", [=] {
+    const struct {
+      const char* name;
+      const void* p;
+      std::size_t bytes;
+    } ops[2] = {{"A", A, span_bytes(k, k, lda)}, {"B", B, span_bytes(m, n, ldb)}};
+    for (const auto& o : ops)
+      if (o.bytes > 0 && !is_device(o.p, o.bytes)) {
+        set_sticky(cudaErrorIllegalAddress, std::string("cublasDtrsm_v2: ") + o.name + " (" + std::to_string(o.bytes) +
+                                                " bytes) is at " + describe(o.p));
+        return;
+      }
+    if (m == 0 || n == 0) return;
+    const char sd = side == CUBLAS_SIDE_LEFT ? 'L' : 'R', ul = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U',
+               tr = op_char(trans), dg = diag == CUBLAS_DIAG_UNIT ? 'U' : 'N';
+    dtrsm_(&sd, &ul, &tr, &dg, &m, &n, &a, A, &lda, B, &ldb);
   });
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -1,6 +1,6 @@
 // The cuSOLVER routines of the emulated CUDA device, over the host LAPACK: Cholesky
-// factorizations and solves (one matrix, 64-bit API, and batched) and the batched symmetric
-// eigensolver, each with its argument checks and its per-matrix info written to device
+// factorizations and solves (one matrix, 64-bit API, and batched), Householder QR (one matrix,
+// 64-bit API) and the batched symmetric eigensolver, each with its argument checks and its per-matrix info written to device
 // memory when the handle's stream runs. Workspace sizes are the emulation's own; a call that
 // is given less than it asked for is refused as cuSOLVER refuses it.
 #include <cusolverDn.h>
@@ -17,6 +17,8 @@ extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dpotrs_(const char* uplo, const int* n, const int* nrhs, const double* a, const int* lda, double* b,
              const int* ldb, int* info);
+void dgeqrf_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work, const int* lwork,
+             int* info);
 void dsyev_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w, double* work,
             const int* lwork, int* info);
 }
@@ -34,6 +36,7 @@ bool uplo_ok(cublasFillMode_t u) { return u == CUBLAS_FILL_MODE_LOWER || u == CU
 char uplo_char(cublasFillMode_t u) { return u == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U'; }
 
 std::size_t potrf_bytes(long long n) { return sizeof(double) * (static_cast<std::size_t>(std::max(1LL, n)) * 64 + 128); }
+std::size_t geqrf_bytes(long long n) { return sizeof(double) * (static_cast<std::size_t>(std::max(1LL, n)) * 64 + 128); }
 std::size_t syev_bytes(long long n, long long batch) {
   return sizeof(double) * static_cast<std::size_t>(std::max(1LL, batch)) *
          (static_cast<std::size_t>(std::max(1LL, n)) * 34 + 64);
@@ -164,6 +167,64 @@ cusolverStatus_t cusolverDnXpotrs(cusolverDnHandle_t handle, cusolverDnParams_t 
     const char u = uplo_char(uplo);
     int r = 0;
     if (nn > 0 && nr > 0) dpotrs_(&u, &nn, &nr, a, &la, b, &lb, &r);
+    *info = r;
+  });
+  return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnXgeqrf_bufferSize(cusolverDnHandle_t handle, cusolverDnParams_t params, int64_t m, int64_t n,
+                                             cudaDataType dataTypeA, const void*, int64_t lda, cudaDataType dataTypeTau,
+                                             const void*, cudaDataType computeType, size_t* workspaceInBytesOnDevice,
+                                             size_t* workspaceInBytesOnHost) {
+  if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;
+  if (!params || m < 0 || n < 0 || lda < std::max<int64_t>(1, m) || !workspaceInBytesOnDevice ||
+      !workspaceInBytesOnHost)
+    return CUSOLVER_STATUS_INVALID_VALUE;
+  if (dataTypeA != CUDA_R_64F || dataTypeTau != CUDA_R_64F || computeType != CUDA_R_64F)
+    return CUSOLVER_STATUS_NOT_SUPPORTED;
+  *workspaceInBytesOnDevice = geqrf_bytes(n);
+  *workspaceInBytesOnHost = 0;
+  return CUSOLVER_STATUS_SUCCESS;
+}
+
+// Householder QR as LAPACK's dgeqrf: R on and above the diagonal, the reflectors below it and
+// in tau (min(m, n) entries); info 0.
+cusolverStatus_t cusolverDnXgeqrf(cusolverDnHandle_t handle, cusolverDnParams_t params, int64_t m, int64_t n,
+                                  cudaDataType dataTypeA, void* A, int64_t lda, cudaDataType dataTypeTau, void* tau,
+                                  cudaDataType computeType, void* bufferOnDevice, size_t workspaceInBytesOnDevice,
+                                  void*, size_t, int* info) {
+  Lock lock(api_mutex());
+  if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;
+  if (!params || m < 0 || m > INT_MAX || n < 0 || n > INT_MAX || lda < std::max<int64_t>(1, m) || lda > INT_MAX)
+    return CUSOLVER_STATUS_INVALID_VALUE;
+  if (dataTypeA != CUDA_R_64F || dataTypeTau != CUDA_R_64F || computeType != CUDA_R_64F)
+    return CUSOLVER_STATUS_NOT_SUPPORTED;
+  if (workspaceInBytesOnDevice < geqrf_bytes(n)) return CUSOLVER_STATUS_INVALID_VALUE;
+  if (sticky() != cudaSuccess) return CUSOLVER_STATUS_EXECUTION_FAILED;
+  Stream* s = handle_stream(handle);
+  if (!s) return CUSOLVER_STATUS_INVALID_VALUE;
+  const char* api = "cusolverDnXgeqrf";
+  const std::size_t ws = workspaceInBytesOnDevice;
+  enqueue(s, api, [=] {
+    double* a = static_cast<double*>(A);
+    double* t = static_cast<double*>(tau);
+    const long long k = std::min(m, n);
+    if (!device_or_fault(api, "A", a, matrix_bytes(m, lda, n)) ||
+        !device_or_fault(api, "tau", t, static_cast<std::size_t>(k) * sizeof(double)) ||
+        !device_or_fault(api, "info", info, sizeof(int)) ||
+        !device_or_fault(api, "the device workspace", bufferOnDevice, ws))
+      return;
+    const int mm = static_cast<int>(m), nn = static_cast<int>(n), ld = static_cast<int>(lda);
+    int r = 0;
+    if (k > 0) {
+      int lwork = -1;
+      double q = 0.0;
+      dgeqrf_(&mm, &nn, a, &ld, t, &q, &lwork, &r);
+      lwork = std::max(1, static_cast<int>(q));
+      std::vector<double> work(lwork);
+      dgeqrf_(&mm, &nn, a, &ld, t, work.data(), &lwork, &r);
+    }
+    std::memset(bufferOnDevice, 0xff, ws);  // the workspace holds nothing afterwards
     *info = r;
   });
   return CUSOLVER_STATUS_SUCCESS;
