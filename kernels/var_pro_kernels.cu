@@ -9,6 +9,7 @@
 
 #include "cuda_check.h"
 #include "gpusweep/model/relu1d.h"
+#include "gpusweep/solver/solve.h"
 #include "gpusweep/solver/var_pro.h"
 #include "launch.cuh"
 
@@ -407,6 +408,122 @@ __global__ void reduced_terms_kernel(const CallNet* calls, const VarProSlot* slo
   }
 }
 
+
+// Block j -> call j whose mode is unknown (go[j]): T's diagonal t (1 / sqrt |A_kk|, 0 for a
+// row at most kSingularRel of the largest), C = T A T with unit diagonal where t = 0, and the
+// copy C + kSingularRel I to factorize.
+__global__ void unit_diagonal_kernel(const VarProSlot* slots, const int* go, const double* A, double* V, double* L,
+                                     double* E) {
+  GS_SHARED(double, red, [kBlock]);
+  const int j = blockIdx.x;
+  if (!go[j]) return;
+  const VarProSlot sl = slots[j];
+  const int kb = sl.m - sl.kc;
+  const double* a = A + sl.a_off;
+  double big = 0.0;
+  for (int k = threadIdx.x; k < kb; k += blockDim.x) big = fmax(big, fabs(a[k + static_cast<long long>(k) * kb]));
+  red[threadIdx.x] = big;
+  __syncthreads();
+  for (int h = kBlock / 2; h > 0; h >>= 1) {
+    if (threadIdx.x < h) red[threadIdx.x] = fmax(red[threadIdx.x], red[threadIdx.x + h]);
+    __syncthreads();
+  }
+  const double dmax = red[0];
+  double* t = E + sl.e_off;
+  for (int k = threadIdx.x; k < kb; k += blockDim.x) {
+    const double d = fabs(a[k + static_cast<long long>(k) * kb]);
+    t[k] = d > kSingularRel * dmax && d > 0.0 ? 1.0 / sqrt(d) : 0.0;
+  }
+  __syncthreads();
+  for (long long e = threadIdx.x; e < static_cast<long long>(kb) * kb; e += blockDim.x) {
+    const int r = static_cast<int>(e % kb), c = static_cast<int>(e / kb);
+    double v = t[r] * a[e] * t[c];
+    if (r == c && t[c] == 0.0) v = 1.0;
+    V[sl.v_off + e] = v;
+    L[sl.l_off + e] = r == c ? v + kSingularRel : v;
+  }
+}
+
+// Block j -> call j in Cholesky mode (go[j]): L = C + lambda I, and z = -t gr.
+__global__ void damp_kernel(const VarProSlot* slots, const int* go, const double* lambda, const double* gr,
+                            const double* V, double* L, const double* E, double* Z) {
+  const int j = blockIdx.x;
+  if (!go[j]) return;
+  const VarProSlot sl = slots[j];
+  const int kb = sl.m - sl.kc;
+  for (long long e = threadIdx.x; e < static_cast<long long>(kb) * kb; e += blockDim.x) {
+    const int r = static_cast<int>(e % kb), c = static_cast<int>(e / kb);
+    L[sl.l_off + e] = V[sl.v_off + e] + (r == c ? lambda[j] : 0.0);
+  }
+  for (int k = threadIdx.x; k < kb; k += blockDim.x) Z[sl.z_off + k] = -E[sl.e_off + k] * gr[sl.gr_off + k];
+}
+
+// Block j -> call j: the network's step zeroed; then, for a call with a step to write (go[j]: 1
+// Cholesky, after the solve of Z in place; 2 eigen), the step z, its model (pred, slope,
+// curvature: var_pro.h's reduced_solve) and the step at the nonlinear columns, scale t z.
+__global__ void finish_solve_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets, const int* go,
+                                    const int* chol_info, const double* lambda, const int* cols, const double* scale,
+                                    const double* gr, const double* V, const double* E, double* Z, double* L,
+                                    double* model, double* step) {
+  GS_SHARED(double, red, [kBlock]);
+  const int j = blockIdx.x;
+  const DevNet& nd = nets[calls[j].net];
+  const VarProSlot sl = slots[j];
+  const int P = num_params(nd.s);
+  double* st = step + nd.vec_off;
+  for (int q = threadIdx.x; q < P; q += blockDim.x) st[q] = 0.0;
+  if (!go[j] || (go[j] == 1 && chol_info[j] != 0)) return;
+  const int kb = sl.m - sl.kc;
+  const double lam = lambda[j];
+  const double* t = E + sl.e_off;
+  double* z = Z + sl.z_off;
+  double p = 0.0, curv = 0.0, slope = 0.0;
+  if (go[j] == 2) {
+    // y = V^T rhs / (|ev| + lambda) into L's first column, then z = V y.
+    const double* ev = E + sl.e_off + kb;
+    double* y = L + sl.l_off;
+    for (int k = threadIdx.x; k < kb; k += blockDim.x) {
+      double d = 0.0;
+      for (int r = 0; r < kb; ++r) d += V[sl.v_off + r + static_cast<long long>(k) * kb] * (-t[r] * gr[sl.gr_off + r]);
+      const double yk = d / (fabs(ev[k]) + lam);
+      y[k] = yk;
+      const double gk = -(fabs(ev[k]) + lam) * yk;
+      p -= gk * yk + 0.5 * ev[k] * yk * yk;
+      curv += ev[k] * yk * yk;
+    }
+    __syncthreads();
+    for (int r = threadIdx.x; r < kb; r += blockDim.x) {
+      double v = 0.0;
+      for (int k = 0; k < kb; ++k) v += V[sl.v_off + r + static_cast<long long>(k) * kb] * y[k];
+      z[r] = v;
+    }
+    __syncthreads();
+  }
+  for (int k = threadIdx.x; k < kb; k += blockDim.x) {
+    const double rhs = -t[k] * gr[sl.gr_off + k];
+    if (go[j] == 1) {
+      p += rhs * z[k] + lam * z[k] * z[k];
+      curv += rhs * z[k] - lam * z[k] * z[k];
+    }
+    slope -= rhs * z[k];
+  }
+  double sums[3] = {go[j] == 1 ? 0.5 * p : p, slope, curv};
+  for (int q = 0; q < 3; ++q) {
+    red[threadIdx.x] = sums[q];
+    __syncthreads();
+    for (int h = kBlock / 2; h > 0; h >>= 1) {
+      if (threadIdx.x < h) red[threadIdx.x] += red[threadIdx.x + h];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) model[3 * j + q] = red[0];
+    __syncthreads();
+  }
+  __syncthreads();
+  const int* non = cols + sl.col_off + sl.kc;
+  const double* sc = scale + nd.vec_off;
+  for (int k = threadIdx.x; k < kb; k += blockDim.x) st[non[k]] = sc[non[k]] * t[k] * z[k];
+}
+
 }  // namespace
 
 int compress_rows_bound(const Shape& s, int npoints) {
@@ -422,6 +539,105 @@ void compress_relu1d(const CallNet* calls, int count, const VarProSlot* slots, c
   CUDA_CHECK_LAUNCH("compress_runs_kernel");
   GS_LAUNCH(compress_fill_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, resid, out);
   CUDA_CHECK_LAUNCH("compress_fill_kernel");
+}
+
+std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int n) {
+  n = std::max(1, n);
+  std::size_t dev = 0, host = 0, dev2 = 0;
+  CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(solver, params, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_64F, nullptr, n,
+                                             CUDA_R_64F, &dev, &host));
+  if (host != 0) throw std::logic_error("cusolverDnXpotrf asks for host workspace");
+  CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(solver, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n,
+                                                   CUDA_R_64F, nullptr, n, CUDA_R_64F, nullptr, CUDA_R_64F, &dev2,
+                                                   &host, 1));
+  if (host != 0) throw std::logic_error("cusolverDnXsyevBatched asks for host workspace");
+  return std::max(dev, dev2);
+}
+
+void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnParams_t params, const CallNet* calls,
+                    int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
+                    const int* cols, const double* scale, const double* A, const double* gr, const SolveWork& w,
+                    const std::vector<double>& lambda, std::vector<int>* mode, std::vector<int>* info,
+                    std::vector<StepModel>* model, double* step) {
+  info->assign(count, 0);
+  model->assign(count, StepModel{});
+  if (count == 0) return;
+  CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
+  auto kb_of = [&](int j) { return host_slots[j].m - host_slots[j].kc; };
+  // Per call, on the device: lambda, then the go flags of each kernel.
+  std::vector<double> h_lambda(lambda);
+  std::vector<int> go(count, 0);
+  // Each new system: C, its Cholesky test, then the eigendecomposition where that fails.
+  for (int j = 0; j < count; ++j) go[j] = (*mode)[j] == ReducedSystem::kUnknown && kb_of(j) > 0;
+  CUDA_CHECK(cudaMemcpyAsync(w.info, go.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+  GS_LAUNCH(unit_diagonal_kernel, count, kBlock, 0, stream)(slots, w.info, A, w.V, w.L, w.E);
+  CUDA_CHECK_LAUNCH("unit_diagonal_kernel");
+  for (int j = 0; j < count; ++j) {
+    if (!go[j]) continue;
+    const VarProSlot& sl = host_slots[j];
+    CUSOLVER_CHECK(cusolverDnXpotrf(solver, params, CUBLAS_FILL_MODE_LOWER, kb_of(j), CUDA_R_64F, w.L + sl.l_off,
+                                    kb_of(j), CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.chol_info + j));
+  }
+  std::vector<int> chol(count, 0);
+  CUDA_CHECK(cudaMemcpyAsync(chol.data(), w.chol_info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  bool eigen = false;
+  for (int j = 0; j < count; ++j) {
+    if (!go[j]) continue;
+    if (chol[j] < 0) throw std::logic_error("reduced_solves: cusolverDnXpotrf info " + std::to_string(chol[j]));
+    (*mode)[j] = chol[j] == 0 ? ReducedSystem::kCholesky : ReducedSystem::kEigen;
+    if (chol[j] == 0) continue;
+    const VarProSlot& sl = host_slots[j];
+    CUSOLVER_CHECK(cusolverDnXsyevBatched(solver, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, kb_of(j),
+                                          CUDA_R_64F, w.V + sl.v_off, kb_of(j), CUDA_R_64F, w.E + sl.e_off + kb_of(j),
+                                          CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.chol_info + j, 1));
+    eigen = true;
+  }
+  if (eigen) {
+    CUDA_CHECK(cudaMemcpyAsync(chol.data(), w.chol_info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int j = 0; j < count; ++j) {
+      if (!go[j] || (*mode)[j] != ReducedSystem::kEigen) continue;
+      if (chol[j] < 0) throw std::logic_error("reduced_solves: cusolverDnXsyevBatched info " + std::to_string(chol[j]));
+      if (chol[j] > 0) {
+        // No eigendecomposition: refused like a failed Cholesky; the next try tests afresh.
+        (*mode)[j] = ReducedSystem::kUnknown;
+        (*info)[j] = chol[j];
+      }
+    }
+  }
+  // The try: a damped Cholesky solve, or the eigenvectors' products.
+  double* d_lambda = w.model + 3 * count;
+  CUDA_CHECK(cudaMemcpyAsync(d_lambda, h_lambda.data(), count * sizeof(double), cudaMemcpyHostToDevice, stream));
+  for (int j = 0; j < count; ++j)
+    go[j] = (*info)[j] != 0 || kb_of(j) == 0 ? 0 : (*mode)[j] == ReducedSystem::kCholesky ? 1 : 2;
+  CUDA_CHECK(cudaMemcpyAsync(w.info, go.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+  std::vector<int> is_chol(count);
+  for (int j = 0; j < count; ++j) is_chol[j] = go[j] == 1;
+  CUDA_CHECK(cudaMemcpyAsync(w.info + count, is_chol.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+  GS_LAUNCH(damp_kernel, count, kBlock, 0, stream)(slots, w.info + count, d_lambda, gr, w.V, w.L, w.E, w.Z);
+  CUDA_CHECK_LAUNCH("damp_kernel");
+  CUDA_CHECK(cudaMemsetAsync(w.chol_info, 0, count * sizeof(int), stream));
+  for (int j = 0; j < count; ++j) {
+    if (go[j] != 1) continue;
+    const VarProSlot& sl = host_slots[j];
+    CUSOLVER_CHECK(cusolverDnXpotrf(solver, params, CUBLAS_FILL_MODE_LOWER, kb_of(j), CUDA_R_64F, w.L + sl.l_off,
+                                    kb_of(j), CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.chol_info + j));
+    CUSOLVER_CHECK(cusolverDnXpotrs(solver, params, CUBLAS_FILL_MODE_LOWER, kb_of(j), 1, CUDA_R_64F, w.L + sl.l_off,
+                                    kb_of(j), CUDA_R_64F, w.Z + sl.z_off, kb_of(j), w.info + 2 * count + j));
+  }
+  GS_LAUNCH(finish_solve_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.info, w.chol_info, d_lambda, cols,
+                                                           scale, gr, w.V, w.E, w.Z, w.L, w.model, step);
+  CUDA_CHECK_LAUNCH("finish_solve_kernel");
+  std::vector<double> m(3 * count);
+  CUDA_CHECK(cudaMemcpyAsync(m.data(), w.model, 3 * count * sizeof(double), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaMemcpyAsync(chol.data(), w.chol_info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (int j = 0; j < count; ++j) {
+    if (go[j] == 1 && chol[j] < 0) throw std::logic_error("reduced_solves: cusolverDnXpotrf info " + std::to_string(chol[j]));
+    if (go[j] == 1 && chol[j] > 0) (*info)[j] = chol[j];
+    if (go[j] != 0 && (*info)[j] == 0) (*model)[j] = StepModel{m[3 * j], m[3 * j + 1], m[3 * j + 2]};
+  }
 }
 
 std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int max_rows, int max_cols) {

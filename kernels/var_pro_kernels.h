@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "batch_kernels.h"
+#include "gpusweep/solver/var_pro.h"
 
 namespace gs {
 
@@ -29,6 +30,10 @@ struct VarProSlot {
   // reduced_systems: A ((m - kc)^2) and gr at a_off and gr_off; scratch: tau (m + 1 entries),
   // T ((m + 1) (m - kc + 1)), W (kc (m - kc)) and U ((m - kc)^2) at their offsets.
   long long a_off, gr_off, tau_off, t_off, w_off, u_off;
+  // reduced_solves, kept from try to try: the unit-diagonal matrix C or its eigenvectors
+  // ((m - kc)^2 at v_off), the damped copy (at l_off, as many), T's diagonal and the eigenvalues
+  // (2 (m - kc) at e_off), the right-hand side and solution (m - kc at z_off).
+  long long v_off, l_off, e_off, z_off;
 };
 
 // The rows of compress_relu1d for a network of n neurons on npoints points are at most this:
@@ -100,6 +105,30 @@ void reduced_systems(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnP
                      const std::vector<int>& rows, const DevNet* nets, const DevSet* train, const int* cols,
                      const double* scale, double* B, const double* S, const ReducedWork& w, std::vector<int>* rank,
                      std::vector<int>* deficient);
+
+// reduced_solve of var_pro.h on the device, for the calls (not deficient) whose reduced systems
+// reduced_systems made: the damped step on the reduced system into step (all P entries of the
+// call's network at vec_off, zero off its nonlinear columns), per call. mode (host, per call,
+// ReducedSystem::Mode) says what the call's slot keeps: kUnknown makes the unit-diagonal matrix
+// C = T A T and tests it by a Cholesky factorization of C + kSingularRel I (cuSOLVER), then keeps
+// C (kCholesky) or its eigendecomposition (kEigen, cusolverDnXsyevBatched); a damping retry
+// with the mode known reuses them. Writes info (0, or the failed factorization's info, as the
+// host's) and model per call. Synchronizes the stream.
+struct SolveWork {
+  double *V, *L, *E, *Z;  // at the slots' v_off, l_off, e_off and z_off
+  double* model;          // 4 per call: pred, slope, curvature of each, then each lambda
+  int* info;              // 3 per call: flags of the kernels, then cuSOLVER's infos
+  int* chol_info;         // per call
+  void* ws;
+  std::size_t ws_bytes;
+};
+void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnParams_t params, const CallNet* calls,
+                    int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
+                    const int* cols, const double* scale, const double* A, const double* gr, const SolveWork& w,
+                    const std::vector<double>& lambda, std::vector<int>* mode, std::vector<int>* info,
+                    std::vector<StepModel>* model, double* step);
+// Bytes of device workspace reduced_solves needs for matrices of at most n rows.
+std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int n);
 
 // Bytes of device workspace reduced_systems' QRs need for at most max_cols columns.
 std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int max_rows, int max_cols);

@@ -880,7 +880,8 @@ TEST(Cuda, VarProSystemPartsMatchTheHost) {
     xs_all.insert(xs_all.end(), host.sorted(k).x.begin(), host.sorted(k).x.end());
     ys_all.insert(ys_all.end(), host.sorted(k).y.begin(), host.sorted(k).y.end());
   }
-  long long b_at = 0, s_at = 0, run_at = 0, nrn_at = 0, vec_at = 0, a_at = 0, gr_at = 0, tau_at = 0, t_at = 0, w_at = 0;
+  long long b_at = 0, s_at = 0, run_at = 0, nrn_at = 0, vec_at = 0, a_at = 0, gr_at = 0, tau_at = 0, t_at = 0, w_at = 0,
+            e_at = 0;
   std::vector<double> scale;
   for (int i = 0; i < batch.size(); ++i) {
     const Shape& s = batch.nets[i].shape;
@@ -918,7 +919,7 @@ TEST(Cuda, VarProSystemPartsMatchTheHost) {
       calls.push_back(CallNet{i, 0, p});
       slots.push_back(VarProSlot{static_cast<long long>(cols.size()), m, kc, c.global, b_at, ldb,
                                  b_at + static_cast<long long>(m) * ldb, s_at, run_at, a_at, gr_at, tau_at, t_at, w_at,
-                                 a_at});
+                                 a_at, a_at, a_at, e_at, gr_at});
       cols.insert(cols.end(), all.begin(), all.end());
       call_cols.push_back(c);
       b_at += static_cast<long long>(ldb) * (m + 1);
@@ -929,6 +930,7 @@ TEST(Cuda, VarProSystemPartsMatchTheHost) {
       tau_at += m + 1;
       t_at += static_cast<long long>(m + 1) * (kb + 1);
       w_at += static_cast<long long>(kc) * kb;
+      e_at += 2LL * kb;
       work_off.push_back(work_off.back() + s.n + 1);
     }
   }
@@ -1108,6 +1110,101 @@ TEST(Cuda, VarProSystemPartsMatchTheHost) {
   EXPECT_GT(solved, 0);
   EXPECT_GT(dependent, 0);
   EXPECT_GT(with_globals, 0);
+
+  // The damped steps on those systems (reduced_solves) against reduced_solve on the same A and
+  // gr: a first try, then a damping retry on what the first kept; one column set at a time (a
+  // network's calls share its step).
+  int eigen_tries = 0, chol_tries = 0;
+  for (int set = 0; set < 3; ++set) {
+  std::vector<int> sub;
+  for (int j = set; j < count; j += 3)
+    if (!deficient[j] && slots[j].m > slots[j].kc) sub.push_back(j);
+  std::vector<CallNet> calls2;
+  std::vector<VarProSlot> slots2;
+  int max_kb = 1;
+  for (int j : sub) {
+    calls2.push_back(calls[j]);
+    slots2.push_back(slots[j]);
+    max_kb = std::max(max_kb, slots[j].m - slots[j].kc);
+  }
+  const int c2 = static_cast<int>(sub.size());
+  CallNet* d_calls2 = to_device(calls2);
+  VarProSlot* d_slots2 = to_device(slots2);
+  SolveWork sw{};
+  sw.V = to_device(std::vector<double>(a_at, NAN));
+  sw.L = to_device(std::vector<double>(a_at, NAN));
+  sw.E = to_device(std::vector<double>(e_at, NAN));
+  sw.Z = to_device(std::vector<double>(gr_at, NAN));
+  sw.model = to_device(std::vector<double>(4 * c2, NAN));
+  sw.info = to_device(std::vector<int>(3 * c2, -1));
+  sw.chol_info = to_device(std::vector<int>(c2, -1));
+  sw.ws_bytes = solve_workspace_bytes(solver.get(), params.get(), max_kb);
+  ASSERT_EQ(cudaMalloc(&sw.ws, sw.ws_bytes), cudaSuccess);
+  double* d_step = to_device(std::vector<double>(vec_at, NAN));
+  std::vector<int> mode(c2, ReducedSystem::kUnknown), sinfo;
+  std::vector<ReducedSystem> host_sys(c2);
+  for (int q = 0; q < c2; ++q) {
+    const int j = sub[q], kb = slots[j].m - slots[j].kc;
+    host_sys[q].index = call_cols[j].non;
+    host_sys[q].A.assign(A.begin() + slots[j].a_off, A.begin() + slots[j].a_off + static_cast<long long>(kb) * kb);
+    host_sys[q].gr.assign(gr.begin() + slots[j].gr_off, gr.begin() + slots[j].gr_off + kb);
+    if (q % 2 == 1) {
+      // Every other system made positive definite, for the Cholesky path.
+      double amax = 0.0;
+      for (double v : host_sys[q].A) amax = std::max(amax, std::fabs(v));
+      for (int k = 0; k < kb; ++k) host_sys[q].A[k + static_cast<std::size_t>(k) * kb] += 2.0 * kb * amax;
+      ASSERT_EQ(cudaMemcpy(rw.A + slots[j].a_off, host_sys[q].A.data(), host_sys[q].A.size() * sizeof(double),
+                           cudaMemcpyHostToDevice),
+                cudaSuccess);
+    }
+  }
+  for (double lam : {1e-3, 0.5}) {
+    std::vector<StepModel> smodel;
+    reduced_solves(stream.get(), solver.get(), params.get(), d_calls2, c2, d_slots2, slots2, d_nets, out.cols, d_scale,
+                   rw.A, rw.gr, sw, std::vector<double>(c2, lam), &mode, &sinfo, &smodel, d_step);
+    const std::vector<double> step = to_host(d_step, vec_at);
+    for (int q = 0; q < c2; ++q) {
+      const int j = sub[q], i = calls[j].net;
+      const int p = num_params(batch.nets[i].shape);
+      std::vector<double> ref_step(p), work;
+      StepModel ref_model;
+      const int ref_info = reduced_solve(p, scale.data() + nets[i].vec_off, host_sys[q], lam, work, ref_step.data(),
+                                         &ref_model);
+      const std::string what = std::string(arch_name(batch.nets[i].shape.arch)) + " width " +
+                               std::to_string(batch.nets[i].shape.n) + " kc " + std::to_string(slots[j].kc) +
+                               " lambda " + std::to_string(lam);
+      EXPECT_EQ(sinfo[q], ref_info) << what;
+      EXPECT_EQ(mode[q], host_sys[q].mode) << what;
+      if (ref_info != 0) continue;
+      (mode[q] == ReducedSystem::kEigen ? eigen_tries : chol_tries) += 1;
+      double smax = 0.0, err = 0.0;
+      for (int k = 0; k < p; ++k) {
+        smax = std::max(smax, std::fabs(ref_step[k]));
+        err = std::max(err, std::fabs(step[nets[i].vec_off + k] - ref_step[k]));
+      }
+      // Two eigensolvers (or Cholesky factorizations) differ by rounding of the size of the
+      // unit-diagonal matrix C, amplified by 1 / lambda at most.
+      const int kb = static_cast<int>(host_sys[q].index.size());
+      double cnorm = 0.0;
+      for (int r = 0; r < kb; ++r)
+        for (int c = 0; c < kb; ++c) {
+          const double v = host_sys[q].t[r] * host_sys[q].A[r + static_cast<std::size_t>(c) * kb] * host_sys[q].t[c];
+          cnorm += v * v;
+        }
+      const double tol = 1e-13 * (1.0 + std::sqrt(cnorm) / lam);
+      EXPECT_LE(err, tol * smax) << what << " step, |C| " << std::sqrt(cnorm);
+      EXPECT_NEAR(smodel[q].pred, ref_model.pred, tol * std::fabs(ref_model.pred)) << what;
+      EXPECT_NEAR(smodel[q].slope, ref_model.slope, tol * std::fabs(ref_model.slope)) << what;
+      EXPECT_NEAR(smodel[q].curvature, ref_model.curvature, tol * (std::fabs(ref_model.curvature) + ref_model.pred))
+          << what;
+    }
+  }
+  for (void* p : std::initializer_list<void*>{d_calls2, d_slots2, sw.V, sw.L, sw.E, sw.Z, sw.model, sw.info,
+                                             sw.chol_info, sw.ws, d_step})
+    cudaFree(p);
+  }
+  EXPECT_GT(eigen_tries, 0);
+  EXPECT_GT(chol_tries, 0);
   for (void* p : std::initializer_list<void*>{rw.A, rw.U, rw.gr, rw.tau, rw.T, rw.W, rw.perm, rw.rank, rw.deficient,
                                              rw.info, rw.rows, rw.ws, d_scale})
     cudaFree(p);
