@@ -24,8 +24,10 @@
 #include <stdexcept>
 
 #include "batch_kernels.h"
+#include "var_pro_kernels.h"
 #include "cuda_check.h"
 #include "cuda_owners.h"
+#include "host_copies.h"
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/host_solver.h"
 #include "gpusweep/util/util.h"
@@ -52,28 +54,6 @@ namespace {
 // Does nothing: cudaFuncGetAttributes on it tells whether the binary holds an image the
 // current device can run.
 __global__ void image_probe_kernel() {}
-
-// The one place the backend copies between the host and the device: every copy goes through
-// to_device or to_host, asynchronous on the given stream, and counts its bytes by direction
-// (Backend::host_transfers). What a library moves by itself is not counted: the arrays of
-// sizes that cublasDgemmGroupedBatched takes on the host (jtj_gemm, off by default).
-class HostCopies {
- public:
-  void to_device(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
-    if (bytes == 0) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
-    count_.bytes_to_device += bytes;
-  }
-  void to_host(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
-    if (bytes == 0) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
-    count_.bytes_to_host += bytes;
-  }
-  const HostTransfers& count() const { return count_; }
-
- private:
-  HostTransfers count_;
-};
 
 // A move-only owner of n elements of device memory (plain cudaMalloc).
 template <class T>
@@ -244,6 +224,18 @@ struct CudaBackend::Impl {
   HostVarPro var_pro;  // the reduced systems and residuals kept per network
   int host_threads = 1;
   std::vector<HostSolver::Workspace> host_ws;
+  // The variable-projection systems and steps of relu 1D networks on the device
+  // (var_pro_kernels.h), for one group of networks at a time.
+  Params vp_params;
+  DeviceBuffer<double> vp_B, vp_S, vp_A, vp_U, vp_V, vp_L, vp_T, vp_W, vp_tau, vp_gr, vp_Z, vp_E, vp_runrest, vp_cpoly;
+  DeviceBuffer<double> vp_reals, vp_model;
+  DeviceBuffer<int> vp_cols, vp_cown, vp_perm, vp_bounds, vp_runrow, vp_nrange, vp_ints;
+  DeviceBuffer<unsigned char> vp_global;
+  DeviceBuffer<CallNet> vp_calls, vp_calls2;
+  DeviceBuffer<VarProSlot> vp_slots, vp_slots2;
+  DeviceBuffer<char> vp_ws;
+  std::vector<std::size_t> device_var_pro(const std::vector<int>& list, const std::vector<std::size_t>& pos,
+                                          const double* lambda, int* info, StepModel* model);
   long long total_vec = 0;
   std::vector<double> h_theta, h_step, h_trial, h_scale, h_H;
   // Per network: whether its host copy above holds what the device holds now (h_theta its
@@ -453,6 +445,7 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   I.solver = make_solver(I.stream.get());
   I.blas = make_blas();
   CUBLAS_CHECK(cublasSetStream(I.blas.get(), I.stream.get()));
+  I.vp_params = make_params();
   I.lanes.resize(options.loop_streams);
   for (auto& l : I.lanes) {
     l.stream = make_stream();
@@ -1151,6 +1144,154 @@ void CudaBackend::least_squares(const std::vector<int>& list, Block stage, int* 
   I.charge(list, secs);
 }
 
+// The reduced systems and steps of the listed relu 1D networks (at positions pos of the
+// caller's list) on the device (var_pro_kernels.h), in groups of at most device_system_bytes;
+// returns the positions of those whose linear columns were found dependent (the host solves
+// them). Every system is made afresh: a damping retry builds it again.
+std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int>& list,
+                                                           const std::vector<std::size_t>& pos,
+                                                           const double* lambda, int* info, StepModel* model) {
+  std::vector<std::size_t> back;
+  cudaStream_t st = stream.get();
+  std::size_t first = 0;
+  while (first < pos.size()) {
+    // One group: its columns (var_pro.h, from the host's parameters and scale) and layout.
+    std::vector<VarProSlot> slots;
+    std::vector<CallNet> calls;
+    std::vector<int> cols;
+    std::vector<std::size_t> at;
+    long long b = 0, s = 0, run = 0, a = 0, gr = 0, tau = 0, t = 0, w = 0, e = 0;
+    std::size_t bytes = 0;
+    int max_rows = 1, max_cols = 1, max_kb = 1;
+    for (; first < pos.size(); ++first) {
+      const int i = list[pos[first]];
+      const Shape& sh = nets[i].s;
+      const int p = params_of(i);
+      const double* th = h_theta.data() + theta_at(i);
+      const Points1d pts = host.points1d(nets[i].data);
+      std::vector<Role> role(p);
+      var_pro_roles(sh, th, &pts, role.data());
+      VarProColumns c;
+      var_pro_columns(sh, th, role.data(), h_scale.data() + vec_at(i), &pts, &c);
+      const std::vector<int> all = c.all();
+      const int m = static_cast<int>(all.size()), kc = static_cast<int>(c.lin.size()), kb = m - kc;
+      const int ldb = compress_rows_bound(sh, n_train[i]);
+      // B, S, A U V L, T (and tau), W, the columns' scratch and the runs'.
+      const double entries = static_cast<double>(ldb) * (m + 1) + static_cast<double>(m) * kb + 4.0 * kb * kb +
+                             (m + 1.0) * (kb + 2) + static_cast<double>(kc) * kb + (kColCoef + 2.0) * m + 8.0 * sh.n;
+      const std::size_t need = static_cast<std::size_t>(entries * sizeof(double));
+      if (!slots.empty() && bytes + need > opt.device_system_bytes) break;
+      bytes += need;
+      slots.push_back(VarProSlot{static_cast<long long>(cols.size()), m, kc, c.global, b, ldb,
+                                 b + static_cast<long long>(m) * ldb, s, run, a, gr, tau, t, w, a, a, a, e, gr});
+      calls.push_back(CallNet{i, 0, p});
+      cols.insert(cols.end(), all.begin(), all.end());
+      at.push_back(pos[first]);
+      b += static_cast<long long>(ldb) * (m + 1);
+      s += static_cast<long long>(m) * kb;
+      run += compress_scratch(sh);
+      a += static_cast<long long>(kb) * kb;
+      gr += kb;
+      tau += m + 1;
+      t += static_cast<long long>(m + 1) * (kb + 1);
+      w += static_cast<long long>(kc) * kb;
+      e += 2LL * kb;
+      max_rows = std::max(max_rows, ldb);
+      max_cols = std::max(max_cols, m + 1);
+      max_kb = std::max(max_kb, kb);
+    }
+    const int count = static_cast<int>(slots.size());
+    vp_B.reserve(b);
+    vp_S.reserve(s);
+    vp_A.reserve(a);
+    vp_U.reserve(a);
+    vp_V.reserve(a);
+    vp_L.reserve(a);
+    vp_T.reserve(t);
+    vp_W.reserve(w);
+    vp_tau.reserve(tau);
+    vp_gr.reserve(gr);
+    vp_Z.reserve(gr);
+    vp_E.reserve(e);
+    vp_runrest.reserve(run);
+    vp_cpoly.reserve(cols.size() * kColCoef);
+    vp_cown.reserve(cols.size());
+    vp_perm.reserve(cols.size());
+    vp_global.reserve(cols.size());
+    vp_bounds.reserve(run);
+    vp_runrow.reserve(run);
+    vp_nrange.reserve(run);
+    vp_calls.upload(copies, calls.data(), calls.size(), st);
+    vp_slots.upload(copies, slots.data(), slots.size(), st);
+    vp_cols.upload(copies, cols.data(), cols.size(), st);
+    vp_ints.reserve(8 * static_cast<std::size_t>(count));
+    vp_reals.reserve(5 * static_cast<std::size_t>(count));
+    const std::size_t ws = std::max(reduced_workspace_bytes(solver.get(), vp_params.get(), max_rows, max_cols),
+                                    solve_workspace_bytes(solver.get(), vp_params.get(), max_kb));
+    vp_ws.reserve(ws);
+    // [B | h], S, then A and gr.
+    int* ints = vp_ints.get();
+    const Compressed cmp{vp_cols.get(), vp_B.get(),      vp_B.get(),       ints,           vp_reals.get(),
+                         vp_global.get(), vp_cpoly.get(), vp_cown.get(),   vp_bounds.get(), vp_runrow.get(),
+                         vp_nrange.get(), vp_runrest.get()};
+    compress_relu1d(vp_calls.get(), count, vp_slots.get(), d_nets.get(), train_sets.get(), theta.get(), resid.get(), cmp,
+                    st);
+    residual_curvature(vp_calls.get(), count, vp_slots.get(), d_nets.get(), train_sets.get(), theta.get(),
+                       vp_cols.get(), rmom.get(), vp_S.get(), st);
+    std::vector<int> rows(count);
+    copies.to_host(rows.data(), ints, count * sizeof(int), st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    const ReducedWork rw{vp_A.get(), vp_gr.get(), vp_tau.get(), vp_T.get(), vp_W.get(), vp_U.get(), vp_perm.get(),
+                         ints + count, ints + 2 * count, ints + 3 * count, ints + 4 * count, vp_ws.get(), ws};
+    std::vector<int> rank, deficient;
+    reduced_systems(st, copies, solver.get(), vp_params.get(), blas.get(), vp_calls.get(), count, vp_slots.get(),
+                    slots, rows, d_nets.get(), train_sets.get(), vp_cols.get(), scale.get(), vp_B.get(), vp_S.get(), rw,
+                    &rank, &deficient);
+    // The steps of the others.
+    std::vector<CallNet> calls2;
+    std::vector<VarProSlot> slots2;
+    std::vector<std::size_t> at2;
+    std::vector<double> lam2;
+    for (int q = 0; q < count; ++q) {
+      if (deficient[q]) {
+        back.push_back(at[q]);
+        continue;
+      }
+      calls2.push_back(calls[q]);
+      slots2.push_back(slots[q]);
+      at2.push_back(at[q]);
+      lam2.push_back(lambda[at[q]]);
+    }
+    const int c2 = static_cast<int>(calls2.size());
+    if (c2 == 0) continue;
+    vp_calls2.upload(copies, calls2.data(), calls2.size(), st);
+    vp_slots2.upload(copies, slots2.data(), slots2.size(), st);
+    vp_model.reserve(4 * static_cast<std::size_t>(c2));
+    const SolveWork sw{vp_V.get(), vp_L.get(), vp_E.get(), vp_Z.get(), vp_model.get(), ints, ints + 3 * count, vp_ws.get(),
+                       ws};
+    std::vector<int> mode(c2, ReducedSystem::kUnknown), sinfo;
+    std::vector<StepModel> smodel;
+    reduced_solves(st, copies, solver.get(), vp_params.get(), vp_calls2.get(), c2, vp_slots2.get(), slots2, d_nets.get(),
+                   vp_cols.get(), scale.get(), vp_A.get(), vp_gr.get(), sw, lam2, &mode, &sinfo, &smodel, step.get());
+    // The host's copy of each step (the trial on the host reads it): its nonlinear entries.
+    gather_step(vp_calls2.get(), c2, vp_slots2.get(), d_nets.get(), vp_cols.get(), step.get(), vp_Z.get(), st);
+    std::vector<double> z(gr);
+    copies.to_host(z.data(), vp_Z.get(), gr * sizeof(double), st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    for (int q = 0; q < c2; ++q) {
+      const int i = calls2[q].net;
+      const VarProSlot& sl = slots2[q];
+      double* hs = h_step.data() + vec_at(i);
+      std::fill(hs, hs + params_of(i), 0.0);
+      for (int k = 0; k < sl.m - sl.kc; ++k) hs[cols[sl.col_off + sl.kc + k]] = z[sl.z_off + k];
+      step_held[i] = 1;
+      info[at2[q]] = sinfo[q];
+      model[at2[q]] = smodel[q];
+    }
+  }
+  return back;
+}
+
 void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lambda, int* info, StepModel* model) {
   Impl& I = *impl_;
   const int count = static_cast<int>(list.size());
@@ -1163,49 +1304,64 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   auto vec_at = [&](int i) { return I.vec_at(i); };
   auto params = [&](int i) { return I.params_of(i); };
   // The parameters and the scale of each network, unless the host holds them already (a
-  // damping retry; parameters that a trial here made). A damping retry solves the reduced
-  // system kept from the first try (HostVarPro). The system of a relu network on 1D inputs is
-  // built from its parameters and the data alone (var_pro.h): its Hessian stays on the device.
-  // The other networks' Hessians come back, for a new system, in groups of at most
-  // host_system_bytes.
+  // damping retry; parameters that a trial here made): the columns of each system come from
+  // them.
   I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
   I.copy_out(I.missing(I.scale_held, list), I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
+  // Relu networks on 1D inputs: the system and the step on the device; the host solves the
+  // others, and those whose linear columns the device found dependent (the pivoted path of
+  // var_pro.h). A damping retry on the host solves the reduced system kept from the first try
+  // (HostVarPro). The other networks' Hessians come back, for a new system, in groups of at
+  // most host_system_bytes.
+  std::vector<std::size_t> on_device, on_host;
+  for (std::size_t j = 0; j < list.size(); ++j)
+    (I.fast[list[j]] && I.opt.device_var_pro ? on_device : on_host).push_back(j);
+  const double d0 = now();
+  const std::vector<std::size_t> dependent = I.device_var_pro(list, on_device, lambda, info, model);
+  const double device_secs = now() - d0;
+  I.stats.device_var_pro_seconds += device_secs;
+  I.stats.dependent_systems += static_cast<long long>(dependent.size());
+  on_host.insert(on_host.end(), dependent.begin(), dependent.end());
+  std::sort(on_host.begin(), on_host.end());
   auto needs_hessian = [&](int i) { return !I.fast[i] && !I.var_pro.has_system(i); };
   const std::size_t cap = std::max<std::size_t>(I.opt.host_system_bytes / sizeof(double), 1);
   std::size_t first = 0;
-  while (first < list.size()) {
-    std::vector<int> group;
+  std::vector<int> host_list;
+  while (first < on_host.size()) {
+    std::vector<std::size_t> group;
     std::vector<std::size_t> at;
     std::size_t used = 0;
-    for (std::size_t k = first; k < list.size(); ++k) {
-      const int i = list[k];
+    for (std::size_t k = first; k < on_host.size(); ++k) {
+      const int i = list[on_host[k]];
       const std::size_t p = needs_hessian(i) ? static_cast<std::size_t>(I.params_of(i)) : 0;
       if (!group.empty() && used + p * p > cap) break;
-      group.push_back(i);
+      group.push_back(on_host[k]);
       at.push_back(used);
       used += p * p;
     }
     I.h_H.resize(std::max(I.h_H.size(), used));
     for (std::size_t q = 0; q < group.size(); ++q) {
-      if (!needs_hessian(group[q])) continue;
-      const std::size_t p = I.params_of(group[q]);
-      I.copies.to_host(I.h_H.data() + at[q], I.H.get() + I.nets[group[q]].sq_off, p * p * sizeof(double), st);
+      const int i = list[group[q]];
+      if (!needs_hessian(i)) continue;
+      const std::size_t p = I.params_of(i);
+      I.copies.to_host(I.h_H.data() + at[q], I.H.get() + I.nets[i].sq_off, p * p * sizeof(double), st);
     }
     CUDA_CHECK(cudaStreamSynchronize(st));
     parallel_for(static_cast<int>(group.size()), I.host_threads, [&](int q, int t) {
-      const int i = group[q];
-      const std::size_t j = first + q;
+      const std::size_t j = group[q];
+      const int i = list[j];
       info[j] = I.var_pro.solve(I.host, i, I.h_theta.data() + I.theta_at(i),
                                 needs_hessian(i) ? I.h_H.data() + at[q] : nullptr, I.h_scale.data() + I.vec_at(i),
                                 lambda[j], I.h_step.data() + I.vec_at(i), &model[j], I.host_ws[t]);
     });
+    for (std::size_t j : group) host_list.push_back(list[j]);
     first += group.size();
   }
-  I.copy_in(list, I.h_step.data(), vec_at, I.step.get(), vec_at, params);
-  for (int i : list) I.step_held[i] = 1;
+  I.copy_in(host_list, I.h_step.data(), vec_at, I.step.get(), vec_at, params);
+  for (int i : host_list) I.step_held[i] = 1;
   CUDA_CHECK(cudaStreamSynchronize(st));
   const double secs = now() - t0;
-  I.stats.host_seconds += secs;
+  I.stats.host_seconds += secs - device_secs;
   I.charge(list, secs);
 }
 

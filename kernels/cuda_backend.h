@@ -43,6 +43,12 @@ struct CudaOptions {
   int host_threads = 0;
   // Host bytes at most for the Hessians that variable projection copies back at once.
   std::size_t host_system_bytes = std::size_t(1) << 30;
+  // Variable projection of relu 1D networks on the device (var_pro_kernels.h); off: on the
+  // host half, as for the other networks.
+  bool device_var_pro = true;
+  // Device bytes at most for the variable-projection systems of relu 1D networks built at once
+  // (a group larger than this is built and solved in turns).
+  std::size_t device_system_bytes = std::size_t(1) << 30;
 };
 
 // Counters for the benchmark: time on the device and useful FP64 operations.
@@ -59,6 +65,10 @@ struct CudaStats {
   // The solver's host half (least squares, variable projection), copies to and from the
   // device included.
   double host_seconds = 0.0;
+  // Variable projection of relu 1D networks on the device: its wall time, and the systems whose
+  // linear columns it found dependent (sent to the host half).
+  double device_var_pro_seconds = 0.0;
+  long long dependent_systems = 0;
 };
 
 class CudaBackend final : public Backend {

@@ -524,6 +524,17 @@ __global__ void finish_solve_kernel(const CallNet* calls, const VarProSlot* slot
   for (int k = threadIdx.x; k < kb; k += blockDim.x) st[non[k]] = sc[non[k]] * t[k] * z[k];
 }
 
+
+// Block j -> call j: out at its z_off = its step at its nonlinear columns.
+__global__ void gather_step_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets, const int* cols,
+                                   const double* step, double* out) {
+  const int j = blockIdx.x;
+  const DevNet& nd = nets[calls[j].net];
+  const VarProSlot sl = slots[j];
+  for (int k = threadIdx.x; k < sl.m - sl.kc; k += blockDim.x)
+    out[sl.z_off + k] = step[nd.vec_off + cols[sl.col_off + sl.kc + k]];
+}
+
 }  // namespace
 
 int compress_rows_bound(const Shape& s, int npoints) {
@@ -554,7 +565,7 @@ std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t 
   return std::max(dev, dev2);
 }
 
-void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnParams_t params, const CallNet* calls,
+void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params, const CallNet* calls,
                     int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
                     const int* cols, const double* scale, const double* A, const double* gr, const SolveWork& w,
                     const std::vector<double>& lambda, std::vector<int>* mode, std::vector<int>* info,
@@ -569,7 +580,7 @@ void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnPa
   std::vector<int> go(count, 0);
   // Each new system: C, its Cholesky test, then the eigendecomposition where that fails.
   for (int j = 0; j < count; ++j) go[j] = (*mode)[j] == ReducedSystem::kUnknown && kb_of(j) > 0;
-  CUDA_CHECK(cudaMemcpyAsync(w.info, go.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+  copies.to_device(w.info, go.data(), count * sizeof(int), stream);
   GS_LAUNCH(unit_diagonal_kernel, count, kBlock, 0, stream)(slots, w.info, A, w.V, w.L, w.E);
   CUDA_CHECK_LAUNCH("unit_diagonal_kernel");
   for (int j = 0; j < count; ++j) {
@@ -579,7 +590,7 @@ void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnPa
                                     kb_of(j), CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.chol_info + j));
   }
   std::vector<int> chol(count, 0);
-  CUDA_CHECK(cudaMemcpyAsync(chol.data(), w.chol_info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  copies.to_host(chol.data(), w.chol_info, count * sizeof(int), stream);
   CUDA_CHECK(cudaStreamSynchronize(stream));
   bool eigen = false;
   for (int j = 0; j < count; ++j) {
@@ -594,7 +605,7 @@ void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnPa
     eigen = true;
   }
   if (eigen) {
-    CUDA_CHECK(cudaMemcpyAsync(chol.data(), w.chol_info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+    copies.to_host(chol.data(), w.chol_info, count * sizeof(int), stream);
     CUDA_CHECK(cudaStreamSynchronize(stream));
     for (int j = 0; j < count; ++j) {
       if (!go[j] || (*mode)[j] != ReducedSystem::kEigen) continue;
@@ -608,13 +619,13 @@ void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnPa
   }
   // The try: a damped Cholesky solve, or the eigenvectors' products.
   double* d_lambda = w.model + 3 * count;
-  CUDA_CHECK(cudaMemcpyAsync(d_lambda, h_lambda.data(), count * sizeof(double), cudaMemcpyHostToDevice, stream));
+  copies.to_device(d_lambda, h_lambda.data(), count * sizeof(double), stream);
   for (int j = 0; j < count; ++j)
     go[j] = (*info)[j] != 0 || kb_of(j) == 0 ? 0 : (*mode)[j] == ReducedSystem::kCholesky ? 1 : 2;
-  CUDA_CHECK(cudaMemcpyAsync(w.info, go.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+  copies.to_device(w.info, go.data(), count * sizeof(int), stream);
   std::vector<int> is_chol(count);
   for (int j = 0; j < count; ++j) is_chol[j] = go[j] == 1;
-  CUDA_CHECK(cudaMemcpyAsync(w.info + count, is_chol.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+  copies.to_device(w.info + count, is_chol.data(), count * sizeof(int), stream);
   GS_LAUNCH(damp_kernel, count, kBlock, 0, stream)(slots, w.info + count, d_lambda, gr, w.V, w.L, w.E, w.Z);
   CUDA_CHECK_LAUNCH("damp_kernel");
   CUDA_CHECK(cudaMemsetAsync(w.chol_info, 0, count * sizeof(int), stream));
@@ -630,8 +641,8 @@ void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnPa
                                                            scale, gr, w.V, w.E, w.Z, w.L, w.model, step);
   CUDA_CHECK_LAUNCH("finish_solve_kernel");
   std::vector<double> m(3 * count);
-  CUDA_CHECK(cudaMemcpyAsync(m.data(), w.model, 3 * count * sizeof(double), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaMemcpyAsync(chol.data(), w.chol_info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  copies.to_host(m.data(), w.model, 3 * count * sizeof(double), stream);
+  copies.to_host(chol.data(), w.chol_info, count * sizeof(int), stream);
   CUDA_CHECK(cudaStreamSynchronize(stream));
   for (int j = 0; j < count; ++j) {
     if (go[j] == 1 && chol[j] < 0) throw std::logic_error("reduced_solves: cusolverDnXpotrf info " + std::to_string(chol[j]));
@@ -667,7 +678,7 @@ void check_qr_info(const std::vector<int>& info, const char* what) {
 
 }  // namespace
 
-void reduced_systems(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnParams_t params, cublasHandle_t blas,
+void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params, cublasHandle_t blas,
                      const CallNet* calls, int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots,
                      const std::vector<int>& rows, const DevNet* nets, const DevSet* train, const int* cols,
                      const double* scale, double* B, const double* S, const ReducedWork& w, std::vector<int>* rank,
@@ -677,7 +688,7 @@ void reduced_systems(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnP
   if (count == 0) return;
   CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
   CUBLAS_CHECK(cublasSetStream(blas, stream));
-  CUDA_CHECK(cudaMemcpyAsync(w.rows, rows.data(), count * sizeof(int), cudaMemcpyHostToDevice, stream));
+  copies.to_device(w.rows, rows.data(), count * sizeof(int), stream);
   GS_LAUNCH(scale_system_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, cols, scale, B);
   CUDA_CHECK_LAUNCH("scale_system_kernel");
   // One Householder QR of all of each M.
@@ -694,9 +705,9 @@ void reduced_systems(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnP
                                                       w.deficient);
   CUDA_CHECK_LAUNCH("globals_kernel");
   std::vector<int> info(count);
-  CUDA_CHECK(cudaMemcpyAsync(info.data(), w.info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaMemcpyAsync(rank->data(), w.rank, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaMemcpyAsync(deficient->data(), w.deficient, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  copies.to_host(info.data(), w.info, count * sizeof(int), stream);
+  copies.to_host(rank->data(), w.rank, count * sizeof(int), stream);
+  copies.to_host(deficient->data(), w.deficient, count * sizeof(int), stream);
   CUDA_CHECK(cudaStreamSynchronize(stream));
   check_qr_info(info, "reduced_systems: the QR of M");
   // The QR of the rows below the rank: R_bb and h_b.
@@ -754,9 +765,16 @@ void reduced_systems(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnP
   GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
                                                             w.U, w.A, 2);
   CUDA_CHECK_LAUNCH("reduced_terms_kernel");
-  CUDA_CHECK(cudaMemcpyAsync(info.data(), w.info, count * sizeof(int), cudaMemcpyDeviceToHost, stream));
+  copies.to_host(info.data(), w.info, count * sizeof(int), stream);
   CUDA_CHECK(cudaStreamSynchronize(stream));
   check_qr_info(info, "reduced_systems: the QR of T");
+}
+
+void gather_step(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets, const int* cols,
+                 const double* step, double* out, cudaStream_t stream) {
+  if (count == 0) return;
+  GS_LAUNCH(gather_step_kernel, count, kBlock, 0, stream)(calls, slots, nets, cols, step, out);
+  CUDA_CHECK_LAUNCH("gather_step_kernel");
 }
 
 void residual_curvature(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "batch_kernels.h"
+#include "host_copies.h"
 #include "gpusweep/solver/var_pro.h"
 
 namespace gs {
@@ -99,8 +100,9 @@ struct ReducedWork {
 // nonlinear columns and h below the rank, their QR (R_bb, h_b); then A and gr by cuBLAS, as the
 // host's. A call whose main block looks dependent (the host's `pivoted` path) gets deficient = 1
 // and no A: the host solves it. Host arrays: the slots, the calls' rows (compress_relu1d's) and,
-// out, their ranks and deficient flags. Synchronizes the stream.
-void reduced_systems(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnParams_t params, cublasHandle_t blas,
+// out, their ranks and deficient flags; every copy between them goes through copies.
+// Synchronizes the stream.
+void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params, cublasHandle_t blas,
                      const CallNet* calls, int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots,
                      const std::vector<int>& rows, const DevNet* nets, const DevSet* train, const int* cols,
                      const double* scale, double* B, const double* S, const ReducedWork& w, std::vector<int>* rank,
@@ -122,11 +124,15 @@ struct SolveWork {
   void* ws;
   std::size_t ws_bytes;
 };
-void reduced_solves(cudaStream_t stream, cusolverDnHandle_t solver, cusolverDnParams_t params, const CallNet* calls,
+void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params, const CallNet* calls,
                     int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
                     const int* cols, const double* scale, const double* A, const double* gr, const SolveWork& w,
                     const std::vector<double>& lambda, std::vector<int>* mode, std::vector<int>* info,
                     std::vector<StepModel>* model, double* step);
+// out at each call's z_off: its step (at vec_off) at its nonlinear columns, m - kc entries.
+void gather_step(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets, const int* cols,
+                 const double* step, double* out, cudaStream_t stream);
+
 // Bytes of device workspace reduced_solves needs for matrices of at most n rows.
 std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int n);
 
