@@ -243,6 +243,14 @@ struct CudaBackend::Impl {
   // one of these on the device clears the flag, and a copy to the host or the host's own
   // value sent to the device sets it; the solver's host half then copies only what it lacks.
   std::vector<char> theta_held, step_held, scale_held;
+  // Per network: whether the device's residuals (and a relu 1D network's moments) are those of
+  // its present parameters: set by assemble, cleared by every change of the parameters.
+  std::vector<char> resid_ok;
+  // Network i's parameters changed (other than by var_pro_accept).
+  void moved(int i) {
+    var_pro.moved(i);
+    resid_ok[i] = 0;
+  }
   void drop(std::vector<char>& held, const std::vector<int>& list) {
     for (int i : list) held[i] = 0;
   }
@@ -525,6 +533,7 @@ void CudaBackend::load(const Batch& batch) {
   I.h_step.assign(vec, 0.0);
   I.h_scale.assign(vec, 0.0);
   I.theta_held.assign(n, 1);
+  I.resid_ok.assign(n, 0);
   I.step_held.assign(n, 0);
   I.scale_held.assign(n, 0);
   const int nd = static_cast<int>(batch.datasets.size());
@@ -759,7 +768,10 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
 
   jacobi_scale(cl, count, I.d_nets.get(), I.H.get(), I.g.get(), I.scale.get(), I.per_call.get(), st);
   I.drop(I.scale_held, list);
-  for (int i : list) I.var_pro.assembled(i);
+  for (int i : list) {
+    I.var_pro.assembled(i);
+    I.resid_ok[i] = 1;
+  }
   std::vector<double> sse(count);
   I.copies.to_host(sse.data(), I.sums.get(), count * sizeof(double), st);
   I.copies.to_host(scaled_grad, I.per_call.get(), count * sizeof(double), st);
@@ -992,7 +1004,7 @@ void CudaBackend::apply_step(const std::vector<int>& list, const double* alpha) 
   I.coef.upload(I.copies, alpha, count, st);
   gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
   I.drop(I.theta_held, list);
-  for (int i : list) I.var_pro.moved(i);
+  for (int i : list) I.moved(i);
   CUDA_CHECK(cudaStreamSynchronize(st));
   I.charge(list, now() - t0);
 }
@@ -1094,7 +1106,7 @@ void CudaBackend::add_params(const std::vector<int>& list, const double* delta) 
   gs::apply_step(I.calls.get(), count, I.d_nets.get(), I.step.get(), I.coef.get(), I.theta.get(), st);
   I.drop(I.theta_held, list);
   I.drop(I.step_held, list);
-  for (int i : list) I.var_pro.moved(i);
+  for (int i : list) I.moved(i);
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
@@ -1108,7 +1120,7 @@ void CudaBackend::set_params(const std::vector<int>& list, const double* values)
   for (int i : list) {
     std::copy_n(values + packed[i], I.params_of(i), I.h_theta.data() + I.theta_at(i));
     I.theta_held[i] = 1;
-    I.var_pro.moved(i);
+    I.moved(i);
   }
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
@@ -1146,8 +1158,9 @@ void CudaBackend::least_squares(const std::vector<int>& list, Block stage, int* 
 
 // The reduced systems and steps of the listed relu 1D networks (at positions pos of the
 // caller's list) on the device (var_pro_kernels.h), in groups of at most device_system_bytes;
-// returns the positions of those whose linear columns were found dependent (the host solves
-// them). Every system is made afresh: a damping retry builds it again.
+// returns the positions of those left to the host: without a nonlinear column (a zero step),
+// or with linear columns the device found dependent (counted in stats). Every system is made
+// afresh: a damping retry builds it again.
 std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int>& list,
                                                            const std::vector<std::size_t>& pos,
                                                            const double* lambda, int* info, StepModel* model) {
@@ -1162,7 +1175,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     std::vector<std::size_t> at;
     long long b = 0, s = 0, run = 0, a = 0, gr = 0, tau = 0, t = 0, w = 0, e = 0;
     std::size_t bytes = 0;
-    int max_rows = 1, max_cols = 1, max_kb = 1;
+    int max_kb = 1;
     for (; first < pos.size(); ++first) {
       const int i = list[pos[first]];
       const Shape& sh = nets[i].s;
@@ -1175,10 +1188,16 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
       var_pro_columns(sh, th, role.data(), h_scale.data() + vec_at(i), &pts, &c);
       const std::vector<int> all = c.all();
       const int m = static_cast<int>(all.size()), kc = static_cast<int>(c.lin.size()), kb = m - kc;
+      if (kb == 0) {
+        back.push_back(pos[first]);  // the host's answer: a zero step at once
+        continue;
+      }
       const int ldb = compress_rows_bound(sh, n_train[i]);
-      // B, S, A U V L, T (and tau), W, the columns' scratch and the runs'.
+      // B, S, A U V L, T (and tau), W, gr Z E, the columns' scratch and the runs' (ints
+      // counted as doubles).
       const double entries = static_cast<double>(ldb) * (m + 1) + static_cast<double>(m) * kb + 4.0 * kb * kb +
-                             (m + 1.0) * (kb + 2) + static_cast<double>(kc) * kb + (kColCoef + 2.0) * m + 8.0 * sh.n;
+                             (m + 1.0) * (kb + 2) + static_cast<double>(kc) * kb + 4.0 * kb + (kColCoef + 4.0) * m +
+                             4.0 * compress_scratch(sh) + 16.0;
       const std::size_t need = static_cast<std::size_t>(entries * sizeof(double));
       if (!slots.empty() && bytes + need > opt.device_system_bytes) break;
       bytes += need;
@@ -1196,11 +1215,10 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
       t += static_cast<long long>(m + 1) * (kb + 1);
       w += static_cast<long long>(kc) * kb;
       e += 2LL * kb;
-      max_rows = std::max(max_rows, ldb);
-      max_cols = std::max(max_cols, m + 1);
       max_kb = std::max(max_kb, kb);
     }
     const int count = static_cast<int>(slots.size());
+    if (count == 0) continue;
     vp_B.reserve(b);
     vp_S.reserve(s);
     vp_A.reserve(a);
@@ -1226,7 +1244,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     vp_cols.upload(copies, cols.data(), cols.size(), st);
     vp_ints.reserve(8 * static_cast<std::size_t>(count));
     vp_reals.reserve(5 * static_cast<std::size_t>(count));
-    const std::size_t ws = std::max(reduced_workspace_bytes(solver.get(), vp_params.get(), max_rows, max_cols),
+    const std::size_t ws = std::max(reduced_workspace_bytes(solver.get(), vp_params.get(), slots),
                                     solve_workspace_bytes(solver.get(), vp_params.get(), max_kb));
     vp_ws.reserve(ws);
     // [B | h], S, then A and gr.
@@ -1242,7 +1260,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     copies.to_host(rows.data(), ints, count * sizeof(int), st);
     CUDA_CHECK(cudaStreamSynchronize(st));
     const ReducedWork rw{vp_A.get(), vp_gr.get(), vp_tau.get(), vp_T.get(), vp_W.get(), vp_U.get(), vp_perm.get(),
-                         ints + count, ints + 2 * count, ints + 3 * count, ints + 4 * count, vp_ws.get(), ws};
+                         ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws};
     std::vector<int> rank, deficient;
     reduced_systems(st, copies, solver.get(), vp_params.get(), blas.get(), vp_calls.get(), count, vp_slots.get(),
                     slots, rows, d_nets.get(), train_sets.get(), vp_cols.get(), scale.get(), vp_B.get(), vp_S.get(), rw,
@@ -1255,6 +1273,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     for (int q = 0; q < count; ++q) {
       if (deficient[q]) {
         back.push_back(at[q]);
+        ++stats.dependent_systems;
         continue;
       }
       calls2.push_back(calls[q]);
@@ -1308,20 +1327,22 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   // them.
   I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
   I.copy_out(I.missing(I.scale_held, list), I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
-  // Relu networks on 1D inputs: the system and the step on the device; the host solves the
-  // others, and those whose linear columns the device found dependent (the pivoted path of
-  // var_pro.h). A damping retry on the host solves the reduced system kept from the first try
-  // (HostVarPro). The other networks' Hessians come back, for a new system, in groups of at
-  // most host_system_bytes.
+  // Relu networks on 1D inputs whose residuals on the device are those of their parameters:
+  // the system and the step on the device; the host solves the others, and those the device
+  // sends back (var_pro.h's pivoted path; no nonlinear column). A damping retry on the host
+  // solves the reduced system kept from the first try (HostVarPro). The other networks'
+  // Hessians come back, for a new system, in groups of at most host_system_bytes.
   std::vector<std::size_t> on_device, on_host;
-  for (std::size_t j = 0; j < list.size(); ++j)
-    (I.fast[list[j]] && I.opt.device_var_pro ? on_device : on_host).push_back(j);
+  for (std::size_t j = 0; j < list.size(); ++j) {
+    const int i = list[j];
+    const bool dev = I.fast[i] && I.opt.device_var_pro && I.resid_ok[i];
+    (dev ? on_device : on_host).push_back(j);
+  }
   const double d0 = now();
-  const std::vector<std::size_t> dependent = I.device_var_pro(list, on_device, lambda, info, model);
+  const std::vector<std::size_t> sent_back = I.device_var_pro(list, on_device, lambda, info, model);
   const double device_secs = now() - d0;
   I.stats.device_var_pro_seconds += device_secs;
-  I.stats.dependent_systems += static_cast<long long>(dependent.size());
-  on_host.insert(on_host.end(), dependent.begin(), dependent.end());
+  on_host.insert(on_host.end(), sent_back.begin(), sent_back.end());
   std::sort(on_host.begin(), on_host.end());
   auto needs_hessian = [&](int i) { return !I.fast[i] && !I.var_pro.has_system(i); };
   const std::size_t cap = std::max<std::size_t>(I.opt.host_system_bytes / sizeof(double), 1);
@@ -1398,6 +1419,7 @@ void CudaBackend::var_pro_accept(const std::vector<int>& list) {
     std::copy_n(I.h_trial.data() + I.vec_at(i), I.params_of(i), I.h_theta.data() + I.theta_at(i));
     I.theta_held[i] = 1;
     I.var_pro.accept(i);
+    I.resid_ok[i] = 0;
   }
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }

@@ -124,7 +124,9 @@ __global__ void compress_fill_kernel(const CallNet* calls, const VarProSlot* slo
       }
     }
     const int kr = min(cnt, ncoef), row0 = out.runrow[sl.run_off + k];
-    runrest[k] = cnt > ncoef ? R[ncoef][ncoef] * R[ncoef][ncoef] : 0.0;
+    // What no row reaches: the residual beyond the run's polynomials (zero for a run of at
+    // most c + 1 distinct points; points that coincide leave theirs here).
+    runrest[k] = R[ncoef][ncoef] * R[ncoef][ncoef];
     for (int rho = 0; rho < kr; ++rho) out.h[sl.h_off + row0 + rho] = R[rho][ncoef];
     double cpow[kColCoef], hpow[kColCoef];
     cpow[0] = hpow[0] = 1.0;
@@ -651,13 +653,22 @@ void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t 
   }
 }
 
-std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int max_rows, int max_cols) {
-  std::size_t dev = 0, host = 0;
-  CUSOLVER_CHECK(cusolverDnXgeqrf_bufferSize(solver, params, std::max(1, max_rows), std::max(1, max_cols), CUDA_R_64F,
-                                             nullptr, std::max(1, max_rows), CUDA_R_64F, nullptr, CUDA_R_64F, &dev,
-                                             &host));
-  if (host != 0) throw std::logic_error("cusolverDnXgeqrf asks for host workspace");
-  return dev;
+std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params,
+                                   const std::vector<VarProSlot>& slots) {
+  std::size_t most = 0;
+  for (const VarProSlot& sl : slots) {
+    // The QR of M (at most ldb rows) and of T (at most m + 1 rows), each asked at its size.
+    const int64_t sizes[2][2] = {{sl.ldb, sl.m + 1}, {sl.m + 1, sl.m - sl.kc + 1}};
+    for (const auto& mn : sizes) {
+      std::size_t dev = 0, host = 0;
+      CUSOLVER_CHECK(cusolverDnXgeqrf_bufferSize(solver, params, std::max<int64_t>(1, mn[0]), std::max<int64_t>(1, mn[1]),
+                                                 CUDA_R_64F, nullptr, std::max<int64_t>(1, mn[0]), CUDA_R_64F, nullptr,
+                                                 CUDA_R_64F, &dev, &host));
+      if (host != 0) throw std::logic_error("cusolverDnXgeqrf asks for host workspace");
+      most = std::max(most, dev);
+    }
+  }
+  return most;
 }
 
 namespace {
@@ -688,7 +699,6 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
   if (count == 0) return;
   CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
   CUBLAS_CHECK(cublasSetStream(blas, stream));
-  copies.to_device(w.rows, rows.data(), count * sizeof(int), stream);
   GS_LAUNCH(scale_system_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, cols, scale, B);
   CUDA_CHECK_LAUNCH("scale_system_kernel");
   // One Householder QR of all of each M.
@@ -731,6 +741,12 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
     const VarProSlot& sl = host_slots[j];
     const int kb = sl.m - sl.kc, kr = std::max(0, std::min(tr[j], kb));
     if ((*deficient)[j] || kb == 0) continue;
+    if (kr == 0) {
+      // No rows below the rank: R_bb is empty.
+      CUDA_CHECK(cudaMemsetAsync(w.A + sl.a_off, 0, sizeof(double) * kb * kb, stream));
+      CUDA_CHECK(cudaMemsetAsync(w.gr + sl.gr_off, 0, sizeof(double) * kb, stream));
+      continue;
+    }
     const double* T = w.T + sl.t_off;
     gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, kb, kr, 1.0, T, tr[j], T, tr[j], 0.0, w.A + sl.a_off, kb);
     gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, 1, kr, 1.0, T, tr[j], T + static_cast<long long>(kb) * std::max(1, tr[j]),

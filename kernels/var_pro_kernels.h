@@ -80,12 +80,13 @@ void residual_curvature(const CallNet* calls, int count, const VarProSlot* slots
 
 // The device arrays of reduced_systems besides the slots' own: per column (at col_off) the
 // permutation of the linear columns in the order of R_cc; per call the rank of the linear
-// columns, whether they were found dependent, cuSOLVER's info and the rows; the QRs' device
+// columns, whether they were found dependent, cuSOLVER's info, and the rows; the QRs' device
 // workspace.
 struct ReducedWork {
   double *A, *gr, *tau, *T, *W, *U;
   int *perm;
-  int *rank, *deficient, *info, *rows;  // per call
+  int *rank, *deficient, *info;  // per call
+  const int* rows;               // per call: compress_relu1d's rows (Compressed::rows)
   void* ws;
   std::size_t ws_bytes;
 };
@@ -136,7 +137,8 @@ void gather_step(const CallNet* calls, int count, const VarProSlot* slots, const
 // Bytes of device workspace reduced_solves needs for matrices of at most n rows.
 std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int n);
 
-// Bytes of device workspace reduced_systems' QRs need for at most max_cols columns.
-std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int max_rows, int max_cols);
+// Bytes of device workspace reduced_systems' QRs need for the slots' systems.
+std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params,
+                                   const std::vector<VarProSlot>& slots);
 
 }  // namespace gs
