@@ -357,12 +357,15 @@ int main(int argc, char** argv) {
         sweep_tg[p] += full_seeds * t;
       }
       // The present CUDA backend, per step: loss, scaled gradient and the new Jacobi scale
-      // down (it keeps host copies of the parameters and the step, and a relu 1D network's
-      // Hessian stays on the device); per damping try (var_pro_solve) the step up; per trial
-      // (var_pro_trial) the accepted trial up (counted for every trial: an upper bound).
+      // down (it keeps host copies of the parameters, and a relu 1D network's system and step
+      // are made on the device); per damping try (var_pro_solve) the step's k nonlinear
+      // entries down, with the call's rows, rank, flags, infos, model and damping (about 64
+      // bytes); per trial (var_pro_trial) the accepted trial up (counted for every trial: an
+      // upper bound).
       const double tries = interp(v, w, [](const Sample& s) { return s.tries; }) / st;
       const double trials = interp(v, w, [](const Sample& s) { return s.trials; }) / st;
-      bytes_present += full_seeds * (16.0 + 8.0 * P + tries * 8.0 * P + trials * 8.0 * P);
+      const double kb = interp(v, w, [](const Sample& s) { return s.kb; });
+      bytes_present += full_seeds * (16.0 + 8.0 * P + tries * (8.0 * kb + 64.0) + trials * 8.0 * P);
       bytes_target += full_seeds * (16.0 * P + 256.0);
       bytes_systems += full_seeds * 8.0 * interp(v, w, [](const Sample& s) { return s.elems; });
     }
