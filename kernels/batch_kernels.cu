@@ -8,6 +8,7 @@
 #include "cuda_check.h"
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/solve.h"
+#include "block_reduce.cuh"
 #include "launch.cuh"
 #include "worklist.h"
 
@@ -21,33 +22,6 @@ constexpr int kCurvThreads = 128;
 // kernel maps 16 x 16 threads to 4 x 4 patches of a 64 x 64 tile.
 static_assert(kPointTile == kBlock, "point tiles are reduced by block_sum<kBlock>");
 static_assert(kHTile == 64 && kBlock == 256, "hessian_tiles_kernel assumes 256 threads on 64 x 64 tiles");
-
-// Deterministic tree reduction over a block of B threads; every thread gets the result.
-template <int B>
-__device__ double block_sum(double v, double* sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = B / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double r = sh[0];
-  __syncthreads();
-  return r;
-}
-
-template <int B>
-__device__ double block_max(double v, double* sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = B / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] = fmax(sh[threadIdx.x], sh[threadIdx.x + s]);
-    __syncthreads();
-  }
-  const double r = sh[0];
-  __syncthreads();
-  return r;
-}
 
 int grid_of(long long work) {
   if (work > 0x7fffffffLL) throw std::runtime_error("CUDA work list too long for one launch");

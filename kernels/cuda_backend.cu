@@ -1173,7 +1173,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     std::vector<CallNet> calls;
     std::vector<int> cols;
     std::vector<std::size_t> at;
-    long long b = 0, s = 0, run = 0, a = 0, gr = 0, tau = 0, t = 0, w = 0, e = 0;
+    VarProLayout lay;
     std::size_t bytes = 0;
     int max_kb = 1;
     for (; first < pos.size(); ++first) {
@@ -1201,44 +1201,34 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
       const std::size_t need = static_cast<std::size_t>(entries * sizeof(double));
       if (!slots.empty() && bytes + need > opt.device_system_bytes) break;
       bytes += need;
-      slots.push_back(VarProSlot{static_cast<long long>(cols.size()), m, kc, c.global, b, ldb,
-                                 b + static_cast<long long>(m) * ldb, s, run, a, gr, tau, t, w, a, a, a, e, gr});
+      slots.push_back(lay.add(sh, m, kc, c.global, ldb));
       calls.push_back(CallNet{i, 0, p});
       cols.insert(cols.end(), all.begin(), all.end());
       at.push_back(pos[first]);
-      b += static_cast<long long>(ldb) * (m + 1);
-      s += static_cast<long long>(m) * kb;
-      run += compress_scratch(sh);
-      a += static_cast<long long>(kb) * kb;
-      gr += kb;
-      tau += m + 1;
-      t += static_cast<long long>(m + 1) * (kb + 1);
-      w += static_cast<long long>(kc) * kb;
-      e += 2LL * kb;
       max_kb = std::max(max_kb, kb);
     }
     const int count = static_cast<int>(slots.size());
     if (count == 0) continue;
-    vp_B.reserve(b);
-    vp_S.reserve(s);
-    vp_A.reserve(a);
-    vp_U.reserve(a);
-    vp_V.reserve(a);
-    vp_L.reserve(a);
-    vp_T.reserve(t);
-    vp_W.reserve(w);
-    vp_tau.reserve(tau);
-    vp_gr.reserve(gr);
-    vp_Z.reserve(gr);
-    vp_E.reserve(e);
-    vp_runrest.reserve(run);
+    vp_B.reserve(lay.b);
+    vp_S.reserve(lay.s);
+    vp_A.reserve(lay.a);
+    vp_U.reserve(lay.a);
+    vp_V.reserve(lay.a);
+    vp_L.reserve(lay.a);
+    vp_T.reserve(lay.t);
+    vp_W.reserve(lay.w);
+    vp_tau.reserve(lay.tau);
+    vp_gr.reserve(lay.gr);
+    vp_Z.reserve(lay.gr);
+    vp_E.reserve(lay.e);
+    vp_runrest.reserve(lay.run);
     vp_cpoly.reserve(cols.size() * kColCoef);
     vp_cown.reserve(cols.size());
     vp_perm.reserve(cols.size());
     vp_global.reserve(cols.size());
-    vp_bounds.reserve(run);
-    vp_runrow.reserve(run);
-    vp_nrange.reserve(run);
+    vp_bounds.reserve(lay.run);
+    vp_runrow.reserve(lay.run);
+    vp_nrange.reserve(lay.run);
     vp_calls.upload(copies, calls.data(), calls.size(), st);
     vp_slots.upload(copies, slots.data(), slots.size(), st);
     vp_cols.upload(copies, cols.data(), cols.size(), st);
@@ -1294,8 +1284,8 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
                    vp_cols.get(), scale.get(), vp_A.get(), vp_gr.get(), sw, lam2, &mode, &sinfo, &smodel, step.get());
     // The host's copy of each step (the trial on the host reads it): its nonlinear entries.
     gather_step(vp_calls2.get(), c2, vp_slots2.get(), d_nets.get(), vp_cols.get(), step.get(), vp_Z.get(), st);
-    std::vector<double> z(gr);
-    copies.to_host(z.data(), vp_Z.get(), gr * sizeof(double), st);
+    std::vector<double> z(lay.gr);
+    copies.to_host(z.data(), vp_Z.get(), lay.gr * sizeof(double), st);
     CUDA_CHECK(cudaStreamSynchronize(st));
     for (int q = 0; q < c2; ++q) {
       const int i = calls2[q].net;

@@ -11,6 +11,7 @@
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/solve.h"
 #include "gpusweep/solver/var_pro.h"
+#include "block_reduce.cuh"
 #include "launch.cuh"
 
 namespace gs {
@@ -216,25 +217,11 @@ __global__ void globals_kernel(const CallNet* calls, const VarProSlot* slots, co
   // The main block: its largest diagonal entry, and whether any is too small.
   double big = 0.0;
   for (int q = threadIdx.x; q < kmain && q < rows; q += blockDim.x) big = fmax(big, fabs(M[q + static_cast<long long>(q) * ld]));
-  red[threadIdx.x] = big;
-  __syncthreads();
-  for (int h = kBlock / 2; h > 0; h >>= 1) {
-    if (threadIdx.x < h) red[threadIdx.x] = fmax(red[threadIdx.x], red[threadIdx.x + h]);
-    __syncthreads();
-  }
-  double rmax = red[0];
-  __syncthreads();
-  int low = 0;
+  double rmax = block_max<kBlock>(big, red);
+  double low = 0.0;
   for (int q = threadIdx.x; q < kmain && q < rows; q += blockDim.x)
-    low |= !(fabs(M[q + static_cast<long long>(q) * ld]) > tol * rmax);
-  at[threadIdx.x] = low;
-  __syncthreads();
-  for (int h = kBlock / 2; h > 0; h >>= 1) {
-    if (threadIdx.x < h) at[threadIdx.x] |= at[threadIdx.x + h];
-    __syncthreads();
-  }
-  const bool dependent = kmain > rows || at[0] != 0;
-  __syncthreads();
+    if (!(fabs(M[q + static_cast<long long>(q) * ld]) > tol * rmax)) low = 1.0;
+  const bool dependent = kmain > rows || block_max<kBlock>(low, red) > 0.0;
   if (dependent) {
     if (threadIdx.x == 0) {
       deficient[j] = 1;
@@ -424,13 +411,7 @@ __global__ void unit_diagonal_kernel(const VarProSlot* slots, const int* go, con
   const double* a = A + sl.a_off;
   double big = 0.0;
   for (int k = threadIdx.x; k < kb; k += blockDim.x) big = fmax(big, fabs(a[k + static_cast<long long>(k) * kb]));
-  red[threadIdx.x] = big;
-  __syncthreads();
-  for (int h = kBlock / 2; h > 0; h >>= 1) {
-    if (threadIdx.x < h) red[threadIdx.x] = fmax(red[threadIdx.x], red[threadIdx.x + h]);
-    __syncthreads();
-  }
-  const double dmax = red[0];
+  const double dmax = block_max<kBlock>(big, red);
   double* t = E + sl.e_off;
   for (int k = threadIdx.x; k < kb; k += blockDim.x) {
     const double d = fabs(a[k + static_cast<long long>(k) * kb]);
@@ -509,16 +490,10 @@ __global__ void finish_solve_kernel(const CallNet* calls, const VarProSlot* slot
     }
     slope -= rhs * z[k];
   }
-  double sums[3] = {go[j] == 1 ? 0.5 * p : p, slope, curv};
+  const double sums[3] = {go[j] == 1 ? 0.5 * p : p, slope, curv};
   for (int q = 0; q < 3; ++q) {
-    red[threadIdx.x] = sums[q];
-    __syncthreads();
-    for (int h = kBlock / 2; h > 0; h >>= 1) {
-      if (threadIdx.x < h) red[threadIdx.x] += red[threadIdx.x + h];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) model[3 * j + q] = red[0];
-    __syncthreads();
+    const double total = block_sum<kBlock>(sums[q], red);
+    if (threadIdx.x == 0) model[3 * j + q] = total;
   }
   __syncthreads();
   const int* non = cols + sl.col_off + sl.kc;
@@ -538,6 +513,23 @@ __global__ void gather_step_kernel(const CallNet* calls, const VarProSlot* slots
 }
 
 }  // namespace
+
+VarProSlot VarProLayout::add(const Shape& sh, int m, int kc, int g, int ldb) {
+  const int kb = m - kc;
+  const VarProSlot sl{cols, m, kc, g, b, ldb, b + static_cast<long long>(m) * ldb, s, run, a, gr, tau, t, w,
+                      a, a, a, e, gr};
+  cols += m;
+  b += static_cast<long long>(ldb) * (m + 1);
+  s += static_cast<long long>(m) * kb;
+  run += compress_scratch(sh);
+  a += static_cast<long long>(kb) * kb;
+  gr += kb;
+  tau += m + 1;
+  t += static_cast<long long>(m + 1) * (kb + 1);
+  w += static_cast<long long>(kc) * kb;
+  e += 2LL * kb;
+  return sl;
+}
 
 int compress_rows_bound(const Shape& s, int npoints) {
   return static_cast<int>(

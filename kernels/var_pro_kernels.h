@@ -37,6 +37,14 @@ struct VarProSlot {
   long long v_off, l_off, e_off, z_off;
 };
 
+// Lays out slots one after another in the arrays they name.
+struct VarProLayout {
+  long long cols = 0, b = 0, s = 0, run = 0, a = 0, gr = 0, tau = 0, t = 0, w = 0, e = 0;
+  // The next slot: m columns (the first kc linear, the last g of those global) of a network of
+  // shape sh, B with leading dimension ldb and h at its column m.
+  VarProSlot add(const Shape& sh, int m, int kc, int g, int ldb);
+};
+
 // The rows of compress_relu1d for a network of n neurons on npoints points are at most this:
 // at most 2 n + 1 runs, of min(its points, c + 1) rows each.
 int compress_rows_bound(const Shape& s, int npoints);

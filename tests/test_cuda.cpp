@@ -978,8 +978,8 @@ TEST(Cuda, VarProSystemPartsMatchTheHost) {
     xs_all.insert(xs_all.end(), host.sorted(k).x.begin(), host.sorted(k).x.end());
     ys_all.insert(ys_all.end(), host.sorted(k).y.begin(), host.sorted(k).y.end());
   }
-  long long b_at = 0, s_at = 0, run_at = 0, nrn_at = 0, vec_at = 0, a_at = 0, gr_at = 0, tau_at = 0, t_at = 0, w_at = 0,
-            e_at = 0;
+  long long nrn_at = 0, vec_at = 0;
+  VarProLayout lay;
   std::vector<double> scale;
   for (int i = 0; i < batch.size(); ++i) {
     const Shape& s = batch.nets[i].shape;
@@ -1013,25 +1013,15 @@ TEST(Cuda, VarProSystemPartsMatchTheHost) {
     for (const VarProColumns& c : {all_non, var_pro, linear}) {
       const std::vector<int> all = c.all();
       const int m = static_cast<int>(all.size()), kc = static_cast<int>(c.lin.size()), ldb = compress_rows_bound(s, npts);
-      const int kb = m - kc;
       calls.push_back(CallNet{i, 0, p});
-      slots.push_back(VarProSlot{static_cast<long long>(cols.size()), m, kc, c.global, b_at, ldb,
-                                 b_at + static_cast<long long>(m) * ldb, s_at, run_at, a_at, gr_at, tau_at, t_at, w_at,
-                                 a_at, a_at, a_at, e_at, gr_at});
+      slots.push_back(lay.add(s, m, kc, c.global, ldb));
       cols.insert(cols.end(), all.begin(), all.end());
       call_cols.push_back(c);
-      b_at += static_cast<long long>(ldb) * (m + 1);
-      s_at += static_cast<long long>(m) * kb;
-      run_at += compress_scratch(s);
-      a_at += static_cast<long long>(kb) * kb;
-      gr_at += kb;
-      tau_at += m + 1;
-      t_at += static_cast<long long>(m + 1) * (kb + 1);
-      w_at += static_cast<long long>(kc) * kb;
-      e_at += 2LL * kb;
       work_off.push_back(work_off.back() + s.n + 1);
     }
   }
+  const long long b_at = lay.b, s_at = lay.s, run_at = lay.run, a_at = lay.a, gr_at = lay.gr, tau_at = lay.tau,
+                  t_at = lay.t, w_at = lay.w, e_at = lay.e;
   double* d_x = to_device(xs_all);
   double* d_y = to_device(ys_all);
   std::vector<DevSet> sets;
