@@ -234,6 +234,11 @@ struct CudaBackend::Impl {
   DeviceBuffer<CallNet> vp_calls, vp_calls2;
   DeviceBuffer<VarProSlot> vp_slots, vp_slots2;
   DeviceBuffer<char> vp_ws;
+  std::vector<int> vp_cols_host;     // the columns of the last group built (vp_cols)
+  std::vector<char> vp_kept;         // per network: its system is in the buffers
+  std::vector<int> vp_kept_list;     // those networks
+  std::vector<VarProSlot> vp_slot_of;  // per kept network: its slot
+  std::vector<int> vp_mode;          // per kept network: ReducedSystem::Mode of its factorization
   std::vector<std::size_t> device_var_pro(const std::vector<int>& list, const std::vector<std::size_t>& pos,
                                           const double* lambda, int* info, StepModel* model);
   long long total_vec = 0;
@@ -250,6 +255,7 @@ struct CudaBackend::Impl {
   void moved(int i) {
     var_pro.moved(i);
     resid_ok[i] = 0;
+    vp_kept[i] = 0;
   }
   void drop(std::vector<char>& held, const std::vector<int>& list) {
     for (int i : list) held[i] = 0;
@@ -534,6 +540,10 @@ void CudaBackend::load(const Batch& batch) {
   I.h_scale.assign(vec, 0.0);
   I.theta_held.assign(n, 1);
   I.resid_ok.assign(n, 0);
+  I.vp_kept.assign(n, 0);
+  I.vp_kept_list.clear();
+  I.vp_slot_of.assign(n, VarProSlot{});
+  I.vp_mode.assign(n, ReducedSystem::kUnknown);
   I.step_held.assign(n, 0);
   I.scale_held.assign(n, 0);
   const int nd = static_cast<int>(batch.datasets.size());
@@ -771,6 +781,7 @@ void CudaBackend::assemble(const std::vector<int>& list, Block stage, HessianKin
   for (int i : list) {
     I.var_pro.assembled(i);
     I.resid_ok[i] = 1;
+    I.vp_kept[i] = 0;
   }
   std::vector<double> sse(count);
   I.copies.to_host(sse.data(), I.sums.get(), count * sizeof(double), st);
@@ -1159,25 +1170,91 @@ void CudaBackend::least_squares(const std::vector<int>& list, Block stage, int* 
 // The reduced systems and steps of the listed relu 1D networks (at positions pos of the
 // caller's list) on the device (var_pro_kernels.h), in groups of at most device_system_bytes;
 // returns the positions of those left to the host: without a nonlinear column (a zero step),
-// or with linear columns the device found dependent (counted in stats). Every system is made
-// afresh: a damping retry builds it again.
+// or with linear columns the device found dependent (counted in stats). The systems of the
+// last group built stay in the buffers: a damping retry of one of them (vp_kept) solves it
+// again, with its factorization or eigenvectors, without building it.
 std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int>& list,
                                                            const std::vector<std::size_t>& pos,
                                                            const double* lambda, int* info, StepModel* model) {
   std::vector<std::size_t> back;
   cudaStream_t st = stream.get();
+  // Solves the systems of the listed slots (entries at positions at of the caller's list).
+  auto solve = [&](const std::vector<CallNet>& calls, const std::vector<VarProSlot>& slots,
+                   const std::vector<std::size_t>& at) {
+    const int c2 = static_cast<int>(calls.size());
+    if (c2 == 0) return;
+    int max_kb = 1;
+    std::vector<double> lam(c2);
+    std::vector<int> mode(c2);
+    long long zlen = 0;
+    for (int q = 0; q < c2; ++q) {
+      max_kb = std::max(max_kb, slots[q].m - slots[q].kc);
+      lam[q] = lambda[at[q]];
+      mode[q] = vp_mode[calls[q].net];
+      zlen = std::max(zlen, slots[q].z_off + slots[q].m - slots[q].kc);
+    }
+    vp_calls2.upload(copies, calls.data(), calls.size(), st);
+    vp_slots2.upload(copies, slots.data(), slots.size(), st);
+    vp_model.reserve(4 * static_cast<std::size_t>(c2));
+    vp_ints.reserve(4 * static_cast<std::size_t>(c2));
+    const std::size_t ws = solve_workspace_bytes(solver.get(), vp_params.get(), max_kb);
+    if (ws > vp_ws.size()) throw std::logic_error("device_var_pro: the workspace of the kept systems is too small");
+    const SolveWork sw{vp_V.get(), vp_L.get(), vp_E.get(), vp_Z.get(), vp_model.get(), vp_ints.get(),
+                       vp_ints.get() + 3 * c2, vp_ws.get(), vp_ws.size()};
+    std::vector<int> sinfo;
+    std::vector<StepModel> smodel;
+    reduced_solves(st, copies, solver.get(), vp_params.get(), vp_calls2.get(), c2, vp_slots2.get(), slots,
+                   d_nets.get(), vp_cols.get(), scale.get(), vp_A.get(), vp_gr.get(), sw, lam, &mode, &sinfo, &smodel,
+                   step.get());
+    // The host's copy of each step (the trial on the host reads it): its nonlinear entries.
+    gather_step(vp_calls2.get(), c2, vp_slots2.get(), d_nets.get(), vp_cols.get(), step.get(), vp_Z.get(), st);
+    std::vector<double> z(zlen);
+    copies.to_host(z.data(), vp_Z.get(), zlen * sizeof(double), st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    for (int q = 0; q < c2; ++q) {
+      const int i = calls[q].net;
+      const VarProSlot& sl = slots[q];
+      double* hs = h_step.data() + vec_at(i);
+      std::fill(hs, hs + params_of(i), 0.0);
+      for (int k = 0; k < sl.m - sl.kc; ++k) hs[vp_cols_host[sl.col_off + sl.kc + k]] = z[sl.z_off + k];
+      step_held[i] = 1;
+      vp_mode[i] = mode[q];
+      info[at[q]] = sinfo[q];
+      model[at[q]] = smodel[q];
+    }
+  };
+  // The kept systems first: building a group overwrites them.
+  std::vector<std::size_t> fresh;
+  std::vector<CallNet> kcalls;
+  std::vector<VarProSlot> kslots;
+  std::vector<std::size_t> kat;
+  for (std::size_t j : pos) {
+    const int i = list[j];
+    if (!vp_kept[i]) {
+      fresh.push_back(j);
+      continue;
+    }
+    kcalls.push_back(CallNet{i, 0, params_of(i)});
+    kslots.push_back(vp_slot_of[i]);
+    kat.push_back(j);
+  }
+  solve(kcalls, kslots, kat);
+  stats.kept_systems += static_cast<long long>(kcalls.size());
   std::size_t first = 0;
-  while (first < pos.size()) {
+  while (first < fresh.size()) {
     // One group: its columns (var_pro.h, from the host's parameters and scale) and layout.
+    for (int i : vp_kept_list) vp_kept[i] = 0;
+    vp_kept_list.clear();
     std::vector<VarProSlot> slots;
     std::vector<CallNet> calls;
-    std::vector<int> cols;
+    std::vector<int>& cols = vp_cols_host;
+    cols.clear();
     std::vector<std::size_t> at;
     VarProLayout lay;
     std::size_t bytes = 0;
     int max_kb = 1;
-    for (; first < pos.size(); ++first) {
-      const int i = list[pos[first]];
+    for (; first < fresh.size(); ++first) {
+      const int i = list[fresh[first]];
       const Shape& sh = nets[i].s;
       const int p = params_of(i);
       const double* th = h_theta.data() + theta_at(i);
@@ -1189,10 +1266,9 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
       const std::vector<int> all = c.all();
       const int m = static_cast<int>(all.size()), kc = static_cast<int>(c.lin.size()), kb = m - kc;
       if (kb == 0) {
-        back.push_back(pos[first]);  // the host's answer: a zero step at once
+        back.push_back(fresh[first]);  // the host's answer: a zero step at once
         continue;
-      }
-      const int ldb = compress_rows_bound(sh, n_train[i]);
+      }      const int ldb = compress_rows_bound(sh, n_train[i]);
       // B, S, A U V L, T (and tau), W, gr Z E, the columns' scratch and the runs' (ints
       // counted as doubles).
       const double entries = static_cast<double>(ldb) * (m + 1) + static_cast<double>(m) * kb + 4.0 * kb * kb +
@@ -1204,7 +1280,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
       slots.push_back(lay.add(sh, m, kc, c.global, ldb));
       calls.push_back(CallNet{i, 0, p});
       cols.insert(cols.end(), all.begin(), all.end());
-      at.push_back(pos[first]);
+      at.push_back(fresh[first]);
       max_kb = std::max(max_kb, kb);
     }
     const int count = static_cast<int>(slots.size());
@@ -1255,48 +1331,26 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     reduced_systems(st, copies, solver.get(), vp_params.get(), blas.get(), vp_calls.get(), count, vp_slots.get(),
                     slots, rows, d_nets.get(), train_sets.get(), vp_cols.get(), scale.get(), vp_B.get(), vp_S.get(), rw,
                     &rank, &deficient);
-    // The steps of the others.
+    // The steps of the others, whose systems the buffers keep until the next group.
     std::vector<CallNet> calls2;
     std::vector<VarProSlot> slots2;
     std::vector<std::size_t> at2;
-    std::vector<double> lam2;
     for (int q = 0; q < count; ++q) {
       if (deficient[q]) {
         back.push_back(at[q]);
         ++stats.dependent_systems;
         continue;
       }
+      const int i = calls[q].net;
       calls2.push_back(calls[q]);
       slots2.push_back(slots[q]);
       at2.push_back(at[q]);
-      lam2.push_back(lambda[at[q]]);
+      vp_mode[i] = ReducedSystem::kUnknown;
+      vp_slot_of[i] = slots[q];
+      vp_kept[i] = 1;
+      vp_kept_list.push_back(i);
     }
-    const int c2 = static_cast<int>(calls2.size());
-    if (c2 == 0) continue;
-    vp_calls2.upload(copies, calls2.data(), calls2.size(), st);
-    vp_slots2.upload(copies, slots2.data(), slots2.size(), st);
-    vp_model.reserve(4 * static_cast<std::size_t>(c2));
-    const SolveWork sw{vp_V.get(), vp_L.get(), vp_E.get(), vp_Z.get(), vp_model.get(), ints, ints + 3 * count, vp_ws.get(),
-                       ws};
-    std::vector<int> mode(c2, ReducedSystem::kUnknown), sinfo;
-    std::vector<StepModel> smodel;
-    reduced_solves(st, copies, solver.get(), vp_params.get(), vp_calls2.get(), c2, vp_slots2.get(), slots2, d_nets.get(),
-                   vp_cols.get(), scale.get(), vp_A.get(), vp_gr.get(), sw, lam2, &mode, &sinfo, &smodel, step.get());
-    // The host's copy of each step (the trial on the host reads it): its nonlinear entries.
-    gather_step(vp_calls2.get(), c2, vp_slots2.get(), d_nets.get(), vp_cols.get(), step.get(), vp_Z.get(), st);
-    std::vector<double> z(lay.gr);
-    copies.to_host(z.data(), vp_Z.get(), lay.gr * sizeof(double), st);
-    CUDA_CHECK(cudaStreamSynchronize(st));
-    for (int q = 0; q < c2; ++q) {
-      const int i = calls2[q].net;
-      const VarProSlot& sl = slots2[q];
-      double* hs = h_step.data() + vec_at(i);
-      std::fill(hs, hs + params_of(i), 0.0);
-      for (int k = 0; k < sl.m - sl.kc; ++k) hs[cols[sl.col_off + sl.kc + k]] = z[sl.z_off + k];
-      step_held[i] = 1;
-      info[at2[q]] = sinfo[q];
-      model[at2[q]] = smodel[q];
-    }
+    solve(calls2, slots2, at2);
   }
   return back;
 }
@@ -1410,6 +1464,7 @@ void CudaBackend::var_pro_accept(const std::vector<int>& list) {
     I.theta_held[i] = 1;
     I.var_pro.accept(i);
     I.resid_ok[i] = 0;
+    I.vp_kept[i] = 0;
   }
   CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
 }

@@ -65,10 +65,12 @@ struct CudaStats {
   // The solver's host half (least squares, variable projection), copies to and from the
   // device included.
   double host_seconds = 0.0;
-  // Variable projection of relu 1D networks on the device: its wall time, and the systems whose
-  // linear columns it found dependent (sent to the host half).
+  // Variable projection of relu 1D networks on the device: its wall time, the systems whose
+  // linear columns it found dependent (sent to the host half), and the damping retries solved
+  // on a system kept from the try before.
   double device_var_pro_seconds = 0.0;
   long long dependent_systems = 0;
+  long long kept_systems = 0;
 };
 
 class CudaBackend final : public Backend {

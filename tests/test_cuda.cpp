@@ -519,8 +519,9 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
 // against the host half (device_var_pro off), both on the CUDA backend, from trained-like
 // starts of the mlp, the glu and the gqu: the step's info and model and the trial's loss of a
 // first try and of a damping retry, then the parameters after accepting half of the trials.
-// The device builds the systems in groups (device_system_bytes small); one network has two
-// equal neurons, whose linear columns the device finds dependent and sends to the host. The two differ by
+// The device builds the systems in groups (device_system_bytes small) and keeps the last
+// group's for the retry; one network has two equal neurons, whose linear columns the device
+// finds dependent and sends to the host. The two differ by
 // rounding amplified by the conditioning of the linear columns and by 1 / lambda; at these
 // widths (condition numbers to about 1e4) they agree to 1.5e-6 at most (the trial loss of the
 // gqu of width 17; its model to 5e-8, the mlp's and glu's to 1e-13); at width 40 (1e9) the
@@ -605,9 +606,12 @@ TEST(Cuda, VarProOnTheDeviceMatchesTheHostHalf) {
     both[k]->read_params(after[k]);
   }
   EXPECT_LE(rel_diff(after[0], after[1]), 1e-5);
-  // The device sent the copied neuron's network to the host, at both tries, and no other.
+  // The device sent the copied neuron's network to the host, at both tries, and no other; the
+  // retry solved the last group's systems again without building them, the others anew.
   EXPECT_EQ(dev.stats().dependent_systems, 2);
   EXPECT_EQ(hst.stats().dependent_systems, 0);
+  EXPECT_GT(dev.stats().kept_systems, 0);
+  EXPECT_LT(dev.stats().kept_systems, count);
 }
 
 // The host solver's threads each run LAPACK on their own, as the CPU backend's do: with
