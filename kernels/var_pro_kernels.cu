@@ -166,7 +166,8 @@ __global__ void residual_curvature_kernel(const CallNet* calls, const VarProSlot
   const int j = blockIdx.x;
   const DevNet& nd = nets[calls[j].net];
   const VarProSlot sl = slots[j];
-  const double w = 2.0 / train[nd.data].n;
+  const int npts = train[nd.data].n;
+  const double w = npts > 0 ? 2.0 / npts : 0.0;  // no points: no curvature
   const double* th = theta + nd.theta_off;
   const long long entries = static_cast<long long>(sl.m) * (sl.m - sl.kc);
   for (long long e = threadIdx.x; e < entries; e += blockDim.x) {
