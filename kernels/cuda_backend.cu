@@ -1268,7 +1268,8 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
       if (kb == 0) {
         back.push_back(fresh[first]);  // the host's answer: a zero step at once
         continue;
-      }      const int ldb = compress_rows_bound(sh, n_train[i]);
+      }
+      const int ldb = compress_rows_bound(sh, n_train[i]);
       // B, S, A U V L, T (and tau), W, gr Z E, the columns' scratch and the runs' (ints
       // counted as doubles).
       const double entries = static_cast<double>(ldb) * (m + 1) + static_cast<double>(m) * kb + 4.0 * kb * kb +
@@ -1308,8 +1309,9 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     vp_calls.upload(copies, calls.data(), calls.size(), st);
     vp_slots.upload(copies, slots.data(), slots.size(), st);
     vp_cols.upload(copies, cols.data(), cols.size(), st);
-    vp_ints.reserve(8 * static_cast<std::size_t>(count));
-    vp_reals.reserve(5 * static_cast<std::size_t>(count));
+    // Per call: the rows, rank, dependent flag and QR info (then the solve's flags and infos).
+    vp_ints.reserve(4 * static_cast<std::size_t>(count));
+    vp_reals.reserve(count);  // per call: the compression's rest
     const std::size_t ws = std::max(reduced_workspace_bytes(solver.get(), vp_params.get(), slots),
                                     solve_workspace_bytes(solver.get(), vp_params.get(), max_kb));
     vp_ws.reserve(ws);
