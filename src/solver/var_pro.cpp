@@ -23,71 +23,11 @@ std::vector<int> linear_columns(const Shape& s) {
   return cols;
 }
 
-int min_active_points(const Shape& s) { return 2 * (column_degree(s.arch) + 1); }
-
-EdgeKind kink_place(const Shape& s, const double* theta, const Points1d& pts, int i) {
-  const NeuronLines L = neuron_lines(s, theta, i);
-  if (L.W[0] == 0.0 || pts.n < 2) return EdgeKind::kOutside;
-  const double kink = -L.w[0] / L.W[0];
-  const int at = static_cast<int>(std::lower_bound(pts.x, pts.x + pts.n, kink) - pts.x);
-  if (at == 0 || at == pts.n) return kink < pts.lo || kink > pts.hi ? EdgeKind::kOutside : EdgeKind::kThin;
-  return std::min(at, pts.n - at) < min_active_points(s) ? EdgeKind::kThin : EdgeKind::kInside;
-}
-
 int push_out_thin(const Shape& s, const Points1d& pts, double* theta) {
   if (!relu1d_fast_path(s)) return 0;
   int moved = 0;
-  const double margin = 0.0005 * (pts.hi - pts.lo);
-  for (int i = 0; i < s.n; ++i) {
-    if (kink_place(s, theta, pts, i) != EdgeKind::kThin) continue;
-    const double G = theta[factor_offset(s, 0) + i];
-    const double kink = -theta[factor_offset(s, 0) + s.n + i] / G;
-    // Out past the end of the data the kink is nearer to, counted in points: with the data
-    // spread unevenly over the domain, the domain's midpoint can lie on the other side.
-    const int at = static_cast<int>(std::lower_bound(pts.x, pts.x + pts.n, kink) - pts.x);
-    const double out = at < pts.n - at ? pts.lo - margin : pts.hi + margin;
-    theta[factor_offset(s, 0) + s.n + i] = -G * out;
-    ++moved;
-  }
+  for (int i = 0; i < s.n; ++i) moved += push_out_thin_neuron(s, pts, theta, i) ? 1 : 0;
   return moved;
-}
-
-void var_pro_roles(const Shape& s, const double* theta, const Points1d* pts, Role* role) {
-  const int p = num_params(s);
-  const int nf = num_factors(s.arch);
-  for (int q = 0; q < p; ++q) role[q] = Role::kNonlinear;
-  if (nf > 1)
-    for (int q = d_offset(s); q < p - 1; ++q) role[q] = Role::kFixed;
-  for (int q : linear_columns(s)) role[q] = Role::kLinear;
-  if (pts != nullptr && relu1d_fast_path(s)) {
-    // A neuron's gate and middle factors come before its last factor in its local order.
-    const int nonlinear = (nf == 1 ? 1 : nf - 1) * (s.d + 1);
-    for (int i = 0; i < s.n; ++i) {
-      const EdgeKind place = kink_place(s, theta, *pts, i);
-      if (place == EdgeKind::kInside) continue;
-      // Outside: the gate and middle factors; thin: all (its linear columns stay at zero).
-      const int fixed = place == EdgeKind::kOutside ? nonlinear : neuron_num_params(s);
-      for (int k = 0; k < fixed; ++k) role[neuron_param_index(s, i, k)] = Role::kFixed;
-    }
-  }
-  for (int i = 0; i < s.n; ++i) {
-    // Gate (relu only: positive homogeneity): its largest weight. Middle factors (against the
-    // last one's scale): their largest entry, bias included.
-    for (int b = 0; b + 1 < nf || (b == 0 && nf == 1); ++b) {
-      if (b == 0 && s.act != Act::kRelu) continue;
-      int best = -1;
-      double big = 0.0;
-      const int count = b == 0 ? s.d : s.d + 1;
-      for (int j = 0; j < count; ++j) {
-        const int q = neuron_param_index(s, i, b * (s.d + 1) + j);
-        if (std::fabs(theta[q]) > big) {
-          big = std::fabs(theta[q]);
-          best = q;
-        }
-      }
-      if (best >= 0) role[best] = Role::kFixed;
-    }
-  }
 }
 
 std::vector<int> VarProColumns::all() const {
@@ -99,21 +39,20 @@ std::vector<int> VarProColumns::all() const {
 void var_pro_columns(const Shape& s, const double* theta, const Role* role, const double* scale,
                      const Points1d* pts, VarProColumns* out) {
   const int m = num_params(s);
+  std::vector<unsigned char> cls(m);
+  for (int q = 0; q < m; ++q) cls[q] = static_cast<unsigned char>(column_class(s, theta, role, scale, pts, q));
+  columns_of_classes(cls.data(), m, out);
+}
+
+void columns_of_classes(const unsigned char* cls, int m, VarProColumns* out) {
   std::vector<int> global;
   out->lin.clear();
   out->non.clear();
-  std::vector<char> outside(s.n, 0);
-  if (pts != nullptr && relu1d_fast_path(s))
-    for (int i = 0; i < s.n; ++i) outside[i] = kink_place(s, theta, *pts, i) == EdgeKind::kOutside;
   for (int q = 0; q < m; ++q) {
-    if (scale[q] == 0.0 || role[q] == Role::kFixed) continue;
-    if (role[q] == Role::kNonlinear) {
-      out->non.push_back(q);
-      continue;
-    }
-    int i, k;
-    const bool owned = param_owner(s, q, &i, &k);
-    (!owned || outside[i] ? global : out->lin).push_back(q);
+    const auto c = static_cast<ColumnClass>(cls[q]);
+    if (c == ColumnClass::kNonlinear) out->non.push_back(q);
+    else if (c == ColumnClass::kMain) out->lin.push_back(q);
+    else if (c == ColumnClass::kGlobal) global.push_back(q);
   }
   out->global = static_cast<int>(global.size());
   out->lin.insert(out->lin.end(), global.begin(), global.end());

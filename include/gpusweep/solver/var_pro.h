@@ -18,9 +18,12 @@
 // with them in the least-squares solve the rank decision loses accuracy).
 #pragma once
 
+#include <cmath>
 #include <vector>
 
+#include "gpusweep/model/hd.h"
 #include "gpusweep/model/network.h"
+#include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/least_squares.h"
 
 namespace gs {
@@ -47,8 +50,25 @@ struct Points1d {
 // constrains, and which takes any value between the last point and the end of the domain,
 // where test points lie. kInside: every other kink.
 enum class EdgeKind : int { kInside = 0, kThin = 1, kOutside = 2 };
-int min_active_points(const Shape& s);
-EdgeKind kink_place(const Shape& s, const double* theta, const Points1d& pts, int i);
+HD inline int min_active_points(const Shape& s) { return 2 * (column_degree(s.arch) + 1); }
+// The first of the sorted points pts.x at or above v (pts.n if none), as std::lower_bound.
+HD inline int first_at_or_above(const Points1d& pts, double v) {
+  int a = 0, b = pts.n;
+  while (a < b) {
+    const int mid = a + (b - a) / 2;
+    if (pts.x[mid] < v) a = mid + 1;
+    else b = mid;
+  }
+  return a;
+}
+HD inline EdgeKind kink_place(const Shape& s, const double* theta, const Points1d& pts, int i) {
+  const NeuronLines L = neuron_lines(s, theta, i);
+  if (L.W[0] == 0.0 || pts.n < 2) return EdgeKind::kOutside;
+  const double kink = -L.w[0] / L.W[0];
+  const int at = first_at_or_above(pts, kink);
+  if (at == 0 || at == pts.n) return kink < pts.lo || kink > pts.hi ? EdgeKind::kOutside : EdgeKind::kThin;
+  return (at < pts.n - at ? at : pts.n - at) < min_active_points(s) ? EdgeKind::kThin : EdgeKind::kInside;
+}
 
 // Moves the kink of every thin neuron out of the domain, past the end on the side of the
 // fewer training points (the end of the thin zone) by 0.0005 of
@@ -58,13 +78,65 @@ EdgeKind kink_place(const Shape& s, const double* theta, const Points1d& pts, in
 // is gone: nothing is left fitted to a few points, and the function changes only there, so a
 // step that carries a kink into the thin zone is judged by what the training points see.
 int push_out_thin(const Shape& s, const Points1d& pts, double* theta);
+// The same for neuron i alone (relu on 1D inputs); whether it moved.
+HD inline bool push_out_thin_neuron(const Shape& s, const Points1d& pts, double* theta, int i) {
+  if (kink_place(s, theta, pts, i) != EdgeKind::kThin) return false;
+  const double G = theta[factor_offset(s, 0) + i];
+  const double kink = -theta[factor_offset(s, 0) + s.n + i] / G;
+  // Out past the end of the data the kink is nearer to, counted in points: with the data
+  // spread unevenly over the domain, the domain's midpoint can lie on the other side.
+  const int at = first_at_or_above(pts, kink);
+  const double margin = 0.0005 * (pts.hi - pts.lo);
+  const double out = at < pts.n - at ? pts.lo - margin : pts.hi + margin;
+  theta[factor_offset(s, 0) + s.n + i] = -G * out;
+  return true;
+}
 
 // The role of each of the network's num_params(s) parameters at theta. With the training
 // points (1D relu; pts may be null otherwise), the gate and middle factors of every neuron
 // whose kink lies outside the domain are fixed as well (on the data they move only within the
 // span of the other outer neurons, and unchecked they drift to large values that show between
 // the data and the end of the domain), and all of a thin neuron's.
-void var_pro_roles(const Shape& s, const double* theta, const Points1d* pts, Role* role);
+HD inline void var_pro_roles(const Shape& s, const double* theta, const Points1d* pts, Role* role) {
+  const int p = num_params(s);
+  const int nf = num_factors(s.arch);
+  for (int q = 0; q < p; ++q) role[q] = Role::kNonlinear;
+  if (nf > 1)
+    for (int q = d_offset(s); q < p - 1; ++q) role[q] = Role::kFixed;
+  // The linear parameters (linear_columns).
+  const int lb = nf == 1 ? d_offset(s) : factor_offset(s, nf - 1), le = nf == 1 ? p : d_offset(s);
+  for (int q = lb; q < le; ++q) role[q] = Role::kLinear;
+  if (nf > 1) role[p - 1] = Role::kLinear;
+  if (pts != nullptr && relu1d_fast_path(s)) {
+    // A neuron's gate and middle factors come before its last factor in its local order.
+    const int nonlinear = (nf == 1 ? 1 : nf - 1) * (s.d + 1);
+    for (int i = 0; i < s.n; ++i) {
+      const EdgeKind place = kink_place(s, theta, *pts, i);
+      if (place == EdgeKind::kInside) continue;
+      // Outside: the gate and middle factors; thin: all (its linear columns stay at zero).
+      const int fixed = place == EdgeKind::kOutside ? nonlinear : neuron_num_params(s);
+      for (int k = 0; k < fixed; ++k) role[neuron_param_index(s, i, k)] = Role::kFixed;
+    }
+  }
+  for (int i = 0; i < s.n; ++i) {
+    // Gate (relu only: positive homogeneity): its largest weight. Middle factors (against the
+    // last one's scale): their largest entry, bias included.
+    for (int b = 0; b + 1 < nf || (b == 0 && nf == 1); ++b) {
+      if (b == 0 && s.act != Act::kRelu) continue;
+      int best = -1;
+      double big = 0.0;
+      const int count = b == 0 ? s.d : s.d + 1;
+      for (int j = 0; j < count; ++j) {
+        const int q = neuron_param_index(s, i, b * (s.d + 1) + j);
+        if (fabs(theta[q]) > big) {
+          big = fabs(theta[q]);
+          best = q;
+        }
+      }
+      if (best >= 0) role[best] = Role::kFixed;
+    }
+  }
+}
 
 // The columns of the reduced system: the linear parameters that enter (role kLinear, nonzero
 // Jacobi scale), the main ones first and then the `global` ones, whose columns are one
@@ -80,6 +152,19 @@ struct VarProColumns {
 };
 void var_pro_columns(const Shape& s, const double* theta, const Role* role, const double* scale,
                      const Points1d* pts, VarProColumns* out);
+// Parameter q's place in those columns (var_pro_columns is columns_of_classes of these), so that
+// the device can find them and send one byte per parameter.
+enum class ColumnClass : unsigned char { kNone = 0, kMain = 1, kGlobal = 2, kNonlinear = 3 };
+HD inline ColumnClass column_class(const Shape& s, const double* theta, const Role* role, const double* scale,
+                                   const Points1d* pts, int q) {
+  if (scale[q] == 0.0 || role[q] == Role::kFixed) return ColumnClass::kNone;
+  if (role[q] == Role::kNonlinear) return ColumnClass::kNonlinear;
+  int i = 0, k = 0;
+  const bool owned = param_owner(s, q, &i, &k);
+  const bool outside = owned && pts != nullptr && relu1d_fast_path(s) && kink_place(s, theta, *pts, i) == EdgeKind::kOutside;
+  return !owned || outside ? ColumnClass::kGlobal : ColumnClass::kMain;
+}
+void columns_of_classes(const unsigned char* cls, int m, VarProColumns* out);
 
 // The residual curvature S_pq = (2/N) sum_k r_k d2y(x_k)/dtheta_p dtheta_q for p in cols.all()
 // and q in cols.non, into S ((kc + kb) x kb, column-major): relu on 1D inputs, exactly, from
