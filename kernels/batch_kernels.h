@@ -32,6 +32,7 @@ struct DevSet {
   const double* y;  // n
   int n;
   const double* pre;  // d = 1 training sets: prefix sums of x^j (relu1d.h), else null
+  double lo = 0.0, hi = 0.0;  // d = 1 training sets: the ends of the domain (Dataset::lo, hi)
 };
 
 struct CallNet {

@@ -241,6 +241,20 @@ struct CudaBackend::Impl {
   std::vector<int> vp_mode;          // per kept network: ReducedSystem::Mode of its factorization
   std::vector<std::size_t> device_var_pro(const std::vector<int>& list, const std::vector<std::size_t>& pos,
                                           const double* lambda, int* info, StepModel* model);
+  // The trials of variable projection on the device (var_pro_kernels.h): parameters in vp_trial
+  // (theta's layout), the linear columns' compressed system in vp_X, the least-squares system in
+  // vp_B, the least-norm scratch in vp_Zt.
+  DeviceBuffer<double> vp_trial, vp_X, vp_cnorm, vp_Zt;
+  DeviceBuffer<int> vp_tcols, vp_ord;
+  DeviceBuffer<long long> vp_offs;  // per call: column_classes' output offsets, or the trial's Z offsets
+  DeviceBuffer<Role> vp_role;             // column_classes' scratch (vec_off)
+  DeviceBuffer<unsigned char> vp_classes;  // its output, packed
+  std::vector<char> trial_on_host;  // per network: its last trial was the host's (in h_trial)
+  std::vector<std::size_t> device_trial(const std::vector<int>& list, const std::vector<std::size_t>& pos,
+                                        bool take_step, const double* alpha, double* loss);
+  // The residuals at theta and a relu 1D network's moments (relu1d_neurons), as assemble makes
+  // them, for the listed networks; sets resid_ok.
+  void refresh_residuals(const std::vector<int>& list);
   long long total_vec = 0;
   std::vector<double> h_theta, h_step, h_trial, h_scale, h_H;
   // Per network: whether its host copy above holds what the device holds now (h_theta its
@@ -544,6 +558,10 @@ void CudaBackend::load(const Batch& batch) {
   I.vp_kept_list.clear();
   I.vp_slot_of.assign(n, VarProSlot{});
   I.vp_mode.assign(n, ReducedSystem::kUnknown);
+  I.trial_on_host.assign(n, 0);
+  I.vp_trial.reserve(I.total_params);
+  // No trial before var_pro_trial: accepting one installs NaN (all bits set).
+  CUDA_CHECK(cudaMemsetAsync(I.vp_trial.get(), 0xFF, I.vp_trial.size() * sizeof(double), st));
   I.step_held.assign(n, 0);
   I.scale_held.assign(n, 0);
   const int nd = static_cast<int>(batch.datasets.size());
@@ -566,7 +584,8 @@ void CudaBackend::load(const Batch& batch) {
     }
     I.data[5 * k + 2].upload(I.copies, ds.x_test.data(), ds.x_test.size(), st);
     I.data[5 * k + 3].upload(I.copies, ds.y_test.data(), ds.y_test.size(), st);
-    tr[k] = DevSet{I.data[5 * k].get(), I.data[5 * k + 1].get(), npts, ds.d == 1 ? I.data[5 * k + 4].get() : nullptr};
+    tr[k] = DevSet{I.data[5 * k].get(), I.data[5 * k + 1].get(), npts, ds.d == 1 ? I.data[5 * k + 4].get() : nullptr,
+                   ds.d == 1 ? ds.lo[0] : 0.0, ds.d == 1 ? ds.hi[0] : 0.0};
     te[k] = DevSet{I.data[5 * k + 2].get(), I.data[5 * k + 3].get(), ds.n_test(), nullptr};
   }
   I.train_sets.upload(I.copies, tr.data(), nd, st);
@@ -1186,12 +1205,10 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     int max_kb = 1;
     std::vector<double> lam(c2);
     std::vector<int> mode(c2);
-    long long zlen = 0;
     for (int q = 0; q < c2; ++q) {
       max_kb = std::max(max_kb, slots[q].m - slots[q].kc);
       lam[q] = lambda[at[q]];
       mode[q] = vp_mode[calls[q].net];
-      zlen = std::max(zlen, slots[q].z_off + slots[q].m - slots[q].kc);
     }
     vp_calls2.upload(copies, calls.data(), calls.size(), st);
     vp_slots2.upload(copies, slots.data(), slots.size(), st);
@@ -1206,23 +1223,37 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     reduced_solves(st, copies, solver.get(), vp_params.get(), vp_calls2.get(), c2, vp_slots2.get(), slots,
                    d_nets.get(), vp_cols.get(), scale.get(), vp_A.get(), vp_gr.get(), sw, lam, &mode, &sinfo, &smodel,
                    step.get());
-    // The host's copy of each step (the trial on the host reads it): its nonlinear entries.
-    gather_step(vp_calls2.get(), c2, vp_slots2.get(), d_nets.get(), vp_cols.get(), step.get(), vp_Z.get(), st);
-    std::vector<double> z(zlen);
-    copies.to_host(z.data(), vp_Z.get(), zlen * sizeof(double), st);
-    CUDA_CHECK(cudaStreamSynchronize(st));
+    // The step stays on the device, where the trial reads it (the host copies it if it
+    // takes the trial).
     for (int q = 0; q < c2; ++q) {
       const int i = calls[q].net;
-      const VarProSlot& sl = slots[q];
-      double* hs = h_step.data() + vec_at(i);
-      std::fill(hs, hs + params_of(i), 0.0);
-      for (int k = 0; k < sl.m - sl.kc; ++k) hs[vp_cols_host[sl.col_off + sl.kc + k]] = z[sl.z_off + k];
-      step_held[i] = 1;
+      step_held[i] = 0;
       vp_mode[i] = mode[q];
       info[at[q]] = sinfo[q];
       model[at[q]] = smodel[q];
     }
   };
+  // The columns of the systems to build (column_classes): one byte per parameter.
+  std::vector<int> fresh_nets;
+  for (std::size_t j : pos)
+    if (!vp_kept[list[j]]) fresh_nets.push_back(list[j]);
+  std::vector<long long> class_at(fresh_nets.size() + 1, 0);
+  for (std::size_t q = 0; q < fresh_nets.size(); ++q) class_at[q + 1] = class_at[q] + params_of(fresh_nets[q]);
+  std::vector<unsigned char> classes(class_at.back());
+  if (!fresh_nets.empty()) {
+    std::vector<CallNet> cc;
+    for (int i : fresh_nets) cc.push_back(CallNet{i, 0, params_of(i)});
+    vp_calls.upload(copies, cc.data(), cc.size(), st);
+    vp_offs.upload(copies, class_at.data(), class_at.size(), st);
+    vp_role.reserve(total_vec);
+    vp_classes.reserve(classes.size());
+    column_classes(vp_calls.get(), static_cast<int>(cc.size()), d_nets.get(), train_sets.get(), theta.get(),
+                   scale.get(), vp_role.get(), vp_offs.get(), vp_classes.get(), st);
+    copies.to_host(classes.data(), vp_classes.get(), classes.size(), st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+  }
+  std::vector<long long> classes_of(nets.size(), -1);
+  for (std::size_t q = 0; q < fresh_nets.size(); ++q) classes_of[fresh_nets[q]] = class_at[q];
   // The kept systems first: building a group overwrites them.
   std::vector<std::size_t> fresh;
   std::vector<CallNet> kcalls;
@@ -1257,16 +1288,16 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
       const int i = list[fresh[first]];
       const Shape& sh = nets[i].s;
       const int p = params_of(i);
-      const double* th = h_theta.data() + theta_at(i);
-      const Points1d pts = host.points1d(nets[i].data);
-      std::vector<Role> role(p);
-      var_pro_roles(sh, th, &pts, role.data());
       VarProColumns c;
-      var_pro_columns(sh, th, role.data(), h_scale.data() + vec_at(i), &pts, &c);
+      columns_of_classes(classes.data() + classes_of[i], p, &c);
       const std::vector<int> all = c.all();
       const int m = static_cast<int>(all.size()), kc = static_cast<int>(c.lin.size()), kb = m - kc;
       if (kb == 0) {
-        back.push_back(fresh[first]);  // the host's answer: a zero step at once
+        // No nonlinear column: reduced_solve's answer, a zero step with no model.
+        CUDA_CHECK(cudaMemsetAsync(step.get() + vec_at(i), 0, sizeof(double) * p, st));
+        step_held[i] = 0;
+        info[fresh[first]] = 0;
+        model[fresh[first]] = StepModel{};
         continue;
       }
       const int ldb = compress_rows_bound(sh, n_train[i]);
@@ -1368,28 +1399,35 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   auto theta_at = [&](int i) { return I.theta_at(i); };
   auto vec_at = [&](int i) { return I.vec_at(i); };
   auto params = [&](int i) { return I.params_of(i); };
-  // The parameters and the scale of each network, unless the host holds them already (a
-  // damping retry; parameters that a trial here made): the columns of each system come from
-  // them.
-  I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
-  I.copy_out(I.missing(I.scale_held, list), I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
-  // Relu networks on 1D inputs whose residuals on the device are those of their parameters:
-  // the system and the step on the device; the host solves the others, and those the device
-  // sends back (var_pro.h's pivoted path; no nonlinear column). A damping retry on the host
+  // Relu networks on 1D inputs: the system and the step on the device (their residuals made
+  // again where a trial replaced them); the host solves the others, and those the device sends
+  // back (var_pro.h's pivoted path; no nonlinear column). A damping retry on the host
   // solves the reduced system kept from the first try (HostVarPro). The other networks'
   // Hessians come back, for a new system, in groups of at most host_system_bytes.
   std::vector<std::size_t> on_device, on_host;
+  std::vector<int> stale;
   for (std::size_t j = 0; j < list.size(); ++j) {
     const int i = list[j];
-    const bool dev = I.fast[i] && I.opt.device_var_pro && I.resid_ok[i];
+    const bool dev = I.fast[i] && I.opt.device_var_pro;
     (dev ? on_device : on_host).push_back(j);
+    if (dev && !I.resid_ok[i] && !I.vp_kept[i]) stale.push_back(i);
   }
   const double d0 = now();
+  // Residuals that a trial on the device replaced, for a system built again.
+  I.refresh_residuals(stale);
   const std::vector<std::size_t> sent_back = I.device_var_pro(list, on_device, lambda, info, model);
   const double device_secs = now() - d0;
   I.stats.device_var_pro_seconds += device_secs;
   on_host.insert(on_host.end(), sent_back.begin(), sent_back.end());
   std::sort(on_host.begin(), on_host.end());
+  // The parameters and the scale of each network the host solves, unless it holds them already
+  // (a damping retry; parameters that a trial on the host made): its system's columns come from
+  // them.
+  std::vector<int> hosted;
+  for (std::size_t j : on_host) hosted.push_back(list[j]);
+  I.stats.host_systems += static_cast<long long>(hosted.size());
+  I.copy_out(I.missing(I.theta_held, hosted), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
+  I.copy_out(I.missing(I.scale_held, hosted), I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
   auto needs_hessian = [&](int i) { return !I.fast[i] && !I.var_pro.has_system(i); };
   const std::size_t cap = std::max<std::size_t>(I.opt.host_system_bytes / sizeof(double), 1);
   std::size_t first = 0;
@@ -1432,43 +1470,211 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   I.charge(list, secs);
 }
 
+void CudaBackend::Impl::refresh_residuals(const std::vector<int>& list) {
+  if (list.empty()) return;
+  cudaStream_t st = stream.get();
+  const int count = static_cast<int>(list.size());
+  h_calls.clear();
+  h_offs.clear();
+  for (int i : list) h_calls.push_back({i, 0, params_of(i)});
+  std::vector<CallShape> shapes(list.size());
+  for (std::size_t j = 0; j < list.size(); ++j) shapes[j] = {params_of(list[j]), nets[list[j]].s.n, n_train[list[j]]};
+  const auto pts = work_offsets(shapes, WorkItems::kPointTiles);
+  const auto nrn = work_offsets(shapes, WorkItems::kNeuronsAndBias);
+  const std::size_t o_pts = add_offs(pts), o_nrn = add_offs(nrn);
+  upload_staged();
+  partial.reserve(pts.back());
+  residuals(call_at(0), count, off_at(o_pts), pts.back(), d_nets.get(), train_sets.get(), theta.get(), resid.get(),
+            partial.get(), st);
+  relu1d_neurons(call_at(0), count, off_at(o_nrn), nrn.back(), d_nets.get(), train_sets.get(), theta.get(),
+                 resid.get(), range.get(), rmom.get(), st);
+  for (int i : list) resid_ok[i] = 1;
+}
+
+std::vector<std::size_t> CudaBackend::Impl::device_trial(const std::vector<int>& list,
+                                                         const std::vector<std::size_t>& pos, bool take_step,
+                                                         const double* alpha, double* loss) {
+  std::vector<std::size_t> back;
+  cudaStream_t st = stream.get();
+  std::size_t first = 0;
+  while (first < pos.size()) {
+    // One group: the linear columns of each network (ascending) and its slot.
+    std::vector<VarProSlot> slots;
+    std::vector<CallNet> cl;
+    std::vector<int> cols;
+    std::vector<std::size_t> at;
+    std::vector<double> al;
+    std::vector<CallShape> shapes;
+    VarProLayout lay;
+    std::size_t bytes = 0;
+    for (; first < pos.size(); ++first) {
+      const int i = list[pos[first]];
+      const Shape& sh = nets[i].s;
+      const std::vector<int> lin = linear_columns(sh);
+      const int m = static_cast<int>(lin.size());
+      const int ldb = compress_rows_bound(sh, n_train[i]);
+      // X and M, Z (at most trial_scratch(m, 0)), the columns' and the runs' scratch.
+      const double entries = 2.0 * ldb * (m + 1) + static_cast<double>(trial_scratch(m, 0)) + (kColCoef + 6.0) * m +
+                             4.0 * compress_scratch(sh) + 16.0;
+      const std::size_t need = static_cast<std::size_t>(entries * sizeof(double));
+      if (!slots.empty() && bytes + need > opt.device_system_bytes) break;
+      bytes += need;
+      slots.push_back(lay.add(sh, m, m, 0, ldb));
+      cl.push_back(CallNet{i, 0, params_of(i)});
+      cols.insert(cols.end(), lin.begin(), lin.end());
+      at.push_back(pos[first]);
+      al.push_back(alpha != nullptr ? alpha[pos[first]] : 1.0);
+      shapes.push_back({params_of(i), sh.n, n_train[i]});
+    }
+    const int count = static_cast<int>(slots.size());
+    vp_X.reserve(lay.b);
+    vp_B.reserve(lay.b);
+    vp_tau.reserve(lay.tau);
+    vp_cpoly.reserve(cols.size() * kColCoef);
+    vp_cown.reserve(cols.size());
+    vp_perm.reserve(cols.size());
+    vp_global.reserve(cols.size());
+    vp_cnorm.reserve(cols.size());
+    vp_ord.reserve(cols.size());
+    vp_bounds.reserve(lay.run);
+    vp_runrow.reserve(lay.run);
+    vp_nrange.reserve(lay.run);
+    vp_runrest.reserve(lay.run);
+    vp_ints.reserve(4 * static_cast<std::size_t>(count));  // rows, rank, dependent flag, QR info
+    vp_reals.reserve(count);
+    // The same calls for the point kernels, with their work list.
+    h_calls = cl;
+    h_offs.clear();
+    const auto pts = work_offsets(shapes, WorkItems::kPointTiles);
+    const std::size_t o_pts = add_offs(pts);
+    upload_staged();
+    vp_calls.upload(copies, cl.data(), cl.size(), st);
+    vp_slots.upload(copies, slots.data(), slots.size(), st);
+    vp_tcols.upload(copies, cols.data(), cols.size(), st);
+    coef.upload(copies, al.data(), al.size(), st);
+    // The trial's start, its residuals, and the compressed system of its linear columns.
+    start_trials(vp_calls.get(), count, d_nets.get(), train_sets.get(), theta.get(), step.get(), coef.get(), take_step,
+                 vp_trial.get(), st);
+    const long long wp = pts.back();
+    partial.reserve(wp);
+    residuals(call_at(0), count, off_at(o_pts), wp, d_nets.get(), train_sets.get(), vp_trial.get(), resid.get(),
+              partial.get(), st);
+    for (const CallNet& c : cl) resid_ok[c.net] = 0;  // resid holds the trial's
+    int* ints = vp_ints.get();
+    const Compressed cmp{vp_tcols.get(), vp_X.get(),      vp_X.get(),       ints,           vp_reals.get(),
+                         vp_global.get(), vp_cpoly.get(), vp_cown.get(),    vp_bounds.get(), vp_runrow.get(),
+                         vp_nrange.get(), vp_runrest.get()};
+    compress_relu1d(vp_calls.get(), count, vp_slots.get(), d_nets.get(), train_sets.get(), vp_trial.get(), resid.get(),
+                    cmp, st);
+    std::vector<int> rows(count);
+    copies.to_host(rows.data(), ints, count * sizeof(int), st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    const std::size_t ws = reduced_workspace_bytes(solver.get(), vp_params.get(), slots);
+    vp_ws.reserve(ws);
+    const ReducedWork rw{nullptr, nullptr, vp_tau.get(), nullptr,     nullptr,     nullptr, vp_perm.get(),
+                         ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws};
+    TrialWork tw{rw, vp_B.get(), vp_cnorm.get(), vp_ord.get(), nullptr, nullptr};
+    std::vector<int> rank, deficient;
+    trial_systems(st, copies, solver.get(), vp_params.get(), vp_calls.get(), count, vp_slots.get(), slots, rows,
+                  d_nets.get(), train_sets.get(), vp_tcols.get(), vp_global.get(), vp_X.get(), vp_trial.get(), tw,
+                  &rank, &deficient);
+    std::vector<long long> zoff(count, 0);
+    long long zlen = 0;
+    for (int j = 0; j < count; ++j) {
+      zoff[j] = zlen;
+      if (!deficient[j]) zlen += trial_scratch(slots[j].m, rank[j]);
+    }
+    vp_Zt.reserve(std::max<long long>(zlen, 1));
+    vp_offs.upload(copies, zoff.data(), zoff.size(), st);
+    tw.Z = vp_Zt.get();
+    tw.zoff = vp_offs.get();
+    trial_solutions(st, blas.get(), vp_calls.get(), count, vp_slots.get(), slots, d_nets.get(), vp_tcols.get(), tw,
+                    rank, deficient, zoff, vp_trial.get());
+    // The losses at the trials.
+    squared_errors(call_at(0), count, off_at(o_pts), wp, d_nets.get(), train_sets.get(), vp_trial.get(), 1, 1,
+                   partial.get(), st);
+    sums.reserve(count);
+    segmented_sum(partial.get(), off_at(o_pts), count, sums.get());
+    std::vector<double> sse(count);
+    copies.to_host(sse.data(), sums.get(), count * sizeof(double), st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    for (int j = 0; j < count; ++j) {
+      const int i = cl[j].net;
+      if (deficient[j]) {
+        back.push_back(at[j]);
+        ++stats.dependent_trials;
+        continue;
+      }
+      loss[at[j]] = sse[j] / n_train[i];
+      trial_on_host[i] = 0;
+    }
+  }
+  return back;
+}
+
 void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, double* loss, const double* alpha) {
   Impl& I = *impl_;
   const int count = static_cast<int>(list.size());
   if (count == 0) return;
   const double t0 = now();
-  I.h_trial.resize(I.total_vec);
-  auto params = [&](int i) { return I.params_of(i); };
-  auto theta_at = [&](int i) { return I.theta_at(i); };
-  auto vec_at = [&](int i) { return I.vec_at(i); };
-  I.copy_out(I.missing(I.theta_held, list), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
-  if (take_step) I.copy_out(I.missing(I.step_held, list), I.step.get(), vec_at, I.h_step.data(), vec_at, params);
-  parallel_for(count, I.host_threads, [&](int j, int t) {
-    const int i = list[j];
-    loss[j] = I.var_pro.trial(I.host, i, I.h_theta.data() + I.theta_at(i), take_step ? I.h_step.data() + I.vec_at(i) : nullptr,
-                              I.h_trial.data() + I.vec_at(i), I.host_ws[t], alpha != nullptr ? alpha[j] : 1.0);
-  });
+  // Relu networks on 1D inputs on the device; the others, and those whose main linear columns
+  // the device finds dependent (least_squares_values' dgelsd path), on the host.
+  std::vector<std::size_t> on_device, on_host;
+  for (std::size_t j = 0; j < list.size(); ++j)
+    (I.fast[list[j]] && I.opt.device_var_pro ? on_device : on_host).push_back(j);
+  const std::vector<std::size_t> back = I.device_trial(list, on_device, take_step, alpha, loss);
+  const double device_secs = now() - t0;
+  I.stats.device_var_pro_seconds += device_secs;
+  on_host.insert(on_host.end(), back.begin(), back.end());
+  std::sort(on_host.begin(), on_host.end());
+  std::vector<int> hl;
+  for (std::size_t j : on_host) hl.push_back(list[j]);
+  I.stats.host_trials += static_cast<long long>(hl.size());
+  if (!hl.empty()) {
+    I.h_trial.resize(I.total_vec);
+    auto params = [&](int i) { return I.params_of(i); };
+    auto theta_at = [&](int i) { return I.theta_at(i); };
+    auto vec_at = [&](int i) { return I.vec_at(i); };
+    I.copy_out(I.missing(I.theta_held, hl), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
+    if (take_step) I.copy_out(I.missing(I.step_held, hl), I.step.get(), vec_at, I.h_step.data(), vec_at, params);
+    parallel_for(static_cast<int>(hl.size()), I.host_threads, [&](int q, int t) {
+      const std::size_t j = on_host[q];
+      const int i = list[j];
+      loss[j] = I.var_pro.trial(I.host, i, I.h_theta.data() + I.theta_at(i),
+                                take_step ? I.h_step.data() + I.vec_at(i) : nullptr, I.h_trial.data() + I.vec_at(i),
+                                I.host_ws[t], alpha != nullptr ? alpha[j] : 1.0);
+    });
+    // The device's copy of each, so that accepting is the same for all.
+    I.copy_in(hl, I.h_trial.data(), vec_at, I.vp_trial.get(), theta_at, params);
+    for (int i : hl) I.trial_on_host[i] = 1;
+    CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  }
   const double secs = now() - t0;
-  I.stats.host_seconds += secs;
+  I.stats.host_seconds += secs - device_secs;
   I.charge(list, secs);
 }
 
 void CudaBackend::var_pro_accept(const std::vector<int>& list) {
   Impl& I = *impl_;
   if (list.empty()) return;
-  // var_pro_trial left network i's trial at vec_off in h_trial; theta takes it at theta_off,
-  // and so does the host's copy.
-  I.copy_in(
-      list, I.h_trial.data(), [&](int i) { return I.vec_at(i); }, I.theta.get(), [&](int i) { return I.theta_at(i); },
-      [&](int i) { return I.params_of(i); });
+  cudaStream_t st = I.stream.get();
+  // var_pro_trial left each trial in vp_trial (theta's layout), and a host trial in h_trial too.
+  std::vector<CallNet> cl;
+  for (int i : list) cl.push_back(CallNet{i, 0, I.params_of(i)});
+  I.vp_calls2.upload(I.copies, cl.data(), cl.size(), st);
+  take_trials(I.vp_calls2.get(), static_cast<int>(cl.size()), I.d_nets.get(), I.vp_trial.get(), I.theta.get(), st);
   for (int i : list) {
-    std::copy_n(I.h_trial.data() + I.vec_at(i), I.params_of(i), I.h_theta.data() + I.theta_at(i));
-    I.theta_held[i] = 1;
+    if (I.trial_on_host[i]) {
+      std::copy_n(I.h_trial.data() + I.vec_at(i), I.params_of(i), I.h_theta.data() + I.theta_at(i));
+      I.theta_held[i] = 1;
+    } else {
+      I.theta_held[i] = 0;
+    }
     I.var_pro.accept(i);
     I.resid_ok[i] = 0;
     I.vp_kept[i] = 0;
   }
-  CUDA_CHECK(cudaStreamSynchronize(I.stream.get()));
+  CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
 std::optional<HostTransfers> CudaBackend::host_transfers() const { return impl_->copies.count(); }

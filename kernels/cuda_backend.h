@@ -65,12 +65,17 @@ struct CudaStats {
   // The solver's host half (least squares, variable projection), copies to and from the
   // device included.
   double host_seconds = 0.0;
-  // Variable projection of relu 1D networks on the device: its wall time, the systems whose
-  // linear columns it found dependent (sent to the host half), and the damping retries solved
-  // on a system kept from the try before.
+  // Variable projection of relu 1D networks on the device: its wall time (systems, steps and
+  // trials), the systems whose linear columns it found dependent (sent to the host half), the
+  // damping retries solved on a system kept from the try before, and the trials whose main
+  // linear columns it found dependent (least_squares_values' dgelsd path, on the host half).
   double device_var_pro_seconds = 0.0;
   long long dependent_systems = 0;
   long long kept_systems = 0;
+  long long dependent_trials = 0;
+  // Variable-projection systems and trials that host threads made (LAPACK): the networks that
+  // are not relu on 1D inputs, and the dependent ones above.
+  long long host_systems = 0, host_trials = 0;
 };
 
 class CudaBackend final : public Backend {

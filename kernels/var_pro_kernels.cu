@@ -201,10 +201,12 @@ __global__ void scale_system_kernel(const CallNet* calls, const VarProSlot* slot
 // rows); else the column-pivoted Householder QR of the global columns' triangle (their R rows
 // below the main block, reflectors below the diagonal dropped), applied to the same rows of the
 // nonlinear columns and h, columns swapped whole; the rank of the linear columns; perm, the
-// linear columns in the order of R_cc.
+// linear columns in the order of R_cc. The rank's reference is the main block's largest
+// diagonal entry, or with none the first global pivot (reduced_system's rule); with
+// with_globals, the larger of the two (least_squares_values').
 __global__ void globals_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets,
                                const DevSet* train, const int* rows_of, double* B, int* perm, int* rank,
-                               int* deficient) {
+                               int* deficient, bool with_globals) {
   GS_SHARED(double, red, [kBlock]);
   GS_SHARED(int, at, [kBlock]);
   GS_SHARED(double, beta_tau, [2]);
@@ -323,7 +325,7 @@ __global__ void globals_kernel(const CallNet* calls, const VarProSlot* slots, co
       for (int r = 1; r < kq - t; ++r) x[r] = 0.0;
     }
     __syncthreads();
-    if (t == 0 && kmain == 0) rmax = fabs(x[0]);
+    if (t == 0 && (kmain == 0 || with_globals)) rmax = fmax(rmax, fabs(x[0]));
     if (counting && fabs(x[0]) > tol * rmax) ++r2;
     else counting = false;
   }
@@ -503,14 +505,203 @@ __global__ void finish_solve_kernel(const CallNet* calls, const VarProSlot* slot
 }
 
 
-// Block j -> call j: out at its z_off = its step at its nonlinear columns.
-__global__ void gather_step_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets, const int* cols,
-                                   const double* step, double* out) {
+
+
+// Block j -> call j: trial = theta + alpha[j] step (theta alone without take_step), then every
+// thin neuron's kink pushed out of the domain (push_out_thin of var_pro.h).
+__global__ void start_trial_kernel(const CallNet* calls, const DevNet* nets, const DevSet* train, const double* theta,
+                                   const double* step, const double* alpha, bool take_step, double* trial) {
+  const int j = blockIdx.x;
+  const DevNet& nd = nets[calls[j].net];
+  const int p = num_params(nd.s);
+  const double a = take_step ? alpha[j] : 0.0;
+  double* out = trial + nd.theta_off;
+  for (int q = threadIdx.x; q < p; q += blockDim.x)
+    out[q] = theta[nd.theta_off + q] + (take_step ? a * step[nd.vec_off + q] : 0.0);
+  __syncthreads();
+  if (!relu1d_fast_path(nd.s)) return;
+  const DevSet set = train[nd.data];
+  const Points1d pts{set.x, set.n, set.lo, set.hi};
+  for (int i = threadIdx.x; i < nd.s.n; i += blockDim.x) push_out_thin_neuron(nd.s, pts, out, i);
+}
+
+// Block j -> call j of a trial, from X, compress_relu1d's [B | h] of its linear columns (cols,
+// ascending): least_squares_values' scaled system M = [B_o diag(1 / c) | B x - h] (x the trial's
+// linear parameters, c the columns' norms, computed as the host's; 1 for a zero column), with the
+// columns in the order o (ord): the nonzero ones that are not global first, then the rest, so
+// that the QR of M is the host's QR path with its zero columns among the global ones. Writes the
+// slot's g (those last columns).
+__global__ void trial_prepare_kernel(const CallNet* calls, VarProSlot* slots, const DevNet* nets, const int* rows_of,
+                                     const int* cols, const unsigned char* global, const double* X,
+                                     const double* trial, double* M, double* cnorm, int* ord) {
+  GS_SHARED(int, kmain, [1]);
   const int j = blockIdx.x;
   const DevNet& nd = nets[calls[j].net];
   const VarProSlot sl = slots[j];
-  for (int k = threadIdx.x; k < sl.m - sl.kc; k += blockDim.x)
-    out[sl.z_off + k] = step[nd.vec_off + cols[sl.col_off + sl.kc + k]];
+  const int rows = rows_of[j], m = sl.m, ld = sl.ldb;
+  const double* Xj = X + sl.b_off;
+  double* Mj = M + sl.b_off;
+  for (int q = threadIdx.x; q < m; q += blockDim.x) {
+    // The norm in two passes, scaled by the largest entry (least_squares_values').
+    const double* col = Xj + static_cast<long long>(q) * ld;
+    double amax = 0.0;
+    for (int k = 0; k < rows; ++k) amax = fmax(amax, fabs(col[k]));
+    double nrm = 0.0;
+    if (amax > 0.0 && isfinite(amax)) {
+      const double inv = 1.0 / amax;
+      double ss = 0.0;
+      for (int k = 0; k < rows; ++k) {
+        const double v = col[k] * inv;
+        ss += v * v;
+      }
+      nrm = amax * sqrt(ss);
+    }
+    cnorm[sl.col_off + q] = nrm > 0.0 && isfinite(nrm) ? nrm : 0.0;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int k = 0;
+    for (int q = 0; q < m; ++q)
+      if (cnorm[sl.col_off + q] > 0.0 && !global[sl.col_off + q]) ord[sl.col_off + k++] = q;
+    kmain[0] = k;
+    for (int q = 0; q < m; ++q)
+      if (!(cnorm[sl.col_off + q] > 0.0 && !global[sl.col_off + q])) ord[sl.col_off + k++] = q;
+    slots[j].g = m - kmain[0];
+  }
+  __syncthreads();
+  for (long long e = threadIdx.x; e < static_cast<long long>(rows) * m; e += blockDim.x) {
+    const int r = static_cast<int>(e % rows), k = static_cast<int>(e / rows);
+    const int q = ord[sl.col_off + k];
+    const double c = cnorm[sl.col_off + q];
+    Mj[r + static_cast<long long>(k) * ld] = Xj[r + static_cast<long long>(q) * ld] / (c > 0.0 ? c : 1.0);
+  }
+  const double* th = trial + nd.theta_off;
+  for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+    double v = 0.0;
+    for (int q = 0; q < m; ++q) v += Xj[r + static_cast<long long>(q) * ld] * th[cols[sl.col_off + q]];
+    Mj[r + static_cast<long long>(m) * ld] = v - Xj[r + static_cast<long long>(m) * ld];
+  }
+}
+
+// Block j -> call j of a trial (not deficient), after main_qr: Z = [R_12 | Q^T rhs] over the
+// rank rows (leading dimension m; R_12 the columns past the rank), for the triangular solve.
+__global__ void trial_rhs_kernel(const VarProSlot* slots, const int* rank, const int* deficient, const double* M,
+                                 const long long* zoff, double* Z) {
+  const int j = blockIdx.x;
+  if (deficient[j]) return;
+  const VarProSlot sl = slots[j];
+  const int r = rank[j], m = sl.m, d = m - r;
+  double* z = Z + zoff[j];
+  for (long long e = threadIdx.x; e < static_cast<long long>(r) * (d + 1); e += blockDim.x) {
+    const int i = static_cast<int>(e % r), t = static_cast<int>(e / r);
+    z[i + static_cast<long long>(t) * m] = M[sl.b_off + i + static_cast<long long>(t < d ? r + t : m) * sl.ldb];
+  }
+}
+
+// Block j -> call j of a trial (not deficient), after Z's rank rows took R_11^-1: the solution of
+// least norm (qr_solve of least_squares.cpp): y = [R_11^-1 Q^T rhs; 0] less its projection on the
+// null space, spanned by the columns of [-R_11^-1 R_12; I], by a Householder QR of those; then
+// the trial's linear parameters x = y / c, zero at the zero columns.
+__global__ void least_norm_kernel(const CallNet* calls, const VarProSlot* slots, const DevNet* nets, const int* rank,
+                                  const int* deficient, const int* cols, const double* cnorm, const int* ord,
+                                  const int* perm, const long long* zoff, double* Z, double* trial) {
+  GS_SHARED(double, red, [kBlock]);
+  GS_SHARED(double, beta_tau, [2]);
+  const int j = blockIdx.x;
+  if (deficient[j]) return;
+  const DevNet& nd = nets[calls[j].net];
+  const VarProSlot sl = slots[j];
+  const int r = rank[j], m = sl.m, d = m - r;
+  double* z = Z + zoff[j];
+  double* y = z + static_cast<long long>(d) * m;  // column d
+  double* tau = y + m;                              // d entries
+  for (int i = r + threadIdx.x; i < m; i += blockDim.x) y[i] = 0.0;
+  for (long long e = threadIdx.x; e < static_cast<long long>(m) * d; e += blockDim.x) {
+    const int i = static_cast<int>(e % m), t = static_cast<int>(e / m);
+    z[e] = i < r ? -z[e] : (i == r + t ? 1.0 : 0.0);
+  }
+  __syncthreads();
+  // Reflector t (dlarfg) on rows t .. m - 1 of column t, applied to the later columns and y.
+  for (int t = 0; t < d; ++t) {
+    double* x = z + static_cast<long long>(t) * m;
+    double ss = 0.0;
+    for (int i = t + 1 + threadIdx.x; i < m; i += blockDim.x) ss += x[i] * x[i];
+    ss = block_sum<kBlock>(ss, red);
+    if (threadIdx.x == 0) {
+      const double alpha = x[t];
+      if (ss == 0.0) {
+        beta_tau[0] = alpha;
+        beta_tau[1] = 0.0;
+      } else {
+        const double beta = -copysign(sqrt(alpha * alpha + ss), alpha);
+        beta_tau[0] = beta;
+        beta_tau[1] = (beta - alpha) / beta;
+      }
+    }
+    __syncthreads();
+    const double beta = beta_tau[0], tt = beta_tau[1];
+    if (tt != 0.0) {
+      const double inv = 1.0 / (x[t] - beta);
+      __syncthreads();
+      for (int i = t + 1 + threadIdx.x; i < m; i += blockDim.x) x[i] *= inv;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      x[t] = 1.0;  // v's unit entry, while the reflector is applied
+      tau[t] = tt;
+    }
+    __syncthreads();
+    for (int c = t + 1; c <= d; ++c) {
+      double* col = c < d ? z + static_cast<long long>(c) * m : y;
+      double dot = 0.0;
+      for (int i = t + threadIdx.x; i < m; i += blockDim.x) dot += x[i] * col[i];
+      dot = block_sum<kBlock>(dot, red) * tt;
+      for (int i = t + threadIdx.x; i < m; i += blockDim.x) col[i] -= dot * x[i];
+      __syncthreads();
+    }
+  }
+  // Q^T y with its first d entries (the null space's) cleared, then Q back.
+  for (int i = threadIdx.x; i < d; i += blockDim.x) y[i] = 0.0;
+  __syncthreads();
+  for (int t = d - 1; t >= 0; --t) {
+    const double* x = z + static_cast<long long>(t) * m;
+    double dot = 0.0;
+    for (int i = t + threadIdx.x; i < m; i += blockDim.x) dot += x[i] * y[i];
+    dot = block_sum<kBlock>(dot, red) * tau[t];
+    for (int i = t + threadIdx.x; i < m; i += blockDim.x) y[i] -= dot * x[i];
+    __syncthreads();
+  }
+  double* th = trial + nd.theta_off;
+  for (int k = threadIdx.x; k < m; k += blockDim.x) {
+    const int q = ord[sl.col_off + perm[sl.col_off + k]];
+    const double c = cnorm[sl.col_off + q];
+    th[cols[sl.col_off + q]] = c > 0.0 ? y[k] / c : 0.0;
+  }
+}
+
+// Block j -> call j: theta = trial over all of its parameters.
+__global__ void take_trial_kernel(const CallNet* calls, const DevNet* nets, const double* trial, double* theta) {
+  const DevNet& nd = nets[calls[blockIdx.x].net];
+  const int p = num_params(nd.s);
+  for (int q = threadIdx.x; q < p; q += blockDim.x) theta[nd.theta_off + q] = trial[nd.theta_off + q];
+}
+
+
+// Block j -> call j: each parameter's ColumnClass (var_pro.h) at theta with the Jacobi scale,
+// into out from pack_off[j]; its roles (var_pro_roles, one thread) at vec_off in role.
+__global__ void column_classes_kernel(const CallNet* calls, const DevNet* nets, const DevSet* train,
+                                      const double* theta, const double* scale, Role* role,
+                                      const long long* pack_off, unsigned char* out) {
+  const int j = blockIdx.x;
+  const DevNet& nd = nets[calls[j].net];
+  const DevSet set = train[nd.data];
+  const Points1d pts{set.x, set.n, set.lo, set.hi};
+  const double* th = theta + nd.theta_off;
+  Role* rl = role + nd.vec_off;
+  if (threadIdx.x == 0) var_pro_roles(nd.s, th, &pts, rl);
+  __syncthreads();
+  for (int q = threadIdx.x; q < num_params(nd.s); q += blockDim.x)
+    out[pack_off[j] + q] = static_cast<unsigned char>(column_class(nd.s, th, rl, scale + nd.vec_off, &pts, q));
 }
 
 }  // namespace
@@ -680,6 +871,33 @@ void check_qr_info(const std::vector<int>& info, const char* what) {
                              std::to_string(j));
 }
 
+// The first half of reduced_systems (and of the trial's least squares): one Householder QR of
+// all of each call's M (cuSOLVER), then globals_kernel; the ranks and dependent flags to the host.
+void main_qr(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params,
+             const CallNet* calls, int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots,
+             const std::vector<int>& rows, const DevNet* nets, const DevSet* train, double* B, const ReducedWork& w,
+             bool with_globals, std::vector<int>* rank, std::vector<int>* deficient) {
+  // One Householder QR of all of each M.
+  for (int j = 0; j < count; ++j) {
+    const VarProSlot& sl = host_slots[j];
+    if (rows[j] == 0) {
+      CUDA_CHECK(cudaMemsetAsync(w.info + j, 0, sizeof(int), stream));
+      continue;
+    }
+    CUSOLVER_CHECK(cusolverDnXgeqrf(solver, params, rows[j], sl.m + 1, CUDA_R_64F, B + sl.b_off, sl.ldb, CUDA_R_64F,
+                                    w.tau + sl.tau_off, CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.info + j));
+  }
+  GS_LAUNCH(globals_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, w.rows, B, w.perm, w.rank,
+                                                      w.deficient, with_globals);
+  CUDA_CHECK_LAUNCH("globals_kernel");
+  std::vector<int> info(count);
+  copies.to_host(info.data(), w.info, count * sizeof(int), stream);
+  copies.to_host(rank->data(), w.rank, count * sizeof(int), stream);
+  copies.to_host(deficient->data(), w.deficient, count * sizeof(int), stream);
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  check_qr_info(info, "the QR of M");
+}
+
 }  // namespace
 
 void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params, cublasHandle_t blas,
@@ -694,25 +912,9 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
   CUBLAS_CHECK(cublasSetStream(blas, stream));
   GS_LAUNCH(scale_system_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, cols, scale, B);
   CUDA_CHECK_LAUNCH("scale_system_kernel");
-  // One Householder QR of all of each M.
-  for (int j = 0; j < count; ++j) {
-    const VarProSlot& sl = host_slots[j];
-    if (rows[j] == 0) {
-      CUDA_CHECK(cudaMemsetAsync(w.info + j, 0, sizeof(int), stream));
-      continue;
-    }
-    CUSOLVER_CHECK(cusolverDnXgeqrf(solver, params, rows[j], sl.m + 1, CUDA_R_64F, B + sl.b_off, sl.ldb, CUDA_R_64F,
-                                    w.tau + sl.tau_off, CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.info + j));
-  }
-  GS_LAUNCH(globals_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, w.rows, B, w.perm, w.rank,
-                                                      w.deficient);
-  CUDA_CHECK_LAUNCH("globals_kernel");
+  main_qr(stream, copies, solver, params, calls, count, slots, host_slots, rows, nets, train, B, w, false, rank,
+          deficient);
   std::vector<int> info(count);
-  copies.to_host(info.data(), w.info, count * sizeof(int), stream);
-  copies.to_host(rank->data(), w.rank, count * sizeof(int), stream);
-  copies.to_host(deficient->data(), w.deficient, count * sizeof(int), stream);
-  CUDA_CHECK(cudaStreamSynchronize(stream));
-  check_qr_info(info, "reduced_systems: the QR of M");
   // The QR of the rows below the rank: R_bb and h_b.
   GS_LAUNCH(copy_t_kernel, count, kBlock, 0, stream)(slots, w.rows, w.rank, w.deficient, B, w.T);
   CUDA_CHECK_LAUNCH("copy_t_kernel");
@@ -779,12 +981,6 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
   check_qr_info(info, "reduced_systems: the QR of T");
 }
 
-void gather_step(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets, const int* cols,
-                 const double* step, double* out, cudaStream_t stream) {
-  if (count == 0) return;
-  GS_LAUNCH(gather_step_kernel, count, kBlock, 0, stream)(calls, slots, nets, cols, step, out);
-  CUDA_CHECK_LAUNCH("gather_step_kernel");
-}
 
 void residual_curvature(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,
                         const DevSet* train, const double* theta, const int* cols, const double* rmom, double* S,
@@ -792,6 +988,69 @@ void residual_curvature(const CallNet* calls, int count, const VarProSlot* slots
   if (count == 0) return;
   GS_LAUNCH(residual_curvature_kernel, count, kBlock, 0, stream)(calls, slots, nets, train, theta, cols, rmom, S);
   CUDA_CHECK_LAUNCH("residual_curvature_kernel");
+}
+
+
+void start_trials(const CallNet* calls, int count, const DevNet* nets, const DevSet* train, const double* theta,
+                  const double* step, const double* alpha, bool take_step, double* trial, cudaStream_t stream) {
+  if (count == 0) return;
+  GS_LAUNCH(start_trial_kernel, count, kBlock, 0, stream)(calls, nets, train, theta, step, alpha, take_step, trial);
+  CUDA_CHECK_LAUNCH("start_trial_kernel");
+}
+
+void trial_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params,
+                   const CallNet* calls, int count, VarProSlot* slots, const std::vector<VarProSlot>& host_slots,
+                   const std::vector<int>& rows, const DevNet* nets, const DevSet* train, const int* cols,
+                   const unsigned char* global, const double* X, const double* trial, const TrialWork& t,
+                   std::vector<int>* rank, std::vector<int>* deficient) {
+  rank->assign(count, 0);
+  deficient->assign(count, 0);
+  if (count == 0) return;
+  CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
+  GS_LAUNCH(trial_prepare_kernel, count, kBlock, 0, stream)(calls, slots, nets, t.qr.rows, cols, global, X, trial,
+                                                            t.M, t.cnorm, t.ord);
+  CUDA_CHECK_LAUNCH("trial_prepare_kernel");
+  main_qr(stream, copies, solver, params, calls, count, slots, host_slots, rows, nets, train, t.M, t.qr, true, rank,
+          deficient);
+}
+
+void trial_solutions(cudaStream_t stream, cublasHandle_t blas, const CallNet* calls, int count,
+                     const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
+                     const int* cols, const TrialWork& t, const std::vector<int>& rank,
+                     const std::vector<int>& deficient, const std::vector<long long>& zoff, double* trial) {
+  if (count == 0) return;
+  CUBLAS_CHECK(cublasSetStream(blas, stream));
+  GS_LAUNCH(trial_rhs_kernel, count, kBlock, 0, stream)(slots, t.qr.rank, t.qr.deficient, t.M, t.zoff, t.Z);
+  CUDA_CHECK_LAUNCH("trial_rhs_kernel");
+  const double one = 1.0;
+  for (int j = 0; j < count; ++j) {
+    const VarProSlot& sl = host_slots[j];
+    const int r = rank[j], d = sl.m - r;
+    if (deficient[j] || r == 0) continue;
+    CUBLAS_CHECK(cublasDtrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, r,
+                             d + 1, &one, t.M + sl.b_off, sl.ldb, t.Z + zoff[j], sl.m));
+  }
+  GS_LAUNCH(least_norm_kernel, count, kBlock, 0, stream)(calls, slots, nets, t.qr.rank, t.qr.deficient, cols, t.cnorm,
+                                                         t.ord, t.qr.perm, t.zoff, t.Z, trial);
+  CUDA_CHECK_LAUNCH("least_norm_kernel");
+}
+
+long long trial_scratch(int m, int rank) { return static_cast<long long>(m) * (m - rank + 1) + (m - rank); }
+
+void take_trials(const CallNet* calls, int count, const DevNet* nets, const double* trial, double* theta,
+                 cudaStream_t stream) {
+  if (count == 0) return;
+  GS_LAUNCH(take_trial_kernel, count, kBlock, 0, stream)(calls, nets, trial, theta);
+  CUDA_CHECK_LAUNCH("take_trial_kernel");
+}
+
+
+void column_classes(const CallNet* calls, int count, const DevNet* nets, const DevSet* train, const double* theta,
+                    const double* scale, Role* role, const long long* pack_off, unsigned char* out,
+                    cudaStream_t stream) {
+  if (count == 0) return;
+  GS_LAUNCH(column_classes_kernel, count, kBlock, 0, stream)(calls, nets, train, theta, scale, role, pack_off, out);
+  CUDA_CHECK_LAUNCH("column_classes_kernel");
 }
 
 }  // namespace gs

@@ -138,9 +138,6 @@ void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t 
                     const int* cols, const double* scale, const double* A, const double* gr, const SolveWork& w,
                     const std::vector<double>& lambda, std::vector<int>* mode, std::vector<int>* info,
                     std::vector<StepModel>* model, double* step);
-// out at each call's z_off: its step (at vec_off) at its nonlinear columns, m - kc entries.
-void gather_step(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets, const int* cols,
-                 const double* step, double* out, cudaStream_t stream);
 
 // Bytes of device workspace reduced_solves needs for matrices of at most n rows.
 std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int n);
@@ -148,5 +145,58 @@ std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t 
 // Bytes of device workspace reduced_systems' QRs need for the slots' systems.
 std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params,
                                    const std::vector<VarProSlot>& slots);
+
+
+// The trial of variable projection (HostSolver::var_pro_trial of host_solver.h) on the device,
+// for relu networks on 1D inputs, in four parts:
+//
+// start_trials: trial = theta + alpha[j] step for call j (theta alone without take_step), every
+// thin neuron then pushed out of the domain (push_out_thin). trial has theta's layout.
+void start_trials(const CallNet* calls, int count, const DevNet* nets, const DevSet* train, const double* theta,
+                  const double* step, const double* alpha, bool take_step, double* trial, cudaStream_t stream);
+
+// trial_systems: with X = compress_relu1d's [B | h] of each call's linear columns (cols, ascending;
+// slots with kc = m) at the trial and its residuals, least_squares_values' scaled system M (the
+// columns divided by their norms, in the order ord: main columns, then the global and zero
+// ones; the right-hand side B x - h) at X's offsets, and its QR as reduced_systems' first half
+// (main_qr): the main columns' R, then the pivoted QR of the global ones, the rank counted as
+// least_squares_values counts it (kLsRcondEps max(N, m) of the larger of the main block's
+// largest diagonal entry and the first global pivot). Writes each slot's g on the device. A call
+// whose main block looks dependent (the host's dgelsd fallback) gets deficient = 1.
+// trial_solutions: the solution of least norm over the dependent global columns (qr_solve's),
+// through a triangular solve of R_11 (cuBLAS) into Z and a Householder QR of the null-space
+// basis; the trial's linear parameters are set to it. Z: trial_scratch(m, rank) entries per call,
+// at zoff.
+struct TrialWork {
+  ReducedWork qr;  // perm, rank, deficient, info, rows, tau and the QR workspace (main_qr)
+  double* M;       // the scaled systems (the slots' B layout)
+  double* cnorm;   // per column (col_off): its norm, 0 for a zero column
+  int* ord;        // per column: the ascending index of the column at each place of M
+  double* Z;
+  const long long* zoff;  // per call
+};
+void trial_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params,
+                   const CallNet* calls, int count, VarProSlot* slots, const std::vector<VarProSlot>& host_slots,
+                   const std::vector<int>& rows, const DevNet* nets, const DevSet* train, const int* cols,
+                   const unsigned char* global, const double* X, const double* trial, const TrialWork& t,
+                   std::vector<int>* rank, std::vector<int>* deficient);
+long long trial_scratch(int m, int rank);
+void trial_solutions(cudaStream_t stream, cublasHandle_t blas, const CallNet* calls, int count,
+                     const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
+                     const int* cols, const TrialWork& t, const std::vector<int>& rank,
+                     const std::vector<int>& deficient, const std::vector<long long>& zoff, double* trial);
+
+// theta = trial over all parameters of each call's network.
+void take_trials(const CallNet* calls, int count, const DevNet* nets, const double* trial, double* theta,
+                 cudaStream_t stream);
+
+
+// The columns of each call's reduced system (var_pro_columns of var_pro.h, for relu networks on
+// 1D inputs) at theta and the Jacobi scale, as one ColumnClass byte per parameter into out from
+// pack_off[j] (columns_of_classes makes the columns from them); role: scratch of P entries per
+// network at vec_off.
+void column_classes(const CallNet* calls, int count, const DevNet* nets, const DevSet* train, const double* theta,
+                    const double* scale, Role* role, const long long* pack_off, unsigned char* out,
+                    cudaStream_t stream);
 
 }  // namespace gs
