@@ -314,7 +314,18 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
   for (int j = 0; j < m; ++j) out->global[j] = lo[owner[j]] == 0 && hi[owner[j]] == n ? 1 : 0;
   out->B.resize(static_cast<std::size_t>(rows) * m);
   out->h.resize(rows);
-  std::vector<double> V, tau, work, a(ncoef);
+  // First each run's triangle (the R of its Vandermonde matrix with r appended) and frame; then
+  // B column by column, each column's rows written in order (a column's entries on a run are
+  // R times its polynomial in the run's coordinate).
+  struct Run {
+    int s0, s1, kr, row0;
+    double R[kColCoef * kColCoef];  // rows kr, columns ncoef: R[rho + u * ncoef]
+    double cpow[kColCoef], hpow[kColCoef];
+  };
+  thread_local std::vector<Run> run_of;  // kept by each thread from call to call
+  thread_local std::vector<double> V, tau, work;
+  run_of.clear();
+  double a[kColCoef];
   int lwork = -1;  // dgeqrf's workspace, asked once: the runs differ only in their rows
   int row0 = 0;
   for (int j = 0; j < runs; ++j) {
@@ -343,29 +354,35 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
       const double last = V[ncoef + static_cast<std::size_t>(ncoef) * cnt];
       out->rest += last * last;
     }
-    double cpow[kColCoef], hpow[kColCoef];
-    cpow[0] = hpow[0] = 1.0;
+    Run run{s0, s1, kr, row0, {}, {}, {}};
+    for (int rho = 0; rho < kr; ++rho)
+      for (int u = rho; u < ncoef; ++u) run.R[rho + u * ncoef] = V[rho + static_cast<std::size_t>(u) * cnt];
+    run.cpow[0] = run.hpow[0] = 1.0;
     for (int k = 1; k < ncoef; ++k) {
-      cpow[k] = cpow[k - 1] * c0;
-      hpow[k] = hpow[k - 1] * h;
+      run.cpow[k] = run.cpow[k - 1] * c0;
+      run.hpow[k] = run.hpow[k - 1] * h;
     }
-    for (int q = 0; q < m; ++q) {
-      double* b = out->B.data() + row0 + static_cast<std::size_t>(q) * rows;
-      const int nu = owner[q];
-      if (s0 < lo[nu] || s1 > hi[nu]) {
-        for (int rho = 0; rho < kr; ++rho) b[rho] = 0.0;
+    for (int rho = 0; rho < kr; ++rho) out->h[row0 + rho] = V[rho + static_cast<std::size_t>(ncoef) * cnt];
+    run_of.push_back(run);
+    row0 += kr;
+  }
+  for (int q = 0; q < m; ++q) {
+    double* col = out->B.data() + static_cast<std::size_t>(q) * rows;
+    const int nu = owner[q];
+    for (const Run& run : run_of) {
+      double* b = col + run.row0;
+      if (run.s0 < lo[nu] || run.s1 > hi[nu]) {
+        for (int rho = 0; rho < run.kr; ++rho) b[rho] = 0.0;
         continue;
       }
-      shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, cpow, hpow, a.data());
-      if (timer.on()) flops += 3.0 * ncoef * ncoef + 2.0 * kr * ncoef;
-      for (int rho = 0; rho < kr; ++rho) {
+      shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, run.cpow, run.hpow, a);
+      if (timer.on()) flops += 3.0 * ncoef * ncoef + 2.0 * run.kr * ncoef;
+      for (int rho = 0; rho < run.kr; ++rho) {
         double v = 0.0;
-        for (int u = rho; u < ncoef; ++u) v += V[rho + static_cast<std::size_t>(u) * cnt] * a[u];
+        for (int u = rho; u < ncoef; ++u) v += run.R[rho + u * ncoef] * a[u];
         b[rho] = v;
       }
     }
-    for (int rho = 0; rho < kr; ++rho) out->h[row0 + rho] = V[rho + static_cast<std::size_t>(ncoef) * cnt];
-    row0 += kr;
   }
   if (timer.on() && tally_phase() != TallyPhase::kNone)
     tally_add(tally_phase() == TallyPhase::kTrial ? Prim::kTrialCompress : Prim::kCompress, flops, flops,
