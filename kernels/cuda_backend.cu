@@ -249,6 +249,7 @@ struct CudaBackend::Impl {
   DeviceBuffer<long long> vp_offs;  // per call: column_classes' output offsets, or the trial's Z offsets
   DeviceBuffer<Role> vp_role;             // column_classes' scratch (vec_off)
   DeviceBuffer<unsigned char> vp_classes;  // its output, packed
+  DeviceBuffer<double*> vp_ptrs;           // reduced_systems' grouped GEMMs: pointer arrays
   std::vector<char> trial_on_host;  // per network: its last trial was the host's (in h_trial)
   std::vector<std::size_t> device_trial(const std::vector<int>& list, const std::vector<std::size_t>& pos,
                                         bool take_step, const double* alpha, double* loss);
@@ -1273,9 +1274,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
   stats.kept_systems += static_cast<long long>(kcalls.size());
   std::size_t first = 0;
   while (first < fresh.size()) {
-    // One group: its columns (var_pro.h, from the host's parameters and scale) and layout.
-    for (int i : vp_kept_list) vp_kept[i] = 0;
-    vp_kept_list.clear();
+    // One group: its columns (var_pro.h, column_classes) and layout.
     std::vector<VarProSlot> slots;
     std::vector<CallNet> calls;
     std::vector<int>& cols = vp_cols_host;
@@ -1317,6 +1316,9 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     }
     const int count = static_cast<int>(slots.size());
     if (count == 0) continue;
+    // Building the group overwrites the kept systems.
+    for (int i : vp_kept_list) vp_kept[i] = 0;
+    vp_kept_list.clear();
     vp_B.reserve(lay.b);
     vp_S.reserve(lay.s);
     vp_A.reserve(lay.a);
@@ -1358,8 +1360,11 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     std::vector<int> rows(count);
     copies.to_host(rows.data(), ints, count * sizeof(int), st);
     CUDA_CHECK(cudaStreamSynchronize(st));
+    for (int j = 0; j < count; ++j)
+      if (rows[j] > slots[j].ldb) throw std::logic_error("compress_relu1d: more rows than compress_rows_bound");
+    vp_ptrs.reserve(6 * static_cast<std::size_t>(count));
     const ReducedWork rw{vp_A.get(), vp_gr.get(), vp_tau.get(), vp_T.get(), vp_W.get(), vp_U.get(), vp_perm.get(),
-                         ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws};
+                         ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws, vp_ptrs.get()};
     std::vector<int> rank, deficient;
     reduced_systems(st, copies, solver.get(), vp_params.get(), blas.get(), vp_calls.get(), count, vp_slots.get(),
                     slots, rows, d_nets.get(), train_sets.get(), vp_cols.get(), scale.get(), vp_B.get(), vp_S.get(), rw,
@@ -1408,7 +1413,8 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   std::vector<int> stale;
   for (std::size_t j = 0; j < list.size(); ++j) {
     const int i = list[j];
-    const bool dev = I.fast[i] && I.opt.device_var_pro;
+    // A system the host keeps (one the device found dependent) is solved there again.
+    const bool dev = I.fast[i] && I.opt.device_var_pro && !I.var_pro.has_system(i);
     (dev ? on_device : on_host).push_back(j);
     if (dev && !I.resid_ok[i] && !I.vp_kept[i]) stale.push_back(i);
   }
@@ -1559,7 +1565,8 @@ std::vector<std::size_t> CudaBackend::Impl::device_trial(const std::vector<int>&
     partial.reserve(wp);
     residuals(call_at(0), count, off_at(o_pts), wp, d_nets.get(), train_sets.get(), vp_trial.get(), resid.get(),
               partial.get(), st);
-    for (const CallNet& c : cl) resid_ok[c.net] = 0;  // resid holds the trial's
+    // resid now holds the residuals at the trial's start (its linear parameters not yet solved).
+    for (const CallNet& c : cl) resid_ok[c.net] = 0;
     int* ints = vp_ints.get();
     const Compressed cmp{vp_tcols.get(), vp_X.get(),      vp_X.get(),       ints,           vp_reals.get(),
                          vp_global.get(), vp_cpoly.get(), vp_cown.get(),    vp_bounds.get(), vp_runrow.get(),
@@ -1569,10 +1576,12 @@ std::vector<std::size_t> CudaBackend::Impl::device_trial(const std::vector<int>&
     std::vector<int> rows(count);
     copies.to_host(rows.data(), ints, count * sizeof(int), st);
     CUDA_CHECK(cudaStreamSynchronize(st));
+    for (int j = 0; j < count; ++j)
+      if (rows[j] > slots[j].ldb) throw std::logic_error("compress_relu1d: more rows than compress_rows_bound");
     const std::size_t ws = reduced_workspace_bytes(solver.get(), vp_params.get(), slots);
     vp_ws.reserve(ws);
     const ReducedWork rw{nullptr, nullptr, vp_tau.get(), nullptr,     nullptr,     nullptr, vp_perm.get(),
-                         ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws};
+                         ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws, nullptr};
     TrialWork tw{rw, vp_B.get(), vp_cnorm.get(), vp_ord.get(), nullptr, nullptr};
     std::vector<int> rank, deficient;
     trial_systems(st, copies, solver.get(), vp_params.get(), vp_calls.get(), count, vp_slots.get(), slots, rows,
@@ -1670,7 +1679,10 @@ void CudaBackend::var_pro_accept(const std::vector<int>& list) {
     } else {
       I.theta_held[i] = 0;
     }
-    I.var_pro.accept(i);
+    // The host half's caches: a host trial's residuals become the network's; after a device
+    // trial it holds nothing of the new parameters (and no residuals of a rejected host trial).
+    if (I.trial_on_host[i]) I.var_pro.accept(i);
+    else I.var_pro.moved(i);
     I.resid_ok[i] = 0;
     I.vp_kept[i] = 0;
   }

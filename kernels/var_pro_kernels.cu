@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "cuda_check.h"
 #include "gpusweep/model/relu1d.h"
@@ -527,10 +528,11 @@ __global__ void start_trial_kernel(const CallNet* calls, const DevNet* nets, con
 
 // Block j -> call j of a trial, from X, compress_relu1d's [B | h] of its linear columns (cols,
 // ascending): least_squares_values' scaled system M = [B_o diag(1 / c) | B x - h] (x the trial's
-// linear parameters, c the columns' norms, computed as the host's; 1 for a zero column), with the
-// columns in the order o (ord): the nonzero ones that are not global first, then the rest, so
-// that the QR of M is the host's QR path with its zero columns among the global ones. Writes the
-// slot's g (those last columns).
+// linear parameters, c the columns' norms, computed as the host's), with the columns in the
+// order o (ord): the nonzero ones that are not global first, then the rest. A column that is
+// zero or not finite (c = 0) is left out as the host leaves it out: zero in M and in B x, among
+// the global ones, where the pivoted QR puts it past the rank. Writes the slot's g (those last
+// columns).
 __global__ void trial_prepare_kernel(const CallNet* calls, VarProSlot* slots, const DevNet* nets, const int* rows_of,
                                      const int* cols, const unsigned char* global, const double* X,
                                      const double* trial, double* M, double* cnorm, int* ord) {
@@ -573,12 +575,14 @@ __global__ void trial_prepare_kernel(const CallNet* calls, VarProSlot* slots, co
     const int r = static_cast<int>(e % rows), k = static_cast<int>(e / rows);
     const int q = ord[sl.col_off + k];
     const double c = cnorm[sl.col_off + q];
-    Mj[r + static_cast<long long>(k) * ld] = Xj[r + static_cast<long long>(q) * ld] / (c > 0.0 ? c : 1.0);
+    // A zero or non-finite column (cnorm 0) is left out, as the host leaves it out: zero here.
+    Mj[r + static_cast<long long>(k) * ld] = c > 0.0 ? Xj[r + static_cast<long long>(q) * ld] / c : 0.0;
   }
   const double* th = trial + nd.theta_off;
   for (int r = threadIdx.x; r < rows; r += blockDim.x) {
     double v = 0.0;
-    for (int q = 0; q < m; ++q) v += Xj[r + static_cast<long long>(q) * ld] * th[cols[sl.col_off + q]];
+    for (int q = 0; q < m; ++q)
+      if (cnorm[sl.col_off + q] > 0.0) v += Xj[r + static_cast<long long>(q) * ld] * th[cols[sl.col_off + q]];
     Mj[r + static_cast<long long>(m) * ld] = v - Xj[r + static_cast<long long>(m) * ld];
   }
 }
@@ -725,7 +729,7 @@ VarProSlot VarProLayout::add(const Shape& sh, int m, int kc, int g, int ldb) {
 
 int compress_rows_bound(const Shape& s, int npoints) {
   return static_cast<int>(
-      std::min<long long>(npoints, static_cast<long long>(column_degree(s.arch) + 1) * (2 * s.n + 1)));
+      std::min<long long>(npoints, static_cast<long long>(column_degree(s.arch) + 1) * (s.n + 1)));
 }
 
 void compress_relu1d(const CallNet* calls, int count, const VarProSlot* slots, const DevNet* nets,
@@ -857,11 +861,55 @@ std::size_t reduced_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_
 
 namespace {
 
-// C (m x n) = alpha op(A) op(B) + beta C, one problem, on the handle's stream.
-void gemm(cublasHandle_t blas, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, double alpha,
-          const double* A, int lda, const double* Bm, int ldb, double beta, double* C, int ldc) {
-  CUBLAS_CHECK(cublasDgemmStridedBatched(blas, ta, tb, m, n, k, &alpha, A, std::max(1, lda), 0, Bm, std::max(1, ldb),
-                                         0, &beta, C, std::max(1, ldc), 0, 1));
+// C = alpha op(A) op(B) + beta C for each problem of a list, in one cublasDgemmGroupedBatched:
+// the problems grouped by their sizes and scalars on the host, their A, B and C pointers sent
+// to ptrs (3 per problem, device memory).
+struct Gemm {
+  int m, n, k;
+  double alpha;
+  const double* A;
+  int lda;
+  const double* B;
+  int ldb;
+  double beta;
+  double* C;
+  int ldc;
+};
+void grouped_gemm(cublasHandle_t blas, HostCopies& copies, cudaStream_t stream, std::vector<Gemm> list,
+                  double** ptrs) {
+  if (list.empty()) return;
+  // Every problem here is A^T B.
+  auto key = [](const Gemm& g) { return std::make_tuple(g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.alpha, g.beta); };
+  std::stable_sort(list.begin(), list.end(), [&](const Gemm& a, const Gemm& b) { return key(a) < key(b); });
+  const std::size_t n = list.size();
+  std::vector<double*> host(3 * n);
+  std::vector<int> m, nn, k, lda, ldb, ldc, size;
+  std::vector<double> alpha, beta;
+  for (std::size_t p = 0; p < n; ++p) {
+    const Gemm& g = list[p];
+    host[p] = const_cast<double*>(g.A);
+    host[n + p] = const_cast<double*>(g.B);
+    host[2 * n + p] = g.C;
+    if (p == 0 || key(g) != key(list[p - 1])) {
+      m.push_back(g.m);
+      nn.push_back(g.n);
+      k.push_back(g.k);
+      lda.push_back(std::max(1, g.lda));
+      ldb.push_back(std::max(1, g.ldb));
+      ldc.push_back(std::max(1, g.ldc));
+      alpha.push_back(g.alpha);
+      beta.push_back(g.beta);
+      size.push_back(0);
+    }
+    ++size.back();
+  }
+  // From pageable memory: the call returns once host has been read.
+  copies.to_device(ptrs, host.data(), host.size() * sizeof(double*), stream);
+  const int groups = static_cast<int>(size.size());
+  const std::vector<cublasOperation_t> ta(groups, CUBLAS_OP_T), tb(groups, CUBLAS_OP_N);
+  CUBLAS_CHECK(cublasDgemmGroupedBatched(blas, ta.data(), tb.data(), m.data(), nn.data(), k.data(), alpha.data(), ptrs,
+                                         lda.data(), ptrs + n, ldb.data(), beta.data(), ptrs + 2 * n, ldc.data(),
+                                         groups, size.data()));
 }
 
 void check_qr_info(const std::vector<int>& info, const char* what) {
@@ -932,6 +980,7 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
                                                            w.perm, scale, S, w.T, w.W);
   CUDA_CHECK_LAUNCH("reduced_prep_kernel");
   // A = R_bb^T R_bb and gr = R_bb^T h_b.
+  std::vector<Gemm> gemms;
   for (int j = 0; j < count; ++j) {
     const VarProSlot& sl = host_slots[j];
     const int kb = sl.m - sl.kc, kr = std::max(0, std::min(tr[j], kb));
@@ -943,14 +992,16 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
       continue;
     }
     const double* T = w.T + sl.t_off;
-    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, kb, kr, 1.0, T, tr[j], T, tr[j], 0.0, w.A + sl.a_off, kb);
-    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, 1, kr, 1.0, T, tr[j], T + static_cast<long long>(kb) * std::max(1, tr[j]),
-         tr[j], 0.0, w.gr + sl.gr_off, kb);
+    gemms.push_back({kb, kb, kr, 1.0, T, tr[j], T, tr[j], 0.0, w.A + sl.a_off, kb});
+    gemms.push_back({kb, 1, kr, 1.0, T, tr[j], T + static_cast<long long>(kb) * std::max(1, tr[j]), tr[j], 0.0,
+                     w.gr + sl.gr_off, kb});
   }
+  grouped_gemm(blas, copies, stream, gemms, w.ptrs);
   GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
                                                             w.U, w.A, 0);
   CUDA_CHECK_LAUNCH("reduced_terms_kernel");
   // W = R_cc^-T W, U = R_cb^T W; A -= U + U^T + W^T W, gr -= W^T h_c.
+  gemms.clear();
   for (int j = 0; j < count; ++j) {
     const VarProSlot& sl = host_slots[j];
     const int kb = sl.m - sl.kc, r = (*rank)[j];
@@ -958,21 +1009,23 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
     const double one = 1.0;
     CUBLAS_CHECK(cublasDtrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT, r, kb,
                              &one, B + sl.b_off, sl.ldb, w.W + sl.w_off, r));
-    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, kb, r, 1.0, B + sl.b_off + static_cast<long long>(sl.kc) * sl.ldb, sl.ldb,
-         w.W + sl.w_off, r, 0.0, w.U + sl.u_off, kb);
+    gemms.push_back({kb, kb, r, 1.0, B + sl.b_off + static_cast<long long>(sl.kc) * sl.ldb, sl.ldb, w.W + sl.w_off, r,
+                     0.0, w.U + sl.u_off, kb});
   }
+  grouped_gemm(blas, copies, stream, gemms, w.ptrs);
   GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
                                                             w.U, w.A, 1);
   CUDA_CHECK_LAUNCH("reduced_terms_kernel");
+  gemms.clear();
   for (int j = 0; j < count; ++j) {
     const VarProSlot& sl = host_slots[j];
     const int kb = sl.m - sl.kc, r = (*rank)[j];
     if ((*deficient)[j] || kb == 0 || r == 0) continue;
-    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, kb, r, -1.0, w.W + sl.w_off, r, w.W + sl.w_off, r, 1.0, w.A + sl.a_off,
-         kb);
-    gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kb, 1, r, -1.0, w.W + sl.w_off, r,
-         B + sl.b_off + static_cast<long long>(sl.m) * sl.ldb, sl.ldb, 1.0, w.gr + sl.gr_off, kb);
+    gemms.push_back({kb, kb, r, -1.0, w.W + sl.w_off, r, w.W + sl.w_off, r, 1.0, w.A + sl.a_off, kb});
+    gemms.push_back({kb, 1, r, -1.0, w.W + sl.w_off, r, B + sl.b_off + static_cast<long long>(sl.m) * sl.ldb, sl.ldb,
+                     1.0, w.gr + sl.gr_off, kb});
   }
+  grouped_gemm(blas, copies, stream, gemms, w.ptrs);
   GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
                                                             w.U, w.A, 2);
   CUDA_CHECK_LAUNCH("reduced_terms_kernel");

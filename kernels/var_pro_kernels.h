@@ -46,7 +46,9 @@ struct VarProLayout {
 };
 
 // The rows of compress_relu1d for a network of n neurons on npoints points are at most this:
-// at most 2 n + 1 runs, of min(its points, c + 1) rows each.
+// every neuron is active on a half-line, so its range of sorted points has one end at 0 or at
+// npoints; the ends of all ranges then take at most n + 2 values, which make at most n + 1 runs,
+// of min(its points, c + 1) rows each.
 int compress_rows_bound(const Shape& s, int npoints);
 // The scratch entries of one slot: the 2 (n + 1) ends of the active ranges (d0's included) and
 // one more.
@@ -97,6 +99,7 @@ struct ReducedWork {
   const int* rows;               // per call: compress_relu1d's rows (Compressed::rows)
   void* ws;
   std::size_t ws_bytes;
+  double** ptrs;                 // the grouped GEMMs' pointer arrays: 6 per call
 };
 
 // reduced_system of var_pro.h on the device, for calls whose [B | h] (compress_relu1d, with h at
