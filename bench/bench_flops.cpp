@@ -357,16 +357,15 @@ int main(int argc, char** argv) {
         sweep_fl[p] += full_seeds * f;
         sweep_tg[p] += full_seeds * t;
       }
-      // The present CUDA backend, per step: loss, scaled gradient and the new Jacobi scale
-      // down (it keeps host copies of the parameters, and a relu 1D network's system and step
-      // are made on the device); per damping try (var_pro_solve) the step's k nonlinear
-      // entries down, with the call's rows, rank, flags, infos, model and damping (about 64
-      // bytes); per trial (var_pro_trial) the accepted trial up (counted for every trial: an
-      // upper bound).
+      // The present CUDA backend, per step: loss and scaled gradient down (a relu 1D network's
+      // system, step and trial are made on the device). Per damping try (var_pro_solve), an
+      // upper bound (a retry of a kept system copies less): the columns' classes down (one byte
+      // per parameter), the call's rows, rank, flags, infos and model down (about 64 bytes), its
+      // columns (4 bytes each, at most P) and slot (about 200 bytes) up. Per trial: its loss,
+      // rows, rank and flag down (24 bytes), its linear columns (at most P) and slot up.
       const double tries = interp(v, w, [](const Sample& s) { return s.tries; }) / st;
       const double trials = interp(v, w, [](const Sample& s) { return s.trials; }) / st;
-      const double kb = interp(v, w, [](const Sample& s) { return s.kb; });
-      bytes_present += full_seeds * (16.0 + 8.0 * P + tries * (8.0 * kb + 64.0) + trials * 8.0 * P);
+      bytes_present += full_seeds * (16.0 + tries * (5.0 * P + 264.0) + trials * (4.0 * P + 224.0));
       bytes_target += full_seeds * (16.0 * P + 256.0);
       bytes_systems += full_seeds * 8.0 * interp(v, w, [](const Sample& s) { return s.elems; });
     }

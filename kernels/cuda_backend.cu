@@ -251,6 +251,9 @@ struct CudaBackend::Impl {
   DeviceBuffer<unsigned char> vp_classes;  // its output, packed
   DeviceBuffer<double*> vp_ptrs;           // reduced_systems' grouped GEMMs: pointer arrays
   std::vector<char> trial_on_host;  // per network: its last trial was the host's (in h_trial)
+  // Variable-projection systems and trials made on host threads since creation (host_transfers;
+  // the same as CudaStats' until reset_stats).
+  long long host_systems = 0, host_trials = 0;
   std::vector<std::size_t> device_trial(const std::vector<int>& list, const std::vector<std::size_t>& pos,
                                         bool take_step, const double* alpha, double* loss);
   // The residuals at theta and a relu 1D network's moments (relu1d_neurons), as assemble makes
@@ -1432,6 +1435,7 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   std::vector<int> hosted;
   for (std::size_t j : on_host) hosted.push_back(list[j]);
   I.stats.host_systems += static_cast<long long>(hosted.size());
+  I.host_systems += static_cast<long long>(hosted.size());
   I.copy_out(I.missing(I.theta_held, hosted), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
   I.copy_out(I.missing(I.scale_held, hosted), I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
   auto needs_hessian = [&](int i) { return !I.fast[i] && !I.var_pro.has_system(i); };
@@ -1639,6 +1643,7 @@ void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, do
   std::vector<int> hl;
   for (std::size_t j : on_host) hl.push_back(list[j]);
   I.stats.host_trials += static_cast<long long>(hl.size());
+  I.host_trials += static_cast<long long>(hl.size());
   if (!hl.empty()) {
     I.h_trial.resize(I.total_vec);
     auto params = [&](int i) { return I.params_of(i); };
@@ -1689,7 +1694,12 @@ void CudaBackend::var_pro_accept(const std::vector<int>& list) {
   CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
-std::optional<HostTransfers> CudaBackend::host_transfers() const { return impl_->copies.count(); }
+std::optional<HostTransfers> CudaBackend::host_transfers() const {
+  HostTransfers t = impl_->copies.count();
+  t.host_var_pro_systems = static_cast<std::uint64_t>(impl_->host_systems);
+  t.host_var_pro_trials = static_cast<std::uint64_t>(impl_->host_trials);
+  return t;
+}
 
 const CudaStats& CudaBackend::stats() const { return impl_->stats; }
 void CudaBackend::reset_stats() { impl_->stats = CudaStats{}; }

@@ -1691,8 +1691,14 @@ TEST(Cuda, SweepCommandMatchesCpu) {
   // No Hessian comes back: at most 16 P + 256 bytes to the host per network-step, P the mean
   // parameters of a network-step, in a sweep that saves once at its end.
   EXPECT_LE(to_host / ns, 16.0 * param_steps / ns + 256.0);
-  std::printf("host transfers: %.0f bytes to the host, %.0f to the device per network-step (%lld steps)\n",
-              to_host / ns, to_device / ns, ns);
+  // The ALL stage's variable projection ran on the device: host threads made a system or a
+  // trial only where the device found the linear columns dependent (rare), counted.
+  const long long host_systems = ht.at("host_var_pro_systems").get<long long>(),
+                  host_trials = ht.at("host_var_pro_trials").get<long long>();
+  EXPECT_LE(host_systems + host_trials, ns / 100);
+  std::printf("host transfers: %.0f bytes to the host, %.0f to the device per network-step (%lld steps); "
+              "variable projection on host threads: %lld systems, %lld trials\n",
+              to_host / ns, to_device / ns, ns, host_systems, host_trials);
   for (auto& [name, cpu] : by_arch[0]) {
     std::vector<double>& gpu = by_arch[1][name];
     std::sort(cpu.begin(), cpu.end());

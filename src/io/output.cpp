@@ -84,7 +84,9 @@ nlohmann::json host_transfers_json(const SweepTransfers& t) {
           {"network_steps", steps},
           {"bytes_to_host_per_network_step", per_step(static_cast<double>(b.bytes_to_host))},
           {"bytes_to_device_per_network_step", per_step(static_cast<double>(b.bytes_to_device))},
-          {"params_per_network_step", per_step(t.param_steps)}};
+          {"params_per_network_step", per_step(t.param_steps)},
+          {"host_var_pro_systems", b.host_var_pro_systems},
+          {"host_var_pro_trials", b.host_var_pro_trials}};
 }
 
 std::string host_transfers_line(const SweepTransfers& t) {
@@ -99,6 +101,8 @@ std::string host_transfers_line(const SweepTransfers& t) {
   } else {
     os << b.bytes_to_host << " bytes to the host and " << b.bytes_to_device << " to the device, in no network-step";
   }
+  os << "; variable projection on host threads: " << b.host_var_pro_systems << " systems, " << b.host_var_pro_trials
+     << " trials";
   return os.str();
 }
 

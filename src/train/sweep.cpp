@@ -296,6 +296,8 @@ std::vector<NetResult> run_sweep(const SweepSpec& spec, const std::vector<Job>& 
         HostTransfers& t = *transfers->bytes;
         t.bytes_to_host += after->bytes_to_host - before->bytes_to_host;
         t.bytes_to_device += after->bytes_to_device - before->bytes_to_device;
+        t.host_var_pro_systems += after->host_var_pro_systems - before->host_var_pro_systems;
+        t.host_var_pro_trials += after->host_var_pro_trials - before->host_var_pro_trials;
       }
       for (std::size_t k = 0; k < res.size(); ++k) {
         transfers->network_steps += res[k].newton_steps;

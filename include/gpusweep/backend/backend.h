@@ -34,6 +34,10 @@ bool use_cuda(DeviceKind device, std::string* why = nullptr);
 struct HostTransfers {
   std::uint64_t bytes_to_host = 0;
   std::uint64_t bytes_to_device = 0;
+  // Variable-projection systems and trials that host threads made (LAPACK) instead of the
+  // device: networks the device path does not take, and those it found dependent.
+  std::uint64_t host_var_pro_systems = 0;
+  std::uint64_t host_var_pro_trials = 0;
 };
 
 struct BackendOptions {
