@@ -256,6 +256,19 @@ struct CudaBackend::Impl {
   long long host_systems = 0, host_trials = 0;
   std::vector<std::size_t> device_trial(const std::vector<int>& list, const std::vector<std::size_t>& pos,
                                         bool take_step, const double* alpha, double* loss);
+  // The scratch of compress_relu1d and of the main QR (var_pro_kernels.h) for a group laid out
+  // by lay, of cols columns in all.
+  void reserve_compression(const VarProLayout& lay, std::size_t cols) {
+    vp_tau.reserve(lay.tau);
+    vp_cpoly.reserve(cols * kColCoef);
+    vp_cown.reserve(cols);
+    vp_perm.reserve(cols);
+    vp_global.reserve(cols);
+    vp_bounds.reserve(lay.run);
+    vp_runrow.reserve(lay.run);
+    vp_nrange.reserve(lay.run);
+    vp_runrest.reserve(lay.run);
+  }
   // The residuals at theta and a relu 1D network's moments (relu1d_neurons), as assemble makes
   // them, for the listed networks; sets resid_ok.
   void refresh_residuals(const std::vector<int>& list);
@@ -1330,18 +1343,10 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     vp_L.reserve(lay.a);
     vp_T.reserve(lay.t);
     vp_W.reserve(lay.w);
-    vp_tau.reserve(lay.tau);
     vp_gr.reserve(lay.gr);
     vp_Z.reserve(lay.gr);
     vp_E.reserve(lay.e);
-    vp_runrest.reserve(lay.run);
-    vp_cpoly.reserve(cols.size() * kColCoef);
-    vp_cown.reserve(cols.size());
-    vp_perm.reserve(cols.size());
-    vp_global.reserve(cols.size());
-    vp_bounds.reserve(lay.run);
-    vp_runrow.reserve(lay.run);
-    vp_nrange.reserve(lay.run);
+    reserve_compression(lay, cols.size());
     vp_calls.upload(copies, calls.data(), calls.size(), st);
     vp_slots.upload(copies, slots.data(), slots.size(), st);
     vp_cols.upload(copies, cols.data(), cols.size(), st);
@@ -1539,17 +1544,9 @@ std::vector<std::size_t> CudaBackend::Impl::device_trial(const std::vector<int>&
     const int count = static_cast<int>(slots.size());
     vp_X.reserve(lay.b);
     vp_B.reserve(lay.b);
-    vp_tau.reserve(lay.tau);
-    vp_cpoly.reserve(cols.size() * kColCoef);
-    vp_cown.reserve(cols.size());
-    vp_perm.reserve(cols.size());
-    vp_global.reserve(cols.size());
+    reserve_compression(lay, cols.size());
     vp_cnorm.reserve(cols.size());
     vp_ord.reserve(cols.size());
-    vp_bounds.reserve(lay.run);
-    vp_runrow.reserve(lay.run);
-    vp_nrange.reserve(lay.run);
-    vp_runrest.reserve(lay.run);
     vp_ints.reserve(4 * static_cast<std::size_t>(count));  // rows, rank, dependent flag, QR info
     vp_reals.reserve(count);
     // The same calls for the point kernels, with their work list.

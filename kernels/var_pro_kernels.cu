@@ -197,6 +197,19 @@ __global__ void scale_system_kernel(const CallNet* calls, const VarProSlot* slot
   }
 }
 
+// dlarfg's reflector of a column (alpha, then entries whose squares sum to ss): beta =
+// -sign(alpha) sqrt(alpha^2 + ss) and tau = (beta - alpha) / beta, its vector x / (alpha - beta)
+// with a unit first entry; none (tau = 0, beta = alpha) where ss is zero.
+__device__ inline void reflector(double alpha, double ss, double* beta, double* tau) {
+  if (ss == 0.0) {
+    *beta = alpha;
+    *tau = 0.0;
+    return;
+  }
+  *beta = -copysign(sqrt(alpha * alpha + ss), alpha);
+  *tau = (*beta - alpha) / *beta;
+}
+
 // Block j -> call j, after the QR of all of M: whether the main block is dependent (a diagonal
 // entry of its R at most kVarProRank max(N, kc) of the largest, or more main columns than
 // rows); else the column-pivoted Householder QR of the global columns' triangle (their R rows
@@ -289,21 +302,14 @@ __global__ void globals_kernel(const CallNet* calls, const VarProSlot* slots, co
       }
     }
     __syncthreads();
-    // The reflector of column t (dlarfg): beta = -sign(alpha) |x|, v = x / (alpha - beta) with
-    // v_0 = 1, tau = (beta - alpha) / beta; none where x below alpha is zero.
+    // The reflector of column t (dlarfg).
     double* x = M + kmain + t + static_cast<long long>(kmain + t) * ld;
     if (threadIdx.x == 0) {
       double ss = 0.0;
       for (int r = 1; r < kq - t; ++r) ss += x[r] * x[r];
-      const double alpha = x[0];
-      if (ss == 0.0) {
-        beta_tau[0] = alpha;
-        beta_tau[1] = 0.0;
-      } else {
-        const double beta = -copysign(sqrt(alpha * alpha + ss), alpha);
-        beta_tau[0] = beta;
-        beta_tau[1] = (beta - alpha) / beta;
-        const double inv = 1.0 / (alpha - beta);
+      reflector(x[0], ss, &beta_tau[0], &beta_tau[1]);
+      if (beta_tau[1] != 0.0) {
+        const double inv = 1.0 / (x[0] - beta_tau[0]);
         for (int r = 1; r < kq - t; ++r) x[r] *= inv;
       }
     }
@@ -631,17 +637,7 @@ __global__ void least_norm_kernel(const CallNet* calls, const VarProSlot* slots,
     double ss = 0.0;
     for (int i = t + 1 + threadIdx.x; i < m; i += blockDim.x) ss += x[i] * x[i];
     ss = block_sum<kBlock>(ss, red);
-    if (threadIdx.x == 0) {
-      const double alpha = x[t];
-      if (ss == 0.0) {
-        beta_tau[0] = alpha;
-        beta_tau[1] = 0.0;
-      } else {
-        const double beta = -copysign(sqrt(alpha * alpha + ss), alpha);
-        beta_tau[0] = beta;
-        beta_tau[1] = (beta - alpha) / beta;
-      }
-    }
+    if (threadIdx.x == 0) reflector(x[t], ss, &beta_tau[0], &beta_tau[1]);
     __syncthreads();
     const double beta = beta_tau[0], tt = beta_tau[1];
     if (tt != 0.0) {
