@@ -234,7 +234,6 @@ struct CudaBackend::Impl {
   DeviceBuffer<CallNet> vp_calls, vp_calls2;
   DeviceBuffer<VarProSlot> vp_slots, vp_slots2;
   DeviceBuffer<char> vp_ws;
-  std::vector<int> vp_cols_host;     // the columns of the last group built (vp_cols)
   std::vector<char> vp_kept;         // per network: its system is in the buffers
   std::vector<int> vp_kept_list;     // those networks
   std::vector<VarProSlot> vp_slot_of;  // per kept network: its slot
@@ -268,6 +267,18 @@ struct CudaBackend::Impl {
     vp_runrow.reserve(lay.run);
     vp_nrange.reserve(lay.run);
     vp_runrest.reserve(lay.run);
+  }
+  // The networks of list that the host half takes: at the positions on_host and back (those the
+  // device sent back), merged in list order into on_host; counted in both counters.
+  std::vector<int> host_share(const std::vector<int>& list, std::vector<std::size_t>& on_host,
+                              const std::vector<std::size_t>& back, long long& stat, long long& total) {
+    on_host.insert(on_host.end(), back.begin(), back.end());
+    std::sort(on_host.begin(), on_host.end());
+    std::vector<int> nets;
+    for (std::size_t j : on_host) nets.push_back(list[j]);
+    stat += static_cast<long long>(nets.size());
+    total += static_cast<long long>(nets.size());
+    return nets;
   }
   // The residuals at theta and a relu 1D network's moments (relu1d_neurons), as assemble makes
   // them, for the listed networks; sets resid_ok.
@@ -1293,8 +1304,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     // One group: its columns (var_pro.h, column_classes) and layout.
     std::vector<VarProSlot> slots;
     std::vector<CallNet> calls;
-    std::vector<int>& cols = vp_cols_host;
-    cols.clear();
+    std::vector<int> cols;
     std::vector<std::size_t> at;
     VarProLayout lay;
     std::size_t bytes = 0;
@@ -1432,15 +1442,10 @@ void CudaBackend::var_pro_solve(const std::vector<int>& list, const double* lamb
   const std::vector<std::size_t> sent_back = I.device_var_pro(list, on_device, lambda, info, model);
   const double device_secs = now() - d0;
   I.stats.device_var_pro_seconds += device_secs;
-  on_host.insert(on_host.end(), sent_back.begin(), sent_back.end());
-  std::sort(on_host.begin(), on_host.end());
   // The parameters and the scale of each network the host solves, unless it holds them already
   // (a damping retry; parameters that a trial on the host made): its system's columns come from
   // them.
-  std::vector<int> hosted;
-  for (std::size_t j : on_host) hosted.push_back(list[j]);
-  I.stats.host_systems += static_cast<long long>(hosted.size());
-  I.host_systems += static_cast<long long>(hosted.size());
+  const std::vector<int> hosted = I.host_share(list, on_host, sent_back, I.stats.host_systems, I.host_systems);
   I.copy_out(I.missing(I.theta_held, hosted), I.theta.get(), theta_at, I.h_theta.data(), theta_at, params);
   I.copy_out(I.missing(I.scale_held, hosted), I.scale.get(), vec_at, I.h_scale.data(), vec_at, params);
   auto needs_hessian = [&](int i) { return !I.fast[i] && !I.var_pro.has_system(i); };
@@ -1635,12 +1640,7 @@ void CudaBackend::var_pro_trial(const std::vector<int>& list, bool take_step, do
   const std::vector<std::size_t> back = I.device_trial(list, on_device, take_step, alpha, loss);
   const double device_secs = now() - t0;
   I.stats.device_var_pro_seconds += device_secs;
-  on_host.insert(on_host.end(), back.begin(), back.end());
-  std::sort(on_host.begin(), on_host.end());
-  std::vector<int> hl;
-  for (std::size_t j : on_host) hl.push_back(list[j]);
-  I.stats.host_trials += static_cast<long long>(hl.size());
-  I.host_trials += static_cast<long long>(hl.size());
+  const std::vector<int> hl = I.host_share(list, on_host, back, I.stats.host_trials, I.host_trials);
   if (!hl.empty()) {
     I.h_trial.resize(I.total_vec);
     auto params = [&](int i) { return I.params_of(i); };

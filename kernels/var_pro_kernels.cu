@@ -996,8 +996,10 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
   GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
                                                             w.U, w.A, 0);
   CUDA_CHECK_LAUNCH("reduced_terms_kernel");
-  // W = R_cc^-T W, U = R_cb^T W; A -= U + U^T + W^T W, gr -= W^T h_c.
+  // W = R_cc^-T W, U = R_cb^T W; A -= U + U^T + W^T W, gr -= W^T h_c (the last two after U's
+  // terms).
   gemms.clear();
+  std::vector<Gemm> after_u;
   for (int j = 0; j < count; ++j) {
     const VarProSlot& sl = host_slots[j];
     const int kb = sl.m - sl.kc, r = (*rank)[j];
@@ -1007,21 +1009,15 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
                              &one, B + sl.b_off, sl.ldb, w.W + sl.w_off, r));
     gemms.push_back({kb, kb, r, 1.0, B + sl.b_off + static_cast<long long>(sl.kc) * sl.ldb, sl.ldb, w.W + sl.w_off, r,
                      0.0, w.U + sl.u_off, kb});
+    after_u.push_back({kb, kb, r, -1.0, w.W + sl.w_off, r, w.W + sl.w_off, r, 1.0, w.A + sl.a_off, kb});
+    after_u.push_back({kb, 1, r, -1.0, w.W + sl.w_off, r, B + sl.b_off + static_cast<long long>(sl.m) * sl.ldb,
+                       sl.ldb, 1.0, w.gr + sl.gr_off, kb});
   }
   grouped_gemm(blas, copies, stream, gemms, w.ptrs);
   GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
                                                             w.U, w.A, 1);
   CUDA_CHECK_LAUNCH("reduced_terms_kernel");
-  gemms.clear();
-  for (int j = 0; j < count; ++j) {
-    const VarProSlot& sl = host_slots[j];
-    const int kb = sl.m - sl.kc, r = (*rank)[j];
-    if ((*deficient)[j] || kb == 0 || r == 0) continue;
-    gemms.push_back({kb, kb, r, -1.0, w.W + sl.w_off, r, w.W + sl.w_off, r, 1.0, w.A + sl.a_off, kb});
-    gemms.push_back({kb, 1, r, -1.0, w.W + sl.w_off, r, B + sl.b_off + static_cast<long long>(sl.m) * sl.ldb, sl.ldb,
-                     1.0, w.gr + sl.gr_off, kb});
-  }
-  grouped_gemm(blas, copies, stream, gemms, w.ptrs);
+  grouped_gemm(blas, copies, stream, after_u, w.ptrs);
   GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
                                                             w.U, w.A, 2);
   CUDA_CHECK_LAUNCH("reduced_terms_kernel");

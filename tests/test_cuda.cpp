@@ -515,6 +515,39 @@ TEST(Cuda, SolverHostHalfActsOnTheDeviceSystems) {
   }
 }
 
+// Relu networks on 1D inputs like those the ALL stage meets: mlp, glu and gqu of each width, in
+// that order, MASO-initialized and perturbed (rng), then trained on the host by schedule.
+std::vector<std::pair<Shape, std::vector<double>>> trained_like(const Dataset& ds, const std::vector<int>& widths,
+                                                               Rng& rng, const char* schedule) {
+  std::vector<std::pair<Shape, std::vector<double>>> out;
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu})
+    for (int n : widths) {
+      const Shape s{a, Act::kRelu, 1, n};
+      std::vector<double> th(num_params(s));
+      init_params(s, InitKind::kMaso, ds, rng.next(), th.data());
+      for (auto& v : th) v += 0.05 * rng.normal();
+      out.emplace_back(s, train_one(s, ds, th, schedule));
+    }
+  return out;
+}
+
+// Copies a neuron whose kink lies inside the data of ds onto another such neuron: two equal main
+// linear columns. False where th has fewer than two such neurons.
+bool copy_inside_neuron(const Shape& s, const Dataset& ds, double* th) {
+  Batch one;
+  one.datasets.push_back(&ds);
+  one.add(s, 0, th);
+  HostSolver h;
+  h.load(one);
+  std::vector<int> inside;
+  for (int i = 0; i < s.n; ++i)
+    if (kink_place(s, th, h.points1d(0), i) == EdgeKind::kInside) inside.push_back(i);
+  if (inside.size() < 2) return false;
+  for (int k = 0; k < neuron_num_params(s); ++k)
+    th[neuron_param_index(s, inside[1], k)] = th[neuron_param_index(s, inside[0], k)];
+  return true;
+}
+
 // Variable projection of relu 1D networks on the device (device_var_pro, var_pro_kernels.h)
 // against the host half (device_var_pro off), both on the CUDA backend, from trained-like
 // starts of the mlp, the glu and the gqu: the step's info and model and the trial's loss of a
@@ -533,30 +566,10 @@ TEST(Cuda, VarProOnTheDeviceMatchesTheHostHalf) {
   Batch batch;
   batch.datasets.push_back(&ds);
   Rng rng(23);
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu})
-    for (int n : {1, 4, 9, 17}) {
-      const Shape s{a, Act::kRelu, 1, n};
-      std::vector<double> th(num_params(s));
-      init_params(s, InitKind::kMaso, ds, rng.next(), th.data());
-      for (auto& v : th) v += 0.05 * rng.normal();
-      th = train_one(s, ds, th, "D,U,Q,G,ALL*4");
-      batch.add(s, 0, th.data());
-    }
-  {
-    // In the gqu of width 9, a neuron whose kink lies inside the data copied onto another such
-    // neuron: two equal main linear columns.
-    HostSolver host;
-    host.load(batch);
-    const NetDesc& nd = batch.nets[10];
-    ASSERT_EQ(nd.shape.arch, Arch::kGqu);
-    ASSERT_EQ(nd.shape.n, 9);
-    double* th = batch.params.data() + nd.offset;
-    std::vector<int> inside;
-    for (int i = 0; i < nd.shape.n; ++i)
-      if (kink_place(nd.shape, th, host.points1d(0), i) == EdgeKind::kInside) inside.push_back(i);
-    ASSERT_GE(inside.size(), 2u);
-    for (int k = 0; k < neuron_num_params(nd.shape); ++k)
-      th[neuron_param_index(nd.shape, inside[1], k)] = th[neuron_param_index(nd.shape, inside[0], k)];
+  for (auto& [s, th] : trained_like(ds, {1, 4, 9, 17}, rng, "D,U,Q,G,ALL*4")) {
+    // In the gqu of width 9, two equal neurons whose kinks lie inside the data.
+    if (s.arch == Arch::kGqu && s.n == 9) ASSERT_TRUE(copy_inside_neuron(s, ds, th.data()));
+    batch.add(s, 0, th.data());
   }
   CudaOptions on, off;
   on.device_system_bytes = 200000;  // a few networks per group
@@ -632,42 +645,26 @@ TEST(Cuda, VarProTrialOnTheDeviceMatchesTheHost) {
   std::vector<double> xs = ds.x_train;
   std::sort(xs.begin(), xs.end());
   const double lo = ds.lo[0], hi = ds.hi[0];
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu})
-    for (int n : {1, 4, 9, 17, 40}) {
-      const Shape s{a, Act::kRelu, 1, n};
-      std::vector<double> th(num_params(s));
-      init_params(s, InitKind::kMaso, ds, rng.next(), th.data());
-      for (auto& v : th) v += 0.05 * rng.normal();
-      th = train_one(s, ds, th, "D,U,Q,G,ALL*2");
-      if (n == 9 || (a == Arch::kGlu && n == 17)) {
-        // Neurons 0-2 on all of the data, 3 off on all of it, 4 and 5 thin (on at all but three
-        // points, and at three only).
-        auto set_kink = [&](int i, double W, double kink) {
-          th[factor_offset(s, 0) + i] = W;
-          th[factor_offset(s, 0) + s.n + i] = -W * kink;
-        };
-        for (int i = 0; i < 3; ++i) set_kink(i, 1.0 + 0.5 * i, lo - 0.3 * (i + 1));
-        set_kink(3, 2.0, hi + 0.5);
-        set_kink(4, 1.5, 0.5 * (xs[2] + xs[3]));
-        set_kink(5, -1.5, 0.5 * (xs[2] + xs[3]));
-      }
-      batch.add(s, 0, th.data());
-      if (a == Arch::kGqu && n == 17) {
-        // The same network with two equal neurons whose kinks lie inside the data.
-        HostSolver h;
-        Batch one;
-        one.datasets.push_back(&ds);
-        one.add(s, 0, th.data());
-        h.load(one);
-        std::vector<int> inside;
-        for (int i = 0; i < s.n; ++i)
-          if (kink_place(s, th.data(), h.points1d(0), i) == EdgeKind::kInside) inside.push_back(i);
-        ASSERT_GE(inside.size(), 2u);
-        for (int k = 0; k < neuron_num_params(s); ++k)
-          th[neuron_param_index(s, inside[1], k)] = th[neuron_param_index(s, inside[0], k)];
-        batch.add(s, 0, th.data());
-      }
+  for (auto& [s, th] : trained_like(ds, {1, 4, 9, 17, 40}, rng, "D,U,Q,G,ALL*2")) {
+    if (s.n == 9 || (s.arch == Arch::kGlu && s.n == 17)) {
+      // Neurons 0-2 on all of the data, 3 off on all of it, 4 and 5 thin (on at all but three
+      // points, and at three only).
+      auto set_kink = [&, &s = s, &th = th](int i, double W, double kink) {
+        th[factor_offset(s, 0) + i] = W;
+        th[factor_offset(s, 0) + s.n + i] = -W * kink;
+      };
+      for (int i = 0; i < 3; ++i) set_kink(i, 1.0 + 0.5 * i, lo - 0.3 * (i + 1));
+      set_kink(3, 2.0, hi + 0.5);
+      set_kink(4, 1.5, 0.5 * (xs[2] + xs[3]));
+      set_kink(5, -1.5, 0.5 * (xs[2] + xs[3]));
     }
+    batch.add(s, 0, th.data());
+    if (s.arch == Arch::kGqu && s.n == 17) {
+      // The same network with two equal neurons whose kinks lie inside the data.
+      ASSERT_TRUE(copy_inside_neuron(s, ds, th.data()));
+      batch.add(s, 0, th.data());
+    }
+  }
   const int count = batch.size();
   HostSolver host;
   host.load(batch);
