@@ -69,7 +69,6 @@ struct TrainOptions {
   // ones eliminated. Off: damped Newton on all parameters, then one least-squares solve of
   // each linear block (D, U, Q) in turn.
   bool variable_projection = true;
-  bool min_norm_linear = true;  // D, U, Q stages of the schedule: minimum-norm solutions
   // A network whose loss comes within floor_margin times its stage-start rounding floor has
   // the floor measured again at its present parameters; at the floor it leaves the stage.
   double floor_margin = 16.0;
