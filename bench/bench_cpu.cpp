@@ -31,7 +31,7 @@ double newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double m
   const auto t0 = Clock::now();
   do {
     be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
-    be.solve(nets, lam.data(), false, info.data(), gd.data());
+    be.solve(nets, lam.data(), info.data(), gd.data());
     be.trial_losses(nets, alphas, 1, trials.data());
     be.apply_step(nets, alpha.data());  // alpha 0 keeps the parameters: every rep is the same work
     steps += n;

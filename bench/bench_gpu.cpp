@@ -62,7 +62,7 @@ StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double
   StepRate out;
   auto step = [&]() {
     be.assemble(nets, gs::Block::kAll, gs::HessianKind::kExact, loss.data(), sg.data());
-    be.solve(nets, lam.data(), false, info.data(), gd.data());
+    be.solve(nets, lam.data(), info.data(), gd.data());
     std::vector<int> ok;
     for (int j = 0; j < n; ++j)
       if (info[j] == 0) ok.push_back(nets[j]);
@@ -220,9 +220,9 @@ int run(int argc, char** argv) {
         std::vector<double> loss(nets.size()), sg(nets.size()), gd(nets.size()), lam(nets.size(), 1e-2);
         std::vector<int> info(nets.size());
         be.assemble(nets, gs::Block::kAll, gs::HessianKind::kGaussNewton, loss.data(), sg.data());
-        be.solve(nets, lam.data(), false, info.data(), gd.data());  // warm-up
+        be.solve(nets, lam.data(), info.data(), gd.data());  // warm-up
         be.reset_stats();
-        for (int r = 0; r < 3; ++r) be.solve(nets, lam.data(), false, info.data(), gd.data());
+        for (int r = 0; r < 3; ++r) be.solve(nets, lam.data(), info.data(), gd.data());
         ms[mode] = 1e3 * be.stats().factor_seconds / 3;
         failed += static_cast<int>(std::count_if(info.begin(), info.end(), [](int v) { return v != 0; }));
       }

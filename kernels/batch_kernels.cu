@@ -560,8 +560,7 @@ __global__ void jacobi_scale_kernel(const CallNet* calls, const DevNet* nets, co
 
 // Block j -> call j; threads stride over the m * m entries (column-major).
 __global__ void build_damped_kernel(const CallNet* calls, const DevNet* nets, const double* H,
-                                    const double* g, const double* scale, const double* lambda,
-                                    const double* theta, bool damp_values, double* A,
+                                    const double* g, const double* scale, const double* lambda, double* A,
                                     double* step) {
   const CallNet c = calls[blockIdx.x];
   const DevNet& nd = nets[c.net];
@@ -578,9 +577,7 @@ __global__ void build_damped_kernel(const CallNet* calls, const DevNet* nets, co
     An[idx] = a;
   }
   for (int i = threadIdx.x; i < m; i += blockDim.x) {
-    double z = -g[nd.vec_off + i] * sc[i];
-    if (damp_values && sc[i] != 0.0) z -= lam * theta[nd.theta_off + c.b + i] / sc[i];
-    step[nd.vec_off + i] = z;
+    step[nd.vec_off + i] = -g[nd.vec_off + i] * sc[i];
   }
 }
 
@@ -751,12 +748,10 @@ void jacobi_scale(const CallNet* calls, int count, const DevNet* nets, const dou
 }
 
 void build_damped(const CallNet* calls, int count, const DevNet* nets, const double* H,
-                  const double* g, const double* scale, const double* lambda,
-                  const double* theta, bool damp_values, double* A, double* step,
+                  const double* g, const double* scale, const double* lambda, double* A, double* step,
                   cudaStream_t stream) {
   if (count == 0) return;
-  GS_LAUNCH(build_damped_kernel, count, kBlock, 0, stream)(calls, nets, H, g, scale, lambda, theta, damp_values, A,
-                                                           step);
+  GS_LAUNCH(build_damped_kernel, count, kBlock, 0, stream)(calls, nets, H, g, scale, lambda, A, step);
   CUDA_CHECK_LAUNCH("build_damped_kernel");
 }
 

@@ -128,11 +128,9 @@ void jacobi_scale(const CallNet* calls, int count, const DevNet* nets, const dou
                   const double* g, double* scale, double* sgrad, cudaStream_t stream);
 
 // A = S H S + lambda[j] I with singular rows as identity rows, and the right-hand side
-// z = -S g (into step), as gs::damped_solve before its factorization. With damp_values the
-// right-hand side also gets -lambda S^-1 theta on the stage (the minimum-norm solution).
+// z = -S g (into step), as gs::damped_solve before its factorization.
 void build_damped(const CallNet* calls, int count, const DevNet* nets, const double* H,
-                  const double* g, const double* scale, const double* lambda,
-                  const double* theta, bool damp_values, double* A, double* step,
+                  const double* g, const double* scale, const double* lambda, double* A, double* step,
                   cudaStream_t stream);
 
 // step = S z in place, and gdotp[j] = g . step.

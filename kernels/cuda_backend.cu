@@ -465,8 +465,7 @@ struct CudaBackend::Impl {
   }
   DeviceBuffer<double> scratch_probe;  // a valid pointer for the workspace queries
 
-  void enqueue_factorization(const std::vector<int>& list, const double* lambda, bool damp_values,
-                             FactorPlan* plan);
+  void enqueue_factorization(const std::vector<int>& list, const double* lambda, FactorPlan* plan);
 };
 
 namespace {
@@ -867,7 +866,7 @@ void CudaBackend::read_system(int i, std::vector<double>* H, std::vector<double>
 // loop streams, factorize each size group by its path, join. info and potrs_info get one
 // slot per plan entry. Nothing is read back here.
 void CudaBackend::Impl::enqueue_factorization(const std::vector<int>& list, const double* lambda,
-                                              bool damp_values, FactorPlan* plan_out) {
+                                              FactorPlan* plan_out) {
   cudaStream_t st = stream.get();
   const int count = static_cast<int>(list.size());
   std::vector<int> sizes(count);
@@ -933,7 +932,7 @@ void CudaBackend::Impl::enqueue_factorization(const std::vector<int>& list, cons
                                 gather.get() + 2 * count + r.begin, nr});
     CUDA_CHECK_LAUNCH("GatherCopy");
     build_damped(calls.get() + r.begin, nr, fnets.get(), scratch.get(), g.get(), scale.get(), coef.get() + r.begin,
-                 theta.get(), damp_values, scratch.get(), step.get(), st);
+                 scratch.get(), step.get(), st);
     CUDA_CHECK(cudaEventRecord(round_events[ri].first.get(), st));
     bool forked = false;
     std::vector<char> used(lanes.size(), 0);
@@ -978,8 +977,7 @@ void CudaBackend::Impl::enqueue_factorization(const std::vector<int>& list, cons
   stats.rounds += static_cast<long long>(plan.rounds.size());
 }
 
-void CudaBackend::solve(const std::vector<int>& list, const double* lambda, bool damp_values,
-                        int* info, double* gdotp) {
+void CudaBackend::solve(const std::vector<int>& list, const double* lambda, int* info, double* gdotp) {
   Impl& I = *impl_;
   cudaStream_t st = I.stream.get();
   const double t0 = now();
@@ -988,7 +986,7 @@ void CudaBackend::solve(const std::vector<int>& list, const double* lambda, bool
   for (int i : list)
     if (I.diag_only[i]) throw std::logic_error("solve: the last assembly built only the Hessian's diagonal");
   FactorPlan plan;
-  I.enqueue_factorization(list, lambda, damp_values, &plan);
+  I.enqueue_factorization(list, lambda, &plan);
   I.drop(I.step_held, list);
   // finish_step takes the calls in list order; the factorization's calls are in plan order.
   I.h_calls.clear();
@@ -1241,16 +1239,21 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     vp_calls2.upload(copies, calls.data(), calls.size(), st);
     vp_slots2.upload(copies, slots.data(), slots.size(), st);
     vp_model.reserve(4 * static_cast<std::size_t>(c2));
-    vp_ints.reserve(4 * static_cast<std::size_t>(c2));
+    vp_ints.reserve(6 * static_cast<std::size_t>(c2));
+    vp_ptrs.reserve(2 * static_cast<std::size_t>(c2));
     const std::size_t ws = solve_workspace_bytes(solver.get(), vp_params.get(), max_kb);
     if (ws > vp_ws.size()) throw std::logic_error("device_var_pro: the workspace of the kept systems is too small");
-    const SolveWork sw{vp_V.get(), vp_L.get(), vp_E.get(), vp_Z.get(), vp_model.get(), vp_ints.get(),
-                       vp_ints.get() + 3 * c2, vp_ws.get(), vp_ws.size()};
+    const SolveWork sw{vp_V.get(),     vp_L.get(),  vp_E.get(),          vp_Z.get(),
+                       vp_model.get(), vp_ints.get(), vp_ints.get() + 3 * c2, vp_ws.get(),
+                       vp_ws.size(),   vp_ptrs.get(), vp_ints.get() + 4 * c2};
     std::vector<int> sinfo;
     std::vector<StepModel> smodel;
-    reduced_solves(st, copies, solver.get(), vp_params.get(), vp_calls2.get(), c2, vp_slots2.get(), slots,
-                   d_nets.get(), vp_cols.get(), scale.get(), vp_A.get(), vp_gr.get(), sw, lam, &mode, &sinfo, &smodel,
-                   step.get());
+    ReducedCholeskyCounts counts;
+    reduced_solves(st, copies, solver.get(), vp_params.get(), opt.cholesky, vp_calls2.get(), c2, vp_slots2.get(),
+                   slots, d_nets.get(), vp_cols.get(), scale.get(), vp_A.get(), vp_gr.get(), sw, lam, &mode, &sinfo,
+                   &smodel, step.get(), &counts);
+    stats.reduced_factorizations += counts.factorizations;
+    stats.reduced_looped += counts.looped;
     // The step stays on the device, where the trial reads it (the host copies it if it
     // takes the trial).
     for (int q = 0; q < c2; ++q) {
@@ -1360,8 +1363,9 @@ std::vector<std::size_t> CudaBackend::Impl::device_var_pro(const std::vector<int
     vp_calls.upload(copies, calls.data(), calls.size(), st);
     vp_slots.upload(copies, slots.data(), slots.size(), st);
     vp_cols.upload(copies, cols.data(), cols.size(), st);
-    // Per call: the rows, rank, dependent flag and QR info (then the solve's flags and infos).
-    vp_ints.reserve(4 * static_cast<std::size_t>(count));
+    // Per call: the rows, rank, dependent flag and QR info (then the solve's flags, infos and
+    // the order of its batched factorizations: 6 per call).
+    vp_ints.reserve(6 * static_cast<std::size_t>(count));
     vp_reals.reserve(count);  // per call: the compression's rest
     const std::size_t ws = std::max(reduced_workspace_bytes(solver.get(), vp_params.get(), slots),
                                     solve_workspace_bytes(solver.get(), vp_params.get(), max_kb));

@@ -73,6 +73,9 @@ struct CudaStats {
   long long dependent_systems = 0;
   long long kept_systems = 0;
   long long dependent_trials = 0;
+  // The reduced systems' Cholesky factorizations (tests and tries), and of them those by the
+  // per-matrix path (the Cholesky table, as for the Newton systems).
+  long long reduced_factorizations = 0, reduced_looped = 0;
   // Variable-projection systems and trials that host threads made (LAPACK): the networks that
   // are not relu on 1D inputs, and the dependent ones above.
   long long host_systems = 0, host_trials = 0;
@@ -94,7 +97,7 @@ class CudaBackend final : public Backend {
   void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,
                 double* scaled_grad) override;
   void read_system(int i, std::vector<double>* H, std::vector<double>* g) override;
-  void solve(const std::vector<int>& nets, const double* lambda, bool damp_values, int* info,
+  void solve(const std::vector<int>& nets, const double* lambda, int* info,
              double* gdotp) override;
   void trial_losses(const std::vector<int>& nets, const double* alpha, int n_alpha,
                     double* loss) override;

@@ -751,11 +751,88 @@ std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t 
   return std::max(dev, dev2);
 }
 
-void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params, const CallNet* calls,
-                    int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
-                    const int* cols, const double* scale, const double* A, const double* gr, const SolveWork& w,
+namespace {
+
+// dst[to[k]] = src[k] for the k < n with to[k] >= 0.
+__global__ void scatter_ints_kernel(const int* src, const int* to, int n, int* dst) {
+  const int k = blockIdx.x * blockDim.x + threadIdx.x;
+  if (k < n && to[k] >= 0) dst[to[k]] = src[k];
+}
+
+// The Cholesky factorizations of reduced_solves: the matrices at L (l_off, size m - kc) of the
+// listed calls, each factorization's info into w.chol_info at the call's position, and with
+// `solve` the solve of each right-hand side at Z (z_off) by its factor. The calls go by size;
+// each size group takes the table's path.
+void reduced_cholesky(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params,
+                      const CholeskyTable& table, const std::vector<VarProSlot>& host_slots, std::vector<int> list,
+                      int count, bool solve, const SolveWork& w, ReducedCholeskyCounts* counts) {
+  const int n = static_cast<int>(list.size());
+  if (n == 0) return;
+  auto kb_of = [&](int j) { return host_slots[j].m - host_slots[j].kc; };
+  std::stable_sort(list.begin(), list.end(), [&](int a, int b) { return kb_of(a) < kb_of(b); });
+  // Size groups [begin, end) of list, and the path of each.
+  std::vector<std::pair<int, int>> groups;
+  for (int k = 0; k < n;) {
+    int e = k + 1;
+    while (e < n && kb_of(list[e]) == kb_of(list[k])) ++e;
+    groups.push_back({k, e});
+    k = e;
+  }
+  std::vector<char> batched(groups.size());
+  std::vector<double*> ptrs(2 * static_cast<std::size_t>(n));
+  std::vector<int> to(n, -1);
+  bool any = false;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const auto [b, e] = groups[g];
+    batched[g] = choose_cholesky(table, kb_of(list[b]), e - b) == CholeskyPath::kBatched;
+    any = any || batched[g];
+    for (int k = b; k < e; ++k) {
+      const VarProSlot& sl = host_slots[list[k]];
+      ptrs[k] = w.L + sl.l_off;
+      ptrs[n + k] = w.Z + sl.z_off;
+      if (batched[g]) to[k] = list[k];
+    }
+  }
+  if (any) {
+    copies.to_device(w.ptrs, ptrs.data(), ptrs.size() * sizeof(double*), stream);
+    copies.to_device(w.order + n, to.data(), n * sizeof(int), stream);
+  }
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const auto [b, e] = groups[g];
+    const int m = kb_of(list[b]), nb = e - b;
+    counts->factorizations += nb;
+    if (batched[g]) {
+      CUSOLVER_CHECK(cusolverDnDpotrfBatched(solver, CUBLAS_FILL_MODE_LOWER, m, w.ptrs + b, m, w.order + b, nb));
+      // potrs on a failed factorization yields garbage that the info check discards.
+      if (solve)
+        CUSOLVER_CHECK(cusolverDnDpotrsBatched(solver, CUBLAS_FILL_MODE_LOWER, m, 1, w.ptrs + b, m, w.ptrs + n + b, m,
+                                               w.info + 2 * count + list[b], nb));
+      continue;
+    }
+    counts->looped += nb;
+    for (int k = b; k < e; ++k) {
+      const int j = list[k];
+      CUSOLVER_CHECK(cusolverDnXpotrf(solver, params, CUBLAS_FILL_MODE_LOWER, m, CUDA_R_64F, ptrs[k], m, CUDA_R_64F,
+                                      w.ws, w.ws_bytes, nullptr, 0, w.chol_info + j));
+      if (solve)
+        CUSOLVER_CHECK(cusolverDnXpotrs(solver, params, CUBLAS_FILL_MODE_LOWER, m, 1, CUDA_R_64F, ptrs[k], m,
+                                        CUDA_R_64F, ptrs[n + k], m, w.info + 2 * count + j));
+    }
+  }
+  if (any) {
+    GS_LAUNCH(scatter_ints_kernel, (n + kBlock - 1) / kBlock, kBlock, 0, stream)(w.order, w.order + n, n, w.chol_info);
+    CUDA_CHECK_LAUNCH("scatter_ints_kernel");
+  }
+}
+
+}  // namespace
+
+void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params,
+                    const CholeskyTable& table, const CallNet* calls, int count, const VarProSlot* slots,
+                    const std::vector<VarProSlot>& host_slots, const DevNet* nets, const int* cols,
+                    const double* scale, const double* A, const double* gr, const SolveWork& w,
                     const std::vector<double>& lambda, std::vector<int>* mode, std::vector<int>* info,
-                    std::vector<StepModel>* model, double* step) {
+                    std::vector<StepModel>* model, double* step, ReducedCholeskyCounts* counts) {
   info->assign(count, 0);
   model->assign(count, StepModel{});
   if (count == 0) return;
@@ -769,12 +846,10 @@ void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t 
   copies.to_device(w.info, go.data(), count * sizeof(int), stream);
   GS_LAUNCH(unit_diagonal_kernel, count, kBlock, 0, stream)(slots, w.info, A, w.V, w.L, w.E);
   CUDA_CHECK_LAUNCH("unit_diagonal_kernel");
-  for (int j = 0; j < count; ++j) {
-    if (!go[j]) continue;
-    const VarProSlot& sl = host_slots[j];
-    CUSOLVER_CHECK(cusolverDnXpotrf(solver, params, CUBLAS_FILL_MODE_LOWER, kb_of(j), CUDA_R_64F, w.L + sl.l_off,
-                                    kb_of(j), CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.chol_info + j));
-  }
+  std::vector<int> list;
+  for (int j = 0; j < count; ++j)
+    if (go[j]) list.push_back(j);
+  reduced_cholesky(stream, copies, solver, params, table, host_slots, list, count, false, w, counts);
   std::vector<int> chol(count, 0);
   copies.to_host(chol.data(), w.chol_info, count * sizeof(int), stream);
   CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -815,14 +890,10 @@ void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t 
   GS_LAUNCH(damp_kernel, count, kBlock, 0, stream)(slots, w.info + count, d_lambda, gr, w.V, w.L, w.E, w.Z);
   CUDA_CHECK_LAUNCH("damp_kernel");
   CUDA_CHECK(cudaMemsetAsync(w.chol_info, 0, count * sizeof(int), stream));
-  for (int j = 0; j < count; ++j) {
-    if (go[j] != 1) continue;
-    const VarProSlot& sl = host_slots[j];
-    CUSOLVER_CHECK(cusolverDnXpotrf(solver, params, CUBLAS_FILL_MODE_LOWER, kb_of(j), CUDA_R_64F, w.L + sl.l_off,
-                                    kb_of(j), CUDA_R_64F, w.ws, w.ws_bytes, nullptr, 0, w.chol_info + j));
-    CUSOLVER_CHECK(cusolverDnXpotrs(solver, params, CUBLAS_FILL_MODE_LOWER, kb_of(j), 1, CUDA_R_64F, w.L + sl.l_off,
-                                    kb_of(j), CUDA_R_64F, w.Z + sl.z_off, kb_of(j), w.info + 2 * count + j));
-  }
+  list.clear();
+  for (int j = 0; j < count; ++j)
+    if (go[j] == 1) list.push_back(j);
+  reduced_cholesky(stream, copies, solver, params, table, host_slots, list, count, true, w, counts);
   GS_LAUNCH(finish_solve_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.info, w.chol_info, d_lambda, cols,
                                                            scale, gr, w.V, w.E, w.Z, w.L, w.model, step);
   CUDA_CHECK_LAUNCH("finish_solve_kernel");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "batch_kernels.h"
+#include "cuda_plan.h"
 #include "host_copies.h"
 #include "gpusweep/solver/var_pro.h"
 
@@ -126,8 +127,11 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
 // ReducedSystem::Mode) says what the call's slot keeps: kUnknown makes the unit-diagonal matrix
 // C = T A T and tests it by a Cholesky factorization of C + kSingularRel I (cuSOLVER), then keeps
 // C (kCholesky) or its eigendecomposition (kEigen, cusolverDnXsyevBatched); a damping retry
-// with the mode known reuses them. Writes info (0, or the failed factorization's info, as the
-// host's) and model per call. Synchronizes the stream.
+// with the mode known reuses them. The Cholesky factorizations (and solves) of each size group
+// take the path the table gives (cuda_plan.h): one cusolverDnDpotrfBatched (and
+// cusolverDnDpotrsBatched) over pointer arrays, or one cusolverDnXpotrf (and cusolverDnXpotrs)
+// per matrix. Writes info (0, or the failed factorization's info, as the host's) and model per
+// call. Synchronizes the stream.
 struct SolveWork {
   double *V, *L, *E, *Z;  // at the slots' v_off, l_off, e_off and z_off
   double* model;          // 4 per call: pred, slope, curvature of each, then each lambda
@@ -135,12 +139,19 @@ struct SolveWork {
   int* chol_info;         // per call
   void* ws;
   std::size_t ws_bytes;
+  double** ptrs;          // 2 per call: the batched calls' matrix and right-hand-side pointers
+  int* order;             // 2 per call: the batched calls' infos, and where each goes
 };
-void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params, const CallNet* calls,
-                    int count, const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
-                    const int* cols, const double* scale, const double* A, const double* gr, const SolveWork& w,
+// Factorizations of reduced_solves, and of them by the per-matrix path.
+struct ReducedCholeskyCounts {
+  long long factorizations = 0, looped = 0;
+};
+void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t solver, cusolverDnParams_t params,
+                    const CholeskyTable& table, const CallNet* calls, int count, const VarProSlot* slots,
+                    const std::vector<VarProSlot>& host_slots, const DevNet* nets, const int* cols,
+                    const double* scale, const double* A, const double* gr, const SolveWork& w,
                     const std::vector<double>& lambda, std::vector<int>* mode, std::vector<int>* info,
-                    std::vector<StepModel>* model, double* step);
+                    std::vector<StepModel>* model, double* step, ReducedCholeskyCounts* counts);
 
 // Bytes of device workspace reduced_solves needs for matrices of at most n rows.
 std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t params, int n);

@@ -262,9 +262,9 @@ TEST(Relu1d, DiagonalAssemblyMatchesTheFullOneAndFiniteDifferences) {
   double l, sg, lambda = 1.0, gdotp;
   int info;
   fast.assemble(nets, Block::kAll, HessianKind::kDiagonal, &l, &sg);
-  EXPECT_THROW(fast.solve(nets, &lambda, false, &info, &gdotp), std::logic_error);
+  EXPECT_THROW(fast.solve(nets, &lambda, &info, &gdotp), std::logic_error);
   fast.assemble(nets, Block::kAll, HessianKind::kGaussNewton, &l, &sg);
-  EXPECT_NO_THROW(fast.solve(nets, &lambda, false, &info, &gdotp));
+  EXPECT_NO_THROW(fast.solve(nets, &lambda, &info, &gdotp));
 }
 
 // HostSolver::sorted_residuals sums each neuron over its active range only: its residuals are

@@ -436,8 +436,7 @@ void CpuBackend::read_system(int i, std::vector<double>* H, std::vector<double>*
   g->assign(g_.data() + vec_off_[i], g_.data() + vec_off_[i] + m);
 }
 
-void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool damp_values,
-                       int* info, double* gdotp) {
+void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, int* info, double* gdotp) {
   for (int i : nets)
     if (diag_only_[i]) throw std::logic_error("solve: the last assembly built only the Hessian's diagonal");
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
@@ -448,9 +447,7 @@ void CpuBackend::solve(const std::vector<int>& nets, const double* lambda, bool 
     const TallyTimer timer;
     info[j] = damped_solve(m, H_.data() + square_off_[i], g_.data() + vec_off_[i],
                            scale_.data() + vec_off_[i], lambda[j], w.work.data(),
-                           step_.data() + vec_off_[i], &gdotp[j],
-                           damp_values ? theta_.data() + nets_[i].offset + stage_begin_[i]
-                                       : nullptr);
+                           step_.data() + vec_off_[i], &gdotp[j]);
     if (timer.on() && m == num_params(nets_[i].shape)) {
       const double f = flops_potrf(m) + 2.0 * m * m;
       tally_add(Prim::kOther, f, f, timer.seconds());

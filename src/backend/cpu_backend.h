@@ -26,7 +26,7 @@ class CpuBackend final : public Backend {
   void assemble(const std::vector<int>& nets, Block stage, HessianKind kind, double* loss,
                 double* scaled_grad) override;
   void read_system(int i, std::vector<double>* H, std::vector<double>* g) override;
-  void solve(const std::vector<int>& nets, const double* lambda, bool damp_values, int* info,
+  void solve(const std::vector<int>& nets, const double* lambda, int* info,
              double* gdotp) override;
   void least_squares(const std::vector<int>& nets, Block stage, int* rank, double* loss) override;
   void var_pro_solve(const std::vector<int>& nets, const double* lambda, int* info,

@@ -28,7 +28,7 @@ double jacobi_scale(int m, const double* H, const double* g, double* scale) {
 }
 
 int damped_solve(int m, const double* H, const double* g, const double* scale, double lambda,
-                 double* work, double* step, double* gdotp, const double* theta) {
+                 double* work, double* step, double* gdotp) {
   // Lower triangle of A = S H S + lambda I; singular rows become identity rows.
   for (int j = 0; j < m; ++j) {
     const double sj = scale[j];
@@ -38,7 +38,6 @@ int damped_solve(int m, const double* H, const double* g, const double* scale, d
       work[i + j * m] = a;
     }
     step[j] = -g[j] * sj;
-    if (theta != nullptr && sj != 0.0) step[j] -= lambda * theta[j] / sj;
   }
   int info = 0;
   dpotrf_("L", &m, work, &m, &info);

@@ -36,7 +36,7 @@ std::vector<int> choose_steps(Backend& be, StageState& st, const std::vector<int
   std::vector<double> lam(m), gd(m);
   std::vector<int> info(m);
   for (std::size_t j = 0; j < m; ++j) lam[j] = st.lambda[pending[j]];
-  be.solve(pending, lam.data(), false, info.data(), gd.data());
+  be.solve(pending, lam.data(), info.data(), gd.data());
   std::vector<int> ready;
   for (std::size_t j = 0; j < m; ++j) {
     const int i = pending[j];

@@ -82,12 +82,9 @@ class Backend {
   virtual void read_system(int i, std::vector<double>* H, std::vector<double>* g) = 0;
 
   // Solves (S H S + lambda I) z = -S g with S = diag(1/sqrt|H_ii|), singular rows set to
-  // identity with zero rhs, step = S z. With damp_values the damping acts on the new values
-  // rather than the step (rhs -S g - lambda S^-1 theta: the minimum-norm solution of a
-  // rank-deficient linear stage; see damped_solve in solve.h). Writes per listed network the
-  // Cholesky info (0 ok, > 0 not positive definite) and g . step (meaningful when info == 0).
-  virtual void solve(const std::vector<int>& nets, const double* lambda, bool damp_values,
-                     int* info, double* gdotp) = 0;
+  // identity with zero rhs, step = S z. Writes per listed network the Cholesky info (0 ok,
+  // > 0 not positive definite) and g . step (meaningful when info == 0).
+  virtual void solve(const std::vector<int>& nets, const double* lambda, int* info, double* gdotp) = 0;
 
   // For a linear stage (stage_is_linear) of each listed network: puts into the step the change
   // from the stage's current values to the least-squares optimum of the training loss with the

@@ -16,13 +16,7 @@ double jacobi_scale(int m, const double* H, const double* g, double* scale);
 // Solves (S H S + lambda I) z = -S g, step = S z, using work (m*m doubles). Returns the
 // LAPACK dpotrf info (0 on success, > 0 when the damped matrix is not positive definite);
 // on success writes step and *gdotp = g . step.
-//
-// With theta (the current values of the m parameters), the damping acts on the new values
-// instead of the step: (S H S + lambda I) z = -S g - lambda S^-1 theta, which minimizes the
-// quadratic model plus lambda/2 |S^-1 (theta + step)|^2. For a least-squares (linear) stage
-// and a tiny lambda this is the minimum-norm solution: directions the data cannot see are
-// set to zero rather than left where they were.
 int damped_solve(int m, const double* H, const double* g, const double* scale, double lambda,
-                 double* work, double* step, double* gdotp, const double* theta = nullptr);
+                 double* work, double* step, double* gdotp);
 
 }  // namespace gs
