@@ -8,12 +8,14 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <cub/device/device_segmented_reduce.cuh>
 #include <numeric>
 #include <string>
 #include <vector>
 
 #include "cuda_emu/copies.h"
+#include "cuda_emu/work.h"
 #include "launch.cuh"
 
 namespace {
@@ -320,6 +322,29 @@ TEST(CudaEmu, CountsTheBytesItCopiesByDirection) {
   EXPECT_EQ(c1.to_host - c0.to_host, 12 * sizeof(double));
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(gs_emu::bytes_copied().to_host, c1.to_host) << "counted again when the stream ran";
+  cudaFree(d);
+}
+
+// The count of the work given to the streams (cuda_emu/work.h), by name: each launch under its
+// kernel's name and each asynchronous memset as one, counted when enqueued, and nothing for a
+// launch the runtime refuses.
+TEST(CudaEmu, CountsTheWorkItIsGivenByName) {
+  double* d = to_device(std::vector<double>(kThreads, 1.0));
+  const std::map<std::string, std::uint64_t> w0 = gs_emu::work_counts();
+  auto delta = [&](const std::map<std::string, std::uint64_t>& w1, const std::string& name) {
+    const auto a = w0.find(name), b = w1.find(name);
+    return (b == w1.end() ? 0 : b->second) - (a == w0.end() ? 0 : a->second);
+  };
+  GS_LAUNCH(add_kernel, 1, kThreads, 0, nullptr)(d, 1.0);
+  GS_LAUNCH(add_kernel, 1, kThreads, 0, nullptr)(d, 2.0);
+  GS_LAUNCH(add_kernel, 1, 2048, 0, nullptr)(d, 3.0);  // refused: too many threads per block
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  ASSERT_EQ(cudaMemsetAsync(d, 0, sizeof(double), nullptr), cudaSuccess);
+  const std::map<std::string, std::uint64_t> w1 = gs_emu::work_counts();
+  EXPECT_EQ(delta(w1, "add_kernel"), 2u);
+  EXPECT_EQ(delta(w1, "cudaMemsetAsync"), 1u);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(delta(gs_emu::work_counts(), "add_kernel"), 2u) << "counted again when the stream ran";
   cudaFree(d);
 }
 

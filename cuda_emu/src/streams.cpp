@@ -5,11 +5,16 @@
 // synchronization the code owes is not there yet.
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
+#include <map>
 #include <memory>
 #include <set>
+#include <string>
 #include <vector>
 
+#include "cuda_emu/work.h"
 #include "emu.h"
 
 struct CUstream_st {
@@ -104,7 +109,46 @@ Stream* stream_of(cudaStream_t h, cudaError_t* e) {
   return h->s;
 }
 
+namespace {
+
+// Work enqueued, by name (under api_mutex). With GPUSWEEP_EMU_WORK=FILE the counts are written
+// to FILE when the process exits, one "count<TAB>name" line each, the most frequent first.
+std::map<std::string, std::uint64_t>& counts() {
+  static std::map<std::string, std::uint64_t> c;
+  return c;
+}
+
+void write_counts() {
+  const char* path = std::getenv("GPUSWEEP_EMU_WORK");
+  if (!path || !*path) return;
+  std::FILE* f = std::fopen(path, "w");
+  if (!f) {
+    note(std::string("GPUSWEEP_EMU_WORK: cannot write ") + path);
+    return;
+  }
+  std::multimap<std::uint64_t, std::string, std::greater<std::uint64_t>> by_count;
+  for (const auto& [name, n] : work_counts()) by_count.emplace(n, name);
+  for (const auto& [n, name] : by_count) std::fprintf(f, "%llu\t%s\n", static_cast<unsigned long long>(n), name.c_str());
+  std::fclose(f);
+}
+
+void count_work(const char* what) {
+  Lock lock(api_mutex());
+  std::map<std::string, std::uint64_t>& c = counts();  // made before write_counts is registered
+  static const bool registered = std::atexit(write_counts) == 0;
+  (void)registered;
+  ++c[what];
+}
+
+}  // namespace
+
+std::map<std::string, std::uint64_t> work_counts() {
+  Lock lock(api_mutex());
+  return counts();
+}
+
 void enqueue(Stream* s, const char* what, std::function<void()> work) {
+  count_work(what);
   auto deps = implicit_waits(s);
   if (!deps.empty()) {
     work = [deps = std::move(deps), inner = std::move(work)] {
