@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,77 @@ TEST(Strategy, VariableProjectionKeepsTheLinearPartAtItsOptimum) {
     EXPECT_LT(l, 0.5 * start[i]) << arch_name(s.arch);         // the steps moved the knots
     EXPECT_GT(f.res[i].newton_steps, 0) << arch_name(s.arch);
   }
+}
+
+// One alternating step leaves the last linear block it solves (D, then U, Q, ... in factor
+// order) at its least-squares optimum for the other parameters: a damped Newton step on all of
+// them does not, from the MASO start's random coefficients.
+TEST(Strategy, AlternatingStepEndsWithTheLastLinearBlockAtItsOptimum) {
+  Fixture f;
+  const StageContext ctx = f.context();
+  const std::vector<int> nets = {0, 1, 2};
+  const std::unique_ptr<StepStrategy> alt = make_strategy(StepKind::kAlternating, Block::kAll, ctx);
+  alt->enter(nets);
+  alt->step(nets);
+  alt->leave();
+  for (int i : nets) {
+    const Shape& s = f.batch.nets[i].shape;
+    Block last = Block::kD;
+    for (int k = 1; k < kMaxFactors; ++k)
+      if (has_block(s.arch, factor_block(k))) last = factor_block(k);
+    int b = 0, e = 0;
+    stage_range(s, last, &b, &e);
+    std::vector<int> cols;
+    for (int q = b; q < e; ++q) cols.push_back(q);
+    const std::vector<double> th = f.params(i);
+    const std::vector<double> ref = reference_solve(s, th, cols, f.ds);
+    EXPECT_LE(train_mse(s, th.data(), f.ds), train_mse(s, ref.data(), f.ds) * (1.0 + 1e-9))
+        << arch_name(s.arch) << " block " << block_name(last);
+  }
+  EXPECT_THROW(make_strategy(StepKind::kVariableProjection, Block::kG, ctx), std::invalid_argument);
+  EXPECT_THROW(make_strategy(StepKind::kAdam, Block::kD, ctx), std::invalid_argument);
+}
+
+// train() reports every step of every stage to on_step, in order: a linear stage once (one
+// solve), even when no network has its block (the mlp has no U, Q, R or S); the others once per
+// step while a network is left in them.
+TEST(Strategy, TheDriverReportsEveryStageInOrder) {
+  const Dataset ds = make_target_dataset("invcos2", 400, 0);
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  for (int w : {3, 5}) {
+    const Shape s{Arch::kMlp, Act::kRelu, 1, w};
+    std::vector<double> th(num_params(s));
+    init_params(s, InitKind::kMaso, ds, 0, th.data());
+    batch.add(s, 0, th.data());
+  }
+  CpuBackend be(1);
+  be.load(batch);
+  TrainOptions o;
+  o.schedule = parse_schedule("D,U,Q,R,S,G*2,ALL*3");
+  std::vector<StepInfo> seen;
+  o.on_step = [&](const StepInfo& s) { seen.push_back(s); };
+  train(be, batch, o);
+  ASSERT_GE(seen.size(), 6u);
+  for (int k = 0; k < 5; ++k) {  // D (both networks), then U, Q, R, S (none)
+    EXPECT_EQ(seen[k].stage, k);
+    EXPECT_EQ(seen[k].step, 1);
+    EXPECT_EQ(seen[k].active, 0);
+    EXPECT_EQ(seen[k].batch, 2);
+  }
+  for (std::size_t k = 0; k < seen.size(); ++k) {
+    EXPECT_EQ(seen[k].stages, 7);
+    EXPECT_EQ(seen[k].block, o.schedule[seen[k].stage].block);
+    EXPECT_EQ(seen[k].steps, o.schedule[seen[k].stage].steps);
+    if (k > 0 && seen[k].stage == seen[k - 1].stage) {
+      EXPECT_EQ(seen[k].step, seen[k - 1].step + 1);
+      EXPECT_LE(seen[k].active, seen[k - 1].active);
+    } else {
+      EXPECT_EQ(seen[k].step, 1);
+      if (k > 0) EXPECT_GT(seen[k].stage, seen[k - 1].stage);
+    }
+  }
+  EXPECT_EQ(seen.back().stage, 6);
 }
 
 }  // namespace

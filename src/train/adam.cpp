@@ -61,7 +61,7 @@ class Adam final : public StepStrategy {
   void leave() override {}
 
  private:
-  const StageContext& ctx_;
+  const StageContext ctx_;
   const AdamOptions& a_;
   int t_ = 0;
   std::vector<std::size_t> off_;  // each network's first moment entry

@@ -10,7 +10,6 @@
 
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/host_solver.h"
-#include "gpusweep/solver/var_pro.h"
 #include "gpusweep/train/strategy.h"
 #include "stage.h"
 
@@ -177,9 +176,13 @@ std::vector<NetResult> train(Backend& be, const Batch& batch, const TrainOptions
       stopped_short[i] = 0;
       active.push_back(i);
     }
-    const std::unique_ptr<StepStrategy> strategy = make_strategy(step_kind(spec, options), spec.block, ctx);
+    const StepKind kind = step_kind(spec, options);
+    const std::unique_ptr<StepStrategy> strategy = make_strategy(kind, spec.block, ctx);
     strategy->enter(active);
-    for (int step = 0; step < spec.steps && !active.empty(); ++step) {
+    // A linear stage is one solve whatever its step count, reported even when no network
+    // entered it; the other stages step while a network is left in them.
+    const bool linear = kind == StepKind::kLinearLeastSquares;
+    for (int step = 0; step < (linear ? 1 : spec.steps) && (linear || !active.empty()); ++step) {
       active = strategy->step(active);
       if (options.on_step)
         options.on_step({static_cast<int>(s), static_cast<int>(stages.size()), spec.block, step + 1, spec.steps,

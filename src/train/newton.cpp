@@ -270,7 +270,7 @@ class LinearLeastSquares final : public StepStrategy {
 
  private:
   Block block_;
-  const StageContext& ctx_;
+  const StageContext ctx_;
 };
 
 // Damped Newton on the stage's parameters; with `alternating`, each step is followed by the
@@ -296,7 +296,7 @@ class DampedNewton final : public StepStrategy {
 
  private:
   bool alternating_;
-  const StageContext& ctx_;
+  const StageContext ctx_;
   StageState st_;
   std::vector<NetResult> scratch_;
 };

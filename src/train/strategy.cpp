@@ -1,6 +1,9 @@
 // The one factory of the driver's step strategies (strategy.h).
 #include "gpusweep/train/strategy.h"
 
+#include <stdexcept>
+#include <string>
+
 #include "stage.h"
 
 namespace gs {
@@ -25,6 +28,9 @@ StepKind step_kind(const StageSpec& spec, const TrainOptions& options) {
 }
 
 std::unique_ptr<StepStrategy> make_strategy(StepKind kind, Block block, const StageContext& ctx) {
+  if ((kind == StepKind::kVariableProjection || kind == StepKind::kAdam) && block != Block::kAll)
+    throw std::invalid_argument(std::string("make_strategy: ") + step_kind_name(kind) + " steps the ALL stage, not " +
+                                block_name(block));
   switch (kind) {
     case StepKind::kLinearLeastSquares: return stage::make_linear_least_squares(block, ctx);
     case StepKind::kDampedNewton: return stage::make_damped_newton(block, false, ctx);

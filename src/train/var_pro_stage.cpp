@@ -277,7 +277,7 @@ class VariableProjection final : public StepStrategy {
   }
 
  private:
-  const StageContext& ctx_;
+  const StageContext ctx_;
   StageState st_;
   std::vector<double> nu_;  // Nielsen's factor of the damping's rise, per network
   int steps_ = 0;

@@ -62,8 +62,9 @@ class StepStrategy {
   virtual void leave() = 0;
 };
 
-// A strategy of the given kind for the stage `block`, acting through ctx (which it keeps a
-// reference to, so ctx must outlive it).
+// A strategy of the given kind for the stage `block`, acting through a copy of ctx (the objects
+// ctx refers to must outlive it). Variable projection and Adam step the ALL stage only: another
+// block throws std::invalid_argument.
 std::unique_ptr<StepStrategy> make_strategy(StepKind kind, Block block, const StageContext& ctx);
 
 }  // namespace gs
