@@ -248,7 +248,7 @@ struct CudaBackend::Impl {
   DeviceBuffer<long long> vp_offs;  // per call: column_classes' output offsets, or the trial's Z offsets
   DeviceBuffer<Role> vp_role;             // column_classes' scratch (vec_off)
   DeviceBuffer<unsigned char> vp_classes;  // its output, packed
-  DeviceBuffer<double*> vp_ptrs;           // reduced_systems' grouped GEMMs: pointer arrays
+  DeviceBuffer<double*> vp_ptrs;           // pointer arrays: grouped GEMMs, batched solves and factorizations
   std::vector<char> trial_on_host;  // per network: its last trial was the host's (in h_trial)
   // Variable-projection systems and trials made on host threads since creation (host_transfers;
   // the same as CudaStats' until reset_stats).
@@ -1590,8 +1590,9 @@ std::vector<std::size_t> CudaBackend::Impl::device_trial(const std::vector<int>&
       if (rows[j] > slots[j].ldb) throw std::logic_error("compress_relu1d: more rows than compress_rows_bound");
     const std::size_t ws = reduced_workspace_bytes(solver.get(), vp_params.get(), slots);
     vp_ws.reserve(ws);
+    vp_ptrs.reserve(6 * static_cast<std::size_t>(count));  // the triangular solves' pointer arrays
     const ReducedWork rw{nullptr, nullptr, vp_tau.get(), nullptr,     nullptr,     nullptr, vp_perm.get(),
-                         ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws, nullptr};
+                         ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws, vp_ptrs.get()};
     TrialWork tw{rw, vp_B.get(), vp_cnorm.get(), vp_ord.get(), nullptr, nullptr};
     std::vector<int> rank, deficient;
     trial_systems(st, copies, solver.get(), vp_params.get(), vp_calls.get(), count, vp_slots.get(), slots, rows,
@@ -1607,7 +1608,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_trial(const std::vector<int>&
     vp_offs.upload(copies, zoff.data(), zoff.size(), st);
     tw.Z = vp_Zt.get();
     tw.zoff = vp_offs.get();
-    trial_solutions(st, blas.get(), vp_calls.get(), count, vp_slots.get(), slots, d_nets.get(), vp_tcols.get(), tw,
+    trial_solutions(st, copies, blas.get(), vp_calls.get(), count, vp_slots.get(), slots, d_nets.get(), vp_tcols.get(), tw,
                     rank, deficient, zoff, vp_trial.get());
     // The losses at the trials.
     squared_errors(call_at(0), count, off_at(o_pts), wp, d_nets.get(), train_sets.get(), vp_trial.get(), 1, 1,

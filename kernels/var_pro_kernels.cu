@@ -856,7 +856,7 @@ void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t 
   bool eigen = false;
   for (int j = 0; j < count; ++j) {
     if (!go[j]) continue;
-    if (chol[j] < 0) throw std::logic_error("reduced_solves: cusolverDnXpotrf info " + std::to_string(chol[j]));
+    if (chol[j] < 0) throw std::logic_error("reduced_solves: Cholesky info " + std::to_string(chol[j]));
     (*mode)[j] = chol[j] == 0 ? ReducedSystem::kCholesky : ReducedSystem::kEigen;
     if (chol[j] == 0) continue;
     const VarProSlot& sl = host_slots[j];
@@ -890,6 +890,7 @@ void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t 
   GS_LAUNCH(damp_kernel, count, kBlock, 0, stream)(slots, w.info + count, d_lambda, gr, w.V, w.L, w.E, w.Z);
   CUDA_CHECK_LAUNCH("damp_kernel");
   CUDA_CHECK(cudaMemsetAsync(w.chol_info, 0, count * sizeof(int), stream));
+  CUDA_CHECK(cudaMemsetAsync(w.info + 2 * count, 0, count * sizeof(int), stream));  // the solves' infos
   list.clear();
   for (int j = 0; j < count; ++j)
     if (go[j] == 1) list.push_back(j);
@@ -900,9 +901,12 @@ void reduced_solves(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t 
   std::vector<double> m(3 * count);
   copies.to_host(m.data(), w.model, 3 * count * sizeof(double), stream);
   copies.to_host(chol.data(), w.chol_info, count * sizeof(int), stream);
+  std::vector<int> solve_info(count);
+  copies.to_host(solve_info.data(), w.info + 2 * count, count * sizeof(int), stream);
   CUDA_CHECK(cudaStreamSynchronize(stream));
   for (int j = 0; j < count; ++j) {
-    if (go[j] == 1 && chol[j] < 0) throw std::logic_error("reduced_solves: cusolverDnXpotrf info " + std::to_string(chol[j]));
+    if (go[j] == 1 && chol[j] < 0) throw std::logic_error("reduced_solves: Cholesky info " + std::to_string(chol[j]));
+    if (solve_info[j] < 0) throw std::logic_error("reduced_solves: Cholesky solve info " + std::to_string(solve_info[j]));
     if (go[j] == 1 && chol[j] > 0) (*info)[j] = chol[j];
     if (go[j] != 0 && (*info)[j] == 0) (*model)[j] = StepModel{m[3 * j], m[3 * j + 1], m[3 * j + 2]};
   }
@@ -977,6 +981,41 @@ void grouped_gemm(cublasHandle_t blas, HostCopies& copies, cudaStream_t stream, 
   CUBLAS_CHECK(cublasDgemmGroupedBatched(blas, ta.data(), tb.data(), m.data(), nn.data(), k.data(), alpha.data(), ptrs,
                                          lda.data(), ptrs + n, ldb.data(), beta.data(), ptrs + 2 * n, ldc.data(),
                                          groups, size.data()));
+}
+
+// B := op(A)^-1 B with A upper triangular (side left, non-unit diagonal) for each problem of a
+// list, each group of one size and op in one cublasDtrsmBatched: the problems grouped on the
+// host, their A and B pointers sent to ptrs (2 per problem, device memory).
+struct Trsm {
+  cublasOperation_t trans;
+  int m, n;
+  const double* A;
+  int lda;
+  double* B;
+  int ldb;
+};
+void grouped_trsm(cublasHandle_t blas, HostCopies& copies, cudaStream_t stream, std::vector<Trsm> list,
+                  double** ptrs) {
+  if (list.empty()) return;
+  auto key = [](const Trsm& t) { return std::make_tuple(static_cast<int>(t.trans), t.m, t.n, t.lda, t.ldb); };
+  std::stable_sort(list.begin(), list.end(), [&](const Trsm& a, const Trsm& b) { return key(a) < key(b); });
+  const std::size_t n = list.size();
+  std::vector<double*> host(2 * n);
+  for (std::size_t p = 0; p < n; ++p) {
+    host[p] = const_cast<double*>(list[p].A);
+    host[n + p] = list[p].B;
+  }
+  // From pageable memory: the call returns once host has been read.
+  copies.to_device(ptrs, host.data(), host.size() * sizeof(double*), stream);
+  const double one = 1.0;
+  for (std::size_t b = 0; b < n;) {
+    std::size_t e = b + 1;
+    while (e < n && key(list[e]) == key(list[b])) ++e;
+    const Trsm& t = list[b];
+    CUBLAS_CHECK(cublasDtrsmBatched(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, t.trans, CUBLAS_DIAG_NON_UNIT, t.m,
+                                    t.n, &one, ptrs + b, t.lda, ptrs + n + b, t.ldb, static_cast<int>(e - b)));
+    b = e;
+  }
 }
 
 void check_qr_info(const std::vector<int>& info, const char* what) {
@@ -1071,19 +1110,19 @@ void reduced_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t
   // terms).
   gemms.clear();
   std::vector<Gemm> after_u;
+  std::vector<Trsm> solves;
   for (int j = 0; j < count; ++j) {
     const VarProSlot& sl = host_slots[j];
     const int kb = sl.m - sl.kc, r = (*rank)[j];
     if ((*deficient)[j] || kb == 0 || r == 0) continue;
-    const double one = 1.0;
-    CUBLAS_CHECK(cublasDtrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT, r, kb,
-                             &one, B + sl.b_off, sl.ldb, w.W + sl.w_off, r));
+    solves.push_back({CUBLAS_OP_T, r, kb, B + sl.b_off, sl.ldb, w.W + sl.w_off, r});
     gemms.push_back({kb, kb, r, 1.0, B + sl.b_off + static_cast<long long>(sl.kc) * sl.ldb, sl.ldb, w.W + sl.w_off, r,
                      0.0, w.U + sl.u_off, kb});
     after_u.push_back({kb, kb, r, -1.0, w.W + sl.w_off, r, w.W + sl.w_off, r, 1.0, w.A + sl.a_off, kb});
     after_u.push_back({kb, 1, r, -1.0, w.W + sl.w_off, r, B + sl.b_off + static_cast<long long>(sl.m) * sl.ldb,
                        sl.ldb, 1.0, w.gr + sl.gr_off, kb});
   }
+  grouped_trsm(blas, copies, stream, solves, w.ptrs);
   grouped_gemm(blas, copies, stream, gemms, w.ptrs);
   GS_LAUNCH(reduced_terms_kernel, count, kBlock, 0, stream)(calls, slots, nets, w.rank, w.deficient, cols, scale, S,
                                                             w.U, w.A, 1);
@@ -1130,7 +1169,7 @@ void trial_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t s
           deficient);
 }
 
-void trial_solutions(cudaStream_t stream, cublasHandle_t blas, const CallNet* calls, int count,
+void trial_solutions(cudaStream_t stream, HostCopies& copies, cublasHandle_t blas, const CallNet* calls, int count,
                      const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
                      const int* cols, const TrialWork& t, const std::vector<int>& rank,
                      const std::vector<int>& deficient, const std::vector<long long>& zoff, double* trial) {
@@ -1138,14 +1177,14 @@ void trial_solutions(cudaStream_t stream, cublasHandle_t blas, const CallNet* ca
   CUBLAS_CHECK(cublasSetStream(blas, stream));
   GS_LAUNCH(trial_rhs_kernel, count, kBlock, 0, stream)(slots, t.qr.rank, t.qr.deficient, t.M, t.zoff, t.Z);
   CUDA_CHECK_LAUNCH("trial_rhs_kernel");
-  const double one = 1.0;
+  std::vector<Trsm> solves;
   for (int j = 0; j < count; ++j) {
     const VarProSlot& sl = host_slots[j];
     const int r = rank[j], d = sl.m - r;
     if (deficient[j] || r == 0) continue;
-    CUBLAS_CHECK(cublasDtrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, r,
-                             d + 1, &one, t.M + sl.b_off, sl.ldb, t.Z + zoff[j], sl.m));
+    solves.push_back({CUBLAS_OP_N, r, d + 1, t.M + sl.b_off, sl.ldb, t.Z + zoff[j], sl.m});
   }
+  grouped_trsm(blas, copies, stream, solves, t.qr.ptrs);
   GS_LAUNCH(least_norm_kernel, count, kBlock, 0, stream)(calls, slots, nets, t.qr.rank, t.qr.deficient, cols, t.cnorm,
                                                          t.ord, t.qr.perm, t.zoff, t.Z, trial);
   CUDA_CHECK_LAUNCH("least_norm_kernel");

@@ -100,7 +100,7 @@ struct ReducedWork {
   const int* rows;               // per call: compress_relu1d's rows (Compressed::rows)
   void* ws;
   std::size_t ws_bytes;
-  double** ptrs;                 // the grouped GEMMs' pointer arrays: 6 per call
+  double** ptrs;                 // the grouped GEMMs' and triangular solves' pointer arrays: 6 per call
 };
 
 // reduced_system of var_pro.h on the device, for calls whose [B | h] (compress_relu1d, with h at
@@ -195,7 +195,7 @@ void trial_systems(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_t s
                    const unsigned char* global, const double* X, const double* trial, const TrialWork& t,
                    std::vector<int>* rank, std::vector<int>* deficient);
 long long trial_scratch(int m, int rank);
-void trial_solutions(cudaStream_t stream, cublasHandle_t blas, const CallNet* calls, int count,
+void trial_solutions(cudaStream_t stream, HostCopies& copies, cublasHandle_t blas, const CallNet* calls, int count,
                      const VarProSlot* slots, const std::vector<VarProSlot>& host_slots, const DevNet* nets,
                      const int* cols, const TrialWork& t, const std::vector<int>& rank,
                      const std::vector<int>& deficient, const std::vector<long long>& zoff, double* trial);

@@ -1,6 +1,6 @@
 // The cuBLAS routines of the emulated CUDA device, over the host BLAS: handles bound to a
-// stream, the batched double GEMMs and the triangular solve. Arguments are checked when the call is made, with
-// cuBLAS's statuses; the products run when the handle's stream runs, on device memory, and
+// stream, the batched double GEMMs and the triangular solves (one, and batched). Arguments are
+// checked when the call is made, with cuBLAS's statuses; the products run when the handle's stream runs, on device memory, and
 // a pointer that is not device memory there is a fault (cudaErrorIllegalAddress).
 #include <cublas_v2.h>
 
@@ -78,6 +78,46 @@ Stream* handle_stream(cublasHandle_t h) {
   return stream_of(h->stream, &e);
 }
 
+// Triangular solves as BLAS's dtrsm: B := alpha op(A)^-1 B (side left) or alpha B op(A)^-1
+// (side right), with its arguments checked as cuBLAS checks them.
+struct Trsm {
+  cublasSideMode_t side;
+  cublasFillMode_t uplo;
+  cublasOperation_t trans;
+  cublasDiagType_t diag;
+  int m, n, lda, ldb;
+  double alpha;
+  int k() const { return side == CUBLAS_SIDE_LEFT ? m : n; }
+};
+
+bool trsm_args_ok(const Trsm& t) {
+  return (t.side == CUBLAS_SIDE_LEFT || t.side == CUBLAS_SIDE_RIGHT) &&
+         (t.uplo == CUBLAS_FILL_MODE_LOWER || t.uplo == CUBLAS_FILL_MODE_UPPER) && op_ok(t.trans) &&
+         (t.diag == CUBLAS_DIAG_UNIT || t.diag == CUBLAS_DIAG_NON_UNIT) && t.m >= 0 && t.n >= 0 &&
+         t.lda >= std::max(1, t.k()) && t.ldb >= std::max(1, t.m);
+}
+
+// One solve when the stream runs: A and B must be device memory (else the sticky fault,
+// naming problem p of api, and false).
+bool run_trsm(const char* api, long long p, const Trsm& t, const double* A, double* B) {
+  const struct {
+    const char* name;
+    const void* ptr;
+    std::size_t bytes;
+  } ops[2] = {{"A", A, span_bytes(t.k(), t.k(), t.lda)}, {"B", B, span_bytes(t.m, t.n, t.ldb)}};
+  for (const auto& o : ops)
+    if (o.bytes > 0 && !is_device(o.ptr, o.bytes)) {
+      set_sticky(cudaErrorIllegalAddress, std::string(api) + ": " + o.name + " of problem " + std::to_string(p) + " (" +
+                                              std::to_string(o.bytes) + " bytes) is at " + describe(o.ptr));
+      return false;
+    }
+  if (t.m == 0 || t.n == 0) return true;
+  const char sd = t.side == CUBLAS_SIDE_LEFT ? 'L' : 'R', ul = t.uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U',
+             tr = op_char(t.trans), dg = t.diag == CUBLAS_DIAG_UNIT ? 'U' : 'N';
+  dtrsm_(&sd, &ul, &tr, &dg, &t.m, &t.n, &t.alpha, A, &t.lda, B, &t.ldb);
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
@@ -144,40 +184,48 @@ cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t handle, cublasOperation_
   return CUBLAS_STATUS_SUCCESS;
 }
 
-// Triangular solve with many right-hand sides as BLAS's dtrsm: B := alpha op(A)^-1 B (side
-// left) or alpha B op(A)^-1 (side right).
 cublasStatus_t cublasDtrsm_v2(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
                               cublasOperation_t trans, cublasDiagType_t diag, int m, int n, const double* alpha,
                               const double* A, int lda, double* B, int ldb) {
   Lock lock(api_mutex());
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  const int k = side == CUBLAS_SIDE_LEFT ? m : n;
-  if (!alpha || (side != CUBLAS_SIDE_LEFT && side != CUBLAS_SIDE_RIGHT) ||
-      (uplo != CUBLAS_FILL_MODE_LOWER && uplo != CUBLAS_FILL_MODE_UPPER) || !op_ok(trans) ||
-      (diag != CUBLAS_DIAG_UNIT && diag != CUBLAS_DIAG_NON_UNIT) || m < 0 || n < 0 || lda < std::max(1, k) ||
-      ldb < std::max(1, m))
-    return CUBLAS_STATUS_INVALID_VALUE;
+  if (!alpha) return CUBLAS_STATUS_INVALID_VALUE;
+  const Trsm t{side, uplo, trans, diag, m, n, lda, ldb, *alpha};
+  if (!trsm_args_ok(t)) return CUBLAS_STATUS_INVALID_VALUE;
   if (handle->mode != CUBLAS_POINTER_MODE_HOST) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
   Stream* s = handle_stream(handle);
   if (!s) return CUBLAS_STATUS_INVALID_VALUE;
-  const double a = *alpha;
-  enqueue(s, "cublasDtrsm_v2", [=] {
-    const struct {
-      const char* name;
-      const void* p;
-      std::size_t bytes;
-    } ops[2] = {{"A", A, span_bytes(k, k, lda)}, {"B", B, span_bytes(m, n, ldb)}};
-    for (const auto& o : ops)
-      if (o.bytes > 0 && !is_device(o.p, o.bytes)) {
-        set_sticky(cudaErrorIllegalAddress, std::string("cublasDtrsm_v2: ") + o.name + " (" + std::to_string(o.bytes) +
-                                                " bytes) is at " + describe(o.p));
+  enqueue(s, "cublasDtrsm_v2", [=] { run_trsm("cublasDtrsm_v2", 0, t, A, B); });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+// The same solve for batchCount problems of one size; the pointer arrays, device memory, are
+// read when the stream runs.
+cublasStatus_t cublasDtrsmBatched(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
+                                  cublasOperation_t trans, cublasDiagType_t diag, int m, int n, const double* alpha,
+                                  const double* const A[], int lda, double* const B[], int ldb, int batchCount) {
+  Lock lock(api_mutex());
+  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (!alpha || batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  const Trsm t{side, uplo, trans, diag, m, n, lda, ldb, *alpha};
+  if (!trsm_args_ok(t)) return CUBLAS_STATUS_INVALID_VALUE;
+  if (handle->mode != CUBLAS_POINTER_MODE_HOST) return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
+  Stream* s = handle_stream(handle);
+  if (!s) return CUBLAS_STATUS_INVALID_VALUE;
+  if (batchCount == 0) return CUBLAS_STATUS_SUCCESS;
+  const char* api = "cublasDtrsmBatched";
+  enqueue(s, api, [=] {
+    const std::size_t bytes = static_cast<std::size_t>(batchCount) * sizeof(double*);
+    for (const void* arr : {static_cast<const void*>(A), static_cast<const void*>(B)})
+      if (!is_device(arr, bytes)) {
+        set_sticky(cudaErrorIllegalAddress, std::string(api) + ": a pointer array of " + std::to_string(batchCount) +
+                                                " entries is at " + describe(arr));
         return;
       }
-    if (m == 0 || n == 0) return;
-    const char sd = side == CUBLAS_SIDE_LEFT ? 'L' : 'R', ul = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U',
-               tr = op_char(trans), dg = diag == CUBLAS_DIAG_UNIT ? 'U' : 'N';
-    dtrsm_(&sd, &ul, &tr, &dg, &m, &n, &a, A, &lda, B, &ldb);
+    for (int b = 0; b < batchCount; ++b)
+      if (!run_trsm(api, b, t, A[b], B[b])) return;
   });
   return CUBLAS_STATUS_SUCCESS;
 }
