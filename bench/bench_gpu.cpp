@@ -9,12 +9,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "backend/cpu_backend.h"
 #include "cuda_backend.h"
 #include "gpusweep/model/data.h"
+#include "gpusweep/model/relu1d.h"
 #include "gpusweep/train/driver.h"
 #include "gpusweep/train/sweep.h"
 
@@ -81,6 +83,8 @@ StepRate newton_steps_per_second(gs::Backend& be, const gs::Batch& batch, double
 // work).
 double var_pro_steps_per_second(gs::Backend& be, const gs::Batch& batch, double min_seconds,
                                 gs::CudaBackend* stats_of = nullptr, double* timed = nullptr) {
+  for (const gs::NetDesc& nd : batch.nets)
+    if (!gs::relu1d_fast_path(nd.shape)) throw std::logic_error("var_pro_steps_per_second: relu networks on 1D inputs only");
   be.load(batch);
   const int n = batch.size();
   std::vector<int> nets(n);

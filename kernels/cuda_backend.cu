@@ -1590,7 +1590,7 @@ std::vector<std::size_t> CudaBackend::Impl::device_trial(const std::vector<int>&
       if (rows[j] > slots[j].ldb) throw std::logic_error("compress_relu1d: more rows than compress_rows_bound");
     const std::size_t ws = reduced_workspace_bytes(solver.get(), vp_params.get(), slots);
     vp_ws.reserve(ws);
-    vp_ptrs.reserve(6 * static_cast<std::size_t>(count));  // the triangular solves' pointer arrays
+    vp_ptrs.reserve(2 * static_cast<std::size_t>(count));  // the triangular solves' pointer arrays
     const ReducedWork rw{nullptr, nullptr, vp_tau.get(), nullptr,     nullptr,     nullptr, vp_perm.get(),
                          ints + count, ints + 2 * count, ints + 3 * count, ints, vp_ws.get(), ws, vp_ptrs.get()};
     TrialWork tw{rw, vp_B.get(), vp_cnorm.get(), vp_ord.get(), nullptr, nullptr};

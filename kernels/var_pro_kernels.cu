@@ -984,8 +984,9 @@ void grouped_gemm(cublasHandle_t blas, HostCopies& copies, cudaStream_t stream, 
 }
 
 // B := op(A)^-1 B with A upper triangular (side left, non-unit diagonal) for each problem of a
-// list, each group of one size and op in one cublasDtrsmBatched: the problems grouped on the
-// host, their A and B pointers sent to ptrs (2 per problem, device memory).
+// list, each group of one size and op in one cublasDtrsmBatched, a group of one problem by
+// cublasDtrsm: the problems grouped on the host, their A and B pointers sent to ptrs (2 per
+// problem, device memory) for the batched calls.
 struct Trsm {
   cublasOperation_t trans;
   int m, n;
@@ -1005,16 +1006,24 @@ void grouped_trsm(cublasHandle_t blas, HostCopies& copies, cudaStream_t stream, 
     host[p] = const_cast<double*>(list[p].A);
     host[n + p] = list[p].B;
   }
-  // From pageable memory: the call returns once host has been read.
-  copies.to_device(ptrs, host.data(), host.size() * sizeof(double*), stream);
-  const double one = 1.0;
+  std::vector<std::pair<std::size_t, std::size_t>> groups;
   for (std::size_t b = 0; b < n;) {
     std::size_t e = b + 1;
     while (e < n && key(list[e]) == key(list[b])) ++e;
-    const Trsm& t = list[b];
-    CUBLAS_CHECK(cublasDtrsmBatched(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, t.trans, CUBLAS_DIAG_NON_UNIT, t.m,
-                                    t.n, &one, ptrs + b, t.lda, ptrs + n + b, t.ldb, static_cast<int>(e - b)));
+    groups.push_back({b, e});
     b = e;
+  }
+  // From pageable memory: the call returns once host has been read.
+  if (groups.size() < n) copies.to_device(ptrs, host.data(), host.size() * sizeof(double*), stream);
+  const double one = 1.0;
+  for (const auto& [b, e] : groups) {
+    const Trsm& t = list[b];
+    if (e - b == 1)
+      CUBLAS_CHECK(cublasDtrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, t.trans, CUBLAS_DIAG_NON_UNIT, t.m, t.n,
+                               &one, t.A, t.lda, t.B, t.ldb));
+    else
+      CUBLAS_CHECK(cublasDtrsmBatched(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, t.trans, CUBLAS_DIAG_NON_UNIT,
+                                      t.m, t.n, &one, ptrs + b, t.lda, ptrs + n + b, t.ldb, static_cast<int>(e - b)));
   }
 }
 

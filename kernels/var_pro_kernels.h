@@ -182,7 +182,8 @@ void start_trials(const CallNet* calls, int count, const DevNet* nets, const Dev
 // basis; the trial's linear parameters are set to it. Z: trial_scratch(m, rank) entries per call,
 // at zoff.
 struct TrialWork {
-  ReducedWork qr;  // perm, rank, deficient, info, rows, tau and the QR workspace (main_qr)
+  ReducedWork qr;  // perm, rank, deficient, info, rows, tau, the QR workspace (main_qr), and ptrs
+                   // (2 per call: trial_solutions' triangular solves)
   double* M;       // the scaled systems (the slots' B layout)
   double* cnorm;   // per column (col_off): its norm, 0 for a zero column
   int* ord;        // per column: the ascending index of the column at each place of M

@@ -1399,12 +1399,12 @@ TEST(Cuda, VarProSystemPartsMatchTheHost) {
   sw.order = to_device(std::vector<int>(2 * c2, -1));
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&sw.ptrs), std::max(1, 2 * c2) * sizeof(double*)), cudaSuccess);
   // The two column sets with nonlinear columns (all of them, and var_pro's) take the Cholesky
-  // table's paths: every size batched, then the smaller half of the sizes batched and the rest
-  // looped (both paths in one call); the third set (the linear columns) has no reduced system.
+  // table's paths: every size batched, then the smallest size batched and the rest looped (both
+  // paths in one call); the third set (the linear columns) has no reduced system.
   std::vector<int> kbs;
   for (const VarProSlot& sl : slots2) kbs.push_back(sl.m - sl.kc);
   std::sort(kbs.begin(), kbs.end());
-  const int split = kbs.empty() ? 2 : std::max(2, kbs[kbs.size() / 2]);
+  const int split = kbs.empty() ? 2 : kbs.front() + 1;  // the smallest size batched, the rest looped
   const std::string path = set == 1 ? "1:0," + std::to_string(split) + ":never" : "batched";
   const CholeskyTable table = parse_cholesky(path);
   ReducedCholeskyCounts counts;

@@ -598,6 +598,72 @@ TEST(CudaEmu, BatchedEigenvaluesOfAKnownSpectrum) {
 }
 
 // The two batched GEMMs against products written out by hand.
+// cublasDtrsmBatched (and cublasDtrsm) against back and forward substitution written out here:
+// B_b := op(A_b)^-1 B_b with A_b upper triangular, for both ops; a leading dimension below m
+// is refused with cuBLAS's status.
+TEST(CudaEmu, BatchedTriangularSolvesAgainstTheHost) {
+  constexpr int m = 3, n = 2, batch = 2;
+  std::vector<double> a(m * m * batch, 0.0), b(m * n * batch);
+  for (int q = 0; q < batch; ++q)
+    for (int j = 0; j < m; ++j)
+      for (int i = 0; i <= j; ++i) a[q * m * m + i + j * m] = i == j ? 2.0 + q + j : 0.25 * (i + 1) - 0.5 * q * j;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::cos(1.0 + static_cast<double>(i));
+  // The solutions: U x = y by back substitution, U^T x = y by forward substitution.
+  auto solve = [&](int q, bool transposed) {
+    std::vector<double> x(b.begin() + q * m * n, b.begin() + (q + 1) * m * n);
+    const double* u = a.data() + q * m * m;
+    for (int c = 0; c < n; ++c) {
+      double* xc = x.data() + c * m;
+      if (!transposed) {
+        for (int i = m - 1; i >= 0; --i) {
+          for (int j = i + 1; j < m; ++j) xc[i] -= u[i + j * m] * xc[j];
+          xc[i] /= u[i + i * m];
+        }
+      } else {
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < i; ++j) xc[i] -= u[j + i * m] * xc[j];
+          xc[i] /= u[i + i * m];
+        }
+      }
+    }
+    return x;
+  };
+  double* dA = to_device(a);
+  cublasHandle_t h = nullptr;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  const double one = 1.0;
+  for (cublasOperation_t op : {CUBLAS_OP_N, CUBLAS_OP_T}) {
+    double* dB = to_device(b);
+    const std::vector<double*> ptrs = {dA, dA + m * m, dB, dB + m * n};
+    double** dptrs = nullptr;
+    ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&dptrs), ptrs.size() * sizeof(double*)), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dptrs, ptrs.data(), ptrs.size() * sizeof(double*), cudaMemcpyHostToDevice), cudaSuccess);
+    EXPECT_EQ(cublasDtrsmBatched(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, op, CUBLAS_DIAG_NON_UNIT, m, n, &one,
+                                 dptrs, m, dptrs + 2, m - 1, batch),
+              CUBLAS_STATUS_INVALID_VALUE);
+    ASSERT_EQ(cublasDtrsmBatched(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, op, CUBLAS_DIAG_NON_UNIT, m, n, &one,
+                                 dptrs, m, dptrs + 2, m, batch),
+              CUBLAS_STATUS_SUCCESS);
+    const std::vector<double> got = to_host(dB, m * n * batch);
+    for (int q = 0; q < batch; ++q) {
+      const std::vector<double> want = solve(q, op == CUBLAS_OP_T);
+      for (int i = 0; i < m * n; ++i) EXPECT_NEAR(got[q * m * n + i], want[i], 1e-13) << "problem " << q << " entry " << i;
+    }
+    // The single solve gives the first problem's answer.
+    double* dB1 = to_device(std::vector<double>(b.begin(), b.begin() + m * n));
+    ASSERT_EQ(cublasDtrsm(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, op, CUBLAS_DIAG_NON_UNIT, m, n, &one, dA, m,
+                          dB1, m),
+              CUBLAS_STATUS_SUCCESS);
+    const std::vector<double> got1 = to_host(dB1, m * n);
+    for (int i = 0; i < m * n; ++i) EXPECT_EQ(got1[i], got[i]) << i;
+    cudaFree(dB);
+    cudaFree(dB1);
+    cudaFree(dptrs);
+  }
+  cublasDestroy(h);
+  cudaFree(dA);
+}
+
 TEST(CudaEmu, BatchedGemmsAgainstTheHost) {
   constexpr int m = 3, k = 4, batch = 2;
   std::vector<double> a(m * k * batch);

@@ -155,13 +155,20 @@ TEST(Strategy, AlternatingStepEndsWithTheLastLinearBlockAtItsOptimum) {
     EXPECT_LE(train_mse(s, th.data(), f.ds), train_mse(s, ref.data(), f.ds) * (1.0 + 1e-9))
         << arch_name(s.arch) << " block " << block_name(last);
   }
+}
+
+// Variable projection and Adam step the ALL stage only.
+TEST(Strategy, FactoryRefusesAStageItsKindCannotStep) {
+  Fixture f;
+  const StageContext ctx = f.context();
   EXPECT_THROW(make_strategy(StepKind::kVariableProjection, Block::kG, ctx), std::invalid_argument);
   EXPECT_THROW(make_strategy(StepKind::kAdam, Block::kD, ctx), std::invalid_argument);
+  EXPECT_NE(make_strategy(StepKind::kAdam, Block::kAll, ctx), nullptr);
 }
 
 // train() reports every step of every stage to on_step, in order: a linear stage once (one
-// solve), even when no network has its block (the mlp has no U, Q, R or S); the others once per
-// step while a network is left in them.
+// solve), whatever its step count and even when no network has its block (the mlp has no U, Q,
+// R or S); the others once per step while a network is left in them.
 TEST(Strategy, TheDriverReportsEveryStageInOrder) {
   const Dataset ds = make_target_dataset("invcos2", 400, 0);
   Batch batch;
@@ -175,17 +182,23 @@ TEST(Strategy, TheDriverReportsEveryStageInOrder) {
   CpuBackend be(1);
   be.load(batch);
   TrainOptions o;
-  o.schedule = parse_schedule("D,U,Q,R,S,G*2,ALL*3");
+  o.schedule = parse_schedule("D*3,U,Q,R,S*2,G*2,ALL*3");
   std::vector<StepInfo> seen;
   o.on_step = [&](const StepInfo& s) { seen.push_back(s); };
   train(be, batch, o);
-  ASSERT_GE(seen.size(), 6u);
-  for (int k = 0; k < 5; ++k) {  // D (both networks), then U, Q, R, S (none)
+  ASSERT_GE(seen.size(), 7u);
+  for (int k = 0; k < 5; ++k) {  // D (both networks), then U, Q, R, S (none): one report each
     EXPECT_EQ(seen[k].stage, k);
     EXPECT_EQ(seen[k].step, 1);
     EXPECT_EQ(seen[k].active, 0);
     EXPECT_EQ(seen[k].batch, 2);
   }
+  std::vector<int> reports(7, 0);
+  for (const StepInfo& s : seen) ++reports[s.stage];
+  EXPECT_GE(reports[5], 1);  // G, while a network is left in it
+  EXPECT_LE(reports[5], 2);
+  EXPECT_GE(reports[6], 1);  // ALL
+  EXPECT_LE(reports[6], 3);
   for (std::size_t k = 0; k < seen.size(); ++k) {
     EXPECT_EQ(seen[k].stages, 7);
     EXPECT_EQ(seen[k].block, o.schedule[seen[k].stage].block);

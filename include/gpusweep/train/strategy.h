@@ -32,7 +32,8 @@ enum class StepKind : int {
 const char* step_kind_name(StepKind kind);
 
 // The kind of step a stage takes under the options: kAdam for --optimizer adam, whatever the
-// stage.
+// stage (train() then replaces the schedule by one ALL stage of --adam-steps steps, the only
+// block make_strategy takes for Adam).
 StepKind step_kind(const StageSpec& spec, const TrainOptions& options);
 
 // What the strategies of one batch share. results[i] is network i's result, which a strategy
