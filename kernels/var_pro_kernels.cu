@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "cuda_check.h"
 #include "gpusweep/model/relu1d.h"
@@ -753,6 +754,21 @@ std::size_t solve_workspace_bytes(cusolverDnHandle_t solver, cusolverDnParams_t 
 
 namespace {
 
+// Sorts list stably by key(item) and returns its runs [begin, end) of equal keys, in order: the
+// groups of one size that a batched call takes.
+template <class T, class Key>
+std::vector<std::pair<std::size_t, std::size_t>> sort_into_runs(std::vector<T>& list, Key key) {
+  std::stable_sort(list.begin(), list.end(), [&](const T& a, const T& b) { return key(a) < key(b); });
+  std::vector<std::pair<std::size_t, std::size_t>> runs;
+  for (std::size_t b = 0; b < list.size();) {
+    std::size_t e = b + 1;
+    while (e < list.size() && key(list[e]) == key(list[b])) ++e;
+    runs.push_back({b, e});
+    b = e;
+  }
+  return runs;
+}
+
 // dst[to[k]] = src[k] for the k < n with to[k] >= 0.
 __global__ void scatter_ints_kernel(const int* src, const int* to, int n, int* dst) {
   const int k = blockIdx.x * blockDim.x + threadIdx.x;
@@ -769,24 +785,17 @@ void reduced_cholesky(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_
   const int n = static_cast<int>(list.size());
   if (n == 0) return;
   auto kb_of = [&](int j) { return host_slots[j].m - host_slots[j].kc; };
-  std::stable_sort(list.begin(), list.end(), [&](int a, int b) { return kb_of(a) < kb_of(b); });
   // Size groups [begin, end) of list, and the path of each.
-  std::vector<std::pair<int, int>> groups;
-  for (int k = 0; k < n;) {
-    int e = k + 1;
-    while (e < n && kb_of(list[e]) == kb_of(list[k])) ++e;
-    groups.push_back({k, e});
-    k = e;
-  }
+  const std::vector<std::pair<std::size_t, std::size_t>> groups = sort_into_runs(list, kb_of);
   std::vector<char> batched(groups.size());
   std::vector<double*> ptrs(2 * static_cast<std::size_t>(n));
   std::vector<int> to(n, -1);
   bool any = false;
   for (std::size_t g = 0; g < groups.size(); ++g) {
     const auto [b, e] = groups[g];
-    batched[g] = choose_cholesky(table, kb_of(list[b]), e - b) == CholeskyPath::kBatched;
+    batched[g] = choose_cholesky(table, kb_of(list[b]), static_cast<int>(e - b)) == CholeskyPath::kBatched;
     any = any || batched[g];
-    for (int k = b; k < e; ++k) {
+    for (std::size_t k = b; k < e; ++k) {
       const VarProSlot& sl = host_slots[list[k]];
       ptrs[k] = w.L + sl.l_off;
       ptrs[n + k] = w.Z + sl.z_off;
@@ -799,7 +808,7 @@ void reduced_cholesky(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_
   }
   for (std::size_t g = 0; g < groups.size(); ++g) {
     const auto [b, e] = groups[g];
-    const int m = kb_of(list[b]), nb = e - b;
+    const int m = kb_of(list[b]), nb = static_cast<int>(e - b);
     counts->factorizations += nb;
     if (batched[g]) {
       CUSOLVER_CHECK(cusolverDnDpotrfBatched(solver, CUBLAS_FILL_MODE_LOWER, m, w.ptrs + b, m, w.order + b, nb));
@@ -810,7 +819,7 @@ void reduced_cholesky(cudaStream_t stream, HostCopies& copies, cusolverDnHandle_
       continue;
     }
     counts->looped += nb;
-    for (int k = b; k < e; ++k) {
+    for (std::size_t k = b; k < e; ++k) {
       const int j = list[k];
       CUSOLVER_CHECK(cusolverDnXpotrf(solver, params, CUBLAS_FILL_MODE_LOWER, m, CUDA_R_64F, ptrs[k], m, CUDA_R_64F,
                                       w.ws, w.ws_bytes, nullptr, 0, w.chol_info + j));
@@ -951,28 +960,27 @@ void grouped_gemm(cublasHandle_t blas, HostCopies& copies, cudaStream_t stream, 
   if (list.empty()) return;
   // Every problem here is A^T B.
   auto key = [](const Gemm& g) { return std::make_tuple(g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.alpha, g.beta); };
-  std::stable_sort(list.begin(), list.end(), [&](const Gemm& a, const Gemm& b) { return key(a) < key(b); });
+  const std::vector<std::pair<std::size_t, std::size_t>> runs = sort_into_runs(list, key);
   const std::size_t n = list.size();
   std::vector<double*> host(3 * n);
+  for (std::size_t p = 0; p < n; ++p) {
+    host[p] = const_cast<double*>(list[p].A);
+    host[n + p] = const_cast<double*>(list[p].B);
+    host[2 * n + p] = list[p].C;
+  }
   std::vector<int> m, nn, k, lda, ldb, ldc, size;
   std::vector<double> alpha, beta;
-  for (std::size_t p = 0; p < n; ++p) {
-    const Gemm& g = list[p];
-    host[p] = const_cast<double*>(g.A);
-    host[n + p] = const_cast<double*>(g.B);
-    host[2 * n + p] = g.C;
-    if (p == 0 || key(g) != key(list[p - 1])) {
-      m.push_back(g.m);
-      nn.push_back(g.n);
-      k.push_back(g.k);
-      lda.push_back(std::max(1, g.lda));
-      ldb.push_back(std::max(1, g.ldb));
-      ldc.push_back(std::max(1, g.ldc));
-      alpha.push_back(g.alpha);
-      beta.push_back(g.beta);
-      size.push_back(0);
-    }
-    ++size.back();
+  for (const auto& [b, e] : runs) {
+    const Gemm& g = list[b];
+    m.push_back(g.m);
+    nn.push_back(g.n);
+    k.push_back(g.k);
+    lda.push_back(std::max(1, g.lda));
+    ldb.push_back(std::max(1, g.ldb));
+    ldc.push_back(std::max(1, g.ldc));
+    alpha.push_back(g.alpha);
+    beta.push_back(g.beta);
+    size.push_back(static_cast<int>(e - b));
   }
   // From pageable memory: the call returns once host has been read.
   copies.to_device(ptrs, host.data(), host.size() * sizeof(double*), stream);
@@ -999,19 +1007,12 @@ void grouped_trsm(cublasHandle_t blas, HostCopies& copies, cudaStream_t stream, 
                   double** ptrs) {
   if (list.empty()) return;
   auto key = [](const Trsm& t) { return std::make_tuple(static_cast<int>(t.trans), t.m, t.n, t.lda, t.ldb); };
-  std::stable_sort(list.begin(), list.end(), [&](const Trsm& a, const Trsm& b) { return key(a) < key(b); });
+  const std::vector<std::pair<std::size_t, std::size_t>> groups = sort_into_runs(list, key);
   const std::size_t n = list.size();
   std::vector<double*> host(2 * n);
   for (std::size_t p = 0; p < n; ++p) {
     host[p] = const_cast<double*>(list[p].A);
     host[n + p] = list[p].B;
-  }
-  std::vector<std::pair<std::size_t, std::size_t>> groups;
-  for (std::size_t b = 0; b < n;) {
-    std::size_t e = b + 1;
-    while (e < n && key(list[e]) == key(list[b])) ++e;
-    groups.push_back({b, e});
-    b = e;
   }
   // From pageable memory: the call returns once host has been read.
   if (groups.size() < n) copies.to_device(ptrs, host.data(), host.size() * sizeof(double*), stream);
