@@ -118,6 +118,21 @@ bool run_trsm(const char* api, long long p, const Trsm& t, const double* A, doub
   return true;
 }
 
+// A solve's arguments checked as cuBLAS checks them when the call is made (under the API
+// lock): into *t and the handle's stream *s, or the status that refuses the call.
+cublasStatus_t trsm_call(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
+                         cublasOperation_t trans, cublasDiagType_t diag, int m, int n, const double* alpha, int lda,
+                         int ldb, Trsm* t, Stream** s) {
+  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (!alpha) return CUBLAS_STATUS_INVALID_VALUE;
+  *t = Trsm{side, uplo, trans, diag, m, n, lda, ldb, *alpha};
+  if (!trsm_args_ok(*t)) return CUBLAS_STATUS_INVALID_VALUE;
+  if (handle->mode != CUBLAS_POINTER_MODE_HOST) return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
+  *s = handle_stream(handle);
+  return *s ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+
 }  // namespace
 
 extern "C" {
@@ -188,14 +203,10 @@ cublasStatus_t cublasDtrsm_v2(cublasHandle_t handle, cublasSideMode_t side, cubl
                               cublasOperation_t trans, cublasDiagType_t diag, int m, int n, const double* alpha,
                               const double* A, int lda, double* B, int ldb) {
   Lock lock(api_mutex());
-  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (!alpha) return CUBLAS_STATUS_INVALID_VALUE;
-  const Trsm t{side, uplo, trans, diag, m, n, lda, ldb, *alpha};
-  if (!trsm_args_ok(t)) return CUBLAS_STATUS_INVALID_VALUE;
-  if (handle->mode != CUBLAS_POINTER_MODE_HOST) return CUBLAS_STATUS_NOT_SUPPORTED;
-  if (sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
-  Stream* s = handle_stream(handle);
-  if (!s) return CUBLAS_STATUS_INVALID_VALUE;
+  Trsm t;
+  Stream* s = nullptr;
+  if (const cublasStatus_t st = trsm_call(handle, side, uplo, trans, diag, m, n, alpha, lda, ldb, &t, &s))
+    return st;
   enqueue(s, "cublasDtrsm_v2", [=] { run_trsm("cublasDtrsm_v2", 0, t, A, B); });
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -206,14 +217,11 @@ cublasStatus_t cublasDtrsmBatched(cublasHandle_t handle, cublasSideMode_t side, 
                                   cublasOperation_t trans, cublasDiagType_t diag, int m, int n, const double* alpha,
                                   const double* const A[], int lda, double* const B[], int ldb, int batchCount) {
   Lock lock(api_mutex());
-  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (!alpha || batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
-  const Trsm t{side, uplo, trans, diag, m, n, lda, ldb, *alpha};
-  if (!trsm_args_ok(t)) return CUBLAS_STATUS_INVALID_VALUE;
-  if (handle->mode != CUBLAS_POINTER_MODE_HOST) return CUBLAS_STATUS_NOT_SUPPORTED;
-  if (sticky() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
-  Stream* s = handle_stream(handle);
-  if (!s) return CUBLAS_STATUS_INVALID_VALUE;
+  if (handle && batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  Trsm t;
+  Stream* s = nullptr;
+  if (const cublasStatus_t st = trsm_call(handle, side, uplo, trans, diag, m, n, alpha, lda, ldb, &t, &s))
+    return st;
   if (batchCount == 0) return CUBLAS_STATUS_SUCCESS;
   const char* api = "cublasDtrsmBatched";
   enqueue(s, api, [=] {
