@@ -54,7 +54,8 @@ std::vector<int> assemble_and_screen(Backend& be, StageState& st, const std::vec
 std::vector<int> newton_step(Backend& be, StageState& st, const std::vector<int>& active);
 
 // The linear stage `block` of every listed network solved to its least-squares optimum in one
-// rank-revealing solve (Backend::least_squares).
+// rank-revealing solve (Backend::least_squares). The solution is kept unless it would raise
+// the training loss, which only rounding at an optimum already reached can do.
 void least_squares_stage(Backend& be, Block block, std::vector<NetResult>& res, const std::vector<int>& nets);
 
 // One exact least-squares solve of each linear block (D, then U, Q, ... in factor order) of
