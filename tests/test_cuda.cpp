@@ -698,9 +698,12 @@ TEST(Cuda, VarProTrialOnTheDeviceMatchesTheHost) {
     const std::vector<double> got(after.begin() + nd.offset, after.begin() + nd.offset + ref[i].size());
     EXPECT_LE(rel_diff(got, ref[i]), nd.shape.n <= 9 ? 1e-10 : 1e-5) << where;
   }
-  // The device finds dependent main columns where the host does (both of them here: the copied
-  // neuron's network and glu 40), and no others.
-  EXPECT_EQ(host_dependent, 2);
+  // The device finds dependent main columns where the host does, and no others: the copied
+  // neuron's network always; trained glu 40 sits at the rank threshold (its smallest diagonal of
+  // R near rcond times the largest), on either side of it as the rounding of the compression
+  // falls.
+  EXPECT_GE(host_dependent, 1);
+  EXPECT_LE(host_dependent, 2);
   EXPECT_EQ(dev.stats().dependent_trials, host_dependent);
 }
 

@@ -315,17 +315,22 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
   out->B.resize(static_cast<std::size_t>(rows) * m);
   out->h.resize(rows);
   // First each run's triangle (the R of its Vandermonde matrix with r appended) and frame; then
-  // B column by column, each column's rows written in order (a column's entries on a run are
-  // R times its polynomial in the run's coordinate).
+  // B column by column, each column's rows written in order. A column's entries on a run are R
+  // times its polynomial in the run's coordinate t = (x - c0) / h, that is R S p, with p its
+  // coefficients in x and S the change of basis, S[u][l] = C(l, u) c0^(l - u) h^u (u <= l):
+  // G = R S is made once per run, and each column's entries are then G p.
   struct Run {
     int s0, s1, kr, row0;
-    double R[kColCoef * kColCoef];  // rows kr, columns ncoef: R[rho + u * ncoef]
-    double cpow[kColCoef], hpow[kColCoef];
+    double G[kColCoef * kColCoef];  // rows kr, columns ncoef: G[rho + l * kColCoef]
   };
   thread_local std::vector<Run> run_of;  // kept by each thread from call to call
   thread_local std::vector<double> V, tau, work;
   run_of.clear();
-  double a[kColCoef];
+  double binom[kColCoef][kColCoef] = {};  // binom[l][u] = C(l, u), by Pascal's rule (exact)
+  for (int l = 0; l < kColCoef; ++l) {
+    binom[l][0] = binom[l][l] = 1.0;
+    for (int u = 1; u < l; ++u) binom[l][u] = binom[l - 1][u - 1] + binom[l - 1][u];
+  }
   int lwork = -1;  // dgeqrf's workspace, asked once: the runs differ only in their rows
   int row0 = 0;
   for (int j = 0; j < runs; ++j) {
@@ -354,14 +359,20 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
       const double last = V[ncoef + static_cast<std::size_t>(ncoef) * cnt];
       out->rest += last * last;
     }
-    Run run{s0, s1, kr, row0, {}, {}, {}};
-    for (int rho = 0; rho < kr; ++rho)
-      for (int u = rho; u < ncoef; ++u) run.R[rho + u * ncoef] = V[rho + static_cast<std::size_t>(u) * cnt];
-    run.cpow[0] = run.hpow[0] = 1.0;
+    Run run{s0, s1, kr, row0, {}};
+    double cpow[kColCoef], hpow[kColCoef];
+    cpow[0] = hpow[0] = 1.0;
     for (int k = 1; k < ncoef; ++k) {
-      run.cpow[k] = run.cpow[k - 1] * c0;
-      run.hpow[k] = run.hpow[k - 1] * h;
+      cpow[k] = cpow[k - 1] * c0;
+      hpow[k] = hpow[k - 1] * h;
     }
+    for (int l = 0; l < ncoef; ++l)
+      for (int rho = 0; rho < kr; ++rho) {
+        double v = 0.0;
+        for (int u = rho; u <= l; ++u) v += V[rho + static_cast<std::size_t>(u) * cnt] * (binom[l][u] * cpow[l - u] * hpow[u]);
+        run.G[rho + l * kColCoef] = v;
+      }
+    if (timer.on()) flops += 2.0 * kr * ncoef * ncoef;
     for (int rho = 0; rho < kr; ++rho) out->h[row0 + rho] = V[rho + static_cast<std::size_t>(ncoef) * cnt];
     run_of.push_back(run);
     row0 += kr;
@@ -369,17 +380,17 @@ void compress_relu1d(const Shape& s, const double* theta, const std::vector<int>
   for (int q = 0; q < m; ++q) {
     double* col = out->B.data() + static_cast<std::size_t>(q) * rows;
     const int nu = owner[q];
+    const double* p = &poly[static_cast<std::size_t>(q) * kColCoef];
     for (const Run& run : run_of) {
       double* b = col + run.row0;
       if (run.s0 < lo[nu] || run.s1 > hi[nu]) {
         for (int rho = 0; rho < run.kr; ++rho) b[rho] = 0.0;
         continue;
       }
-      shift_poly(&poly[static_cast<std::size_t>(q) * kColCoef], ncoef, run.cpow, run.hpow, a);
-      if (timer.on()) flops += 3.0 * ncoef * ncoef + 2.0 * run.kr * ncoef;
+      if (timer.on()) flops += 2.0 * run.kr * ncoef;
       for (int rho = 0; rho < run.kr; ++rho) {
         double v = 0.0;
-        for (int u = rho; u < ncoef; ++u) v += run.R[rho + u * ncoef] * a[u];
+        for (int l = 0; l < ncoef; ++l) v += run.G[rho + l * kColCoef] * p[l];
         b[rho] = v;
       }
     }
