@@ -7,7 +7,8 @@
 // assemblies); widths between the samples are interpolated linearly, and the seeds of the
 // full job are taken to cost what the sampled seeds cost. It prints:
 //   - per arch and sampled width: steps, reduced systems and how many were indefinite
-//     (the saddle-free path, dsyevd), damping tries, trials, mean sizes, flops per step, and
+//     (the saddle-free path, dsyevd) or took their main QR from the trial at their parameters
+//     (reuse%, MainQr of var_pro.h), damping tries, trials, mean sizes, flops per step, and
 //     the trials solved by QR (trqr) and sent to dgelsd (trfb), totals (least_squares.h);
 //   - one step of the full job by primitive: flops (present and target formulation,
 //     tally.h), this machine's CPU seconds on one thread and its rate;
@@ -48,7 +49,7 @@ struct Sample {
   int width = 0, params = 0, nets = 0, converged = 0;
   double steps = 0.0;  // ALL steps (assemblies) per network
   double flops[kP] = {}, target[kP] = {}, seconds[kP] = {};
-  double systems = 0, indefinite = 0, first_solves = 0, tries = 0, trials = 0, pivoted = 0;
+  double systems = 0, indefinite = 0, first_solves = 0, tries = 0, trials = 0, pivoted = 0, reused = 0;
   double rows = 0, kc = 0, kb = 0, elems = 0, trial_rows = 0, trial_m = 0, trial_elems = 0;
   int max_rows = 0, max_kc = 0, max_kb = 0, max_trial_rows = 0, max_trial_m = 0;
   long long trial_qr = 0, trial_fallbacks = 0;  // totals over the sampled networks (tally.h)
@@ -84,6 +85,7 @@ Sample run_one(const std::string& arch, int width, int seeds) {
   s.tries = t.tries / n;
   s.trials = t.trials / n;
   s.pivoted = t.pivoted / n;
+  s.reused = t.reused_qr / n;
   const double ns = std::max<double>(t.systems, 1), nt = std::max<double>(t.trials, 1);
   s.rows = t.sum_rows / ns;
   s.kc = t.sum_kc / ns;
@@ -282,8 +284,8 @@ int main(int argc, char** argv) {
   std::printf("bench_flops: the default sweep (invcos2, 10,000 points, D,U,Q,R,S,G,ALL*100), CPU backend, one thread,\n"
               "widths %s, %d seed(s) sampled; projected to widths 1..%d x %d seeds\n\n",
               widths_text.c_str(), seeds, wmax, full_seeds);
-  std::printf("%-4s %5s %5s %6s %6s %6s %7s %6s %6s %7s %6s %6s %6s %10s %10s %8s %6s %6s\n", "arch", "width", "P",
-              "conv", "steps", "syst", "indef%", "tries", "trials", "rows", "kc", "kb", "trialm", "flops/step",
+  std::printf("%-4s %5s %5s %6s %6s %6s %7s %7s %6s %6s %7s %6s %6s %6s %10s %10s %8s %6s %6s\n", "arch", "width", "P",
+              "conv", "steps", "syst", "indef%", "reuse%", "tries", "trials", "rows", "kc", "kb", "trialm", "flops/step",
               "target", "cpu s", "trqr", "trfb");
   std::map<std::string, std::vector<Sample>> by_arch;
   std::ofstream out;
@@ -291,7 +293,7 @@ int main(int argc, char** argv) {
     out.open(csv);
     out << "arch,width,params,nets,converged,steps,systems,indefinite,first_solves,tries,trials,pivoted,rows,kc,kb,"
            "elems,trial_rows,trial_m,trial_elems,max_rows,max_kc,max_kb,max_trial_rows,max_trial_m,trial_qr,"
-           "trial_fallbacks";
+           "trial_fallbacks,reused_qr";
     for (int p = 0; p < kP; ++p) {
       const char* n = gs::prim_name(static_cast<gs::Prim>(p));
       out << ',' << n << "_flops," << n << "_target," << n << "_seconds";
@@ -310,10 +312,11 @@ int main(int argc, char** argv) {
         sec += s.seconds[p];
       }
       const double st = std::max(s.steps, 1e-300);
-      std::printf("%-4s %5d %5d %3d/%-2d %6.1f %6.1f %7.1f %6.1f %6.1f %7.1f %6.1f %6.1f %6.1f %10.3e %10.3e %8.4f %6lld "
+      std::printf("%-4s %5d %5d %3d/%-2d %6.1f %6.1f %7.1f %7.1f %6.1f %6.1f %7.1f %6.1f %6.1f %6.1f %10.3e %10.3e %8.4f %6lld "
                   "%6lld\n",
                   arch.c_str(), w, s.params, s.converged, s.nets, s.steps, s.systems,
-                  s.first_solves > 0 ? 100.0 * s.indefinite / s.first_solves : 0.0, s.tries, s.trials, s.rows, s.kc,
+                  s.first_solves > 0 ? 100.0 * s.indefinite / s.first_solves : 0.0,
+                  s.systems > 0 ? 100.0 * s.reused / s.systems : 0.0, s.tries, s.trials, s.rows, s.kc,
                   s.kb, s.trial_m, fl / st, tg / st, sec / st, s.trial_qr, s.trial_fallbacks);
       std::fflush(stdout);
       if (out) {
@@ -322,7 +325,7 @@ int main(int argc, char** argv) {
             << s.pivoted << ',' << s.rows << ',' << s.kc << ',' << s.kb << ',' << s.elems << ',' << s.trial_rows
             << ',' << s.trial_m << ',' << s.trial_elems << ',' << s.max_rows << ',' << s.max_kc << ','
             << s.max_kb << ',' << s.max_trial_rows << ',' << s.max_trial_m << ',' << s.trial_qr << ','
-            << s.trial_fallbacks;
+            << s.trial_fallbacks << ',' << s.reused;
         for (int p = 0; p < kP; ++p) out << ',' << s.flops[p] << ',' << s.target[p] << ',' << s.seconds[p];
         out << '\n';
         out.flush();

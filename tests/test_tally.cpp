@@ -50,6 +50,10 @@ TEST(Tally, LeavesTrainingUnchangedAndCountsEveryStep) {
   // keeps them), so the system evaluates the network only where none was kept.
   EXPECT_LE(calls(Prim::kResiduals), t.systems);
   EXPECT_EQ(t.first_solves, t.systems);
+  // Every system is built at parameters that a kept trial made (the stage's start is one), and
+  // starts from that trial's QR of the main linear columns where the two have the same ones
+  // (MainQr): at this width, all of them.
+  EXPECT_EQ(t.reused_qr, t.systems);
   EXPECT_GE(t.tries, t.first_solves);
   EXPECT_LE(t.indefinite, t.first_solves);
   EXPECT_EQ(calls(Prim::kEigen), t.indefinite + (t.tries - calls(Prim::kCholesky) + t.first_solves));

@@ -42,8 +42,10 @@ double phi(const Shape& s, const std::vector<double>& th, const Dataset& ds) {
 
 // The reduced system of one network at theta, as the CPU backend builds it: the exact Hessian's
 // Jacobi scale (and, off the relu 1D path, the Hessian itself), then HostSolver::var_pro_system.
+// main: the QR of the main linear columns of the trial that made th (HostSolver::var_pro_trial's
+// keep), for the system to start from (MainQr).
 void reduced_at(const Shape& s, const std::vector<double>& th, const Dataset& ds, ReducedSystem* sys,
-                std::vector<double>* scale) {
+                std::vector<double>* scale, const MainQr* main = nullptr) {
   Batch batch;
   batch.datasets.push_back(&ds);
   batch.add(s, 0, th.data());
@@ -59,17 +61,36 @@ void reduced_at(const Shape& s, const std::vector<double>& th, const Dataset& ds
   HostSolver host;
   host.load(batch);
   HostSolver::Workspace w;
-  host.var_pro_system(0, th.data(), H.data(), scale->data(), sys, w);
+  host.var_pro_system(0, th.data(), H.data(), scale->data(), sys, w, nullptr, main);
+}
+
+// The trial without a step at th (thin kinks pushed out, the linear parameters solved again),
+// and the QR of its main linear columns in *main.
+std::vector<double> trial_at(const Shape& s, const std::vector<double>& th, const Dataset& ds, MainQr* main) {
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  batch.add(s, 0, th.data());
+  HostSolver host;
+  host.load(batch);
+  HostSolver::Workspace w;
+  std::vector<double> t(th.size());
+  host.var_pro_trial(0, th.data(), nullptr, t.data(), w, 1.0, nullptr, main);
+  return t;
 }
 
 // Central differences of phi against the reduced gradient and Hessian, each step 1e-4 in the
 // units where the reduced Hessian has a unit diagonal (a direction that phi hardly sees keeps a
 // step of bounded size). step_ok(k, h) may veto a step (a relu kink that would cross a point).
-void check_against_phi(const Shape& s, const std::vector<double>& th, const Dataset& ds, const std::string& where,
-                       double rel) {
+// With via_trial, th is first replaced by the trial at th, and the system starts from the QR of
+// that trial's main linear columns (it must: sys.reused).
+void check_against_phi(const Shape& s, std::vector<double> th, const Dataset& ds, const std::string& where,
+                       double rel, bool via_trial = false) {
   ReducedSystem sys;
   std::vector<double> scale;
-  reduced_at(s, th, ds, &sys, &scale);
+  MainQr main;
+  if (via_trial) th = trial_at(s, th, ds, &main);
+  reduced_at(s, th, ds, &sys, &scale, via_trial ? &main : nullptr);
+  EXPECT_EQ(sys.reused, via_trial) << where;
   const int kb = static_cast<int>(sys.index.size());
   ASSERT_GT(kb, 0) << where;
   std::vector<double> h(kb), unit(kb);
@@ -213,6 +234,7 @@ TEST(VarPro, Relu1dReducedSystemIsTheDerivativeOfTheProjectedLoss) {
     }
     th = project(s, th, ds);
     check_against_phi(s, th, ds, std::string(arch_name(a)) + " relu", 2e-3);
+    check_against_phi(s, th, ds, std::string(arch_name(a)) + " relu, from the trial's QR", 2e-3, true);
   }
 }
 

@@ -133,8 +133,11 @@ std::string CpuBackend::describe() const {
 
 std::size_t CpuBackend::bytes_per_network(int p, int num_points) const {
   // H, then g, step, scale, the trial's parameters and one more P; the two residual vectors of
-  // a relu network on 1D inputs (num_points counts the test points too: an upper bound).
-  return sizeof(double) * (static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p) +
+  // a relu network on 1D inputs (num_points counts the test points too: an upper bound); and
+  // P^2 more for HostVarPro's two kept QRs of the main linear columns (MainQr: the accepted
+  // trial's and the last one's), rows x columns each: with at most (c + 1)(2 n + 1) rows and
+  // fewer columns than the linear parameters, each is under P^2 / 2 for mlp, glu and gqu.
+  return sizeof(double) * (2 * static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p) +
                            2 * static_cast<std::size_t>(num_points));
 }
 

@@ -291,7 +291,7 @@ int HostSolver::stage_step(int i, const double* theta, int b, int e, double* ste
 }
 
 void HostSolver::var_pro_system(int i, const double* theta, const double* H, const double* scale,
-                                ReducedSystem* sys, Workspace& w, const double* resid) const {
+                                ReducedSystem* sys, Workspace& w, const double* resid, const MainQr* main) const {
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
   const Dataset& ds = *data_[nd.dataset];
@@ -335,11 +335,11 @@ void HostSolver::var_pro_system(int i, const double* theta, const double* H, con
              js.B.data() + static_cast<std::size_t>(kc) * js.rows, &js.rows, &one, w.curvature.data(), &ld);
     }
   }
-  reduced_system(js, w.cols, scale, 2.0 / npts, npts, w.curvature, sys);
+  reduced_system(js, w.cols, scale, 2.0 / npts, npts, w.curvature, sys, main);
 }
 
 double HostSolver::var_pro_trial(int i, const double* theta, const double* step, double* trial,
-                                 Workspace& w, double alpha, std::vector<double>* resid) const {
+                                 Workspace& w, double alpha, std::vector<double>* resid, MainQr* keep) const {
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
   const int m = num_params(s);
@@ -351,6 +351,20 @@ double HostSolver::var_pro_trial(int i, const double* theta, const double* step,
   double before;
   linear_optimum(i, trial, cols, w.values.data(), &before, w);
   for (std::size_t q = 0; q < cols.size(); ++q) trial[cols[q]] = w.values[q];
+  if (keep != nullptr) {
+    keep->cols.clear();
+    keep->norm.clear();
+    const int km = w.lss.qr_main;
+    if (km > 0) {
+      keep->rows = w.ls.rows;
+      for (int j = 0; j < km; ++j) {
+        keep->cols.push_back(cols[w.lss.order[j]]);
+        keep->norm.push_back(w.lss.c[w.lss.order[j]]);
+      }
+      keep->a.assign(w.lss.A.begin(), w.lss.A.begin() + static_cast<std::ptrdiff_t>(keep->rows) * km);
+      keep->tau.assign(w.lss.tau.begin(), w.lss.tau.begin() + km);
+    }
+  }
   const Dataset& ds = *data_[nd.dataset];
   const int npts = ds.n_train();
   const TallyTimer timer;
@@ -382,6 +396,10 @@ void HostVarPro::load(int networks) {
   system_ok_.assign(networks, 0);
   resid_ok_.assign(networks, 0);
   trial_resid_ok_.assign(networks, 0);
+  qr_.assign(networks, {});
+  trial_qr_.assign(networks, {});
+  qr_ok_.assign(networks, 0);
+  trial_qr_ok_.assign(networks, 0);
 }
 
 const std::vector<double>& HostVarPro::residuals(const HostSolver& host, int i, const double* theta) {
@@ -395,7 +413,8 @@ const std::vector<double>& HostVarPro::residuals(const HostSolver& host, int i, 
 int HostVarPro::solve(const HostSolver& host, int i, const double* theta, const double* H, const double* scale,
                       double lambda, double* step, StepModel* model, HostSolver::Workspace& w) {
   if (!system_ok_[i]) {
-    host.var_pro_system(i, theta, H, scale, &system_[i], w, resid_ok_[i] ? resid_[i].data() : nullptr);
+    host.var_pro_system(i, theta, H, scale, &system_[i], w, resid_ok_[i] ? resid_[i].data() : nullptr,
+                        qr_ok_[i] ? &qr_[i] : nullptr);
     system_ok_[i] = 1;
   }
   return reduced_solve(num_params(host.shape(i)), scale, system_[i], lambda, w.work, step, model);
@@ -403,8 +422,9 @@ int HostVarPro::solve(const HostSolver& host, int i, const double* theta, const 
 
 double HostVarPro::trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
                          HostSolver::Workspace& w, double alpha) {
-  const double loss = host.var_pro_trial(i, theta, step, trial, w, alpha, &trial_resid_[i]);
+  const double loss = host.var_pro_trial(i, theta, step, trial, w, alpha, &trial_resid_[i], &trial_qr_[i]);
   trial_resid_ok_[i] = !trial_resid_[i].empty();
+  trial_qr_ok_[i] = !trial_qr_[i].cols.empty();
   return loss;
 }
 
@@ -413,6 +433,9 @@ void HostVarPro::accept(int i) {
   resid_[i].swap(trial_resid_[i]);
   resid_ok_[i] = trial_resid_ok_[i];
   trial_resid_ok_[i] = 0;
+  std::swap(qr_[i], trial_qr_[i]);
+  qr_ok_[i] = trial_qr_ok_[i];
+  trial_qr_ok_[i] = 0;
 }
 
 }  // namespace gs

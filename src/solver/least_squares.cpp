@@ -197,6 +197,9 @@ int gelsd_values(const LsSystem& sys, const double* theta, double rcond, LsScrat
 
 int least_squares_values(const LsSystem& sys, const double* theta, int npoints, double* x,
                          LsScratch* scratch) {
+  LsScratch own;
+  LsScratch& w = scratch != nullptr ? *scratch : own;
+  w.qr_main = -1;
   const int m = sys.m;
   if (m == 0) return 0;
   const TallyTimer timer;
@@ -205,8 +208,6 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
     std::fill(x, x + m, 0.0);
     return 0;
   }
-  LsScratch own;
-  LsScratch& w = scratch != nullptr ? *scratch : own;
   std::vector<double>& c = w.c;
   c.assign(m, 1.0);
   std::vector<unsigned char>& nonzero = w.nonzero;
@@ -246,6 +247,7 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
     rank = qr_solve(sys, theta, rcond, km, g, w, w.rhs);
     if (rank >= 0) {
       ++w.qr_solves;
+      w.qr_main = km;
       std::fill(x, x + m, 0.0);
       for (int j = 0; j < km + g; ++j) x[w.order[j]] = w.rhs[j] / c[w.order[j]];
     } else {

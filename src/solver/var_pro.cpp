@@ -156,7 +156,7 @@ void apply_qt(int rows, int cols, int k, const double* a, int lda, const double*
 }  // namespace
 
 void reduced_system(const LsSystem& js, const VarProColumns& cols, const double* scale, double weight,
-                    int npoints, const std::vector<double>& S, ReducedSystem* out) {
+                    int npoints, const std::vector<double>& S, ReducedSystem* out, const MainQr* main) {
   const int kc = static_cast<int>(cols.lin.size()), kb = static_cast<int>(cols.non.size());
   const int kmain = kc - cols.global;
   const int rows = js.rows, nc = kc + kb + 1, ld = kc + kb;
@@ -165,6 +165,7 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   out->gr.assign(kb, 0.0);
   out->rank = 0;
   out->pivoted = false;
+  out->reused = false;
   out->mode = ReducedSystem::kUnknown;
   if (kb == 0) return;
   if (js.m != ld) throw std::logic_error("reduced_system: the compressed system has the wrong columns");
@@ -177,8 +178,14 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   const int ldm = std::max(rows, 1);
   // Scratch kept by each thread from call to call: its pages are touched once, not per step.
   thread_local std::vector<double> M, tau, T, tb, Rbb, hb, W, Rcb, Rcc, hc, U;
+  // The trial's QR of the main columns stands in for this one's where it is of the same columns.
+  const bool reuse = main != nullptr && kmain > 0 && kmain <= rows && main->rows == rows &&
+                     static_cast<int>(main->cols.size()) == kmain &&
+                     std::equal(cols.lin.begin(), cols.lin.begin() + kmain, main->cols.begin()) &&
+                     static_cast<int>(main->tau.size()) >= kmain && main->norm.size() >= main->cols.size() &&
+                     main->a.size() >= static_cast<std::size_t>(rows) * kmain;
   M.resize(static_cast<std::size_t>(ldm) * nc);
-  for (int j = 0; j < ld; ++j)
+  for (int j = reuse ? kmain : 0; j < ld; ++j)
     for (int k = 0; k < rows; ++k)
       M[k + static_cast<std::size_t>(j) * ldm] = js.B[k + static_cast<std::size_t>(j) * rows] * f * scale[all[j]];
   for (int k = 0; k < rows; ++k) M[k + static_cast<std::size_t>(ld) * ldm] = js.h[k] * f;
@@ -190,7 +197,23 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   int rank = 0;
   double rmax = 0.0;
   bool deficient = kmain > rows;
-  if (!deficient && kmain > 0) {
+  if (reuse) {
+    // The trial's columns were B_q / norm_q, these are B_q f scale_q: the same reflectors, and
+    // R's column j times d_j = f scale_q norm_q.
+    out->reused = true;
+    for (int j = 0; j < kmain; ++j) {
+      const double d = f * scale[all[j]] * main->norm[j];
+      const double* from = main->a.data() + static_cast<std::size_t>(j) * rows;
+      double* to = M.data() + static_cast<std::size_t>(j) * ldm;
+      for (int k = 0; k <= j; ++k) to[k] = from[k] * d;
+      std::copy(from + j + 1, from + rows, to + j + 1);
+      tau[j] = main->tau[j];
+    }
+    for (int j = 0; j < kmain; ++j) rmax = std::fmax(rmax, std::fabs(M[j + static_cast<std::size_t>(j) * ldm]));
+    for (int j = 0; j < kmain && !deficient; ++j)
+      deficient = !(std::fabs(M[j + static_cast<std::size_t>(j) * ldm]) > tol * rmax);
+    out->reused = !deficient;
+  } else if (!deficient && kmain > 0) {
     householder(rows, kmain, M.data(), ldm, tau.data(), work);
     qr_flops += flops_qr(rows, kmain);
     for (int j = 0; j < kmain; ++j) rmax = std::fmax(rmax, std::fabs(M[j + static_cast<std::size_t>(j) * ldm]));
@@ -265,6 +288,7 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
     tally_sizes([&](SolverTally& t) {
       ++t.systems;
       t.pivoted += out->pivoted ? 1 : 0;
+      t.reused_qr += out->reused ? 1 : 0;
       t.sum_rows += rows;
       t.sum_kc += kc;
       t.sum_kb += kb;

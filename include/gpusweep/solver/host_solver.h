@@ -66,17 +66,23 @@ class HostSolver {
   // outside the relu 1D fast path (their residual curvature is H less its Gauss-Newton part);
   // it may be null for the others. resid: for those others, their residuals at theta at the
   // sorted training points (sorted_residuals), when the caller has them; null: computed here.
+  // main: the QR of the main linear columns of the trial that made theta (var_pro_trial's keep),
+  // when the caller has it (reduced_system).
   void var_pro_system(int i, const double* theta, const double* H, const double* scale,
-                      ReducedSystem* sys, Workspace& w, const double* resid = nullptr) const;
+                      ReducedSystem* sys, Workspace& w, const double* resid = nullptr,
+                      const MainQr* main = nullptr) const;
 
   // Backend::var_pro_trial for one network: trial = theta (+ alpha step when step is not null),
   // the kinks of its thin neurons pushed out of the domain (push_out_thin), its linear
   // parameters then set to their least-squares optimum.
   // Returns the trial's training MSE. resid, when not null, receives the trial's residuals at
   // the sorted training points (sorted_residuals) where the relu 1D path computed them, and is
-  // left empty elsewhere.
+  // left empty elsewhere. keep, when not null, receives the QR of the main linear columns where
+  // the linear solve took least_squares_values's QR path (MainQr; its cols are left empty
+  // elsewhere).
   double var_pro_trial(int i, const double* theta, const double* step, double* trial,
-                       Workspace& w, double alpha = 1.0, std::vector<double>* resid = nullptr) const;
+                       Workspace& w, double alpha = 1.0, std::vector<double>* resid = nullptr,
+                       MainQr* keep = nullptr) const;
 
  private:
   std::vector<NetDesc> nets_;
@@ -98,11 +104,12 @@ class HostVarPro {
   void assembled(int i) { system_ok_[i] = 0; }
   // Whether network i's reduced system is kept (solve() then reads neither H nor theta).
   bool has_system(int i) const { return system_ok_[i] != 0; }
-  // Network i's parameters changed other than by accept(): its residuals are stale, and so is
-  // its system.
+  // Network i's parameters changed other than by accept(): its residuals are stale, and so are
+  // its system and the QR of its main linear columns.
   void moved(int i) {
     resid_ok_[i] = 0;
     system_ok_[i] = 0;
+    qr_ok_[i] = 0;
   }
   // The residuals of network i (relu on 1D inputs) at theta, its present parameters.
   const std::vector<double>& residuals(const HostSolver& host, int i, const double* theta);
@@ -112,17 +119,19 @@ class HostVarPro {
   // writes *model.
   int solve(const HostSolver& host, int i, const double* theta, const double* H, const double* scale,
             double lambda, double* step, StepModel* model, HostSolver::Workspace& w);
-  // Backend::var_pro_trial for network i (HostSolver::var_pro_trial, its residuals kept).
+  // Backend::var_pro_trial for network i (HostSolver::var_pro_trial, its residuals and the QR
+  // of its main linear columns kept).
   double trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
                HostSolver::Workspace& w, double alpha);
-  // Network i's parameters are now its last trial: the trial's residuals are its own, and its
-  // system is stale.
+  // Network i's parameters are now its last trial: the trial's residuals and main QR are its
+  // own (the next system starts from that QR: MainQr), and its system is stale.
   void accept(int i);
 
  private:
   std::vector<ReducedSystem> system_;
   std::vector<std::vector<double>> resid_, trial_resid_;
-  std::vector<char> system_ok_, resid_ok_, trial_resid_ok_;
+  std::vector<MainQr> qr_, trial_qr_;
+  std::vector<char> system_ok_, resid_ok_, trial_resid_ok_, qr_ok_, trial_qr_ok_;
 };
 
 // The operations of one evaluation of the residuals y(x_k) - f_k of a network at npoints points

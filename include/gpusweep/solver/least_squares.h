@@ -40,6 +40,11 @@ struct LsScratch {
   // Solves by each path since the scratch was made: the QR path, and the systems with global
   // marks that fell back to dgelsd (their main columns looked dependent).
   long long qr_solves = 0, fallbacks = 0;
+  // After a solve by the QR path: the count km of its main columns, whose Householder QR (R on
+  // and above the diagonal, the reflectors below, leading dimension sys.rows) are the first km
+  // columns of A, with their scalars in tau, the columns being order[0..km) of the system,
+  // each divided by its norm c[q]. -1 after any other solve.
+  int qr_main = -1;
 };
 
 // The new values of the stage's m parameters (theta: their current values) that minimize

@@ -43,9 +43,10 @@ struct PrimTally {
 
 struct SolverTally {
   PrimTally prim[kNumPrims];
-  // The step's reduced systems: how many were built, how many took the pivoted QR, and their
-  // sizes summed (compressed rows, linear columns, nonlinear columns k, rank of the linear ones).
-  long long systems = 0, pivoted = 0;
+  // The step's reduced systems: how many were built, how many took the pivoted QR, how many
+  // took the main QR of the trial at their parameters (MainQr, var_pro.h), and their sizes
+  // summed (compressed rows, linear columns, nonlinear columns k, rank of the linear ones).
+  long long systems = 0, pivoted = 0, reused_qr = 0;
   double sum_rows = 0.0, sum_kc = 0.0, sum_kb = 0.0, sum_rank = 0.0;
   double sum_elems = 0.0;  // rows x (kc + kb + 1): the entries of the compressed [J_c | J_b | r]
   int max_rows = 0, max_kc = 0, max_kb = 0;

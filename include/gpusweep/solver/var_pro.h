@@ -189,12 +189,31 @@ void residual_curvature_relu1d(const Shape& s, const double* theta, const VarPro
 // linear columns (`pivoted`), whose trailing columns below that threshold are left out (as the
 // trial's minimum-norm solve leaves out the directions below its threshold). The global
 // columns always take a small pivoted QR of their own after the main ones.
+//
+// main, when given, is the QR of the main linear columns that a trial made at the same
+// parameters (MainQr): where its columns are the system's main ones, its R (rescaled from the
+// trial's unit column norms to the system's scale) and reflectors stand in for the main QR, and
+// the system is built from there as it would be from its own.
 constexpr double kVarProRank = 2.220446049250313e-16;
+
+// The Householder QR of the main linear columns of a trial's least-squares solve (the QR path of
+// least_squares_values: each column divided by its norm), kept for the reduced system at the
+// trial's parameters, whose main linear columns are the same functions of the same compressed
+// rows (compress_relu1d depends on the nonlinear parameters alone).
+struct MainQr {
+  int rows = 0;
+  std::vector<int> cols;     // the parameters of the main columns, in the order of the QR
+  std::vector<double> norm;  // each column's norm, by which the trial divided it
+  std::vector<double> a;     // R and the reflectors: rows x cols.size(), leading dimension rows
+  std::vector<double> tau;
+};
+
 struct ReducedSystem {
   std::vector<int> index;      // the nonlinear parameters (cols.non)
   std::vector<double> A, gr;   // k x k, column-major, both triangles; k
   int rank = 0;                // of the linear columns
   bool pivoted = false;        // the rank-revealing path was taken
+  bool reused = false;         // the main QR came from a trial's (MainQr)
   // reduced_solve's factorization, kept for the damping retries: unknown until the first
   // solve, then Cholesky (T A T positive definite) or the eigenvectors V and values ev of T A T.
   enum Mode { kUnknown = 0, kCholesky = 1, kEigen = 2 };
@@ -203,7 +222,7 @@ struct ReducedSystem {
   std::vector<double> work;    // scratch, reused
 };
 void reduced_system(const LsSystem& js, const VarProColumns& cols, const double* scale, double weight,
-                    int npoints, const std::vector<double>& S, ReducedSystem* out);
+                    int npoints, const std::vector<double>& S, ReducedSystem* out, const MainQr* main = nullptr);
 
 // The damped step on the reduced system, into step (all m parameters; zero outside index),
 // with the matrix scaled to its own unit diagonal, T A T, T = diag(1/sqrt|A_kk|). Where T A T
