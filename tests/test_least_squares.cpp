@@ -263,7 +263,7 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
   const Dataset ds = make_target_dataset("invcos2", 3000, 0);
   double ymax = 0.0;
   for (double v : ds.y_train) ymax = std::fmax(ymax, std::fabs(v));
-  LsScratch qr_scratch;
+  LsScratch qr_scratch, late_scratch;
   int cases_run = 0, deficient_global = 0;
   double worst = 0.0;    // the largest relative difference of the two losses
   double worst_x = 0.0;  // and of the two answers, in the scaled norm
@@ -301,6 +301,12 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
         std::vector<double> theta(m), xq(m), xs(m);
         for (int q = 0; q < m; ++q) theta[q] = th[cols[q]];
         least_squares_values(sys, theta.data(), ds.n_train(), xq.data(), &qr_scratch);
+        // The same with a third of the columns marked to go last among the main ones
+        // (LsScratch::late): the same answer to rounding.
+        std::vector<double> xl(m);
+        late_scratch.late.assign(m, 0);
+        for (int q = 0; q < m; q += 3) late_scratch.late[q] = 1;
+        least_squares_values(sys, theta.data(), ds.n_train(), xl.data(), &late_scratch);
         LsSystem plain = sys;
         plain.global.clear();
         least_squares_values(plain, theta.data(), ds.n_train(), xs.data());
@@ -311,14 +317,16 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
         }
         const double lq = train_mse(s, tq.data(), ds), ls = train_mse(s, ts.data(), ds);
         {
-          double dn = 0.0, nn = 0.0;
+          double dn = 0.0, nn = 0.0, dl = 0.0;
           for (int q = 0; q < m; ++q) {
             double cq = 0.0;
             for (int k = 0; k < sys.rows; ++k) cq = std::hypot(cq, sys.B[k + static_cast<std::size_t>(q) * sys.rows]);
             if (cq == 0.0) cq = 1.0;
             dn = std::hypot(dn, cq * (xq[q] - xs[q]));
+            dl = std::hypot(dl, cq * (xl[q] - xs[q]));
             nn = std::hypot(nn, cq * xs[q]);
           }
+          EXPECT_LE(dl, 1e-5 * nn) << arch_name(a) << " n=" << w << " variant " << variant << ", late columns";
           // The same minimizer of least scaled norm: the two answers differ by about eps times
           // the condition number of the scaled columns (near 1e9 at width 200), far from the
           // size of a null-space direction, which a wrong least-norm choice would add.
@@ -341,6 +349,7 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
   }
   EXPECT_GE(deficient_global, 3);  // the rank-deficient global block was exercised
   EXPECT_EQ(qr_scratch.qr_solves + qr_scratch.fallbacks, cases_run);
+  EXPECT_EQ(late_scratch.qr_solves + late_scratch.fallbacks, cases_run);
   std::printf("trial QR: %lld solves, %lld fell back to dgelsd; %d with a dependent global block; largest "
               "relative loss difference %.2g, of the answers %.2g\n",
               qr_scratch.qr_solves, qr_scratch.fallbacks, deficient_global, worst, worst_x);

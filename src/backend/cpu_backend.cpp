@@ -487,7 +487,8 @@ void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, dou
                                const double* alpha) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
     loss[j] = var_pro_.trial(host_, i, theta_.data() + nets_[i].offset, take_step ? step_.data() + vec_off_[i] : nullptr,
-                             trial_theta_.data() + vec_off_[i], workspace().host, alpha != nullptr ? alpha[j] : 1.0);
+                             trial_theta_.data() + vec_off_[i], workspace().host, alpha != nullptr ? alpha[j] : 1.0,
+                             scale_.data() + vec_off_[i]);
   });
 }
 

@@ -238,8 +238,12 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   if (static_cast<int>(sys.global.size()) == m) {
     // The QR path: the main columns, then the global ones; zero columns get x_q = 0.
     w.order.clear();
+    const bool marks = static_cast<int>(w.late.size()) == m;
     for (int q = 0; q < m; ++q)
-      if (nonzero[q] && !sys.global[q]) w.order.push_back(q);
+      if (nonzero[q] && !sys.global[q] && !(marks && w.late[q])) w.order.push_back(q);
+    if (marks)
+      for (int q = 0; q < m; ++q)
+        if (nonzero[q] && !sys.global[q] && w.late[q]) w.order.push_back(q);
     const int km = static_cast<int>(w.order.size());
     for (int q = 0; q < m; ++q)
       if (nonzero[q] && sys.global[q]) w.order.push_back(q);

@@ -178,9 +178,9 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   const int ldm = std::max(rows, 1);
   // Scratch kept by each thread from call to call: its pages are touched once, not per step.
   thread_local std::vector<double> M, tau, T, tb, Rbb, hb, W, Rcb, Rcc, hc, U;
-  // The trial's QR of the main columns stands in for this one's where it is of the same columns.
+  // The trial's QR of the main columns stands in for this one's where these are its first ones.
   const bool reuse = main != nullptr && kmain > 0 && kmain <= rows && main->rows == rows &&
-                     static_cast<int>(main->cols.size()) == kmain &&
+                     static_cast<int>(main->cols.size()) >= kmain &&
                      std::equal(cols.lin.begin(), cols.lin.begin() + kmain, main->cols.begin()) &&
                      static_cast<int>(main->tau.size()) >= kmain && main->norm.size() >= main->cols.size() &&
                      main->a.size() >= static_cast<std::size_t>(rows) * kmain;

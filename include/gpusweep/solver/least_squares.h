@@ -45,6 +45,11 @@ struct LsScratch {
   // columns of A, with their scalars in tau, the columns being order[0..km) of the system,
   // each divided by its norm c[q]. -1 after any other solve.
   int qr_main = -1;
+  // Set by the caller for the next solve, or empty: one mark per column; the QR path factorizes
+  // the main columns marked 1 after the others (the answer is the same to rounding). The
+  // variable-projection trial marks the linear columns that the last reduced system left out,
+  // so that the next one can take the QR of the others, a prefix of this one (MainQr).
+  std::vector<unsigned char> late;
 };
 
 // The new values of the stage's m parameters (theta: their current values) that minimize

@@ -191,9 +191,10 @@ void residual_curvature_relu1d(const Shape& s, const double* theta, const VarPro
 // columns always take a small pivoted QR of their own after the main ones.
 //
 // main, when given, is the QR of the main linear columns that a trial made at the same
-// parameters (MainQr): where its columns are the system's main ones, its R (rescaled from the
-// trial's unit column norms to the system's scale) and reflectors stand in for the main QR, and
-// the system is built from there as it would be from its own.
+// parameters (MainQr): where the system's main columns are its first ones, in order, its R
+// (rescaled from the trial's unit column norms to the system's scale) and reflectors of those
+// stand in for the main QR (the first k steps of a Householder QR see only the first k
+// columns), and the system is built from there as it would be from its own.
 constexpr double kVarProRank = 2.220446049250313e-16;
 
 // The Householder QR of the main linear columns of a trial's least-squares solve (the QR path of
