@@ -307,6 +307,15 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
         late_scratch.late.assign(m, 0);
         for (int q = 0; q < m; q += 3) late_scratch.late[q] = 1;
         least_squares_values(sys, theta.data(), ds.n_train(), xl.data(), &late_scratch);
+        if (late_scratch.qr_main > 0) {
+          // The marked main columns come last among the main ones.
+          bool seen_late = false;
+          for (int j = 0; j < late_scratch.qr_main; ++j) {
+            const bool is_late = late_scratch.late[late_scratch.order[j]] != 0;
+            EXPECT_FALSE(seen_late && !is_late) << arch_name(a) << " n=" << w << " variant " << variant;
+            seen_late = seen_late || is_late;
+          }
+        }
         LsSystem plain = sys;
         plain.global.clear();
         least_squares_values(plain, theta.data(), ds.n_train(), xs.data());
@@ -350,6 +359,7 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
   EXPECT_GE(deficient_global, 3);  // the rank-deficient global block was exercised
   EXPECT_EQ(qr_scratch.qr_solves + qr_scratch.fallbacks, cases_run);
   EXPECT_EQ(late_scratch.qr_solves + late_scratch.fallbacks, cases_run);
+  EXPECT_EQ(late_scratch.qr_solves, qr_scratch.qr_solves);  // the marks keep the QR path
   std::printf("trial QR: %lld solves, %lld fell back to dgelsd; %d with a dependent global block; largest "
               "relative loss difference %.2g, of the answers %.2g\n",
               qr_scratch.qr_solves, qr_scratch.fallbacks, deficient_global, worst, worst_x);

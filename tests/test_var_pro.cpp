@@ -350,6 +350,45 @@ TEST(VarPro, ReducedGaussNewtonMatchesTheSvdProjectionAtWidth50) {
   }
 }
 
+// A reduced system starts from the QR of the trial that made its parameters (MainQr), and from
+// no other: after the network's parameters move otherwise (add_params, here a middle factor,
+// which changes the linear columns and keeps the runs of points), it factorizes its own.
+TEST(VarPro, ASystemTakesTheTrialsQrOnlyAtTheTrialsParameters) {
+  const Dataset ds = make_target_dataset("invcos2", 2000, 0);
+  const Shape s{Arch::kGqu, Act::kRelu, 1, 12};
+  const int m = num_params(s);
+  std::vector<double> th(m);
+  init_params(s, InitKind::kMaso, ds, 3, th.data());
+  Batch batch;
+  batch.datasets.push_back(&ds);
+  batch.add(s, 0, th.data());
+  CpuBackend be(1);
+  be.load(batch);
+  const std::vector<int> nets = {0};
+  double loss = 0.0, sg = 0.0, trial = 0.0;
+  const double lambda = 1e-3;
+  int info = 0;
+  StepModel model;
+  SolverTally t;
+  set_solver_tally(&t);
+  be.assemble(nets, Block::kAll, HessianKind::kDiagonal, &loss, &sg);
+  be.var_pro_trial(nets, false, &trial);
+  be.var_pro_accept(nets);
+  be.assemble(nets, Block::kAll, HessianKind::kDiagonal, &loss, &sg);
+  be.var_pro_solve(nets, &lambda, &info, &model);
+  const long long systems = t.systems, reused = t.reused_qr;
+  std::vector<double> delta(m, 0.0);
+  delta[factor_offset(s, 1)] = 1e-3 * std::fabs(th[factor_offset(s, 1)]) + 1e-6;
+  be.add_params(nets, delta.data());
+  be.assemble(nets, Block::kAll, HessianKind::kDiagonal, &loss, &sg);
+  be.var_pro_solve(nets, &lambda, &info, &model);
+  set_solver_tally(nullptr);
+  EXPECT_EQ(systems, 1);
+  EXPECT_EQ(reused, 1);
+  EXPECT_EQ(t.systems, 2);
+  EXPECT_EQ(t.reused_qr, 1);
+}
+
 // Sorted copies of a 1D dataset's training points.
 void sorted_points(const Dataset& ds, std::vector<double>* xs, std::vector<double>* ys) {
   std::vector<int> order(ds.n_train());

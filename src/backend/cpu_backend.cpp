@@ -134,10 +134,11 @@ std::string CpuBackend::describe() const {
 std::size_t CpuBackend::bytes_per_network(int p, int num_points) const {
   // H, then g, step, scale, the trial's parameters and one more P; the two residual vectors of
   // a relu network on 1D inputs (num_points counts the test points too: an upper bound); and
-  // P^2 more for HostVarPro's two kept QRs of the main linear columns (MainQr: the accepted
-  // trial's and the last one's), rows x columns each: with at most (c + 1)(2 n + 1) rows and
-  // fewer columns than the linear parameters, each is under P^2 / 2 for mlp, glu and gqu.
-  return sizeof(double) * (2 * static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p) +
+  // HostVarPro's two kept QRs of the main linear columns (MainQr: the accepted trial's and the
+  // last one's), rows x columns each: at most (c + 1)(n + 1) rows (a run of points between two
+  // kinks gives c + 1) and fewer columns than the linear parameters, under P^2 each for every
+  // arch (about P^2 / 6 for gqu).
+  return sizeof(double) * (3 * static_cast<std::size_t>(p) * p + 5 * static_cast<std::size_t>(p) +
                            2 * static_cast<std::size_t>(num_points));
 }
 
@@ -486,9 +487,12 @@ void CpuBackend::var_pro_solve(const std::vector<int>& nets, const double* lambd
 void CpuBackend::var_pro_trial(const std::vector<int>& nets, bool take_step, double* loss,
                                const double* alpha) {
   for_each_net(nets, threads_, seconds_, [&](int j, int i) {
+    // The Jacobi scale of the last assembly, where it was of the ALL stage (indexed then by
+    // parameter): its left-out linear columns go last in the trial's QR.
+    const bool all = stage_begin_[i] == 0 && stage_end_[i] == num_params(nets_[i].shape);
     loss[j] = var_pro_.trial(host_, i, theta_.data() + nets_[i].offset, take_step ? step_.data() + vec_off_[i] : nullptr,
                              trial_theta_.data() + vec_off_[i], workspace().host, alpha != nullptr ? alpha[j] : 1.0,
-                             scale_.data() + vec_off_[i]);
+                             all ? scale_.data() + vec_off_[i] : nullptr);
   });
 }
 

@@ -422,14 +422,18 @@ int HostVarPro::solve(const HostSolver& host, int i, const double* theta, const 
 
 double HostVarPro::trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
                          HostSolver::Workspace& w, double alpha, const double* scale) {
-  w.lss.late.clear();
+  // The marks are for this trial's solve alone, whether it returns or throws.
+  struct Marks {
+    std::vector<unsigned char>& late;
+    ~Marks() { late.clear(); }
+  } marks{w.lss.late};
+  marks.late.clear();
   if (scale != nullptr) {
     const std::vector<int> cols = linear_columns(host.shape(i));
-    w.lss.late.resize(cols.size());
-    for (std::size_t j = 0; j < cols.size(); ++j) w.lss.late[j] = scale[cols[j]] == 0.0 ? 1 : 0;
+    marks.late.resize(cols.size());
+    for (std::size_t j = 0; j < cols.size(); ++j) marks.late[j] = scale[cols[j]] == 0.0 ? 1 : 0;
   }
   const double loss = host.var_pro_trial(i, theta, step, trial, w, alpha, &trial_resid_[i], &trial_qr_[i]);
-  w.lss.late.clear();
   trial_resid_ok_[i] = !trial_resid_[i].empty();
   trial_qr_ok_[i] = !trial_qr_[i].cols.empty();
   return loss;

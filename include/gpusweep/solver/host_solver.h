@@ -121,9 +121,9 @@ class HostVarPro {
             double lambda, double* step, StepModel* model, HostSolver::Workspace& w);
   // Backend::var_pro_trial for network i (HostSolver::var_pro_trial, its residuals and the QR
   // of its main linear columns kept).
-  // scale, when not null: the Jacobi scale of network i's last assembly; the trial's QR takes
-  // the linear columns that it leaves out last (LsScratch::late), so that a system that leaves
-  // out the same ones can start from that QR.
+  // scale, when not null: the Jacobi scale of network i's last assembly of the ALL stage (by
+  // parameter); the trial's QR takes the linear columns that it leaves out last
+  // (LsScratch::late), so that a system that leaves out the same ones can start from that QR.
   double trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
                HostSolver::Workspace& w, double alpha, const double* scale = nullptr);
   // Network i's parameters are now its last trial: the trial's residuals and main QR are its

@@ -47,8 +47,9 @@ struct LsScratch {
   int qr_main = -1;
   // Set by the caller for the next solve, or empty: one mark per column; the QR path factorizes
   // the main columns marked 1 after the others (the answer is the same to rounding). The
-  // variable-projection trial marks the linear columns that the last reduced system left out,
-  // so that the next one can take the QR of the others, a prefix of this one (MainQr).
+  // variable-projection trial marks the linear columns of zero Jacobi scale at the last
+  // assembly (those the reduced system leaves out), so that the next system, if it leaves out
+  // the same ones, can take the QR of the others: a prefix of this one (MainQr).
   std::vector<unsigned char> late;
 };
 
