@@ -25,6 +25,7 @@
 #include "gpusweep/train/driver.h"
 #include "gpusweep/train/sweep.h"
 #include "lsq_reference.h"
+#include "solver/lapack.h"
 #include "train_one.h"
 
 namespace gs {
@@ -152,6 +153,72 @@ TEST(VarPro, ReducedSystemIsTheDerivativeOfTheProjectedLoss) {
     init_params(c.s, InitKind::kRandom, *c.ds, 7, th.data());
     th = project(c.s, th, *c.ds);
     check_against_phi(c.s, th, *c.ds, std::string(arch_name(c.s.arch)) + " d=" + std::to_string(c.s.d), 1e-3);
+  }
+}
+
+// The saddle-free step of an indefinite reduced system (the eigendecomposition kept as its
+// tridiagonal reduction, ReducedSystem) against the step written out from LAPACK's dsyevd of
+// the unit-diagonal matrix, z = V (|ev| + lambda)^-1 V^T (-T gr), at a first try and at two
+// damping retries on the kept factors, with the model's decrease and curvature.
+TEST(VarPro, SaddleFreeStepMatchesTheEigendecomposition) {
+  const int kb = 37, m = kb + 3;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> normal;
+  ReducedSystem sys;
+  for (int k = 0; k < kb; ++k) sys.index.push_back(k + 2);
+  sys.A.assign(static_cast<std::size_t>(kb) * kb, 0.0);
+  sys.gr.resize(kb);
+  std::vector<double> scale(m, 0.0);
+  for (int k = 0; k < m; ++k) scale[k] = std::exp(normal(rng));
+  for (int c = 0; c < kb; ++c) {
+    sys.gr[c] = normal(rng);
+    for (int r = c; r < kb; ++r) {
+      const double v = normal(rng) * (r == c ? 4.0 : 1.0) * std::exp(0.5 * (c % 5));
+      sys.A[r + static_cast<std::size_t>(c) * kb] = sys.A[c + static_cast<std::size_t>(r) * kb] = v;
+    }
+  }
+  // The reference: T A T (T = diag(1/sqrt|A_kk|)), its eigenpairs by dsyevd.
+  std::vector<double> t(kb), V(static_cast<std::size_t>(kb) * kb), ev(kb);
+  for (int k = 0; k < kb; ++k) t[k] = 1.0 / std::sqrt(std::fabs(sys.A[k + static_cast<std::size_t>(k) * kb]));
+  for (int c = 0; c < kb; ++c)
+    for (int r = 0; r < kb; ++r) V[r + static_cast<std::size_t>(c) * kb] = t[r] * sys.A[r + static_cast<std::size_t>(c) * kb] * t[c];
+  int lwork = -1, liwork = -1, iq = 0, info = 0;
+  double wq = 0.0;
+  dsyevd_("V", "L", &kb, V.data(), &kb, ev.data(), &wq, &lwork, &iq, &liwork, &info);
+  lwork = static_cast<int>(wq);
+  liwork = iq;
+  std::vector<double> wk(lwork);
+  std::vector<int> iwk(liwork);
+  dsyevd_("V", "L", &kb, V.data(), &kb, ev.data(), wk.data(), &lwork, iwk.data(), &liwork, &info);
+  ASSERT_EQ(info, 0);
+  ASSERT_LT(ev[0], 0.0);  // indefinite: the saddle-free path
+  std::vector<double> work;
+  for (double lambda : {1e-3, 0.5, 20.0}) {
+    std::vector<double> step(m, 1.0), want(m, 0.0), y(kb, 0.0);
+    StepModel model;
+    ASSERT_EQ(reduced_solve(m, scale.data(), sys, lambda, work, step.data(), &model), 0);
+    ASSERT_EQ(sys.mode, ReducedSystem::kEigen);
+    double pred = 0.0, curvature = 0.0;
+    for (int k = 0; k < kb; ++k) {
+      double v = 0.0;  // (V^T (-T gr))_k
+      for (int r = 0; r < kb; ++r) v -= V[r + static_cast<std::size_t>(k) * kb] * t[r] * sys.gr[r];
+      y[k] = v / (std::fabs(ev[k]) + lambda);
+      pred += v * y[k] - 0.5 * ev[k] * y[k] * y[k];
+      curvature += ev[k] * y[k] * y[k];
+    }
+    double norm = 0.0, diff = 0.0;
+    for (int r = 0; r < kb; ++r) {
+      double z = 0.0;
+      for (int k = 0; k < kb; ++k) z += V[r + static_cast<std::size_t>(k) * kb] * y[k];
+      want[sys.index[r]] = scale[sys.index[r]] * t[r] * z;
+    }
+    for (int q = 0; q < m; ++q) {
+      diff = std::hypot(diff, step[q] - want[q]);
+      norm = std::hypot(norm, want[q]);
+    }
+    EXPECT_LT(diff, 1e-10 * norm) << "lambda " << lambda;
+    EXPECT_NEAR(model.pred, pred, 1e-10 * std::fabs(pred)) << "lambda " << lambda;
+    EXPECT_NEAR(model.curvature, curvature, 1e-9 * std::fabs(pred)) << "lambda " << lambda;
   }
 }
 

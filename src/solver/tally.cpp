@@ -64,6 +64,7 @@ double flops_apply_q(double m, double n, double k) {
 }
 double flops_potrf(double n) { return n * n * n / 3.0; }
 double flops_syevd(double n) { return 9.0 * n * n * n; }
+double flops_tridiagonal_eigen(double n) { return flops_syevd(n) - 2.0 * n * n * n; }
 double flops_gelsd(double m, double n) {
   if (m <= 0.0 || n <= 0.0) return 0.0;
   if (m < n) return 2.0 * n * m * m + 11.0 * m * m * m;

@@ -379,6 +379,22 @@ void unit_diagonal(const ReducedSystem& sys, std::vector<double>* t, std::vector
     }
 }
 
+// v := Q v (trans "N") or Q^T v ("T"), Q the orthogonal factor of the reduction of T A T to
+// tridiagonal form kept in sys (dsytrd, lower).
+void apply_tridiagonal_q(const char* trans, int kb, const ReducedSystem& sys, double* v) {
+  if (kb <= 1) return;
+  thread_local std::vector<double> wk;
+  const int one = 1;
+  int lwork = -1, info = 0;
+  double wq = 0.0;
+  dormtr_("L", "L", trans, &kb, &one, sys.V.data(), &kb, sys.tq.data(), v, &kb, &wq, &lwork, &info);
+  if (info < 0) throw std::logic_error("dormtr: illegal argument " + std::to_string(-info));
+  lwork = std::max(1, static_cast<int>(wq));
+  if (static_cast<int>(wk.size()) < lwork) wk.resize(lwork);
+  dormtr_("L", "L", trans, &kb, &one, sys.V.data(), &kb, sys.tq.data(), v, &kb, wk.data(), &lwork, &info);
+  if (info < 0) throw std::logic_error("dormtr: illegal argument " + std::to_string(-info));
+}
+
 }  // namespace
 
 int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda, std::vector<double>& work,
@@ -409,19 +425,33 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
       sys.mode = ReducedSystem::kCholesky;
     } else {
       const TallyTimer eig_timer;
+      // dsyevd's steps but its last: T A T = Q T_d Q^T (dsytrd), T_d = U diag(ev) U^T
+      // (dstedc, divide and conquer); Q U is never formed (ReducedSystem).
       sys.mode = ReducedSystem::kEigen;
       sys.V.swap(work);
       sys.ev.resize(kb);
+      sys.e.resize(std::max(1, kb - 1));
+      sys.tq.resize(std::max(1, kb - 1));
+      sys.U.resize(static_cast<std::size_t>(kb) * kb);
       int lwork = -1, liwork = -1, iq = 0;
       double wq = 0.0;
-      dsyevd_("V", "L", &kb, sys.V.data(), &kb, sys.ev.data(), &wq, &lwork, &iq, &liwork, &info);
-      lwork = static_cast<int>(wq);
-      liwork = iq;
-      if (static_cast<int>(wk.size()) < std::max(1, lwork)) wk.resize(std::max(1, lwork));
-      if (static_cast<int>(iwk.size()) < std::max(1, liwork)) iwk.resize(std::max(1, liwork));
-      dsyevd_("V", "L", &kb, sys.V.data(), &kb, sys.ev.data(), wk.data(), &lwork, iwk.data(), &liwork, &info);
-      if (info < 0) throw std::logic_error("dsyevd: illegal argument " + std::to_string(-info));
-      if (eig_timer.on()) tally_add(Prim::kEigen, flops_syevd(kb), 0.0, eig_timer.seconds());
+      dsytrd_("L", &kb, sys.V.data(), &kb, sys.ev.data(), sys.e.data(), sys.tq.data(), &wq, &lwork, &info);
+      if (info < 0) throw std::logic_error("dsytrd: illegal argument " + std::to_string(-info));
+      lwork = std::max(1, static_cast<int>(wq));
+      if (static_cast<int>(wk.size()) < lwork) wk.resize(lwork);
+      dsytrd_("L", &kb, sys.V.data(), &kb, sys.ev.data(), sys.e.data(), sys.tq.data(), wk.data(), &lwork, &info);
+      if (info < 0) throw std::logic_error("dsytrd: illegal argument " + std::to_string(-info));
+      lwork = -1;
+      dstedc_("I", &kb, sys.ev.data(), sys.e.data(), sys.U.data(), &kb, &wq, &lwork, &iq, &liwork, &info);
+      if (info < 0) throw std::logic_error("dstedc: illegal argument " + std::to_string(-info));
+      lwork = std::max(1, static_cast<int>(wq));
+      liwork = std::max(1, iq);
+      if (static_cast<int>(wk.size()) < lwork) wk.resize(lwork);
+      if (static_cast<int>(iwk.size()) < liwork) iwk.resize(liwork);
+      dstedc_("I", &kb, sys.ev.data(), sys.e.data(), sys.U.data(), &kb, wk.data(), &lwork, iwk.data(), &liwork,
+              &info);
+      if (info < 0) throw std::logic_error("dstedc: illegal argument " + std::to_string(-info));
+      if (eig_timer.on()) tally_add(Prim::kEigen, flops_tridiagonal_eigen(kb), 0.0, eig_timer.seconds());
       if (info > 0) {
         // No eigendecomposition: refused like a failed Cholesky, and the system is tested
         // afresh at the next try (V holds no decomposition).
@@ -465,10 +495,12 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
     // z = V (|Lambda| + lambda)^-1 V^T rhs: each direction of negative curvature is taken
     // with its curvature's absolute value (Dauphin et al. 2014, "saddle-free Newton"), so it
     // is descended, not climbed, and damps no other direction.
-    std::vector<double> y(kb);
+    // V^T rhs = U^T (Q^T rhs), and z = Q (U y).
+    std::vector<double> y(kb), qr(rhs);
     const double one = 1.0, zero = 0.0;
     const int inc = 1;
-    dgemv_("T", &kb, &kb, &one, sys.V.data(), &kb, rhs.data(), &inc, &zero, y.data(), &inc);
+    apply_tridiagonal_q("T", kb, sys, qr.data());
+    dgemv_("T", &kb, &kb, &one, sys.U.data(), &kb, qr.data(), &inc, &zero, y.data(), &inc);
     for (int k = 0; k < kb; ++k) {
       y[k] /= std::fabs(sys.ev[k]) + lambda;
       // The model's decrease along eigenvector k: -(g_k y_k + ev_k y_k^2 / 2), g_k = -(V^T rhs)_k.
@@ -476,8 +508,9 @@ int reduced_solve(int m, const double* scale, ReducedSystem& sys, double lambda,
       p -= gk * y[k] + 0.5 * sys.ev[k] * y[k] * y[k];
       curvature += sys.ev[k] * y[k] * y[k];
     }
-    dgemv_("N", &kb, &kb, &one, sys.V.data(), &kb, y.data(), &inc, &zero, z.data(), &inc);
-    if (try_timer.on()) tally_add(Prim::kEigen, 4.0 * n2, target_try, try_timer.seconds());
+    dgemv_("N", &kb, &kb, &one, sys.U.data(), &kb, y.data(), &inc, &zero, z.data(), &inc);
+    apply_tridiagonal_q("N", kb, sys, z.data());
+    if (try_timer.on()) tally_add(Prim::kEigen, 8.0 * n2, target_try, try_timer.seconds());
   }
   double slope = 0.0;
   for (int k = 0; k < kb; ++k) {

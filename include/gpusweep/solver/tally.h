@@ -86,6 +86,9 @@ double flops_qr(double m, double n);
 double flops_apply_q(double m, double n, double k);
 double flops_potrf(double n);
 double flops_syevd(double n);
+// dsyevd less its back-transformation (dormtr on the n eigenvectors, 2 n^3): dsytrd, then the
+// eigenvectors of the tridiagonal matrix (dstedc).
+double flops_tridiagonal_eigen(double n);
 double flops_gelsd(double m, double n);
 
 // A timer of the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID: time the thread waits

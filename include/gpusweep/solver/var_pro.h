@@ -216,10 +216,14 @@ struct ReducedSystem {
   bool pivoted = false;        // the rank-revealing path was taken
   bool reused = false;         // the main QR came from a trial's (MainQr)
   // reduced_solve's factorization, kept for the damping retries: unknown until the first
-  // solve, then Cholesky (T A T positive definite) or the eigenvectors V and values ev of T A T.
+  // solve, then Cholesky (T A T positive definite) or the eigendecomposition of T A T =
+  // Q (U diag(ev) U^T) Q^T: Q from its reduction to tridiagonal form (dsytrd: the reflectors in
+  // V's lower triangle, their scalars in tq), U and ev the eigenvectors and values of the
+  // tridiagonal matrix (dstedc). Q U, which dsyevd would form at 2 kb^3 flops, is never formed:
+  // a try applies Q to its two vectors instead.
   enum Mode { kUnknown = 0, kCholesky = 1, kEigen = 2 };
   Mode mode = kUnknown;
-  std::vector<double> t, V, ev;
+  std::vector<double> t, V, ev, e, tq, U;
   std::vector<double> work;    // scratch, reused
 };
 void reduced_system(const LsSystem& js, const VarProColumns& cols, const double* scale, double weight,
@@ -233,7 +237,8 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
 // is descended as far as its curvature's size allows, and no other direction is damped for it.
 // The two agree wherever both apply. The definiteness test (a Cholesky of T A T) and the
 // eigendecomposition are made once per system and kept in sys, so a damping retry costs one
-// Cholesky or two matrix-vector products. Returns 0, or the LAPACK info of a failed Cholesky
+// Cholesky, or two matrix-vector products and two applications of Q. Returns 0, or the LAPACK
+// info of a failed Cholesky
 // or eigendecomposition; on success writes *model (StepModel).
 //
 // The quadratic model gr.s + s A s / 2 at the step s, in the loss's units: pred, the decrease it
