@@ -66,14 +66,17 @@ void reduced_at(const Shape& s, const std::vector<double>& th, const Dataset& ds
 }
 
 // The trial without a step at th (thin kinks pushed out, the linear parameters solved again),
-// and the QR of its main linear columns in *main.
-std::vector<double> trial_at(const Shape& s, const std::vector<double>& th, const Dataset& ds, MainQr* main) {
+// and the QR of its main linear columns in *main. late, when given: the marks of the linear
+// columns (linear_columns) that its QR takes last (LsScratch::late).
+std::vector<double> trial_at(const Shape& s, const std::vector<double>& th, const Dataset& ds, MainQr* main,
+                             const std::vector<unsigned char>* late = nullptr) {
   Batch batch;
   batch.datasets.push_back(&ds);
   batch.add(s, 0, th.data());
   HostSolver host;
   host.load(batch);
   HostSolver::Workspace w;
+  if (late != nullptr) w.lss.late = *late;
   std::vector<double> t(th.size());
   host.var_pro_trial(0, th.data(), nullptr, t.data(), w, 1.0, nullptr, main);
   return t;
@@ -324,19 +327,9 @@ TEST(VarPro, ReducedGaussNewtonMatchesTheSvdProjectionAtWidth50) {
   // the CPU backend's trial does, HostVarPro::trial); the test runs at the trial's parameters,
   // and checks the system that starts from that QR (MainQr) as well as the system's own.
   MainQr main;
-  {
-    Batch batch;
-    batch.datasets.push_back(&ds);
-    batch.add(s, 0, th.data());
-    HostSolver host;
-    host.load(batch);
-    HostSolver::Workspace w;
-    const std::vector<int> lin = linear_columns(s);
-    for (int q : lin) w.lss.late.push_back(scale[q] == 0.0 ? 1 : 0);
-    std::vector<double> t(th.size());
-    host.var_pro_trial(0, th.data(), nullptr, t.data(), w, 1.0, nullptr, &main);
-    th = t;
-  }
+  std::vector<unsigned char> late;
+  for (int q : linear_columns(s)) late.push_back(scale[q] == 0.0 ? 1 : 0);
+  th = trial_at(s, th, ds, &main, &late);
   reduced_at(s, th, ds, &sys, &scale);
   std::vector<Role> role(m);
   std::vector<double> xs, ys;
