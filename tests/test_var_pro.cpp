@@ -66,19 +66,18 @@ void reduced_at(const Shape& s, const std::vector<double>& th, const Dataset& ds
 }
 
 // The trial without a step at th (thin kinks pushed out, the linear parameters solved again),
-// and the QR of its main linear columns in *main. late, when given: the marks of the linear
-// columns (linear_columns) that its QR takes last (LsScratch::late).
+// and the QR of its main linear columns in *main. scale, when given: the Jacobi scale whose
+// left-out linear columns that QR takes last (HostSolver::var_pro_trial).
 std::vector<double> trial_at(const Shape& s, const std::vector<double>& th, const Dataset& ds, MainQr* main,
-                             const std::vector<unsigned char>* late = nullptr) {
+                             const double* scale = nullptr) {
   Batch batch;
   batch.datasets.push_back(&ds);
   batch.add(s, 0, th.data());
   HostSolver host;
   host.load(batch);
   HostSolver::Workspace w;
-  if (late != nullptr) w.lss.late = *late;
   std::vector<double> t(th.size());
-  host.var_pro_trial(0, th.data(), nullptr, t.data(), w, 1.0, nullptr, main);
+  host.var_pro_trial(0, th.data(), nullptr, t.data(), w, 1.0, nullptr, main, scale);
   return t;
 }
 
@@ -327,9 +326,7 @@ TEST(VarPro, ReducedGaussNewtonMatchesTheSvdProjectionAtWidth50) {
   // the CPU backend's trial does, HostVarPro::trial); the test runs at the trial's parameters,
   // and checks the system that starts from that QR (MainQr) as well as the system's own.
   MainQr main;
-  std::vector<unsigned char> late;
-  for (int q : linear_columns(s)) late.push_back(scale[q] == 0.0 ? 1 : 0);
-  th = trial_at(s, th, ds, &main, &late);
+  th = trial_at(s, th, ds, &main, scale.data());
   reduced_at(s, th, ds, &sys, &scale);
   std::vector<Role> role(m);
   std::vector<double> xs, ys;

@@ -339,7 +339,8 @@ void HostSolver::var_pro_system(int i, const double* theta, const double* H, con
 }
 
 double HostSolver::var_pro_trial(int i, const double* theta, const double* step, double* trial,
-                                 Workspace& w, double alpha, std::vector<double>* resid, MainQr* keep) const {
+                                 Workspace& w, double alpha, std::vector<double>* resid, MainQr* keep,
+                                 const double* scale) const {
   const NetDesc& nd = nets_[i];
   const Shape& s = nd.shape;
   const int m = num_params(s);
@@ -349,7 +350,18 @@ double HostSolver::var_pro_trial(int i, const double* theta, const double* step,
   if (relu1d_fast_path(s)) push_out_thin(s, points1d(nd.dataset), trial);
   w.values.resize(cols.size());
   double before;
-  linear_optimum(i, trial, cols, w.values.data(), &before, w);
+  {
+    // The columns of zero Jacobi scale go last in the QR, for this solve alone (LsScratch::late),
+    // whether it returns or throws.
+    struct Marks {
+      std::vector<unsigned char>& late;
+      ~Marks() { late.clear(); }
+    } marks{w.lss.late};
+    marks.late.clear();
+    if (scale != nullptr)
+      for (int q : cols) marks.late.push_back(scale[q] == 0.0 ? 1 : 0);
+    linear_optimum(i, trial, cols, w.values.data(), &before, w);
+  }
   for (std::size_t q = 0; q < cols.size(); ++q) trial[cols[q]] = w.values[q];
   if (keep != nullptr) {
     keep->cols.clear();
@@ -422,18 +434,8 @@ int HostVarPro::solve(const HostSolver& host, int i, const double* theta, const 
 
 double HostVarPro::trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
                          HostSolver::Workspace& w, double alpha, const double* scale) {
-  // The marks are for this trial's solve alone, whether it returns or throws.
-  struct Marks {
-    std::vector<unsigned char>& late;
-    ~Marks() { late.clear(); }
-  } marks{w.lss.late};
-  marks.late.clear();
-  if (scale != nullptr) {
-    const std::vector<int> cols = linear_columns(host.shape(i));
-    marks.late.resize(cols.size());
-    for (std::size_t j = 0; j < cols.size(); ++j) marks.late[j] = scale[cols[j]] == 0.0 ? 1 : 0;
-  }
-  const double loss = host.var_pro_trial(i, theta, step, trial, w, alpha, &trial_resid_[i], &trial_qr_[i]);
+  const double loss =
+      host.var_pro_trial(i, theta, step, trial, w, alpha, &trial_resid_[i], &trial_qr_[i], scale);
   trial_resid_ok_[i] = !trial_resid_[i].empty();
   trial_qr_ok_[i] = !trial_qr_[i].cols.empty();
   return loss;

@@ -200,7 +200,6 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   if (reuse) {
     // The trial's columns were B_q / norm_q, these are B_q f scale_q: the same reflectors, and
     // R's column j times d_j = f scale_q norm_q.
-    out->reused = true;
     for (int j = 0; j < kmain; ++j) {
       const double d = f * scale[all[j]] * main->norm[j];
       const double* from = main->a.data() + static_cast<std::size_t>(j) * rows;
@@ -209,17 +208,16 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
       std::copy(from + j + 1, from + rows, to + j + 1);
       tau[j] = main->tau[j];
     }
-    for (int j = 0; j < kmain; ++j) rmax = std::fmax(rmax, std::fabs(M[j + static_cast<std::size_t>(j) * ldm]));
-    for (int j = 0; j < kmain && !deficient; ++j)
-      deficient = !(std::fabs(M[j + static_cast<std::size_t>(j) * ldm]) > tol * rmax);
-    out->reused = !deficient;
   } else if (!deficient && kmain > 0) {
     householder(rows, kmain, M.data(), ldm, tau.data(), work);
     qr_flops += flops_qr(rows, kmain);
+  }
+  if (!deficient && kmain > 0) {
     for (int j = 0; j < kmain; ++j) rmax = std::fmax(rmax, std::fabs(M[j + static_cast<std::size_t>(j) * ldm]));
     for (int j = 0; j < kmain && !deficient; ++j)
       deficient = !(std::fabs(M[j + static_cast<std::size_t>(j) * ldm]) > tol * rmax);
   }
+  out->reused = reuse && !deficient;
   if (deficient) {
     // The rare path: the main columns are (numerically) dependent. Start again from M with a
     // column-pivoted QR of all the linear columns.

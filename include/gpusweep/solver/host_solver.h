@@ -79,10 +79,12 @@ class HostSolver {
   // the sorted training points (sorted_residuals) where the relu 1D path computed them, and is
   // left empty elsewhere. keep, when not null, receives the QR of the main linear columns where
   // the linear solve took least_squares_values's QR path (MainQr; its cols are left empty
-  // elsewhere).
+  // elsewhere). scale, when not null: the Jacobi scale of all the network's parameters (of its
+  // last ALL assembly); that QR takes the linear columns it leaves out last (LsScratch::late),
+  // so that a reduced system that leaves out the same ones can start from it.
   double var_pro_trial(int i, const double* theta, const double* step, double* trial,
                        Workspace& w, double alpha = 1.0, std::vector<double>* resid = nullptr,
-                       MainQr* keep = nullptr) const;
+                       MainQr* keep = nullptr, const double* scale = nullptr) const;
 
  private:
   std::vector<NetDesc> nets_;
@@ -122,8 +124,7 @@ class HostVarPro {
   // Backend::var_pro_trial for network i (HostSolver::var_pro_trial, its residuals and the QR
   // of its main linear columns kept).
   // scale, when not null: the Jacobi scale of network i's last assembly of the ALL stage (by
-  // parameter); the trial's QR takes the linear columns that it leaves out last
-  // (LsScratch::late), so that a system that leaves out the same ones can start from that QR.
+  // parameter), for HostSolver::var_pro_trial.
   double trial(const HostSolver& host, int i, const double* theta, const double* step, double* trial,
                HostSolver::Workspace& w, double alpha, const double* scale = nullptr);
   // Network i's parameters are now its last trial: the trial's residuals and main QR are its
