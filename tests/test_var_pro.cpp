@@ -630,6 +630,38 @@ TEST(VarPro, ConvergedIsStationaryByFiniteDifferences) {
   EXPECT_GE(converged, batch.size() - 1);
 }
 
+// The rounding floor is the problem's: a network whose neurons cancel one another with huge
+// terms gets no higher floor from them. Neuron 1 of a glu becomes a copy of neuron 0, and their
+// output weights +-1e12: the two terms cancel exactly, so the loss is that of the other neurons
+// (far above float64's floor for targets of 1), while the sum of the terms' magnitudes is about
+// 1e12. Without the cap that network's floor would lie above its loss, and it would be called
+// converged.
+TEST(VarPro, RoundingFloorIsNotRaisedByCancellingNeurons) {
+  const Dataset ds = make_target_dataset("invcos2", 2000, 1);
+  const Shape s{Arch::kGlu, Act::kRelu, 1, 6};
+  std::vector<double> th(num_params(s));
+  init_params(s, InitKind::kMaso, ds, 2, th.data());
+  th = project(s, th, ds);
+  const double plain = rounding_floor(s, th.data(), ds);
+  double fmax = 0.0;
+  for (double y : ds.y_train) fmax = std::fmax(fmax, std::fabs(y));
+  const double ulp = kFloorUlps * 2.220446049250313e-16, cap = ulp * ulp * kFloorTermCap * kFloorTermCap * fmax * fmax;
+  EXPECT_GT(plain, 0.0);
+  EXPECT_LT(plain, 1e-3 * cap);  // an ordinary network is far below the cap
+  for (int b = 0; b < num_factors(s.arch); ++b) {
+    th[factor_offset(s, b) + 1] = th[factor_offset(s, b) + 0];                  // W
+    th[factor_offset(s, b) + s.n + 1] = th[factor_offset(s, b) + s.n + 0];      // w
+  }
+  th[d_offset(s) + 0] = 1e12;
+  th[d_offset(s) + 1] = -1e12;
+  const double loss = train_mse(s, th.data(), ds);
+  const double floor = rounding_floor(s, th.data(), ds);
+  EXPECT_GT(loss, 1e-12);
+  EXPECT_LT(floor, 1e-6 * loss);
+  EXPECT_LE(floor, cap * (1.0 + 1e-12));
+  EXPECT_GT(floor, plain);
+}
+
 // A kink on a training point (x = 0, so that only the gate bias's derivative jumps there):
 // kink_scaled_gradient against finite differences of the loss. Every parameter but that gate
 // bias takes a central difference; the gate bias takes its two one-sided differences (the

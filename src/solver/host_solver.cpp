@@ -121,6 +121,9 @@ double rounding_floor(const Shape& s, const double* theta, const Dataset& ds) {
   const int npts = ds.n_train();
   if (npts == 0) return 0.0;
   const double d0 = std::fabs(theta[num_params(s) - 1]);
+  double fmax = 0.0;
+  for (int q = 0; q < npts; ++q) fmax = std::fmax(fmax, std::fabs(ds.y_train[q]));
+  const double cap = kFloorTermCap * fmax;
   double sum = 0.0;
   for (int q = 0; q < npts; ++q) {
     const double* x = ds.x_train.data() + static_cast<std::size_t>(q) * s.d;
@@ -129,6 +132,7 @@ double rounding_floor(const Shape& s, const double* theta, const Dataset& ds) {
       const NeuronEval e = eval_neuron(s, theta, x, i);
       mag += std::fabs(e.q * e.g.s * e.m);
     }
+    mag = std::fmin(mag, cap);
     sum += mag * mag;
   }
   const double ulp = kFloorUlps * 2.220446049250313e-16;

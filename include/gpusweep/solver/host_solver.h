@@ -149,7 +149,12 @@ double train_sse(const Shape& s, const double* theta, const Dataset& ds);
 // the magnitudes that evaluating r = y - f adds up (|f|, |d0| and each neuron's |term|), times
 // kFloorUlps units in the last place of 1, squared and averaged. A network there can lower its
 // loss no further in float64, and its gradient is noise, so it counts as stationary.
+// The floor is the problem's, not one the network made for itself: each point's sum is capped
+// at kFloorTermCap times the largest |f| of the training targets. A network whose neurons have
+// grown to cancel one another (terms 1e7 and more against targets of 1) has a rounding noise
+// far above what the target needs; it must then be stationary by its gradient.
 constexpr double kFloorUlps = 64.0;
+constexpr double kFloorTermCap = 1e4;
 double rounding_floor(const Shape& s, const double* theta, const Dataset& ds);
 
 // Relu on 1D inputs: the loss is piecewise smooth in the gates. Where a kink sits on a
