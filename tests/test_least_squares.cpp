@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "lsq_reference.h"
 #include "train_one.h"
 #include "solver/lapack.h"
+#include "solver/staircase_qr.h"
 
 namespace gs {
 namespace {
@@ -253,6 +255,71 @@ TEST(LeastSquares, FrozenKnotScheduleReachesTheSvdFitOnItsKnots) {
 }
 
 
+// staircase_qr and staircase_apply_qt against LAPACK's dgeqrf and dormqr: a dense matrix, a
+// staircase (column j zero below a row that grows with j, as the sorted main columns of a
+// relu 1D system), and the same staircase with its columns shuffled (no rows to skip). R, the
+// reflectors and Q^T of the trailing columns agree to rounding (a panel that stopped short of a
+// column's nonzeros would not).
+TEST(LeastSquares, StaircaseQrMatchesDgeqrf) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> N01(0.0, 1.0);
+  const int rows = 300, k = 140, extra = 9, n = k + extra;
+  for (int kind = 0; kind < 3; ++kind) {
+    std::vector<double> a(static_cast<std::size_t>(rows) * n);
+    std::vector<int> order(k);
+    for (int j = 0; j < k; ++j) order[j] = j;
+    if (kind == 2) std::shuffle(order.begin(), order.end(), rng);
+    for (int j = 0; j < n; ++j) {
+      // Column j of the staircase reaches row 2 j + 10 (the trailing columns are dense).
+      const int end = kind == 0 || j >= k ? rows : std::min(rows, 2 * order[j] + 10);
+      for (int r = 0; r < rows; ++r) a[r + static_cast<std::size_t>(j) * rows] = r < end ? N01(rng) : 0.0;
+    }
+    std::vector<double> ref = a, tau_ref(k), tau(k), work;
+    int info = 0, lwork = -1;
+    double q = 0.0;
+    dgeqrf_(&rows, &k, ref.data(), &rows, tau_ref.data(), &q, &lwork, &info);
+    lwork = static_cast<int>(q);
+    work.resize(lwork);
+    dgeqrf_(&rows, &k, ref.data(), &rows, tau_ref.data(), work.data(), &lwork, &info);
+    ASSERT_EQ(info, 0);
+    lwork = -1;
+    dormqr_("L", "T", &rows, &extra, &k, ref.data(), &rows, tau_ref.data(), ref.data() + static_cast<std::size_t>(k) * rows,
+            &rows, &q, &lwork, &info);
+    lwork = static_cast<int>(q);
+    work.resize(lwork);
+    dormqr_("L", "T", &rows, &extra, &k, ref.data(), &rows, tau_ref.data(), ref.data() + static_cast<std::size_t>(k) * rows,
+            &rows, work.data(), &lwork, &info);
+    ASSERT_EQ(info, 0);
+    std::vector<double> st = a;
+    staircase_qr(rows, n, k, st.data(), rows, tau.data(), work);
+    double scale = 0.0, diff = 0.0;
+    for (std::size_t e = 0; e < st.size(); ++e) {
+      scale = std::fmax(scale, std::fabs(ref[e]));
+      diff = std::fmax(diff, std::fabs(st[e] - ref[e]));
+    }
+    for (int j = 0; j < k; ++j) diff = std::fmax(diff, std::fabs(tau[j] - tau_ref[j]));
+    EXPECT_LE(diff, 1e-12 * scale) << "kind " << kind;
+    // Q^T of new columns by the panels' reach against dormqr with dgeqrf's QR.
+    std::vector<double> c(static_cast<std::size_t>(rows) * 4), c_ref;
+    for (double& v : c) v = N01(rng);
+    c_ref = c;
+    staircase_apply_qt(rows, 4, k, ref.data(), rows, tau_ref.data(), c.data(), rows, work);
+    const int four = 4;
+    lwork = -1;
+    dormqr_("L", "T", &rows, &four, &k, ref.data(), &rows, tau_ref.data(), c_ref.data(), &rows, &q, &lwork, &info);
+    lwork = static_cast<int>(q);
+    work.resize(lwork);
+    dormqr_("L", "T", &rows, &four, &k, ref.data(), &rows, tau_ref.data(), c_ref.data(), &rows, work.data(), &lwork,
+            &info);
+    double cd = 0.0, cs = 0.0;
+    for (std::size_t e = 0; e < c.size(); ++e) {
+      cs = std::fmax(cs, std::fabs(c_ref[e]));
+      cd = std::fmax(cd, std::fabs(c[e] - c_ref[e]));
+    }
+    EXPECT_LE(cd, 1e-12 * cs) << "kind " << kind;
+  }
+}
+
 // The QR path of the trial's solve (systems with global marks) against dgelsd on the same
 // compressed system (the marks dropped) and against dgelsd on the explicit Jacobian: the linear
 // columns of the variable-projection trial (linear_columns) of relu networks from the MASO start
@@ -264,7 +331,7 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
   double ymax = 0.0;
   for (double v : ds.y_train) ymax = std::fmax(ymax, std::fabs(v));
   LsScratch qr_scratch, late_scratch;
-  int cases_run = 0, deficient_global = 0;
+  int cases_run = 0, deficient_global = 0, flipped = 0, unflipped = 0;
   double worst = 0.0;    // the largest relative difference of the two losses
   double worst_x = 0.0;  // and of the two answers, in the scaled norm
   for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
@@ -301,6 +368,13 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
         std::vector<double> theta(m), xq(m), xs(m);
         for (int q = 0; q < m; ++q) theta[q] = th[cols[q]];
         least_squares_values(sys, theta.data(), ds.n_train(), xq.data(), &qr_scratch);
+        if (qr_scratch.qr_main > 0) {
+          // The main columns in the order of their reach (staircase_qr), rows in either direction.
+          ++(qr_scratch.flip ? flipped : unflipped);
+          auto reach = [&](int q) { return qr_scratch.flip ? sys.rows - 1 - qr_scratch.first[q] : qr_scratch.last[q]; };
+          for (int j = 1; j < qr_scratch.qr_main; ++j)
+            EXPECT_LE(reach(qr_scratch.order[j - 1]), reach(qr_scratch.order[j])) << arch_name(a) << " n=" << w;
+        }
         // The same with a third of the columns marked to go last among the main ones
         // (LsScratch::late): the same answer to rounding.
         std::vector<double> xl(m);
@@ -357,6 +431,8 @@ TEST(LeastSquares, TrialQrMatchesDgelsdOnTrialSystems) {
     }
   }
   EXPECT_GE(deficient_global, 3);  // the rank-deficient global block was exercised
+  EXPECT_GE(flipped, 3);            // both directions of the rows were exercised
+  EXPECT_GE(unflipped, 3);
   EXPECT_EQ(qr_scratch.qr_solves + qr_scratch.fallbacks, cases_run);
   EXPECT_EQ(late_scratch.qr_solves + late_scratch.fallbacks, cases_run);
   EXPECT_EQ(late_scratch.qr_solves, qr_scratch.qr_solves);  // the marks keep the QR path

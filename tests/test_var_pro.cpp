@@ -86,12 +86,14 @@ std::vector<double> trial_at(const Shape& s, const std::vector<double>& th, cons
 // step of bounded size). step_ok(k, h) may veto a step (a relu kink that would cross a point).
 // With via_trial, th is first replaced by the trial at th, and the system starts from the QR of
 // that trial's main linear columns (it must: sys.reused).
+// flip, when 0 or 1: whether the trial's QR must have taken the rows in reverse order.
 void check_against_phi(const Shape& s, std::vector<double> th, const Dataset& ds, const std::string& where,
-                       double rel, bool via_trial = false) {
+                       double rel, bool via_trial = false, int flip = -1) {
   ReducedSystem sys;
   std::vector<double> scale;
   MainQr main;
   if (via_trial) th = trial_at(s, th, ds, &main);
+  if (via_trial && flip >= 0) EXPECT_EQ(main.flip, flip == 1) << where;
   reduced_at(s, th, ds, &sys, &scale, via_trial ? &main : nullptr);
   EXPECT_EQ(sys.reused, via_trial) << where;
   const int kb = static_cast<int>(sys.index.size());
@@ -289,22 +291,30 @@ TEST(VarPro, StepModelIsTheProjectedLossAlongTheStep) {
 // between the same two points (a few points, and steps far below their spacing).
 TEST(VarPro, Relu1dReducedSystemIsTheDerivativeOfTheProjectedLoss) {
   const Dataset ds = make_target_dataset("invcos2", 60, 2);
-  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
-    const Shape s{a, Act::kRelu, 1, 4};
-    std::vector<double> th(num_params(s));
-    init_params(s, InitKind::kMaso, ds, 5, th.data());
-    // Kinks inside, away from the points: midway between two of them.
-    std::vector<double> xs(ds.x_train);
-    std::sort(xs.begin(), xs.end());
-    for (int i = 0; i < s.n; ++i) {
-      const int at = 12 + 11 * i;
-      const double kink = 0.5 * (xs[at] + xs[at + 1]), G = th[factor_offset(s, 0) + i];
-      th[factor_offset(s, 0) + s.n + i] = -G * kink;
+  // Gates as drawn, then every neuron active right of its kink (its linear columns are zero on
+  // the rows left of it: the trial's QR takes the rows in reverse order, MainQr::flip), then
+  // every one active left of it.
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu})
+    for (int dir : {0, 1, -1}) {
+      const Shape s{a, Act::kRelu, 1, 4};
+      std::vector<double> th(num_params(s));
+      init_params(s, InitKind::kMaso, ds, 5, th.data());
+      // Kinks inside, away from the points: midway between two of them.
+      std::vector<double> xs(ds.x_train);
+      std::sort(xs.begin(), xs.end());
+      for (int i = 0; i < s.n; ++i) {
+        // (Active left: the kinks mirrored, so that each neuron sees as many points.)
+        const int at = dir == -1 ? static_cast<int>(xs.size()) - 14 - 11 * i : 12 + 11 * i;
+        double& G = th[factor_offset(s, 0) + i];
+        if (dir != 0) G = dir * std::fabs(G);
+        const double kink = 0.5 * (xs[at] + xs[at + 1]);
+        th[factor_offset(s, 0) + s.n + i] = -G * kink;
+      }
+      th = project(s, th, ds);
+      const std::string where = std::string(arch_name(a)) + " relu, gates " + std::to_string(dir);
+      check_against_phi(s, th, ds, where, 2e-3);
+      check_against_phi(s, th, ds, where + ", from the trial's QR", 2e-3, true, dir == 0 ? -1 : dir == 1);
     }
-    th = project(s, th, ds);
-    check_against_phi(s, th, ds, std::string(arch_name(a)) + " relu", 2e-3);
-    check_against_phi(s, th, ds, std::string(arch_name(a)) + " relu, from the trial's QR", 2e-3, true);
-  }
 }
 
 // At a wide network the linear columns are ill-conditioned (cond(J_c) near 1e7 at gqu width

@@ -373,6 +373,7 @@ double HostSolver::var_pro_trial(int i, const double* theta, const double* step,
     const int km = w.lss.qr_main;
     if (km > 0) {
       keep->rows = w.ls.rows;
+      keep->flip = w.lss.flip;
       for (int j = 0; j < km; ++j) {
         keep->cols.push_back(cols[w.lss.order[j]]);
         keep->norm.push_back(w.lss.c[w.lss.order[j]]);

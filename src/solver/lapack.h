@@ -38,5 +38,11 @@ void dstedc_(const char* compz, const int* n, double* d, double* e, double* z, c
 void dormtr_(const char* side, const char* uplo, const char* trans, const int* m, const int* n, const double* a,
              const int* lda, const double* tau, double* c, const int* ldc, double* work, const int* lwork,
              int* info);
+void dgeqr2_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work, int* info);
+void dlarft_(const char* direct, const char* storev, const int* n, const int* k, const double* v, const int* ldv,
+             const double* tau, double* t, const int* ldt);
+void dlarfb_(const char* side, const char* trans, const char* direct, const char* storev, const int* m, const int* n,
+             const int* k, const double* v, const int* ldv, const double* t, const int* ldt, double* c, const int* ldc,
+             double* work, const int* ldwork);
 void openblas_set_num_threads(int num_threads);
 }

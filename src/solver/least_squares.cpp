@@ -10,6 +10,7 @@
 #include "gpusweep/model/relu1d.h"
 #include "gpusweep/solver/tally.h"
 #include "solver/lapack.h"
+#include "solver/staircase_qr.h"
 
 namespace gs {
 namespace {
@@ -70,26 +71,28 @@ int qr_solve(const LsSystem& sys, const double* theta, double rcond, int km, int
   M.resize(static_cast<std::size_t>(ld) * (n + 1));
   double* rhs = M.data() + static_cast<std::size_t>(n) * ld;
   std::fill(rhs, rhs + rows, 0.0);
+  // System row k is row k of M, or row rows - 1 - k with w.flip.
+  const int r0 = w.flip ? rows - 1 : 0, dr = w.flip ? -1 : 1;
   for (int j = 0; j < n; ++j) {
     const int q = w.order[j];
     const double* col = sys.B.data() + static_cast<std::size_t>(q) * rows;
     double* out = M.data() + static_cast<std::size_t>(j) * ld;
     const double inv = 1.0 / w.c[q];
-    for (int k = 0; k < rows; ++k) {
-      rhs[k] += col[k] * theta[q];
-      out[k] = col[k] * inv;
+    for (int k = 0, t = r0; k < rows; ++k, t += dr) {
+      rhs[t] += col[k] * theta[q];
+      out[t] = col[k] * inv;
     }
   }
-  for (int k = 0; k < rows; ++k) rhs[k] -= sys.h[k];
+  for (int k = 0, t = r0; k < rows; ++k, t += dr) rhs[t] -= sys.h[k];
   w.tau.resize(std::max(1, km));
+  w.main_flops = 0.0;
   double rmax = 0.0;
   if (km > 0) {
-    qr_in_place(rows, km, M.data(), ld, w.tau, w.work);
+    // The main columns' QR, and Q^T on the global columns and the right-hand side.
+    w.main_flops = staircase_qr(rows, n + 1, km, M.data(), ld, w.tau.data(), w.work);
     for (int j = 0; j < km; ++j) rmax = std::fmax(rmax, std::fabs(M[j + static_cast<std::size_t>(j) * ld]));
     for (int j = 0; j < km; ++j)
       if (!(std::fabs(M[j + static_cast<std::size_t>(j) * ld]) > rcond * rmax)) return -1;
-    apply_q("T", rows, g + 1, km, M.data(), ld, w.tau.data(), M.data() + static_cast<std::size_t>(km) * ld, ld,
-            w.work);
   }
   // The global columns below the main block: pivoted QR, its reflectors on the right-hand side,
   // and the main rows of the global columns in the pivoted order.
@@ -200,6 +203,7 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   LsScratch own;
   LsScratch& w = scratch != nullptr ? *scratch : own;
   w.qr_main = -1;
+  w.flip = false;
   const int m = sys.m;
   if (m == 0) return 0;
   const TallyTimer timer;
@@ -212,6 +216,8 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   c.assign(m, 1.0);
   std::vector<unsigned char>& nonzero = w.nonzero;
   nonzero.assign(m, 0);
+  w.first.resize(m);
+  w.last.resize(m);
   for (int q = 0; q < m; ++q) {
     const double* col = sys.B.data() + static_cast<std::size_t>(q) * sys.rows;
     // The norm in two passes, scaled by the largest entry (no overflow or underflow, as
@@ -232,6 +238,11 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
       c[q] = nrm;
       nonzero[q] = 1;
     }
+    int lo = 0, hi = sys.rows - 1;
+    while (lo < sys.rows && col[lo] == 0.0) ++lo;
+    while (hi > lo && col[hi] == 0.0) --hi;
+    w.first[q] = lo;
+    w.last[q] = hi;
   }
   const double rcond = kLsRcondEps * std::max(npoints, m);
   int rank = -1;
@@ -239,11 +250,24 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
     // The QR path: the main columns, then the global ones; zero columns get x_q = 0.
     w.order.clear();
     const bool marks = static_cast<int>(w.late.size()) == m;
+    // The rows' direction with fewer nonzeros above the columns' last ones (staircase_qr).
+    double down = 0.0, up = 0.0;
+    for (int q = 0; q < m; ++q)
+      if (nonzero[q] && !sys.global[q]) {
+        down += w.last[q] + 1;
+        up += rows - w.first[q];
+      }
+    w.flip = up < down;
+    auto reach = [&](int q) { return w.flip ? rows - 1 - w.first[q] : w.last[q]; };
+    auto by_reach = [&](int a, int b) { return reach(a) < reach(b); };
     for (int q = 0; q < m; ++q)
       if (nonzero[q] && !sys.global[q] && !(marks && w.late[q])) w.order.push_back(q);
+    std::stable_sort(w.order.begin(), w.order.end(), by_reach);
+    const std::size_t early = w.order.size();
     if (marks)
       for (int q = 0; q < m; ++q)
         if (nonzero[q] && !sys.global[q] && w.late[q]) w.order.push_back(q);
+    std::stable_sort(w.order.begin() + static_cast<std::ptrdiff_t>(early), w.order.end(), by_reach);
     const int km = static_cast<int>(w.order.size());
     for (int q = 0; q < m; ++q)
       if (nonzero[q] && sys.global[q]) w.order.push_back(q);
@@ -263,7 +287,10 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   if (timer.on() && tally_phase() == TallyPhase::kTrial) {
     // The target (tally.h): Householder QR of [B | h], then a triangular solve.
     const double scaling = 3.0 * rows * m;
-    tally_add(Prim::kTrialLs, scaling + (used_qr ? flops_qr(rows, m + 1) + static_cast<double>(m) * m : flops_gelsd(rows, m)),
+    // The QR path: the main columns' staircase QR as done, the global columns' and the solve as
+    // if dense.
+    const double qr_path = w.main_flops + flops_qr(rows - w.qr_main, m - w.qr_main + 1) + static_cast<double>(m) * m;
+    tally_add(Prim::kTrialLs, scaling + (used_qr ? qr_path : flops_gelsd(rows, m)),
               scaling + flops_qr(rows, m + 1) + static_cast<double>(m) * m, timer.seconds());
     tally_sizes([&](SolverTally& t) {
       ++t.trials;

@@ -10,6 +10,7 @@
 #include "gpusweep/solver/solve.h"
 #include "gpusweep/solver/tally.h"
 #include "solver/lapack.h"
+#include "solver/staircase_qr.h"
 
 namespace gs {
 
@@ -178,21 +179,44 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   const int ldm = std::max(rows, 1);
   // Scratch kept by each thread from call to call: its pages are touched once, not per step.
   thread_local std::vector<double> M, tau, T, tb, Rbb, hb, W, Rcb, Rcc, hc, U;
-  // The trial's QR of the main columns stands in for this one's where these are its first ones.
-  const bool reuse = main != nullptr && kmain > 0 && kmain <= rows && main->rows == rows &&
-                     static_cast<int>(main->cols.size()) >= kmain &&
-                     std::equal(cols.lin.begin(), cols.lin.begin() + kmain, main->cols.begin()) &&
-                     static_cast<int>(main->tau.size()) >= kmain && main->norm.size() >= main->cols.size() &&
-                     main->a.size() >= static_cast<std::size_t>(rows) * kmain;
-  M.resize(static_cast<std::size_t>(ldm) * nc);
-  for (int j = reuse ? kmain : 0; j < ld; ++j)
-    for (int k = 0; k < rows; ++k)
-      M[k + static_cast<std::size_t>(j) * ldm] = js.B[k + static_cast<std::size_t>(j) * rows] * f * scale[all[j]];
-  for (int k = 0; k < rows; ++k) M[k + static_cast<std::size_t>(ld) * ldm] = js.h[k] * f;
-  std::vector<double>& work = out->work;
-  tau.resize(std::max(1, kc));
   std::vector<int> perm(kc);  // the linear columns in the order of R_cc
   for (int j = 0; j < kc; ++j) perm[j] = j;
+  // The trial's QR of the main columns stands in for this one's where these are its first ones
+  // (in any order: perm follows the trial's).
+  bool reuse = main != nullptr && kmain > 0 && kmain <= rows && main->rows == rows &&
+               static_cast<int>(main->cols.size()) >= kmain && static_cast<int>(main->tau.size()) >= kmain &&
+               main->norm.size() >= main->cols.size() && main->a.size() >= static_cast<std::size_t>(rows) * kmain;
+  if (reuse) {
+    thread_local std::vector<int> where;  // parameter -> its place among the main columns, or -1
+    int top = 0;
+    for (int j = 0; j < kmain; ++j) top = std::max({top, cols.lin[j] + 1, main->cols[j] + 1});
+    where.assign(top, -1);
+    for (int j = 0; j < kmain; ++j) where[cols.lin[j]] = j;
+    for (int j = 0; j < kmain && reuse; ++j) {
+      const int at = where[main->cols[j]];
+      reuse = at >= 0;
+      if (reuse) {
+        perm[j] = at;
+        where[main->cols[j]] = -1;  // each once
+      }
+    }
+    if (!reuse)
+      for (int j = 0; j < kmain; ++j) perm[j] = j;
+  }
+  // The rows as the trial took them (MainQr::flip) where its QR is reused; any order is the
+  // same least-squares problem.
+  const bool flip = reuse && main->flip;
+  const int r0 = flip ? rows - 1 : 0, dr = flip ? -1 : 1;
+  M.resize(static_cast<std::size_t>(ldm) * nc);
+  for (int j = reuse ? kmain : 0; j < ld; ++j) {
+    const double* from = js.B.data() + static_cast<std::size_t>(j) * rows;
+    double* to = M.data() + static_cast<std::size_t>(j) * ldm;
+    const double v = f * scale[all[j]];
+    for (int k = 0, t = r0; k < rows; ++k, t += dr) to[t] = from[k] * v;
+  }
+  for (int k = 0, t = r0; k < rows; ++k, t += dr) M[t + static_cast<std::size_t>(ld) * ldm] = js.h[k] * f;
+  std::vector<double>& work = out->work;
+  tau.resize(std::max(1, kc));
   const double tol = kVarProRank * std::max(npoints, kc);
   int rank = 0;
   double rmax = 0.0;
@@ -201,7 +225,7 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
     // The trial's columns were B_q / norm_q, these are B_q f scale_q: the same reflectors, and
     // R's column j times d_j = f scale_q norm_q.
     for (int j = 0; j < kmain; ++j) {
-      const double d = f * scale[all[j]] * main->norm[j];
+      const double d = f * scale[all[perm[j]]] * main->norm[j];
       const double* from = main->a.data() + static_cast<std::size_t>(j) * rows;
       double* to = M.data() + static_cast<std::size_t>(j) * ldm;
       for (int k = 0; k <= j; ++k) to[k] = from[k] * d;
@@ -237,9 +261,8 @@ void reduced_system(const LsSystem& js, const VarProColumns& cols, const double*
   } else {
     rank = kmain;
     if (kmain > 0)
-      apply_qt(rows, nc - kmain, kmain, M.data(), ldm, tau.data(), M.data() + static_cast<std::size_t>(kmain) * ldm,
-               ldm, work);
-    qr_flops += flops_apply_q(rows, nc - kmain, kmain);
+      qr_flops += staircase_apply_qt(rows, nc - kmain, kmain, M.data(), ldm, tau.data(),
+                                     M.data() + static_cast<std::size_t>(kmain) * ldm, ldm, work);
     const int g = cols.global, below = rows - kmain;
     if (g > 0 && below > 0) {
       // The global columns, below the main block's rows: a small pivoted QR, then its

@@ -36,6 +36,7 @@ constexpr double kLsRcondEps = 2.220446049250313e-16;
 struct LsScratch {
   std::vector<double> c, A, rhs, sv, work, tau, tg, Z, tz, y;
   std::vector<int> iwork, order, jp;
+  std::vector<int> first, last;  // each column's first and last row with a nonzero entry
   std::vector<unsigned char> nonzero;
   // Solves by each path since the scratch was made: the QR path, and the systems with global
   // marks that fell back to dgelsd (their main columns looked dependent).
@@ -44,7 +45,12 @@ struct LsScratch {
   // and above the diagonal, the reflectors below, leading dimension sys.rows) are the first km
   // columns of A, with their scalars in tau, the columns being order[0..km) of the system,
   // each divided by its norm c[q]. -1 after any other solve.
+  // The QR path takes the main columns in the order of their last nonzero row (a staircase:
+  // staircase_qr skips the zeros below it), and with flip the system's rows in reverse order
+  // (row k as row rows - 1 - k), where that puts more zeros below the staircase.
   int qr_main = -1;
+  bool flip = false;
+  double main_flops = 0.0;  // the flops of the main columns' QR (staircase_qr's count)
   // Set by the caller for the next solve, or empty: one mark per column; the QR path factorizes
   // the main columns marked 1 after the others (the answer is the same to rounding). The
   // variable-projection trial marks the linear columns of zero Jacobi scale at the last
@@ -61,7 +67,8 @@ struct LsScratch {
 // A system without global marks is solved by dgelsd (the SVD): directions of singular value
 // at most rcond = kLsRcondEps * max(N, m) times the largest are dropped. A system with them
 // (sys.global) is solved by QR with the structure of reduced_system (var_pro.h): an unpivoted
-// Householder QR of the main (nonzero, unmarked) scaled columns, Q^T applied to the global
+// Householder QR of the main (nonzero, unmarked) scaled columns (staircase_qr, the columns in the
+// order of their last nonzero row: LsScratch::flip), Q^T applied to the global
 // columns and the right-hand side, a column-pivoted QR of the global columns' rows below the
 // main block, and a triangular solve. A global column whose pivoted diagonal is at most rcond
 // times the largest diagonal of R counts as dependent: its direction, and the main columns'

@@ -191,10 +191,12 @@ void residual_curvature_relu1d(const Shape& s, const double* theta, const VarPro
 // columns always take a small pivoted QR of their own after the main ones.
 //
 // main, when given, is the QR of the main linear columns that a trial made at the same
-// parameters (MainQr): where the system's main columns are its first ones, in order, its R
+// parameters (MainQr): where the system's main columns are its first ones, in any order, its R
 // (rescaled from the trial's unit column norms to the system's scale) and reflectors of those
 // stand in for the main QR (the first k steps of a Householder QR see only the first k
-// columns), and the system is built from there as it would be from its own.
+// columns), R_cc's columns in the trial's order and the rows in the trial's (MainQr::flip), and
+// the system is built from there as it would be from its own. Q^T reaches the other columns a
+// panel at a time, each only down to its reflectors' last nonzero row (staircase_apply_qt).
 constexpr double kVarProRank = 2.220446049250313e-16;
 
 // The Householder QR of the main linear columns of a trial's least-squares solve (the QR path of
@@ -203,6 +205,7 @@ constexpr double kVarProRank = 2.220446049250313e-16;
 // rows (compress_relu1d depends on the nonlinear parameters alone).
 struct MainQr {
   int rows = 0;
+  bool flip = false;         // the QR is of the system's rows in reverse order (LsScratch::flip)
   std::vector<int> cols;     // the parameters of the main columns, in the order of the QR
   std::vector<double> norm;  // each column's norm, by which the trial divided it
   std::vector<double> a;     // R and the reflectors: rows x cols.size(), leading dimension rows
