@@ -255,68 +255,94 @@ TEST(LeastSquares, FrozenKnotScheduleReachesTheSvdFitOnItsKnots) {
 }
 
 
-// staircase_qr and staircase_apply_qt against LAPACK's dgeqrf and dormqr: a dense matrix, a
-// staircase (column j zero below a row that grows with j, as the sorted main columns of a
-// relu 1D system), and the same staircase with its columns shuffled (no rows to skip). R, the
-// reflectors and Q^T of the trailing columns agree to rounding (a panel that stopped short of a
-// column's nonzeros would not).
+// staircase_qr and staircase_apply_qt against LAPACK's dgeqrf and dormqr. The matrices: dense;
+// a staircase (column j zero below a row that grows with j, as the sorted main columns of a
+// relu 1D system); the same staircase with its columns shuffled (no rows to skip); a relu-like
+// mix (half the columns from the top row down, sorted by their last row, half from some row to
+// the bottom, and trailing columns that are bands, so that a panel skips the columns with no
+// nonzero in its rows and gathers the others); a square one (k == rows, k a multiple of the
+// panel). In each, one trailing column and one column of c have their only nonzero in the
+// first panel's rows at that panel's last row. R, the reflectors, and Q^T of the trailing
+// columns and of c agree with LAPACK's to rounding: a panel that stopped short of a column's
+// reach, or skipped a column it touches, would not.
 TEST(LeastSquares, StaircaseQrMatchesDgeqrf) {
   std::mt19937_64 rng(5);
   std::normal_distribution<double> N01(0.0, 1.0);
-  const int rows = 300, k = 140, extra = 9, n = k + extra;
-  for (int kind = 0; kind < 3; ++kind) {
-    std::vector<double> a(static_cast<std::size_t>(rows) * n);
+  const int P = kStaircasePanel;
+  for (int kind = 0; kind < 5; ++kind) {
+    const int rows = kind == 4 ? 2 * P : 300, k = kind == 4 ? rows : 140, extra = 9, n = k + extra, nc = 5;
+    // The rows [first, end) of each column that hold nonzeros.
+    std::vector<int> first(n, 0), end(n, rows);
     std::vector<int> order(k);
     for (int j = 0; j < k; ++j) order[j] = j;
     if (kind == 2) std::shuffle(order.begin(), order.end(), rng);
-    for (int j = 0; j < n; ++j) {
-      // Column j of the staircase reaches row 2 j + 10 (the trailing columns are dense).
-      const int end = kind == 0 || j >= k ? rows : std::min(rows, 2 * order[j] + 10);
-      for (int r = 0; r < rows; ++r) a[r + static_cast<std::size_t>(j) * rows] = r < end ? N01(rng) : 0.0;
+    for (int j = 0; j < k; ++j) {
+      if (kind == 1 || kind == 2 || kind == 4) end[j] = std::min(rows, 2 * order[j] + 10);
+      if (kind == 3) {
+        if (j < k / 2) end[j] = std::min(rows, 4 * j + 8);
+        else first[j] = std::min(rows - 1, 4 * (j - k / 2) + 2);
+      }
     }
-    std::vector<double> ref = a, tau_ref(k), tau(k), work;
+    if (kind == 3)
+      for (int j = k; j < n; ++j) {
+        first[j] = (j - k) * 30;
+        end[j] = std::min(rows, first[j] + 60);
+      }
+    // The first panel's reach: its columns' deepest row, at least its last diagonal row.
+    int reach = P;
+    for (int j = 0; j < std::min(P, k); ++j) reach = std::max(reach, end[j]);
+    std::vector<double> a(static_cast<std::size_t>(rows) * n, 0.0);
+    for (int j = 0; j < n; ++j)
+      for (int r = first[j]; r < end[j]; ++r) a[r + static_cast<std::size_t>(j) * rows] = N01(rng);
+    if (reach < rows) {
+      // The last trailing column: only row reach - 1 of the first panel's rows, and rows below it.
+      double* col = a.data() + static_cast<std::size_t>(n - 1) * rows;
+      for (int r = 0; r < reach; ++r) col[r] = 0.0;
+      col[reach - 1] = 1.0;
+      for (int r = reach; r < rows; ++r) col[r] = N01(rng);
+    }
+    std::vector<double> c(static_cast<std::size_t>(rows) * nc, 0.0);
+    for (int t = 0; t < nc; ++t)
+      for (int r = t * rows / nc; r < rows; ++r) c[r + static_cast<std::size_t>(t) * rows] = N01(rng);
+    if (reach < rows) {
+      for (int r = 0; r < rows; ++r) c[r + static_cast<std::size_t>(nc - 1) * rows] = r >= reach ? N01(rng) : 0.0;
+      c[reach - 1 + static_cast<std::size_t>(nc - 1) * rows] = 1.0;
+    }
+    // LAPACK: dgeqrf of the first k columns, dormqr on the others and on c.
+    std::vector<double> ref = a, tau_ref(k), tau(k), work, c_ref = c;
     int info = 0, lwork = -1;
     double q = 0.0;
     dgeqrf_(&rows, &k, ref.data(), &rows, tau_ref.data(), &q, &lwork, &info);
+    work.resize(static_cast<std::size_t>(q));
     lwork = static_cast<int>(q);
-    work.resize(lwork);
     dgeqrf_(&rows, &k, ref.data(), &rows, tau_ref.data(), work.data(), &lwork, &info);
     ASSERT_EQ(info, 0);
-    lwork = -1;
-    dormqr_("L", "T", &rows, &extra, &k, ref.data(), &rows, tau_ref.data(), ref.data() + static_cast<std::size_t>(k) * rows,
-            &rows, &q, &lwork, &info);
-    lwork = static_cast<int>(q);
-    work.resize(lwork);
-    dormqr_("L", "T", &rows, &extra, &k, ref.data(), &rows, tau_ref.data(), ref.data() + static_cast<std::size_t>(k) * rows,
-            &rows, work.data(), &lwork, &info);
-    ASSERT_EQ(info, 0);
+    auto ormqr = [&](int cols, double* cc) {
+      int lw = -1, inf = 0;
+      double wq = 0.0;
+      dormqr_("L", "T", &rows, &cols, &k, ref.data(), &rows, tau_ref.data(), cc, &rows, &wq, &lw, &inf);
+      std::vector<double> wk(static_cast<std::size_t>(wq));
+      lw = static_cast<int>(wq);
+      dormqr_("L", "T", &rows, &cols, &k, ref.data(), &rows, tau_ref.data(), cc, &rows, wk.data(), &lw, &inf);
+      ASSERT_EQ(inf, 0);
+    };
+    ormqr(extra, ref.data() + static_cast<std::size_t>(k) * rows);
+    ormqr(nc, c_ref.data());
     std::vector<double> st = a;
     staircase_qr(rows, n, k, st.data(), rows, tau.data(), work);
-    double scale = 0.0, diff = 0.0;
-    for (std::size_t e = 0; e < st.size(); ++e) {
-      scale = std::fmax(scale, std::fabs(ref[e]));
-      diff = std::fmax(diff, std::fabs(st[e] - ref[e]));
-    }
-    for (int j = 0; j < k; ++j) diff = std::fmax(diff, std::fabs(tau[j] - tau_ref[j]));
-    EXPECT_LE(diff, 1e-12 * scale) << "kind " << kind;
-    // Q^T of new columns by the panels' reach against dormqr with dgeqrf's QR.
-    std::vector<double> c(static_cast<std::size_t>(rows) * 4), c_ref;
-    for (double& v : c) v = N01(rng);
-    c_ref = c;
-    staircase_apply_qt(rows, 4, k, ref.data(), rows, tau_ref.data(), c.data(), rows, work);
-    const int four = 4;
-    lwork = -1;
-    dormqr_("L", "T", &rows, &four, &k, ref.data(), &rows, tau_ref.data(), c_ref.data(), &rows, &q, &lwork, &info);
-    lwork = static_cast<int>(q);
-    work.resize(lwork);
-    dormqr_("L", "T", &rows, &four, &k, ref.data(), &rows, tau_ref.data(), c_ref.data(), &rows, work.data(), &lwork,
-            &info);
-    double cd = 0.0, cs = 0.0;
-    for (std::size_t e = 0; e < c.size(); ++e) {
-      cs = std::fmax(cs, std::fabs(c_ref[e]));
-      cd = std::fmax(cd, std::fabs(c[e] - c_ref[e]));
-    }
-    EXPECT_LE(cd, 1e-12 * cs) << "kind " << kind;
+    auto worst = [](const std::vector<double>& x, const std::vector<double>& y) {
+      double scale = 0.0, diff = 0.0;
+      for (std::size_t e = 0; e < x.size(); ++e) {
+        scale = std::fmax(scale, std::fabs(y[e]));
+        diff = std::fmax(diff, std::fabs(x[e] - y[e]));
+      }
+      return diff / scale;
+    };
+    EXPECT_LE(worst(st, ref), 1e-12) << "kind " << kind;
+    EXPECT_LE(worst(tau, tau_ref), 1e-12) << "kind " << kind;
+    // Q^T of c by the panels' reach, from dgeqrf's factors.
+    staircase_apply_qt(rows, nc, k, ref.data(), rows, tau_ref.data(), c.data(), rows, work);
+    EXPECT_LE(worst(c, c_ref), 1e-12) << "kind " << kind;
   }
 }
 

@@ -317,6 +317,36 @@ TEST(VarPro, Relu1dReducedSystemIsTheDerivativeOfTheProjectedLoss) {
     }
 }
 
+// Dependent global columns: c + 2 neurons active on all the data make, with d0, c + 3 global
+// columns that span c + 1 polynomials. The global block's pivoted QR reorders them and leaves
+// two out; the reduced system must still be the derivative of phi (finite differences).
+TEST(VarPro, DependentGlobalColumnsKeepTheDerivativeOfTheProjectedLoss) {
+  const Dataset ds = make_target_dataset("invcos2", 60, 2);
+  std::vector<double> xs(ds.x_train);
+  std::sort(xs.begin(), xs.end());
+  for (Arch a : {Arch::kMlp, Arch::kGlu, Arch::kGqu}) {
+    const int c = column_degree(a);
+    const Shape s{a, Act::kRelu, 1, c + 4};
+    std::vector<double> th(num_params(s));
+    init_params(s, InitKind::kMaso, ds, 5, th.data());
+    for (int i = 0; i < s.n; ++i) {
+      double& G = th[factor_offset(s, 0) + i];
+      const bool outside = i < c + 2;
+      if (outside) G = std::fabs(G);  // active right of a kink left of the domain
+      const int at = 15 + 20 * (i - (c + 2));
+      const double kink = outside ? ds.lo[0] - 0.2 * (i + 1) : 0.5 * (xs[at] + xs[at + 1]);
+      th[factor_offset(s, 0) + s.n + i] = -G * kink;
+    }
+    th = project(s, th, ds);
+    const std::string where = std::string(arch_name(a)) + ", c + 2 neurons outside";
+    ReducedSystem sys;
+    std::vector<double> scale;
+    reduced_at(s, th, ds, &sys, &scale);
+    EXPECT_FALSE(sys.pivoted) << where;
+    check_against_phi(s, th, ds, where, 2e-3);
+  }
+}
+
 // At a wide network the linear columns are ill-conditioned (cond(J_c) near 1e7 at gqu width
 // 50), and the Schur complement of the Hessian loses the Gauss-Newton part to rounding; the QR
 // keeps it. Reference: the explicit Jacobian of every training point, its nonlinear columns

@@ -287,11 +287,13 @@ int least_squares_values(const LsSystem& sys, const double* theta, int npoints, 
   if (timer.on() && tally_phase() == TallyPhase::kTrial) {
     // The target (tally.h): Householder QR of [B | h], then a triangular solve.
     const double scaling = 3.0 * rows * m;
-    // The QR path: the main columns' staircase QR as done, the global columns' and the solve as
-    // if dense.
-    const double qr_path = w.main_flops + flops_qr(rows - w.qr_main, m - w.qr_main + 1) + static_cast<double>(m) * m;
+    // The QR path: the main columns' staircase QR as done (the target's too: it is a Householder
+    // QR), the global columns' QR and the solve as if dense.
+    const double qr_path = used_qr ? w.main_flops + flops_qr(rows - w.qr_main, m - w.qr_main + 1) +
+                                         static_cast<double>(m) * m
+                                   : 0.0;
     tally_add(Prim::kTrialLs, scaling + (used_qr ? qr_path : flops_gelsd(rows, m)),
-              scaling + flops_qr(rows, m + 1) + static_cast<double>(m) * m, timer.seconds());
+              scaling + (used_qr ? qr_path : flops_qr(rows, m + 1) + static_cast<double>(m) * m), timer.seconds());
     tally_sizes([&](SolverTally& t) {
       ++t.trials;
       if (static_cast<int>(sys.global.size()) == m) ++(used_qr ? t.trial_qr : t.trial_fallbacks);

@@ -79,6 +79,7 @@ double staircase_qr(int rows, int n, int k, double* a, int lda, double* tau, std
 
 double staircase_apply_qt(int rows, int ncols, int k, const double* a, int lda, const double* tau, double* c,
                           int ldc, std::vector<double>& work) {
+  if (k > rows) throw std::logic_error("staircase_apply_qt: more reflectors than rows");
   if (rows <= 0 || ncols <= 0) return 0.0;
   double flops = 0.0;
   for (int k0 = 0; k0 < k; k0 += kStaircasePanel) {

@@ -22,7 +22,7 @@ constexpr int kStaircasePanel = 32;
 // Returns the flops done (tally.h's counts for each panel's QR and its application).
 double staircase_qr(int rows, int n, int k, double* a, int lda, double* tau, std::vector<double>& work);
 
-// c := Q^T c (rows x ncols, leading dimension ldc) for the first k reflectors of a QR in dgeqrf's
+// c := Q^T c (rows x ncols, leading dimension ldc) for the first k <= rows reflectors of a QR in dgeqrf's
 // layout (a, lda, tau), a panel of kStaircasePanel reflectors at a time, each panel applied only
 // down to the last row its reflectors reach (their last nonzero). The same as dormqr's "L", "T".
 // Returns the flops done.

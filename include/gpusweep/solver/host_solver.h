@@ -152,7 +152,8 @@ double train_sse(const Shape& s, const double* theta, const Dataset& ds);
 // The floor is the problem's, not one the network made for itself: each point's sum is capped
 // at kFloorTermCap times the largest |f| of the training targets. A network whose neurons have
 // grown to cancel one another (terms 1e7 and more against targets of 1) has a rounding noise
-// far above what the target needs; it must then be stationary by its gradient.
+// far above what the target needs; it must then be stationary by its gradient. (With every
+// target zero the floor is zero: such a network is converged by its gradient alone.)
 constexpr double kFloorUlps = 64.0;
 constexpr double kFloorTermCap = 1e4;
 double rounding_floor(const Shape& s, const double* theta, const Dataset& ds);

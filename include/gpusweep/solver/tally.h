@@ -10,7 +10,9 @@
 // Cholesky factorization of the damped reduced matrix at every try (no eigendecomposition, no
 // separate definiteness test), the trial's least squares by a Householder QR of [B | h] and a
 // triangular solve (no SVD), and an assembly that forms the gradient and the Jacobi diagonal,
-// not the whole Gauss-Newton Hessian. Work the two formulations share counts the same in both.
+// not the whole Gauss-Newton Hessian. Work the two formulations share counts the same in both;
+// a Householder QR that skips the zeros below a staircase (staircase_qr) counts the work it did
+// in both.
 #pragma once
 
 namespace gs {
