@@ -36,6 +36,7 @@
 #include "gpusweep/solver/tally.h"
 #include "gpusweep/train/sweep.h"
 #include "solver/lapack.h"
+#include "solver/staircase_qr.h"
 
 namespace {
 
@@ -266,6 +267,45 @@ void calibrate(const Sample& g) {
       dgeqrf_(&m, &n1, a1.data(), &m, tau.data(), wq.data(), &lw, &info);
     });
     show("dgeqrf " + std::to_string(m) + " x " + std::to_string(n1) + " (its target)", gs::flops_qr(m, n1), s2);
+  }
+  {
+    // The trial's main QR on the staircase a relu 1D system has (least_squares.h): half the
+    // columns from the top row down to a row 4 per column deeper (sorted so), half from a row 8
+    // per column deeper to the bottom, and the right-hand side dense; LAPACK's dgeqrf and dormqr
+    // against staircase_qr (flops: what each did by tally.h's counts).
+    const int m = g.max_trial_rows, n = g.max_trial_m - 5, half = n / 2, nr = 6;
+    std::vector<double> a0(static_cast<std::size_t>(m) * (n + nr), 0.0);
+    for (int j = 0; j < n + nr; ++j) {
+      const int lo = j >= half && j < n ? std::min(m - 1, 8 * (j - half) + 16) : 0;
+      const int hi = j < half ? std::min(m, 4 * j + 28) : m;
+      for (int r = lo; r < hi; ++r) a0[r + static_cast<std::size_t>(j) * m] = nd(rng);
+    }
+    std::vector<double> a, tau(n), work;
+    int lw = -1, info = 0, nrr = nr;
+    double q = 0;
+    a = a0;
+    dgeqrf_(&m, &n, a.data(), &m, tau.data(), &q, &lw, &info);
+    lw = static_cast<int>(q);
+    std::vector<double> wq(lw);
+    int lw2 = -1;
+    dormqr_("L", "T", &m, &nrr, &n, a.data(), &m, tau.data(), a.data() + static_cast<std::size_t>(n) * m, &m, &q, &lw2,
+            &info);
+    lw2 = static_cast<int>(q);
+    std::vector<double> wq2(lw2);
+    const double s1 = time_call(5, [&] {
+      a = a0;
+      dgeqrf_(&m, &n, a.data(), &m, tau.data(), wq.data(), &lw, &info);
+      dormqr_("L", "T", &m, &nrr, &n, a.data(), &m, tau.data(), a.data() + static_cast<std::size_t>(n) * m, &m,
+              wq2.data(), &lw2, &info);
+    });
+    const std::string size = std::to_string(m) + " x " + std::to_string(n);
+    show("dgeqrf+dormqr " + size + " staircase", gs::flops_qr(m, n) + gs::flops_apply_q(m, nr, n), s1);
+    double fl = 0.0;
+    const double s2 = time_call(5, [&] {
+      a = a0;
+      fl = gs::staircase_qr(m, n + nr, n, a.data(), m, tau.data(), work);
+    });
+    show("staircase_qr " + size, fl, s2);
   }
 }
 
