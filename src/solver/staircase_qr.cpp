@@ -19,6 +19,14 @@ int reach(const double* col, int from, int rows) {
   return e;
 }
 
+// One past the deepest nonzero row of columns [k0, k0 + nb) of a, and at least k0 + nb: how far
+// down a panel (its columns before its QR, or its reflectors after) reaches.
+int panel_reach(const double* a, int lda, int rows, int k0, int nb) {
+  int e = k0 + nb;
+  for (int j = k0; j < k0 + nb; ++j) e = std::max(e, reach(a + static_cast<std::size_t>(j) * lda, e, rows));
+  return e;
+}
+
 // c := H^T c on rows [0, m) for the nb reflectors at v (a panel in dgeqrf's layout), c m x ncols:
 // LAPACK's block reflector (dlarft, dlarfb), as dormqr applies one panel, to the columns of c
 // that have a nonzero in those rows (H^T leaves a column that is zero there as it is); those
@@ -63,9 +71,7 @@ double staircase_qr(int rows, int n, int k, double* a, int lda, double* tau, std
   double flops = 0.0;
   for (int k0 = 0; k0 < k; k0 += kStaircasePanel) {
     const int nb = std::min(kStaircasePanel, k - k0);
-    int e = k0 + nb;
-    for (int j = k0; j < k0 + nb; ++j) e = std::max(e, reach(a + static_cast<std::size_t>(j) * lda, e, rows));
-    const int m = e - k0;
+    const int m = panel_reach(a, lda, rows, k0, nb) - k0;
     double* panel = a + k0 + static_cast<std::size_t>(k0) * lda;
     if (work.size() < static_cast<std::size_t>(nb)) work.resize(nb);
     int info = 0;
@@ -84,9 +90,9 @@ double staircase_apply_qt(int rows, int ncols, int k, const double* a, int lda, 
   double flops = 0.0;
   for (int k0 = 0; k0 < k; k0 += kStaircasePanel) {
     const int nb = std::min(kStaircasePanel, k - k0);
-    int e = std::min(rows, k0 + nb);
-    for (int j = k0; j < k0 + nb; ++j) e = std::max(e, reach(a + static_cast<std::size_t>(j) * lda, std::max(e, j + 1), rows));
-    flops += apply_panel(e - k0, nb, ncols, a + k0 + static_cast<std::size_t>(k0) * lda, lda, tau + k0, c + k0, ldc, work);
+    // Below the diagonal a reflector column holds its vector: its reach is the panel's.
+    const int m = panel_reach(a, lda, rows, k0, nb) - k0;
+    flops += apply_panel(m, nb, ncols, a + k0 + static_cast<std::size_t>(k0) * lda, lda, tau + k0, c + k0, ldc, work);
   }
   return flops;
 }
